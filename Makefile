@@ -1,0 +1,59 @@
+# Sigil — one command each: `make up` runs the control plane, `make test` runs every test.
+# Every target installs what it needs first (idempotent, quiet when nothing is missing).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+SIGIL_CACHE ?= $(HOME)/.cache/sigil
+export SIGIL_CACHE
+# Node.js >= 24: the system one if new enough, else Node 24 LTS fetched into the cache.
+NODE_BIN := $(shell bash .ci/node.sh)
+export PATH := $(NODE_BIN):$(SIGIL_CACHE)/bin:$(PATH)
+# Native addons (pkcs11js) must build against the headers of the Node that runs them.
+export npm_config_nodedir := $(abspath $(NODE_BIN)/..)
+NPM := npm --loglevel=error --no-audit --no-fund
+
+.PHONY: help up test check build lint typecheck format deps deps-apt deps-npm deps-go bench-hsm clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+up: deps-apt deps-npm build ## run the control plane on embedded defaults (Ctrl-C stops everything)
+	@SIGIL_BANNER=1 exec node dist/apps/control-plane/src/main.js
+
+test: deps check ## install what is missing, run `make check`, then every test (unit, integration, e2e)
+	@bash .ci/jest.sh
+
+check: deps-npm lint typecheck ## lint, type-check, formatting
+	@$(NPM) run --silent format:check
+
+build: deps-npm ## compile apps/ and libs/ to dist/
+	@node .ci/build.mjs
+
+lint: deps-npm
+	@$(NPM) run --silent lint
+
+typecheck: deps-npm
+	@$(NPM) run --silent typecheck
+
+format: deps-npm ## rewrite files with Prettier
+	@$(NPM) run --silent format
+
+deps: deps-apt deps-npm deps-go
+
+deps-apt:
+	@bash .ci/apt.sh
+
+deps-npm: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	@echo "[npm] npm ci" >&2
+	@$(NPM) ci
+	@touch $@
+
+deps-go: ## kube-apiserver and helm for the tests, built once into ~/.cache/sigil/bin
+	@bash .ci/go-tools.sh
+
+clean: ## remove build output (keeps .data and the caches)
+	@rm -rf dist

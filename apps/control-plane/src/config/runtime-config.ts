@@ -1,0 +1,32 @@
+import type { HsmToken, SigilConfig } from './sigil-config.js';
+
+/**
+ * The configuration the application modules run with: the validated environment plus the
+ * concrete service locations (either given, or those of the embedded services started for
+ * `make up`). Injected by class, so every consumer sees one typed object.
+ */
+export class RuntimeConfig {
+  readonly http: SigilConfig['http'];
+  readonly grpc: SigilConfig['grpc'];
+  readonly dataDir: string;
+  readonly roles: SigilConfig['roles'];
+  readonly log: SigilConfig['log'];
+  readonly shutdownTimeoutMs: number;
+  readonly bootstrapAdminToken: string | undefined;
+  readonly db: { url: string };
+  readonly redis: { url: string; /** prefix of every key Sigil writes; lets tests share one Redis */ prefix: string };
+  readonly hsm: { token: HsmToken; poolSize: number };
+
+  constructor(config: SigilConfig, services: { databaseUrl: string; redisUrl: string; hsmToken: HsmToken; redisPrefix?: string }) {
+    this.http = config.http;
+    this.grpc = config.grpc;
+    this.dataDir = config.dataDir;
+    this.roles = config.roles;
+    this.log = config.log;
+    this.shutdownTimeoutMs = config.shutdownTimeoutMs;
+    this.bootstrapAdminToken = config.bootstrapAdminToken;
+    this.db = { url: services.databaseUrl };
+    this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? 'sigil' };
+    this.hsm = { token: services.hsmToken, poolSize: config.hsm.poolSize };
+  }
+}

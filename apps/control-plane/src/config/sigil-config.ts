@@ -1,0 +1,161 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The control plane's whole configuration, read once from the environment at start-up.
+ * Anything wrong fails fast with one line naming the variable (see ConfigError).
+ */
+
+export const ROLES = ['http', 'grpc', 'worker'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Variables whose values must never be echoed back, even in a validation error. */
+const SECRET_VARIABLES = new Set(['DATABASE_URL', 'REDIS_URL', 'SIGIL_PKCS11_PIN', 'SIGIL_BOOTSTRAP_ADMIN_TOKEN']);
+
+const port = (fallback: number) =>
+  z
+    .string()
+    .trim()
+    .default(String(fallback))
+    .refine((v) => /^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 65535, 'must be an integer port between 1 and 65535')
+    .transform(Number);
+
+const positiveInt = (fallback: number) =>
+  z
+    .string()
+    .trim()
+    .default(String(fallback))
+    .refine((v) => /^\d+$/.test(v) && Number(v) > 0, 'must be a positive integer')
+    .transform(Number);
+
+const optionalUrl = (protocols: readonly string[]) =>
+  z
+    .string()
+    .trim()
+    .optional()
+    .transform((v) => (v === '' ? undefined : v))
+    .refine(
+      (v) => {
+        if (v === undefined) return true;
+        try {
+          return protocols.includes(new URL(v).protocol);
+        } catch {
+          return false;
+        }
+      },
+      `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
+    );
+
+const envSchema = z
+  .object({
+    SIGIL_HTTP_HOST: z.string().trim().min(1).default('127.0.0.1'),
+    SIGIL_HTTP_PORT: port(8080),
+    SIGIL_GRPC_HOST: z.string().trim().min(1).default('127.0.0.1'),
+    SIGIL_GRPC_PORT: port(8443),
+    SIGIL_DATA_DIR: z.string().trim().min(1).default('.data'),
+    SIGIL_ROLES: z
+      .string()
+      .trim()
+      .default('all')
+      .transform((v) => (v === 'all' ? [...ROLES] : v.split(',').map((r) => r.trim())))
+      .refine((roles) => roles.length > 0 && roles.every((r) => (ROLES as readonly string[]).includes(r)), {
+        message: `must be "all" or a comma-separated list of ${ROLES.join(', ')}`,
+      })
+      .transform((roles) => roles as Role[]),
+    SIGIL_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    SIGIL_SHUTDOWN_TIMEOUT_MS: positiveInt(10_000),
+    DATABASE_URL: optionalUrl(['postgres:', 'postgresql:']),
+    REDIS_URL: optionalUrl(['redis:', 'rediss:']),
+    SIGIL_PKCS11_MODULE: z.string().trim().min(1).optional(),
+    SIGIL_PKCS11_TOKEN_LABEL: z.string().trim().min(1).max(32).optional(),
+    SIGIL_PKCS11_PIN: z.string().min(1).optional(),
+    SIGIL_PKCS11_PIN_FILE: z.string().trim().min(1).optional(),
+    SIGIL_HSM_POOL_SIZE: positiveInt(8),
+    SIGIL_BOOTSTRAP_ADMIN_TOKEN: z
+      .string()
+      .optional()
+      .refine((v) => v === undefined || v.length >= 32, 'must be at least 32 characters'),
+  })
+  .superRefine((env, ctx) => {
+    // A real HSM is configured by its module; label and a PIN then become mandatory.
+    if (env.SIGIL_PKCS11_MODULE === undefined) {
+      for (const name of ['SIGIL_PKCS11_TOKEN_LABEL', 'SIGIL_PKCS11_PIN', 'SIGIL_PKCS11_PIN_FILE'] as const) {
+        if (env[name] !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'is set but SIGIL_PKCS11_MODULE is not' });
+      }
+      return;
+    }
+    if (env.SIGIL_PKCS11_TOKEN_LABEL === undefined)
+      ctx.addIssue({ code: 'custom', path: ['SIGIL_PKCS11_TOKEN_LABEL'], message: 'is required when SIGIL_PKCS11_MODULE is set' });
+    if ((env.SIGIL_PKCS11_PIN === undefined) === (env.SIGIL_PKCS11_PIN_FILE === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SIGIL_PKCS11_PIN'],
+        message: 'exactly one of SIGIL_PKCS11_PIN or SIGIL_PKCS11_PIN_FILE is required when SIGIL_PKCS11_MODULE is set',
+      });
+  });
+
+/** Where the HSM is: a PKCS#11 library, the token's label and how to get the user PIN. */
+export interface HsmToken {
+  module: string;
+  tokenLabel: string;
+  /** A PIN file is read only when the HSM is opened, so the PIN is not kept in the environment. */
+  pin: { value: string } | { file: string };
+}
+
+export interface SigilConfig {
+  http: { host: string; port: number };
+  grpc: { host: string; port: number };
+  dataDir: string;
+  roles: Role[];
+  log: { level: string };
+  shutdownTimeoutMs: number;
+  /** `undefined` means "run the embedded default" (see embedded/). */
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  /** `token` undefined means "use the development SoftHSM token under the data dir". */
+  hsm: { poolSize: number; token: HsmToken | undefined };
+  bootstrapAdminToken: string | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly reason: string,
+  ) {
+    super(`invalid configuration: ${variable} ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment; throws a ConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const variable = String(issue.path[0] ?? 'environment');
+    const raw = env[variable];
+    const shown = raw !== undefined && !SECRET_VARIABLES.has(variable) ? ` (got ${JSON.stringify(raw)})` : '';
+    throw new ConfigError(variable, `${issue.message}${shown}`);
+  }
+  const e = parsed.data;
+  const token: HsmToken | undefined =
+    e.SIGIL_PKCS11_MODULE === undefined
+      ? undefined
+      : {
+          module: e.SIGIL_PKCS11_MODULE,
+          tokenLabel: e.SIGIL_PKCS11_TOKEN_LABEL!,
+          pin: e.SIGIL_PKCS11_PIN !== undefined ? { value: e.SIGIL_PKCS11_PIN } : { file: e.SIGIL_PKCS11_PIN_FILE! },
+        };
+  return {
+    http: { host: e.SIGIL_HTTP_HOST, port: e.SIGIL_HTTP_PORT },
+    grpc: { host: e.SIGIL_GRPC_HOST, port: e.SIGIL_GRPC_PORT },
+    dataDir: path.resolve(e.SIGIL_DATA_DIR),
+    roles: e.SIGIL_ROLES,
+    log: { level: e.SIGIL_LOG_LEVEL },
+    shutdownTimeoutMs: e.SIGIL_SHUTDOWN_TIMEOUT_MS,
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    hsm: { poolSize: e.SIGIL_HSM_POOL_SIZE, token },
+    bootstrapAdminToken: e.SIGIL_BOOTSTRAP_ADMIN_TOKEN,
+  };
+}

@@ -1,0 +1,4 @@
+import { ApiTokens1763800000000 } from './1763800000000-api-tokens.js';
+
+/** Applied in order at start-up; never edit one that has shipped, add a new one. */
+export const migrations = [ApiTokens1763800000000];

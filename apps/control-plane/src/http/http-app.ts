@@ -1,0 +1,48 @@
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { Request, Response } from 'express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { Logger as PinoNestLogger, PinoLogger } from 'nestjs-pino';
+import type { Logger } from '@sigil/logging';
+import { AppModule } from '../app.module.js';
+import type { RuntimeConfig } from '../config/runtime-config.js';
+import { ProblemDetailsFilter } from './problem-details.filter.js';
+
+export const API_PREFIX = 'api/v1';
+/** Largest request body: a Kubernetes Secret holds at most 1 MiB, plus JSON overhead. */
+export const BODY_LIMIT = '1536kb';
+
+/** Builds the Nest application (initialised: PostgreSQL, Redis and the HSM connected; not yet listening). */
+export async function createHttpApp(config: RuntimeConfig, logger: Logger): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.register(config, logger), {
+    bufferLogs: true,
+    bodyParser: false,
+    abortOnError: false,
+  });
+  app.useLogger(app.get(PinoNestLogger));
+  app.useBodyParser('json', { limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] });
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.setGlobalPrefix(API_PREFIX, { exclude: ['healthz', 'readyz', 'metrics'] });
+  app.useGlobalFilters(new ProblemDetailsFilter(await app.resolve(PinoLogger)));
+
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Sigil control plane')
+      .setDescription('Configure application secrets, publish them to clusters, follow delivery. Secret values are write-only.')
+      .setVersion(process.env.npm_package_version ?? '0.1.0')
+      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API token (sgl_…)' })
+      .build(),
+  );
+  SwaggerModule.setup('api/docs', app, document, { jsonDocumentUrl: 'api/docs-json', yamlDocumentUrl: 'api/docs-yaml' });
+  await app.init();
+  // Nest answers unknown paths under the API prefix; this covers every other path.
+  app.use((req: Request, res: Response) => {
+    res
+      .status(404)
+      .type('application/problem+json')
+      .send(JSON.stringify({ type: 'about:blank', title: 'not found', status: 404, code: 'not_found', instance: req.path }));
+  });
+  return app;
+}
