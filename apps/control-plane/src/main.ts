@@ -50,7 +50,6 @@ async function main(): Promise<void> {
 
   try {
     app = await createHttpApp(runtime, logger);
-    app.enableShutdownHooks([]); // signals are handled above, after which the embedded services stop
     const admin = await bootstrapAdminToken(app.get(DataSource), config.dataDir, config.bootstrapAdminToken);
     await app.listen(config.http.port, config.http.host);
     const readiness = await app.get(ReadinessService).evaluate();
