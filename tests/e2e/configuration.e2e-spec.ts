@@ -14,7 +14,9 @@ describe('control-plane configuration', () => {
   it('rejects SIGIL_HTTP_PORT=abc naming the variable, with a non-zero exit', async () => {
     const { code, stderr, ms } = await runWith({ SIGIL_HTTP_PORT: 'abc' });
     expect(code).toBe(78);
-    expect(stderr).toBe('sigil-control-plane: invalid configuration: SIGIL_HTTP_PORT must be an integer port between 1 and 65535 (got "abc")');
+    expect(stderr).toBe(
+      'sigil-control-plane: invalid configuration: SIGIL_HTTP_PORT must be an integer port between 1 and 65535 (got "abc")',
+    );
     expect(ms).toBeLessThan(5_000);
   });
 

@@ -1,9 +1,10 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { EmbeddedRedis } from '../../apps/control-plane/src/embedded/embedded-redis.js';
-import { ControlPlaneProcess, hsmEnv } from '../harness/control-plane-process.js';
+import { ControlPlaneProcess, REPO_ROOT, hsmEnv } from '../harness/control-plane-process.js';
 import { createTestDatabase } from '../harness/test-env.js';
 
 interface ReadyBody {
@@ -23,7 +24,8 @@ async function until(url: string, predicate: (r: { status: number; body: ReadyBo
   for (;;) {
     const r = await readyz(url);
     if (predicate(r)) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`readyz still ${r.status} ${JSON.stringify(r.body.failed)} after ${timeoutMs} ms`);
+    if (Date.now() - started > timeoutMs)
+      throw new Error(`readyz still ${r.status} ${JSON.stringify(r.body.failed)} after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -108,8 +110,20 @@ describe('control plane against real PostgreSQL, Redis and SoftHSM', () => {
     expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 
+  it('is reported ready by `sigil health`', () => {
+    const r = spawnSync(process.execPath, ['dist/apps/cli/src/main.js', 'health', '--server', cp.url, '-o', 'json'], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'ready', failed: [] });
+  });
+
   it('writes JSON logs with request ids and never the bootstrap token', () => {
-    const lines = cp.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = cp.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.length).toBeGreaterThan(3);
     const request = lines.find((l) => (l.req as { url?: string } | undefined)?.url === '/api/v1/nope');
     expect(request).toMatchObject({ req: { id: 'req-123', method: 'GET' }, res: { statusCode: 404 } });

@@ -1,0 +1,60 @@
+import { describe, expect, it } from '@jest/globals';
+import { ConfigError, loadConfig } from './sigil-config.js';
+
+function errorOf(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('applies the documented defaults', () => {
+    const c = loadConfig({});
+    expect(c.http).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(c.grpc.port).toBe(8443);
+    expect(c.dataDir).toMatch(/\/\.data$/);
+    expect(c.roles).toEqual(['http', 'grpc', 'worker']);
+    expect(c.databaseUrl).toBeUndefined();
+    expect(c.redisUrl).toBeUndefined();
+    expect(c.hsm.token).toBeUndefined();
+  });
+
+  it.each([
+    [{ SIGIL_HTTP_PORT: 'abc' }, 'SIGIL_HTTP_PORT'],
+    [{ SIGIL_HTTP_PORT: '70000' }, 'SIGIL_HTTP_PORT'],
+    [{ SIGIL_GRPC_PORT: '-1' }, 'SIGIL_GRPC_PORT'],
+    [{ SIGIL_LOG_LEVEL: 'loud' }, 'SIGIL_LOG_LEVEL'],
+    [{ REDIS_URL: 'http://x' }, 'REDIS_URL'],
+    [{ SIGIL_PKCS11_PIN: '1234' }, 'SIGIL_PKCS11_PIN'],
+    [{ SIGIL_PKCS11_MODULE: '/x.so', SIGIL_PKCS11_PIN: '1' }, 'SIGIL_PKCS11_TOKEN_LABEL'],
+    [{ SIGIL_BOOTSTRAP_ADMIN_TOKEN: 'short' }, 'SIGIL_BOOTSTRAP_ADMIN_TOKEN'],
+    [{ SIGIL_SHUTDOWN_TIMEOUT_MS: '0' }, 'SIGIL_SHUTDOWN_TIMEOUT_MS'],
+  ])('names the bad variable for %j', (env, variable) => {
+    const err = errorOf(env);
+    expect(err.variable).toBe(variable);
+    expect(err.message.startsWith(`invalid configuration: ${variable} `)).toBe(true);
+  });
+
+  it('never echoes secret-bearing values', () => {
+    const err = errorOf({ DATABASE_URL: 'mysql://u:topsecret@h/db' });
+    expect(err.message).not.toContain('topsecret');
+    expect(errorOf({ SIGIL_BOOTSTRAP_ADMIN_TOKEN: 'tiny-secret' }).message).not.toContain('tiny-secret');
+  });
+
+  it('accepts a real HSM with a PIN file and a subset of roles', () => {
+    const c = loadConfig({
+      SIGIL_PKCS11_MODULE: '/opt/hsm/lib.so',
+      SIGIL_PKCS11_TOKEN_LABEL: 'prod',
+      SIGIL_PKCS11_PIN_FILE: '/run/secrets/pin',
+      SIGIL_ROLES: 'grpc, worker',
+      DATABASE_URL: 'postgres://db/sigil',
+    });
+    expect(c.hsm.token).toEqual({ module: '/opt/hsm/lib.so', tokenLabel: 'prod', pin: { file: '/run/secrets/pin' } });
+    expect(c.roles).toEqual(['grpc', 'worker']);
+    expect(c.databaseUrl).toBe('postgres://db/sigil');
+  });
+});
