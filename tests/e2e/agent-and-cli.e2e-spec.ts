@@ -19,7 +19,7 @@ describe('apps/agent', () => {
       expect(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).toContain('process_cpu_seconds_total');
     } finally {
       agent.kill('SIGTERM');
-      const [code] = await once(agent, 'exit');
+      const [code] = (await once(agent, 'exit')) as [number | null];
       expect(code).toBe(0);
     }
   });
