@@ -26,19 +26,19 @@ test: deps check ## install what is missing, run `make check`, then every test (
 	@bash .ci/jest.sh
 
 check: deps-npm lint typecheck ## lint, type-check, formatting
-	@$(NPM) run --silent format:check
+	@node_modules/.bin/prettier --check --log-level=warn .
 
 build: deps-npm ## compile apps/ and libs/ to dist/
 	@node .ci/build.mjs
 
 lint: deps-npm
-	@$(NPM) run --silent lint
+	@node_modules/.bin/eslint --max-warnings=0 .
 
 typecheck: deps-npm
-	@$(NPM) run --silent typecheck
+	@node_modules/.bin/tsc -p tsconfig.json --noEmit
 
 format: deps-npm ## rewrite files with Prettier
-	@$(NPM) run --silent format
+	@node_modules/.bin/prettier --write --log-level=warn .
 
 deps: deps-apt deps-npm deps-go
 
