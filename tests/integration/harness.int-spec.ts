@@ -3,8 +3,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { HsmSessionPool } from '../../apps/control-plane/src/hsm/hsm-session-pool.js';
-import { pkcs11js } from '../../apps/control-plane/src/hsm/pkcs11-library.js';
+import { acquireLibrary, findSlotByLabel, pkcs11js, releaseLibrary } from '../../apps/control-plane/src/hsm/pkcs11-library.js';
 import {
   createNamespace,
   createTestDatabase,
@@ -69,37 +68,38 @@ describe('test harness: Redis', () => {
 });
 
 describe('test harness: SoftHSM through pkcs11js', () => {
-  it('generates a non-extractable AES key inside the token and encrypts with it', async () => {
+  it('generates a non-extractable AES key inside the token and encrypts with it', () => {
     const env = testEnv();
-    const pool = new HsmSessionPool({ module: env.hsm.module, tokenLabel: env.hsm.tokenLabel, pin: testHsmPin(), size: 2 });
+    const p = acquireLibrary(env.hsm.module);
+    const session = p.C_OpenSession(findSlotByLabel(p, env.hsm.tokenLabel)!, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
     try {
-      const { ciphertext, sensitive, extractable } = await pool.withSession(async (session) => {
-        const p = pool.pkcs11;
-        const key = p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
-          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-          { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-          { type: pkcs11js.CKA_TOKEN, value: false },
-          { type: pkcs11js.CKA_SENSITIVE, value: true },
-          { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-          { type: pkcs11js.CKA_ENCRYPT, value: true },
-          { type: pkcs11js.CKA_LABEL, value: uniqueName('harness') },
-        ]);
-        const attrs = p.C_GetAttributeValue(session, key, [{ type: pkcs11js.CKA_SENSITIVE }, { type: pkcs11js.CKA_EXTRACTABLE }]);
-        const iv = randomBytes(12);
-        p.C_EncryptInit(
-          session,
-          { mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv, tagBits: 128 } as never },
-          key,
-        );
-        const out = await p.C_EncryptAsync(session, Buffer.from('hello'), Buffer.alloc(64));
-        p.C_DestroyObject(session, key);
-        return { ciphertext: out, sensitive: attrs[0]!.value, extractable: attrs[1]!.value };
-      });
+      p.C_Login(session, pkcs11js.CKU_USER, testHsmPin());
+      const key = p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+        { type: pkcs11js.CKA_TOKEN, value: false },
+        { type: pkcs11js.CKA_SENSITIVE, value: true },
+        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+        { type: pkcs11js.CKA_ENCRYPT, value: true },
+        { type: pkcs11js.CKA_LABEL, value: uniqueName('harness') },
+      ]);
+      const attrs = p.C_GetAttributeValue(session, key, [{ type: pkcs11js.CKA_SENSITIVE }, { type: pkcs11js.CKA_EXTRACTABLE }]);
+      p.C_EncryptInit(
+        session,
+        {
+          mechanism: pkcs11js.CKM_AES_GCM,
+          parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv: randomBytes(12), ivBits: 96, tagBits: 128 } as pkcs11js.AesGCM,
+        },
+        key,
+      );
+      const ciphertext = p.C_Encrypt(session, Buffer.from('hello'), Buffer.alloc(64));
+      p.C_DestroyObject(session, key);
       expect(ciphertext.length).toBe(5 + 16); // plaintext + GCM tag
-      expect(sensitive[0]).toBe(1);
-      expect(extractable[0]).toBe(0);
+      expect((attrs[0]!.value)[0]).toBe(1);
+      expect((attrs[1]!.value)[0]).toBe(0);
     } finally {
-      pool.close();
+      p.C_CloseSession(session);
+      releaseLibrary(env.hsm.module);
     }
   });
 });

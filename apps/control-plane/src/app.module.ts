@@ -4,6 +4,7 @@ import { RuntimeConfig } from './config/runtime-config.js';
 import { DatabaseModule } from './database/database.module.js';
 import { HealthModule } from './health/health.module.js';
 import { HsmModule } from './hsm/hsm.module.js';
+import { KeysModule } from './keys/keys.module.js';
 import { LoggingModule } from './logging/logging.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { RedisModule } from './redis/redis.module.js';
@@ -22,6 +23,7 @@ export class AppModule {
         RedisModule,
         HsmModule,
         HealthModule,
+        KeysModule,
       ],
     };
   }

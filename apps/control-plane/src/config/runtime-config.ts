@@ -15,7 +15,7 @@ export class RuntimeConfig {
   readonly bootstrapAdminToken: string | undefined;
   readonly db: { url: string };
   readonly redis: { url: string; /** prefix of every key Sigil writes; lets tests share one Redis */ prefix: string };
-  readonly hsm: { token: HsmToken; poolSize: number };
+  readonly hsm: { token: HsmToken; poolSize: number; keyLabelPrefix: string };
 
   constructor(config: SigilConfig, services: { databaseUrl: string; redisUrl: string; hsmToken: HsmToken; redisPrefix?: string }) {
     this.http = config.http;
@@ -27,6 +27,6 @@ export class RuntimeConfig {
     this.bootstrapAdminToken = config.bootstrapAdminToken;
     this.db = { url: services.databaseUrl };
     this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? 'sigil' };
-    this.hsm = { token: services.hsmToken, poolSize: config.hsm.poolSize };
+    this.hsm = { token: services.hsmToken, poolSize: config.hsm.poolSize, keyLabelPrefix: config.hsm.keyLabelPrefix };
   }
 }

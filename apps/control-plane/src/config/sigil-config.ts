@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -70,7 +71,12 @@ const envSchema = z
     SIGIL_PKCS11_TOKEN_LABEL: z.string().trim().min(1).max(32).optional(),
     SIGIL_PKCS11_PIN: z.string().min(1).optional(),
     SIGIL_PKCS11_PIN_FILE: z.string().trim().min(1).optional(),
-    SIGIL_HSM_POOL_SIZE: positiveInt(8),
+    SIGIL_HSM_KEY_LABEL_PREFIX: z
+      .string()
+      .trim()
+      .default('sigil')
+      .refine((v) => /^[a-z0-9][a-z0-9-]{0,19}$/.test(v), 'must be 1-20 lowercase letters, digits or dashes'),
+    SIGIL_HSM_POOL_SIZE: positiveInt(Math.min(4, availableParallelism())),
     SIGIL_BOOTSTRAP_ADMIN_TOKEN: z
       .string()
       .optional()
@@ -113,7 +119,7 @@ export interface SigilConfig {
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
   /** `token` undefined means "use the development SoftHSM token under the data dir". */
-  hsm: { poolSize: number; token: HsmToken | undefined };
+  hsm: { poolSize: number; keyLabelPrefix: string; token: HsmToken | undefined };
   bootstrapAdminToken: string | undefined;
 }
 
@@ -155,7 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
     shutdownTimeoutMs: e.SIGIL_SHUTDOWN_TIMEOUT_MS,
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
-    hsm: { poolSize: e.SIGIL_HSM_POOL_SIZE, token },
+    hsm: { poolSize: e.SIGIL_HSM_POOL_SIZE, keyLabelPrefix: e.SIGIL_HSM_KEY_LABEL_PREFIX, token },
     bootstrapAdminToken: e.SIGIL_BOOTSTRAP_ADMIN_TOKEN,
   };
 }

@@ -1,15 +1,17 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import { HsmSessionPool } from './hsm-session-pool.js';
-import { pkcs11js, tokenLabel } from './pkcs11-library.js';
+import type { OaepHash, RootKeyInfo, RsaPublicKey, SealedValue, WrappedKey } from './hsm-ops.js';
+import { HsmError, HsmWorkerPool } from './hsm-worker-pool.js';
+import { acquireLibrary, pkcs11js, releaseLibrary } from './pkcs11-library.js';
 
-/** Mechanisms Sigil's envelope scheme relies on; their presence is probed at start-up. */
+/** Mechanisms Sigil's envelope scheme relies on. */
 const REQUIRED_MECHANISMS: Record<string, number> = {
+  'AES-KEY-GEN': pkcs11js.CKM_AES_KEY_GEN,
   'AES-GCM': pkcs11js.CKM_AES_GCM,
   'AES-KEY-WRAP-PAD': pkcs11js.CKM_AES_KEY_WRAP_PAD,
-  'AES-KEY-GEN': pkcs11js.CKM_AES_KEY_GEN,
   'RSA-PKCS-OAEP': pkcs11js.CKM_RSA_PKCS_OAEP,
 };
 
@@ -18,13 +20,22 @@ export interface HsmCapabilities {
   manufacturer: string;
   model: string;
   mechanisms: Record<string, boolean>;
+  /** OAEP hashes the HSM accepts for wrapping; the first is used. */
+  oaep: OaepHash[];
+  workers: number;
 }
 
-/** Owns the PKCS#11 session pool; the only place outside hsm/ that reaches the HSM is through this. */
+/** Largest batch one worker handles in one message: bounds latency of other queued work. */
+const MAX_BATCH = 256;
+
+/**
+ * The control plane's only door to the HSM. Work runs in worker threads (one PKCS#11 session
+ * each); this class splits large batches across them.
+ */
 @Injectable()
 export class HsmService implements OnModuleInit, OnApplicationShutdown {
-  private pool: HsmSessionPool | undefined;
-  private capabilities: HsmCapabilities | undefined;
+  private pool: HsmWorkerPool | undefined;
+  private caps: HsmCapabilities | undefined;
 
   constructor(
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
@@ -33,40 +44,96 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
     logger.setContext('hsm');
   }
 
-  onModuleInit(): void {
-    const { token, poolSize } = this.config.hsm;
+  async onModuleInit(): Promise<void> {
+    const { token, poolSize, keyLabelPrefix } = this.config.hsm;
     const pin = 'value' in token.pin ? token.pin.value : readFileSync(token.pin.file, 'utf8').trim();
-    this.pool = new HsmSessionPool({ module: token.module, tokenLabel: token.tokenLabel, pin, size: poolSize });
-    this.capabilities = this.probe(this.pool);
-    this.logger.info({ capabilities: this.capabilities, poolSize }, 'HSM ready');
-    const missing = Object.entries(this.capabilities.mechanisms).filter(([, ok]) => !ok);
-    if (missing.length > 0) this.logger.warn({ missing: missing.map(([m]) => m) }, 'HSM lacks mechanisms Sigil needs');
+    // The main thread holds the library initialised for the workers' lifetime.
+    acquireLibrary(token.module);
+    this.pool = new HsmWorkerPool({ module: token.module, tokenLabel: token.tokenLabel, pin, keyLabelPrefix }, poolSize);
+    const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const jwk = publicKey.export({ format: 'jwk' });
+    const probe = await this.pool.run({
+      op: 'probe',
+      probeKey: { modulus: Buffer.from(jwk.n!, 'base64url'), publicExponent: Buffer.from(jwk.e!, 'base64url') },
+    });
+    const available = new Set(probe.mechanisms);
+    this.caps = {
+      tokenLabel: probe.label,
+      manufacturer: probe.manufacturer,
+      model: probe.model,
+      mechanisms: Object.fromEntries(Object.entries(REQUIRED_MECHANISMS).map(([name, m]) => [name, available.has(m)])),
+      oaep: probe.oaep,
+      workers: poolSize,
+    };
+    this.logger.info({ capabilities: this.caps }, 'HSM ready');
+    const missing = Object.entries(this.caps.mechanisms).filter(([, ok]) => !ok);
+    if (missing.length > 0 || probe.oaep.length === 0) {
+      throw new HsmError(
+        `HSM lacks mechanisms Sigil needs: ${[...missing.map(([m]) => m), ...(probe.oaep.length ? [] : ['RSA-OAEP wrap'])].join(', ')}`,
+      );
+    }
   }
 
-  get sessions(): HsmSessionPool {
-    if (!this.pool) throw new Error('HSM not initialised');
+  get capabilities(): HsmCapabilities {
+    if (!this.caps) throw new HsmError('HSM not initialised');
+    return this.caps;
+  }
+
+  /** Readiness: a worker's session answers. */
+  async check(): Promise<HsmCapabilities> {
+    await this.workers.run({ op: 'ping' });
+    return this.capabilities;
+  }
+
+  generateRootKey(version: number): Promise<null> {
+    return this.workers.run({ op: 'generateRootKey', version });
+  }
+
+  async destroyRootKey(version: number): Promise<number> {
+    return (await this.workers.run({ op: 'destroyRootKey', version })).destroyed;
+  }
+
+  listRootKeys(): Promise<RootKeyInfo[]> {
+    return this.workers.run({ op: 'listRootKeys' });
+  }
+
+  /** Encrypts each value under a fresh data key (AES-256-GCM, with its AAD) wrapped by root key `rootKeyVersion`. */
+  seal(rootKeyVersion: number, items: Array<{ plaintext: Buffer; aad: Buffer }>): Promise<SealedValue[]> {
+    return this.batched(items, (chunk) => this.workers.run({ op: 'seal', rootKeyVersion, items: chunk }));
+  }
+
+  rewrap(kind: 'dek' | 'cdk', to: number, items: WrappedKey[]): Promise<Buffer[]> {
+    return this.batched(items, (chunk) => this.workers.run({ op: 'rewrap', kind, to, items: chunk }));
+  }
+
+  createClusterKey(rootKeyVersion: number, agentKey: RsaPublicKey): Promise<{ forStorage: Buffer; forAgent: Buffer; oaep: OaepHash }> {
+    const oaep = this.capabilities.oaep[0]!;
+    return this.workers.run({ op: 'createClusterKey', rootKeyVersion, agentKey, oaep }).then((r) => ({ ...r, oaep }));
+  }
+
+  /** For each cluster, its data keys re-wrapped under its delivery key. */
+  wrapForClusters(items: Array<{ clusterKey: WrappedKey; deks: WrappedKey[] }>): Promise<Buffer[][]> {
+    return this.batched(items, (chunk) => this.workers.run({ op: 'wrapForClusters', items: chunk }));
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (!this.pool) return;
+    await this.pool.close();
+    this.pool = undefined;
+    releaseLibrary(this.config.hsm.token.module);
+  }
+
+  private get workers(): HsmWorkerPool {
+    if (!this.pool) throw new HsmError('HSM not initialised');
     return this.pool;
   }
 
-  /** Readiness: the token is present and a pooled session is usable. */
-  async check(): Promise<HsmCapabilities> {
-    const pool = this.sessions;
-    await pool.withSession((s) => pool.pkcs11.C_GetSessionInfo(s));
-    return this.capabilities!;
-  }
-
-  onApplicationShutdown(): void {
-    this.pool?.close();
-  }
-
-  private probe(pool: HsmSessionPool): HsmCapabilities {
-    const info = pool.tokenInfo();
-    const available = new Set(pool.mechanisms());
-    return {
-      tokenLabel: tokenLabel(info),
-      manufacturer: info.manufacturerID.trim(),
-      model: info.model.trim(),
-      mechanisms: Object.fromEntries(Object.entries(REQUIRED_MECHANISMS).map(([name, m]) => [name, available.has(m)])),
-    };
+  /** Splits `items` evenly over the workers (at most MAX_BATCH per message), keeping order. */
+  private async batched<I, O>(items: I[], run: (chunk: I[]) => Promise<O[]>): Promise<O[]> {
+    if (items.length === 0) return [];
+    const size = Math.min(MAX_BATCH, Math.ceil(items.length / this.workers.size));
+    const chunks: I[][] = [];
+    for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+    return (await Promise.all(chunks.map(run))).flat();
   }
 }

@@ -8,6 +8,8 @@ import pkcs11js from 'pkcs11js';
 interface Loaded {
   pkcs11: pkcs11js.PKCS11;
   refs: number;
+  /** false when another part of the process (e.g. the main thread, for a worker) initialised it */
+  owned: boolean;
 }
 
 const loaded = new Map<string, Loaded>();
@@ -28,9 +30,15 @@ export function acquireLibrary(modulePath: string): Pkcs11 {
   } catch (err) {
     throw new Error(`cannot load PKCS#11 module ${modulePath}: ${(err as Error).message}`, { cause: err });
   }
-  // OS locking: the library may be called from libuv's thread pool (the *Async calls).
-  pkcs11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
-  loaded.set(modulePath, { pkcs11, refs: 1 });
+  // OS locking: the library is called from several threads (HSM workers).
+  let owned = true;
+  try {
+    pkcs11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  } catch (err) {
+    if (ckr(err) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw err;
+    owned = false; // initialised by another thread of this process; it finalises, not us
+  }
+  loaded.set(modulePath, { pkcs11, refs: 1, owned });
   return pkcs11;
 }
 
@@ -40,11 +48,7 @@ export function releaseLibrary(modulePath: string): void {
   entry.refs -= 1;
   if (entry.refs > 0) return;
   loaded.delete(modulePath);
-  try {
-    entry.pkcs11.C_Finalize();
-  } finally {
-    entry.pkcs11.close();
-  }
+  if (entry.owned) entry.pkcs11.C_Finalize();
 }
 
 /** The CKR_* name of a PKCS#11 error, if it is one. */

@@ -1,4 +1,5 @@
 import { ApiTokens1763800000000 } from './1763800000000-api-tokens.js';
+import { KeyCustody1763800000001 } from './1763800000001-key-custody.js';
 
 /** Applied in order at start-up; never edit one that has shipped, add a new one. */
-export const migrations = [ApiTokens1763800000000];
+export const migrations = [ApiTokens1763800000000, KeyCustody1763800000001];

@@ -1,0 +1,314 @@
+import { randomBytes } from 'node:crypto';
+import { pkcs11js, type Handle, type Pkcs11 } from './pkcs11-library.js';
+
+/**
+ * The PKCS#11 operations Sigil performs, as synchronous calls on one session. They run only
+ * inside an HSM worker thread (hsm-worker.ts), one task at a time per session, so the event
+ * loop never waits on the HSM and no session is ever shared by concurrent calls.
+ *
+ * Invariants kept here:
+ * - root keys are token objects generated in the HSM: sensitive, never extractable;
+ * - data keys (one per secret version) and cluster delivery keys are session objects,
+ *   generated in the HSM, leave it only wrapped, and are destroyed after each task;
+ * - there is no operation that decrypts a value: the centre cannot read what it stores.
+ */
+
+/** Root keys are labelled `<prefix>-root-v<N>`; the prefix lets installations share a token. */
+export const rootKeyLabel = (prefix: string, version: number) => `${prefix}-root-v${version}`;
+
+export type OaepHash = 'sha256' | 'sha1';
+
+/** What a data-key seal produced; the plaintext and the unwrapped key stay in the HSM. */
+export interface SealedValue {
+  rootKeyVersion: number;
+  /** AES-KWP(root key, data key) */
+  wrappedDek: Buffer;
+  iv: Buffer;
+  /** AES-256-GCM(data key, value, aad) — ciphertext followed by the 16-byte tag */
+  ciphertext: Buffer;
+}
+
+export interface WrappedKey {
+  rootKeyVersion: number;
+  wrapped: Buffer;
+}
+
+export interface RsaPublicKey {
+  modulus: Buffer;
+  publicExponent: Buffer;
+}
+
+const KWP = { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD };
+const GCM_TAG_BITS = 128;
+
+const aesTemplate = (attrs: Array<[number, boolean]>) => [
+  { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+  { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+  { type: pkcs11js.CKA_TOKEN, value: false },
+  { type: pkcs11js.CKA_PRIVATE, value: true },
+  { type: pkcs11js.CKA_SENSITIVE, value: true },
+  ...attrs.map(([type, value]) => ({ type, value })),
+];
+
+/** A data key: encrypts one value, then is wrapped for storage. */
+const DEK_GENERATE = [
+  ...aesTemplate([
+    [pkcs11js.CKA_ENCRYPT, true],
+    [pkcs11js.CKA_EXTRACTABLE, true],
+  ]),
+  { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+];
+/** A data key brought back only to be wrapped again (rotation, cluster envelopes): it cannot encrypt or decrypt. */
+const DEK_UNWRAP = aesTemplate([
+  [pkcs11js.CKA_ENCRYPT, false],
+  [pkcs11js.CKA_DECRYPT, false],
+  [pkcs11js.CKA_EXTRACTABLE, true],
+]);
+/** A cluster delivery key: wraps data keys for one cluster. */
+const CDK_GENERATE = [
+  ...aesTemplate([
+    [pkcs11js.CKA_WRAP, true],
+    [pkcs11js.CKA_ENCRYPT, false],
+    [pkcs11js.CKA_DECRYPT, false],
+    [pkcs11js.CKA_EXTRACTABLE, true],
+  ]),
+  { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+];
+const CDK_UNWRAP = aesTemplate([
+  [pkcs11js.CKA_WRAP, true],
+  [pkcs11js.CKA_ENCRYPT, false],
+  [pkcs11js.CKA_DECRYPT, false],
+  [pkcs11js.CKA_EXTRACTABLE, true],
+]);
+
+function oaepMechanism(hash: OaepHash): pkcs11js.Mechanism {
+  return {
+    mechanism: pkcs11js.CKM_RSA_PKCS_OAEP,
+    parameter: {
+      type: pkcs11js.CK_PARAMS_RSA_OAEP,
+      hashAlg: hash === 'sha256' ? pkcs11js.CKM_SHA256 : pkcs11js.CKM_SHA_1,
+      mgf: hash === 'sha256' ? pkcs11js.CKG_MGF1_SHA256 : pkcs11js.CKG_MGF1_SHA1,
+      source: 1, // CKZ_DATA_SPECIFIED (pkcs11js wants the number)
+    } as pkcs11js.RsaOAEP,
+  };
+}
+
+/** Root-key handles by version, per worker; cleared when the token forgets them (reset, re-login). */
+export class RootKeyHandles {
+  private readonly handles = new Map<number, Handle>();
+
+  constructor(
+    private readonly p: Pkcs11,
+    private readonly prefix: string,
+  ) {}
+
+  get(session: Handle, version: number): Handle {
+    const cached = this.handles.get(version);
+    if (cached) return cached;
+    const found = findByLabel(this.p, session, rootKeyLabel(this.prefix, version));
+    if (found.length === 0) throw new HsmKeyError(`root key version ${version} is not in the HSM`);
+    if (found.length > 1) throw new HsmKeyError(`root key version ${version} exists ${found.length} times in the HSM`);
+    this.handles.set(version, found[0]!);
+    return found[0]!;
+  }
+
+  clear(): void {
+    this.handles.clear();
+  }
+}
+
+export class HsmKeyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HsmKeyError';
+  }
+}
+
+function findByLabel(p: Pkcs11, session: Handle, label: string): Handle[] {
+  p.C_FindObjectsInit(session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_LABEL, value: label },
+  ]);
+  try {
+    return p.C_FindObjects(session, 16);
+  } finally {
+    p.C_FindObjectsFinal(session);
+  }
+}
+
+export function generateRootKey(p: Pkcs11, session: Handle, prefix: string, version: number): void {
+  const label = rootKeyLabel(prefix, version);
+  if (findByLabel(p, session, label).length > 0) return; // idempotent: a crash after creation
+  p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+    { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    { type: pkcs11js.CKA_PRIVATE, value: true },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+    { type: pkcs11js.CKA_MODIFIABLE, value: false },
+    { type: pkcs11js.CKA_WRAP, value: true },
+    { type: pkcs11js.CKA_UNWRAP, value: true },
+    { type: pkcs11js.CKA_ENCRYPT, value: false },
+    { type: pkcs11js.CKA_DECRYPT, value: false },
+    { type: pkcs11js.CKA_SIGN, value: false },
+    { type: pkcs11js.CKA_DERIVE, value: false },
+    { type: pkcs11js.CKA_LABEL, value: label },
+    { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
+  ]);
+}
+
+export function destroyRootKey(p: Pkcs11, session: Handle, prefix: string, version: number): number {
+  const found = findByLabel(p, session, rootKeyLabel(prefix, version));
+  for (const h of found) p.C_DestroyObject(session, h);
+  return found.length;
+}
+
+export interface RootKeyInfo {
+  version: number;
+  sensitive: boolean;
+  extractable: boolean;
+  neverExtractable: boolean;
+  alwaysSensitive: boolean;
+}
+
+export function listRootKeys(p: Pkcs11, session: Handle, prefix: string): RootKeyInfo[] {
+  p.C_FindObjectsInit(session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_TOKEN, value: true },
+  ]);
+  let handles: Handle[];
+  try {
+    handles = p.C_FindObjects(session, 1000);
+  } finally {
+    p.C_FindObjectsFinal(session);
+  }
+  const out: RootKeyInfo[] = [];
+  for (const h of handles) {
+    const attrs = p.C_GetAttributeValue(session, h, [
+      { type: pkcs11js.CKA_LABEL },
+      { type: pkcs11js.CKA_SENSITIVE },
+      { type: pkcs11js.CKA_EXTRACTABLE },
+      { type: pkcs11js.CKA_NEVER_EXTRACTABLE },
+      { type: pkcs11js.CKA_ALWAYS_SENSITIVE },
+    ]);
+    const label = (attrs[0]!.value).toString('utf8');
+    const match = new RegExp(`^${prefix}-root-v(\\d+)$`).exec(label);
+    if (!match) continue;
+    const bool = (i: number) => (attrs[i]!.value)[0] === 1;
+    out.push({ version: Number(match[1]), sensitive: bool(1), extractable: bool(2), neverExtractable: bool(3), alwaysSensitive: bool(4) });
+  }
+  return out.sort((a, b) => a.version - b.version);
+}
+
+/** Encrypt-on-ingest: a fresh data key per value, AES-256-GCM with `aad`, wrapped under the root key. */
+export function seal(p: Pkcs11, session: Handle, root: Handle, rootKeyVersion: number, plaintext: Buffer, aad: Buffer): SealedValue {
+  const dek = p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, DEK_GENERATE);
+  try {
+    const iv = randomBytes(12);
+    p.C_EncryptInit(
+      session,
+      {
+        mechanism: pkcs11js.CKM_AES_GCM,
+        parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv, aad, ivBits: 96, tagBits: GCM_TAG_BITS } as pkcs11js.AesGCM,
+      },
+      dek,
+    );
+    const ciphertext = Buffer.from(p.C_Encrypt(session, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BITS / 8)));
+    const wrappedDek = Buffer.from(p.C_WrapKey(session, KWP, root, dek, Buffer.alloc(64)));
+    return { rootKeyVersion, wrappedDek, iv, ciphertext };
+  } finally {
+    p.C_DestroyObject(session, dek);
+  }
+}
+
+/** Re-wraps a stored key (data key or cluster key) from one root key to another, inside the HSM. */
+export function rewrap(p: Pkcs11, session: Handle, from: Handle, to: Handle, wrapped: Buffer, kind: 'dek' | 'cdk'): Buffer {
+  const key = p.C_UnwrapKey(session, KWP, from, wrapped, kind === 'dek' ? DEK_UNWRAP : CDK_UNWRAP);
+  try {
+    return Buffer.from(p.C_WrapKey(session, KWP, to, key, Buffer.alloc(64)));
+  } finally {
+    p.C_DestroyObject(session, key);
+  }
+}
+
+/**
+ * A new cluster delivery key: returned wrapped twice — under the root key (for storage) and
+ * under the agent's RSA public key with OAEP (sent to the agent once).
+ */
+export function createClusterKey(
+  p: Pkcs11,
+  session: Handle,
+  root: Handle,
+  agentKey: RsaPublicKey,
+  oaep: OaepHash,
+): { forStorage: Buffer; forAgent: Buffer } {
+  const pub = importRsaPublicKey(p, session, agentKey);
+  const cdk = p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, CDK_GENERATE);
+  try {
+    const forAgent = Buffer.from(p.C_WrapKey(session, oaepMechanism(oaep), pub, cdk, Buffer.alloc(1024)));
+    const forStorage = Buffer.from(p.C_WrapKey(session, KWP, root, cdk, Buffer.alloc(64)));
+    return { forStorage, forAgent };
+  } finally {
+    p.C_DestroyObject(session, cdk);
+    p.C_DestroyObject(session, pub);
+  }
+}
+
+/** Per-cluster envelopes: each data key re-wrapped under the cluster's delivery key, never in clear. */
+export function wrapForCluster(
+  p: Pkcs11,
+  session: Handle,
+  roots: (version: number) => Handle,
+  clusterKey: WrappedKey,
+  deks: WrappedKey[],
+): Buffer[] {
+  const cdk = p.C_UnwrapKey(session, KWP, roots(clusterKey.rootKeyVersion), clusterKey.wrapped, CDK_UNWRAP);
+  try {
+    return deks.map((d) => {
+      const dek = p.C_UnwrapKey(session, KWP, roots(d.rootKeyVersion), d.wrapped, DEK_UNWRAP);
+      try {
+        return Buffer.from(p.C_WrapKey(session, KWP, cdk, dek, Buffer.alloc(64)));
+      } finally {
+        p.C_DestroyObject(session, dek);
+      }
+    });
+  } finally {
+    p.C_DestroyObject(session, cdk);
+  }
+}
+
+function importRsaPublicKey(p: Pkcs11, session: Handle, key: RsaPublicKey): Handle {
+  return p.C_CreateObject(session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
+    { type: pkcs11js.CKA_TOKEN, value: false },
+    { type: pkcs11js.CKA_WRAP, value: true },
+    { type: pkcs11js.CKA_ENCRYPT, value: false },
+    { type: pkcs11js.CKA_VERIFY, value: false },
+    { type: pkcs11js.CKA_MODULUS, value: key.modulus },
+    { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: key.publicExponent },
+  ]);
+}
+
+/** Which OAEP hash this HSM accepts for key wrapping (SoftHSM 2.6 only SHA-1; real HSMs SHA-256). */
+export function probeOaep(p: Pkcs11, session: Handle, probeKey: RsaPublicKey): OaepHash[] {
+  const supported: OaepHash[] = [];
+  const pub = importRsaPublicKey(p, session, probeKey);
+  const key = p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, CDK_GENERATE);
+  try {
+    for (const hash of ['sha256', 'sha1'] as const) {
+      try {
+        p.C_WrapKey(session, oaepMechanism(hash), pub, key, Buffer.alloc(1024));
+        supported.push(hash);
+      } catch {
+        // not supported by this HSM
+      }
+    }
+  } finally {
+    p.C_DestroyObject(session, key);
+    p.C_DestroyObject(session, pub);
+  }
+  return supported;
+}

@@ -1,0 +1,35 @@
+import type { OaepHash, RootKeyInfo, RsaPublicKey, SealedValue, WrappedKey } from './hsm-ops.js';
+
+/** Messages between the HsmService (main thread) and its worker threads. Plain data only. */
+export type HsmTask =
+  | { op: 'ping' }
+  | { op: 'probe'; probeKey: RsaPublicKey }
+  | { op: 'generateRootKey'; version: number }
+  | { op: 'destroyRootKey'; version: number }
+  | { op: 'listRootKeys' }
+  | { op: 'seal'; rootKeyVersion: number; items: Array<{ plaintext: Uint8Array; aad: Uint8Array }> }
+  | { op: 'rewrap'; kind: 'dek' | 'cdk'; to: number; items: WrappedKey[] }
+  | { op: 'createClusterKey'; rootKeyVersion: number; agentKey: RsaPublicKey; oaep: OaepHash }
+  | { op: 'wrapForClusters'; items: Array<{ clusterKey: WrappedKey; deks: WrappedKey[] }> };
+
+export interface HsmTaskResults {
+  ping: { slotState: number };
+  probe: { mechanisms: number[]; oaep: OaepHash[]; label: string; manufacturer: string; model: string };
+  generateRootKey: null;
+  destroyRootKey: { destroyed: number };
+  listRootKeys: RootKeyInfo[];
+  seal: SealedValue[];
+  rewrap: Buffer[];
+  createClusterKey: { forStorage: Buffer; forAgent: Buffer };
+  wrapForClusters: Buffer[][];
+}
+
+export interface HsmWorkerConfig {
+  module: string;
+  tokenLabel: string;
+  pin: string;
+  keyLabelPrefix: string;
+}
+
+export type HsmRequest = { id: number; task: HsmTask };
+export type HsmResponse = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: { message: string; ckr?: string } };

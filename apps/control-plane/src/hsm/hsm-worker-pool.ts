@@ -1,0 +1,120 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { HsmRequest, HsmResponse, HsmTask, HsmTaskResults, HsmWorkerConfig } from './hsm-tasks.js';
+
+export class HsmError extends Error {
+  constructor(
+    message: string,
+    readonly ckr?: string,
+  ) {
+    super(message);
+    this.name = 'HsmError';
+  }
+}
+
+interface Slot {
+  worker: Worker;
+  busy: boolean;
+  pending?: { id: number; resolve: (v: unknown) => void; reject: (e: Error) => void };
+}
+
+/**
+ * A fixed set of HSM worker threads, each with its own PKCS#11 session. Tasks queue until a
+ * worker is free; a worker that dies is replaced and its task fails (callers retry by design:
+ * every HSM operation Sigil performs is idempotent or re-runnable).
+ */
+export class HsmWorkerPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Array<{ req: HsmRequest; resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
+  private nextId = 1;
+  private closing = false;
+
+  constructor(
+    private readonly config: HsmWorkerConfig,
+    readonly size: number,
+  ) {
+    for (let i = 0; i < size; i++) this.slots.push(this.spawn());
+  }
+
+  run<K extends HsmTask['op']>(task: Extract<HsmTask, { op: K }>): Promise<HsmTaskResults[K]> {
+    if (this.closing) return Promise.reject(new HsmError('HSM is shutting down'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ req: { id: this.nextId++, task }, resolve: resolve as (v: unknown) => void, reject });
+      this.dispatch();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const q of this.queue.splice(0)) q.reject(new HsmError('HSM is shutting down'));
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+
+  private dispatch(): void {
+    for (const slot of this.slots) {
+      if (slot.busy) continue;
+      const next = this.queue.shift();
+      if (!next) return;
+      slot.busy = true;
+      slot.pending = { id: next.req.id, resolve: next.resolve, reject: next.reject };
+      slot.worker.ref(); // a task in flight keeps the process alive; idle workers do not
+      slot.worker.postMessage(next.req);
+    }
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(workerScript(), { workerData: this.config, name: 'sigil-hsm' });
+    const slot: Slot = { worker, busy: false };
+    worker.on('message', (res: HsmResponse) => {
+      const pending = slot.pending;
+      slot.pending = undefined;
+      slot.busy = false;
+      worker.unref();
+      if (pending?.id === res.id) {
+        if (res.ok) pending.resolve(toBuffers(res.result));
+        else pending.reject(new HsmError(res.error.message, res.error.ckr));
+      }
+      this.dispatch();
+    });
+    const replace = (err: Error) => {
+      slot.pending?.reject(new HsmError(`HSM worker failed: ${err.message}`));
+      slot.pending = undefined;
+      if (this.closing) return;
+      const index = this.slots.indexOf(slot);
+      if (index >= 0) this.slots[index] = this.spawn();
+      this.dispatch();
+    };
+    worker.on('error', replace);
+    worker.on('exit', (code) => {
+      if (!this.closing) replace(new Error(`exited with code ${code}`));
+    });
+    worker.unref();
+    return slot;
+  }
+}
+
+/**
+ * The compiled worker script. Run from dist/ it sits beside this file; under Jest (TypeScript
+ * sources) the tree has been compiled to dist/ by the global setup, so use that copy.
+ */
+function workerScript(): URL {
+  const beside = new URL('./hsm-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(beside))) return beside;
+  const path = fileURLToPath(beside).replace(
+    /\/apps\/control-plane\/src\/hsm\/hsm-worker\.js$/,
+    '/dist/apps/control-plane/src/hsm/hsm-worker.js',
+  );
+  if (!existsSync(path)) throw new Error(`HSM worker script not found (${path}); build first`);
+  return new URL(`file://${path}`);
+}
+
+/** Structured clone turns Buffers into plain Uint8Arrays; give callers Buffers back (no copy). */
+function toBuffers(value: unknown): unknown {
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (Array.isArray(value)) return value.map(toBuffers);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toBuffers(v)]));
+  }
+  return value;
+}

@@ -1,0 +1,146 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { acquireLibrary, ckr, findSlotByLabel, pkcs11js, tokenLabel, type Handle } from './pkcs11-library.js';
+import * as ops from './hsm-ops.js';
+import type { HsmRequest, HsmResponse, HsmTask, HsmWorkerConfig } from './hsm-tasks.js';
+
+/**
+ * One HSM worker thread: one PKCS#11 session, one task at a time, synchronous calls. A whole
+ * batch (say, the envelopes of 200 clusters) costs one message round trip instead of one
+ * thread-pool hop per PKCS#11 call, which is what makes the HSM rate reachable from Node.
+ */
+
+/** After these, the session (or its login, or our cached key handles) is gone: rebuild and retry once. */
+const RECOVERABLE = new Set([
+  'CKR_SESSION_HANDLE_INVALID',
+  'CKR_SESSION_CLOSED',
+  'CKR_USER_NOT_LOGGED_IN',
+  'CKR_TOKEN_NOT_PRESENT',
+  'CKR_DEVICE_REMOVED',
+  'CKR_OBJECT_HANDLE_INVALID',
+  'CKR_KEY_HANDLE_INVALID',
+  'CKR_WRAPPING_KEY_HANDLE_INVALID',
+  'CKR_UNWRAPPING_KEY_HANDLE_INVALID',
+  'CKR_CRYPTOKI_NOT_INITIALIZED',
+]);
+
+const config = workerData as HsmWorkerConfig;
+const p = acquireLibrary(config.module);
+const roots = new ops.RootKeyHandles(p, config.keyLabelPrefix);
+let session: Handle | undefined;
+
+function open(): Handle {
+  const slot = findSlotByLabel(p, config.tokenLabel);
+  if (slot === undefined) throw new Error(`no PKCS#11 token labelled "${config.tokenLabel}"`);
+  const s = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+  try {
+    p.C_Login(s, pkcs11js.CKU_USER, config.pin);
+  } catch (err) {
+    if (ckr(err) !== 'CKR_USER_ALREADY_LOGGED_IN') {
+      p.C_CloseSession(s);
+      throw err;
+    }
+  }
+  return s;
+}
+
+function reset(): void {
+  roots.clear();
+  if (session !== undefined) {
+    try {
+      p.C_CloseSession(session);
+    } catch {
+      // already gone
+    }
+  }
+  session = undefined;
+}
+
+const buf = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
+function execute(s: Handle, task: HsmTask): unknown {
+  const root = (version: number) => roots.get(s, version);
+  switch (task.op) {
+    case 'ping':
+      return { slotState: p.C_GetSessionInfo(s).state };
+    case 'probe': {
+      const slot = findSlotByLabel(p, config.tokenLabel)!;
+      const info = p.C_GetTokenInfo(slot);
+      return {
+        mechanisms: p.C_GetMechanismList(slot),
+        oaep: ops.probeOaep(p, s, { modulus: buf(task.probeKey.modulus), publicExponent: buf(task.probeKey.publicExponent) }),
+        label: tokenLabel(info),
+        manufacturer: info.manufacturerID.trim(),
+        model: info.model.trim(),
+      };
+    }
+    case 'generateRootKey':
+      ops.generateRootKey(p, s, config.keyLabelPrefix, task.version);
+      return null;
+    case 'destroyRootKey':
+      roots.clear();
+      return { destroyed: ops.destroyRootKey(p, s, config.keyLabelPrefix, task.version) };
+    case 'listRootKeys':
+      return ops.listRootKeys(p, s, config.keyLabelPrefix);
+    case 'seal': {
+      const handle = root(task.rootKeyVersion);
+      return task.items.map(({ plaintext, aad }) => ops.seal(p, s, handle, task.rootKeyVersion, buf(plaintext), buf(aad)));
+    }
+    case 'rewrap': {
+      const to = root(task.to);
+      return task.items.map((k) => ops.rewrap(p, s, root(k.rootKeyVersion), to, buf(k.wrapped), task.kind));
+    }
+    case 'createClusterKey':
+      return ops.createClusterKey(
+        p,
+        s,
+        root(task.rootKeyVersion),
+        { modulus: buf(task.agentKey.modulus), publicExponent: buf(task.agentKey.publicExponent) },
+        task.oaep,
+      );
+    case 'wrapForClusters':
+      return task.items.map(({ clusterKey, deks }) =>
+        ops.wrapForCluster(
+          p,
+          s,
+          root,
+          { rootKeyVersion: clusterKey.rootKeyVersion, wrapped: buf(clusterKey.wrapped) },
+          deks.map((d) => ({ rootKeyVersion: d.rootKeyVersion, wrapped: buf(d.wrapped) })),
+        ),
+      );
+  }
+}
+
+function handle(task: HsmTask): unknown {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      session ??= open();
+      return execute(session, task);
+    } catch (err) {
+      const code = ckr(err);
+      if (attempt === 0 && code !== undefined && RECOVERABLE.has(code)) {
+        reset();
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+parentPort!.on('message', ({ id, task }: HsmRequest) => {
+  let response: HsmResponse;
+  try {
+    response = { id, ok: true, result: handle(task) };
+  } catch (err) {
+    // PKCS#11 errors carry only a CKR code and the function name: nothing of the data.
+    const code = ckr(err);
+    response = {
+      id,
+      ok: false,
+      error: { message: code ?? (err instanceof Error ? err.message : String(err)), ...(code ? { ckr: code } : {}) },
+    };
+  } finally {
+    // This thread's copies of the values; only after the task is done, as a retry re-reads them.
+    if (task.op === 'seal') for (const item of task.items) item.plaintext.fill(0);
+  }
+  parentPort!.postMessage(response);
+});

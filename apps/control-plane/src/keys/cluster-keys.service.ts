@@ -1,0 +1,65 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { EnvelopeFormatError, encodeClusterKeyEnvelope, rsaPublicKeyComponents } from '@sigil/envelope';
+import { HsmService } from '../hsm/hsm.service.js';
+import { ClusterKeyRepository } from './cluster-key.repository.js';
+import { KeyCustodyError, KeyCustodyErrorCode } from './keys.errors.js';
+import { RootKeyService } from './root-keys.service.js';
+
+const MIN_AGENT_KEY_BITS = 2048;
+
+/**
+ * Each cluster has an AES-256 delivery key, generated in the HSM, stored wrapped under the
+ * root key, and sent once to its agent wrapped with RSA-OAEP to the agent's public key. Data
+ * keys reach a cluster only wrapped under its delivery key (see EnvelopeService).
+ */
+@Injectable()
+export class ClusterKeyService {
+  constructor(
+    @Inject(HsmService) private readonly hsm: HsmService,
+    @Inject(RootKeyService) private readonly rootKeys: RootKeyService,
+    @Inject(ClusterKeyRepository) private readonly repo: ClusterKeyRepository,
+  ) {}
+
+  /** Issues a new delivery key for `clusterId` (first enrollment, new agent key, or rotation). */
+  async issue(clusterId: string, agentPublicKeyDer: Buffer): Promise<{ version: number; envelope: Buffer }> {
+    let components;
+    try {
+      components = rsaPublicKeyComponents(agentPublicKeyDer);
+    } catch (err) {
+      if (err instanceof EnvelopeFormatError) throw new KeyCustodyError(KeyCustodyErrorCode.InvalidAgentKey, err.message);
+      throw err;
+    }
+    if (components.bits < MIN_AGENT_KEY_BITS) {
+      throw new KeyCustodyError(KeyCustodyErrorCode.InvalidAgentKey, `agent RSA key must have at least ${MIN_AGENT_KEY_BITS} bits`);
+    }
+    return this.repo.transaction(async (em) => {
+      const version = await this.repo.lockNextVersion(em, clusterId);
+      const rootKeyVersion = await this.rootKeys.activeVersion();
+      const key = await this.hsm.createClusterKey(rootKeyVersion, components);
+      const envelope = encodeClusterKeyEnvelope({ clusterKeyVersion: version, oaepHash: key.oaep, wrappedKey: key.forAgent });
+      await this.repo.retireActive(em, clusterId);
+      await this.repo.insert(em, {
+        clusterId,
+        version,
+        rootKeyVersion,
+        wrappedKey: key.forStorage,
+        agentPublicKey: agentPublicKeyDer,
+        agentEnvelope: envelope,
+      });
+      return { version, envelope };
+    });
+  }
+
+  /** A fresh delivery key for the same agent key; envelopes built afterwards use it. */
+  async rotate(clusterId: string): Promise<{ version: number; envelope: Buffer }> {
+    const active = await this.repo.active(clusterId);
+    if (!active) throw new KeyCustodyError(KeyCustodyErrorCode.ClusterKeyMissing, `cluster ${clusterId} has no delivery key`);
+    return this.issue(clusterId, active.agentPublicKey);
+  }
+
+  /** The SGK1 envelope of the active key, for (re)delivery to the agent. */
+  async activeEnvelope(clusterId: string): Promise<{ version: number; envelope: Buffer } | undefined> {
+    const active = await this.repo.active(clusterId);
+    return active && { version: active.version, envelope: active.agentEnvelope };
+  }
+}

@@ -1,0 +1,71 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
+
+export type RootKeyState = 'active' | 'retired' | 'destroyed';
+
+export interface RootKeyRow {
+  version: number;
+  state: RootKeyState;
+  createdAt: Date;
+  retiredAt: Date | null;
+  destroyedAt: Date | null;
+}
+
+/** Serialises root-key changes (creation, rotation, destruction) across replicas. */
+const ROOT_KEY_LOCK = 0x5161_0002;
+
+@Injectable()
+export class RootKeyRepository {
+  constructor(@Inject(DataSource) private readonly ds: DataSource) {}
+
+  /** Runs `fn` in a transaction holding the cluster-wide root-key lock. */
+  withLock<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
+    return this.ds.transaction(async (em) => {
+      await em.query('SELECT pg_advisory_xact_lock($1)', [ROOT_KEY_LOCK]);
+      return fn(em);
+    });
+  }
+
+  async active(em: EntityManager = this.ds.manager): Promise<number | undefined> {
+    const rows = await em.query<Array<{ version: number }>>(`SELECT version FROM root_keys WHERE state = 'active'`);
+    return rows[0]?.version;
+  }
+
+  async maxVersion(em: EntityManager): Promise<number> {
+    const rows = await em.query<Array<{ v: number | null }>>('SELECT max(version) AS v FROM root_keys');
+    return rows[0]?.v ?? 0;
+  }
+
+  async insertActive(em: EntityManager, version: number): Promise<void> {
+    await em.query(`INSERT INTO root_keys (version, state) VALUES ($1, 'active')`, [version]);
+  }
+
+  async retire(em: EntityManager, version: number): Promise<void> {
+    await em.query(`UPDATE root_keys SET state = 'retired', retired_at = now() WHERE version = $1 AND state = 'active'`, [version]);
+  }
+
+  async markDestroyed(em: EntityManager, version: number): Promise<void> {
+    await em.query(`UPDATE root_keys SET state = 'destroyed', destroyed_at = now() WHERE version = $1`, [version]);
+  }
+
+  async find(version: number, em: EntityManager = this.ds.manager): Promise<RootKeyRow | undefined> {
+    return (await this.list(em)).find((r) => r.version === version);
+  }
+
+  async list(em: EntityManager = this.ds.manager): Promise<RootKeyRow[]> {
+    return em.query<RootKeyRow[]>(
+      `SELECT version, state, created_at AS "createdAt", retired_at AS "retiredAt", destroyed_at AS "destroyedAt"
+         FROM root_keys ORDER BY version`,
+    );
+  }
+
+  /** How many stored keys (sealed values and cluster keys) are still wrapped under `version`. */
+  async references(version: number, em: EntityManager = this.ds.manager): Promise<number> {
+    const rows = await em.query<Array<{ n: string }>>(
+      `SELECT (SELECT count(*) FROM sealed_values WHERE root_key_version = $1)
+            + (SELECT count(*) FROM cluster_keys WHERE root_key_version = $1) AS n`,
+      [version],
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
+}

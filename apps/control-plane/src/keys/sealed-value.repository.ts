@@ -1,0 +1,75 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
+import type { SealedValue } from '../hsm/hsm-ops.js';
+
+export interface StoredSealedValue extends SealedValue {
+  id: string;
+}
+
+interface Row {
+  id: string;
+  root_key_version: number;
+  wrapped_dek: Buffer;
+  iv: Buffer;
+  ciphertext: Buffer;
+}
+
+const toSealed = (r: Row): StoredSealedValue => ({
+  id: r.id,
+  rootKeyVersion: r.root_key_version,
+  wrappedDek: r.wrapped_dek,
+  iv: r.iv,
+  ciphertext: r.ciphertext,
+});
+
+/** Ciphertext and wrapped data keys; never a value, never an unwrapped key. */
+@Injectable()
+export class SealedValueRepository {
+  constructor(@Inject(DataSource) private readonly ds: DataSource) {}
+
+  async insertMany(values: SealedValue[], em: EntityManager = this.ds.manager): Promise<string[]> {
+    if (values.length === 0) return [];
+    const rows = await em.query<Array<{ id: string }>>(
+      `INSERT INTO sealed_values (root_key_version, wrapped_dek, iv, ciphertext)
+       SELECT * FROM unnest($1::int[], $2::bytea[], $3::bytea[], $4::bytea[])
+       RETURNING id`,
+      [values.map((v) => v.rootKeyVersion), values.map((v) => v.wrappedDek), values.map((v) => v.iv), values.map((v) => v.ciphertext)],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  async findByIds(ids: string[], em: EntityManager = this.ds.manager): Promise<Map<string, StoredSealedValue>> {
+    const rows = await em.query<Row[]>(
+      'SELECT id, root_key_version, wrapped_dek, iv, ciphertext FROM sealed_values WHERE id = ANY($1::uuid[])',
+      [ids],
+    );
+    return new Map(rows.map((r) => [r.id, toSealed(r)]));
+  }
+
+  /** A batch still wrapped under another root key, locked so concurrent rotators skip it. */
+  async lockBatchNotAt(
+    em: EntityManager,
+    version: number,
+    limit: number,
+  ): Promise<Array<{ id: string; rootKeyVersion: number; wrapped: Buffer }>> {
+    const rows = await em.query<Row[]>(
+      `SELECT id, root_key_version, wrapped_dek FROM sealed_values WHERE root_key_version <> $1
+        ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+      [version, limit],
+    );
+    return rows.map((r) => ({ id: r.id, rootKeyVersion: r.root_key_version, wrapped: r.wrapped_dek }));
+  }
+
+  async setWrapped(em: EntityManager, version: number, ids: string[], wrapped: Buffer[]): Promise<void> {
+    await em.query(
+      `UPDATE sealed_values AS s SET wrapped_dek = v.w, root_key_version = $1
+         FROM unnest($2::uuid[], $3::bytea[]) AS v(id, w) WHERE s.id = v.id`,
+      [version, ids, wrapped],
+    );
+  }
+
+  async countNotAt(version: number, em: EntityManager = this.ds.manager): Promise<number> {
+    const rows = await em.query<Array<{ n: string }>>('SELECT count(*) AS n FROM sealed_values WHERE root_key_version <> $1', [version]);
+    return Number(rows[0]?.n ?? 0);
+  }
+}

@@ -1,0 +1,65 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { INestApplicationContext } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { createLogger } from '@sigil/logging';
+import { AppModule } from '../../apps/control-plane/src/app.module.js';
+import { RuntimeConfig } from '../../apps/control-plane/src/config/runtime-config.js';
+import { loadConfig, type Role } from '../../apps/control-plane/src/config/sigil-config.js';
+import { createTestDatabase, testEnv, testHsmToken, uniqueName } from './test-env.js';
+
+export interface TestApp {
+  app: INestApplicationContext;
+  databaseUrl: string;
+  keyLabelPrefix: string;
+  /** Closes the application (as a restart would); the database survives for the next one. */
+  close(): Promise<void>;
+  /** Closes and drops the database. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * The control plane's modules in-process (no HTTP listener) against the harness' real
+ * PostgreSQL, Redis and SoftHSM. Each call gets its own database and HSM key-label prefix
+ * unless given an existing one (to simulate a restart).
+ */
+export async function startTestApp(
+  opts: { roles?: Role[]; reuse?: Pick<TestApp, 'databaseUrl' | 'keyLabelPrefix'> } = {},
+): Promise<TestApp> {
+  const db = opts.reuse ? undefined : await createTestDatabase();
+  const databaseUrl = opts.reuse?.databaseUrl ?? db!.url;
+  const keyLabelPrefix = opts.reuse?.keyLabelPrefix ?? uniqueName('t').replace(/^t-/, 't').slice(0, 20).toLowerCase();
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'sigil-app-'));
+  const config = loadConfig({
+    SIGIL_DATA_DIR: dataDir,
+    SIGIL_ROLES: (opts.roles ?? ['http', 'grpc', 'worker']).join(','),
+    SIGIL_HSM_KEY_LABEL_PREFIX: keyLabelPrefix,
+    SIGIL_HSM_POOL_SIZE: '2',
+  });
+  const runtime = new RuntimeConfig(config, {
+    databaseUrl,
+    redisUrl: testEnv().redis.url,
+    hsmToken: testHsmToken(),
+    redisPrefix: keyLabelPrefix,
+  });
+  const app = await NestFactory.createApplicationContext(AppModule.register(runtime, createLogger('test', 'warn')), { logger: false });
+  await app.init();
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await app.close();
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  return {
+    app,
+    databaseUrl,
+    keyLabelPrefix,
+    close,
+    dispose: async () => {
+      await close();
+      await db?.drop();
+    },
+  };
+}
