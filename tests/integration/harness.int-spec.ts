@@ -95,8 +95,8 @@ describe('test harness: SoftHSM through pkcs11js', () => {
       const ciphertext = p.C_Encrypt(session, Buffer.from('hello'), Buffer.alloc(64));
       p.C_DestroyObject(session, key);
       expect(ciphertext.length).toBe(5 + 16); // plaintext + GCM tag
-      expect((attrs[0]!.value)[0]).toBe(1);
-      expect((attrs[1]!.value)[0]).toBe(0);
+      expect(attrs[0]!.value[0]).toBe(1);
+      expect(attrs[1]!.value[0]).toBe(0);
     } finally {
       p.C_CloseSession(session);
       releaseLibrary(env.hsm.module);

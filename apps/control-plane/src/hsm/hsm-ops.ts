@@ -153,6 +153,7 @@ export function generateRootKey(p: Pkcs11, session: Handle, prefix: string, vers
     { type: pkcs11js.CKA_ENCRYPT, value: false },
     { type: pkcs11js.CKA_DECRYPT, value: false },
     { type: pkcs11js.CKA_SIGN, value: false },
+    { type: pkcs11js.CKA_VERIFY, value: false },
     { type: pkcs11js.CKA_DERIVE, value: false },
     { type: pkcs11js.CKA_LABEL, value: label },
     { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
@@ -193,10 +194,10 @@ export function listRootKeys(p: Pkcs11, session: Handle, prefix: string): RootKe
       { type: pkcs11js.CKA_NEVER_EXTRACTABLE },
       { type: pkcs11js.CKA_ALWAYS_SENSITIVE },
     ]);
-    const label = (attrs[0]!.value).toString('utf8');
+    const label = attrs[0]!.value.toString('utf8');
     const match = new RegExp(`^${prefix}-root-v(\\d+)$`).exec(label);
     if (!match) continue;
-    const bool = (i: number) => (attrs[i]!.value)[0] === 1;
+    const bool = (i: number) => attrs[i]!.value[0] === 1;
     out.push({ version: Number(match[1]), sensitive: bool(1), extractable: bool(2), neverExtractable: bool(3), alwaysSensitive: bool(4) });
   }
   return out.sort((a, b) => a.version - b.version);
