@@ -62,5 +62,8 @@ node_modules/.package-lock.json: package.json package-lock.json
 deps-go: ## kube-apiserver and helm for the tests, built once into ~/.cache/sigil/bin
 	@bash .ci/go-tools.sh
 
+bench-hsm: deps-apt build ## HSM benchmark: Sigil's operations vs the raw pkcs11js rate (BENCH_MS per point)
+	@node dist/bench/hsm/hsm-bench.js
+
 clean: ## remove build output (keeps .data and the caches)
 	@rm -rf dist

@@ -13,6 +13,7 @@ execFileSync(
     'apps',
     'libs',
     'tests/harness',
+    'bench',
     '-d',
     'dist',
     '--config-file',

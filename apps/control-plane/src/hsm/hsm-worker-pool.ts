@@ -3,6 +3,9 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { HsmRequest, HsmResponse, HsmTask, HsmTaskResults, HsmWorkerConfig } from './hsm-tasks.js';
 
+/** Most values merged into one seal message (see coalesce). */
+const COALESCE_MAX = 64;
+
 export class HsmError extends Error {
   constructor(
     message: string,
@@ -19,6 +22,13 @@ interface Slot {
   pending?: { id: number; resolve: (v: unknown) => void; reject: (e: Error) => void };
 }
 
+interface Queued {
+  req: HsmRequest;
+  transfer: ArrayBuffer[];
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
 /**
  * A fixed set of HSM worker threads, each with its own PKCS#11 session. Tasks queue until a
  * worker is free; a worker that dies is replaced and its task fails (callers retry by design:
@@ -26,7 +36,7 @@ interface Slot {
  */
 export class HsmWorkerPool {
   private readonly slots: Slot[] = [];
-  private readonly queue: Array<{ req: HsmRequest; resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
+  private readonly queue: Queued[] = [];
   private nextId = 1;
   private closing = false;
 
@@ -37,30 +47,67 @@ export class HsmWorkerPool {
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
-  run<K extends HsmTask['op']>(task: Extract<HsmTask, { op: K }>): Promise<HsmTaskResults[K]> {
+  /** `transfer`: buffers handed over to the worker (detached here), e.g. plaintext copies. */
+  run<K extends HsmTask['op']>(task: Extract<HsmTask, { op: K }>, transfer: ArrayBuffer[] = []): Promise<HsmTaskResults[K]> {
     if (this.closing) return Promise.reject(new HsmError('HSM is shutting down'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ req: { id: this.nextId++, task }, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ req: { id: this.nextId++, task }, transfer, resolve: resolve as (v: unknown) => void, reject });
       this.dispatch();
     });
   }
 
   async close(): Promise<void> {
     this.closing = true;
-    for (const q of this.queue.splice(0)) q.reject(new HsmError('HSM is shutting down'));
+    for (const q of this.queue.splice(0)) {
+      for (const b of q.transfer) new Uint8Array(b).fill(0);
+      q.reject(new HsmError('HSM is shutting down'));
+    }
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 
   private dispatch(): void {
     for (const slot of this.slots) {
       if (slot.busy) continue;
-      const next = this.queue.shift();
-      if (!next) return;
+      const first = this.queue.shift();
+      if (!first) return;
+      const next = this.coalesce(first);
       slot.busy = true;
       slot.pending = { id: next.req.id, resolve: next.resolve, reject: next.reject };
       slot.worker.ref(); // a task in flight keeps the process alive; idle workers do not
-      slot.worker.postMessage(next.req);
+      slot.worker.postMessage(next.req, next.transfer);
     }
+  }
+
+  /**
+   * Under load, seal requests queue up behind busy workers; sending them as one message
+   * amortises the thread round trip (~80 µs) over many values. Results are split back out.
+   */
+  private coalesce(first: Queued): Queued {
+    const task = first.req.task;
+    if (task.op !== 'seal') return first;
+    const group: Array<{ q: Queued; n: number }> = [{ q: first, n: task.items.length }];
+    let total = task.items.length;
+    for (let i = 0; i < this.queue.length && total < COALESCE_MAX;) {
+      const t = this.queue[i]!.req.task;
+      if (t.op === 'seal' && t.rootKeyVersion === task.rootKeyVersion && total + t.items.length <= COALESCE_MAX) {
+        group.push({ q: this.queue.splice(i, 1)[0]!, n: t.items.length });
+        total += t.items.length;
+      } else i++;
+    }
+    if (group.length === 1) return first;
+    const items = group.flatMap(({ q }) => (q.req.task as Extract<HsmTask, { op: 'seal' }>).items);
+    return {
+      req: { id: this.nextId++, task: { op: 'seal', rootKeyVersion: task.rootKeyVersion, items } },
+      transfer: group.flatMap(({ q }) => q.transfer),
+      resolve: (result) => {
+        let offset = 0;
+        for (const { q, n } of group) {
+          q.resolve((result as unknown[]).slice(offset, offset + n));
+          offset += n;
+        }
+      },
+      reject: (err) => group.forEach(({ q }) => q.reject(err)),
+    };
   }
 
   private spawn(): Slot {

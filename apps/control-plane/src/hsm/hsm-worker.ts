@@ -128,8 +128,9 @@ function handle(task: HsmTask): unknown {
 
 parentPort!.on('message', ({ id, task }: HsmRequest) => {
   let response: HsmResponse;
+  const transfer: ArrayBuffer[] = [];
   try {
-    response = { id, ok: true, result: handle(task) };
+    response = { id, ok: true, result: detach(handle(task), transfer) };
   } catch (err) {
     // PKCS#11 errors carry only a CKR code and the function name: nothing of the data.
     const code = ckr(err);
@@ -142,5 +143,21 @@ parentPort!.on('message', ({ id, task }: HsmRequest) => {
     // This thread's copies of the values; only after the task is done, as a retry re-reads them.
     if (task.op === 'seal') for (const item of task.items) item.plaintext.fill(0);
   }
-  parentPort!.postMessage(response);
+  parentPort!.postMessage(response, transfer);
 });
+
+/**
+ * Copies each result buffer into an ArrayBuffer of its own and transfers it: posting a small
+ * Buffer would otherwise clone the whole 8 KiB pool slab it lives in.
+ */
+function detach(value: unknown, transfer: ArrayBuffer[]): unknown {
+  if (value instanceof Uint8Array) {
+    const own = new Uint8Array(value);
+    transfer.push(own.buffer);
+    return own;
+  }
+  if (Array.isArray(value)) return value.map((v) => detach(v, transfer));
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, detach(v, transfer)]));
+  return value;
+}

@@ -99,7 +99,15 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
 
   /** Encrypts each value under a fresh data key (AES-256-GCM, with its AAD) wrapped by root key `rootKeyVersion`. */
   seal(rootKeyVersion: number, items: Array<{ plaintext: Buffer; aad: Buffer }>): Promise<SealedValue[]> {
-    return this.batched(items, (chunk) => this.workers.run({ op: 'seal', rootKeyVersion, items: chunk }));
+    return this.batched(items, (chunk) => {
+      // Each value is copied into a buffer of its own and transferred: after posting, the only
+      // copy is the worker's, which zeroes it when the task is done.
+      const own = chunk.map((i) => ({ plaintext: new Uint8Array(i.plaintext), aad: new Uint8Array(i.aad) }));
+      return this.workers.run(
+        { op: 'seal', rootKeyVersion, items: own },
+        own.flatMap((i) => [i.plaintext.buffer, i.aad.buffer]),
+      );
+    });
   }
 
   rewrap(kind: 'dek' | 'cdk', to: number, items: WrappedKey[]): Promise<Buffer[]> {
