@@ -5,6 +5,7 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { createLogger } from '@sigil/logging';
 import { AppModule } from '../../apps/control-plane/src/app.module.js';
+import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
 import { RuntimeConfig } from '../../apps/control-plane/src/config/runtime-config.js';
 import { loadConfig, type Role } from '../../apps/control-plane/src/config/sigil-config.js';
 import { createTestDatabase, testEnv, testHsmToken, uniqueName } from './test-env.js';
@@ -62,4 +63,9 @@ export async function startTestApp(
       await db?.drop();
     },
   };
+}
+
+/** Registers a cluster (the key-custody tables reference clusters) and returns its id. */
+export async function registerCluster(app: INestApplicationContext, name = uniqueName('c')): Promise<string> {
+  return (await app.get(ClustersService).register(name, {})).id;
 }

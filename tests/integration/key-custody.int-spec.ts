@@ -12,14 +12,14 @@ import { ClusterKeyService } from '../../apps/control-plane/src/keys/cluster-key
 import { EnvelopeService } from '../../apps/control-plane/src/keys/envelopes.service.js';
 import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-values.service.js';
 import { acquireLibrary, findSlotByLabel, releaseLibrary } from '../../apps/control-plane/src/hsm/pkcs11-library.js';
-import { startTestApp, type TestApp } from '../harness/app-context.js';
+import { registerCluster, startTestApp, type TestApp } from '../harness/app-context.js';
 import { testEnv } from '../harness/test-env.js';
 
 /** An agent as the cluster sees it: its own key pair, and the delivery keys it received. */
 class Agent {
   readonly keys = generateAgentKeyPair();
   readonly clusterKeys = new Map<number, Buffer>();
-  constructor(readonly clusterId = randomUUID()) {}
+  clusterId = '';
 
   receive(envelope: Buffer): void {
     const { version, key } = openClusterKeyEnvelope(this.keys.privateKeyPem, envelope);
@@ -51,6 +51,8 @@ describe('key custody against SoftHSM', () => {
     sealer = t.app.get(SealedValueService);
     clusterKeys = t.app.get(ClusterKeyService);
     envelopes = t.app.get(EnvelopeService);
+    a.clusterId = await registerCluster(t.app);
+    b.clusterId = await registerCluster(t.app);
     a.receive((await clusterKeys.issue(a.clusterId, a.keys.publicKeyDer)).envelope);
     b.receive((await clusterKeys.issue(b.clusterId, b.keys.publicKeyDer)).envelope);
   });
@@ -134,6 +136,6 @@ describe('key custody against SoftHSM', () => {
   });
 
   it('rejects agent keys that are not RSA ≥ 2048 bits', async () => {
-    await expect(clusterKeys.issue(randomUUID(), Buffer.from('not a key'))).rejects.toMatchObject({ code: 'invalid_agent_key' });
+    await expect(clusterKeys.issue(a.clusterId, Buffer.from('not a key'))).rejects.toMatchObject({ code: 'invalid_agent_key' });
   });
 });

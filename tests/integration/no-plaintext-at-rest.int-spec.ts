@@ -7,7 +7,7 @@ import pg from 'pg';
 import { ClusterKeyService } from '../../apps/control-plane/src/keys/cluster-keys.service.js';
 import { EnvelopeService } from '../../apps/control-plane/src/keys/envelopes.service.js';
 import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-values.service.js';
-import { startTestApp, type TestApp } from '../harness/app-context.js';
+import { registerCluster, startTestApp, type TestApp } from '../harness/app-context.js';
 import { testEnv } from '../harness/test-env.js';
 
 /** Every way a secret could be spelled in a dump: raw bytes, hex, base64. */
@@ -60,7 +60,7 @@ describe('no secret at rest in PostgreSQL', () => {
   beforeAll(async () => {
     t = await startTestApp();
     const agent = generateAgentKeyPair();
-    const clusterId = randomUUID();
+    const clusterId = await registerCluster(t.app);
     const issued = await t.app.get(ClusterKeyService).issue(clusterId, agent.publicKeyDer);
     cdk = openClusterKeyEnvelope(agent.privateKeyPem, issued.envelope).key;
     const [id] = await t.app.get(SealedValueService).seal([{ value: Buffer.from(canary), context: ctx }]);

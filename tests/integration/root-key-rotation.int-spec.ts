@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { generateAgentKeyPair, openClusterKeyEnvelope, openSecretEnvelope, type ValueContext } from '@sigil/envelope';
 import pg from 'pg';
@@ -7,7 +6,7 @@ import { EnvelopeService } from '../../apps/control-plane/src/keys/envelopes.ser
 import { RootKeyRotationService } from '../../apps/control-plane/src/keys/root-key-rotation.service.js';
 import { RootKeyService } from '../../apps/control-plane/src/keys/root-keys.service.js';
 import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-values.service.js';
-import { startTestApp, type TestApp } from '../harness/app-context.js';
+import { registerCluster, startTestApp, type TestApp } from '../harness/app-context.js';
 import { listTokenObjects } from '../harness/pkcs11-tool.js';
 
 const N = 1_000;
@@ -42,11 +41,9 @@ describe('root key rotation', () => {
     // First process: no worker role, so the rotation does not run by itself; we run one batch.
     const first = await startTestApp({ roles: ['http'] });
     apps.push(first);
-    const agents = Array.from({ length: 3 }, () => ({
-      clusterId: randomUUID(),
-      keys: generateAgentKeyPair(),
-      cdk: new Map<number, Buffer>(),
-    }));
+    const agents = [];
+    for (let i = 0; i < 3; i++)
+      agents.push({ clusterId: await registerCluster(first.app), keys: generateAgentKeyPair(), cdk: new Map<number, Buffer>() });
     for (const agent of agents) {
       const { version, key } = openClusterKeyEnvelope(
         agent.keys.privateKeyPem,
@@ -96,7 +93,7 @@ describe('root key rotation', () => {
       [2, 'active', N + 4],
     ]);
     expect(listed[1]!.hsm).toEqual({ sensitive: true, extractable: false, neverExtractable: true, alwaysSensitive: true });
-    const objects = listTokenObjects().filter((o) => o.label.startsWith(`${first.keyLabelPrefix}-`));
+    const objects = listTokenObjects().filter((o) => o.label.startsWith(`${first.keyLabelPrefix}-root-`));
     expect(objects).toEqual([
       {
         kind: 'Secret Key Object; AES length 32',
@@ -122,14 +119,20 @@ describe('root key rotation', () => {
 });
 
 describe('the HSM token', () => {
-  it('holds only root keys as long-lived objects: sensitive, never extractable, generated inside', () => {
+  it('holds only root keys and the fingerprint key as long-lived objects: sensitive, never extractable, generated inside', () => {
     const objects = listTokenObjects();
-    expect(objects.length).toBeGreaterThan(0);
+    expect(objects.some((o) => /-root-v\d+$/.test(o.label))).toBe(true);
     for (const o of objects) {
-      expect(o.kind).toBe('Secret Key Object; AES length 32');
-      expect(o.label).toMatch(/-root-v\d+$/);
       expect(o.access).toEqual(expect.arrayContaining(['sensitive', 'always sensitive', 'never extractable', 'local']));
-      expect(o.usage).toEqual(['wrap', 'unwrap']);
+      if (/-root-v\d+$/.test(o.label)) {
+        expect(o.kind).toBe('Secret Key Object; AES length 32');
+        expect(o.usage).toEqual(['wrap', 'unwrap']);
+      } else {
+        expect(o.label).toMatch(/-fingerprint-v1$/);
+        expect(o.kind).toMatch(/^Secret Key Object; (Generic secret|GENERIC_SECRET)/i);
+        // pkcs11-tool lists encrypt/decrypt/wrap/unwrap/derive usage only; this key can do none of them (it signs: HMAC).
+        expect(o.usage).toEqual(['none']);
+      }
     }
   });
 });

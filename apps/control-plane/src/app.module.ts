@@ -3,7 +3,15 @@ import type { Logger } from '@sigil/logging';
 import { RuntimeConfig } from './config/runtime-config.js';
 import { DatabaseModule } from './database/database.module.js';
 import { HealthModule } from './health/health.module.js';
+import { APP_PIPE } from '@nestjs/core';
+import { AppsModule } from './apps/apps.module.js';
+import { AuditModule } from './audit/audit.module.js';
+import { AuthModule } from './auth/auth.module.js';
+import { ClustersModule } from './clusters/clusters.module.js';
+import { DtoValidationPipe } from './common/validation.pipe.js';
 import { HsmModule } from './hsm/hsm.module.js';
+import { ProjectsModule } from './projects/projects.module.js';
+import { SecretsModule } from './secrets/secrets.module.js';
 import { KeysModule } from './keys/keys.module.js';
 import { LoggingModule } from './logging/logging.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
@@ -24,7 +32,14 @@ export class AppModule {
         HsmModule,
         HealthModule,
         KeysModule,
+        AuthModule,
+        AuditModule,
+        ProjectsModule,
+        AppsModule,
+        SecretsModule,
+        ClustersModule,
       ],
+      providers: [{ provide: APP_PIPE, useClass: DtoValidationPipe }],
     };
   }
 }

@@ -1,2 +1,3 @@
 export * from './format.js';
 export * from './agent-crypto.js';
+export * from './payload.js';

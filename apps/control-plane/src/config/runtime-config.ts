@@ -13,6 +13,7 @@ export class RuntimeConfig {
   readonly log: SigilConfig['log'];
   readonly shutdownTimeoutMs: number;
   readonly bootstrapAdminToken: string | undefined;
+  readonly rateLimit: SigilConfig['rateLimit'];
   readonly db: { url: string };
   readonly redis: { url: string; /** prefix of every key Sigil writes; lets tests share one Redis */ prefix: string };
   readonly hsm: { token: HsmToken; poolSize: number; keyLabelPrefix: string };
@@ -25,6 +26,7 @@ export class RuntimeConfig {
     this.log = config.log;
     this.shutdownTimeoutMs = config.shutdownTimeoutMs;
     this.bootstrapAdminToken = config.bootstrapAdminToken;
+    this.rateLimit = config.rateLimit;
     this.db = { url: services.databaseUrl };
     this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? 'sigil' };
     this.hsm = { token: services.hsmToken, poolSize: config.hsm.poolSize, keyLabelPrefix: config.hsm.keyLabelPrefix };

@@ -77,6 +77,8 @@ const envSchema = z
       .default('sigil')
       .refine((v) => /^[a-z0-9][a-z0-9-]{0,19}$/.test(v), 'must be 1-20 lowercase letters, digits or dashes'),
     SIGIL_HSM_POOL_SIZE: positiveInt(Math.min(4, availableParallelism())),
+    SIGIL_RATE_LIMIT_RPS: positiveInt(50),
+    SIGIL_RATE_LIMIT_BURST: positiveInt(100),
     SIGIL_BOOTSTRAP_ADMIN_TOKEN: z
       .string()
       .optional()
@@ -121,6 +123,8 @@ export interface SigilConfig {
   /** `token` undefined means "use the development SoftHSM token under the data dir". */
   hsm: { poolSize: number; keyLabelPrefix: string; token: HsmToken | undefined };
   bootstrapAdminToken: string | undefined;
+  /** Per API token: sustained requests per second and burst. */
+  rateLimit: { perSecond: number; burst: number };
 }
 
 export class ConfigError extends Error {
@@ -163,5 +167,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
     redisUrl: e.REDIS_URL,
     hsm: { poolSize: e.SIGIL_HSM_POOL_SIZE, keyLabelPrefix: e.SIGIL_HSM_KEY_LABEL_PREFIX, token },
     bootstrapAdminToken: e.SIGIL_BOOTSTRAP_ADMIN_TOKEN,
+    rateLimit: { perSecond: e.SIGIL_RATE_LIMIT_RPS, burst: e.SIGIL_RATE_LIMIT_BURST },
   };
 }

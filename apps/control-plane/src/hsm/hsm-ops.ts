@@ -160,6 +160,44 @@ export function generateRootKey(p: Pkcs11, session: Handle, prefix: string, vers
   ]);
 }
 
+/** The installation's fingerprint key: HMAC-SHA256, so fingerprints cannot be brute-forced offline. */
+export const fingerprintKeyLabel = (prefix: string) => `${prefix}-fingerprint-v1`;
+
+export function ensureFingerprintKey(p: Pkcs11, session: Handle, prefix: string): void {
+  const label = fingerprintKeyLabel(prefix);
+  if (findByLabel(p, session, label).length > 0) return;
+  p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+    { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    { type: pkcs11js.CKA_PRIVATE, value: true },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+    { type: pkcs11js.CKA_MODIFIABLE, value: false },
+    { type: pkcs11js.CKA_SIGN, value: true },
+    { type: pkcs11js.CKA_VERIFY, value: false },
+    { type: pkcs11js.CKA_ENCRYPT, value: false },
+    { type: pkcs11js.CKA_DECRYPT, value: false },
+    { type: pkcs11js.CKA_WRAP, value: false },
+    { type: pkcs11js.CKA_UNWRAP, value: false },
+    { type: pkcs11js.CKA_DERIVE, value: false },
+    { type: pkcs11js.CKA_LABEL, value: label },
+    { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
+  ]);
+}
+
+export function findFingerprintKey(p: Pkcs11, session: Handle, prefix: string): Handle {
+  const found = findByLabel(p, session, fingerprintKeyLabel(prefix));
+  if (found.length !== 1) throw new HsmKeyError(`fingerprint key ${fingerprintKeyLabel(prefix)} found ${found.length} times`);
+  return found[0]!;
+}
+
+export function hmac(p: Pkcs11, session: Handle, key: Handle, data: Buffer): Buffer {
+  p.C_SignInit(session, { mechanism: pkcs11js.CKM_SHA256_HMAC }, key);
+  return Buffer.from(p.C_Sign(session, data, Buffer.alloc(32)));
+}
+
 export function destroyRootKey(p: Pkcs11, session: Handle, prefix: string, version: number): number {
   const found = findByLabel(p, session, rootKeyLabel(prefix, version));
   for (const h of found) p.C_DestroyObject(session, h);

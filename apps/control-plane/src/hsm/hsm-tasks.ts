@@ -7,6 +7,8 @@ export type HsmTask =
   | { op: 'generateRootKey'; version: number }
   | { op: 'destroyRootKey'; version: number }
   | { op: 'listRootKeys' }
+  | { op: 'ensureFingerprintKey' }
+  | { op: 'fingerprint'; items: Uint8Array[] }
   | { op: 'seal'; rootKeyVersion: number; items: Array<{ plaintext: Uint8Array; aad: Uint8Array }> }
   | { op: 'rewrap'; kind: 'dek' | 'cdk'; to: number; items: WrappedKey[] }
   | { op: 'createClusterKey'; rootKeyVersion: number; agentKey: RsaPublicKey; oaep: OaepHash }
@@ -18,6 +20,8 @@ export interface HsmTaskResults {
   generateRootKey: null;
   destroyRootKey: { destroyed: number };
   listRootKeys: RootKeyInfo[];
+  ensureFingerprintKey: null;
+  fingerprint: Buffer[];
   seal: SealedValue[];
   rewrap: Buffer[];
   createClusterKey: { forStorage: Buffer; forAgent: Buffer };

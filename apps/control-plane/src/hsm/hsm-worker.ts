@@ -27,6 +27,7 @@ const config = workerData as HsmWorkerConfig;
 const p = acquireLibrary(config.module);
 const roots = new ops.RootKeyHandles(p, config.keyLabelPrefix);
 let session: Handle | undefined;
+let fingerprintKey: Handle | undefined;
 
 function open(): Handle {
   const slot = findSlotByLabel(p, config.tokenLabel);
@@ -45,6 +46,7 @@ function open(): Handle {
 
 function reset(): void {
   roots.clear();
+  fingerprintKey = undefined;
   if (session !== undefined) {
     try {
       p.C_CloseSession(session);
@@ -81,6 +83,14 @@ function execute(s: Handle, task: HsmTask): unknown {
       return { destroyed: ops.destroyRootKey(p, s, config.keyLabelPrefix, task.version) };
     case 'listRootKeys':
       return ops.listRootKeys(p, s, config.keyLabelPrefix);
+    case 'ensureFingerprintKey':
+      ops.ensureFingerprintKey(p, s, config.keyLabelPrefix);
+      return null;
+    case 'fingerprint': {
+      fingerprintKey ??= ops.findFingerprintKey(p, s, config.keyLabelPrefix);
+      const key = fingerprintKey;
+      return task.items.map((item) => ops.hmac(p, s, key, buf(item)));
+    }
     case 'seal': {
       const handle = root(task.rootKeyVersion);
       return task.items.map(({ plaintext, aad }) => ops.seal(p, s, handle, task.rootKeyVersion, buf(plaintext), buf(aad)));
@@ -142,6 +152,7 @@ parentPort!.on('message', ({ id, task }: HsmRequest) => {
   } finally {
     // This thread's copies of the values; only after the task is done, as a retry re-reads them.
     if (task.op === 'seal') for (const item of task.items) item.plaintext.fill(0);
+    if (task.op === 'fingerprint') for (const item of task.items) item.fill(0);
   }
   parentPort!.postMessage(response, transfer);
 });

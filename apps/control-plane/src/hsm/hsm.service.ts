@@ -110,6 +110,20 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
     });
   }
 
+  ensureFingerprintKey(): Promise<null> {
+    return this.workers.run({ op: 'ensureFingerprintKey' });
+  }
+
+  /** HMAC-SHA256 of each value under the installation's fingerprint key (first 16 bytes, hex). */
+  async fingerprint(values: Buffer[]): Promise<string[]> {
+    const own = values.map((v) => new Uint8Array(v));
+    const macs = await this.workers.run(
+      { op: 'fingerprint', items: own },
+      own.map((o) => o.buffer),
+    );
+    return macs.map((m) => `hmac-sha256:${m.subarray(0, 16).toString('hex')}`);
+  }
+
   rewrap(kind: 'dek' | 'cdk', to: number, items: WrappedKey[]): Promise<Buffer[]> {
     return this.batched(items, (chunk) => this.workers.run({ op: 'rewrap', kind, to, items: chunk }));
   }

@@ -6,9 +6,23 @@ import { Logger as PinoNestLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from '@sigil/logging';
 import { AppModule } from '../app.module.js';
 import type { RuntimeConfig } from '../config/runtime-config.js';
-import { ProblemDetailsFilter } from './problem-details.filter.js';
+import { ProblemDetailsFilter, problem } from './problem-details.filter.js';
 
 export const API_PREFIX = 'api/v1';
+
+/** A request with a body must say it is JSON; anything else is refused before parsing. */
+function requireJsonBodies(req: Request, res: Response, next: () => void): void {
+  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (hasBody && type !== 'application/json' && !/^application\/[a-z0-9.+-]*\+json$/.test(type)) {
+    res
+      .status(415)
+      .type('application/problem+json')
+      .send(JSON.stringify({ ...problem(415, 'unsupported_media_type', 'request bodies must be application/json'), instance: req.path }));
+    return;
+  }
+  next();
+}
 /** Largest request body: a Kubernetes Secret holds at most 1 MiB, plus JSON overhead. */
 export const BODY_LIMIT = '1536kb';
 
@@ -20,6 +34,7 @@ export async function createHttpApp(config: RuntimeConfig, logger: Logger): Prom
     abortOnError: false,
   });
   app.useLogger(app.get(PinoNestLogger));
+  app.use(requireJsonBodies);
   app.useBodyParser('json', { limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] });
   app.disable('x-powered-by');
   app.set('trust proxy', false);
@@ -42,7 +57,7 @@ export async function createHttpApp(config: RuntimeConfig, logger: Logger): Prom
     res
       .status(404)
       .type('application/problem+json')
-      .send(JSON.stringify({ type: 'about:blank', title: 'not found', status: 404, code: 'not_found', instance: req.path }));
+      .send(JSON.stringify({ ...problem(404, 'not_found', `no route ${req.method} ${req.path}`), instance: req.path }));
   });
   return app;
 }

@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, HttpException, HttpStatus, type ExceptionFilter } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { PinoLogger } from 'nestjs-pino';
+import { HTTP_STATUS, SigilError } from '../common/sigil-error.js';
 
 /** RFC 9457 problem details; `code` is the stable, machine-readable part. */
 export interface Problem {
@@ -9,6 +10,7 @@ export interface Problem {
   status: number;
   code: string;
   detail?: string;
+  errors?: Array<{ field: string; problem: string }>;
   instance?: string;
   requestId?: string;
 }
@@ -27,10 +29,29 @@ const CODES: Record<number, string> = {
   429: 'rate_limited',
 };
 
+/** Errors raised by the JSON body parser before any handler runs. */
+const BODY_PARSER: Record<string, { status: number; code: string; detail: string }> = {
+  'entity.parse.failed': { status: 400, code: 'malformed_json', detail: 'the request body is not valid JSON' },
+  'entity.too.large': { status: 413, code: 'payload_too_large', detail: 'the request body is too large' },
+  'encoding.unsupported': { status: 415, code: 'unsupported_encoding', detail: 'the request body encoding is not supported' },
+  'charset.unsupported': { status: 415, code: 'unsupported_charset', detail: 'the request body charset is not supported' },
+  'request.aborted': { status: 400, code: 'request_aborted', detail: 'the request was aborted' },
+};
+
+export function problem(status: number, code: string, detail?: string): Problem {
+  return {
+    type: 'about:blank',
+    title: HttpStatus[status]?.replace(/_/g, ' ').toLowerCase() ?? 'error',
+    status,
+    code,
+    ...(detail ? { detail } : {}),
+  };
+}
+
 /**
- * Maps everything thrown out of a request to `application/problem+json`. Unexpected
- * errors become a generic 500 carrying only the request id: never a stack trace or a
- * message that could contain data.
+ * Maps everything thrown out of a request to `application/problem+json`. Unexpected errors
+ * become a generic 500 carrying only the request id: never a stack trace or a message that
+ * could contain data.
  */
 @Catch()
 export class ProblemDetailsFilter implements ExceptionFilter {
@@ -43,33 +64,36 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     const req = ctx.getRequest<Request & { id?: string }>();
     const res = ctx.getResponse<Response>();
     const requestId = req.id === undefined ? undefined : String(req.id);
-    let problem: Problem;
+    const p = this.toProblem(exception, requestId);
+    p.instance = req.originalUrl.split('?')[0];
+    if (requestId !== undefined) p.requestId = requestId;
+    res.status(p.status).type('application/problem+json').send(JSON.stringify(p));
+  }
+
+  private toProblem(exception: unknown, requestId: string | undefined): Problem {
+    if (exception instanceof SigilError) {
+      return {
+        ...problem(HTTP_STATUS[exception.kind], exception.code, exception.message),
+        ...(exception.details ? { errors: exception.details } : {}),
+      };
+    }
+    // Body-parser errors arrive raw or wrapped by Nest (as `cause`); their messages can quote the
+    // body (V8's JSON.parse does), so only our fixed text is returned.
+    const parser = (exception as { type?: unknown }).type ?? ((exception as { cause?: { type?: unknown } }).cause?.type);
+    if (typeof parser === 'string' && BODY_PARSER[parser]) {
+      const b = BODY_PARSER[parser];
+      return problem(b.status, b.code, b.detail);
+    }
     if (exception instanceof HttpException && exception.getStatus() < 500) {
       const status = exception.getStatus();
       const body = exception.getResponse();
+      if ((exception as { cause?: unknown }).cause instanceof Error) return problem(status, CODES[status] ?? 'client_error'); // never echo a low-level message
       const detail = typeof body === 'string' ? body : describeBody(body);
-      problem = {
-        type: 'about:blank',
-        title: HttpStatus[status]?.replace(/_/g, ' ').toLowerCase() ?? 'error',
-        status,
-        code:
-          (typeof body === 'object' && body !== null && 'code' in body ? String(body.code) : undefined) ?? CODES[status] ?? 'client_error',
-        ...(detail ? { detail } : {}),
-      };
-    } else {
-      const status = exception instanceof HttpException ? exception.getStatus() : 500;
-      this.logger.error({ err: exception, requestId }, 'request failed');
-      problem = {
-        type: 'about:blank',
-        title: 'internal error',
-        status,
-        code: 'internal',
-        detail: 'Internal error; quote the request id to the operators.',
-      };
+      return problem(status, CODES[status] ?? 'client_error', detail);
     }
-    problem.instance = req.originalUrl.split('?')[0];
-    if (requestId !== undefined) problem.requestId = requestId;
-    res.status(problem.status).type('application/problem+json').send(JSON.stringify(problem));
+    const status = exception instanceof HttpException ? exception.getStatus() : 500;
+    this.logger.error({ err: exception, requestId }, 'request failed');
+    return problem(status, status === 503 ? 'unavailable' : 'internal', 'Internal error; quote the request id to the operators.');
   }
 }
 

@@ -31,6 +31,8 @@ export class RootKeyService implements OnApplicationBootstrap {
   }
 
   async onApplicationBootstrap(): Promise<void> {
+    // Under the root-key lock, so two replicas starting together create one key, not two.
+    await this.repo.withLock(() => this.hsm.ensureFingerprintKey());
     const version = await this.ensureActive();
     this.logger.info({ version }, 'active root key');
   }

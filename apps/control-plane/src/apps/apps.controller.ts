@@ -1,0 +1,91 @@
+import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Query, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
+import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
+import type { Actor } from '../auth/policy.js';
+import { ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
+import { AppPage, AppView, CreateAppDto, UpdateAppDto } from './apps.dto.js';
+import { AppsService } from './apps.service.js';
+
+@ApiTags('apps')
+@ApiBearerAuth()
+@Controller('projects/:project/apps')
+export class AppsController {
+  constructor(@Inject(AppsService) private readonly apps: AppsService) {}
+
+  @Post()
+  @Requires('apps:write')
+  @Audited('app.create')
+  @ApiOperation({ summary: 'Create an app in a project' })
+  @ApiCreatedResponse({ type: AppView })
+  async create(
+    @CurrentActor() actor: Actor,
+    @Param('project') project: string,
+    @Body() dto: CreateAppDto,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<AppView> {
+    const r = await this.apps.create(actor, project, dto);
+    setEtag(res, r.app.version);
+    return AppView.of(r.app, r.project.name);
+  }
+
+  @Get()
+  @Requires('apps:read')
+  @ApiQuery({ name: 'limit', required: false })
+  @ApiQuery({ name: 'after', required: false })
+  @ApiOkResponse({ type: AppPage })
+  async list(
+    @CurrentActor() actor: Actor,
+    @Param('project') project: string,
+    @Query('limit') limit?: string,
+    @Query('after') after?: string,
+  ): Promise<AppPage> {
+    const r = await this.apps.list(actor, project, after, pageLimit(limit));
+    return { items: r.page.items.map((a) => AppView.of(a, r.project.name)), next: r.page.next };
+  }
+
+  @Get(':app')
+  @Requires('apps:read')
+  @ApiOkResponse({ type: AppView })
+  async get(
+    @CurrentActor() actor: Actor,
+    @Param('project') project: string,
+    @Param('app') name: string,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<AppView> {
+    const r = await this.apps.resolve(actor, project, name);
+    setEtag(res, r.app.version);
+    return AppView.of(r.app, r.project.name);
+  }
+
+  @Patch(':app')
+  @Requires('apps:write')
+  @Audited('app.update')
+  @ApiOkResponse({ type: AppView })
+  async update(
+    @CurrentActor() actor: Actor,
+    @Param('project') project: string,
+    @Param('app') name: string,
+    @Body() dto: UpdateAppDto,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<AppView> {
+    const r = await this.apps.update(actor, project, name, dto, ifMatchVersion(ifMatch));
+    setEtag(res, r.app.version);
+    return AppView.of(r.app, r.project.name);
+  }
+
+  @Delete(':app')
+  @HttpCode(204)
+  @Requires('apps:write')
+  @Audited('app.delete')
+  @ApiOperation({ summary: 'Delete an app and its secrets' })
+  async delete(
+    @CurrentActor() actor: Actor,
+    @Param('project') project: string,
+    @Param('app') name: string,
+    @Headers('if-match') ifMatch: string | undefined,
+  ): Promise<void> {
+    await this.apps.delete(actor, project, name, ifMatchVersion(ifMatch));
+  }
+}

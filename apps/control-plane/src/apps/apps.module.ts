@@ -1,0 +1,8 @@
+import { Module } from '@nestjs/common';
+import { ProjectsModule } from '../projects/projects.module.js';
+import { AppsController } from './apps.controller.js';
+import { AppsRepository } from './apps.repository.js';
+import { AppsService } from './apps.service.js';
+
+@Module({ imports: [ProjectsModule], providers: [AppsRepository, AppsService], controllers: [AppsController], exports: [AppsService] })
+export class AppsModule {}

@@ -1,0 +1,34 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, MoreThan, type FindOptionsWhere, type Repository } from 'typeorm';
+import { AppEntity } from './app.entity.js';
+
+@Injectable()
+export class AppsRepository {
+  private readonly repo: Repository<AppEntity>;
+
+  constructor(@Inject(DataSource) ds: DataSource) {
+    this.repo = ds.getRepository(AppEntity);
+  }
+
+  findByName(projectId: string, name: string): Promise<AppEntity | null> {
+    return this.repo.findOneBy({ projectId, name });
+  }
+
+  list(projectId: string, after: string | undefined, limit: number): Promise<AppEntity[]> {
+    const where: FindOptionsWhere<AppEntity> = { projectId };
+    if (after !== undefined) where.name = MoreThan(after);
+    return this.repo.find({ where, order: { name: 'ASC' }, take: limit });
+  }
+
+  insert(a: Omit<AppEntity, 'id' | 'createdAt' | 'updatedAt' | 'version'>): Promise<AppEntity> {
+    return this.repo.save(this.repo.create(a));
+  }
+
+  save(a: AppEntity): Promise<AppEntity> {
+    return this.repo.save(a);
+  }
+
+  async delete(projectId: string, id: string): Promise<void> {
+    await this.repo.delete({ projectId, id });
+  }
+}

@@ -1,0 +1,69 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Actor } from '../auth/policy.js';
+import { checkVersion, toPage, type Page } from '../common/http.js';
+import { conflict, notFound } from '../common/sigil-error.js';
+import type { ProjectEntity } from '../projects/project.entity.js';
+import { ProjectsService, isUniqueViolation } from '../projects/projects.service.js';
+import type { AppEntity } from './app.entity.js';
+import type { CreateAppDto, UpdateAppDto } from './apps.dto.js';
+import { AppsRepository } from './apps.repository.js';
+
+@Injectable()
+export class AppsService {
+  constructor(
+    @Inject(ProjectsService) private readonly projects: ProjectsService,
+    @Inject(AppsRepository) private readonly repo: AppsRepository,
+  ) {}
+
+  async resolve(actor: Actor, project: string, name: string): Promise<{ project: ProjectEntity; app: AppEntity }> {
+    const p = await this.projects.resolve(actor, project);
+    const app = await this.repo.findByName(p.id, name);
+    if (!app) throw notFound(`app ${JSON.stringify(name)}`, 'app_not_found');
+    return { project: p, app };
+  }
+
+  async list(
+    actor: Actor,
+    project: string,
+    after: string | undefined,
+    limit: number,
+  ): Promise<{ project: ProjectEntity; page: Page<AppEntity> }> {
+    const p = await this.projects.resolve(actor, project);
+    return { project: p, page: toPage(await this.repo.list(p.id, after, limit + 1), limit, (a) => a.name) };
+  }
+
+  async create(actor: Actor, project: string, dto: CreateAppDto): Promise<{ project: ProjectEntity; app: AppEntity }> {
+    const p = await this.projects.resolve(actor, project);
+    try {
+      const app = await this.repo.insert({
+        projectId: p.id,
+        name: dto.name,
+        namespace: dto.namespace,
+        deliveryMode: dto.deliveryMode,
+        secretType: dto.secretType ?? 'Opaque',
+        mountPath: dto.mountPath ?? '/etc/sigil',
+      });
+      return { project: p, app };
+    } catch (err) {
+      if (isUniqueViolation(err))
+        throw conflict('app_exists', `app ${JSON.stringify(dto.name)} already exists in project ${JSON.stringify(project)}`);
+      throw err;
+    }
+  }
+
+  async update(actor: Actor, project: string, name: string, dto: UpdateAppDto, expectedVersion: number | undefined) {
+    const { project: p, app } = await this.resolve(actor, project, name);
+    checkVersion(expectedVersion, app.version);
+    if (dto.namespace !== undefined) app.namespace = dto.namespace;
+    if (dto.deliveryMode !== undefined) app.deliveryMode = dto.deliveryMode;
+    if (dto.secretType !== undefined) app.secretType = dto.secretType;
+    if (dto.mountPath !== undefined) app.mountPath = dto.mountPath;
+    return { project: p, app: await this.repo.save(app) };
+  }
+
+  async delete(actor: Actor, project: string, name: string, expectedVersion: number | undefined): Promise<void> {
+    const { project: p, app } = await this.resolve(actor, project, name);
+    checkVersion(expectedVersion, app.version);
+    await this.repo.delete(p.id, app.id); // its secrets and versions go with it (ON DELETE CASCADE)
+  }
+}

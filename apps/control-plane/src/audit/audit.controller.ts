@@ -1,0 +1,93 @@
+import { Controller, Get, Inject, Query } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProperty, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { CurrentActor, Requires } from '../auth/auth.decorators.js';
+import type { Actor } from '../auth/policy.js';
+import { pageLimit } from '../common/http.js';
+import { invalid } from '../common/sigil-error.js';
+import { ProjectsService } from '../projects/projects.service.js';
+import { AuditService } from './audit.service.js';
+
+export class AuditEventView {
+  @ApiProperty({ example: '42' }) seq!: string;
+  @ApiProperty() at!: Date;
+  @ApiProperty({ nullable: true, type: String, example: 'ci-payments' }) actor!: string | null;
+  @ApiProperty({ example: 'secret.update' }) action!: string;
+  @ApiProperty({ example: 'project=payments app=checkout secret=checkout-db', nullable: true, type: String }) target!: string | null;
+  @ApiProperty({ enum: ['success', 'denied', 'failed'] }) outcome!: string;
+  @ApiProperty({ example: 200 }) status!: number;
+  @ApiProperty({ example: 'PUT' }) method!: string;
+  @ApiProperty({ example: '/api/v1/projects/payments/apps/checkout/secrets/checkout-db' }) path!: string;
+  @ApiProperty({ nullable: true, type: String }) requestId!: string | null;
+  @ApiProperty({ example: '5f1c…', description: 'hex SHA-256 chaining this record to the previous one' }) hash!: string;
+}
+
+export class AuditPage {
+  @ApiProperty({ type: [AuditEventView] }) items!: AuditEventView[];
+  @ApiProperty({ nullable: true, type: String, description: 'pass as `before` for older events' }) next!: string | null;
+}
+
+export class AuditVerificationView {
+  @ApiProperty() ok!: boolean;
+  @ApiProperty({ example: 1200 }) checked!: number;
+  @ApiProperty({ required: false }) brokenAt?: string;
+  @ApiProperty({ required: false }) reason?: string;
+}
+
+@ApiTags('audit')
+@ApiBearerAuth()
+@Controller('audit')
+export class AuditController {
+  constructor(
+    @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(ProjectsService) private readonly projects: ProjectsService,
+  ) {}
+
+  @Get()
+  @Requires('audit:read')
+  @ApiOperation({ summary: 'Audit events, newest first. Project-scoped tokens see only their project.' })
+  @ApiQuery({ name: 'project', required: false })
+  @ApiQuery({ name: 'action', required: false, example: 'secret.update' })
+  @ApiQuery({ name: 'outcome', required: false, enum: ['success', 'denied', 'failed'] })
+  @ApiQuery({ name: 'before', required: false })
+  @ApiQuery({ name: 'limit', required: false })
+  @ApiOkResponse({ type: AuditPage })
+  async list(
+    @CurrentActor() actor: Actor,
+    @Query('project') project?: string,
+    @Query('action') action?: string,
+    @Query('outcome') outcome?: string,
+    @Query('before') before?: string,
+    @Query('limit') limit?: string,
+  ): Promise<AuditPage> {
+    if (outcome !== undefined && !['success', 'denied', 'failed'].includes(outcome))
+      throw invalid('invalid_outcome', 'outcome must be success, denied or failed');
+    if (before !== undefined && !/^\d{1,18}$/.test(before)) throw invalid('invalid_cursor', 'before must be an event seq');
+    if (action !== undefined && action.length > 100) throw invalid('invalid_action', 'action is too long');
+    let projectId: string | null | undefined = project === undefined ? undefined : (await this.projects.resolve(actor, project)).id;
+    if (actor.projectId !== null) projectId = actor.projectId; // scoped tokens: their project only
+    const n = pageLimit(limit);
+    const rows = await this.audit.list({ projectId, action, outcome, before }, n + 1);
+    const items = rows.slice(0, n).map((r) => ({
+      seq: r.seq,
+      at: r.at,
+      actor: r.actorName,
+      action: r.action,
+      target: r.target,
+      outcome: r.outcome,
+      status: r.status,
+      method: r.method,
+      path: r.path,
+      requestId: r.requestId,
+      hash: r.hash.toString('hex'),
+    }));
+    return { items, next: rows.length > n ? items[items.length - 1]!.seq : null };
+  }
+
+  @Get('verify')
+  @Requires('audit:verify')
+  @ApiOperation({ summary: 'Recompute the hash chain over the whole log (admin)' })
+  @ApiOkResponse({ type: AuditVerificationView })
+  verify(): Promise<AuditVerificationView> {
+    return this.audit.verify();
+  }
+}

@@ -1,0 +1,139 @@
+import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Query, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
+import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
+import type { Actor } from '../auth/policy.js';
+import { ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
+import { labelKeyProblem, labelValueProblem } from '../common/kubernetes-names.js';
+import { invalid } from '../common/sigil-error.js';
+import {
+  ClusterPage,
+  ClusterView,
+  CreateEnrollmentTokenDto,
+  EnrollmentTokenView,
+  RegisterClusterDto,
+  RelabelClusterDto,
+} from './clusters.dto.js';
+import { ClustersService } from './clusters.service.js';
+
+/** `?labels=region=eu,tier=store` → an equality selector. */
+function parseLabelFilter(raw: string | undefined): Record<string, string> | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const out: Record<string, string> = {};
+  for (const part of raw.split(',')) {
+    const [k, v, ...rest] = part.split('=');
+    if (k === undefined || v === undefined || rest.length > 0 || labelKeyProblem(k) || labelValueProblem(v)) {
+      throw invalid('invalid_label_filter', 'labels must look like key=value,key2=value2');
+    }
+    out[k] = v;
+  }
+  return out;
+}
+
+@ApiTags('clusters')
+@ApiBearerAuth()
+@Controller('clusters')
+export class ClustersController {
+  constructor(@Inject(ClustersService) private readonly clusters: ClustersService) {}
+
+  @Post()
+  @Requires('clusters:write')
+  @Audited('cluster.register')
+  @ApiOperation({ summary: 'Register a cluster (admin)' })
+  @ApiCreatedResponse({ type: ClusterView })
+  async register(@Body() dto: RegisterClusterDto, @Res({ passthrough: true }) res: Response): Promise<ClusterView> {
+    const c = await this.clusters.register(dto.name, dto.labels ?? {});
+    setEtag(res, c.version);
+    return ClusterView.of(c);
+  }
+
+  @Get()
+  @Requires('clusters:read')
+  @ApiQuery({ name: 'limit', required: false })
+  @ApiQuery({ name: 'after', required: false })
+  @ApiQuery({ name: 'labels', required: false, example: 'region=eu-west,tier=store' })
+  @ApiOkResponse({ type: ClusterPage })
+  async list(@Query('limit') limit?: string, @Query('after') after?: string, @Query('labels') labels?: string): Promise<ClusterPage> {
+    const page = await this.clusters.list(after, pageLimit(limit), parseLabelFilter(labels));
+    return { items: page.items.map((c) => ClusterView.of(c)), next: page.next };
+  }
+
+  @Get(':cluster')
+  @Requires('clusters:read')
+  @ApiOkResponse({ type: ClusterView })
+  async get(@Param('cluster') name: string, @Res({ passthrough: true }) res: Response): Promise<ClusterView> {
+    const c = await this.clusters.get(name);
+    setEtag(res, c.version);
+    return ClusterView.of(c);
+  }
+
+  @Patch(':cluster')
+  @Requires('clusters:write')
+  @Audited('cluster.relabel')
+  @ApiOperation({ summary: 'Replace the labels of a cluster (admin)' })
+  @ApiOkResponse({ type: ClusterView })
+  async relabel(
+    @Param('cluster') name: string,
+    @Body() dto: RelabelClusterDto,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<ClusterView> {
+    const c = await this.clusters.relabel(name, dto.labels, ifMatchVersion(ifMatch));
+    setEtag(res, c.version);
+    return ClusterView.of(c);
+  }
+
+  @Post(':cluster/disable')
+  @HttpCode(200)
+  @Requires('clusters:write')
+  @Audited('cluster.disable')
+  @ApiOperation({ summary: 'Disable a cluster: its agent loses access at once (admin)' })
+  @ApiOkResponse({ type: ClusterView })
+  async disable(
+    @Param('cluster') name: string,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<ClusterView> {
+    const c = await this.clusters.setEnabled(name, false, ifMatchVersion(ifMatch));
+    setEtag(res, c.version);
+    return ClusterView.of(c);
+  }
+
+  @Post(':cluster/enable')
+  @HttpCode(200)
+  @Requires('clusters:write')
+  @Audited('cluster.enable')
+  @ApiOkResponse({ type: ClusterView })
+  async enable(
+    @Param('cluster') name: string,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<ClusterView> {
+    const c = await this.clusters.setEnabled(name, true, ifMatchVersion(ifMatch));
+    setEtag(res, c.version);
+    return ClusterView.of(c);
+  }
+
+  @Delete(':cluster')
+  @HttpCode(204)
+  @Requires('clusters:write')
+  @Audited('cluster.delete')
+  async delete(@Param('cluster') name: string, @Headers('if-match') ifMatch: string | undefined): Promise<void> {
+    await this.clusters.delete(name, ifMatchVersion(ifMatch));
+  }
+
+  @Post(':cluster/enrollment-tokens')
+  @Requires('clusters:write')
+  @Audited('cluster.enrollment-token.create')
+  @ApiOperation({ summary: 'A one-time enrollment token for the cluster’s agent, shown once (admin)' })
+  @ApiCreatedResponse({ type: EnrollmentTokenView })
+  async enrollmentToken(
+    @CurrentActor() actor: Actor,
+    @Param('cluster') name: string,
+    @Body() dto: CreateEnrollmentTokenDto,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<EnrollmentTokenView> {
+    res.setHeader('Cache-Control', 'no-store');
+    return this.clusters.createEnrollmentToken(actor, name, dto.ttlSeconds);
+  }
+}

@@ -1,0 +1,48 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, MoreThan, type FindOptionsWhere, type Repository } from 'typeorm';
+import { ClusterEntity, EnrollmentTokenEntity } from './cluster.entity.js';
+
+@Injectable()
+export class ClustersRepository {
+  private readonly clusters: Repository<ClusterEntity>;
+  private readonly tokens: Repository<EnrollmentTokenEntity>;
+
+  constructor(@Inject(DataSource) ds: DataSource) {
+    this.clusters = ds.getRepository(ClusterEntity);
+    this.tokens = ds.getRepository(EnrollmentTokenEntity);
+  }
+
+  findByName(name: string): Promise<ClusterEntity | null> {
+    return this.clusters.findOneBy({ name });
+  }
+
+  list(after: string | undefined, limit: number, labels: Record<string, string> | undefined): Promise<ClusterEntity[]> {
+    const q = this.clusters.createQueryBuilder('c').orderBy('c.name', 'ASC').take(limit);
+    if (after !== undefined) q.andWhere('c.name > :after', { after });
+    if (labels) q.andWhere('c.labels @> :labels', { labels: JSON.stringify(labels) });
+    return q.getMany();
+  }
+
+  insert(c: Pick<ClusterEntity, 'name' | 'labels'>): Promise<ClusterEntity> {
+    return this.clusters.save(this.clusters.create({ ...c, state: 'registered', enrolledAt: null, agentVersion: null, lastSeenAt: null }));
+  }
+
+  save(c: ClusterEntity): Promise<ClusterEntity> {
+    return this.clusters.save(c);
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.clusters.delete({ id } satisfies FindOptionsWhere<ClusterEntity>);
+  }
+
+  insertEnrollmentToken(
+    t: Pick<EnrollmentTokenEntity, 'clusterId' | 'tokenHash' | 'expiresAt' | 'createdBy'>,
+  ): Promise<EnrollmentTokenEntity> {
+    return this.tokens.save(this.tokens.create({ ...t, usedAt: null }));
+  }
+
+  /** Unused, unexpired tokens of a cluster (for listings; never the token itself). */
+  pendingTokens(clusterId: string): Promise<EnrollmentTokenEntity[]> {
+    return this.tokens.find({ where: { clusterId, expiresAt: MoreThan(new Date()) } });
+  }
+}

@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import type { Actor } from '../auth/policy.js';
+import { hashToken } from '../auth/bootstrap-admin-token.js';
+import { checkVersion, toPage, type Page } from '../common/http.js';
+import { conflict, notFound } from '../common/sigil-error.js';
+import { isUniqueViolation } from '../projects/projects.service.js';
+import type { ClusterEntity } from './cluster.entity.js';
+import { ClustersRepository } from './clusters.repository.js';
+
+export const DEFAULT_ENROLLMENT_TTL_S = 3600;
+
+@Injectable()
+export class ClustersService {
+  constructor(@Inject(ClustersRepository) private readonly repo: ClustersRepository) {}
+
+  async get(name: string): Promise<ClusterEntity> {
+    const c = await this.repo.findByName(name);
+    if (!c) throw notFound(`cluster ${JSON.stringify(name)}`, 'cluster_not_found');
+    return c;
+  }
+
+  async list(after: string | undefined, limit: number, labels?: Record<string, string>): Promise<Page<ClusterEntity>> {
+    return toPage(await this.repo.list(after, limit + 1, labels), limit, (c) => c.name);
+  }
+
+  async register(name: string, labels: Record<string, string>): Promise<ClusterEntity> {
+    try {
+      return await this.repo.insert({ name, labels });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw conflict('cluster_exists', `cluster ${JSON.stringify(name)} already exists`);
+      throw err;
+    }
+  }
+
+  async relabel(name: string, labels: Record<string, string>, expectedVersion: number | undefined): Promise<ClusterEntity> {
+    const c = await this.get(name);
+    checkVersion(expectedVersion, c.version);
+    c.labels = labels;
+    return this.repo.save(c);
+  }
+
+  async setEnabled(name: string, enabled: boolean, expectedVersion: number | undefined): Promise<ClusterEntity> {
+    const c = await this.get(name);
+    checkVersion(expectedVersion, c.version);
+    c.state = enabled ? (c.enrolledAt ? 'enrolled' : 'registered') : 'disabled';
+    return this.repo.save(c);
+  }
+
+  async delete(name: string, expectedVersion: number | undefined): Promise<void> {
+    const c = await this.get(name);
+    checkVersion(expectedVersion, c.version);
+    await this.repo.delete(c.id);
+  }
+
+  /** A one-time bootstrap token for the cluster's agent: returned once, stored as SHA-256. */
+  async createEnrollmentToken(
+    actor: Actor,
+    name: string,
+    ttlSeconds = DEFAULT_ENROLLMENT_TTL_S,
+  ): Promise<{ token: string; expiresAt: Date; cluster: string }> {
+    const c = await this.get(name);
+    if (c.state === 'disabled') throw conflict('cluster_disabled', `cluster ${JSON.stringify(name)} is disabled; enable it first`);
+    const token = `sge_${randomBytes(32).toString('base64url')}`;
+    const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
+    await this.repo.insertEnrollmentToken({ clusterId: c.id, tokenHash: hashToken(token), expiresAt, createdBy: actor.name });
+    return { token, expiresAt, cluster: c.name };
+  }
+}

@@ -1,0 +1,44 @@
+import type { Response } from 'express';
+import { SigilError } from './sigil-error.js';
+
+/** Strong ETag from a row version. */
+export function setEtag(res: Response, version: number): void {
+  res.setHeader('ETag', `"${version}"`);
+}
+
+/** The version an If-Match header demands (undefined: no precondition). */
+export function ifMatchVersion(header: string | undefined): number | undefined {
+  if (header === undefined || header.trim() === '*') return undefined;
+  const m = /^\s*(?:W\/)?"(\d{1,10})"\s*$/.exec(header);
+  if (!m) throw new SigilError('precondition_failed', 'precondition_failed', 'If-Match must be an ETag returned by this API, e.g. "3"');
+  return Number(m[1]);
+}
+
+export function checkVersion(expected: number | undefined, actual: number): void {
+  if (expected !== undefined && expected !== actual) {
+    throw new SigilError('precondition_failed', 'precondition_failed', `the resource changed (now version ${actual}); fetch it again`);
+  }
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Pass as `after` to get the next page; null on the last page. */
+  next: string | null;
+}
+
+export const DEFAULT_PAGE = 50;
+export const MAX_PAGE = 500;
+
+export function pageLimit(limit: string | undefined): number {
+  if (limit === undefined) return DEFAULT_PAGE;
+  if (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > MAX_PAGE) {
+    throw new SigilError('invalid', 'invalid_limit', `limit must be an integer between 1 and ${MAX_PAGE}`);
+  }
+  return Number(limit);
+}
+
+/** Builds a page from `limit + 1` rows fetched in order. */
+export function toPage<T>(rows: T[], limit: number, cursor: (t: T) => string): Page<T> {
+  const items = rows.slice(0, limit);
+  return { items, next: rows.length > limit ? cursor(items[items.length - 1]!) : null };
+}
