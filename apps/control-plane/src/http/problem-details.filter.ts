@@ -79,7 +79,7 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     }
     // Body-parser errors arrive raw or wrapped by Nest (as `cause`); their messages can quote the
     // body (V8's JSON.parse does), so only our fixed text is returned.
-    const parser = (exception as { type?: unknown }).type ?? ((exception as { cause?: { type?: unknown } }).cause?.type);
+    const parser = (exception as { type?: unknown }).type ?? (exception as { cause?: { type?: unknown } }).cause?.type;
     if (typeof parser === 'string' && BODY_PARSER[parser]) {
       const b = BODY_PARSER[parser];
       return problem(b.status, b.code, b.detail);
