@@ -1,0 +1,222 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { type ApiClient } from '../harness/api-client.js';
+import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
+
+// The operator's REST surface end to end, against a running control plane on real
+// PostgreSQL, Redis and SoftHSM.
+
+let s: RunningControlPlane;
+let admin: ApiClient;
+const tokens: Record<string, ApiClient> = {};
+
+async function token(role: string, project?: string): Promise<ApiClient> {
+  const r = await admin.post('/tokens', { name: `${role}-${project ?? 'all'}`, role, ...(project ? { project } : {}) });
+  expect(r.status).toBe(201);
+  expect(r.body.token).toMatch(/^sgl_/);
+  return admin.as(r.body.token);
+}
+
+beforeAll(async () => {
+  s = await startControlPlane();
+  admin = s.admin;
+  for (const p of ['alpha', 'beta']) {
+    expect((await admin.post('/projects', { name: p, description: `project ${p}` })).status).toBe(201);
+    expect((await admin.post(`/projects/${p}/apps`, { name: 'web', namespace: `${p}-ns`, deliveryMode: 'env' })).status).toBe(201);
+    expect((await admin.post(`/projects/${p}/apps/web/secrets`, { name: 'web-env', data: { API_KEY: `${p}-key` } })).status).toBe(201);
+  }
+  tokens.operatorAlpha = await token('operator', 'alpha');
+  tokens.operatorAll = await token('operator');
+  tokens.pipelineAlpha = await token('pipeline', 'alpha');
+  tokens.viewerAlpha = await token('viewer', 'alpha');
+  tokens.viewerAll = await token('viewer');
+});
+
+afterAll(async () => {
+  await s?.stop();
+});
+
+describe('secrets lifecycle', () => {
+  it('creates, updates with If-Match, lists versions, rolls back — and never returns a value', async () => {
+    const base = '/projects/alpha/apps/web/secrets';
+    const created = await admin.post(base, {
+      name: 'db',
+      data: { DATABASE_URL: 'postgres://u:first@db/app' },
+      binaryData: { 'ca.pem': Buffer.from('-----CA-----').toString('base64') },
+    });
+    expect(created.status).toBe(201);
+    expect(created.headers.get('etag')).toBe('"1"');
+    expect(created.body).toMatchObject({
+      name: 'db',
+      type: 'Opaque',
+      currentVersion: 1,
+      latestVersion: 1,
+      keys: ['DATABASE_URL', 'ca.pem'],
+    });
+    expect(created.body.fingerprints.DATABASE_URL).toMatch(/^hmac-sha256:[0-9a-f]{32}$/);
+
+    const stale = await admin.put(`${base}/db`, { data: { DATABASE_URL: 'x' } }, { 'If-Match': '"7"' });
+    expect(stale.status).toBe(412);
+    expect(stale.body.code).toBe('precondition_failed');
+
+    const updated = await admin.put(`${base}/db`, { data: { DATABASE_URL: 'postgres://u:second@db/app' } }, { 'If-Match': '"1"' });
+    expect(updated.status).toBe(200);
+    expect(updated.body).toMatchObject({ currentVersion: 2, latestVersion: 2, keys: ['DATABASE_URL'] });
+    expect(updated.body.fingerprints.DATABASE_URL).not.toBe(created.body.fingerprints.DATABASE_URL);
+
+    const versions = await admin.get(`${base}/db/versions`);
+    expect(versions.body.map((v: any) => [v.version, v.current, v.keys])).toEqual([
+      [2, true, ['DATABASE_URL']],
+      [1, false, ['DATABASE_URL', 'ca.pem']],
+    ]);
+
+    const rolled = await admin.post(`${base}/db/rollback`, { version: 1 });
+    expect(rolled.status).toBe(200);
+    expect(rolled.body).toMatchObject({
+      currentVersion: 1,
+      latestVersion: 2,
+      keys: ['DATABASE_URL', 'ca.pem'],
+      fingerprints: created.body.fingerprints,
+    });
+    expect((await admin.post(`${base}/db/rollback`, { version: 9 })).body.code).toBe('secret_version_not_found');
+
+    // Same value → same fingerprint (HMAC under the HSM key), so operators can compare without seeing.
+    const again = await admin.put(`${base}/db`, { data: { DATABASE_URL: 'postgres://u:first@db/app', 'ca.pem': '-----CA-----' } });
+    expect(again.body.fingerprints).toEqual(created.body.fingerprints);
+
+    for (const r of [created, updated, versions, rolled, again]) {
+      expect(r.text).not.toMatch(/first@db|second@db|-----CA-----|LS0tLS1DQS0tLS0t/);
+    }
+    expect((await admin.delete(`${base}/db`)).status).toBe(204);
+    expect((await admin.get(`${base}/db`)).status).toBe(404);
+  });
+
+  it('renders the pod-spec snippet for env and volume delivery', async () => {
+    const env = await admin.get('/projects/alpha/apps/web/pod-spec');
+    expect(env.body).toEqual({
+      deliveryMode: 'env',
+      podSpec: { containers: [{ name: 'app', envFrom: [{ secretRef: { name: 'web-env' } }] }] },
+    });
+
+    await admin.post('/projects/alpha/apps', { name: 'files', namespace: 'alpha-ns', deliveryMode: 'volume', mountPath: '/run/secrets' });
+    await admin.post('/projects/alpha/apps/files/secrets', { name: 'tls.bundle', data: { 'cert.pem': 'x' } });
+    const vol = await admin.get('/projects/alpha/apps/files/pod-spec?container=api');
+    expect(vol.body.podSpec).toEqual({
+      volumes: [{ name: 'sigil-tls-bundle', secret: { secretName: 'tls.bundle', defaultMode: 0o400 } }],
+      containers: [{ name: 'api', volumeMounts: [{ name: 'sigil-tls-bundle', mountPath: '/run/secrets/tls.bundle', readOnly: true }] }],
+    });
+  });
+
+  it('paginates listings with limit and next', async () => {
+    for (const n of ['p1', 'p2', 'p3']) await admin.post('/projects', { name: `page-${n}` });
+    const first = await admin.get('/projects?limit=2');
+    expect(first.body.items.map((p: any) => p.name)).toEqual(['alpha', 'beta']);
+    const second = await admin.get(`/projects?limit=2&after=${first.body.next}`);
+    expect(second.body.items.map((p: any) => p.name)).toEqual(['page-p1', 'page-p2']);
+    const last = await admin.get(`/projects?limit=2&after=${second.body.next}`);
+    expect(last.body).toMatchObject({ items: [{ name: 'page-p3' }], next: null });
+  });
+
+  it('manages clusters and one-time enrollment tokens', async () => {
+    const c = await admin.post('/clusters', { name: 'store-0042', labels: { region: 'eu-west', tier: 'store' } });
+    expect(c.status).toBe(201);
+    expect(c.body).toMatchObject({ state: 'registered', labels: { region: 'eu-west', tier: 'store' } });
+    expect((await admin.patch('/clusters/store-0042', { labels: { region: 'eu-west' } }, { 'If-Match': '"1"' })).body.labels).toEqual({
+      region: 'eu-west',
+    });
+    expect((await admin.get('/clusters?labels=region=eu-west')).body.items.map((x: any) => x.name)).toEqual(['store-0042']);
+    expect((await admin.get('/clusters?labels=region=us')).body.items).toEqual([]);
+    expect((await admin.post('/clusters/store-0042/disable')).body.state).toBe('disabled');
+    expect((await admin.post('/clusters/store-0042/enrollment-tokens', { ttlSeconds: 600 })).body.code).toBe('cluster_disabled');
+    expect((await admin.post('/clusters/store-0042/enable')).body.state).toBe('registered');
+    const t = await admin.post('/clusters/store-0042/enrollment-tokens', { ttlSeconds: 600 });
+    expect(t.status).toBe(201);
+    expect(t.headers.get('cache-control')).toBe('no-store');
+    expect(t.body.token).toMatch(/^sge_[A-Za-z0-9_-]{43}$/);
+    expect(new Date(t.body.expiresAt).getTime() - Date.now()).toBeGreaterThan(590_000);
+    expect((await admin.delete('/clusters/store-0042')).status).toBe(204);
+  });
+});
+
+describe('roles and project scope', () => {
+  it('a token scoped to one project sees nothing of another (404, no data)', async () => {
+    for (const t of [tokens.operatorAlpha!, tokens.pipelineAlpha!, tokens.viewerAlpha!]) {
+      expect((await t.get('/projects')).body.items.map((p: any) => p.name)).toEqual(['alpha']);
+      for (const path of [
+        '/projects/beta',
+        '/projects/beta/apps',
+        '/projects/beta/apps/web',
+        '/projects/beta/apps/web/secrets',
+        '/projects/beta/apps/web/secrets/web-env',
+        '/projects/beta/apps/web/pod-spec',
+      ]) {
+        const r = await t.get(path);
+        expect([r.status, r.body.code]).toEqual([404, 'project_not_found']);
+        expect(r.text).not.toContain('beta-ns');
+      }
+      expect((await t.get('/projects/alpha/apps/web/secrets/web-env')).status).toBe(200);
+    }
+    const write = await tokens.operatorAlpha!.post('/projects/beta/apps', { name: 'x', namespace: 'x', deliveryMode: 'env' });
+    expect(write.status).toBe(404);
+    expect((await admin.get('/projects/beta/apps/x')).status).toBe(404);
+  });
+
+  const cases: Array<[string, string, string, string, unknown, number]> = [
+    // [token, method, path, description, body, expected status]
+    ['viewerAlpha', 'POST', '/projects/alpha/apps', 'create app', { name: 'v1', namespace: 'n', deliveryMode: 'env' }, 403],
+    ['viewerAlpha', 'PUT', '/projects/alpha/apps/web/secrets/web-env', 'write secret', { data: { A: 'b' } }, 403],
+    ['viewerAll', 'GET', '/projects/beta/apps/web/secrets', 'read any project', undefined, 200],
+    ['viewerAll', 'GET', '/audit', 'read audit', undefined, 200],
+    ['viewerAll', 'GET', '/tokens', 'list tokens', undefined, 403],
+    ['pipelineAlpha', 'GET', '/projects/alpha/apps/web/secrets', 'read metadata', undefined, 200],
+    ['pipelineAlpha', 'PUT', '/projects/alpha/apps/web/secrets/web-env', 'write secret', { data: { A: 'b' } }, 403],
+    ['pipelineAlpha', 'GET', '/audit', 'read audit', undefined, 403],
+    ['operatorAlpha', 'POST', '/projects/alpha/apps', 'create app', { name: 'op-app', namespace: 'n', deliveryMode: 'env' }, 201],
+    ['operatorAlpha', 'PUT', '/projects/alpha/apps/web/secrets/web-env', 'write secret', { data: { API_KEY: 'rotated' } }, 200],
+    ['operatorAlpha', 'POST', '/projects', 'create project', { name: 'nope' }, 403],
+    ['operatorAlpha', 'DELETE', '/projects/alpha', 'delete project', undefined, 403],
+    ['operatorAlpha', 'POST', '/clusters', 'register cluster', { name: 'nope' }, 403],
+    ['operatorAlpha', 'GET', '/clusters', 'list clusters', undefined, 200],
+    ['operatorAlpha', 'POST', '/tokens', 'create token', { name: 'x', role: 'admin' }, 403],
+    ['operatorAlpha', 'GET', '/audit/verify', 'verify audit', undefined, 403],
+    ['operatorAll', 'POST', '/projects/beta/apps', 'create app anywhere', { name: 'op-all', namespace: 'n', deliveryMode: 'env' }, 201],
+    ['operatorAll', 'POST', '/clusters/x/enrollment-tokens', 'enrollment token', {}, 403],
+  ];
+  it.each(cases)('%s: %s %s (%s) %j → %i', async (who, method, path, _what, body, status) => {
+    const r = await tokens[who]!.request(method, path, body);
+    expect(r.status).toBe(status);
+    if (status >= 400) {
+      expect(r.headers.get('content-type')).toContain('application/problem+json');
+      expect(r.body.code).toBe(status === 403 ? 'forbidden' : 'project_not_found');
+    }
+  });
+
+  it('admin tokens cannot be project-scoped; revoked tokens stop working at once', async () => {
+    expect((await admin.post('/tokens', { name: 'x', role: 'admin', project: 'alpha' })).body.code).toBe('admin_token_scoped');
+    const r = await admin.post('/tokens', { name: 'short-lived', role: 'viewer' });
+    const t = admin.as(r.body.token);
+    expect((await t.get('/projects')).status).toBe(200);
+    expect((await admin.delete(`/tokens/${r.body.id}`)).status).toBe(204);
+    const after = await t.get('/projects');
+    expect([after.status, after.body.code]).toEqual([401, 'unauthenticated']);
+    expect((await admin.get('/tokens')).text).not.toContain(r.body.token);
+  });
+
+  it('operators see only their project in the audit log', async () => {
+    const events = (await tokens.viewerAlpha!.get('/audit?limit=500')).body.items;
+    expect(events.length).toBeGreaterThan(0);
+    expect(events.every((e: any) => (e.target ?? '').includes('project=alpha'))).toBe(true);
+  });
+});
+
+describe('rate limiting', () => {
+  it('answers 429 with Retry-After once a token exceeds its burst', async () => {
+    const r = await admin.post('/tokens', { name: 'hammer', role: 'viewer' });
+    const t = admin.as(r.body.token);
+    const statuses = await Promise.all(Array.from({ length: 160 }, () => t.get('/projects/alpha').then((x) => x)));
+    const limited = statuses.filter((x) => x.status === 429);
+    expect(limited.length).toBeGreaterThan(0);
+    expect(limited[0]!.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(limited[0]!.body.code).toBe('rate_limited');
+    expect((await admin.get('/projects/alpha')).status).toBe(200); // other tokens unaffected
+  });
+});

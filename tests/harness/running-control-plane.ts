@@ -1,0 +1,44 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ApiClient } from './api-client.js';
+import { ControlPlaneProcess, hsmEnv } from './control-plane-process.js';
+import { createTestDatabase, testEnv, uniqueName } from './test-env.js';
+
+export const ADMIN_TOKEN = `sgl_e2e-admin-${'0'.repeat(32)}`;
+
+export interface RunningControlPlane {
+  cp: ControlPlaneProcess;
+  admin: ApiClient;
+  databaseUrl: string;
+  redisPrefix: string;
+  stop(): Promise<void>;
+}
+
+/** A control-plane process on the harness' services, with its own database and HSM key prefix. */
+export async function startControlPlane(env: Record<string, string> = {}): Promise<RunningControlPlane> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'sigil-e2e-'));
+  const db = await createTestDatabase();
+  const prefix = uniqueName('e').replace(/-/g, '').slice(0, 20);
+  const cp = await ControlPlaneProcess.start({
+    SIGIL_DATA_DIR: dir,
+    DATABASE_URL: db.url,
+    REDIS_URL: testEnv().redis.url,
+    SIGIL_HSM_KEY_LABEL_PREFIX: prefix,
+    SIGIL_BOOTSTRAP_ADMIN_TOKEN: ADMIN_TOKEN,
+    SIGIL_HSM_POOL_SIZE: '2',
+    ...hsmEnv(),
+    ...env,
+  });
+  return {
+    cp,
+    admin: new ApiClient(cp.url, ADMIN_TOKEN),
+    databaseUrl: db.url,
+    redisPrefix: prefix,
+    async stop() {
+      await cp.stop();
+      await db.drop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
