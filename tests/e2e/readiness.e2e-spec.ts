@@ -93,7 +93,32 @@ describe('control plane against real PostgreSQL, Redis and SoftHSM', () => {
   it('publishes the OpenAPI document and Swagger UI', async () => {
     const doc = (await (await fetch(`${cp.url}/api/docs-json`)).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toMatch(/^3\./);
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/healthz', '/readyz']));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/healthz',
+        '/readyz',
+        '/api/v1/projects',
+        '/api/v1/projects/{project}/apps/{app}/secrets/{secret}',
+        '/api/v1/projects/{project}/apps/{app}/secrets/{secret}/rollback',
+        '/api/v1/projects/{project}/apps/{app}/pod-spec',
+        '/api/v1/clusters/{cluster}/enrollment-tokens',
+        '/api/v1/tokens',
+        '/api/v1/audit/verify',
+      ]),
+    );
+    // Every API operation documents its token and its problem+json errors.
+    const full = doc as unknown as {
+      paths: Record<string, Record<string, { security?: unknown[]; responses: Record<string, unknown> }>>;
+      components: { schemas: Record<string, any> };
+    };
+    for (const [path, ops] of Object.entries(full.paths).filter(([p]) => p.startsWith('/api/v1/'))) {
+      for (const [method, op] of Object.entries(ops)) {
+        expect([`${method} ${path}`, op.security]).toEqual([`${method} ${path}`, [{ bearer: [] }]]);
+        expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(['400', '401', '403', '404']));
+      }
+    }
+    expect(full.components.schemas.ProblemView.properties.code).toBeDefined();
+    expect(full.components.schemas.CreateSecretDto.properties.data.writeOnly).toBe(true);
     const ui = await fetch(`${cp.url}/api/docs`);
     expect(ui.status).toBe(200);
     expect(await ui.text()).toContain('swagger');

@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Query, Res } from '@nestjs/common';
+import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
@@ -9,6 +10,7 @@ import { AppsService } from './apps.service.js';
 
 @ApiTags('apps')
 @ApiBearerAuth()
+@ApiProblems()
 @Controller('projects/:project/apps')
 export class AppsController {
   constructor(@Inject(AppsService) private readonly apps: AppsService) {}

@@ -1,4 +1,5 @@
 import { Controller, Get, Inject, Query } from '@nestjs/common';
+import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProperty, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
@@ -35,6 +36,7 @@ export class AuditVerificationView {
 
 @ApiTags('audit')
 @ApiBearerAuth()
+@ApiProblems()
 @Controller('audit')
 export class AuditController {
   constructor(

@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Param, ParseUUIDPipe, Post, Res } from '@nestjs/common';
+import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
 import { IsIn, IsOptional, IsString, Length } from 'class-validator';
 import type { Response } from 'express';
@@ -48,6 +49,7 @@ export class CreatedApiTokenView extends ApiTokenView {
 
 @ApiTags('tokens')
 @ApiBearerAuth()
+@ApiProblems()
 @Controller('tokens')
 export class ApiTokensController {
   constructor(

@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Query, Res } from '@nestjs/common';
+import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
@@ -32,6 +33,7 @@ function parseLabelFilter(raw: string | undefined): Record<string, string> | und
 
 @ApiTags('clusters')
 @ApiBearerAuth()
+@ApiProblems()
 @Controller('clusters')
 export class ClustersController {
   constructor(@Inject(ClustersService) private readonly clusters: ClustersService) {}

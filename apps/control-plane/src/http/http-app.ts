@@ -6,6 +6,7 @@ import { Logger as PinoNestLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from '@sigil/logging';
 import { AppModule } from '../app.module.js';
 import type { RuntimeConfig } from '../config/runtime-config.js';
+import { ProblemView } from '../common/api-problems.js';
 import { ProblemDetailsFilter, problem } from './problem-details.filter.js';
 
 export const API_PREFIX = 'api/v1';
@@ -49,6 +50,7 @@ export async function createHttpApp(config: RuntimeConfig, logger: Logger): Prom
       .setVersion(process.env.npm_package_version ?? '0.1.0')
       .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API token (sgl_…)' })
       .build(),
+    { extraModels: [ProblemView] },
   );
   SwaggerModule.setup('api/docs', app, document, { jsonDocumentUrl: 'api/docs-json', yamlDocumentUrl: 'api/docs-yaml' });
   await app.init();

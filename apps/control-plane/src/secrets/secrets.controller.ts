@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Post, Put, Query, Res } from '@nestjs/common';
+import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
@@ -33,6 +34,7 @@ const viewOf = (r: SecretWithVersion) => view(r.project.name, r.app.name, r.secr
 
 @ApiTags('secrets')
 @ApiBearerAuth()
+@ApiProblems()
 @Controller('projects/:project/apps/:app')
 export class SecretsController {
   constructor(@Inject(SecretsService) private readonly secrets: SecretsService) {}

@@ -6,6 +6,7 @@ import { SECRET_TYPES } from './secret-types.js';
 export class SecretValuesDto {
   @ApiPropertyOptional({
     description: 'Values as UTF-8 strings, by key (Kubernetes Secret key syntax). Write-only: never returned.',
+    writeOnly: true,
     example: { DATABASE_URL: 'postgres://app:s3cret@db:5432/app', LOG_LEVEL: 'info' },
     type: 'object',
     additionalProperties: { type: 'string' },
@@ -16,6 +17,7 @@ export class SecretValuesDto {
 
   @ApiPropertyOptional({
     description: 'Binary values, base64-encoded, by key. Write-only.',
+    writeOnly: true,
     example: { 'keystore.p12': 'MIIKPAIBAzCCCfYGCSqGSIb3DQEHAaCC' },
     type: 'object',
     additionalProperties: { type: 'string', format: 'byte' },
