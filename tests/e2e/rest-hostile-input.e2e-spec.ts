@@ -141,6 +141,13 @@ describe('hostile and malformed input', () => {
     ['limit not a number', 'GET', '/projects?limit=ten', undefined],
     ['audit cursor not a number', 'GET', '/audit?before=1;DROP', undefined],
     ['bad label selector', 'GET', '/clusters?labels=region', undefined],
+    ['NUL in a path name', 'GET', '/projects/sh%00op', undefined],
+    ['NUL in a nested path name', 'PUT', `${SECRETS.replace('web', 'w%00eb')}/existing`, { data: { A: 'b' } }],
+    ['invalid UTF-8 in a path', 'GET', '/projects/%FF%FE', undefined],
+    ['very long path name', 'GET', `/projects/${'a'.repeat(5000)}`, undefined],
+    ['NUL in a page cursor', 'GET', '/projects?after=a%00', undefined],
+    ['NUL in an audit filter', 'GET', '/audit?action=secret%00', undefined],
+    ['repeated query parameter', 'GET', '/projects?limit=1&limit=2', undefined],
   ];
 
   let before: Awaited<ReturnType<typeof counts>>;

@@ -4,7 +4,7 @@ import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuer
 import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
-import { ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
+import { afterCursor, ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
 import { AppPage, AppView, CreateAppDto, UpdateAppDto } from './apps.dto.js';
 import { AppsService } from './apps.service.js';
 
@@ -42,7 +42,7 @@ export class AppsController {
     @Query('limit') limit?: string,
     @Query('after') after?: string,
   ): Promise<AppPage> {
-    const r = await this.apps.list(actor, project, after, pageLimit(limit));
+    const r = await this.apps.list(actor, project, afterCursor(after), pageLimit(limit));
     return { items: r.page.items.map((a) => AppView.of(a, r.project.name)), next: r.page.next };
   }
 

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
+import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { conflict, notFound } from '../common/sigil-error.js';
 import type { ProjectEntity } from '../projects/project.entity.js';
 import { ProjectsService, isUniqueViolation } from '../projects/projects.service.js';
@@ -17,7 +18,7 @@ export class AppsService {
 
   async resolve(actor: Actor, project: string, name: string): Promise<{ project: ProjectEntity; app: AppEntity }> {
     const p = await this.projects.resolve(actor, project);
-    const app = await this.repo.findByName(p.id, name);
+    const app = dns1123LabelProblem(name) ? null : await this.repo.findByName(p.id, name);
     if (!app) throw notFound(`app ${JSON.stringify(name)}`, 'app_not_found');
     return { project: p, app };
   }

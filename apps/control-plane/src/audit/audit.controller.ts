@@ -64,7 +64,9 @@ export class AuditController {
     if (outcome !== undefined && !['success', 'denied', 'failed'].includes(outcome))
       throw invalid('invalid_outcome', 'outcome must be success, denied or failed');
     if (before !== undefined && !/^\d{1,18}$/.test(before)) throw invalid('invalid_cursor', 'before must be an event seq');
-    if (action !== undefined && action.length > 100) throw invalid('invalid_action', 'action is too long');
+    if (action !== undefined && (typeof action !== 'string' || !/^[a-z][a-z.-]{0,99}$/.test(action)))
+      throw invalid('invalid_action', 'action must look like secret.update');
+    if (project !== undefined && typeof project !== 'string') throw invalid('invalid_project', 'project must be given once');
     let projectId: string | null | undefined = project === undefined ? undefined : (await this.projects.resolve(actor, project)).id;
     if (actor.projectId !== null) projectId = actor.projectId; // scoped tokens: their project only
     const n = pageLimit(limit);

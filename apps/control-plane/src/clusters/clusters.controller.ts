@@ -4,7 +4,7 @@ import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuer
 import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
-import { ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
+import { afterCursor, ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
 import { labelKeyProblem, labelValueProblem } from '../common/kubernetes-names.js';
 import { invalid } from '../common/sigil-error.js';
 import {
@@ -56,7 +56,7 @@ export class ClustersController {
   @ApiQuery({ name: 'labels', required: false, example: 'region=eu-west,tier=store' })
   @ApiOkResponse({ type: ClusterPage })
   async list(@Query('limit') limit?: string, @Query('after') after?: string, @Query('labels') labels?: string): Promise<ClusterPage> {
-    const page = await this.clusters.list(after, pageLimit(limit), parseLabelFilter(labels));
+    const page = await this.clusters.list(afterCursor(after), pageLimit(limit), parseLabelFilter(labels));
     return { items: page.items.map((c) => ClusterView.of(c)), next: page.next };
   }
 

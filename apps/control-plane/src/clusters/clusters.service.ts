@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Actor } from '../auth/policy.js';
 import { hashToken } from '../auth/bootstrap-admin-token.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
+import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { conflict, notFound } from '../common/sigil-error.js';
 import { isUniqueViolation } from '../projects/projects.service.js';
 import type { ClusterEntity } from './cluster.entity.js';
@@ -15,7 +16,7 @@ export class ClustersService {
   constructor(@Inject(ClustersRepository) private readonly repo: ClustersRepository) {}
 
   async get(name: string): Promise<ClusterEntity> {
-    const c = await this.repo.findByName(name);
+    const c = dns1123LabelProblem(name) ? null : await this.repo.findByName(name);
     if (!c) throw notFound(`cluster ${JSON.stringify(name)}`, 'cluster_not_found');
     return c;
   }

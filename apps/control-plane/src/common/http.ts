@@ -29,9 +29,17 @@ export interface Page<T> {
 export const DEFAULT_PAGE = 50;
 export const MAX_PAGE = 500;
 
+/** `after` cursors are names (DNS-1123); anything else cannot match and is refused up front. */
+export function afterCursor(after: unknown): string | undefined {
+  if (after === undefined) return undefined;
+  if (typeof after !== 'string' || !/^[a-z0-9.-]{1,253}$/.test(after))
+    throw new SigilError('invalid', 'invalid_cursor', 'after must be the `next` value of a previous page');
+  return after;
+}
+
 export function pageLimit(limit: string | undefined): number {
   if (limit === undefined) return DEFAULT_PAGE;
-  if (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > MAX_PAGE) {
+  if (typeof limit !== 'string' || !/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > MAX_PAGE) {
     throw new SigilError('invalid', 'invalid_limit', `limit must be an integer between 1 and ${MAX_PAGE}`);
   }
   return Number(limit);

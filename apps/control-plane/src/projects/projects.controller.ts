@@ -4,7 +4,7 @@ import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuer
 import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
-import { ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
+import { afterCursor, ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
 import { CreateProjectDto, ProjectPage, ProjectView, UpdateProjectDto } from './projects.dto.js';
 import { ProjectsService } from './projects.service.js';
 
@@ -33,7 +33,7 @@ export class ProjectsController {
   @ApiQuery({ name: 'after', required: false, description: 'the `next` value of the previous page' })
   @ApiOkResponse({ type: ProjectPage })
   async list(@CurrentActor() actor: Actor, @Query('limit') limit?: string, @Query('after') after?: string): Promise<ProjectPage> {
-    const page = await this.projects.list(actor, after, pageLimit(limit));
+    const page = await this.projects.list(actor, afterCursor(after), pageLimit(limit));
     return { items: page.items.map((p) => ProjectView.of(p)), next: page.next };
   }
 

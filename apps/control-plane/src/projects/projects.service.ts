@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { QueryFailedError } from 'typeorm';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
+import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { conflict, notFound } from '../common/sigil-error.js';
 import type { ProjectEntity } from './project.entity.js';
 import type { CreateProjectDto, UpdateProjectDto } from './projects.dto.js';
@@ -16,7 +17,8 @@ export class ProjectsService {
 
   /** The project, if it exists and the actor may see it; otherwise "not found" (no existence leak). */
   async resolve(actor: Actor, name: string): Promise<ProjectEntity> {
-    const p = await this.repo.findByName(name);
+    // A name that cannot exist is not looked up (and a NUL byte never reaches PostgreSQL).
+    const p = dns1123LabelProblem(name) ? null : await this.repo.findByName(name);
     if (!p || !actor.sees(p.id)) throw notFound(`project ${JSON.stringify(name)}`, 'project_not_found');
     return p;
   }

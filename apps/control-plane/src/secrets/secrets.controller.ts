@@ -4,7 +4,7 @@ import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuer
 import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
-import { ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
+import { afterCursor, ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { invalid } from '../common/sigil-error.js';
 import { renderPodSpec } from './pod-spec.js';
@@ -69,7 +69,7 @@ export class SecretsController {
     @Query('limit') limit?: string,
     @Query('after') after?: string,
   ): Promise<SecretPage> {
-    const r = await this.secrets.list(actor, project, app, after, pageLimit(limit));
+    const r = await this.secrets.list(actor, project, app, afterCursor(after), pageLimit(limit));
     return { items: r.page.items.map((s) => view(r.project.name, r.app.name, s, r.current.get(s.id))), next: r.page.next };
   }
 

@@ -4,7 +4,7 @@ import type { AppEntity } from '../apps/app.entity.js';
 import { AppsService } from '../apps/apps.service.js';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
-import { secretKeyProblem } from '../common/kubernetes-names.js';
+import { dns1123SubdomainProblem as secretNameProblem, secretKeyProblem } from '../common/kubernetes-names.js';
 import { SigilError, conflict, invalid, notFound } from '../common/sigil-error.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { SealedValueService } from '../keys/sealed-values.service.js';
@@ -41,7 +41,7 @@ export class SecretsService {
 
   async get(actor: Actor, project: string, app: string, name: string): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
-    const secret = await this.repo.findByName(r.app.id, name);
+    const secret = await this.findSecret(r.app.id, name);
     if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
     const current = await this.repo.findVersion(secret.id, secret.currentVersion);
     return { ...r, secret, current: current! };
@@ -99,12 +99,12 @@ export class SecretsService {
     expectedVersion: number | undefined,
   ): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
-    const existing = await this.repo.findByName(r.app.id, name);
+    const existing = await this.findSecret(r.app.id, name);
     if (!existing) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
     const values = parseValues(dto, existing.type);
     try {
       return await this.repo.transaction(async (em) => {
-        const secret = await this.repo.lockByName(em, r.app.id, name);
+        const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
         if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
         checkVersion(expectedVersion, secret.version);
         const next = secret.latestVersion + 1;
@@ -129,7 +129,7 @@ export class SecretsService {
   ): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
     return this.repo.transaction(async (em) => {
-      const secret = await this.repo.lockByName(em, r.app.id, name);
+      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
       if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
       checkVersion(expectedVersion, secret.version);
       const target = await this.repo.findVersion(secret.id, version, em);
@@ -142,11 +142,15 @@ export class SecretsService {
   async delete(actor: Actor, project: string, app: string, name: string, expectedVersion: number | undefined): Promise<void> {
     const r = await this.apps.resolve(actor, project, app);
     await this.repo.transaction(async (em) => {
-      const secret = await this.repo.lockByName(em, r.app.id, name);
+      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
       if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
       checkVersion(expectedVersion, secret.version);
       await this.repo.delete(em, secret.id); // versions cascade; a trigger deletes their ciphertext
     });
+  }
+
+  private async findSecret(appId: string, name: string): Promise<SecretEntity | null> {
+    return secretNameProblem(name) ? null : this.repo.findByName(appId, name);
   }
 
   private async writeVersion(
