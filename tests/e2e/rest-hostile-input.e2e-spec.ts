@@ -148,6 +148,8 @@ describe('hostile and malformed input', () => {
     ['NUL in a page cursor', 'GET', '/projects?after=a%00', undefined],
     ['NUL in an audit filter', 'GET', '/audit?action=secret%00', undefined],
     ['repeated query parameter', 'GET', '/projects?limit=1&limit=2', undefined],
+    ['NUL in a description', 'POST', '/projects', { name: 'nul-description', description: 'a\u0000b' }],
+    ['NUL in a token name', 'POST', '/tokens', { name: 'a\u0000b', role: 'viewer' }],
   ];
 
   let before: Awaited<ReturnType<typeof counts>>;

@@ -35,6 +35,7 @@ const ctx = (secret: string, version = 1): ValueContext => ({
   projectId: 'a5b9d7a4-5d5e-4a7e-9d55-0c0c3f3b2f10',
   app: 'checkout',
   secret,
+  secretId: `id-${secret}`,
   version,
 });
 
@@ -83,6 +84,7 @@ describe('key custody against SoftHSM', () => {
       ctx('OTHER', 3),
       { ...ctx('TOKEN', 3), app: 'billing' },
       { ...ctx('TOKEN', 3), projectId: randomUUID() },
+      { ...ctx('TOKEN', 3), secretId: randomUUID() },
     ]) {
       expect(() => a.open(envelope, other)).toThrow('does not open');
     }

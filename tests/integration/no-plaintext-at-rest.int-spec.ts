@@ -53,7 +53,7 @@ async function rawFilesContain(needles: Buffer[]): Promise<boolean[]> {
 describe('no secret at rest in PostgreSQL', () => {
   let t: TestApp;
   const canary = Buffer.from(`canary-${randomBytes(16).toString('hex')}`);
-  const ctx = { projectId: randomUUID(), app: 'web', secret: 'CANARY', version: 1 };
+  const ctx = { projectId: randomUUID(), app: 'web', secret: 'canary', secretId: randomUUID(), version: 1 };
   let dek: Buffer;
   let cdk: Buffer;
 

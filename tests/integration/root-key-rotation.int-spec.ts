@@ -14,6 +14,7 @@ const ctx = (i: number): ValueContext => ({
   projectId: 'f0f5d5a2-8e0e-4c9e-a1a6-2b8d5c5c0001',
   app: 'payments',
   secret: `KEY_${i}`,
+  secretId: `id-${i}`,
   version: 1,
 });
 

@@ -23,6 +23,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Secrets read into the typed config leave the environment: nothing later (child processes,
+  // diagnostics) can pick them up from there.
+  for (const name of ['SIGIL_PKCS11_PIN', 'SIGIL_BOOTSTRAP_ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL']) delete process.env[name];
   const logger = createLogger('control-plane', config.log.level);
   const services = await resolveServices(config, logger);
   const runtime = new RuntimeConfig(config, services);

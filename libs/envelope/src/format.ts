@@ -16,6 +16,8 @@ export interface ValueContext {
   projectId: string;
   app: string;
   secret: string;
+  /** The secret's id: a secret deleted and re-created under the same name is another secret. */
+  secretId: string;
   version: number;
 }
 
@@ -27,15 +29,15 @@ export class EnvelopeFormatError extends Error {
 }
 
 /**
- * AAD = "sigil/value/v1" NUL projectId NUL app NUL secret NUL version (decimal). Names never
+ * AAD = "sigil/value/v1" NUL projectId NUL app NUL secret NUL secretId NUL version (decimal). Names never
  * contain NUL (DNS-1123 / UUIDs), so the encoding is unambiguous.
  */
 export function valueAad(ctx: ValueContext): Buffer {
-  for (const part of [ctx.projectId, ctx.app, ctx.secret]) {
+  for (const part of [ctx.projectId, ctx.app, ctx.secret, ctx.secretId]) {
     if (part.length === 0 || part.includes('\0')) throw new EnvelopeFormatError('context fields must be non-empty and free of NUL');
   }
   if (!Number.isSafeInteger(ctx.version) || ctx.version < 1) throw new EnvelopeFormatError('context version must be a positive integer');
-  return Buffer.from(['sigil/value/v1', ctx.projectId, ctx.app, ctx.secret, String(ctx.version)].join('\0'), 'utf8');
+  return Buffer.from(['sigil/value/v1', ctx.projectId, ctx.app, ctx.secret, ctx.secretId, String(ctx.version)].join('\0'), 'utf8');
 }
 
 /** One secret version for one cluster. */

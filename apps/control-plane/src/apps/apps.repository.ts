@@ -24,8 +24,14 @@ export class AppsRepository {
     return this.repo.save(this.repo.create(a));
   }
 
-  save(a: AppEntity): Promise<AppEntity> {
-    return this.repo.save(a);
+  /** Read-modify-write under a row lock (no lost updates from stale copies). */
+  updateLocked(id: string, mutate: (a: AppEntity) => void): Promise<AppEntity | null> {
+    return this.repo.manager.transaction(async (em) => {
+      const a = await em.findOne(AppEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
+      if (!a) return null;
+      mutate(a);
+      return em.save(a);
+    });
   }
 
   async delete(projectId: string, id: string): Promise<void> {

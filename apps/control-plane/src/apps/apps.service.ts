@@ -53,13 +53,16 @@ export class AppsService {
   }
 
   async update(actor: Actor, project: string, name: string, dto: UpdateAppDto, expectedVersion: number | undefined) {
-    const { project: p, app } = await this.resolve(actor, project, name);
-    checkVersion(expectedVersion, app.version);
-    if (dto.namespace !== undefined) app.namespace = dto.namespace;
-    if (dto.deliveryMode !== undefined) app.deliveryMode = dto.deliveryMode;
-    if (dto.secretType !== undefined) app.secretType = dto.secretType;
-    if (dto.mountPath !== undefined) app.mountPath = dto.mountPath;
-    return { project: p, app: await this.repo.save(app) };
+    const { project: p, app: found } = await this.resolve(actor, project, name);
+    const app = await this.repo.updateLocked(found.id, (a) => {
+      checkVersion(expectedVersion, a.version);
+      if (dto.namespace !== undefined) a.namespace = dto.namespace;
+      if (dto.deliveryMode !== undefined) a.deliveryMode = dto.deliveryMode;
+      if (dto.secretType !== undefined) a.secretType = dto.secretType;
+      if (dto.mountPath !== undefined) a.mountPath = dto.mountPath;
+    });
+    if (!app) throw notFound(`app ${JSON.stringify(name)}`, 'app_not_found');
+    return { project: p, app };
   }
 
   async delete(actor: Actor, project: string, name: string, expectedVersion: number | undefined): Promise<void> {

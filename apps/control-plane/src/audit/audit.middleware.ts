@@ -24,15 +24,17 @@ export class AuditMiddleware implements NestMiddleware {
   use(req: Request & AuthenticatedRequest, res: Response, next: NextFunction): void {
     if (!MUTATING.has(req.method)) return next();
     const path = req.originalUrl.split('?')[0] ?? '';
-    res.once('finish', () => {
+    // 'close' also fires when the client hangs up before the response is finished ('finish' would not).
+    res.once('close', () => {
       // Only routed API calls: the guard names the action (unknown paths are not API calls).
       if (!req.auditAction) return;
       const params = req.params as Record<string, string | undefined>;
+      const clean = (v: string) => v.replace(/\0/g, '\\0').slice(0, 256);
       const target =
         TARGET_PARAMS.filter((p) => params[p] !== undefined)
-          .map((p) => `${p}=${params[p]}`)
+          .map((p) => `${p}=${clean(params[p]!)}`)
           .join(' ') || null;
-      const status = res.statusCode;
+      const status = res.writableFinished ? res.statusCode : 499; // 499: the client went away first
       this.audit
         .record({
           at: new Date(),
@@ -40,9 +42,9 @@ export class AuditMiddleware implements NestMiddleware {
           actorName: req.actor?.name ?? null,
           action: req.auditAction,
           method: req.method,
-          path: path.slice(0, 500),
+          path: clean(path),
           target,
-          projectName: params.project,
+          projectName: params.project?.includes('\0') ? undefined : params.project,
           outcome: status < 400 ? 'success' : status === 401 || status === 403 ? 'denied' : 'failed',
           status,
           requestId: typeof req.id === 'string' || typeof req.id === 'number' ? String(req.id) : null,

@@ -17,6 +17,8 @@ import { RateLimiter } from './rate-limiter.js';
 @Injectable()
 export class AuthGuard implements CanActivate {
   private readonly limiter: RateLimiter;
+  /** Failed authentications per client address: bounds floods of bad tokens (and their audit records). */
+  private readonly failures = new RateLimiter(5, 20);
 
   constructor(
     @Inject(Reflector) private readonly reflector: Reflector,
@@ -27,7 +29,7 @@ export class AuthGuard implements CanActivate {
   }
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
-    if (ctx.getType() !== 'http') return true;
+    if (ctx.getType() !== 'http') return false; // other transports (gRPC) authenticate on their own; never by default
     const targets = [ctx.getHandler(), ctx.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC, targets)) return true;
     const req = ctx.switchToHttp().getRequest<AuthenticatedRequest & { headers: Record<string, string | undefined> }>();
@@ -35,9 +37,20 @@ export class AuthGuard implements CanActivate {
 
     const header = req.headers.authorization ?? '';
     const match = /^Bearer ([A-Za-z0-9_\-.~+/=]{16,512})$/.exec(header);
-    if (!match) throw new SigilError('unauthenticated', 'unauthenticated', 'an API token is required: Authorization: Bearer <token>');
-    const token = await this.tokens.findActiveByHash(hashToken(match[1]!));
-    if (!token) throw new SigilError('unauthenticated', 'unauthenticated', 'the API token is unknown or revoked');
+    const token = match ? await this.tokens.findActiveByHash(hashToken(match[1]!)) : null;
+    if (!token) {
+      const wait = this.failures.take((req as { ip?: string }).ip ?? 'unknown');
+      if (wait > 0) {
+        req.auditAction = undefined; // a flood is counted in metrics, not written to the audit chain
+        ctx.switchToHttp().getResponse<Response>().setHeader('Retry-After', String(wait));
+        throw new SigilError('rate_limited', 'rate_limited', `too many failed authentications; retry in ${wait} s`);
+      }
+      throw new SigilError(
+        'unauthenticated',
+        'unauthenticated',
+        match ? 'the API token is unknown or revoked' : 'an API token is required: Authorization: Bearer <token>',
+      );
+    }
     req.actor = new Actor(token.id, token.name, token.role, token.projectId);
 
     const wait = this.limiter.take(token.id);

@@ -27,8 +27,17 @@ export class ClustersRepository {
     return this.clusters.save(this.clusters.create({ ...c, state: 'registered', enrolledAt: null, agentVersion: null, lastSeenAt: null }));
   }
 
-  save(c: ClusterEntity): Promise<ClusterEntity> {
-    return this.clusters.save(c);
+  /**
+   * Read-modify-write under a row lock, so a stale copy never overwrites a concurrent change
+   * (e.g. a relabel re-enabling a cluster an admin just disabled). null: no such cluster.
+   */
+  updateLocked(name: string, mutate: (c: ClusterEntity) => void): Promise<ClusterEntity | null> {
+    return this.clusters.manager.transaction(async (em) => {
+      const c = await em.findOne(ClusterEntity, { where: { name }, lock: { mode: 'pessimistic_write' } });
+      if (!c) return null;
+      mutate(c);
+      return em.save(c);
+    });
   }
 
   async delete(id: string): Promise<void> {

@@ -35,17 +35,22 @@ export class ClustersService {
   }
 
   async relabel(name: string, labels: Record<string, string>, expectedVersion: number | undefined): Promise<ClusterEntity> {
-    const c = await this.get(name);
-    checkVersion(expectedVersion, c.version);
-    c.labels = labels;
-    return this.repo.save(c);
+    return this.update(name, expectedVersion, (c) => (c.labels = labels));
   }
 
   async setEnabled(name: string, enabled: boolean, expectedVersion: number | undefined): Promise<ClusterEntity> {
-    const c = await this.get(name);
-    checkVersion(expectedVersion, c.version);
-    c.state = enabled ? (c.enrolledAt ? 'enrolled' : 'registered') : 'disabled';
-    return this.repo.save(c);
+    return this.update(name, expectedVersion, (c) => (c.state = enabled ? (c.enrolledAt ? 'enrolled' : 'registered') : 'disabled'));
+  }
+
+  private async update(name: string, expectedVersion: number | undefined, mutate: (c: ClusterEntity) => void): Promise<ClusterEntity> {
+    const updated = dns1123LabelProblem(name)
+      ? null
+      : await this.repo.updateLocked(name, (c) => {
+          checkVersion(expectedVersion, c.version);
+          mutate(c);
+        });
+    if (!updated) throw notFound(`cluster ${JSON.stringify(name)}`, 'cluster_not_found');
+    return updated;
   }
 
   async delete(name: string, expectedVersion: number | undefined): Promise<void> {

@@ -5,7 +5,7 @@ import { userInfo } from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
-import { freeLoopbackPort, spawnService, stopChild, stopLeftover, tailOf, waitFor } from './local-process.js';
+import { freeLoopbackPort, serviceEnv, spawnService, stopChild, stopLeftover, tailOf, waitFor } from './local-process.js';
 import { readOrCreateSecretFile } from './secret-file.js';
 
 /**
@@ -114,7 +114,7 @@ export class EmbeddedPostgres {
           '--locale=C',
           ...(this.options.durable ? [] : ['--no-sync']),
         ],
-        { ...(owner ?? {}), stdio: ['ignore', 'ignore', 'pipe'] },
+        { ...(owner ?? {}), stdio: ['ignore', 'ignore', 'pipe'], env: serviceEnv() },
       );
     } catch (err) {
       const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();

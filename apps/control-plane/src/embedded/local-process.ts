@@ -77,10 +77,19 @@ export async function stopChild(child: ChildProcess, signal: NodeJS.Signals, tim
   }
 }
 
+/**
+ * The environment local services get: only what they need. Never the control plane's own
+ * (which may hold an HSM PIN or a bootstrap token; a child's environment is readable through
+ * /proc by its user).
+ */
+export function serviceEnv(): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', LC_ALL: 'C' };
+}
+
 export function spawnService(command: string, args: string[], options: SpawnOptions): ChildProcess {
   // Same process group as the control plane: Ctrl-C in a terminal reaches the service too,
   // and the control plane's own shutdown stops it explicitly.
-  return spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], ...options });
+  return spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: serviceEnv(), ...options });
 }
 
 /** Keeps the last few KiB of a child's stderr, to explain a failed start. */

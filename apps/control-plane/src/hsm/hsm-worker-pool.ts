@@ -58,6 +58,10 @@ export class HsmWorkerPool {
 
   async close(): Promise<void> {
     this.closing = true;
+    for (const slot of this.slots) {
+      slot.pending?.reject(new HsmError('HSM is shutting down'));
+      slot.pending = undefined;
+    }
     for (const q of this.queue.splice(0)) {
       for (const b of q.transfer) new Uint8Array(b).fill(0);
       q.reject(new HsmError('HSM is shutting down'));

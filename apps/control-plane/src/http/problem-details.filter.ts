@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, HttpException, HttpStatus, type ExceptionFilter } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { PinoLogger } from 'nestjs-pino';
+import { QueryFailedError } from 'typeorm';
 import { HTTP_STATUS, SigilError } from '../common/sigil-error.js';
 
 /** RFC 9457 problem details; `code` is the stable, machine-readable part. */
@@ -36,6 +37,14 @@ const BODY_PARSER: Record<string, { status: number; code: string; detail: string
   'encoding.unsupported': { status: 415, code: 'unsupported_encoding', detail: 'the request body encoding is not supported' },
   'charset.unsupported': { status: 415, code: 'unsupported_charset', detail: 'the request body charset is not supported' },
   'request.aborted': { status: 400, code: 'request_aborted', detail: 'the request was aborted' },
+};
+
+const DATABASE_CODES: Record<string, [number, string, string]> = {
+  '23505': [409, 'conflict', 'a resource with this name was created concurrently'],
+  '23503': [409, 'conflict', 'a related resource was changed or removed concurrently; retry'],
+  '22021': [400, 'invalid_encoding', 'input contains bytes that cannot be stored (e.g. NUL)'],
+  '22P05': [400, 'invalid_encoding', 'input contains characters that cannot be stored'],
+  '54000': [400, 'too_large', 'input is too large'],
 };
 
 export function problem(status: number, code: string, detail?: string): Problem {
@@ -83,6 +92,12 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     if (typeof parser === 'string' && BODY_PARSER[parser]) {
       const b = BODY_PARSER[parser];
       return problem(b.status, b.code, b.detail);
+    }
+    // A last line of defence for races the services do not foresee: PostgreSQL's verdict on the
+    // input, as a 4xx, never its message (it can quote values).
+    if (exception instanceof QueryFailedError) {
+      const code = (exception.driverError as { code?: string }).code;
+      if (code && DATABASE_CODES[code]) return problem(...DATABASE_CODES[code]);
     }
     if (exception instanceof HttpException && exception.getStatus() < 500) {
       const status = exception.getStatus();

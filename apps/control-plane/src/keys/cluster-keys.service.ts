@@ -3,7 +3,7 @@ import { EnvelopeFormatError, encodeClusterKeyEnvelope, rsaPublicKeyComponents }
 import { HsmService } from '../hsm/hsm.service.js';
 import { ClusterKeyRepository } from './cluster-key.repository.js';
 import { KeyCustodyError, KeyCustodyErrorCode } from './keys.errors.js';
-import { RootKeyService } from './root-keys.service.js';
+import { RootKeyRepository } from './root-key.repository.js';
 
 const MIN_AGENT_KEY_BITS = 2048;
 
@@ -16,7 +16,7 @@ const MIN_AGENT_KEY_BITS = 2048;
 export class ClusterKeyService {
   constructor(
     @Inject(HsmService) private readonly hsm: HsmService,
-    @Inject(RootKeyService) private readonly rootKeys: RootKeyService,
+    @Inject(RootKeyRepository) private readonly rootKeys: RootKeyRepository,
     @Inject(ClusterKeyRepository) private readonly repo: ClusterKeyRepository,
   ) {}
 
@@ -34,7 +34,8 @@ export class ClusterKeyService {
     }
     return this.repo.transaction(async (em) => {
       const version = await this.repo.lockNextVersion(em, clusterId);
-      const rootKeyVersion = await this.rootKeys.activeVersion();
+      const rootKeyVersion = await this.rootKeys.activeForSealing(em);
+      if (rootKeyVersion === undefined) throw new KeyCustodyError(KeyCustodyErrorCode.NoActiveRootKey, 'no active root key');
       const key = await this.hsm.createClusterKey(rootKeyVersion, components);
       const envelope = encodeClusterKeyEnvelope({ clusterKeyVersion: version, oaepHash: key.oaep, wrappedKey: key.forAgent });
       await this.repo.retireActive(em, clusterId);

@@ -12,6 +12,7 @@ import { SealedValueRepository } from './sealed-value.repository.js';
 
 const BATCH = 500;
 const RETRY_MS = 5_000;
+const POLL_MS = 30_000;
 
 /**
  * Root-key rotation: a new root key becomes active at once (new values use it), then a
@@ -23,6 +24,7 @@ const RETRY_MS = 5_000;
 @Injectable()
 export class RootKeyRotationService implements OnApplicationBootstrap, OnApplicationShutdown {
   private current: Promise<void> | undefined;
+  private poll: NodeJS.Timeout | undefined;
   private stopping = false;
 
   constructor(
@@ -40,16 +42,28 @@ export class RootKeyRotationService implements OnApplicationBootstrap, OnApplica
 
   async onApplicationBootstrap(): Promise<void> {
     if (!this.config.roles.includes('worker')) return;
+    await this.pickUp();
+    // A rotation started on a replica without the worker role is picked up by the workers.
+    this.poll = setInterval(
+      () => void this.pickUp().catch((err: unknown) => this.logger.warn({ err }, 'checking for root key rotations failed')),
+      POLL_MS,
+    );
+    this.poll.unref();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.poll);
+    await this.current;
+  }
+
+  private async pickUp(): Promise<void> {
+    if (this.current || this.stopping) return;
     const running = await this.repo.running();
     if (running) {
       this.logger.info({ rotation: running.id, done: running.done, total: running.total }, 'resuming root key rotation');
       this.runInBackground(running.id);
     }
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    this.stopping = true;
-    await this.current;
   }
 
   /** Generates root key N+1 in the HSM, makes it active, and starts re-wrapping everything else. */
@@ -66,7 +80,6 @@ export class RootKeyRotationService implements OnApplicationBootstrap, OnApplica
       const total = (await this.sealedValues.countNotAt(to, em)) + (await this.clusterKeys.countNotAt(to, em));
       return this.repo.insert(em, from, to, total);
     });
-    this.rootKeys.invalidate();
     this.logger.info(
       { rotation: rotation.id, from: rotation.fromVersion, to: rotation.toVersion, total: rotation.total },
       'root key rotation started',
@@ -90,6 +103,13 @@ export class RootKeyRotationService implements OnApplicationBootstrap, OnApplica
     for (let batches = 0; batches < maxBatches && !this.stopping; batches++) {
       const n = await this.step(rotation);
       if (n === 0) {
+        // An empty batch may only mean other rotators hold the remaining rows (SKIP LOCKED):
+        // done is when nothing at all is left under an older root key.
+        const left = (await this.sealedValues.countNotAt(rotation.toVersion)) + (await this.clusterKeys.countNotAt(rotation.toVersion));
+        if (left > 0) {
+          await sleep(200);
+          continue;
+        }
         await this.repo.complete(id);
         this.logger.info({ rotation: id, to: rotation.toVersion }, 'root key rotation completed');
         break;

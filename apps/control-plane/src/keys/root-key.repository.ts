@@ -26,6 +26,20 @@ export class RootKeyRepository {
     });
   }
 
+  /**
+   * For sealing: a shared hold on the root-key lock for the rest of the transaction, and the
+   * active version read under it. Rotation and destruction take the lock exclusively, so a
+   * value is never sealed under a key that is being retired or destroyed.
+   */
+  async activeForSealing(em: EntityManager): Promise<number | undefined> {
+    await em.query('SELECT pg_advisory_xact_lock_shared($1)', [ROOT_KEY_LOCK]);
+    return this.active(em);
+  }
+
+  transaction<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
+    return this.ds.transaction(fn);
+  }
+
   async active(em: EntityManager = this.ds.manager): Promise<number | undefined> {
     const rows = await em.query<Array<{ version: number }>>(`SELECT version FROM root_keys WHERE state = 'active'`);
     return rows[0]?.version;

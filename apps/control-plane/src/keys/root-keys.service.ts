@@ -4,9 +4,6 @@ import { HsmService } from '../hsm/hsm.service.js';
 import { KeyCustodyError, KeyCustodyErrorCode } from './keys.errors.js';
 import { RootKeyRepository, type RootKeyRow } from './root-key.repository.js';
 
-/** How long a replica trusts its cached idea of the active root key (rotation is rare; sealing is hot). */
-const ACTIVE_CACHE_MS = 2_000;
-
 export interface RootKeyView extends RootKeyRow {
   /** Attributes read from the HSM object; undefined once destroyed. */
   hsm?: { sensitive: boolean; extractable: boolean; neverExtractable: boolean; alwaysSensitive: boolean };
@@ -20,8 +17,6 @@ export interface RootKeyView extends RootKeyRow {
  */
 @Injectable()
 export class RootKeyService implements OnApplicationBootstrap {
-  private cached: { version: number; at: number } | undefined;
-
   constructor(
     @Inject(RootKeyRepository) private readonly repo: RootKeyRepository,
     @Inject(HsmService) private readonly hsm: HsmService,
@@ -50,18 +45,6 @@ export class RootKeyService implements OnApplicationBootstrap {
       this.logger.info({ version }, 'generated root key in the HSM');
       return version;
     });
-  }
-
-  async activeVersion(): Promise<number> {
-    if (this.cached && Date.now() - this.cached.at < ACTIVE_CACHE_MS) return this.cached.version;
-    const version = await this.repo.active();
-    if (version === undefined) throw new KeyCustodyError(KeyCustodyErrorCode.NoActiveRootKey, 'no active root key');
-    this.cached = { version, at: Date.now() };
-    return version;
-  }
-
-  invalidate(): void {
-    this.cached = undefined;
   }
 
   async list(): Promise<RootKeyView[]> {

@@ -2,8 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { valueAad, type ValueContext } from '@sigil/envelope';
 import type { EntityManager } from 'typeorm';
 import { HsmService } from '../hsm/hsm.service.js';
-import { HsmError } from '../hsm/hsm-worker-pool.js';
-import { RootKeyService } from './root-keys.service.js';
+import { KeyCustodyError, KeyCustodyErrorCode } from './keys.errors.js';
+import { RootKeyRepository } from './root-key.repository.js';
 import { SealedValueRepository } from './sealed-value.repository.js';
 
 export interface ValueToSeal {
@@ -17,26 +17,27 @@ export interface ValueToSeal {
 export class SealedValueService {
   constructor(
     @Inject(HsmService) private readonly hsm: HsmService,
-    @Inject(RootKeyService) private readonly rootKeys: RootKeyService,
+    @Inject(RootKeyRepository) private readonly rootKeys: RootKeyRepository,
     @Inject(SealedValueRepository) private readonly repo: SealedValueRepository,
   ) {}
 
   /** Seals and stores each value; returns the sealed-value ids in input order. Pass `em` to join a transaction. */
   async seal(items: ValueToSeal[], em?: EntityManager): Promise<string[]> {
     try {
-      const requests = items.map((i) => ({ plaintext: i.value, aad: valueAad(i.context) }));
-      let sealed;
-      try {
-        sealed = await this.hsm.seal(await this.rootKeys.activeVersion(), requests);
-      } catch (err) {
-        if (!(err instanceof HsmError)) throw err;
-        // The active root key may have changed under us (rotation on another replica): re-read once.
-        this.rootKeys.invalidate();
-        sealed = await this.hsm.seal(await this.rootKeys.activeVersion(), requests);
-      }
-      return await this.repo.insertMany(sealed, em);
+      if (!em) return await this.rootKeys.transaction((own) => this.sealIn(own, items));
+      return await this.sealIn(em, items);
     } finally {
       for (const i of items) i.value.fill(0);
     }
+  }
+
+  private async sealIn(em: EntityManager, items: ValueToSeal[]): Promise<string[]> {
+    const version = await this.rootKeys.activeForSealing(em);
+    if (version === undefined) throw new KeyCustodyError(KeyCustodyErrorCode.NoActiveRootKey, 'no active root key');
+    const sealed = await this.hsm.seal(
+      version,
+      items.map((i) => ({ plaintext: i.value, aad: valueAad(i.context) })),
+    );
+    return this.repo.insertMany(sealed, em);
   }
 }

@@ -26,16 +26,24 @@ export class ProjectsRepository {
     return this.repo.save(this.repo.create(p));
   }
 
-  save(p: ProjectEntity): Promise<ProjectEntity> {
-    return this.repo.save(p);
+  /** Read-modify-write under a row lock (no lost updates from stale copies). */
+  updateLocked(id: string, mutate: (p: ProjectEntity) => void): Promise<ProjectEntity | null> {
+    return this.repo.manager.transaction(async (em) => {
+      const p = await em.findOne(ProjectEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
+      if (!p) return null;
+      mutate(p);
+      return em.save(p);
+    });
   }
 
-  async delete(id: string): Promise<void> {
-    await this.repo.delete({ id });
-  }
-
-  async hasApps(id: string): Promise<boolean> {
-    const rows = await this.repo.manager.query<unknown[]>('SELECT 1 FROM apps WHERE project_id = $1 LIMIT 1', [id]);
-    return rows.length > 0;
+  /** Deletes under a row lock after `check`; an app created concurrently waits, then fails its FK. */
+  deleteLocked(id: string, check: (p: ProjectEntity, hasApps: boolean) => void): Promise<void> {
+    return this.repo.manager.transaction(async (em) => {
+      const p = await em.findOne(ProjectEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
+      if (!p) return;
+      const apps = await em.query<unknown[]>('SELECT 1 FROM apps WHERE project_id = $1 LIMIT 1', [id]);
+      check(p, apps.length > 0);
+      await em.delete(ProjectEntity, { id });
+    });
   }
 }

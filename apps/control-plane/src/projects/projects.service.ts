@@ -37,17 +37,20 @@ export class ProjectsService {
   }
 
   async update(actor: Actor, name: string, dto: UpdateProjectDto, expectedVersion: number | undefined): Promise<ProjectEntity> {
-    const p = await this.resolve(actor, name);
-    checkVersion(expectedVersion, p.version);
-    if (dto.description !== undefined) p.description = dto.description;
-    return this.repo.save(p);
+    const found = await this.resolve(actor, name);
+    const p = await this.repo.updateLocked(found.id, (locked) => {
+      checkVersion(expectedVersion, locked.version);
+      if (dto.description !== undefined) locked.description = dto.description;
+    });
+    if (!p) throw notFound(`project ${JSON.stringify(name)}`, 'project_not_found');
+    return p;
   }
 
   async delete(actor: Actor, name: string, expectedVersion: number | undefined): Promise<void> {
-    const p = await this.resolve(actor, name);
-    checkVersion(expectedVersion, p.version);
-    if (await this.repo.hasApps(p.id))
-      throw conflict('project_not_empty', `project ${JSON.stringify(name)} still has apps; delete them first`);
-    await this.repo.delete(p.id);
+    const found = await this.resolve(actor, name);
+    await this.repo.deleteLocked(found.id, (p, hasApps) => {
+      checkVersion(expectedVersion, p.version);
+      if (hasApps) throw conflict('project_not_empty', `project ${JSON.stringify(name)} still has apps; delete them first`);
+    });
   }
 }

@@ -162,10 +162,12 @@ export class SecretsService {
     values: Map<string, Buffer>,
   ): Promise<SecretVersionEntity> {
     const keys = [...values.keys()].sort();
-    const fingerprints = await this.hsm.fingerprint(keys.map((k) => values.get(k)!));
+    // Bound to this secret and key: equal values compare equal across versions of one key, but a
+    // fingerprint cannot be matched against guesses written into another secret.
+    const fingerprints = await this.hsm.fingerprint(keys.map((k) => Buffer.concat([Buffer.from(`${secret.id}\0${k}\0`), values.get(k)!])));
     const payload = encodeSecretPayload(values);
     const [sealedValueId] = await this.sealer.seal(
-      [{ value: payload, context: { projectId: r.project.id, app: r.app.name, secret: secret.name, version } }],
+      [{ value: payload, context: { projectId: r.project.id, app: r.app.name, secret: secret.name, secretId: secret.id, version } }],
       em,
     );
     return this.repo.insertVersion(em, {
