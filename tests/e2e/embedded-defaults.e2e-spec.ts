@@ -52,10 +52,16 @@ describe('control plane on embedded defaults', () => {
   });
 
   it('stops everything it started on SIGTERM (no orphans)', async () => {
-    const cp = await ControlPlaneProcess.start(env(), 60_000);
+    const cp = await ControlPlaneProcess.start({ ...env(), SIGIL_BOOTSTRAP_ADMIN_TOKEN: `sgl_${'e'.repeat(40)}` }, 60_000);
     const redisPid = await pidOf(path.join(dir, 'data', 'redis', 'redis.pid'));
     const pgPid = await pidOf(path.join(dir, 'data', 'postgres', 'pgdata', 'postmaster.pid'));
     expect(isAlive(redisPid) && isAlive(pgPid)).toBe(true);
+    // The services do not inherit the control plane's environment (which may hold secrets).
+    for (const pid of [redisPid, pgPid]) {
+      const environ = await readFile(`/proc/${pid}/environ`, 'utf8');
+      expect(environ).not.toContain('SIGIL_BOOTSTRAP_ADMIN_TOKEN');
+      expect(environ).not.toContain('sgl_');
+    }
     await cp.stop('SIGTERM');
     expect(isAlive(redisPid)).toBe(false);
     expect(isAlive(pgPid)).toBe(false);

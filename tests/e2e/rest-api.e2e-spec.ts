@@ -86,6 +86,15 @@ describe('secrets lifecycle', () => {
     for (const r of [created, updated, versions, rolled, again]) {
       expect(r.text).not.toMatch(/first@db|second@db|-----CA-----|LS0tLS1DQS0tLS0t/);
     }
+    // Fingerprints are bound to their secret and key: the same value elsewhere looks different,
+    // so a writer cannot match guesses against someone else's fingerprint.
+    const elsewhere = await admin.post(base, {
+      name: 'db-copy',
+      data: { DATABASE_URL: 'postgres://u:first@db/app', OTHER: 'postgres://u:first@db/app' },
+    });
+    expect(elsewhere.body.fingerprints.DATABASE_URL).not.toBe(created.body.fingerprints.DATABASE_URL);
+    expect(elsewhere.body.fingerprints.OTHER).not.toBe(elsewhere.body.fingerprints.DATABASE_URL);
+    expect((await admin.delete(`${base}/db-copy`)).status).toBe(204);
     expect((await admin.delete(`${base}/db`)).status).toBe(204);
     expect((await admin.get(`${base}/db`)).status).toBe(404);
   });
@@ -218,5 +227,16 @@ describe('rate limiting', () => {
     expect(limited[0]!.headers.get('retry-after')).toMatch(/^\d+$/);
     expect(limited[0]!.body.code).toBe('rate_limited');
     expect((await admin.get('/projects/alpha')).status).toBe(200); // other tokens unaffected
+  });
+
+  it('limits failed authentications per client, and keeps such floods out of the audit chain', async () => {
+    const before = (await admin.get('/audit?limit=500')).body.items.length;
+    const bad = admin.as('sgl_definitely-not-a-token-0000000000');
+    const statuses = await Promise.all(Array.from({ length: 60 }, () => bad.post('/projects', { name: 'x' }).then((r) => r.status)));
+    expect(statuses.filter((x) => x === 401).length).toBeLessThanOrEqual(25);
+    expect(statuses.filter((x) => x === 429).length).toBeGreaterThanOrEqual(35);
+    await new Promise((r) => setTimeout(r, 300));
+    const after = (await admin.get('/audit?limit=500')).body.items.length;
+    expect(after - before).toBeLessThanOrEqual(25);
   });
 });
