@@ -14,7 +14,7 @@ export PATH := $(NODE_BIN):$(SIGIL_CACHE)/bin:$(PATH)
 export npm_config_nodedir := $(abspath $(NODE_BIN)/..)
 NPM := npm --loglevel=error --no-audit --no-fund
 
-.PHONY: help up test check build lint typecheck format deps deps-apt deps-npm deps-go bench-hsm clean
+.PHONY: help up test check generate build lint typecheck format deps deps-apt deps-npm deps-go bench-hsm clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,8 +25,12 @@ up: deps-apt deps-npm build ## run the control plane on embedded defaults (Ctrl-
 test: deps check ## install what is missing, run `make check`, then every test (unit, integration, e2e)
 	@bash .ci/jest.sh
 
-check: deps-npm lint typecheck ## lint, type-check, formatting
+check: deps-npm lint typecheck ## lint, type-check, formatting, buf lint, generated-code staleness
 	@node_modules/.bin/prettier --check --log-level=warn .
+	@bash .ci/check-generated.sh
+
+generate: deps-npm ## regenerate the TypeScript of proto/ (buf + ts-proto) into libs/agent-protocol
+	@rm -rf libs/agent-protocol/src/gen && node_modules/.bin/buf generate
 
 build: deps-npm ## compile apps/ and libs/ to dist/
 	@node .ci/build.mjs
