@@ -280,6 +280,9 @@ describe('the audit log', () => {
     expect(creates.some((e) => e.outcome === 'success' && e.actor === 'bootstrap-admin' && e.status === 201)).toBe(true);
     expect(creates.some((e) => e.outcome === 'failed' && e.status === 409)).toBe(true);
     expect(events.some((e) => e.action === 'secret.rollback' && e.target === 'project=shop app=web secret=canary')).toBe(true);
+    // Each authorised mutation is announced before it runs, then its outcome recorded.
+    const done = creates.find((e) => e.outcome === 'success')!;
+    expect(events.filter((e) => e.requestId === done.requestId).map((e) => e.outcome)).toEqual(['success', 'attempted']);
     const denied = await admin.as('sgl_not-a-real-token-000000000000').post('/projects', { name: 'x' });
     expect(denied.status).toBe(401);
     await new Promise((r) => setTimeout(r, 200)); // recorded after the response is sent

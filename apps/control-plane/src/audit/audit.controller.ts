@@ -14,7 +14,7 @@ export class AuditEventView {
   @ApiProperty({ nullable: true, type: String, example: 'ci-payments' }) actor!: string | null;
   @ApiProperty({ example: 'secret.update' }) action!: string;
   @ApiProperty({ example: 'project=payments app=checkout secret=checkout-db', nullable: true, type: String }) target!: string | null;
-  @ApiProperty({ enum: ['success', 'denied', 'failed'] }) outcome!: string;
+  @ApiProperty({ enum: ['attempted', 'success', 'denied', 'failed'] }) outcome!: string;
   @ApiProperty({ example: 200 }) status!: number;
   @ApiProperty({ example: 'PUT' }) method!: string;
   @ApiProperty({ example: '/api/v1/projects/payments/apps/checkout/secrets/checkout-db' }) path!: string;
@@ -49,7 +49,7 @@ export class AuditController {
   @ApiOperation({ summary: 'Audit events, newest first. Project-scoped tokens see only their project.' })
   @ApiQuery({ name: 'project', required: false })
   @ApiQuery({ name: 'action', required: false, example: 'secret.update' })
-  @ApiQuery({ name: 'outcome', required: false, enum: ['success', 'denied', 'failed'] })
+  @ApiQuery({ name: 'outcome', required: false, enum: ['attempted', 'success', 'denied', 'failed'] })
   @ApiQuery({ name: 'before', required: false })
   @ApiQuery({ name: 'limit', required: false })
   @ApiOkResponse({ type: AuditPage })
@@ -61,8 +61,8 @@ export class AuditController {
     @Query('before') before?: string,
     @Query('limit') limit?: string,
   ): Promise<AuditPage> {
-    if (outcome !== undefined && !['success', 'denied', 'failed'].includes(outcome))
-      throw invalid('invalid_outcome', 'outcome must be success, denied or failed');
+    if (outcome !== undefined && !['attempted', 'success', 'denied', 'failed'].includes(outcome))
+      throw invalid('invalid_outcome', 'outcome must be attempted, success, denied or failed');
     if (before !== undefined && !/^\d{1,18}$/.test(before)) throw invalid('invalid_cursor', 'before must be an event seq');
     if (action !== undefined && (typeof action !== 'string' || !/^[a-z][a-z.-]{0,99}$/.test(action)))
       throw invalid('invalid_action', 'action must look like secret.update');

@@ -1,16 +1,66 @@
-import { Inject, Injectable, type NestMiddleware } from '@nestjs/common';
+import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor, type NestMiddleware } from '@nestjs/common';
 import type { NextFunction, Request, Response } from 'express';
 import { PinoLogger } from 'nestjs-pino';
+import type { Observable } from 'rxjs';
 import type { AuthenticatedRequest } from '../auth/auth.decorators.js';
+import { SigilError } from '../common/sigil-error.js';
+import type { AuditRecord } from './audit.repository.js';
 import { AuditService } from './audit.service.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 /** Route parameters that name what a call acts on; never bodies, never query strings. */
 const TARGET_PARAMS = ['project', 'app', 'secret', 'cluster', 'id'];
 
+type AuditedRequest = Request & AuthenticatedRequest;
+
+/** What the audit log says about a request: who, what, on which target (ids and names only). */
+function recordFor(req: AuditedRequest, outcome: AuditRecord['outcome'], status: number): Parameters<AuditService['record']>[0] {
+  const params = req.params as Record<string, string | undefined>;
+  const clean = (v: string) => v.replace(/\0/g, '\\0').slice(0, 256);
+  const target =
+    TARGET_PARAMS.filter((p) => params[p] !== undefined)
+      .map((p) => `${p}=${clean(params[p]!)}`)
+      .join(' ') || null;
+  return {
+    at: new Date(),
+    actorId: req.actor?.tokenId ?? null,
+    actorName: req.actor?.name ?? null,
+    action: req.auditAction!,
+    method: req.method,
+    path: clean(req.originalUrl.split('?')[0] ?? ''),
+    target,
+    projectName: params.project?.includes('\0') ? undefined : params.project,
+    outcome,
+    status,
+    requestId: typeof req.id === 'string' || typeof req.id === 'number' ? String(req.id) : null,
+  };
+}
+
 /**
- * Records every mutating API call once its response is sent: who, what, on which target,
- * with which outcome (success, denied, failed) and status, under the request id.
+ * Before an authorised mutation runs, an `attempted` record is written — if that fails, the
+ * mutation does not happen (503). So nothing changes without a trace, even if the process dies
+ * before the outcome is recorded.
+ */
+@Injectable()
+export class AuditInterceptor implements NestInterceptor {
+  constructor(@Inject(AuditService) private readonly audit: AuditService) {}
+
+  async intercept(ctx: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
+    const req = ctx.switchToHttp().getRequest<AuditedRequest>();
+    if (ctx.getType() === 'http' && MUTATING.has(req.method) && req.auditAction && req.actor) {
+      try {
+        await this.audit.record(recordFor(req, 'attempted', 0));
+      } catch {
+        throw new SigilError('unavailable', 'audit_unavailable', 'the audit log cannot be written; nothing was changed');
+      }
+    }
+    return next.handle();
+  }
+}
+
+/**
+ * Records the outcome of every routed mutating call once the response is done (or the client
+ * went away): success, denied (401/403) or failed, with the status, under the request id.
  */
 @Injectable()
 export class AuditMiddleware implements NestMiddleware {
@@ -21,35 +71,17 @@ export class AuditMiddleware implements NestMiddleware {
     logger.setContext('audit');
   }
 
-  use(req: Request & AuthenticatedRequest, res: Response, next: NextFunction): void {
+  use(req: AuditedRequest, res: Response, next: NextFunction): void {
     if (!MUTATING.has(req.method)) return next();
-    const path = req.originalUrl.split('?')[0] ?? '';
     // 'close' also fires when the client hangs up before the response is finished ('finish' would not).
     res.once('close', () => {
       // Only routed API calls: the guard names the action (unknown paths are not API calls).
       if (!req.auditAction) return;
-      const params = req.params as Record<string, string | undefined>;
-      const clean = (v: string) => v.replace(/\0/g, '\\0').slice(0, 256);
-      const target =
-        TARGET_PARAMS.filter((p) => params[p] !== undefined)
-          .map((p) => `${p}=${clean(params[p]!)}`)
-          .join(' ') || null;
       const status = res.writableFinished ? res.statusCode : 499; // 499: the client went away first
+      const outcome = status < 400 ? 'success' : status === 401 || status === 403 ? 'denied' : 'failed';
       this.audit
-        .record({
-          at: new Date(),
-          actorId: req.actor?.tokenId ?? null,
-          actorName: req.actor?.name ?? null,
-          action: req.auditAction,
-          method: req.method,
-          path: clean(path),
-          target,
-          projectName: params.project?.includes('\0') ? undefined : params.project,
-          outcome: status < 400 ? 'success' : status === 401 || status === 403 ? 'denied' : 'failed',
-          status,
-          requestId: typeof req.id === 'string' || typeof req.id === 'number' ? String(req.id) : null,
-        })
-        .catch((err: unknown) => this.logger.error({ err, action: req.auditAction, path }, 'could not write the audit record'));
+        .record(recordFor(req, outcome, status))
+        .catch((err: unknown) => this.logger.error({ err, action: req.auditAction }, 'could not write the audit record'));
     });
     next();
   }

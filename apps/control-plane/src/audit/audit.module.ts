@@ -1,11 +1,17 @@
 import { Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { ProjectsModule } from '../projects/projects.module.js';
 import { AuditController } from './audit.controller.js';
-import { AuditMiddleware } from './audit.middleware.js';
+import { APP_INTERCEPTOR } from '@nestjs/core';
+import { AuditInterceptor, AuditMiddleware } from './audit.middleware.js';
 import { AuditRepository } from './audit.repository.js';
 import { AuditService } from './audit.service.js';
 
-@Module({ imports: [ProjectsModule], providers: [AuditRepository, AuditService], controllers: [AuditController], exports: [AuditService] })
+@Module({
+  imports: [ProjectsModule],
+  providers: [AuditRepository, AuditService, { provide: APP_INTERCEPTOR, useClass: AuditInterceptor }],
+  controllers: [AuditController],
+  exports: [AuditService],
+})
 export class AuditModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {
     consumer.apply(AuditMiddleware).forRoutes('*path');

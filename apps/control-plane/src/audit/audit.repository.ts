@@ -10,7 +10,8 @@ export interface AuditRecord {
   path: string;
   target: string | null;
   projectId: string | null;
-  outcome: 'success' | 'denied' | 'failed';
+  /** attempted: written before an authorised mutation runs; the outcome record follows. */
+  outcome: 'attempted' | 'success' | 'denied' | 'failed';
   status: number;
   requestId: string | null;
 }

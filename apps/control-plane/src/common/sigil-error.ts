@@ -4,7 +4,15 @@
  * Messages must never contain secret values.
  */
 export type ErrorKind =
-  'invalid' | 'unauthenticated' | 'forbidden' | 'not_found' | 'conflict' | 'precondition_failed' | 'too_large' | 'rate_limited';
+  | 'invalid'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'precondition_failed'
+  | 'too_large'
+  | 'rate_limited'
+  | 'unavailable';
 
 export const HTTP_STATUS: Record<ErrorKind, number> = {
   invalid: 400,
@@ -15,6 +23,7 @@ export const HTTP_STATUS: Record<ErrorKind, number> = {
   precondition_failed: 412,
   too_large: 413,
   rate_limited: 429,
+  unavailable: 503,
 };
 
 export class SigilError extends Error {

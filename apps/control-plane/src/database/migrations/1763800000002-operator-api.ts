@@ -107,7 +107,7 @@ export class OperatorApi1763800000002 implements MigrationInterface {
         path         text NOT NULL,
         target       text NULL,
         project_id   uuid NULL,
-        outcome      text NOT NULL CHECK (outcome IN ('success', 'denied', 'failed')),
+        outcome      text NOT NULL CHECK (outcome IN ('attempted', 'success', 'denied', 'failed')),
         status       integer NOT NULL,
         request_id   text NULL,
         prev_hash    bytea NOT NULL,
