@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { updateLocked } from '../database/locked-update.js';
 import { DataSource, MoreThan, type FindOptionsWhere, type Repository } from 'typeorm';
 import { AppEntity } from './app.entity.js';
 
@@ -24,14 +25,9 @@ export class AppsRepository {
     return this.repo.save(this.repo.create(a));
   }
 
-  /** Read-modify-write under a row lock (no lost updates from stale copies). */
+  /** Row-locked read-modify-write (see updateLocked). */
   updateLocked(id: string, mutate: (a: AppEntity) => void): Promise<AppEntity | null> {
-    return this.repo.manager.transaction(async (em) => {
-      const a = await em.findOne(AppEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
-      if (!a) return null;
-      mutate(a);
-      return em.save(a);
-    });
+    return updateLocked(this.repo.manager, AppEntity, { id }, mutate);
   }
 
   async delete(projectId: string, id: string): Promise<void> {

@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { updateLocked } from '../database/locked-update.js';
 import { DataSource, MoreThan, type FindOptionsWhere, type Repository } from 'typeorm';
 import { ClusterEntity, EnrollmentTokenEntity } from './cluster.entity.js';
 
@@ -27,17 +28,9 @@ export class ClustersRepository {
     return this.clusters.save(this.clusters.create({ ...c, state: 'registered', enrolledAt: null, agentVersion: null, lastSeenAt: null }));
   }
 
-  /**
-   * Read-modify-write under a row lock, so a stale copy never overwrites a concurrent change
-   * (e.g. a relabel re-enabling a cluster an admin just disabled). null: no such cluster.
-   */
+  /** Row-locked read-modify-write (see updateLocked). null: no such cluster. */
   updateLocked(name: string, mutate: (c: ClusterEntity) => void): Promise<ClusterEntity | null> {
-    return this.clusters.manager.transaction(async (em) => {
-      const c = await em.findOne(ClusterEntity, { where: { name }, lock: { mode: 'pessimistic_write' } });
-      if (!c) return null;
-      mutate(c);
-      return em.save(c);
-    });
+    return updateLocked(this.clusters.manager, ClusterEntity, { name }, mutate);
   }
 
   async delete(id: string): Promise<void> {

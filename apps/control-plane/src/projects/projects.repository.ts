@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { updateLocked } from '../database/locked-update.js';
 import { DataSource, MoreThan, type FindOptionsWhere, type Repository } from 'typeorm';
 import { ProjectEntity } from './project.entity.js';
 
@@ -26,14 +27,9 @@ export class ProjectsRepository {
     return this.repo.save(this.repo.create(p));
   }
 
-  /** Read-modify-write under a row lock (no lost updates from stale copies). */
+  /** Row-locked read-modify-write (see updateLocked). */
   updateLocked(id: string, mutate: (p: ProjectEntity) => void): Promise<ProjectEntity | null> {
-    return this.repo.manager.transaction(async (em) => {
-      const p = await em.findOne(ProjectEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
-      if (!p) return null;
-      mutate(p);
-      return em.save(p);
-    });
+    return updateLocked(this.repo.manager, ProjectEntity, { id }, mutate);
   }
 
   /** Deletes under a row lock after `check`; an app created concurrently waits, then fails its FK. */
