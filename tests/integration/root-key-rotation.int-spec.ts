@@ -120,14 +120,21 @@ describe('root key rotation', () => {
 });
 
 describe('the HSM token', () => {
-  it('holds only root keys and the fingerprint key as long-lived objects: sensitive, never extractable, generated inside', () => {
+  it('holds only installation-wide keys: root keys, the fingerprint key and the CA key pair — private parts sensitive, never extractable, generated inside', () => {
     const objects = listTokenObjects();
     expect(objects.some((o) => /-root-v\d+$/.test(o.label))).toBe(true);
     for (const o of objects) {
+      if (o.kind.startsWith('Public Key Object')) {
+        expect(o.label).toMatch(/-ca-v1$/); // the CA's public half
+        continue;
+      }
       expect(o.access).toEqual(expect.arrayContaining(['sensitive', 'always sensitive', 'never extractable', 'local']));
       if (/-root-v\d+$/.test(o.label)) {
         expect(o.kind).toBe('Secret Key Object; AES length 32');
         expect(o.usage).toEqual(['wrap', 'unwrap']);
+      } else if (/-ca-v1$/.test(o.label)) {
+        expect(o.kind).toMatch(/^Private Key Object; EC/);
+        expect(o.usage).toEqual(['sign']);
       } else {
         expect(o.label).toMatch(/-fingerprint-v1$/);
         expect(o.kind).toMatch(/^Secret Key Object; (Generic secret|GENERIC_SECRET)/i);

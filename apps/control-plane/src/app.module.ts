@@ -9,6 +9,7 @@ import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { ClustersModule } from './clusters/clusters.module.js';
 import { DtoValidationPipe } from './common/validation.pipe.js';
+import { EnrollmentModule } from './enrollment/enrollment.module.js';
 import { HsmModule } from './hsm/hsm.module.js';
 import { ProjectsModule } from './projects/projects.module.js';
 import { SecretsModule } from './secrets/secrets.module.js';
@@ -38,6 +39,7 @@ export class AppModule {
         AppsModule,
         SecretsModule,
         ClustersModule,
+        EnrollmentModule,
       ],
       providers: [{ provide: APP_PIPE, useClass: DtoValidationPipe }],
     };

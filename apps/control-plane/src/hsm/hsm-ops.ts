@@ -198,6 +198,75 @@ export function hmac(p: Pkcs11, session: Handle, key: Handle, data: Buffer): Buf
   return Buffer.from(p.C_Sign(session, data, Buffer.alloc(32)));
 }
 
+/** The cluster CA's signing key: EC P-256, generated in the HSM; the private half never leaves it. */
+export const caKeyLabel = (prefix: string) => `${prefix}-ca-v1`;
+const P256_OID = Buffer.from('06082a8648ce3d030107', 'hex');
+const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
+
+export function ensureCaKey(p: Pkcs11, session: Handle, prefix: string): void {
+  const label = caKeyLabel(prefix);
+  if (findKeys(p, session, pkcs11js.CKO_PRIVATE_KEY, label).length > 0) return;
+  p.C_GenerateKeyPair(
+    session,
+    { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN },
+    [
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+      { type: pkcs11js.CKA_EC_PARAMS, value: P256_OID },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
+    ],
+    [
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_MODIFIABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
+    ],
+  );
+}
+
+function findKeys(p: Pkcs11, session: Handle, cls: number, label: string): Handle[] {
+  p.C_FindObjectsInit(session, [
+    { type: pkcs11js.CKA_CLASS, value: cls },
+    { type: pkcs11js.CKA_LABEL, value: label },
+  ]);
+  try {
+    return p.C_FindObjects(session, 4);
+  } finally {
+    p.C_FindObjectsFinal(session);
+  }
+}
+
+/** The CA public key as a DER SubjectPublicKeyInfo. */
+export function caPublicKey(p: Pkcs11, session: Handle, prefix: string): Buffer {
+  const [pub] = findKeys(p, session, pkcs11js.CKO_PUBLIC_KEY, caKeyLabel(prefix));
+  if (pub === undefined) throw new HsmKeyError(`CA key ${caKeyLabel(prefix)} is not in the HSM`);
+  const [attr] = p.C_GetAttributeValue(session, pub, [{ type: pkcs11js.CKA_EC_POINT }]);
+  const ecPoint = attr!.value as Buffer; // DER OCTET STRING holding 04 || X || Y
+  const point = ecPoint[0] === 0x04 && ecPoint[1] === 0x41 ? ecPoint.subarray(2) : ecPoint;
+  if (point.length !== 65 || point[0] !== 0x04) throw new HsmKeyError('unexpected EC point encoding from the HSM');
+  return Buffer.concat([P256_SPKI_PREFIX, point]); // the prefix ends with the BIT STRING header (03 42 00)
+}
+
+export function findCaPrivateKey(p: Pkcs11, session: Handle, prefix: string): Handle {
+  const [key] = findKeys(p, session, pkcs11js.CKO_PRIVATE_KEY, caKeyLabel(prefix));
+  if (key === undefined) throw new HsmKeyError(`CA key ${caKeyLabel(prefix)} is not in the HSM`);
+  return key;
+}
+
+/** ECDSA over a SHA-256 digest; returns the raw r || s (64 bytes), as WebCrypto does. */
+export function ecdsaSign(p: Pkcs11, session: Handle, key: Handle, digest: Buffer): Buffer {
+  p.C_SignInit(session, { mechanism: pkcs11js.CKM_ECDSA }, key);
+  return Buffer.from(p.C_Sign(session, digest, Buffer.alloc(72)));
+}
+
 export function destroyRootKey(p: Pkcs11, session: Handle, prefix: string, version: number): number {
   const found = findByLabel(p, session, rootKeyLabel(prefix, version));
   for (const h of found) p.C_DestroyObject(session, h);

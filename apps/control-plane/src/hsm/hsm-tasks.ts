@@ -8,6 +8,9 @@ export type HsmTask =
   | { op: 'destroyRootKey'; version: number }
   | { op: 'listRootKeys' }
   | { op: 'ensureFingerprintKey' }
+  | { op: 'ensureCaKey' }
+  | { op: 'caPublicKey' }
+  | { op: 'caSign'; digest: Uint8Array }
   | { op: 'fingerprint'; items: Uint8Array[] }
   | { op: 'seal'; rootKeyVersion: number; items: Array<{ plaintext: Uint8Array; aad: Uint8Array }> }
   | { op: 'rewrap'; kind: 'dek' | 'cdk'; to: number; items: WrappedKey[] }
@@ -21,6 +24,9 @@ export interface HsmTaskResults {
   destroyRootKey: { destroyed: number };
   listRootKeys: RootKeyInfo[];
   ensureFingerprintKey: null;
+  ensureCaKey: null;
+  caPublicKey: Buffer;
+  caSign: Buffer;
   fingerprint: Buffer[];
   seal: SealedValue[];
   rewrap: Buffer[];

@@ -28,6 +28,7 @@ const p = acquireLibrary(config.module);
 const roots = new ops.RootKeyHandles(p, config.keyLabelPrefix);
 let session: Handle | undefined;
 let fingerprintKey: Handle | undefined;
+let caKey: Handle | undefined;
 
 function open(): Handle {
   const slot = findSlotByLabel(p, config.tokenLabel);
@@ -47,6 +48,7 @@ function open(): Handle {
 function reset(): void {
   roots.clear();
   fingerprintKey = undefined;
+  caKey = undefined;
   if (session !== undefined) {
     try {
       p.C_CloseSession(session);
@@ -86,6 +88,14 @@ function execute(s: Handle, task: HsmTask): unknown {
     case 'ensureFingerprintKey':
       ops.ensureFingerprintKey(p, s, config.keyLabelPrefix);
       return null;
+    case 'ensureCaKey':
+      ops.ensureCaKey(p, s, config.keyLabelPrefix);
+      return null;
+    case 'caPublicKey':
+      return ops.caPublicKey(p, s, config.keyLabelPrefix);
+    case 'caSign':
+      caKey ??= ops.findCaPrivateKey(p, s, config.keyLabelPrefix);
+      return ops.ecdsaSign(p, s, caKey, buf(task.digest));
     case 'fingerprint': {
       fingerprintKey ??= ops.findFingerprintKey(p, s, config.keyLabelPrefix);
       const key = fingerprintKey;

@@ -110,6 +110,20 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
     });
   }
 
+  /** The cluster CA's EC P-256 key pair, generated in the HSM on first use. */
+  ensureCaKey(): Promise<null> {
+    return this.workers.run({ op: 'ensureCaKey' });
+  }
+
+  caPublicKey(): Promise<Buffer> {
+    return this.workers.run({ op: 'caPublicKey' });
+  }
+
+  /** ECDSA P-256 signature (raw r || s) of a SHA-256 digest with the CA key. */
+  caSign(digest: Buffer): Promise<Buffer> {
+    return this.workers.run({ op: 'caSign', digest: new Uint8Array(digest) });
+  }
+
   ensureFingerprintKey(): Promise<null> {
     return this.workers.run({ op: 'ensureFingerprintKey' });
   }

@@ -22,6 +22,6 @@ import { SealedValueService } from './sealed-values.service.js';
     EnvelopeService,
     RootKeyRotationService,
   ],
-  exports: [RootKeyService, SealedValueService, ClusterKeyService, EnvelopeService, RootKeyRotationService],
+  exports: [RootKeyService, SealedValueService, ClusterKeyService, EnvelopeService, RootKeyRotationService, RootKeyRepository],
 })
 export class KeysModule {}

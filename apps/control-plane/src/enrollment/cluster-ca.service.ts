@@ -1,0 +1,153 @@
+import 'reflect-metadata'; // @peculiar/x509 uses tsyringe, which needs it loaded first
+import { createHash, randomBytes, webcrypto } from 'node:crypto';
+import type { webcrypto as wc } from 'node:crypto';
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import * as x509 from '@peculiar/x509';
+import { SigilError } from '../common/sigil-error.js';
+import { HsmService } from '../hsm/hsm.service.js';
+import { RootKeyRepository } from '../keys/root-key.repository.js';
+import { ClusterCaRepository } from './cluster-ca.repository.js';
+
+// @peculiar/x509 is typed against the DOM's WebCrypto; Node's is the same API.
+type Crypto = Parameters<typeof x509.cryptoProvider.set>[0];
+x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+
+export const CA_SUBJECT = 'CN=Sigil cluster CA, O=Sigil';
+/** Client certificates are short-lived: the agent renews them; a disabled cluster is also refused at once. */
+export const DEFAULT_CLIENT_CERT_TTL_S = 24 * 3600;
+const MAX_CLIENT_CERT_TTL_S = 7 * 24 * 3600;
+const ECDSA_P256 = { name: 'ECDSA', hash: 'SHA-256' };
+
+/** The URI a cluster certificate names its cluster by (subjectAltName). */
+export const clusterUri = (clusterId: string) => `urn:sigil:cluster:${clusterId}`;
+
+/**
+ * The CA that issues agents' client certificates. Its EC P-256 key is generated in the HSM and
+ * never leaves it: certificates are assembled here and their to-be-signed bytes signed by the
+ * HSM. The CA certificate itself is stored in PostgreSQL.
+ */
+@Injectable()
+export class ClusterCertificateAuthority implements OnApplicationBootstrap {
+  private ca: x509.X509Certificate | undefined;
+  /** WebCrypto with `sign` done by the HSM's CA key; everything else is Node's. */
+  private readonly hsmCrypto: Crypto;
+  private readonly hsmKey = {
+    algorithm: { name: 'ECDSA', namedCurve: 'P-256' },
+    type: 'private',
+    extractable: false,
+    usages: ['sign'],
+  } as never;
+
+  constructor(
+    @Inject(HsmService) private readonly hsm: HsmService,
+    @Inject(ClusterCaRepository) private readonly repo: ClusterCaRepository,
+    @Inject(RootKeyRepository) private readonly rootKeys: RootKeyRepository,
+  ) {
+    const subtle = webcrypto.subtle;
+    const sign = async (_alg: unknown, _key: unknown, data: wc.BufferSource): Promise<ArrayBuffer> => {
+      const bytes = ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
+      const signature = await this.hsm.caSign(createHash('sha256').update(bytes).digest());
+      return new Uint8Array(signature).buffer;
+    };
+    this.hsmCrypto = {
+      getRandomValues: webcrypto.getRandomValues.bind(webcrypto),
+      subtle: new Proxy(subtle, {
+        get: (target, prop: keyof wc.SubtleCrypto) =>
+          prop === 'sign' ? sign : (target[prop] as (...a: unknown[]) => unknown).bind(target),
+      }),
+    } as unknown as Crypto;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.certificate();
+  }
+
+  /** The CA certificate, created (key in the HSM, self-signed) on first use by one replica. */
+  async certificate(): Promise<x509.X509Certificate> {
+    if (this.ca) return this.ca;
+    const existing = await this.repo.current();
+    if (existing) return (this.ca = new x509.X509Certificate(existing));
+    const der = await this.rootKeys.withLock(async (em) => {
+      const again = await this.repo.current(em);
+      if (again) return again;
+      await this.hsm.ensureCaKey();
+      const spki = await this.hsm.caPublicKey();
+      const now = Date.now();
+      const cert = await x509.X509CertificateGenerator.create(
+        {
+          serialNumber: randomBytes(16)
+            .toString('hex')
+            .replace(/^[89a-f]/, '1'),
+          subject: CA_SUBJECT,
+          issuer: CA_SUBJECT,
+          notBefore: new Date(now - 5 * 60_000),
+          notAfter: new Date(now + 10 * 365 * 24 * 3600_000),
+          publicKey: spki,
+          signingKey: this.hsmKey,
+          signingAlgorithm: ECDSA_P256,
+          extensions: [
+            new x509.BasicConstraintsExtension(true, 0, true),
+            new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+            await x509.SubjectKeyIdentifierExtension.create(spki, false, this.hsmCrypto),
+          ],
+        },
+        this.hsmCrypto,
+      );
+      const raw = Buffer.from(cert.rawData);
+      await this.repo.insert(em, 1, raw);
+      return raw;
+    });
+    return (this.ca = new x509.X509Certificate(der));
+  }
+
+  /**
+   * A client certificate for a cluster's agent, from its CSR (whose signature proves it holds the
+   * key). Subject CN = cluster name; subjectAltName URI = urn:sigil:cluster:<id>; clientAuth only.
+   */
+  async issueClientCertificate(req: {
+    csrDer: Buffer;
+    clusterId: string;
+    clusterName: string;
+    ttlSeconds?: number;
+  }): Promise<{ certificateDer: Buffer; notAfter: Date }> {
+    let csr: x509.Pkcs10CertificateRequest;
+    try {
+      csr = new x509.Pkcs10CertificateRequest(req.csrDer);
+    } catch {
+      throw new SigilError('invalid', 'invalid_csr', 'not a DER PKCS#10 certificate request');
+    }
+    if (!(await csr.verify().catch(() => false))) throw new SigilError('invalid', 'invalid_csr', 'the CSR signature does not verify');
+    const algorithm = csr.publicKey.algorithm as { name?: string; namedCurve?: string; modulusLength?: number };
+    const acceptable =
+      (algorithm.name === 'ECDSA' && ['P-256', 'P-384'].includes(algorithm.namedCurve ?? '')) ||
+      (algorithm.name === 'RSASSA-PKCS1-v1_5' && (algorithm.modulusLength ?? 0) >= 2048);
+    if (!acceptable) throw new SigilError('invalid', 'invalid_csr', 'the CSR key must be ECDSA P-256/P-384 or RSA ≥ 2048 bits');
+    const ttl = Math.min(req.ttlSeconds ?? DEFAULT_CLIENT_CERT_TTL_S, MAX_CLIENT_CERT_TTL_S);
+    const ca = await this.certificate();
+    const now = Date.now();
+    const notAfter = new Date(now + ttl * 1000);
+    const cert = await x509.X509CertificateGenerator.create(
+      {
+        serialNumber: randomBytes(16)
+          .toString('hex')
+          .replace(/^[89a-f]/, '1'),
+        subject: `CN=${req.clusterName}, O=Sigil clusters`,
+        issuer: ca.subject,
+        notBefore: new Date(now - 60_000),
+        notAfter,
+        publicKey: csr.publicKey.rawData,
+        signingKey: this.hsmKey,
+        signingAlgorithm: ECDSA_P256,
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
+          new x509.SubjectAlternativeNameExtension([{ type: 'url', value: clusterUri(req.clusterId) }], false),
+          await x509.AuthorityKeyIdentifierExtension.create(ca, false, this.hsmCrypto),
+        ],
+      },
+      this.hsmCrypto,
+    );
+    return { certificateDer: Buffer.from(cert.rawData), notAfter };
+  }
+}
