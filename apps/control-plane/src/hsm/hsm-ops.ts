@@ -249,7 +249,7 @@ export function caPublicKey(p: Pkcs11, session: Handle, prefix: string): Buffer 
   const [pub] = findKeys(p, session, pkcs11js.CKO_PUBLIC_KEY, caKeyLabel(prefix));
   if (pub === undefined) throw new HsmKeyError(`CA key ${caKeyLabel(prefix)} is not in the HSM`);
   const [attr] = p.C_GetAttributeValue(session, pub, [{ type: pkcs11js.CKA_EC_POINT }]);
-  const ecPoint = attr!.value as Buffer; // DER OCTET STRING holding 04 || X || Y
+  const ecPoint = attr!.value; // DER OCTET STRING holding 04 || X || Y
   const point = ecPoint[0] === 0x04 && ecPoint[1] === 0x41 ? ecPoint.subarray(2) : ecPoint;
   if (point.length !== 65 || point[0] !== 0x04) throw new HsmKeyError('unexpected EC point encoding from the HSM');
   return Buffer.concat([P256_SPKI_PREFIX, point]); // the prefix ends with the BIT STRING header (03 42 00)
