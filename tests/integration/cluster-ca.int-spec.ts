@@ -20,7 +20,7 @@ const pem = (der: ArrayBuffer | Buffer, label: string) =>
 
 /** What an agent does: a key pair that stays with it, and a CSR for it. */
 async function agentCsr(cn = 'agent'): Promise<{ csrDer: Buffer; keyPem: string }> {
-  const keys = (await webcrypto.subtle.generateKey(ECDSA, true, ['sign', 'verify']));
+  const keys = await webcrypto.subtle.generateKey(ECDSA, true, ['sign', 'verify']);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${cn}`, keys: keys as never, signingAlgorithm: ECDSA });
   return { csrDer: Buffer.from(csr.rawData), keyPem: pem(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY') };
 }
