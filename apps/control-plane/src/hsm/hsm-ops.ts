@@ -125,15 +125,7 @@ export class HsmKeyError extends Error {
 }
 
 function findByLabel(p: Pkcs11, session: Handle, label: string): Handle[] {
-  p.C_FindObjectsInit(session, [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-    { type: pkcs11js.CKA_LABEL, value: label },
-  ]);
-  try {
-    return p.C_FindObjects(session, 16);
-  } finally {
-    p.C_FindObjectsFinal(session);
-  }
+  return findKeys(p, session, pkcs11js.CKO_SECRET_KEY, label);
 }
 
 export function generateRootKey(p: Pkcs11, session: Handle, prefix: string, version: number): void {
@@ -238,7 +230,7 @@ function findKeys(p: Pkcs11, session: Handle, cls: number, label: string): Handl
     { type: pkcs11js.CKA_LABEL, value: label },
   ]);
   try {
-    return p.C_FindObjects(session, 4);
+    return p.C_FindObjects(session, 16);
   } finally {
     p.C_FindObjectsFinal(session);
   }
