@@ -22,10 +22,6 @@ export class ApiTokenRepository {
     return this.repo.find({ order: { createdAt: 'ASC' } });
   }
 
-  findById(id: string): Promise<ApiTokenEntity | null> {
-    return this.repo.findOneBy({ id });
-  }
-
   async revoke(id: string): Promise<boolean> {
     const r = await this.repo.update({ id, revokedAt: IsNull() }, { revokedAt: new Date() });
     return (r.affected ?? 0) > 0;

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { updateLocked } from '../database/locked-update.js';
-import { DataSource, MoreThan, type FindOptionsWhere, type Repository } from 'typeorm';
+import { DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
 import { ClusterEntity, EnrollmentTokenEntity } from './cluster.entity.js';
 
 @Injectable()
@@ -41,10 +41,5 @@ export class ClustersRepository {
     t: Pick<EnrollmentTokenEntity, 'clusterId' | 'tokenHash' | 'expiresAt' | 'createdBy'>,
   ): Promise<EnrollmentTokenEntity> {
     return this.tokens.save(this.tokens.create({ ...t, usedAt: null }));
-  }
-
-  /** Unused, unexpired tokens of a cluster (for listings; never the token itself). */
-  pendingTokens(clusterId: string): Promise<EnrollmentTokenEntity[]> {
-    return this.tokens.find({ where: { clusterId, expiresAt: MoreThan(new Date()) } });
   }
 }
