@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { createLogger } from '@sigil/logging';
+import { AgentGrpcServer } from '../../apps/control-plane/src/agent-api/agent-grpc.server.js';
 import { AppModule } from '../../apps/control-plane/src/app.module.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
 import { RuntimeConfig } from '../../apps/control-plane/src/config/runtime-config.js';
@@ -26,7 +27,7 @@ export interface TestApp {
  * unless given an existing one (to simulate a restart).
  */
 export async function startTestApp(
-  opts: { roles?: Role[]; reuse?: Pick<TestApp, 'databaseUrl' | 'keyLabelPrefix'> } = {},
+  opts: { roles?: Role[]; reuse?: Pick<TestApp, 'databaseUrl' | 'keyLabelPrefix'>; env?: Record<string, string> } = {},
 ): Promise<TestApp> {
   const db = opts.reuse ? undefined : await createTestDatabase();
   const databaseUrl = opts.reuse?.databaseUrl ?? db!.url;
@@ -37,6 +38,8 @@ export async function startTestApp(
     SIGIL_ROLES: (opts.roles ?? ['http', 'grpc', 'worker']).join(','),
     SIGIL_HSM_KEY_LABEL_PREFIX: keyLabelPrefix,
     SIGIL_HSM_POOL_SIZE: '2',
+    SIGIL_GRPC_PORT: '0',
+    ...opts.env,
   });
   const runtime = new RuntimeConfig(config, {
     databaseUrl,
@@ -63,6 +66,13 @@ export async function startTestApp(
       await db?.drop();
     },
   };
+}
+
+/** Where the test app's agent gRPC server listens, and the CA bundle agents trust. */
+export function agentEndpoint(app: INestApplicationContext): { address: string; caPem: string } {
+  const server = app.get(AgentGrpcServer);
+  if (server.port === undefined || !server.caPem) throw new Error('the grpc role is not running in this test app');
+  return { address: `localhost:${server.port}`, caPem: server.caPem };
 }
 
 /** Registers a cluster (the key-custody tables reference clusters) and returns its id. */

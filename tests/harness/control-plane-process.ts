@@ -17,6 +17,8 @@ export class ControlPlaneProcess {
   private constructor(
     readonly child: ChildProcess,
     readonly url: string,
+    /** host:port of the agent gRPC server (TLS; trust GET /api/v1/agents/trust). */
+    readonly grpcAddress: string,
   ) {
     child.stdout?.on('data', (c: Buffer) => (this.out += c.toString()));
     child.stderr?.on('data', (c: Buffer) => (this.err += c.toString()));
@@ -31,7 +33,7 @@ export class ControlPlaneProcess {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SIGIL_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    return new ControlPlaneProcess(child, `http://127.0.0.1:${env.SIGIL_HTTP_PORT ?? port}`);
+    return new ControlPlaneProcess(child, `http://127.0.0.1:${env.SIGIL_HTTP_PORT ?? port}`, `localhost:${env.SIGIL_GRPC_PORT ?? 8443}`);
   }
 
   /** Spawns on a free port and waits until /healthz answers. */

@@ -18,6 +18,8 @@ export interface KubeApiServerInfo {
   adminToken: string;
   kubeconfig: string;
   issuer: string;
+  /** The service-account signing key (PKCS#8 PEM), to forge tokens a TokenRequest will not make (expired ones). */
+  signingKeyFile: string;
 }
 
 export function kubeApiServerBinary(): string {
@@ -96,7 +98,7 @@ export class KubeApiServer {
 
     const kubeconfig = path.join(dir, 'kubeconfig');
     await writeFile(kubeconfig, kubeconfigYaml(server, ca, adminToken), { mode: 0o600 });
-    return { server, caFile, adminToken, kubeconfig, issuer: server };
+    return { server, caFile, adminToken, kubeconfig, issuer: server, signingKeyFile: path.join(dir, 'sa.key') };
   }
 
   async stop(): Promise<void> {

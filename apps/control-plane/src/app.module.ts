@@ -10,6 +10,8 @@ import { AuthModule } from './auth/auth.module.js';
 import { ClustersModule } from './clusters/clusters.module.js';
 import { DtoValidationPipe } from './common/validation.pipe.js';
 import { EnrollmentModule } from './enrollment/enrollment.module.js';
+import { EventsModule } from './events/cluster-events.js';
+import { AgentApiModule } from './agent-api/agent-api.module.js';
 import { HsmModule } from './hsm/hsm.module.js';
 import { ProjectsModule } from './projects/projects.module.js';
 import { SecretsModule } from './secrets/secrets.module.js';
@@ -30,6 +32,7 @@ export class AppModule {
         MetricsModule,
         DatabaseModule,
         RedisModule,
+        EventsModule,
         HsmModule,
         HealthModule,
         KeysModule,
@@ -40,6 +43,7 @@ export class AppModule {
         SecretsModule,
         ClustersModule,
         EnrollmentModule,
+        AgentApiModule,
       ],
       providers: [{ provide: APP_PIPE, useClass: DtoValidationPipe }],
     };

@@ -25,6 +25,12 @@ export class RateLimiter {
     return Math.ceil((1 - b.tokens) / this.perSecond);
   }
 
+  /** Whether `key` has used up its bucket (without taking from it). */
+  blocked(key: string, now = Date.now()): boolean {
+    const b = this.buckets.get(key);
+    return b !== undefined && Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond) < 1;
+  }
+
   private evictFull(now: number): void {
     for (const [k, b] of this.buckets) if (b.tokens + ((now - b.at) / 1000) * this.perSecond >= this.burst) this.buckets.delete(k);
   }

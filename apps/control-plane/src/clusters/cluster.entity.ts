@@ -1,4 +1,11 @@
+import type { KubernetesIdentity } from './kubernetes-identity.js';
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn, VersionColumn } from 'typeorm';
+
+/** PostgreSQL bigint ↔ JS bigint (pg returns bigint columns as strings). */
+export const bigintColumn = {
+  to: (v: bigint | undefined) => (v === undefined ? undefined : v.toString()),
+  from: (v: string | null) => (v === null ? null : BigInt(v)),
+};
 
 export type ClusterState = 'registered' | 'enrolled' | 'disabled';
 
@@ -20,6 +27,22 @@ export class ClusterEntity {
   /** Whether the cluster was enrolled before being disabled (enable returns to it). */
   @Column({ name: 'enrolled_at', type: 'timestamptz', nullable: true })
   enrolledAt!: Date | null;
+
+  /** Enrollment by Kubernetes service-account identity; null: bootstrap tokens only. */
+  @Column({ name: 'kubernetes_identity', type: 'jsonb', nullable: true })
+  kubernetesIdentity!: KubernetesIdentity | null;
+
+  /** SHA-256 of the enrolled agent's TLS public key (SPKI): only certificates for it are accepted. */
+  @Column({ name: 'agent_key_sha256', type: 'bytea', nullable: true, select: false })
+  agentKeySha256!: Buffer | null;
+
+  /** Grows whenever what the cluster should hold changes; Watch pushes it. */
+  @Column({ name: 'desired_generation', type: 'bigint', transformer: bigintColumn })
+  desiredGeneration!: bigint;
+
+  /** The last generation the agent reported as applied. */
+  @Column({ name: 'applied_generation', type: 'bigint', transformer: bigintColumn })
+  appliedGeneration!: bigint;
 
   @Column({ name: 'agent_version', type: 'text', nullable: true })
   agentVersion!: string | null;

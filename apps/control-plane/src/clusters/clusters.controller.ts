@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Query, Res } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Put, Query, Res } from '@nestjs/common';
 import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
@@ -12,6 +12,7 @@ import {
   ClusterView,
   CreateEnrollmentTokenDto,
   EnrollmentTokenView,
+  KubernetesIdentityDto,
   RegisterClusterDto,
   RelabelClusterDto,
 } from './clusters.dto.js';
@@ -44,7 +45,7 @@ export class ClustersController {
   @ApiOperation({ summary: 'Register a cluster (admin)' })
   @ApiCreatedResponse({ type: ClusterView })
   async register(@Body() dto: RegisterClusterDto, @Res({ passthrough: true }) res: Response): Promise<ClusterView> {
-    const c = await this.clusters.register(dto.name, dto.labels ?? {});
+    const c = await this.clusters.register(dto.name, dto.labels ?? {}, dto.kubernetesIdentity);
     setEtag(res, c.version);
     return ClusterView.of(c);
   }
@@ -81,6 +82,37 @@ export class ClustersController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<ClusterView> {
     const c = await this.clusters.relabel(name, dto.labels, ifMatchVersion(ifMatch));
+    setEtag(res, c.version);
+    return ClusterView.of(c);
+  }
+
+  @Put(':cluster/kubernetes-identity')
+  @Requires('clusters:write')
+  @Audited('cluster.kubernetes-identity.set')
+  @ApiOperation({ summary: 'Let the cluster’s agent enroll with its own service-account identity (admin)' })
+  @ApiOkResponse({ type: ClusterView })
+  async setKubernetesIdentity(
+    @Param('cluster') name: string,
+    @Body() dto: KubernetesIdentityDto,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<ClusterView> {
+    const c = await this.clusters.setKubernetesIdentity(name, dto.kubernetesIdentity, ifMatchVersion(ifMatch));
+    setEtag(res, c.version);
+    return ClusterView.of(c);
+  }
+
+  @Delete(':cluster/kubernetes-identity')
+  @Requires('clusters:write')
+  @Audited('cluster.kubernetes-identity.remove')
+  @ApiOperation({ summary: 'Stop accepting service-account identity enrollment for the cluster (admin)' })
+  @ApiOkResponse({ type: ClusterView })
+  async removeKubernetesIdentity(
+    @Param('cluster') name: string,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<ClusterView> {
+    const c = await this.clusters.setKubernetesIdentity(name, null, ifMatchVersion(ifMatch));
     setEtag(res, c.version);
     return ClusterView.of(c);
   }

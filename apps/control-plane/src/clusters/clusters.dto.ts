@@ -1,7 +1,39 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional, type ApiPropertyOptions } from '@nestjs/swagger';
 import { IsInt, IsOptional, Max, Min } from 'class-validator';
-import { IsDns1123Label, IsLabelMap } from '../common/validators.js';
+import { IsDns1123Label, IsLabelMap, rule } from '../common/validators.js';
+import { kubernetesIdentityProblem, type KubernetesIdentity } from './kubernetes-identity.js';
 import type { ClusterEntity, ClusterState } from './cluster.entity.js';
+
+const IsKubernetesIdentity = () => rule('isKubernetesIdentity', kubernetesIdentityProblem);
+
+const KUBERNETES_IDENTITY_EXAMPLE: KubernetesIdentity = {
+  issuer: 'https://kubernetes.default.svc.cluster.local',
+  jwksUri: 'https://api.eu-west-store-0042.example.com:6443/openid/v1/jwks',
+  serviceAccount: { namespace: 'sigil-agent', name: 'sigil-agent' },
+};
+
+const KUBERNETES_IDENTITY_SCHEMA: ApiPropertyOptions = {
+  type: 'object',
+  required: ['issuer', 'serviceAccount'],
+  properties: {
+    issuer: { type: 'string', description: 'the `iss` of the cluster’s service-account tokens (--service-account-issuer)' },
+    jwksUri: { type: 'string', description: 'https URL of the issuer’s JWKS (e.g. <apiserver>/openid/v1/jwks)' },
+    jwks: { type: 'object', additionalProperties: true, description: 'the JWKS itself, when the control plane cannot reach the issuer' },
+    caCert: { type: 'string', description: 'PEM bundle to verify jwksUri / discovery with, instead of the system roots' },
+    serviceAccount: {
+      type: 'object',
+      required: ['namespace', 'name'],
+      properties: { namespace: { type: 'string' }, name: { type: 'string' } },
+    },
+  },
+  description: 'Enrollment by the cluster’s own service-account identity; without jwks or jwksUri, OIDC discovery on the issuer',
+};
+
+export class KubernetesIdentityDto {
+  @ApiProperty({ ...KUBERNETES_IDENTITY_SCHEMA, example: KUBERNETES_IDENTITY_EXAMPLE })
+  @IsKubernetesIdentity()
+  kubernetesIdentity!: KubernetesIdentity;
+}
 
 export class RegisterClusterDto {
   @ApiProperty({ example: 'eu-west-store-0042', description: 'DNS-1123 label, unique' })
@@ -12,6 +44,11 @@ export class RegisterClusterDto {
   @IsOptional()
   @IsLabelMap()
   labels?: Record<string, string>;
+
+  @ApiPropertyOptional({ ...KUBERNETES_IDENTITY_SCHEMA, example: KUBERNETES_IDENTITY_EXAMPLE })
+  @IsOptional()
+  @IsKubernetesIdentity()
+  kubernetesIdentity?: KubernetesIdentity;
 }
 
 export class RelabelClusterDto {
@@ -39,6 +76,10 @@ export class ClusterView {
   @ApiProperty({ example: 'eu-west-store-0042' }) name!: string;
   @ApiProperty({ example: { region: 'eu-west' } }) labels!: Record<string, string>;
   @ApiProperty({ enum: ['registered', 'enrolled', 'disabled'] }) state!: ClusterState;
+  @ApiProperty({ nullable: true, ...KUBERNETES_IDENTITY_SCHEMA }) kubernetesIdentity!: KubernetesIdentity | null;
+  @ApiProperty({ example: '7', description: 'what the cluster should hold, as a generation (a decimal string)' })
+  desiredGeneration!: string;
+  @ApiProperty({ example: '7', description: 'the generation its agent last reported as applied' }) appliedGeneration!: string;
   @ApiProperty({ nullable: true, type: String, example: '0.1.0' }) agentVersion!: string | null;
   @ApiProperty({ nullable: true, type: Date }) lastSeenAt!: Date | null;
   @ApiProperty({ example: 1 }) version!: number;
@@ -51,6 +92,9 @@ export class ClusterView {
       name: c.name,
       labels: c.labels,
       state: c.state,
+      kubernetesIdentity: c.kubernetesIdentity,
+      desiredGeneration: c.desiredGeneration.toString(),
+      appliedGeneration: c.appliedGeneration.toString(),
       agentVersion: c.agentVersion,
       lastSeenAt: c.lastSeenAt,
       version: c.version,

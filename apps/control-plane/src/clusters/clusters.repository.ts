@@ -24,8 +24,18 @@ export class ClustersRepository {
     return q.getMany();
   }
 
-  insert(c: Pick<ClusterEntity, 'name' | 'labels'>): Promise<ClusterEntity> {
-    return this.clusters.save(this.clusters.create({ ...c, state: 'registered', enrolledAt: null, agentVersion: null, lastSeenAt: null }));
+  insert(c: Pick<ClusterEntity, 'name' | 'labels' | 'kubernetesIdentity'>): Promise<ClusterEntity> {
+    return this.clusters.save(
+      this.clusters.create({
+        ...c,
+        state: 'registered',
+        enrolledAt: null,
+        agentVersion: null,
+        lastSeenAt: null,
+        desiredGeneration: 0n,
+        appliedGeneration: 0n,
+      }),
+    );
   }
 
   /** Row-locked read-modify-write (see updateLocked). null: no such cluster. */

@@ -6,14 +6,19 @@ import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { conflict, notFound } from '../common/sigil-error.js';
 import { isUniqueViolation } from '../projects/projects.service.js';
+import { ClusterEvents } from '../events/cluster-events.js';
 import type { ClusterEntity } from './cluster.entity.js';
+import type { KubernetesIdentity } from './kubernetes-identity.js';
 import { ClustersRepository } from './clusters.repository.js';
 
 export const DEFAULT_ENROLLMENT_TTL_S = 3600;
 
 @Injectable()
 export class ClustersService {
-  constructor(@Inject(ClustersRepository) private readonly repo: ClustersRepository) {}
+  constructor(
+    @Inject(ClustersRepository) private readonly repo: ClustersRepository,
+    @Inject(ClusterEvents) private readonly events: ClusterEvents,
+  ) {}
 
   async get(name: string): Promise<ClusterEntity> {
     const c = dns1123LabelProblem(name) ? null : await this.repo.findByName(name);
@@ -25,9 +30,9 @@ export class ClustersService {
     return toPage(await this.repo.list(after, limit + 1, labels), limit, (c) => c.name);
   }
 
-  async register(name: string, labels: Record<string, string>): Promise<ClusterEntity> {
+  async register(name: string, labels: Record<string, string>, kubernetesIdentity?: KubernetesIdentity): Promise<ClusterEntity> {
     try {
-      return await this.repo.insert({ name, labels });
+      return await this.repo.insert({ name, labels, kubernetesIdentity: kubernetesIdentity ?? null });
     } catch (err) {
       if (isUniqueViolation(err)) throw conflict('cluster_exists', `cluster ${JSON.stringify(name)} already exists`);
       throw err;
@@ -38,8 +43,24 @@ export class ClustersService {
     return this.update(name, expectedVersion, (c) => (c.labels = labels));
   }
 
+  /** Disabling cuts the agent off at once: every replica closes its streams and refuses its certificate; enabling lets it back. */
   async setEnabled(name: string, enabled: boolean, expectedVersion: number | undefined): Promise<ClusterEntity> {
-    return this.update(name, expectedVersion, (c) => (c.state = enabled ? (c.enrolledAt ? 'enrolled' : 'registered') : 'disabled'));
+    const c = await this.update(
+      name,
+      expectedVersion,
+      (c) => (c.state = enabled ? (c.enrolledAt ? 'enrolled' : 'registered') : 'disabled'),
+    );
+    await this.events.publish({ type: 'access-changed', clusterId: c.id });
+    return c;
+  }
+
+  /** Sets (or with null, removes) how the cluster's agent may enroll by service-account identity. */
+  async setKubernetesIdentity(
+    name: string,
+    identity: KubernetesIdentity | null,
+    expectedVersion: number | undefined,
+  ): Promise<ClusterEntity> {
+    return this.update(name, expectedVersion, (c) => (c.kubernetesIdentity = identity));
   }
 
   private async update(name: string, expectedVersion: number | undefined, mutate: (c: ClusterEntity) => void): Promise<ClusterEntity> {
@@ -57,6 +78,7 @@ export class ClustersService {
     const c = await this.get(name);
     checkVersion(expectedVersion, c.version);
     await this.repo.delete(c.id);
+    await this.events.publish({ type: 'access-changed', clusterId: c.id });
   }
 
   /** A one-time bootstrap token for the cluster's agent: returned once, stored as SHA-256. */

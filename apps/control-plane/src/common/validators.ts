@@ -1,7 +1,7 @@
 import { registerDecorator, type ValidationOptions } from 'class-validator';
 import { dns1123LabelProblem, dns1123SubdomainProblem, labelKeyProblem, labelValueProblem } from './kubernetes-names.js';
 
-function rule(name: string, check: (v: unknown) => string | undefined, options?: ValidationOptions) {
+export function rule(name: string, check: (v: unknown) => string | undefined, options?: ValidationOptions) {
   return (target: object, propertyName: string) => {
     let problem: string | undefined;
     registerDecorator({

@@ -8,6 +8,7 @@ import type { HsmToken, SigilConfig } from './sigil-config.js';
 export class RuntimeConfig {
   readonly http: SigilConfig['http'];
   readonly grpc: SigilConfig['grpc'];
+  readonly agents: SigilConfig['agents'];
   readonly dataDir: string;
   readonly roles: SigilConfig['roles'];
   readonly log: SigilConfig['log'];
@@ -21,6 +22,7 @@ export class RuntimeConfig {
   constructor(config: SigilConfig, services: { databaseUrl: string; redisUrl: string; hsmToken: HsmToken; redisPrefix?: string }) {
     this.http = config.http;
     this.grpc = config.grpc;
+    this.agents = config.agents;
     this.dataDir = config.dataDir;
     this.roles = config.roles;
     this.log = config.log;

@@ -15,7 +15,8 @@ describe('loadConfig', () => {
   it('applies the documented defaults', () => {
     const c = loadConfig({});
     expect(c.http).toEqual({ host: '127.0.0.1', port: 8080 });
-    expect(c.grpc.port).toBe(8443);
+    expect(c.grpc).toEqual({ host: '127.0.0.1', port: 8443, serverNames: ['localhost', '127.0.0.1'], admissionPerSecond: 250 });
+    expect(c.agents).toEqual({ audience: 'sigil', certTtlSeconds: 86400 });
     expect(c.dataDir).toMatch(/\/\.data$/);
     expect(c.roles).toEqual(['http', 'grpc', 'worker']);
     expect(c.databaseUrl).toBeUndefined();
@@ -33,6 +34,9 @@ describe('loadConfig', () => {
     [{ SIGIL_PKCS11_MODULE: '/x.so', SIGIL_PKCS11_PIN: '1' }, 'SIGIL_PKCS11_TOKEN_LABEL'],
     [{ SIGIL_BOOTSTRAP_ADMIN_TOKEN: 'short' }, 'SIGIL_BOOTSTRAP_ADMIN_TOKEN'],
     [{ SIGIL_SHUTDOWN_TIMEOUT_MS: '0' }, 'SIGIL_SHUTDOWN_TIMEOUT_MS'],
+    [{ SIGIL_GRPC_SERVER_NAMES: 'ok.example.com,bad name' }, 'SIGIL_GRPC_SERVER_NAMES'],
+    [{ SIGIL_AGENT_CERT_TTL_S: '60' }, 'SIGIL_AGENT_CERT_TTL_S'],
+    [{ SIGIL_AGENT_AUDIENCE: 'has space' }, 'SIGIL_AGENT_AUDIENCE'],
   ])('names the bad variable for %j', (env, variable) => {
     const err = errorOf(env);
     expect(err.variable).toBe(variable);

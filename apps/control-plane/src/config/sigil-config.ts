@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -13,12 +14,12 @@ export type Role = (typeof ROLES)[number];
 /** Variables whose values must never be echoed back, even in a validation error. */
 const SECRET_VARIABLES = new Set(['DATABASE_URL', 'REDIS_URL', 'SIGIL_PKCS11_PIN', 'SIGIL_BOOTSTRAP_ADMIN_TOKEN']);
 
-const port = (fallback: number) =>
+const port = (fallback: number, min = 1) =>
   z
     .string()
     .trim()
     .default(String(fallback))
-    .refine((v) => /^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 65535, 'must be an integer port between 1 and 65535')
+    .refine((v) => /^\d+$/.test(v) && Number(v) >= min && Number(v) <= 65535, `must be an integer port between ${min} and 65535`)
     .transform(Number);
 
 const positiveInt = (fallback: number) =>
@@ -52,7 +53,24 @@ const envSchema = z
     SIGIL_HTTP_HOST: z.string().trim().min(1).default('127.0.0.1'),
     SIGIL_HTTP_PORT: port(8080),
     SIGIL_GRPC_HOST: z.string().trim().min(1).default('127.0.0.1'),
-    SIGIL_GRPC_PORT: port(8443),
+    // 0: any free port (tests); the bound port is logged.
+    SIGIL_GRPC_PORT: port(8443, 0),
+    SIGIL_GRPC_SERVER_NAMES: z
+      .string()
+      .trim()
+      .default('localhost,127.0.0.1')
+      .transform((v) => v.split(',').map((n) => n.trim()))
+      .refine(
+        (names) => names.length > 0 && names.every((n) => isIP(n) !== 0 || /^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(n)),
+        'must be a comma-separated list of DNS names or IP addresses',
+      ),
+    SIGIL_GRPC_ADMISSION_RPS: positiveInt(250),
+    SIGIL_AGENT_AUDIENCE: z
+      .string()
+      .trim()
+      .default('sigil')
+      .refine((v) => /^[\x21-\x7e]{1,256}$/.test(v), 'must be 1-256 printable characters without spaces'),
+    SIGIL_AGENT_CERT_TTL_S: positiveInt(24 * 3600).refine((v) => v >= 600 && v <= 7 * 24 * 3600, 'must be between 600 and 604800 seconds'),
     SIGIL_DATA_DIR: z.string().trim().min(1).default('.data'),
     SIGIL_ROLES: z
       .string()
@@ -112,7 +130,10 @@ export interface HsmToken {
 
 export interface SigilConfig {
   http: { host: string; port: number };
-  grpc: { host: string; port: number };
+  /** serverNames: what the gRPC server certificate names (agents dial one of them). admissionPerSecond: see AdmissionRamp. */
+  grpc: { host: string; port: number; serverNames: string[]; admissionPerSecond: number };
+  /** audience: what agents' service-account tokens must be for. certTtlSeconds: client certificate lifetime. */
+  agents: { audience: string; certTtlSeconds: number };
   dataDir: string;
   roles: Role[];
   log: { level: string };
@@ -158,7 +179,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
         };
   return {
     http: { host: e.SIGIL_HTTP_HOST, port: e.SIGIL_HTTP_PORT },
-    grpc: { host: e.SIGIL_GRPC_HOST, port: e.SIGIL_GRPC_PORT },
+    grpc: {
+      host: e.SIGIL_GRPC_HOST,
+      port: e.SIGIL_GRPC_PORT,
+      serverNames: e.SIGIL_GRPC_SERVER_NAMES,
+      admissionPerSecond: e.SIGIL_GRPC_ADMISSION_RPS,
+    },
+    agents: { audience: e.SIGIL_AGENT_AUDIENCE, certTtlSeconds: e.SIGIL_AGENT_CERT_TTL_S },
     dataDir: path.resolve(e.SIGIL_DATA_DIR),
     roles: e.SIGIL_ROLES,
     log: { level: e.SIGIL_LOG_LEVEL },

@@ -1,5 +1,6 @@
 import 'reflect-metadata'; // @peculiar/x509 uses tsyringe, which needs it loaded first
 import { createHash, randomBytes, webcrypto } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { webcrypto as wc } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import * as x509 from '@peculiar/x509';
@@ -17,6 +18,12 @@ export const CA_SUBJECT = 'CN=Sigil cluster CA, O=Sigil';
 export const DEFAULT_CLIENT_CERT_TTL_S = 24 * 3600;
 const MAX_CLIENT_CERT_TTL_S = 7 * 24 * 3600;
 const ECDSA_P256 = { name: 'ECDSA', hash: 'SHA-256' };
+
+/** A random positive 128-bit serial number (hex). */
+const serial = () =>
+  randomBytes(16)
+    .toString('hex')
+    .replace(/^[89a-f]/, '1');
 
 /** The URI a cluster certificate names its cluster by (subjectAltName). */
 export const clusterUri = (clusterId: string) => `urn:sigil:cluster:${clusterId}`;
@@ -75,9 +82,7 @@ export class ClusterCertificateAuthority implements OnApplicationBootstrap {
       const now = Date.now();
       const cert = await x509.X509CertificateGenerator.create(
         {
-          serialNumber: randomBytes(16)
-            .toString('hex')
-            .replace(/^[89a-f]/, '1'),
+          serialNumber: serial(),
           subject: CA_SUBJECT,
           issuer: CA_SUBJECT,
           notBefore: new Date(now - 5 * 60_000),
@@ -101,6 +106,42 @@ export class ClusterCertificateAuthority implements OnApplicationBootstrap {
   }
 
   /**
+   * The gRPC server's own certificate (serverAuth) for a key generated in this process, so agents
+   * need to trust one CA only. Each replica makes its own at start; the key is never stored.
+   */
+  async issueServerCertificate(req: {
+    publicKeySpki: Buffer;
+    names: string[];
+    ttlSeconds: number;
+  }): Promise<{ certificateDer: Buffer; notAfter: Date }> {
+    const ca = await this.certificate();
+    const now = Date.now();
+    const notAfter = new Date(now + req.ttlSeconds * 1000);
+    const altNames = req.names.map((n) => (isIP(n) ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n }));
+    const cert = await x509.X509CertificateGenerator.create(
+      {
+        serialNumber: serial(),
+        subject: `CN=${req.names[0] ?? 'sigil-control-plane'}, O=Sigil`,
+        issuer: ca.subject,
+        notBefore: new Date(now - 60_000),
+        notAfter,
+        publicKey: new x509.PublicKey(req.publicKeySpki),
+        signingKey: this.hsmKey,
+        signingAlgorithm: ECDSA_P256,
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+          new x509.SubjectAlternativeNameExtension(altNames, false),
+          await x509.AuthorityKeyIdentifierExtension.create(ca, false, this.hsmCrypto),
+        ],
+      },
+      this.hsmCrypto,
+    );
+    return { certificateDer: Buffer.from(cert.rawData), notAfter };
+  }
+
+  /**
    * A client certificate for a cluster's agent, from its CSR (whose signature proves it holds the
    * key). Subject CN = cluster name; subjectAltName URI = urn:sigil:cluster:<id>; clientAuth only.
    */
@@ -109,7 +150,7 @@ export class ClusterCertificateAuthority implements OnApplicationBootstrap {
     clusterId: string;
     clusterName: string;
     ttlSeconds?: number;
-  }): Promise<{ certificateDer: Buffer; notAfter: Date }> {
+  }): Promise<{ certificateDer: Buffer; notAfter: Date; publicKeySha256: Buffer }> {
     let csr: x509.Pkcs10CertificateRequest;
     try {
       csr = new x509.Pkcs10CertificateRequest(req.csrDer);
@@ -128,9 +169,7 @@ export class ClusterCertificateAuthority implements OnApplicationBootstrap {
     const notAfter = new Date(now + ttl * 1000);
     const cert = await x509.X509CertificateGenerator.create(
       {
-        serialNumber: randomBytes(16)
-          .toString('hex')
-          .replace(/^[89a-f]/, '1'),
+        serialNumber: serial(),
         subject: `CN=${req.clusterName}, O=Sigil clusters`,
         issuer: ca.subject,
         notBefore: new Date(now - 60_000),
@@ -148,6 +187,9 @@ export class ClusterCertificateAuthority implements OnApplicationBootstrap {
       },
       this.hsmCrypto,
     );
-    return { certificateDer: Buffer.from(cert.rawData), notAfter };
+    return { certificateDer: Buffer.from(cert.rawData), notAfter, publicKeySha256: spkiSha256(Buffer.from(csr.publicKey.rawData)) };
   }
 }
+
+/** What a cluster's certificates are bound to: the SHA-256 of the agent's TLS public key (SPKI DER). */
+export const spkiSha256 = (spkiDer: Buffer) => createHash('sha256').update(spkiDer).digest();

@@ -1,8 +1,16 @@
 import { Module } from '@nestjs/common';
+import { AuditModule } from '../audit/audit.module.js';
 import { KeysModule } from '../keys/keys.module.js';
 import { ClusterCaRepository } from './cluster-ca.repository.js';
 import { ClusterCertificateAuthority } from './cluster-ca.service.js';
+import { EnrollmentRepository } from './enrollment.repository.js';
+import { EnrollmentService } from './enrollment.service.js';
+import { ServiceAccountTokenVerifier } from './service-account-tokens.js';
 
-/** Agent enrollment. Today: the cluster CA (HSM key) that issues agents' client certificates. */
-@Module({ imports: [KeysModule], providers: [ClusterCaRepository, ClusterCertificateAuthority], exports: [ClusterCertificateAuthority] })
+/** Agent enrollment: the cluster CA (HSM key), bootstrap tokens and Kubernetes service-account identity. */
+@Module({
+  imports: [KeysModule, AuditModule],
+  providers: [ClusterCaRepository, ClusterCertificateAuthority, EnrollmentRepository, ServiceAccountTokenVerifier, EnrollmentService],
+  exports: [ClusterCertificateAuthority, EnrollmentService],
+})
 export class EnrollmentModule {}

@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import { EnvelopeFormatError, encodeClusterKeyEnvelope, rsaPublicKeyComponents } from '@sigil/envelope';
 import { HsmService } from '../hsm/hsm.service.js';
 import { ClusterKeyRepository } from './cluster-key.repository.js';
@@ -20,8 +21,8 @@ export class ClusterKeyService {
     @Inject(ClusterKeyRepository) private readonly repo: ClusterKeyRepository,
   ) {}
 
-  /** Issues a new delivery key for `clusterId` (first enrollment, new agent key, or rotation). */
-  async issue(clusterId: string, agentPublicKeyDer: Buffer): Promise<{ version: number; envelope: Buffer }> {
+  /** The checks `issue` makes on an agent's RSA public key, for callers that validate before any work. */
+  static checkAgentKey(agentPublicKeyDer: Buffer): ReturnType<typeof rsaPublicKeyComponents> {
     let components;
     try {
       components = rsaPublicKeyComponents(agentPublicKeyDer);
@@ -32,7 +33,16 @@ export class ClusterKeyService {
     if (components.bits < MIN_AGENT_KEY_BITS) {
       throw new KeyCustodyError(KeyCustodyErrorCode.InvalidAgentKey, `agent RSA key must have at least ${MIN_AGENT_KEY_BITS} bits`);
     }
-    return this.repo.transaction(async (em) => {
+    return components;
+  }
+
+  /**
+   * Issues a new delivery key for `clusterId` (first enrollment, new agent key, or rotation),
+   * in `em`'s transaction when given (enrollment commits it with the rest).
+   */
+  async issue(clusterId: string, agentPublicKeyDer: Buffer, em?: EntityManager): Promise<{ version: number; envelope: Buffer }> {
+    const components = ClusterKeyService.checkAgentKey(agentPublicKeyDer);
+    const work = async (em: EntityManager) => {
       const version = await this.repo.lockNextVersion(em, clusterId);
       const rootKeyVersion = await this.rootKeys.activeForSealing(em);
       if (rootKeyVersion === undefined) throw new KeyCustodyError(KeyCustodyErrorCode.NoActiveRootKey, 'no active root key');
@@ -48,7 +58,8 @@ export class ClusterKeyService {
         agentEnvelope: envelope,
       });
       return { version, envelope };
-    });
+    };
+    return em ? work(em) : this.repo.transaction(work);
   }
 
   /** A fresh delivery key for the same agent key; envelopes built afterwards use it. */

@@ -22,6 +22,14 @@ import { SealedValueService } from './sealed-values.service.js';
     EnvelopeService,
     RootKeyRotationService,
   ],
-  exports: [RootKeyService, SealedValueService, ClusterKeyService, EnvelopeService, RootKeyRotationService, RootKeyRepository],
+  exports: [
+    RootKeyService,
+    SealedValueService,
+    ClusterKeyService,
+    EnvelopeService,
+    RootKeyRotationService,
+    RootKeyRepository,
+    ClusterKeyRepository,
+  ],
 })
 export class KeysModule {}

@@ -28,6 +28,26 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly agentStreams = new Gauge({
+    name: 'sigil_agent_streams',
+    help: 'Agent Watch streams open on this replica',
+    registers: [this.registry],
+  });
+
+  readonly agentCalls = new Counter({
+    name: 'sigil_agent_calls_total',
+    help: 'Agent gRPC calls by method and status code',
+    labelNames: ['method', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly enrollments = new Counter({
+    name: 'sigil_agent_enrollments_total',
+    help: 'Enrollment attempts by method (bootstrap-token, kubernetes-identity) and outcome',
+    labelNames: ['method', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     this.registry.setDefaultLabels({ app: 'sigil-control-plane' });
     collectDefaultMetrics({ register: this.registry });

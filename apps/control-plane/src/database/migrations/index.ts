@@ -2,6 +2,13 @@ import { ApiTokens1763800000000 } from './1763800000000-api-tokens.js';
 import { KeyCustody1763800000001 } from './1763800000001-key-custody.js';
 import { OperatorApi1763800000002 } from './1763800000002-operator-api.js';
 import { ClusterCa1763800000003 } from './1763800000003-cluster-ca.js';
+import { AgentEnrollment1763800000004 } from './1763800000004-agent-enrollment.js';
 
 /** Applied in order at start-up; never edit one that has shipped, add a new one. */
-export const migrations = [ApiTokens1763800000000, KeyCustody1763800000001, OperatorApi1763800000002, ClusterCa1763800000003];
+export const migrations = [
+  ApiTokens1763800000000,
+  KeyCustody1763800000001,
+  OperatorApi1763800000002,
+  ClusterCa1763800000003,
+  AgentEnrollment1763800000004,
+];

@@ -1,0 +1,18 @@
+import { Module } from '@nestjs/common';
+import { EnrollmentModule } from '../enrollment/enrollment.module.js';
+import { KeysModule } from '../keys/keys.module.js';
+import { AgentCaController } from './agent-ca.controller.js';
+import { AgentAuthenticator } from './agent-authenticator.js';
+import { AgentGrpcServer } from './agent-grpc.server.js';
+import { AgentStateService } from './agent-state.service.js';
+import { AgentService } from './agent.service.js';
+import { WatchStreams } from './watch-streams.js';
+
+/** The gRPC API agents call: mTLS server, per-cluster authorisation, Watch streams, state. */
+@Module({
+  imports: [EnrollmentModule, KeysModule],
+  controllers: [AgentCaController],
+  providers: [AgentAuthenticator, WatchStreams, AgentStateService, AgentService, AgentGrpcServer],
+  exports: [AgentGrpcServer, WatchStreams],
+})
+export class AgentApiModule {}

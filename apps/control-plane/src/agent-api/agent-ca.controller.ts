@@ -1,0 +1,31 @@
+import { createHash } from 'node:crypto';
+import { Controller, Get, Inject } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { Public } from '../auth/auth.decorators.js';
+import { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
+
+export class AgentTrustView {
+  @ApiProperty({ description: 'PEM of the cluster CA: agents verify the gRPC server with it, and it signs their certificates' })
+  caCertificatePem!: string;
+  @ApiProperty({ example: '3f1c…', description: 'SHA-256 of the CA certificate (DER), hex, to compare out of band' })
+  sha256!: string;
+}
+
+/** What an agent installation needs to trust the control plane. Public: it is a certificate. */
+@ApiTags('agents')
+@Public()
+@Controller('agents')
+export class AgentCaController {
+  constructor(@Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority) {}
+
+  @Get('trust')
+  @ApiOperation({ summary: 'The CA bundle agents trust for the gRPC endpoint' })
+  @ApiOkResponse({ type: AgentTrustView })
+  async trust(): Promise<AgentTrustView> {
+    const der = Buffer.from((await this.ca.certificate()).rawData);
+    return {
+      caCertificatePem: `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`,
+      sha256: createHash('sha256').update(der).digest('hex'),
+    };
+  }
+}

@@ -1,0 +1,85 @@
+import { experimental, Server, type ServerCredentials } from '@grpc/grpc-js';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { AgentServiceService } from '@sigil/agent-protocol';
+import { PinoLogger } from 'nestjs-pino';
+import { RuntimeConfig } from '../config/runtime-config.js';
+import { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
+import { AgentService } from './agent.service.js';
+import { ServerIdentity } from './server-identity.js';
+
+/**
+ * Connection settings for thousands of mostly idle agents: the server pings each connection
+ * every minute to notice dead peers (and keep NAT entries alive), accepts client pings no more
+ * often than every 20 s, and bounds streams and message sizes per connection.
+ */
+export const SERVER_OPTIONS = {
+  'grpc.keepalive_time_ms': 60_000,
+  'grpc.keepalive_timeout_ms': 20_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.http2.min_ping_interval_without_data_ms': 20_000,
+  'grpc.max_concurrent_streams': 32,
+  'grpc.max_receive_message_length': 4 * 1024 * 1024,
+  'grpc.max_send_message_length': 64 * 1024 * 1024,
+} as const;
+
+/**
+ * The agent-facing gRPC server (role `grpc`). TLS always: the server presents a certificate
+ * from the cluster CA and asks every client for one, without requiring it — Enroll is the one
+ * call made before a client has a certificate; every other call is refused without one.
+ */
+@Injectable()
+export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShutdown {
+  private server: Server | undefined;
+  private identity: ServerIdentity | undefined;
+  /** The port actually bound (SIGIL_GRPC_PORT=0 picks a free one). */
+  port: number | undefined;
+
+  constructor(
+    @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
+    @Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority,
+    @Inject(AgentService) private readonly service: AgentService,
+    @Inject(PinoLogger) private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('agent-grpc');
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (!this.config.roles.includes('grpc')) return;
+    this.identity = new ServerIdentity(this.ca, this.config.grpc.serverNames, (err) =>
+      this.logger.error({ err }, 'could not renew the gRPC server certificate; retrying in a minute'),
+    );
+    await this.identity.start();
+    // One provider serves both the CA and the identity (grpc-js takes them as two arguments).
+    const credentials: ServerCredentials = experimental.createCertificateProviderServerCredentials(this.identity, this.identity, false);
+    const server = new Server(SERVER_OPTIONS);
+    server.addService(AgentServiceService, this.service.implementation());
+    const address = `${this.config.grpc.host.includes(':') ? `[${this.config.grpc.host}]` : this.config.grpc.host}:${this.config.grpc.port}`;
+    this.port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))),
+    );
+    this.server = server;
+    this.logger.info({ host: this.config.grpc.host, port: this.port, names: this.config.grpc.serverNames }, 'agent gRPC listening');
+  }
+
+  /** The CA bundle agents trust (PEM). */
+  get caPem(): string | undefined {
+    return this.identity?.caPem;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.identity?.stop();
+    const server = this.server;
+    if (!server) return;
+    // Streams are long-lived: give unary calls a moment, then cut the rest (agents reconnect elsewhere).
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 1_000).unref();
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+}

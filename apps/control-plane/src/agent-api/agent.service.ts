@@ -1,0 +1,171 @@
+import { status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import { Inject, Injectable } from '@nestjs/common';
+import type {
+  AgentServiceServer,
+  EnrollRequest,
+  EnrollResponse,
+  GetDesiredStateRequest,
+  GetDesiredStateResponse,
+  RenewCertificateRequest,
+  RenewCertificateResponse,
+  ReportStatusRequest,
+  ReportStatusResponse,
+  WatchRequest,
+  WatchResponse,
+} from '@sigil/agent-protocol';
+import { PinoLogger } from 'nestjs-pino';
+import { RateLimiter } from '../auth/rate-limiter.js';
+import { RuntimeConfig } from '../config/runtime-config.js';
+import { EnrollmentService } from '../enrollment/enrollment.service.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import { AdmissionRamp } from './admission.js';
+import { AgentAuthenticator, type AgentCall, type ClusterPrincipal } from './agent-authenticator.js';
+import { AgentStateService } from './agent-state.service.js';
+import { grpcError, toGrpcError } from './grpc-errors.js';
+import { WatchStreams } from './watch-streams.js';
+
+const AGENT_VERSION = /^[\x21-\x7e]{0,64}$/;
+
+/**
+ * sigil.agent.v1.AgentService: maps each call onto the enrollment, authorisation, stream and
+ * state services. Every method except Enroll starts by authenticating the caller's certificate
+ * and then acts on that cluster only — there is no request field naming another cluster.
+ */
+@Injectable()
+export class AgentService {
+  /** Failed enrollments per source address: guessing tokens is throttled, honest agents are not. */
+  private readonly enrollFailures = new RateLimiter(2, 10);
+  private readonly admission: AdmissionRamp;
+
+  constructor(
+    @Inject(AgentAuthenticator) private readonly auth: AgentAuthenticator,
+    @Inject(EnrollmentService) private readonly enrollment: EnrollmentService,
+    @Inject(WatchStreams) private readonly streams: WatchStreams,
+    @Inject(AgentStateService) private readonly state: AgentStateService,
+    @Inject(MetricsService) private readonly metrics: MetricsService,
+    @Inject(PinoLogger) private readonly logger: PinoLogger,
+    @Inject(RuntimeConfig) config: RuntimeConfig,
+  ) {
+    logger.setContext('agent-api');
+    this.admission = new AdmissionRamp(config.grpc.admissionPerSecond);
+  }
+
+  /** The handlers grpc-js calls. */
+  implementation(): AgentServiceServer {
+    return {
+      enroll: (call, cb) => this.unary('Enroll', call, cb, () => this.enroll(call)),
+      renewCertificate: (call, cb) => this.unary('RenewCertificate', call, cb, () => this.renew(call)),
+      getDesiredState: (call, cb) => this.unary('GetDesiredState', call, cb, () => this.getDesiredState(call)),
+      reportStatus: (call, cb) => this.unary('ReportStatus', call, cb, () => this.reportStatus(call)),
+      watch: (call) => void this.watch(call),
+    };
+  }
+
+  private async enroll(call: ServerUnaryCall<EnrollRequest, EnrollResponse>): Promise<EnrollResponse> {
+    const peer = peerAddress(call);
+    if (this.enrollFailures.blocked(peer)) {
+      throw grpcError(status.RESOURCE_EXHAUSTED, 'rate_limited', 'too many failed enrollments from this address', 5_000);
+    }
+    this.admit();
+    const r = call.request;
+    const method = r.credential?.$case === 'serviceAccountToken' ? 'kubernetes-identity' : 'bootstrap-token';
+    try {
+      const e = await this.enrollment.enroll({
+        cluster: r.cluster,
+        credential:
+          r.credential?.$case === 'serviceAccountToken'
+            ? { serviceAccountToken: r.credential.value }
+            : r.credential?.$case === 'bootstrapToken'
+              ? { bootstrapToken: r.credential.value }
+              : undefined,
+        csrDer: Buffer.from(r.csrDer),
+        deliveryPublicKeyDer: Buffer.from(r.deliveryPublicKeyDer),
+        agentVersion: r.agentVersion,
+        peer,
+      });
+      this.metrics.enrollments.inc({ method, outcome: 'success' });
+      return {
+        clusterId: e.clusterId,
+        certificateDer: e.certificateDer,
+        caChainDer: e.caChainDer,
+        notAfter: e.notAfter,
+        clusterKeyEnvelope: e.clusterKeyEnvelope,
+      };
+    } catch (err) {
+      this.metrics.enrollments.inc({ method, outcome: 'refused' });
+      this.enrollFailures.take(peer);
+      throw err;
+    }
+  }
+
+  private async renew(call: ServerUnaryCall<RenewCertificateRequest, RenewCertificateResponse>): Promise<RenewCertificateResponse> {
+    const principal = await this.auth.authenticate(call);
+    const cert = await this.enrollment.renew(principal, Buffer.from(call.request.csrDer));
+    return { certificateDer: cert.certificateDer, notAfter: cert.notAfter };
+  }
+
+  private async getDesiredState(call: ServerUnaryCall<GetDesiredStateRequest, GetDesiredStateResponse>): Promise<GetDesiredStateResponse> {
+    const principal = await this.auth.authenticate(call);
+    return this.state.desiredState(principal, call.request.sinceGeneration);
+  }
+
+  private async reportStatus(call: ServerUnaryCall<ReportStatusRequest, ReportStatusResponse>): Promise<ReportStatusResponse> {
+    const principal = await this.auth.authenticate(call);
+    await this.state.report(principal, call.request);
+    return {};
+  }
+
+  private async watch(call: ServerWritableStream<WatchRequest, WatchResponse>): Promise<void> {
+    let principal: ClusterPrincipal;
+    try {
+      principal = await this.auth.authenticate(call);
+      this.admit();
+      if (!AGENT_VERSION.test(call.request.agentVersion)) {
+        throw grpcError(status.INVALID_ARGUMENT, 'invalid_agent_version', 'agent_version must be at most 64 printable characters');
+      }
+      const generation = await this.state.connected(principal, call.request.agentVersion);
+      if (call.cancelled) return;
+      this.streams.open(principal, call, generation);
+      this.metrics.agentCalls.inc({ method: 'Watch', code: 'OK' });
+    } catch (err) {
+      const { error, internal } = toGrpcError(err);
+      if (internal) this.logger.error({ err, method: 'Watch' }, 'agent call failed');
+      this.metrics.agentCalls.inc({ method: 'Watch', code: status[error.code!] });
+      call.emit('error', error);
+    }
+  }
+
+  /** New sessions wait their turn while a (re)started replica ramps up. */
+  private admit(): void {
+    const wait = this.admission.admit();
+    if (wait > 0)
+      throw grpcError(status.UNAVAILABLE, 'admission_ramp', 'the control plane is admitting agents gradually; retry later', wait);
+  }
+
+  private unary<Req, Res>(
+    method: string,
+    _call: AgentCall & { request: Req },
+    callback: sendUnaryData<Res>,
+    handler: () => Promise<Res>,
+  ): void {
+    handler().then(
+      (res) => {
+        this.metrics.agentCalls.inc({ method, code: 'OK' });
+        callback(null, res);
+      },
+      (err: unknown) => {
+        const { error, internal } = toGrpcError(err);
+        if (internal) this.logger.error({ err, method }, 'agent call failed');
+        this.metrics.agentCalls.inc({ method, code: status[error.code!] });
+        callback(error);
+      },
+    );
+  }
+}
+
+/** The caller's IP address (without port), for rate limits and the audit log. */
+function peerAddress(call: AgentCall): string {
+  const peer = call.getPeer();
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):\d+$/.exec(peer);
+  return m?.[1] ?? m?.[2] ?? peer;
+}

@@ -1,0 +1,128 @@
+import { status, type ServerWritableStream } from '@grpc/grpc-js';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import type { WatchRequest, WatchResponse } from '@sigil/agent-protocol';
+import { PinoLogger } from 'nestjs-pino';
+import { DataSource } from 'typeorm';
+import { ClusterEvents } from '../events/cluster-events.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import { AgentAuthenticator, type ClusterPrincipal } from './agent-authenticator.js';
+import { grpcError } from './grpc-errors.js';
+
+type WatchCall = ServerWritableStream<WatchRequest, WatchResponse>;
+
+interface OpenStream {
+  principal: ClusterPrincipal;
+  call: WatchCall;
+  /** The last generation pushed; pushes only ever go up. */
+  pushed: bigint;
+}
+
+/** How often open streams are re-checked against PostgreSQL, in case an event was lost. */
+export const SWEEP_INTERVAL_MS = 5_000;
+
+/**
+ * The Watch streams this replica holds, by cluster. Events from any replica push a new desired
+ * generation or close a revoked cluster's streams at once; a periodic sweep re-reads the same
+ * facts from PostgreSQL so a lost event delays but never prevents either.
+ */
+@Injectable()
+export class WatchStreams implements OnModuleInit, OnModuleDestroy {
+  private readonly byCluster = new Map<string, Set<OpenStream>>();
+  private unsubscribe: (() => void) | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private sweeping = false;
+
+  constructor(
+    @Inject(ClusterEvents) private readonly events: ClusterEvents,
+    @Inject(AgentAuthenticator) private readonly auth: AgentAuthenticator,
+    @Inject(DataSource) private readonly ds: DataSource,
+    @Inject(MetricsService) private readonly metrics: MetricsService,
+    @Inject(PinoLogger) private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('watch-streams');
+  }
+
+  onModuleInit(): void {
+    this.unsubscribe = this.events.on((e) => {
+      if (e.type === 'access-changed') void this.recheck(e.clusterId);
+      else this.push(e.clusterId, BigInt(e.generation));
+    });
+    this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS).unref();
+  }
+
+  onModuleDestroy(): void {
+    this.unsubscribe?.();
+    clearInterval(this.sweeper);
+    for (const set of this.byCluster.values()) for (const s of set) s.call.end();
+    this.byCluster.clear();
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const set of this.byCluster.values()) n += set.size;
+    return n;
+  }
+
+  /** Holds `call` open for `principal`, starting at `generation`; forgets it when the agent goes. */
+  open(principal: ClusterPrincipal, call: WatchCall, generation: bigint): void {
+    const stream: OpenStream = { principal, call, pushed: -1n };
+    let set = this.byCluster.get(principal.id);
+    if (!set) this.byCluster.set(principal.id, (set = new Set()));
+    set.add(stream);
+    this.metrics.agentStreams.inc();
+    const forget = () => {
+      if (!set.delete(stream)) return;
+      if (set.size === 0 && this.byCluster.get(principal.id) === set) this.byCluster.delete(principal.id);
+      this.metrics.agentStreams.dec();
+    };
+    call.on('cancelled', forget);
+    call.on('close', forget);
+    call.on('finish', forget);
+    call.on('error', forget);
+    this.write(stream, generation);
+  }
+
+  /** Pushes `generation` to the cluster's streams here (if it is newer than what they have). */
+  push(clusterId: string, generation: bigint): void {
+    for (const s of this.byCluster.get(clusterId) ?? []) this.write(s, generation);
+  }
+
+  /** Re-checks the cluster's streams after its access changed; closes those no longer allowed. */
+  async recheck(clusterId: string): Promise<void> {
+    const set = this.byCluster.get(clusterId);
+    if (!set?.size) return;
+    const allowed = await this.auth.stillAllowed([...set].map((s) => s.principal)).catch(() => new Set<ClusterPrincipal>());
+    for (const s of [...set]) if (!allowed.has(s.principal)) this.close(s);
+  }
+
+  private close(s: OpenStream): void {
+    this.logger.info({ cluster: s.principal.name }, 'closing a revoked cluster’s stream');
+    s.call.emit('error', grpcError(status.PERMISSION_DENIED, 'access_revoked', 'this cluster’s access was revoked'));
+  }
+
+  private write(s: OpenStream, generation: bigint): void {
+    if (generation <= s.pushed || s.call.cancelled) return;
+    s.pushed = generation;
+    s.call.write({ desiredGeneration: generation } satisfies WatchResponse);
+  }
+
+  /** Closes streams whose cluster lost access, and pushes generations an event did not bring. */
+  private async sweep(): Promise<void> {
+    if (this.sweeping || this.byCluster.size === 0) return;
+    this.sweeping = true;
+    try {
+      const streams = [...this.byCluster.values()].flatMap((set) => [...set]);
+      const allowed = await this.auth.stillAllowed(streams.map((s) => s.principal));
+      for (const s of streams) if (!allowed.has(s.principal)) this.close(s);
+      const rows = await this.ds.query<Array<{ id: string; g: string }>>(
+        'SELECT id, desired_generation AS g FROM clusters WHERE id = ANY($1::uuid[])',
+        [[...this.byCluster.keys()]],
+      );
+      for (const r of rows) this.push(r.id, BigInt(r.g));
+    } catch (err) {
+      this.logger.warn({ err }, 'stream sweep failed; retrying on the next one');
+    } finally {
+      this.sweeping = false;
+    }
+  }
+}

@@ -1,0 +1,210 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { PinoLogger } from 'nestjs-pino';
+import type { EntityManager } from 'typeorm';
+import { AuditService } from '../audit/audit.service.js';
+import { hashToken } from '../auth/bootstrap-admin-token.js';
+import { dns1123LabelProblem } from '../common/kubernetes-names.js';
+import { SigilError, invalid } from '../common/sigil-error.js';
+import { RuntimeConfig } from '../config/runtime-config.js';
+import { ClusterEvents } from '../events/cluster-events.js';
+import { ClusterKeyRepository } from '../keys/cluster-key.repository.js';
+import { ClusterKeyService } from '../keys/cluster-keys.service.js';
+import { KeyCustodyError } from '../keys/keys.errors.js';
+import { ClusterCertificateAuthority } from './cluster-ca.service.js';
+import { EnrollmentRepository, type EnrollingCluster } from './enrollment.repository.js';
+import { ServiceAccountTokenRefused, ServiceAccountTokenVerifier } from './service-account-tokens.js';
+
+export type EnrollmentCredential = { bootstrapToken: string } | { serviceAccountToken: string };
+
+export interface EnrollRequest {
+  cluster: string;
+  credential: EnrollmentCredential | undefined;
+  csrDer: Buffer;
+  deliveryPublicKeyDer: Buffer;
+  agentVersion: string;
+  /** Where the call came from, for the audit record. */
+  peer: string;
+}
+
+export interface Enrollment {
+  clusterId: string;
+  certificateDer: Buffer;
+  caChainDer: Buffer[];
+  notAfter: Date;
+  clusterKeyEnvelope: Buffer;
+}
+
+const TOKEN_SHAPE = /^sge_[A-Za-z0-9_-]{43}$/;
+const AGENT_VERSION = /^[\x21-\x7e]{0,64}$/;
+/** Told to the caller for every bootstrap-token failure alike: no oracle for which tokens exist. */
+const TOKEN_REFUSED = 'the enrollment token is unknown, expired, already used, or for another cluster';
+
+/**
+ * Enrollment: an agent proves its cluster's identity once and exchanges a CSR for a short-lived
+ * client certificate plus the cluster delivery key wrapped to its RSA key. Everything is done
+ * in one transaction that holds the token and cluster rows locked, so a token is consumed
+ * exactly when a certificate is issued, and a failed enrollment leaves nothing behind.
+ */
+@Injectable()
+export class EnrollmentService {
+  constructor(
+    @Inject(EnrollmentRepository) private readonly repo: EnrollmentRepository,
+    @Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority,
+    @Inject(ClusterKeyService) private readonly clusterKeys: ClusterKeyService,
+    @Inject(ClusterKeyRepository) private readonly clusterKeyRows: ClusterKeyRepository,
+    @Inject(ServiceAccountTokenVerifier) private readonly saTokens: ServiceAccountTokenVerifier,
+    @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(ClusterEvents) private readonly events: ClusterEvents,
+    @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
+    @Inject(PinoLogger) private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('enrollment');
+  }
+
+  async enroll(req: EnrollRequest): Promise<Enrollment> {
+    const method = req.credential && 'serviceAccountToken' in req.credential ? 'kubernetes-identity' : 'bootstrap-token';
+    try {
+      this.checkShape(req);
+      const credential = req.credential!;
+      // The token is checked before the transaction: fetching an issuer's keys can take seconds.
+      const identity =
+        'serviceAccountToken' in credential ? await this.verifyServiceAccount(req.cluster, credential.serviceAccountToken) : undefined;
+      const result = await this.repo.transaction(async (em) => {
+        const cluster =
+          'serviceAccountToken' in credential
+            ? await this.lockVerifiedCluster(em, req.cluster, identity!)
+            : await this.byBootstrapToken(em, req.cluster, credential.bootstrapToken);
+        if (cluster.state === 'disabled') throw new SigilError('forbidden', 'cluster_disabled', `cluster ${cluster.name} is disabled`);
+        const cert = await this.ca.issueClientCertificate({
+          csrDer: req.csrDer,
+          clusterId: cluster.id,
+          clusterName: cluster.name,
+          ttlSeconds: this.config.agents.certTtlSeconds,
+        });
+        // The same agent key enrolling again keeps its delivery key, so nothing sealed for it goes stale.
+        const active = await this.clusterKeyRows.active(cluster.id, em);
+        const envelope = active?.agentPublicKey.equals(req.deliveryPublicKeyDer)
+          ? active.agentEnvelope
+          : (await this.clusterKeys.issue(cluster.id, req.deliveryPublicKeyDer, em)).envelope;
+        await this.repo.markEnrolled(em, cluster.id, cert.publicKeySha256, req.agentVersion);
+        return { cluster, cert, envelope };
+      });
+      // Certificates of a previous enrollment stop working now, on every replica.
+      await this.events.publish({ type: 'access-changed', clusterId: result.cluster.id });
+      await this.record(req, method, 'success', 200, result.cluster.name);
+      this.logger.info({ cluster: result.cluster.name, method, agentVersion: req.agentVersion }, 'cluster enrolled');
+      return {
+        clusterId: result.cluster.id,
+        certificateDer: result.cert.certificateDer,
+        caChainDer: [Buffer.from((await this.ca.certificate()).rawData)],
+        notAfter: result.cert.notAfter,
+        clusterKeyEnvelope: result.envelope,
+      };
+    } catch (err) {
+      const e = toSigilError(err);
+      if (e.kind === 'unauthenticated' || e.kind === 'forbidden') {
+        this.logger.warn({ cluster: req.cluster.slice(0, 63), method, code: e.code, reason: e.message }, 'enrollment refused');
+        await this.record(req, method, 'denied', e.kind === 'forbidden' ? 403 : 401, req.cluster.slice(0, 63)).catch((auditErr: unknown) =>
+          this.logger.error({ err: auditErr }, 'could not write the audit record of a refused enrollment'),
+        );
+      }
+      throw e;
+    }
+  }
+
+  /** A fresh certificate for a new CSR from an enrolled agent; a new key replaces the old one. */
+  async renew(cluster: { id: string; name: string }, csrDer: Buffer): Promise<{ certificateDer: Buffer; notAfter: Date }> {
+    if (csrDer.length === 0 || csrDer.length > 16 * 1024) throw invalid('invalid_csr', 'csr_der must be a DER PKCS#10 request');
+    const cert = await this.ca.issueClientCertificate({
+      csrDer,
+      clusterId: cluster.id,
+      clusterName: cluster.name,
+      ttlSeconds: this.config.agents.certTtlSeconds,
+    });
+    await this.repo.setAgentKey(cluster.id, cert.publicKeySha256);
+    return { certificateDer: cert.certificateDer, notAfter: cert.notAfter };
+  }
+
+  private checkShape(req: EnrollRequest): void {
+    if (dns1123LabelProblem(req.cluster)) throw invalid('invalid_cluster', 'cluster must be a registered cluster name');
+    if (!req.credential) throw invalid('credential_required', 'give a bootstrap_token or a service_account_token');
+    if (req.csrDer.length === 0 || req.csrDer.length > 16 * 1024) throw invalid('invalid_csr', 'csr_der must be a DER PKCS#10 request');
+    if (!AGENT_VERSION.test(req.agentVersion))
+      throw invalid('invalid_agent_version', 'agent_version must be at most 64 printable characters');
+    try {
+      ClusterKeyService.checkAgentKey(req.deliveryPublicKeyDer);
+    } catch (err) {
+      if (err instanceof KeyCustodyError) throw invalid('invalid_delivery_key', `delivery_public_key_der: ${err.message}`);
+      throw err;
+    }
+  }
+
+  private async byBootstrapToken(em: EntityManager, name: string, token: string): Promise<EnrollingCluster> {
+    const refused = (why: string) => {
+      this.logger.debug({ cluster: name, why }, 'bootstrap token refused');
+      return new SigilError('unauthenticated', 'enrollment_token_invalid', TOKEN_REFUSED);
+    };
+    // Looked up by its SHA-256: the lookup's timing depends on the digest, which the caller cannot
+    // steer towards a stored one, so it leaks nothing about valid tokens (a constant-time compare).
+    const row = TOKEN_SHAPE.test(token) ? await this.repo.lockToken(em, hashToken(token)) : undefined;
+    if (!row) throw refused('unknown');
+    if (row.usedAt) throw refused('already used');
+    if (row.expiresAt.getTime() <= Date.now()) throw refused('expired');
+    const cluster = await this.repo.lockClusterById(em, row.clusterId);
+    if (!cluster || cluster.name !== name) throw refused('for another cluster');
+    await this.repo.markTokenUsed(em, row.id);
+    return cluster;
+  }
+
+  /** Verifies the token against the cluster's registered identity; returns that identity as verified. */
+  private async verifyServiceAccount(name: string, token: string): Promise<string> {
+    const cluster = await this.repo.findClusterByName(name);
+    if (!cluster?.kubernetesIdentity) {
+      throw new SigilError(
+        'unauthenticated',
+        'kubernetes_identity_not_configured',
+        `cluster ${name} does not accept service-account identity`,
+      );
+    }
+    try {
+      await this.saTokens.verify(token, cluster.kubernetesIdentity, this.config.agents.audience);
+    } catch (err) {
+      if (err instanceof ServiceAccountTokenRefused) {
+        if (err.reason === 'keys_unavailable') throw new SigilError('unavailable', 'issuer_keys_unavailable', err.message);
+        throw new SigilError('unauthenticated', `service_account_token_${err.reason}`, err.message);
+      }
+      throw err;
+    }
+    return JSON.stringify(cluster.kubernetesIdentity);
+  }
+
+  /** The cluster, locked, provided its identity is still the one the token was verified against. */
+  private async lockVerifiedCluster(em: EntityManager, name: string, verifiedIdentity: string): Promise<EnrollingCluster> {
+    const cluster = await this.repo.lockClusterByName(em, name);
+    if (!cluster || JSON.stringify(cluster.kubernetesIdentity) !== verifiedIdentity) {
+      throw new SigilError('unauthenticated', 'kubernetes_identity_changed', `cluster ${name} changed while enrolling; try again`);
+    }
+    return cluster;
+  }
+
+  private record(req: EnrollRequest, method: string, outcome: 'success' | 'denied', status: number, target: string): Promise<void> {
+    return this.audit.record({
+      at: new Date(),
+      actorId: null,
+      actorName: `agent (${method}) from ${req.peer}`,
+      action: 'cluster.enroll',
+      method: 'GRPC',
+      path: '/sigil.agent.v1.AgentService/Enroll',
+      target,
+      outcome,
+      status,
+      requestId: null,
+    });
+  }
+}
+
+function toSigilError(err: unknown): SigilError {
+  if (err instanceof SigilError) return err;
+  if (err instanceof KeyCustodyError) return new SigilError('unavailable', err.code, err.message);
+  throw err;
+}

@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { Global, Inject, Injectable, Module, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Redis } from 'ioredis';
+import { PinoLogger } from 'nestjs-pino';
+import { RuntimeConfig } from '../config/runtime-config.js';
+import { RedisConnection, redisOptions } from '../redis/redis.module.js';
+
+/** Something every replica must hear about a cluster, whichever replica caused it. */
+export type ClusterEvent =
+  /** Disabled, deleted or re-enrolled: drop its open streams and any cached authorisation. */
+  | { type: 'access-changed'; clusterId: string }
+  /** What the cluster should hold changed: push the new generation to its stream. */
+  | { type: 'desired'; clusterId: string; generation: string };
+
+/**
+ * Cluster events across replicas over Redis pub/sub. The replica that publishes also delivers
+ * locally, at once and without Redis, so its own streams never depend on Redis being up. Pub/sub
+ * is fire-and-forget: consumers treat events as hints and re-check PostgreSQL on a timer, so a
+ * message lost while Redis is down delays, but never prevents, convergence.
+ */
+@Injectable()
+export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
+  private readonly local = new EventEmitter().setMaxListeners(0);
+  private readonly origin = randomUUID();
+  private readonly channel: string;
+  private subscriber: Redis | undefined;
+
+  constructor(
+    @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
+    @Inject(RedisConnection) private readonly redis: RedisConnection,
+    @Inject(PinoLogger) private readonly logger: PinoLogger,
+  ) {
+    this.channel = `${config.redis.prefix}:cluster-events`;
+    logger.setContext('cluster-events');
+  }
+
+  onModuleInit(): void {
+    const sub = new Redis(this.config.redis.url, { ...redisOptions(this.config.redis.url), maxRetriesPerRequest: null });
+    sub.on('error', () => undefined); // readiness reports Redis; ioredis reconnects and resubscribes
+    sub.on('message', (_channel: string, raw: string) => {
+      let msg: ClusterEvent & { origin?: string };
+      try {
+        msg = JSON.parse(raw) as ClusterEvent & { origin?: string };
+      } catch {
+        return;
+      }
+      if (msg.origin === this.origin) return;
+      const { origin: _o, ...event } = msg;
+      this.deliver(event);
+    });
+    void sub.subscribe(this.channel).catch(() => undefined);
+    this.subscriber = sub;
+  }
+
+  async publish(event: ClusterEvent): Promise<void> {
+    this.deliver(event);
+    try {
+      await this.redis.client.publish(this.channel, JSON.stringify({ ...event, origin: this.origin }));
+    } catch (err) {
+      this.logger.warn(
+        { err, event: event.type, clusterId: event.clusterId },
+        'could not publish a cluster event; other replicas catch up on their next sweep',
+      );
+    }
+  }
+
+  on(listener: (event: ClusterEvent) => void): () => void {
+    const safe = (event: ClusterEvent) => {
+      try {
+        listener(event);
+      } catch (err) {
+        this.logger.error({ err, event: event.type }, 'a cluster event listener failed');
+      }
+    };
+    this.local.on('event', safe);
+    return () => this.local.off('event', safe);
+  }
+
+  private deliver(event: ClusterEvent): void {
+    this.local.emit('event', event);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
+  }
+}
+
+@Global()
+@Module({ providers: [ClusterEvents], exports: [ClusterEvents] })
+export class EventsModule {}

@@ -1,0 +1,179 @@
+import { createPrivateKey, generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { status } from '@grpc/grpc-js';
+import type { KubernetesIdentity } from '../../apps/control-plane/src/clusters/kubernetes-identity.js';
+import { httpsGet } from '../../apps/control-plane/src/enrollment/https-get.js';
+import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
+import { createNamespace, kubeConfig, mintServiceAccountToken, testEnv, uniqueName } from '../harness/test-env.js';
+import { failureOf, TestAgent, type CallFailure } from '../harness/test-agent.js';
+
+// Enrollment with no shared secret: the agent presents a projected service-account token that
+// a real kube-apiserver issued (TokenRequest); a control-plane process verifies it with that API
+// server's /openid/v1/jwks. (A process, not in-process modules: jose's WebCrypto type checks do
+// not hold across Jest's VM realms.)
+
+const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+const parts = (jwt: string) => {
+  const [h, p] = jwt.split('.');
+  return {
+    header: JSON.parse(Buffer.from(h!, 'base64url').toString()) as Record<string, unknown>,
+    claims: JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, unknown>,
+  };
+};
+/** An RS256 JWT, signed with node:crypto: for tokens TokenRequest will not make. */
+const signRs256 = (header: Record<string, unknown>, claims: Record<string, unknown>, key: KeyObject) => {
+  const input = `${b64url(header)}.${b64url(claims)}`;
+  return `${input}.${sign('sha256', Buffer.from(input), key).toString('base64url')}`;
+};
+
+const AUDIENCE = 'sigil';
+const SA = 'sigil-agent';
+
+async function refused(p: Promise<unknown>): Promise<CallFailure> {
+  try {
+    await p;
+  } catch (err) {
+    return failureOf(err);
+  }
+  throw new Error('expected the call to fail');
+}
+
+/** What a cluster admin does once: let anyone read the issuer's public keys (the Kubernetes-documented binding). */
+async function allowAnonymousIssuerDiscovery(): Promise<void> {
+  const k8s = await import('@kubernetes/client-node');
+  const rbac = (await kubeConfig()).makeApiClient(k8s.RbacAuthorizationV1Api);
+  try {
+    await rbac.createClusterRoleBinding({
+      body: {
+        metadata: { name: 'sigil-test-issuer-discovery' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:service-account-issuer-discovery' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:unauthenticated' }],
+      },
+    });
+  } catch (err) {
+    if ((err as { code?: number }).code !== 409) throw err;
+  }
+}
+
+describe('enrollment by Kubernetes service-account identity', () => {
+  let cp: RunningControlPlane;
+  let caPem: string;
+  let namespace: string;
+  let identity: KubernetesIdentity;
+  const agents: TestAgent[] = [];
+
+  const registered = async (id: KubernetesIdentity | null = identity) => {
+    const name = uniqueName('k');
+    const res = await cp.admin.post('/clusters', { name, ...(id ? { kubernetesIdentity: id } : {}) });
+    expect(res.status).toBe(201);
+    const a = new TestAgent(cp.cp.grpcAddress, caPem, name);
+    agents.push(a);
+    return a;
+  };
+  const saToken = async (audiences = [AUDIENCE], account = SA) => ({
+    $case: 'serviceAccountToken' as const,
+    value: await mintServiceAccountToken(namespace, account, audiences),
+  });
+
+  beforeAll(async () => {
+    const kube = testEnv().kube;
+    await allowAnonymousIssuerDiscovery();
+    namespace = await createNamespace('sa');
+    identity = {
+      issuer: kube.issuer,
+      jwksUri: `${kube.server}/openid/v1/jwks`,
+      caCert: readFileSync(kube.caFile, 'utf8'),
+      serviceAccount: { namespace, name: SA },
+    };
+    cp = await startControlPlane();
+    caPem = (await cp.admin.get<{ caCertificatePem: string }>('/agents/trust')).body.caCertificatePem;
+  });
+
+  afterAll(async () => {
+    for (const a of agents) a.close();
+    await cp?.stop();
+  });
+
+  it('enrolls with a TokenRequest token for the Sigil audience, verified with the API server’s JWKS', async () => {
+    const a = await registered();
+    const res = await a.enroll(await saToken());
+    expect(new X509Certificate(res.certificateDer).subject).toContain(`CN=${a.cluster}`);
+    expect((await a.desiredState()).full).toBe(true);
+  });
+
+  it('lets a restarted agent with no state enroll again, superseding the old certificate', async () => {
+    const first = await registered();
+    await first.enroll(await saToken());
+    const again = new TestAgent(cp.cp.grpcAddress, caPem, first.cluster);
+    agents.push(again);
+    await again.enroll(await saToken());
+    expect((await again.desiredState()).full).toBe(true);
+    expect(await refused(first.desiredState())).toMatchObject({ code: status.UNAUTHENTICATED, errorCode: 'certificate_superseded' });
+  });
+
+  it('refuses a token for another audience', async () => {
+    const a = await registered();
+    expect(await refused(a.enroll(await saToken(['https://kubernetes.default.svc'])))).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      errorCode: 'service_account_token_wrong_audience',
+    });
+  });
+
+  it('refuses a token from another issuer than the registered one', async () => {
+    const a = await registered({ ...identity, issuer: 'https://issuer.other-cluster.example' });
+    expect(await refused(a.enroll(await saToken()))).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      errorCode: 'service_account_token_wrong_issuer',
+    });
+  });
+
+  it('refuses an expired token signed by the real issuer key', async () => {
+    const real = parts((await saToken()).value);
+    const now = Math.floor(Date.now() / 1000);
+    const issuerKey = createPrivateKey(readFileSync(testEnv().kube.signingKeyFile));
+    const expired = signRs256(real.header, { ...real.claims, iat: now - 900, nbf: now - 900, exp: now - 120 }, issuerKey);
+    const a = await registered();
+    expect(await refused(a.enroll({ $case: 'serviceAccountToken', value: expired }))).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      errorCode: 'service_account_token_expired',
+    });
+  });
+
+  it('refuses a token signed by any other key', async () => {
+    const real = parts((await saToken()).value);
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const forged = signRs256(real.header, real.claims, privateKey);
+    const a = await registered();
+    expect(await refused(a.enroll({ $case: 'serviceAccountToken', value: forged }))).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      errorCode: 'service_account_token_bad_signature',
+    });
+  });
+
+  it('refuses another service account’s token from the same cluster', async () => {
+    const a = await registered();
+    expect(await refused(a.enroll(await saToken([AUDIENCE], 'intruder')))).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      errorCode: 'service_account_token_wrong_service_account',
+    });
+  });
+
+  it('refuses service-account tokens for a cluster registered without an identity', async () => {
+    const a = await registered(null);
+    expect(await refused(a.enroll(await saToken()))).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      errorCode: 'kubernetes_identity_not_configured',
+    });
+  });
+
+  it('verifies against an inline JWKS, and finds the keys by OIDC discovery', async () => {
+    const kube = testEnv().kube;
+    const jwks = (await (await httpsGet(`${kube.server}/openid/v1/jwks`, { ca: identity.caCert })).json()) as KubernetesIdentity['jwks'];
+    const inline = await registered({ issuer: identity.issuer, jwks, serviceAccount: identity.serviceAccount });
+    await inline.enroll(await saToken());
+    const discovered = await registered({ issuer: identity.issuer, caCert: identity.caCert, serviceAccount: identity.serviceAccount });
+    await discovered.enroll(await saToken());
+    expect((await discovered.desiredState()).full).toBe(true);
+  });
+});
