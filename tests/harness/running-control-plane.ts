@@ -12,6 +12,8 @@ export interface RunningControlPlane {
   admin: ApiClient;
   databaseUrl: string;
   redisPrefix: string;
+  /** Another replica on the same PostgreSQL, Redis and HSM keys (stopped by stop()). */
+  startReplica(env?: Record<string, string>): Promise<{ cp: ControlPlaneProcess; admin: ApiClient }>;
   stop(): Promise<void>;
 }
 
@@ -20,7 +22,7 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
   const dir = await mkdtemp(path.join(tmpdir(), 'sigil-e2e-'));
   const db = await createTestDatabase();
   const prefix = uniqueName('e').replace(/-/g, '').slice(0, 20);
-  const cp = await ControlPlaneProcess.start({
+  const shared = {
     SIGIL_DATA_DIR: dir,
     DATABASE_URL: db.url,
     REDIS_URL: testEnv().redis.url,
@@ -29,14 +31,21 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
     SIGIL_HSM_POOL_SIZE: '2',
     ...hsmEnv(),
     ...env,
-  });
+  };
+  const cp = await ControlPlaneProcess.start(shared);
+  const replicas: ControlPlaneProcess[] = [];
   return {
     cp,
     admin: new ApiClient(cp.url, ADMIN_TOKEN),
     databaseUrl: db.url,
     redisPrefix: prefix,
+    async startReplica(extra = {}) {
+      const replica = await ControlPlaneProcess.start({ ...shared, ...extra });
+      replicas.push(replica);
+      return { cp: replica, admin: new ApiClient(replica.url, ADMIN_TOKEN) };
+    },
     async stop() {
-      await cp.stop();
+      await Promise.all([cp, ...replicas].map((p) => p.stop()));
       await db.drop();
       await rm(dir, { recursive: true, force: true });
     },

@@ -37,7 +37,12 @@ async function logicalDump(url: string): Promise<Buffer> {
 async function rawFilesContain(needles: Buffer[]): Promise<boolean[]> {
   const found = needles.map(() => false);
   const walk = async (dir: string): Promise<void> => {
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
+    // Other tests create and drop databases meanwhile: a directory may vanish under the walk.
+    const entries = await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [];
+      throw err;
+    });
+    for (const entry of entries) {
       const p = path.join(dir, entry.name);
       if (entry.isDirectory()) await walk(p);
       else if (entry.isFile()) {

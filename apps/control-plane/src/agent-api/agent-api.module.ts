@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { EnrollmentModule } from '../enrollment/enrollment.module.js';
 import { KeysModule } from '../keys/keys.module.js';
 import { AgentCaController } from './agent-ca.controller.js';
+import { AgentClusterRepository } from './agent-cluster.repository.js';
 import { AgentAuthenticator } from './agent-authenticator.js';
 import { AgentGrpcServer } from './agent-grpc.server.js';
 import { AgentStateService } from './agent-state.service.js';
@@ -12,7 +13,7 @@ import { WatchStreams } from './watch-streams.js';
 @Module({
   imports: [EnrollmentModule, KeysModule],
   controllers: [AgentCaController],
-  providers: [AgentAuthenticator, WatchStreams, AgentStateService, AgentService, AgentGrpcServer],
+  providers: [AgentClusterRepository, AgentAuthenticator, WatchStreams, AgentStateService, AgentService, AgentGrpcServer],
   exports: [AgentGrpcServer, WatchStreams],
 })
 export class AgentApiModule {}

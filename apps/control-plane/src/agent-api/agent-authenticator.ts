@@ -1,10 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import { status, type ServerUnaryCall } from '@grpc/grpc-js';
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
-import { DataSource } from 'typeorm';
-import type { ClusterState } from '../clusters/cluster.entity.js';
 import { spkiSha256 } from '../enrollment/cluster-ca.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
+import { AgentClusterRepository, type ClusterAccess } from './agent-cluster.repository.js';
 import { grpcError } from './grpc-errors.js';
 
 /** What every kind of server call offers (grpc-js does not export its own name for it). */
@@ -16,12 +15,6 @@ export interface ClusterPrincipal {
   name: string;
   /** SHA-256 of the certificate's public key; a later enrollment replaces it. */
   keySha256: Buffer;
-}
-
-interface ClusterAccess {
-  name: string;
-  state: ClusterState;
-  agentKeySha256: Buffer | null;
 }
 
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
@@ -43,7 +36,7 @@ export class AgentAuthenticator implements OnModuleInit, OnModuleDestroy {
   private unsubscribe: (() => void) | undefined;
 
   constructor(
-    @Inject(DataSource) private readonly ds: DataSource,
+    @Inject(AgentClusterRepository) private readonly clusters: AgentClusterRepository,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
   ) {}
 
@@ -78,16 +71,9 @@ export class AgentAuthenticator implements OnModuleInit, OnModuleDestroy {
 
   /** Checks an open stream's principal again (the periodic sweep): still allowed? */
   async stillAllowed(principals: ClusterPrincipal[]): Promise<Set<ClusterPrincipal>> {
-    const ids = [...new Set(principals.map((p) => p.id))];
-    const rows = ids.length
-      ? await this.ds.query<Array<{ id: string } & ClusterAccess>>(
-          `SELECT id, name, state, agent_key_sha256 AS "agentKeySha256" FROM clusters WHERE id = ANY($1::uuid[])`,
-          [ids],
-        )
-      : [];
-    const byId = new Map(rows.map((r) => [r.id, r]));
+    const byId = await this.clusters.accessOf([...new Set(principals.map((p) => p.id))]);
     const now = Date.now();
-    for (const r of rows) this.access.set(r.id, { value: r, at: now });
+    for (const [id, a] of byId) this.access.set(id, { value: a, at: now });
     return new Set(
       principals.filter((p) => {
         const a = byId.get(p.id);
@@ -124,11 +110,7 @@ export class AgentAuthenticator implements OnModuleInit, OnModuleDestroy {
   private async clusterAccess(id: string): Promise<ClusterAccess | null> {
     const cached = this.access.get(id);
     if (cached && Date.now() - cached.at < ACCESS_TTL_MS) return cached.value;
-    const rows = await this.ds.query<ClusterAccess[]>(
-      `SELECT name, state, agent_key_sha256 AS "agentKeySha256" FROM clusters WHERE id = $1`,
-      [id],
-    );
-    const value = rows[0] ?? null;
+    const value = await this.clusters.access(id);
     if (this.access.size > 50_000) this.access.clear();
     this.access.set(id, { value, at: Date.now() });
     return value;

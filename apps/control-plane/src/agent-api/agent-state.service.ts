@@ -1,9 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
 import type { GetDesiredStateResponse, ReportStatusRequest } from '@sigil/agent-protocol';
-import { DataSource } from 'typeorm';
 import { ClusterKeyService } from '../keys/cluster-keys.service.js';
 import type { ClusterPrincipal } from './agent-authenticator.js';
+import { AgentClusterRepository } from './agent-cluster.repository.js';
 import { grpcError } from './grpc-errors.js';
 
 const MAX_REPORTED_SECRETS = 10_000;
@@ -15,17 +15,13 @@ const MAX_REPORTED_SECRETS = 10_000;
 @Injectable()
 export class AgentStateService {
   constructor(
-    @Inject(DataSource) private readonly ds: DataSource,
+    @Inject(AgentClusterRepository) private readonly clusters: AgentClusterRepository,
     @Inject(ClusterKeyService) private readonly clusterKeys: ClusterKeyService,
   ) {}
 
   /** A Watch began: note the agent's version and return the generation to push first. */
   async connected(principal: ClusterPrincipal, agentVersion: string): Promise<bigint> {
-    const rows = await this.ds.query<[Array<{ g: string }>, number]>(
-      `UPDATE clusters SET agent_version = $2, last_seen_at = now() WHERE id = $1 RETURNING desired_generation AS g`,
-      [principal.id, agentVersion],
-    );
-    return BigInt(rows[0][0]?.g ?? 0);
+    return this.clusters.connected(principal.id, agentVersion);
   }
 
   /**
@@ -34,10 +30,10 @@ export class AgentStateService {
    * what this returns, with the delivery key envelope the agent needs for later envelopes.
    */
   async desiredState(principal: ClusterPrincipal, _sinceGeneration: bigint): Promise<GetDesiredStateResponse> {
-    const rows = await this.ds.query<Array<{ g: string }>>('SELECT desired_generation AS g FROM clusters WHERE id = $1', [principal.id]);
+    const generation = (await this.clusters.desiredGenerations([principal.id])).get(principal.id) ?? 0n;
     const key = await this.clusterKeys.activeEnvelope(principal.id);
     return {
-      generation: BigInt(rows[0]?.g ?? 0),
+      generation,
       full: true,
       secrets: [],
       removed: [],
@@ -49,12 +45,7 @@ export class AgentStateService {
     if (req.secrets.length > MAX_REPORTED_SECRETS) {
       throw grpcError(status.INVALID_ARGUMENT, 'too_many_statuses', `at most ${MAX_REPORTED_SECRETS} secret statuses per report`);
     }
-    const rows = await this.ds.query<[Array<{ g: string }>, number]>(
-      `UPDATE clusters SET applied_generation = $2, last_seen_at = now() WHERE id = $1 AND desired_generation >= $2
-       RETURNING applied_generation AS g`,
-      [principal.id, req.appliedGeneration.toString()],
-    );
-    if (rows[0].length === 0) {
+    if (!(await this.clusters.reportApplied(principal.id, req.appliedGeneration))) {
       throw grpcError(status.INVALID_ARGUMENT, 'generation_from_the_future', 'applied_generation is beyond the desired generation');
     }
   }

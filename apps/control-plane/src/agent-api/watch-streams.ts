@@ -2,10 +2,10 @@ import { status, type ServerWritableStream } from '@grpc/grpc-js';
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import type { WatchRequest, WatchResponse } from '@sigil/agent-protocol';
 import { PinoLogger } from 'nestjs-pino';
-import { DataSource } from 'typeorm';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { AgentAuthenticator, type ClusterPrincipal } from './agent-authenticator.js';
+import { AgentClusterRepository } from './agent-cluster.repository.js';
 import { grpcError } from './grpc-errors.js';
 
 type WatchCall = ServerWritableStream<WatchRequest, WatchResponse>;
@@ -35,7 +35,7 @@ export class WatchStreams implements OnModuleInit, OnModuleDestroy {
   constructor(
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
     @Inject(AgentAuthenticator) private readonly auth: AgentAuthenticator,
-    @Inject(DataSource) private readonly ds: DataSource,
+    @Inject(AgentClusterRepository) private readonly clusters: AgentClusterRepository,
     @Inject(MetricsService) private readonly metrics: MetricsService,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {
@@ -114,11 +114,7 @@ export class WatchStreams implements OnModuleInit, OnModuleDestroy {
       const streams = [...this.byCluster.values()].flatMap((set) => [...set]);
       const allowed = await this.auth.stillAllowed(streams.map((s) => s.principal));
       for (const s of streams) if (!allowed.has(s.principal)) this.close(s);
-      const rows = await this.ds.query<Array<{ id: string; g: string }>>(
-        'SELECT id, desired_generation AS g FROM clusters WHERE id = ANY($1::uuid[])',
-        [[...this.byCluster.keys()]],
-      );
-      for (const r of rows) this.push(r.id, BigInt(r.g));
+      for (const [id, generation] of await this.clusters.desiredGenerations([...this.byCluster.keys()])) this.push(id, generation);
     } catch (err) {
       this.logger.warn({ err }, 'stream sweep failed; retrying on the next one');
     } finally {

@@ -1,0 +1,64 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { ClusterState } from '../clusters/cluster.entity.js';
+
+/** What authorisation needs to know about a cluster. */
+export interface ClusterAccess {
+  name: string;
+  state: ClusterState;
+  agentKeySha256: Buffer | null;
+}
+
+/**
+ * The agent API's reads and writes of cluster rows, always by the id from the caller's
+ * certificate. Agent-reported fields (version, last seen, applied generation) do not bump the
+ * row's version: that is the operators' ETag.
+ */
+@Injectable()
+export class AgentClusterRepository {
+  constructor(@Inject(DataSource) private readonly ds: DataSource) {}
+
+  async access(id: string): Promise<ClusterAccess | null> {
+    const rows = await this.ds.query<ClusterAccess[]>(
+      `SELECT name, state, agent_key_sha256 AS "agentKeySha256" FROM clusters WHERE id = $1`,
+      [id],
+    );
+    return rows[0] ?? null;
+  }
+
+  async accessOf(ids: string[]): Promise<Map<string, ClusterAccess>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.ds.query<Array<{ id: string } & ClusterAccess>>(
+      `SELECT id, name, state, agent_key_sha256 AS "agentKeySha256" FROM clusters WHERE id = ANY($1::uuid[])`,
+      [ids],
+    );
+    return new Map(rows.map(({ id, ...a }) => [id, a]));
+  }
+
+  async desiredGenerations(ids: string[]): Promise<Map<string, bigint>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.ds.query<Array<{ id: string; g: string }>>(
+      'SELECT id, desired_generation AS g FROM clusters WHERE id = ANY($1::uuid[])',
+      [ids],
+    );
+    return new Map(rows.map((r) => [r.id, BigInt(r.g)]));
+  }
+
+  /** A Watch began: notes the agent's version; returns the desired generation. */
+  async connected(id: string, agentVersion: string): Promise<bigint> {
+    const rows = await this.ds.query<[Array<{ g: string }>, number]>(
+      `UPDATE clusters SET agent_version = $2, last_seen_at = now() WHERE id = $1 RETURNING desired_generation AS g`,
+      [id, agentVersion],
+    );
+    return BigInt(rows[0][0]?.g ?? 0);
+  }
+
+  /** Records what the agent applied; false when that is beyond the desired generation. */
+  async reportApplied(id: string, generation: bigint): Promise<boolean> {
+    const rows = await this.ds.query<[unknown[], number]>(
+      `UPDATE clusters SET applied_generation = $2, last_seen_at = now() WHERE id = $1 AND desired_generation >= $2 RETURNING id`,
+      [id, generation.toString()],
+    );
+    return rows[0].length > 0;
+  }
+}
