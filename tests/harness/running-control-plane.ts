@@ -27,6 +27,7 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
     DATABASE_URL: db.url,
     REDIS_URL: testEnv().redis.url,
     SIGIL_HSM_KEY_LABEL_PREFIX: prefix,
+    SIGIL_REDIS_PREFIX: prefix,
     SIGIL_BOOTSTRAP_ADMIN_TOKEN: ADMIN_TOKEN,
     SIGIL_HSM_POOL_SIZE: '2',
     ...hsmEnv(),

@@ -12,6 +12,7 @@ import { DtoValidationPipe } from './common/validation.pipe.js';
 import { EnrollmentModule } from './enrollment/enrollment.module.js';
 import { EventsModule } from './events/cluster-events.js';
 import { AgentApiModule } from './agent-api/agent-api.module.js';
+import { DeliveryModule } from './delivery/delivery.module.js';
 import { HsmModule } from './hsm/hsm.module.js';
 import { ProjectsModule } from './projects/projects.module.js';
 import { SecretsModule } from './secrets/secrets.module.js';
@@ -33,6 +34,7 @@ export class AppModule {
         DatabaseModule,
         RedisModule,
         EventsModule,
+        DeliveryModule.register(config),
         HsmModule,
         HealthModule,
         KeysModule,

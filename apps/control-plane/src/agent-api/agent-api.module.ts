@@ -11,7 +11,7 @@ import { WatchStreams } from './watch-streams.js';
 
 /** The gRPC API agents call: mTLS server, per-cluster authorisation, Watch streams, state. */
 @Module({
-  imports: [EnrollmentModule, KeysModule],
+  imports: [EnrollmentModule, KeysModule], // DeliveryModule is global
   controllers: [AgentCaController],
   providers: [AgentClusterRepository, AgentAuthenticator, WatchStreams, AgentStateService, AgentService, AgentGrpcServer],
   exports: [AgentGrpcServer, WatchStreams],

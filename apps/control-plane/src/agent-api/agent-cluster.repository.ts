@@ -35,28 +35,29 @@ export class AgentClusterRepository {
     return new Map(rows.map(({ id, ...a }) => [id, a]));
   }
 
-  async desiredGenerations(ids: string[]): Promise<Map<string, bigint>> {
+  /** The generation of each cluster's built snapshot: what agents are told to fetch. */
+  async builtGenerations(ids: string[]): Promise<Map<string, bigint>> {
     if (ids.length === 0) return new Map();
     const rows = await this.ds.query<Array<{ id: string; g: string }>>(
-      'SELECT id, desired_generation AS g FROM clusters WHERE id = ANY($1::uuid[])',
+      'SELECT id, built_generation AS g FROM clusters WHERE id = ANY($1::uuid[])',
       [ids],
     );
     return new Map(rows.map((r) => [r.id, BigInt(r.g)]));
   }
 
-  /** A Watch began: notes the agent's version; returns the desired generation. */
+  /** A Watch began: notes the agent's version; returns the built generation. */
   async connected(id: string, agentVersion: string): Promise<bigint> {
     const rows = await this.ds.query<[Array<{ g: string }>, number]>(
-      `UPDATE clusters SET agent_version = $2, last_seen_at = now() WHERE id = $1 RETURNING desired_generation AS g`,
+      `UPDATE clusters SET agent_version = $2, last_seen_at = now() WHERE id = $1 RETURNING built_generation AS g`,
       [id, agentVersion],
     );
     return BigInt(rows[0][0]?.g ?? 0);
   }
 
-  /** Records what the agent applied; false when that is beyond the desired generation. */
+  /** Records what the agent applied; false when that is beyond any generation it was given. */
   async reportApplied(id: string, generation: bigint): Promise<boolean> {
     const rows = await this.ds.query<[unknown[], number]>(
-      `UPDATE clusters SET applied_generation = $2, last_seen_at = now() WHERE id = $1 AND desired_generation >= $2 RETURNING id`,
+      `UPDATE clusters SET applied_generation = $2, last_seen_at = now() WHERE id = $1 AND built_generation >= $2 RETURNING id`,
       [id, generation.toString()],
     );
     return rows[0].length > 0;

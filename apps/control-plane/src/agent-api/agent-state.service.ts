@@ -1,12 +1,21 @@
 import { status } from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
-import type { GetDesiredStateResponse, ReportStatusRequest } from '@sigil/agent-protocol';
-import { ClusterKeyService } from '../keys/cluster-keys.service.js';
+import { DeliveryMode, SecretState, type GetDesiredStateResponse, type ReportStatusRequest } from '@sigil/agent-protocol';
+import { encodeSecretEnvelope } from '@sigil/envelope';
+import { DeliveryRepository } from '../delivery/delivery.repository.js';
 import type { ClusterPrincipal } from './agent-authenticator.js';
 import { AgentClusterRepository } from './agent-cluster.repository.js';
 import { grpcError } from './grpc-errors.js';
 
 const MAX_REPORTED_SECRETS = 10_000;
+const STATE_NAMES: Partial<Record<SecretState, string>> = {
+  [SecretState.SECRET_STATE_APPLIED]: 'applied',
+  [SecretState.SECRET_STATE_FAILED]: 'failed',
+  [SecretState.SECRET_STATE_CONFLICT]: 'conflict',
+  [SecretState.SECRET_STATE_DELETED]: 'deleted',
+};
+const REASON = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * What an authenticated agent reads and reports about its own cluster. Every query is keyed by
@@ -16,7 +25,7 @@ const MAX_REPORTED_SECRETS = 10_000;
 export class AgentStateService {
   constructor(
     @Inject(AgentClusterRepository) private readonly clusters: AgentClusterRepository,
-    @Inject(ClusterKeyService) private readonly clusterKeys: ClusterKeyService,
+    @Inject(DeliveryRepository) private readonly delivery: DeliveryRepository,
   ) {}
 
   /** A Watch began: note the agent's version and return the generation to push first. */
@@ -25,19 +34,34 @@ export class AgentStateService {
   }
 
   /**
-   * The cluster's desired state. Publications (what fills `secrets`) arrive with the delivery
-   * pipeline; until an app is published to the cluster its desired state is empty, and that is
-   * what this returns, with the delivery key envelope the agent needs for later envelopes.
+   * The cluster's built snapshot, always complete (`full`): the agent deletes any managed Secret
+   * not in it. Envelopes are assembled from the shared ciphertext and the data key already
+   * wrapped for this cluster — no HSM work here.
    */
   async desiredState(principal: ClusterPrincipal, _sinceGeneration: bigint): Promise<GetDesiredStateResponse> {
-    const generation = (await this.clusters.desiredGenerations([principal.id])).get(principal.id) ?? 0n;
-    const key = await this.clusterKeys.activeEnvelope(principal.id);
+    const snap = await this.delivery.snapshot(principal.id);
     return {
-      generation,
+      generation: snap.generation,
       full: true,
-      secrets: [],
+      secrets: snap.rows.map((r) => ({
+        projectId: r.projectId,
+        app: r.app,
+        secret: r.secret,
+        secretId: r.secretId,
+        version: r.version,
+        target: { namespace: r.namespace, name: r.secret },
+        type: r.type,
+        deliveryMode: r.deliveryMode === 'env' ? DeliveryMode.DELIVERY_MODE_ENV : DeliveryMode.DELIVERY_MODE_VOLUME,
+        envelope: encodeSecretEnvelope({
+          clusterKeyVersion: r.clusterKeyVersion,
+          wrappedDek: r.wrappedDek,
+          iv: r.iv,
+          ciphertext: r.ciphertext,
+        }),
+        generation: BigInt(r.generation),
+      })),
       removed: [],
-      clusterKeyEnvelopes: key ? [key.envelope] : [],
+      clusterKeyEnvelopes: snap.keyEnvelopes,
     };
   }
 
@@ -45,8 +69,31 @@ export class AgentStateService {
     if (req.secrets.length > MAX_REPORTED_SECRETS) {
       throw grpcError(status.INVALID_ARGUMENT, 'too_many_statuses', `at most ${MAX_REPORTED_SECRETS} secret statuses per report`);
     }
+    const statuses = req.secrets.map((s, i) => {
+      const state = STATE_NAMES[s.state];
+      if (!state || !s.target?.namespace || !s.target.name || s.target.namespace.length > 63 || s.target.name.length > 253) {
+        throw grpcError(status.INVALID_ARGUMENT, 'invalid_status', `secrets[${i}] needs a target and a state`);
+      }
+      if (s.reason && !REASON.test(s.reason))
+        throw grpcError(status.INVALID_ARGUMENT, 'invalid_status', `secrets[${i}].reason must be a CamelCase word`);
+      return {
+        namespace: s.target.namespace,
+        name: s.target.name,
+        secretId: UUID.test(s.secretId) ? s.secretId : null,
+        version: s.version,
+        generation: s.generation.toString(),
+        state,
+        reason: s.reason,
+        message: s.message.slice(0, 500),
+      };
+    });
     if (!(await this.clusters.reportApplied(principal.id, req.appliedGeneration))) {
-      throw grpcError(status.INVALID_ARGUMENT, 'generation_from_the_future', 'applied_generation is beyond the desired generation');
+      throw grpcError(
+        status.INVALID_ARGUMENT,
+        'generation_from_the_future',
+        'applied_generation is beyond any generation given to this cluster',
+      );
     }
+    await this.delivery.saveStatuses(principal.id, statuses);
   }
 }

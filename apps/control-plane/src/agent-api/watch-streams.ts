@@ -114,7 +114,7 @@ export class WatchStreams implements OnModuleInit, OnModuleDestroy {
       const streams = [...this.byCluster.values()].flatMap((set) => [...set]);
       const allowed = await this.auth.stillAllowed(streams.map((s) => s.principal));
       for (const s of streams) if (!allowed.has(s.principal)) this.close(s);
-      for (const [id, generation] of await this.clusters.desiredGenerations([...this.byCluster.keys()])) this.push(id, generation);
+      for (const [id, generation] of await this.clusters.builtGenerations([...this.byCluster.keys()])) this.push(id, generation);
     } catch (err) {
       this.logger.warn({ err }, 'stream sweep failed; retrying on the next one');
     } finally {

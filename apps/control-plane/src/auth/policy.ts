@@ -9,6 +9,7 @@ export type Permission =
   | 'secrets:write'
   | 'clusters:read'
   | 'clusters:write'
+  | 'publications:write'
   | 'tokens:manage'
   | 'audit:read'
   | 'audit:verify'
@@ -27,13 +28,14 @@ export const ROLE_PERMISSIONS: Record<ApiTokenRole, ReadonlySet<Permission>> = {
     'apps:write',
     'secrets:write',
     'clusters:write',
+    'publications:write',
     'tokens:manage',
     'audit:read',
     'audit:verify',
     'root-keys:manage',
   ]),
-  operator: new Set<Permission>([...READ, 'apps:write', 'secrets:write', 'audit:read']),
-  pipeline: new Set<Permission>([...READ]),
+  operator: new Set<Permission>([...READ, 'apps:write', 'secrets:write', 'publications:write', 'audit:read']),
+  pipeline: new Set<Permission>([...READ, 'publications:write']),
   viewer: new Set<Permission>([...READ, 'audit:read']),
 };
 

@@ -6,6 +6,7 @@ import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { conflict, notFound } from '../common/sigil-error.js';
 import { isUniqueViolation } from '../projects/projects.service.js';
+import { MembershipService } from '../delivery/membership.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
 import type { ClusterEntity } from './cluster.entity.js';
 import type { KubernetesIdentity } from './kubernetes-identity.js';
@@ -18,6 +19,7 @@ export class ClustersService {
   constructor(
     @Inject(ClustersRepository) private readonly repo: ClustersRepository,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
+    @Inject(MembershipService) private readonly membership: MembershipService,
   ) {}
 
   async get(name: string): Promise<ClusterEntity> {
@@ -31,16 +33,23 @@ export class ClustersService {
   }
 
   async register(name: string, labels: Record<string, string>, kubernetesIdentity?: KubernetesIdentity): Promise<ClusterEntity> {
+    let cluster: ClusterEntity;
     try {
-      return await this.repo.insert({ name, labels, kubernetesIdentity: kubernetesIdentity ?? null });
+      cluster = await this.repo.insert({ name, labels, kubernetesIdentity: kubernetesIdentity ?? null });
     } catch (err) {
       if (isUniqueViolation(err)) throw conflict('cluster_exists', `cluster ${JSON.stringify(name)} already exists`);
       throw err;
     }
+    // It joins the placements whose selectors match (if it died right here, the periodic membership pass would).
+    await this.membership.clusterChanged(cluster.id);
+    return cluster;
   }
 
+  /** New labels move the cluster into or out of selector-based publications. */
   async relabel(name: string, labels: Record<string, string>, expectedVersion: number | undefined): Promise<ClusterEntity> {
-    return this.update(name, expectedVersion, (c) => (c.labels = labels));
+    const c = await this.update(name, expectedVersion, (c) => (c.labels = labels));
+    await this.membership.clusterChanged(c.id);
+    return c;
   }
 
   /** Disabling cuts the agent off at once: every replica closes its streams and refuses its certificate; enabling lets it back. */

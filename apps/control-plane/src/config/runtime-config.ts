@@ -30,7 +30,7 @@ export class RuntimeConfig {
     this.bootstrapAdminToken = config.bootstrapAdminToken;
     this.rateLimit = config.rateLimit;
     this.db = { url: services.databaseUrl };
-    this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? 'sigil' };
+    this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? config.redisPrefix };
     this.hsm = { token: services.hsmToken, poolSize: config.hsm.poolSize, keyLabelPrefix: config.hsm.keyLabelPrefix };
   }
 }

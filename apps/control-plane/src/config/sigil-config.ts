@@ -85,6 +85,12 @@ const envSchema = z
     SIGIL_SHUTDOWN_TIMEOUT_MS: positiveInt(10_000),
     DATABASE_URL: optionalUrl(['postgres:', 'postgresql:']),
     REDIS_URL: optionalUrl(['redis:', 'rediss:']),
+    // Every key and channel Sigil uses in Redis starts with this, so installations can share one.
+    SIGIL_REDIS_PREFIX: z
+      .string()
+      .trim()
+      .default('sigil')
+      .refine((v) => /^[a-z0-9][a-z0-9-]{0,30}$/.test(v), 'must be 1-31 lowercase letters, digits or dashes'),
     SIGIL_PKCS11_MODULE: z.string().trim().min(1).optional(),
     SIGIL_PKCS11_TOKEN_LABEL: z.string().trim().min(1).max(32).optional(),
     SIGIL_PKCS11_PIN: z.string().min(1).optional(),
@@ -141,6 +147,7 @@ export interface SigilConfig {
   /** `undefined` means "run the embedded default" (see embedded/). */
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
+  redisPrefix: string;
   /** `token` undefined means "use the development SoftHSM token under the data dir". */
   hsm: { poolSize: number; keyLabelPrefix: string; token: HsmToken | undefined };
   bootstrapAdminToken: string | undefined;
@@ -192,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
     shutdownTimeoutMs: e.SIGIL_SHUTDOWN_TIMEOUT_MS,
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
+    redisPrefix: e.SIGIL_REDIS_PREFIX,
     hsm: { poolSize: e.SIGIL_HSM_POOL_SIZE, keyLabelPrefix: e.SIGIL_HSM_KEY_LABEL_PREFIX, token },
     bootstrapAdminToken: e.SIGIL_BOOTSTRAP_ADMIN_TOKEN,
     rateLimit: { perSecond: e.SIGIL_RATE_LIMIT_RPS, burst: e.SIGIL_RATE_LIMIT_BURST },

@@ -6,6 +6,7 @@ import { hashToken } from '../auth/bootstrap-admin-token.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { SigilError, invalid } from '../common/sigil-error.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
+import { MembershipService } from '../delivery/membership.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { ClusterKeyRepository } from '../keys/cluster-key.repository.js';
 import { ClusterKeyService } from '../keys/cluster-keys.service.js';
@@ -55,6 +56,7 @@ export class EnrollmentService {
     @Inject(ServiceAccountTokenVerifier) private readonly saTokens: ServiceAccountTokenVerifier,
     @Inject(AuditService) private readonly audit: AuditService,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
+    @Inject(MembershipService) private readonly membership: MembershipService,
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {
@@ -91,6 +93,8 @@ export class EnrollmentService {
       });
       // Certificates of a previous enrollment stop working now, on every replica.
       await this.events.publish({ type: 'access-changed', clusterId: result.cluster.id });
+      // Its snapshot is rebuilt for the (possibly new) delivery key before the agent is told to fetch it.
+      await this.membership.rebuild(result.cluster.id);
       await this.record(req, method, 'success', 200, result.cluster.name);
       this.logger.info({ cluster: result.cluster.name, method, agentVersion: req.agentVersion }, 'cluster enrolled');
       return {

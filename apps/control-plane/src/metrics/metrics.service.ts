@@ -48,6 +48,24 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly deliveriesBuilt = new Counter({
+    name: 'sigil_delivery_snapshots_built_total',
+    help: 'Cluster snapshots built by delivery jobs',
+    registers: [this.registry],
+  });
+
+  readonly hsmWraps = new Counter({
+    name: 'sigil_delivery_hsm_wraps_total',
+    help: 'Data keys wrapped for a cluster by the HSM (cache misses)',
+    registers: [this.registry],
+  });
+
+  readonly deliveryFailures = new Counter({
+    name: 'sigil_delivery_job_failures_total',
+    help: 'Delivery job attempts that failed (retried with backoff)',
+    registers: [this.registry],
+  });
+
   constructor() {
     this.registry.setDefaultLabels({ app: 'sigil-control-plane' });
     collectDefaultMetrics({ register: this.registry });

@@ -14,6 +14,20 @@ export function redisOptions(url: string) {
   };
 }
 
+/** ioredis connection options from a redis:// or rediss:// URL (for BullMQ, which opens its own connections). */
+export function redisConnectionOptions(url: string) {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 6379),
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    db: Number(u.pathname.slice(1) || 0),
+    ...redisOptions(url),
+    maxRetriesPerRequest: null,
+  };
+}
+
 /** The shared command connection (queues open their own, as BullMQ requires). */
 @Injectable()
 export class RedisConnection implements OnApplicationShutdown {

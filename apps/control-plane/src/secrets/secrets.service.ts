@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { encodeSecretPayload } from '@sigil/envelope';
 import type { AppEntity } from '../apps/app.entity.js';
+import { MembershipService } from '../delivery/membership.service.js';
 import { AppsService } from '../apps/apps.service.js';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
@@ -37,6 +38,7 @@ export class SecretsService {
     @Inject(SecretsRepository) private readonly repo: SecretsRepository,
     @Inject(SealedValueService) private readonly sealer: SealedValueService,
     @Inject(HsmService) private readonly hsm: HsmService,
+    @Inject(MembershipService) private readonly membership: MembershipService,
   ) {}
 
   async get(actor: Actor, project: string, app: string, name: string): Promise<SecretWithVersion> {
@@ -68,7 +70,7 @@ export class SecretsService {
     const type = dto.type ?? r.app.secretType;
     const values = parseValues(dto, type);
     try {
-      return await this.repo.transaction(async (em) => {
+      return await this.membership.appContentChange(r.app.id, async (em) => {
         const secret = await this.repo.saveSecret(em, {
           projectId: r.project.id,
           appId: r.app.id,
@@ -103,7 +105,7 @@ export class SecretsService {
     if (!existing) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
     const values = parseValues(dto, existing.type);
     try {
-      return await this.repo.transaction(async (em) => {
+      return await this.membership.appContentChange(r.app.id, async (em) => {
         const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
         if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
         checkVersion(expectedVersion, secret.version);
@@ -128,7 +130,7 @@ export class SecretsService {
     expectedVersion: number | undefined,
   ): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
-    return this.repo.transaction(async (em) => {
+    return this.membership.appContentChange(r.app.id, async (em) => {
       const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
       if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
       checkVersion(expectedVersion, secret.version);
@@ -141,7 +143,7 @@ export class SecretsService {
 
   async delete(actor: Actor, project: string, app: string, name: string, expectedVersion: number | undefined): Promise<void> {
     const r = await this.apps.resolve(actor, project, app);
-    await this.repo.transaction(async (em) => {
+    await this.membership.appContentChange(r.app.id, async (em) => {
       const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
       if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
       checkVersion(expectedVersion, secret.version);

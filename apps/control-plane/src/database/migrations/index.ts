@@ -3,6 +3,7 @@ import { KeyCustody1763800000001 } from './1763800000001-key-custody.js';
 import { OperatorApi1763800000002 } from './1763800000002-operator-api.js';
 import { ClusterCa1763800000003 } from './1763800000003-cluster-ca.js';
 import { AgentEnrollment1763800000004 } from './1763800000004-agent-enrollment.js';
+import { Delivery1763800000005 } from './1763800000005-delivery.js';
 
 /** Applied in order at start-up; never edit one that has shipped, add a new one. */
 export const migrations = [
@@ -11,4 +12,5 @@ export const migrations = [
   OperatorApi1763800000002,
   ClusterCa1763800000003,
   AgentEnrollment1763800000004,
+  Delivery1763800000005,
 ];

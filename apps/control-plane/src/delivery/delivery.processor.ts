@@ -1,0 +1,34 @@
+import { Processor, WorkerHost } from '@nestjs/bullmq';
+import { Inject } from '@nestjs/common';
+import type { Job } from 'bullmq';
+import { PinoLogger } from 'nestjs-pino';
+import { MetricsService } from '../metrics/metrics.service.js';
+import { DeliveryBuilder } from './delivery-builder.js';
+import { DeliveryRepository } from './delivery.repository.js';
+import { DELIVERY_QUEUE, type DeliveryJob } from './delivery-queue.js';
+
+/** Runs delivery jobs (role `worker`). A failure is retried with backoff and recorded on the cluster. */
+@Processor(DELIVERY_QUEUE, { concurrency: 16 })
+export class DeliveryProcessor extends WorkerHost {
+  constructor(
+    @Inject(DeliveryBuilder) private readonly builder: DeliveryBuilder,
+    @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
+    @Inject(MetricsService) private readonly metrics: MetricsService,
+    @Inject(PinoLogger) private readonly logger: PinoLogger,
+  ) {
+    super();
+    logger.setContext('delivery');
+  }
+
+  async process(job: Job<DeliveryJob>): Promise<void> {
+    try {
+      await this.builder.build(job.data.clusterId);
+    } catch (err) {
+      this.metrics.deliveryFailures.inc();
+      const message = err instanceof Error ? err.message : String(err);
+      this.logger.warn({ err, clusterId: job.data.clusterId, attempt: job.attemptsMade + 1 }, 'delivery job failed');
+      await this.repo.setDeliveryError(job.data.clusterId, message).catch(() => undefined);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,152 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { PinoLogger } from 'nestjs-pino';
+import { RuntimeConfig } from '../config/runtime-config.js';
+import type { EntityManager } from 'typeorm';
+import { DeliveryQueue } from './delivery-queue.js';
+import { DeliveryRepository, type ClusterLabels, type Placement } from './delivery.repository.js';
+import { matches, type LabelSelector } from './label-selector.js';
+
+/** How often every placement is re-applied from scratch, whatever events were missed. */
+const MEMBERSHIP_PASS_MS = 60_000;
+
+/** The clusters a placement reaches: named or selected, not excluded, and allowed for the project. */
+export function placementTargets(
+  placement: Pick<Placement, 'clusters' | 'selectors' | 'excluded'>,
+  projectSelector: LabelSelector | null,
+  clusters: ClusterLabels[],
+): Set<string> {
+  if (projectSelector === null) return new Set();
+  const named = new Set(placement.clusters);
+  const excluded = new Set(placement.excluded);
+  return new Set(
+    clusters
+      .filter(
+        (c) =>
+          !excluded.has(c.name) &&
+          matches(projectSelector, c.labels) &&
+          (named.has(c.name) || placement.selectors.some((s) => matches(s, c.labels))),
+      )
+      .map((c) => c.id),
+  );
+}
+
+/**
+ * Who gets what. Membership (cluster_apps) is recomputed whenever its inputs change — a
+ * placement, a cluster's labels, a project's allowed clusters — under one lock, in the same
+ * transaction as the change; every cluster whose set changed moves to a new generation and gets
+ * a delivery job once the transaction has committed.
+ */
+@Injectable()
+export class MembershipService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
+    @Inject(DeliveryQueue) private readonly queue: DeliveryQueue,
+    @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
+    @Inject(PinoLogger) private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('membership');
+  }
+
+  onApplicationBootstrap(): void {
+    if (!this.config.roles.includes('worker')) return;
+    const pass = () => {
+      this.reconcileAll().catch((err: unknown) => this.logger.warn({ err }, 'membership pass failed; trying again later'));
+    };
+    this.timer = setInterval(pass, MEMBERSHIP_PASS_MS).unref();
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Applies `placement` to app `appId` of `projectId`; returns the clusters that moved. */
+  async applyPlacement(
+    em: EntityManager,
+    appId: string,
+    projectId: string,
+    placement: Omit<Placement, 'updatedAt'>,
+  ): Promise<Map<string, string>> {
+    await this.repo.savePlacement(em, placement);
+    const selector = (await this.repo.projectSelectors(em)).get(projectId) ?? null;
+    return this.reapply(em, appId, placementTargets(placement, selector, await this.repo.clusters(em)));
+  }
+
+  /** Makes the app's membership exactly `targets`; returns the clusters that moved, with their generation. */
+  private async reapply(em: EntityManager, appId: string, targets: Set<string>): Promise<Map<string, string>> {
+    const current = await this.repo.publishedClusters(em, appId);
+    const add = [...targets].filter((id) => !current.has(id));
+    const remove = [...current].filter((id) => !targets.has(id));
+    const moved = await this.repo.setPublished(em, appId, add, true);
+    for (const [id, g] of await this.repo.setPublished(em, appId, remove, false)) moved.set(id, g);
+    return moved;
+  }
+
+  /** A cluster was registered or relabelled: it joins or leaves placements accordingly. */
+  async clusterChanged(clusterId: string): Promise<void> {
+    const moved = await this.repo.membershipTransaction(async (em) => {
+      const [cluster] = await this.repo.clusters(em, [clusterId]);
+      if (!cluster) return new Map<string, string>();
+      const selectors = await this.repo.projectSelectors(em);
+      const current = await this.repo.publishedApps(em, clusterId);
+      const moved = new Map<string, string>();
+      for (const p of await this.repo.placementsOfProject(em, undefined)) {
+        const wanted = placementTargets(p, selectors.get(p.projectId) ?? null, [cluster]).has(clusterId);
+        if (wanted !== current.has(p.appId)) {
+          for (const [id, g] of await this.repo.setPublished(em, p.appId, [clusterId], wanted)) moved.set(id, g);
+        }
+      }
+      return moved;
+    });
+    await this.queue.enqueue(moved);
+  }
+
+  /** Re-applies every placement (a safety net run periodically: membership then matches labels, whatever happened). */
+  async reconcileAll(): Promise<number> {
+    const moved = await this.repo.membershipTransaction(async (em) => {
+      const selectors = await this.repo.projectSelectors(em);
+      const clusters = await this.repo.clusters(em);
+      const moved = new Map<string, string>();
+      for (const p of await this.repo.placementsOfProject(em, undefined)) {
+        for (const [id, g] of await this.reapply(em, p.appId, placementTargets(p, selectors.get(p.projectId) ?? null, clusters)))
+          moved.set(id, g);
+      }
+      return moved;
+    });
+    await this.queue.enqueue(moved);
+    return moved.size;
+  }
+
+  /** An admin changed which clusters a project may target: every placement of it is re-applied. */
+  async projectSelectorChanged(em: EntityManager, projectId: string): Promise<Map<string, string>> {
+    const moved = new Map<string, string>();
+    for (const p of await this.repo.placementsOfProject(em, projectId)) {
+      for (const [id, g] of await this.applyPlacement(em, p.appId, projectId, p)) moved.set(id, g);
+    }
+    return moved;
+  }
+
+  /**
+   * Runs `work` (which changes the values of app `appId`) in a transaction that also moves every
+   * cluster holding the app to a new generation; enqueues their builds after it commits.
+   */
+  async appContentChange<T>(appId: string, work: (em: EntityManager) => Promise<T>): Promise<T> {
+    const { result, moved } = await this.repo.transaction(async (em) => {
+      const result = await work(em);
+      await this.repo.lockMembership(em);
+      return { result, moved: await this.repo.appContentChanged(em, appId) };
+    });
+    await this.queue.enqueue(moved);
+    return result;
+  }
+
+  /** The cluster must be rebuilt (a new delivery key after enrollment). */
+  async rebuild(clusterId: string): Promise<void> {
+    await this.queue.enqueue(await this.repo.bump(this.repo.manager, [clusterId]));
+  }
+
+  enqueue(moved: Map<string, string>): Promise<void> {
+    return this.queue.enqueue(moved);
+  }
+}

@@ -1,0 +1,153 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Actor } from '../auth/policy.js';
+import { AppsService } from '../apps/apps.service.js';
+import { SigilError, invalid } from '../common/sigil-error.js';
+import { ProjectsService } from '../projects/projects.service.js';
+import { DeliveryRepository, type AppClusterStatusRow, type Placement } from './delivery.repository.js';
+import { matches, type LabelSelector } from './label-selector.js';
+import { MembershipService } from './membership.service.js';
+import type { ClusterDeliveryView, DeliveryState, PublicationSummary, PublicationView } from './publications.dto.js';
+
+const MAX_WAIT_S = 300;
+const POLL_MS = 200;
+
+const selectorKey = (s: LabelSelector) => JSON.stringify(s, Object.keys(s).sort());
+
+/** Publish / unpublish an app, and where its delivery stands on each cluster. */
+@Injectable()
+export class PublicationsService {
+  constructor(
+    @Inject(AppsService) private readonly apps: AppsService,
+    @Inject(ProjectsService) private readonly projects: ProjectsService,
+    @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
+    @Inject(MembershipService) private readonly membership: MembershipService,
+  ) {}
+
+  /** Adds clusters (by name) and/or a selector to where the app is published. */
+  async publish(
+    actor: Actor,
+    project: string,
+    app: string,
+    req: { clusters?: string[]; selector?: LabelSelector },
+  ): Promise<PublicationView> {
+    if (!req.clusters?.length && !req.selector) throw invalid('target_required', 'give clusters, a selector, or both');
+    const r = await this.apps.resolve(actor, project, app);
+    const moved = await this.repo.membershipTransaction(async (em) => {
+      const known = new Map((await this.repo.clusters(em)).map((c) => [c.name, c]));
+      const unknown = (req.clusters ?? []).filter((n) => !known.has(n));
+      if (unknown.length) throw new SigilError('not_found', 'cluster_not_found', `unknown clusters: ${unknown.slice(0, 20).join(', ')}`);
+      const allowed = (await this.repo.projectSelectors(em)).get(r.project.id) ?? null;
+      if (allowed === null) {
+        throw new SigilError(
+          'forbidden',
+          'no_clusters_allowed',
+          `project ${r.project.name} may not publish to any cluster yet; an admin sets its cluster selector`,
+        );
+      }
+      const current = (await this.repo.placement(em, r.app.id)) ?? { appId: r.app.id, clusters: [], selectors: [], excluded: [] };
+      const names = new Set(req.clusters ?? []);
+      const next: Omit<Placement, 'updatedAt'> = {
+        appId: r.app.id,
+        clusters: [...new Set([...current.clusters, ...names])].sort(),
+        selectors:
+          req.selector && !current.selectors.some((s) => selectorKey(s) === selectorKey(req.selector!))
+            ? [...current.selectors, req.selector]
+            : current.selectors,
+        excluded: current.excluded.filter((n) => !names.has(n)),
+      };
+      const refused = [...names].filter((n) => !matches(allowed, known.get(n)!.labels));
+      if (refused.length) {
+        throw new SigilError(
+          'forbidden',
+          'cluster_not_allowed',
+          `project ${r.project.name} may not publish to: ${refused.slice(0, 20).join(', ')}`,
+        );
+      }
+      return this.membership.applyPlacement(em, r.app.id, r.project.id, next);
+    });
+    await this.membership.enqueue(moved);
+    return this.view(actor, project, app);
+  }
+
+  /** Unpublishes from the named clusters (they stay excluded even if a selector matches), or from all. */
+  async unpublish(actor: Actor, project: string, app: string, req: { clusters?: string[] }): Promise<PublicationView> {
+    const r = await this.apps.resolve(actor, project, app);
+    const moved = await this.repo.membershipTransaction(async (em) => {
+      const current = (await this.repo.placement(em, r.app.id)) ?? { appId: r.app.id, clusters: [], selectors: [], excluded: [] };
+      const names = req.clusters ? new Set(req.clusters) : undefined;
+      const next: Omit<Placement, 'updatedAt'> = names
+        ? {
+            appId: r.app.id,
+            clusters: current.clusters.filter((n) => !names.has(n)),
+            selectors: current.selectors,
+            excluded: current.selectors.length ? [...new Set([...current.excluded, ...names])].sort() : current.excluded,
+          }
+        : { appId: r.app.id, clusters: [], selectors: [], excluded: [] };
+      return this.membership.applyPlacement(em, r.app.id, r.project.id, next);
+    });
+    await this.membership.enqueue(moved);
+    return this.view(actor, project, app);
+  }
+
+  /** The publication and, per cluster, where delivery stands; with `waitSeconds`, once converged or when time is up. */
+  async view(actor: Actor, project: string, app: string, waitSeconds = 0): Promise<PublicationView> {
+    const r = await this.apps.resolve(actor, project, app);
+    const until = Date.now() + Math.min(Math.max(waitSeconds, 0), MAX_WAIT_S) * 1000;
+    for (;;) {
+      const [placement, rows] = await Promise.all([this.repo.placement(this.repo.manager, r.app.id), this.repo.appStatus(r.app.id)]);
+      const deliveries = rows.map(toDelivery);
+      const summary = summarise(deliveries);
+      if (summary.converged || Date.now() >= until) {
+        return {
+          project: r.project.name,
+          app: r.app.name,
+          clusters: placement?.clusters ?? [],
+          selectors: placement?.selectors ?? [],
+          excluded: placement?.excluded ?? [],
+          summary,
+          deliveries,
+        };
+      }
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+  }
+
+  /** Admin: which clusters the project may publish to (null: none). Placements are re-applied at once. */
+  async setProjectSelector(actor: Actor, project: string, selector: LabelSelector | null): Promise<void> {
+    const p = await this.projects.resolve(actor, project);
+    const moved = await this.repo.membershipTransaction(async (em) => {
+      await this.repo.setProjectSelector(em, p.id, selector);
+      return this.membership.projectSelectorChanged(em, p.id);
+    });
+    await this.membership.enqueue(moved);
+  }
+}
+
+function toDelivery(r: AppClusterStatusRow): ClusterDeliveryView {
+  const reached = BigInt(r.appliedGeneration) >= BigInt(r.generation);
+  let state: DeliveryState;
+  let reason: string | null = null;
+  if (!r.published) state = reached ? 'deprovisioned' : 'deprovisioning';
+  else if (reached && r.failedSecrets > 0) {
+    state = 'failed';
+    reason = r.failure;
+  } else if (reached) state = 'provisioned';
+  else if (r.deliveryError) {
+    state = 'failed';
+    reason = `DeliveryFailed: ${r.deliveryError}`;
+  } else state = 'pending';
+  return { cluster: r.cluster, state, desiredGeneration: r.generation, appliedGeneration: r.appliedGeneration, reason, since: r.changedAt };
+}
+
+function summarise(ds: ClusterDeliveryView[]): PublicationSummary {
+  const count = (s: DeliveryState) => ds.filter((d) => d.state === s).length;
+  const s = {
+    clusters: ds.filter((d) => d.state !== 'deprovisioned').length,
+    pending: count('pending'),
+    provisioned: count('provisioned'),
+    failed: count('failed'),
+    deprovisioning: count('deprovisioning'),
+    deprovisioned: count('deprovisioned'),
+  };
+  return { ...s, converged: s.pending === 0 && s.deprovisioning === 0 };
+}
