@@ -9,9 +9,11 @@ import {
   type EnrollResponse,
   type GetDesiredStateResponse,
   type RenewCertificateResponse,
+  type ReportStatusResponse,
+  SecretState,
   type WatchResponse,
 } from '@sigil/agent-protocol';
-import { generateAgentKeyPair } from '@sigil/envelope';
+import { decodeSecretPayload, generateAgentKeyPair, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
 
 export type Credential = { $case: 'bootstrapToken'; value: string } | { $case: 'serviceAccountToken'; value: string };
 
@@ -135,6 +137,49 @@ export class TestAgent {
     const res = await unary<RenewCertificateResponse>((cb) => this.client().renewCertificate({ csrDer }, cb));
     this.useCertificate(res.certificateDer);
     return new X509Certificate(res.certificateDer);
+  }
+
+  /**
+   * What a real agent does on a notification: fetch the desired state, open every envelope with
+   * the cluster keys only this agent can unwrap, and report it applied. Returns the values by
+   * `namespace/name`, and the generation.
+   */
+  async sync(
+    opts: { fail?: (target: string) => string | undefined } = {},
+  ): Promise<{ generation: bigint; secrets: Map<string, Record<string, string>> }> {
+    const state = await this.desiredState();
+    const keys = new Map(
+      state.clusterKeyEnvelopes.map((e) => {
+        const k = openClusterKeyEnvelope(this.delivery.privateKeyPem, e);
+        return [k.version, k.key] as const;
+      }),
+    );
+    const secrets = new Map<string, Record<string, string>>();
+    const statuses = state.secrets.map((s) => {
+      const target = `${s.target!.namespace}/${s.target!.name}`;
+      const failure = opts.fail?.(target);
+      if (!failure) {
+        const payload = openSecretEnvelope(s.envelope, keys, {
+          projectId: s.projectId,
+          app: s.app,
+          secret: s.secret,
+          secretId: s.secretId,
+          version: s.version,
+        });
+        secrets.set(target, Object.fromEntries([...decodeSecretPayload(payload)].map(([k, v]) => [k, v.toString()])));
+      }
+      return {
+        target: s.target,
+        secretId: s.secretId,
+        version: s.version,
+        generation: s.generation,
+        state: failure ? SecretState.SECRET_STATE_FAILED : SecretState.SECRET_STATE_APPLIED,
+        reason: failure ?? '',
+        message: '',
+      };
+    });
+    await unary<ReportStatusResponse>((cb) => this.client().reportStatus({ appliedGeneration: state.generation, secrets: statuses }, cb));
+    return { generation: state.generation, secrets };
   }
 
   close(): void {

@@ -45,7 +45,7 @@ export class DeliveryQueue implements OnApplicationBootstrap, OnApplicationShutd
     void this.reconcile();
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  onApplicationShutdown(): void {
     clearInterval(this.reconciler);
   }
 

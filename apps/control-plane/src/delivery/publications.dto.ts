@@ -9,7 +9,7 @@ const IsClusterNames = () =>
   rule('isClusterNames', (v) => {
     if (!Array.isArray(v)) return 'must be an array of cluster names';
     if (v.length > 10_000) return 'must name at most 10000 clusters';
-    const bad = v.find((n) => typeof n !== 'string' || dns1123LabelProblem(n));
+    const bad: unknown = (v as unknown[]).find((n) => typeof n !== 'string' || dns1123LabelProblem(n));
     return bad === undefined ? undefined : `has an invalid cluster name ${JSON.stringify(String(bad).slice(0, 80))}`;
   });
 
