@@ -27,7 +27,7 @@ export interface TestApp {
  * unless given an existing one (to simulate a restart).
  */
 export async function startTestApp(
-  opts: { roles?: Role[]; reuse?: Pick<TestApp, 'databaseUrl' | 'keyLabelPrefix'>; env?: Record<string, string> } = {},
+  opts: { roles?: Role[]; reuse?: Pick<TestApp, 'databaseUrl' | 'keyLabelPrefix'>; env?: Record<string, string>; redisUrl?: string } = {},
 ): Promise<TestApp> {
   const db = opts.reuse ? undefined : await createTestDatabase();
   const databaseUrl = opts.reuse?.databaseUrl ?? db!.url;
@@ -43,7 +43,7 @@ export async function startTestApp(
   });
   const runtime = new RuntimeConfig(config, {
     databaseUrl,
-    redisUrl: testEnv().redis.url,
+    redisUrl: opts.redisUrl ?? testEnv().redis.url,
     hsmToken: testHsmToken(),
     redisPrefix: keyLabelPrefix,
   });

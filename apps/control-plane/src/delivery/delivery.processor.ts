@@ -1,4 +1,4 @@
-import { Processor, WorkerHost } from '@nestjs/bullmq';
+import { OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
 import { Inject } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import { PinoLogger } from 'nestjs-pino';
@@ -20,13 +20,24 @@ export class DeliveryProcessor extends WorkerHost {
     logger.setContext('delivery');
   }
 
+  /**
+   * Worker-level errors (Redis gone, a job's keys flushed under it) must not crash the process:
+   * the job's effect is in PostgreSQL, and the reconciler re-enqueues what is still behind.
+   */
+  @OnWorkerEvent('error')
+  onError(err: Error): void {
+    this.logger.warn({ err: { message: err.message } }, 'delivery worker error; the reconciler catches up');
+  }
+
   async process(job: Job<DeliveryJob>): Promise<void> {
     try {
       await this.builder.build(job.data.clusterId);
     } catch (err) {
       this.metrics.deliveryFailures.inc();
       const message = err instanceof Error ? err.message : String(err);
-      this.logger.warn({ err, clusterId: job.data.clusterId, attempt: job.attemptsMade + 1 }, 'delivery job failed');
+      // Message and code only: a driver error would carry the query's parameters.
+      const code = (err as { code?: unknown }).code;
+      this.logger.warn({ err: { message, code }, clusterId: job.data.clusterId, attempt: job.attemptsMade + 1 }, 'delivery job failed');
       await this.repo.setDeliveryError(job.data.clusterId, message).catch(() => undefined);
       throw err;
     }

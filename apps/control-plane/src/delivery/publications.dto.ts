@@ -10,7 +10,9 @@ const IsClusterNames = () =>
     if (!Array.isArray(v)) return 'must be an array of cluster names';
     if (v.length > 10_000) return 'must name at most 10000 clusters';
     const bad: unknown = (v as unknown[]).find((n) => typeof n !== 'string' || dns1123LabelProblem(n));
-    return bad === undefined ? undefined : `has an invalid cluster name ${JSON.stringify(String(bad).slice(0, 80))}`;
+    return bad === undefined
+      ? undefined
+      : `has an invalid cluster name ${JSON.stringify(typeof bad === 'string' ? bad.slice(0, 80) : bad)}`;
   });
 
 export const LABEL_SELECTOR_SCHEMA: ApiPropertyOptions = {

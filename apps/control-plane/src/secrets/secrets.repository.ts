@@ -15,8 +15,12 @@ export class SecretsRepository {
   }
 
   /** Locks the secret row for a new version or a rollback. */
+  /**
+   * FOR NO KEY UPDATE: serialises writers of the secret without blocking rows that merely
+   * reference it (a delivery job writing cluster_secrets takes FOR KEY SHARE on it).
+   */
   lockByName(em: EntityManager, appId: string, name: string): Promise<SecretEntity | null> {
-    return em.getRepository(SecretEntity).findOne({ where: { appId, name }, lock: { mode: 'pessimistic_write' } });
+    return em.getRepository(SecretEntity).findOne({ where: { appId, name }, lock: { mode: 'for_no_key_update' } });
   }
 
   list(appId: string, after: string | undefined, limit: number): Promise<SecretEntity[]> {
