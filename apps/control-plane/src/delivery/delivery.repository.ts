@@ -172,10 +172,14 @@ export class DeliveryRepository {
     return new Map(rows[0].map((r) => [r.id, r.g]));
   }
 
-  /** Clusters whose built snapshot is behind what they should hold (the reconciler's work list). */
+  /**
+   * Enrolled clusters whose built snapshot is behind what they should hold (the reconciler's
+   * work list). Clusters not enrolled yet have nothing to build for: enrollment triggers it.
+   */
   behind(limit: number): Promise<Array<{ id: string; g: string }>> {
     return this.ds.query(
-      'SELECT id, desired_generation AS g FROM clusters WHERE built_generation < desired_generation ORDER BY updated_at LIMIT $1',
+      `SELECT id, desired_generation AS g FROM clusters
+        WHERE built_generation < desired_generation AND state = 'enrolled' ORDER BY updated_at LIMIT $1`,
       [limit],
     );
   }
