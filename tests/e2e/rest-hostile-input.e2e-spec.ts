@@ -28,7 +28,9 @@ const counts = () =>
     `SELECT 'projects' t, count(*)::text n FROM projects UNION ALL SELECT 'apps', count(*)::text FROM apps
      UNION ALL SELECT 'secrets', count(*)::text FROM secrets UNION ALL SELECT 'versions', count(*)::text FROM secret_versions
      UNION ALL SELECT 'sealed', count(*)::text FROM sealed_values UNION ALL SELECT 'clusters', count(*)::text FROM clusters
-     UNION ALL SELECT 'tokens', count(*)::text FROM api_tokens`,
+     UNION ALL SELECT 'tokens', count(*)::text FROM api_tokens UNION ALL SELECT 'placements', count(*)::text FROM placements
+     UNION ALL SELECT 'cluster_apps', count(*)::text FROM cluster_apps
+     UNION ALL SELECT 'selectors', count(*)::text FROM projects WHERE cluster_selector IS NOT NULL`,
   );
 
 function selfSignedTls(): { cert: string; key: string; otherKey: string } {
@@ -76,6 +78,7 @@ afterAll(async () => {
 });
 
 const SECRETS = '/projects/shop/apps/web/secrets';
+const PUBLISH = '/projects/shop/apps/web';
 const big = (bytes: number) => 'x'.repeat(bytes);
 
 describe('hostile and malformed input', () => {
@@ -150,6 +153,20 @@ describe('hostile and malformed input', () => {
     ['repeated query parameter', 'GET', '/projects?limit=1&limit=2', undefined],
     ['NUL in a description', 'POST', '/projects', { name: 'nul-description', description: 'a\u0000b' }],
     ['NUL in a token name', 'POST', '/tokens', { name: 'a\u0000b', role: 'viewer' }],
+    ['publish without a target', 'POST', `${PUBLISH}/publish`, {}],
+    ['publish clusters not a list', 'POST', `${PUBLISH}/publish`, { clusters: 'eu-1' }],
+    ['publish to an invalid cluster name', 'POST', `${PUBLISH}/publish`, { clusters: ['EU_1'] }],
+    ['publish to an unknown cluster', 'POST', `${PUBLISH}/publish`, { clusters: ['no-such-cluster'] }],
+    ['selector with a bad operator', 'POST', `${PUBLISH}/publish`, { selector: { matchExpressions: [{ key: 'a', operator: 'Like' }] } }],
+    ['selector In without values', 'POST', `${PUBLISH}/publish`, { selector: { matchExpressions: [{ key: 'a', operator: 'In' }] } }],
+    ['selector with an unknown field', 'POST', `${PUBLISH}/publish`, { selector: { matchLabel: { a: 'b' } } }],
+    ['selector label value too long', 'POST', `${PUBLISH}/publish`, { selector: { matchLabels: { a: 'x'.repeat(64) } } }],
+    ['Idempotency-Key too long', 'POST', `${PUBLISH}/publish`, { selector: {} }, { 'Idempotency-Key': 'k'.repeat(200) }],
+    ['unpublish clusters not a list', 'POST', `${PUBLISH}/unpublish`, { clusters: { a: 1 } }],
+    ['wait too long', 'GET', `${PUBLISH}/publication?wait=9999`, undefined],
+    ['wait not a number', 'GET', `${PUBLISH}/publication?wait=soon`, undefined],
+    ['project selector not an object', 'PUT', '/projects/shop/cluster-selector', { selector: 'all' }],
+    ['project selector bad key', 'PUT', '/projects/shop/cluster-selector', { selector: { matchLabels: { 'bad key': 'x' } } }],
   ];
 
   let before: Awaited<ReturnType<typeof counts>>;
