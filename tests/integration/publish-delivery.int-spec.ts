@@ -92,6 +92,8 @@ describe('publish and unpublish', () => {
 
     const done = await status();
     expect(done.summary).toMatchObject({ clusters: 3, provisioned: 3, pending: 0, converged: true });
+    // A published app cannot be deleted: its Secrets would be left behind in the clusters.
+    await expect(t.app.get(AppsService).delete(admin, project, 'checkout', undefined)).rejects.toMatchObject({ code: 'app_published' });
   });
 
   it('re-delivers a rotated value everywhere, and a rollback brings the old one back', async () => {

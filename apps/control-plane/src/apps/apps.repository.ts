@@ -30,6 +30,12 @@ export class AppsRepository {
     return updateLocked(this.repo.manager, AppEntity, { id }, mutate);
   }
 
+  /** Whether any cluster should hold the app (its Secrets would be orphaned by deleting it). */
+  async isPublished(id: string): Promise<boolean> {
+    const rows = await this.repo.manager.query<unknown[]>('SELECT 1 FROM cluster_apps WHERE app_id = $1 AND published LIMIT 1', [id]);
+    return rows.length > 0;
+  }
+
   async delete(projectId: string, id: string): Promise<void> {
     await this.repo.delete({ projectId, id });
   }

@@ -68,6 +68,9 @@ export class AppsService {
   async delete(actor: Actor, project: string, name: string, expectedVersion: number | undefined): Promise<void> {
     const { project: p, app } = await this.resolve(actor, project, name);
     checkVersion(expectedVersion, app.version);
+    if (await this.repo.isPublished(app.id)) {
+      throw conflict('app_published', `app ${JSON.stringify(name)} is published; unpublish it first so clusters delete its Secrets`);
+    }
     await this.repo.delete(p.id, app.id); // its secrets and versions go with it (ON DELETE CASCADE)
   }
 }
