@@ -1,27 +1,34 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from '@jest/globals';
-import { freeLoopbackPort, waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
 import { REPO_ROOT } from '../harness/control-plane-process.js';
 
 const node = process.execPath;
 
 describe('apps/agent', () => {
-  it('starts, serves /healthz and /metrics, and stops cleanly on SIGTERM', async () => {
-    const port = await freeLoopbackPort();
-    const agent = spawn(node, ['dist/apps/agent/src/main.js', '--metrics-host', '127.0.0.1', '--state-dir', '/tmp'], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH, SIGIL_AGENT_METRICS_PORT: String(port) },
-      stdio: 'ignore',
-    });
-    try {
-      await waitFor('agent', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, { timeoutMs: 15_000, child: agent });
-      expect(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).toContain('process_cpu_seconds_total');
-    } finally {
-      agent.kill('SIGTERM');
-      const [code] = (await once(agent, 'exit')) as [number | null];
-      expect(code).toBe(0);
-    }
+  it('refuses to start without its mandatory settings, naming them', () => {
+    const r = spawnSync(node, ['dist/apps/agent/src/main.js'], { cwd: REPO_ROOT, encoding: 'utf8', env: { PATH: process.env.PATH } });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("required option '--control-plane <host:port>' not specified");
+  });
+
+  it('refuses two enrollment credentials at once', () => {
+    const r = spawnSync(
+      node,
+      [
+        'dist/apps/agent/src/main.js',
+        '--control-plane',
+        'x:1',
+        '--ca-file',
+        '/dev/null',
+        '--cluster',
+        'c1',
+        '--enrollment-token-file',
+        'a',
+      ].concat(['--service-account-token-file', 'b', '--state-dir', '/tmp/x']),
+      { cwd: REPO_ROOT, encoding: 'utf8', env: { PATH: process.env.PATH } },
+    );
+    expect(r.status).toBe(78);
+    expect(r.stderr).toContain('not both');
   });
 
   it('rejects a bad flag with a message and a non-zero exit', () => {

@@ -1,12 +1,19 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { dns1123LabelProblem } from './names.js';
 
 /** The agent's settings; every flag can also come from an environment variable (12-factor, Helm-friendly). */
 export interface AgentConfig {
-  controlPlane: string | undefined;
-  caFile: string | undefined;
+  controlPlane: string;
+  caFile: string;
+  cluster: string;
   enrollmentTokenFile: string | undefined;
+  serviceAccountTokenFile: string | undefined;
   kubeconfig: string | undefined;
-  stateDir: string;
+  stateSecret: string | undefined;
+  stateDir: string | undefined;
+  namespaces: string[] | undefined;
+  restartWorkloads: boolean;
+  restartMinInterval: number;
   metricsHost: string;
   metricsPort: number;
   logLevel: string;
@@ -18,23 +25,85 @@ function port(value: string): number {
   return n;
 }
 
+function seconds(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('must be a whole number of seconds');
+  return Number(value);
+}
+
+function dnsLabel(value: string): string {
+  const problem = dns1123LabelProblem(value);
+  if (problem) throw new InvalidArgumentError(problem);
+  return value;
+}
+
+function namespaceList(value: string): string[] {
+  const names = value
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  for (const n of names) dnsLabel(n);
+  if (names.length === 0) throw new InvalidArgumentError('must name at least one namespace');
+  return names;
+}
+
+function secretRef(value: string): string {
+  const [ns, name, ...rest] = value.split('/');
+  if (!ns || !name || rest.length) throw new InvalidArgumentError('must be <namespace>/<name>');
+  dnsLabel(ns);
+  return value;
+}
+
 export function agentCommand(): Command {
   return new Command('sigil-agent')
     .description(
       'Sigil edge agent: enrolls with the control plane, pulls encrypted secrets for this cluster and writes Kubernetes Secrets.',
     )
-    .addOption(new Option('--control-plane <host:port>', 'control-plane gRPC address').env('SIGIL_CONTROL_PLANE'))
-    .addOption(new Option('--ca-file <path>', 'CA bundle that verifies the control plane').env('SIGIL_CA_FILE'))
-    .addOption(new Option('--enrollment-token-file <path>', 'one-time bootstrap token').env('SIGIL_ENROLLMENT_TOKEN_FILE'))
+    .addOption(new Option('--control-plane <host:port>', 'control-plane gRPC address').env('SIGIL_CONTROL_PLANE').makeOptionMandatory())
+    .addOption(
+      new Option('--ca-file <path>', 'CA bundle that verifies the control plane (GET /api/v1/agents/trust)')
+        .env('SIGIL_CA_FILE')
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--cluster <name>', 'this cluster’s registered name').env('SIGIL_CLUSTER').argParser(dnsLabel).makeOptionMandatory(),
+    )
+    .addOption(new Option('--enrollment-token-file <path>', 'enroll with this one-time bootstrap token').env('SIGIL_ENROLLMENT_TOKEN_FILE'))
+    .addOption(
+      new Option('--service-account-token-file <path>', 'enroll with this projected service-account token (Sigil audience)').env(
+        'SIGIL_SERVICE_ACCOUNT_TOKEN_FILE',
+      ),
+    )
     .addOption(new Option('--kubeconfig <path>', 'kubeconfig (default: in-cluster)').env('KUBECONFIG'))
     .addOption(
-      new Option('--state-dir <path>', 'where the agent keeps its key and certificate')
-        .env('SIGIL_AGENT_STATE_DIR')
-        .default('/var/lib/sigil-agent'),
+      new Option('--state-secret <namespace/name>', 'keep the agent’s keys and certificate in this Secret')
+        .env('SIGIL_AGENT_STATE_SECRET')
+        .argParser(secretRef),
     )
-    .addOption(new Option('--metrics-host <host>', 'address of /healthz and /metrics').env('SIGIL_AGENT_METRICS_HOST').default('0.0.0.0'))
+    .addOption(new Option('--state-dir <path>', 'or in this directory (files mode 0600)').env('SIGIL_AGENT_STATE_DIR'))
     .addOption(
-      new Option('--metrics-port <port>', 'port of /healthz and /metrics').env('SIGIL_AGENT_METRICS_PORT').default(9464).argParser(port),
+      new Option('--namespaces <a,b,...>', 'namespaces to serve (default: all, which needs cluster-wide Secret rights)')
+        .env('SIGIL_AGENT_NAMESPACES')
+        .argParser(namespaceList),
+    )
+    .addOption(
+      new Option('--restart-workloads', 'restart workloads annotated sigil.dev/restart-on-change=true when a Secret they use changes').env(
+        'SIGIL_AGENT_RESTART_WORKLOADS',
+      ),
+    )
+    .addOption(
+      new Option('--restart-min-interval <seconds>', 'at most one restart per workload in this time')
+        .env('SIGIL_AGENT_RESTART_MIN_INTERVAL')
+        .default(60)
+        .argParser(seconds),
+    )
+    .addOption(
+      new Option('--metrics-host <host>', 'address of /healthz, /readyz and /metrics').env('SIGIL_AGENT_METRICS_HOST').default('0.0.0.0'),
+    )
+    .addOption(
+      new Option('--metrics-port <port>', 'port of /healthz, /readyz and /metrics')
+        .env('SIGIL_AGENT_METRICS_PORT')
+        .default(9464)
+        .argParser(port),
     )
     .addOption(
       new Option('--log-level <level>', 'log level')

@@ -1,45 +1,92 @@
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { once } from 'node:events';
 import { createLogger } from '@sigil/logging';
 import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Agent } from './agent.js';
 import { agentCommand, type AgentConfig } from './agent-config.js';
+import { FileIdentityStore, SecretIdentityStore, type IdentityStore } from './identity-store.js';
+import { KubeClient, inClusterAccess, kubeconfigAccess } from './kube/kube-client.js';
+import { WorkloadRestarter } from './restarts.js';
 
-/**
- * Composition root of the edge agent. Today it validates its configuration and serves
- * /healthz and /metrics; enrollment, the watch loop and Secret writing arrive with the
- * agent-protocol and edge-agent work.
- */
+const VERSION = 'sigil-agent/0.1.0';
+
+/** Composition root of the edge agent: configuration, Kubernetes client, identity store, health and metrics. */
 async function main(): Promise<void> {
   const program = agentCommand();
   program.parse();
   const config = program.opts<AgentConfig>();
   const logger = createLogger('agent', config.logLevel);
+  const fail = (message: string): never => {
+    process.stderr.write(`sigil-agent: ${message}\n`);
+    process.exit(78);
+  };
+  if (config.enrollmentTokenFile && config.serviceAccountTokenFile)
+    fail('give --enrollment-token-file or --service-account-token-file, not both');
+  if ((config.stateSecret === undefined) === (config.stateDir === undefined)) fail('give exactly one of --state-secret or --state-dir');
+
+  const kc = (() => {
+    try {
+      return new KubeClient(config.kubeconfig ? kubeconfigAccess(config.kubeconfig) : inClusterAccess());
+    } catch (err) {
+      return fail((err as Error).message);
+    }
+  })();
+  let store: IdentityStore;
+  if (config.stateSecret) {
+    const [namespace, name] = config.stateSecret.split('/') as [string, string];
+    store = new SecretIdentityStore(kc, namespace, name);
+  } else store = new FileIdentityStore(config.stateDir!);
+  const caPem = await readFile(config.caFile, 'utf8').catch(() => fail(`cannot read --ca-file ${config.caFile}`));
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const agent = new Agent(
+    {
+      address: config.controlPlane,
+      caPem,
+      cluster: config.cluster,
+      credential: config.enrollmentTokenFile
+        ? { kind: 'bootstrap-token', file: config.enrollmentTokenFile }
+        : config.serviceAccountTokenFile
+          ? { kind: 'service-account-token', file: config.serviceAccountTokenFile }
+          : undefined,
+      namespaces: config.namespaces,
+      version: VERSION,
+    },
+    store,
+    kc,
+    logger,
+    registry,
+    config.restartWorkloads ? new WorkloadRestarter(kc, logger, config.restartMinInterval * 1000) : undefined,
+  );
+
   const server = createServer((req, res) => {
-    if (req.url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-    } else if (req.url === '/metrics') {
+    if (req.url === '/healthz') res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    else if (req.url === '/readyz')
+      res.writeHead(agent.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: agent.ready }));
+    else if (req.url === '/metrics')
       void registry.metrics().then((body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body));
-    } else {
-      res.writeHead(404).end();
-    }
+    else res.writeHead(404).end();
   });
   server.listen(config.metricsPort, config.metricsHost);
   await once(server, 'listening');
-  logger.info(
-    { metrics: `http://${config.metricsHost}:${config.metricsPort}/metrics`, controlPlane: config.controlPlane ?? null },
-    'agent started (enrollment and delivery not implemented yet)',
-  );
 
   const stop = (signal: string) => {
     logger.info({ signal }, 'agent stopping');
-    server.close(() => process.exit(0));
-    server.closeAllConnections();
+    void agent.stop().finally(() => {
+      server.close(() => process.exit(0));
+      server.closeAllConnections();
+    });
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+
+  await agent.start().catch((err: unknown) => {
+    logger.fatal({ err: { message: (err as Error).message } }, 'agent could not start');
+    process.exit(1);
+  });
+  logger.info({ controlPlane: config.controlPlane, cluster: config.cluster, state: store.where }, 'agent running');
 }
 
 void main();

@@ -1,0 +1,146 @@
+import { createHash } from 'node:crypto';
+import { KubeError, type KubeClient } from './kube/kube-client.js';
+import type { List, Secret } from './kube/types.js';
+import {
+  ANNOTATION_CHECKSUM,
+  ANNOTATION_GENERATION,
+  ANNOTATION_SECRET_ID,
+  ANNOTATION_SOURCE,
+  ANNOTATION_VERSION,
+  LABEL_APP,
+  MANAGED_BY,
+  MANAGED_BY_SIGIL,
+} from './labels.js';
+
+/** One Secret to write, with a way to get its values that is called only at the moment of writing. */
+export interface SecretToWrite {
+  namespace: string;
+  name: string;
+  type: string;
+  app: string;
+  source: string;
+  secretId: string;
+  version: number;
+  generation: bigint;
+  envelope: Buffer;
+  /** Decrypts just in time; the agent zeroes the buffers right after the write. */
+  open(): Map<string, Buffer>;
+}
+
+export type WriteOutcome =
+  | { state: 'applied'; changed: boolean; resourceVersion: string | undefined }
+  | { state: 'conflict' }
+  | { state: 'failed'; reason: string; message: string };
+
+export const checksumOf = (envelope: Buffer) => createHash('sha256').update(envelope).digest('hex');
+
+const isManaged = (s: Secret | undefined) => s?.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_SIGIL;
+const statusOf = (err: unknown) => (err instanceof KubeError ? err.code : undefined);
+const secretPath = (ns: string, name?: string) =>
+  `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets${name === undefined ? '' : `/${encodeURIComponent(name)}`}`;
+
+/**
+ * The agent's only door to Kubernetes Secrets. Writes carry the managed-by label and source
+ * annotations; updates are conditional on the resourceVersion read (optimistic concurrency); a
+ * Secret that Sigil does not manage is never touched.
+ */
+export class KubeSecrets {
+  constructor(private readonly kube: KubeClient) {}
+
+  /** Creates or updates the Secret; unchanged ones are left alone unless `force` (drift repair). */
+  async write(s: SecretToWrite, force = false): Promise<WriteOutcome> {
+    const checksum = checksumOf(s.envelope);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      let existing: Secret | undefined;
+      try {
+        existing = await this.kube.request<Secret>('GET', secretPath(s.namespace, s.name));
+      } catch (err) {
+        if (statusOf(err) !== 404) return failed(err);
+      }
+      if (existing && !isManaged(existing)) return { state: 'conflict' };
+      if (!force && existing?.metadata?.annotations?.[ANNOTATION_CHECKSUM] === checksum && existing.type === s.type && existing.data) {
+        return { state: 'applied', changed: false, resourceVersion: existing.metadata.resourceVersion };
+      }
+      const values = s.open();
+      try {
+        const body: Secret = {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          type: s.type,
+          metadata: {
+            name: s.name,
+            namespace: s.namespace,
+            labels: { [MANAGED_BY]: MANAGED_BY_SIGIL, [LABEL_APP]: s.app },
+            annotations: {
+              [ANNOTATION_SOURCE]: s.source,
+              [ANNOTATION_SECRET_ID]: s.secretId,
+              [ANNOTATION_VERSION]: String(s.version),
+              [ANNOTATION_GENERATION]: s.generation.toString(),
+              [ANNOTATION_CHECKSUM]: checksum,
+            },
+            ...(existing ? { resourceVersion: existing.metadata?.resourceVersion } : {}),
+          },
+          data: Object.fromEntries([...values].map(([k, v]) => [k, v.toString('base64')])),
+        };
+        // The type of an existing Secret is immutable: a changed type means delete and create.
+        if (existing && existing.type !== s.type) {
+          await this.kube.request('DELETE', secretPath(s.namespace, s.name), {
+            preconditions: { resourceVersion: existing.metadata?.resourceVersion },
+          });
+          existing = undefined;
+          delete body.metadata!.resourceVersion;
+        }
+        const written = existing
+          ? await this.kube.request<Secret>('PUT', secretPath(s.namespace, s.name), body)
+          : await this.kube.request<Secret>('POST', secretPath(s.namespace), body);
+        body.data = {};
+        return { state: 'applied', changed: true, resourceVersion: written.metadata?.resourceVersion };
+      } catch (err) {
+        // 409: someone changed it between our read and write (or created it): read again.
+        if (statusOf(err) === 409) continue;
+        if (statusOf(err) === 404)
+          return { state: 'failed', reason: 'NamespaceNotFound', message: `namespace ${s.namespace} does not exist` };
+        return failed(err);
+      } finally {
+        for (const v of values.values()) v.fill(0);
+      }
+    }
+    return { state: 'failed', reason: 'WriteConflict', message: 'the Secret kept changing while being written' };
+  }
+
+  /** Deletes a managed Secret (only if it still is managed, at the version read). */
+  async delete(namespace: string, name: string): Promise<'deleted' | 'absent' | 'conflict'> {
+    let existing: Secret;
+    try {
+      existing = await this.kube.request<Secret>('GET', secretPath(namespace, name));
+    } catch (err) {
+      if (statusOf(err) === 404) return 'absent';
+      throw err;
+    }
+    if (!isManaged(existing)) return 'conflict';
+    try {
+      await this.kube.request('DELETE', secretPath(namespace, name), {
+        preconditions: { resourceVersion: existing.metadata?.resourceVersion },
+      });
+      return 'deleted';
+    } catch (err) {
+      if (statusOf(err) === 404) return 'absent';
+      throw err;
+    }
+  }
+
+  /** Every Secret this agent manages, in the namespaces it serves (or all, cluster-wide). */
+  async listManaged(namespaces: string[] | undefined): Promise<Array<{ namespace: string; name: string }>> {
+    const query = `?labelSelector=${encodeURIComponent(`${MANAGED_BY}=${MANAGED_BY_SIGIL}`)}`;
+    const lists = namespaces
+      ? await Promise.all(namespaces.map((ns) => this.kube.request<List<Secret>>('GET', `${secretPath(ns)}${query}`)))
+      : [await this.kube.request<List<Secret>>('GET', `/api/v1/secrets${query}`)];
+    return lists.flatMap((l) => l.items).map((s) => ({ namespace: s.metadata!.namespace!, name: s.metadata!.name! }));
+  }
+}
+
+function failed(err: unknown): WriteOutcome {
+  const code = statusOf(err);
+  if (code === 403) return { state: 'failed', reason: 'Forbidden', message: 'the agent may not write Secrets in this namespace' };
+  return { state: 'failed', reason: 'KubernetesError', message: `Kubernetes API error${code ? ` ${code}` : ''}` };
+}

@@ -1,0 +1,206 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type * as k8s from '@kubernetes/client-node';
+import { AgentProcess } from '../harness/agent-process.js';
+import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
+import { createNamespace, kubeConfig, testEnv, uniqueName } from '../harness/test-env.js';
+
+// The whole lifecycle with a real agent process on a real kube-apiserver, against a real
+// control-plane process: enroll → publish → Secrets appear → rotate → roll back → drift repair
+// → conflict → restarts → unpublish → Secrets gone; the control plane's status at each step.
+
+async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('edge agent lifecycle', () => {
+  let cp: RunningControlPlane;
+  let core: k8s.CoreV1Api;
+  let dir: string;
+  let caFile: string;
+  const nsEnv = uniqueName('shop').slice(0, 40);
+  const nsVol = uniqueName('reports').slice(0, 40);
+  let agentNs: string;
+  const cluster = uniqueName('edge');
+  let agent: AgentProcess | undefined;
+  const project = uniqueName('p');
+  const api = () => cp.admin;
+
+  const readSecret = (ns: string, name: string) => core.readNamespacedSecret({ namespace: ns, name }).catch(() => undefined);
+  const decoded = (s: k8s.V1Secret | undefined) =>
+    s?.data ? Object.fromEntries(Object.entries(s.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()])) : undefined;
+  const status = async (app: string) => (await api().get(`/projects/${project}/apps/${app}/publication`)).body;
+  const agentArgs = (extra: string[] = []) => [
+    '--control-plane',
+    cp.cp.grpcAddress,
+    '--ca-file',
+    caFile,
+    '--cluster',
+    cluster,
+    '--kubeconfig',
+    testEnv().kube.kubeconfig,
+    '--state-secret',
+    `${agentNs}/sigil-agent-state`,
+    '--namespaces',
+    `${nsEnv},${nsVol}`,
+    ...extra,
+  ];
+
+  beforeAll(async () => {
+    const k8sLib = await import('@kubernetes/client-node');
+    core = (await kubeConfig()).makeApiClient(k8sLib.CoreV1Api);
+    for (const ns of [nsEnv, nsVol]) await core.createNamespace({ body: { metadata: { name: ns } } });
+    agentNs = await createNamespace('sigil-agent');
+    cp = await startControlPlane();
+    dir = await mkdtemp(path.join(tmpdir(), 'sigil-agent-'));
+    caFile = path.join(dir, 'ca.pem');
+    await writeFile(caFile, (await api().get('/agents/trust')).body.caCertificatePem);
+
+    expect((await api().post('/projects', { name: project })).status).toBe(201);
+    expect((await api().put(`/projects/${project}/cluster-selector`, { selector: {} })).status).toBe(204);
+    await api().post(`/projects/${project}/apps`, { name: 'checkout', namespace: nsEnv, deliveryMode: 'env' });
+    await api().post(`/projects/${project}/apps`, { name: 'reports', namespace: nsVol, deliveryMode: 'volume' });
+    await api().post(`/projects/${project}/apps/checkout/secrets`, { name: 'checkout-db', data: { PASSWORD: 'canary-v1-Zq8' } });
+    await api().post(`/projects/${project}/apps/reports/secrets`, {
+      name: 'reports-config',
+      binaryData: { 'key.bin': Buffer.from([0, 1, 2, 255]).toString('base64') },
+    });
+    expect((await api().post('/clusters', { name: cluster, labels: { tier: 'store' } })).status).toBe(201);
+    const token = (await api().post(`/clusters/${cluster}/enrollment-tokens`)).body.token as string;
+    await writeFile(path.join(dir, 'token'), token, { mode: 0o600 });
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await cp?.stop();
+  });
+
+  it('enrolls with its bootstrap token and keeps its identity in a Secret of its namespace', async () => {
+    agent = await AgentProcess.start(agentArgs(['--enrollment-token-file', path.join(dir, 'token')]));
+    await eventually('cluster enrolled', async () =>
+      (await api().get(`/clusters/${cluster}`)).body.state === 'enrolled' ? true : undefined,
+    );
+    const state = await eventually('state secret', () => readSecret(agentNs, 'sigil-agent-state'));
+    expect(Object.keys(state.data ?? {}).sort()).toEqual(['certificatePem', 'cluster', 'clusterId', 'deliveryPrivateKeyPem', 'tlsKeyPem']);
+    await eventually('agent ready', async () => ((await fetch(`${agent!.metricsUrl}/readyz`)).ok ? true : undefined));
+  });
+
+  it('publish: Secrets appear with the right data, type, labels and annotations (env app and volume app)', async () => {
+    await api().post(`/projects/${project}/apps/checkout/publish`, { clusters: [cluster] });
+    await api().post(`/projects/${project}/apps/reports/publish`, { selector: { matchLabels: { tier: 'store' } } });
+    const db = await eventually('checkout-db', () => readSecret(nsEnv, 'checkout-db'));
+    expect(decoded(db)).toEqual({ PASSWORD: 'canary-v1-Zq8' });
+    expect(db.type).toBe('Opaque');
+    expect(db.metadata?.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'sigil', 'sigil.dev/app': 'checkout' });
+    expect(db.metadata?.annotations).toMatchObject({ 'sigil.dev/version': '1' });
+    expect(db.metadata?.annotations?.['sigil.dev/checksum']).toMatch(/^[0-9a-f]{64}$/);
+    const rep = await eventually('reports-config', () => readSecret(nsVol, 'reports-config'));
+    expect(Buffer.from(rep.data!['key.bin']!, 'base64')).toEqual(Buffer.from([0, 1, 2, 255]));
+    for (const app of ['checkout', 'reports']) {
+      await eventually(`${app} provisioned`, async () => ((await status(app)).summary.provisioned === 1 ? true : undefined));
+    }
+  });
+
+  it('rotate changes the data; roll back brings it back', async () => {
+    await api().put(`/projects/${project}/apps/checkout/secrets/checkout-db`, { data: { PASSWORD: 'canary-v2-Zq8' } });
+    await eventually('rotated', async () =>
+      decoded(await readSecret(nsEnv, 'checkout-db'))?.PASSWORD === 'canary-v2-Zq8' ? true : undefined,
+    );
+    await api().post(`/projects/${project}/apps/checkout/secrets/checkout-db/rollback`, { version: 1 });
+    const back = await eventually('rolled back', async () => {
+      const s = await readSecret(nsEnv, 'checkout-db');
+      return decoded(s)?.PASSWORD === 'canary-v1-Zq8' ? s : undefined;
+    });
+    expect(back.metadata?.annotations?.['sigil.dev/version']).toBe('1');
+    await eventually('provisioned', async () => ((await status('checkout')).summary.provisioned === 1 ? true : undefined));
+  });
+
+  it('repairs a Secret deleted or edited by hand within seconds', async () => {
+    await core.deleteNamespacedSecret({ namespace: nsEnv, name: 'checkout-db' });
+    let started = Date.now();
+    await eventually(
+      'restored after delete',
+      async () => (decoded(await readSecret(nsEnv, 'checkout-db'))?.PASSWORD === 'canary-v1-Zq8' ? true : undefined),
+      5_000,
+    );
+    process.stderr.write(`[agent-lifecycle] deleted Secret restored in ${Date.now() - started} ms\n`);
+    const s = (await readSecret(nsEnv, 'checkout-db'))!;
+    await core.replaceNamespacedSecret({
+      namespace: nsEnv,
+      name: 'checkout-db',
+      body: { ...s, data: { PASSWORD: Buffer.from('tampered').toString('base64') } },
+    });
+    started = Date.now();
+    await eventually(
+      'restored after edit',
+      async () => (decoded(await readSecret(nsEnv, 'checkout-db'))?.PASSWORD === 'canary-v1-Zq8' ? true : undefined),
+      5_000,
+    );
+    process.stderr.write(`[agent-lifecycle] edited Secret restored in ${Date.now() - started} ms\n`);
+  });
+
+  it('leaves an unmanaged Secret with the same name alone and reports the conflict', async () => {
+    await core.createNamespacedSecret({ namespace: nsEnv, body: { metadata: { name: 'legacy' }, stringData: { MINE: 'keep-me' } } });
+    await api().post(`/projects/${project}/apps/checkout/secrets`, { name: 'legacy', data: { MINE: 'sigil' } });
+    const view = await eventually('conflict reported', async () => {
+      const v = await status('checkout');
+      return v.summary.failed === 1 ? v : undefined;
+    });
+    expect(view.deliveries[0].reason).toBe(`Conflict: ${nsEnv}/legacy`);
+    expect(decoded(await readSecret(nsEnv, 'legacy'))).toEqual({ MINE: 'keep-me' });
+    await api().delete(`/projects/${project}/apps/checkout/secrets/legacy`);
+    await eventually('provisioned again', async () => ((await status('checkout')).summary.provisioned === 1 ? true : undefined));
+    expect(decoded(await readSecret(nsEnv, 'legacy'))).toEqual({ MINE: 'keep-me' });
+  });
+
+  it('an agent restarted mid-flight keeps its identity and converges: nothing missing, nothing stale', async () => {
+    expect(await agent!.stop()).toBe(0);
+    await api().put(`/projects/${project}/apps/checkout/secrets/checkout-db`, { data: { PASSWORD: 'canary-v3-Zq8' } });
+    // No token this time: it was used; the identity in the state Secret must do.
+    agent = await AgentProcess.start(agentArgs());
+    await eventually('v3 after restart', async () =>
+      decoded(await readSecret(nsEnv, 'checkout-db'))?.PASSWORD === 'canary-v3-Zq8' ? true : undefined,
+    );
+    await eventually('provisioned', async () => ((await status('checkout')).summary.provisioned === 1 ? true : undefined));
+    expect(agent.logs()).toContain('using the stored enrollment');
+  });
+
+  it('stays small and quiet while idle, and never logs a value', async () => {
+    await new Promise((r) => setTimeout(r, 2_000));
+    const ticks = agent!.cpuTicks();
+    await new Promise((r) => setTimeout(r, 3_000));
+    const idleTicks = agent!.cpuTicks() - ticks;
+    const rss = agent!.rssMiB();
+    process.stderr.write(`[agent-lifecycle] idle agent: RSS ${rss.toFixed(1)} MiB, ${idleTicks} CPU ticks in 3 s\n`);
+    expect(rss).toBeLessThan(60);
+    expect(idleTicks).toBeLessThanOrEqual(5); // 5 ticks = 50 ms of CPU in 3 s
+    for (const v of ['canary-v1-Zq8', 'canary-v2-Zq8', 'canary-v3-Zq8']) expect(agent!.logs()).not.toContain(v);
+  });
+
+  it('unpublish: the Secrets are deleted and the control plane records them deprovisioned', async () => {
+    await api().post(`/projects/${project}/apps/checkout/unpublish`, {});
+    await api().post(`/projects/${project}/apps/reports/unpublish`, {});
+    await eventually('secrets gone', async () =>
+      !(await readSecret(nsEnv, 'checkout-db')) && !(await readSecret(nsVol, 'reports-config')) ? true : undefined,
+    );
+    for (const app of ['checkout', 'reports']) {
+      await eventually(`${app} deprovisioned`, async () =>
+        (await status(app)).deliveries[0]?.state === 'deprovisioned' ? true : undefined,
+      );
+    }
+    expect(decoded(await readSecret(nsEnv, 'legacy'))).toEqual({ MINE: 'keep-me' });
+  });
+});

@@ -1,0 +1,60 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { freeLoopbackPort, waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
+import { REPO_ROOT } from './control-plane-process.js';
+
+const MAIN = fileURLToPath(new URL('../../dist/apps/agent/src/main.js', import.meta.url));
+
+/** The edge agent as a process, from the build, as a cluster would run it. */
+export class AgentProcess {
+  private out = '';
+  readonly exited: Promise<number | null>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly metricsUrl: string,
+  ) {
+    child.stdout?.on('data', (c: Buffer) => (this.out += c.toString()));
+    child.stderr?.on('data', (c: Buffer) => (this.out += c.toString()));
+    this.exited = once(child, 'exit').then(([code]) => code as number | null);
+  }
+
+  static async start(args: string[], env: Record<string, string> = {}): Promise<AgentProcess> {
+    const port = await freeLoopbackPort();
+    const child = spawn(process.execPath, [MAIN, '--metrics-host', '127.0.0.1', '--metrics-port', String(port), ...args], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SIGIL_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const agent = new AgentProcess(child, `http://127.0.0.1:${port}`);
+    await waitFor('agent /healthz', async () => (await fetch(`${agent.metricsUrl}/healthz`)).ok, {
+      timeoutMs: 20_000,
+      child,
+      describe: () => agent.logs().slice(-2000),
+    });
+    return agent;
+  }
+
+  logs(): string {
+    return this.out;
+  }
+
+  /** Resident memory in MiB, from /proc. */
+  rssMiB(): number {
+    const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  }
+
+  /** CPU time (user + system) in clock ticks, from /proc. */
+  cpuTicks(): number {
+    const fields = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+}
