@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freeLoopbackPort, waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
+import { AGENT_NODE_FLAGS } from '../../apps/agent/src/runtime-flags.js';
 import { REPO_ROOT } from './control-plane-process.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/apps/agent/src/main.js', import.meta.url));
@@ -23,11 +24,15 @@ export class AgentProcess {
 
   static async start(args: string[], env: Record<string, string> = {}): Promise<AgentProcess> {
     const port = await freeLoopbackPort();
-    const child = spawn(process.execPath, [MAIN, '--metrics-host', '127.0.0.1', '--metrics-port', String(port), ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SIGIL_LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [...AGENT_NODE_FLAGS, MAIN, '--metrics-host', '127.0.0.1', '--metrics-port', String(port), ...args],
+      {
+        cwd: REPO_ROOT,
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SIGIL_LOG_LEVEL: 'info', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     const agent = new AgentProcess(child, `http://127.0.0.1:${port}`);
     await waitFor('agent /healthz', async () => (await fetch(`${agent.metricsUrl}/healthz`)).ok, {
       timeoutMs: 20_000,

@@ -8,6 +8,7 @@ import { createTestDatabase, testEnv, uniqueName } from './test-env.js';
 export const ADMIN_TOKEN = `sgl_e2e-admin-${'0'.repeat(32)}`;
 
 export interface RunningControlPlane {
+  /** The first process (tests may point it at a restarted one). */
   cp: ControlPlaneProcess;
   admin: ApiClient;
   databaseUrl: string;

@@ -343,7 +343,7 @@ export class Agent {
       const ctl = new AbortController();
       this.kubeWatches.push(ctl);
       const started = Date.now();
-      await this.kube.watch(`${path}${query}`, (phase, obj) => this.onSecretEvent(phase, obj as Secret), ctl.signal);
+      await this.kube.watch(`${path}${query}`, (phase, obj) => this.onSecretEvent(phase, obj), ctl.signal);
       this.kubeWatches.splice(this.kubeWatches.indexOf(ctl), 1);
       if (this.stopped) return;
       if (Date.now() - started > HEALTHY_STREAM_MS) backoff.reset();
