@@ -174,7 +174,7 @@ describe('edge agent lifecycle', () => {
     expect(await agent!.stop()).toBe(0);
     await api().put(`/projects/${project}/apps/checkout/secrets/checkout-db`, { data: { PASSWORD: 'canary-v3-Zq8' } });
     // No token this time: it was used; the identity in the state Secret must do.
-    agent = await AgentProcess.start(agentArgs());
+    agent = await AgentProcess.start(agentArgs(['--restart-workloads']));
     await eventually('v3 after restart', async () =>
       decoded(await readSecret(nsEnv, 'checkout-db'))?.PASSWORD === 'canary-v3-Zq8' ? true : undefined,
     );
@@ -200,6 +200,37 @@ describe('edge agent lifecycle', () => {
     expect(list.items.map((i) => i.metadata?.name)).toEqual(['checkout-db']); // no duplicates, nothing stale
   });
 
+  it('restarts opted-in workloads that use a changed Secret, at most once per interval', async () => {
+    const k8sLib = await import('@kubernetes/client-node');
+    const appsApi = (await kubeConfig()).makeApiClient(k8sLib.AppsV1Api);
+    const deployment = (name: string, optIn: boolean): k8s.V1Deployment => ({
+      metadata: { name, ...(optIn ? { annotations: { 'sigil.dev/restart-on-change': 'true' } } : {}) },
+      spec: {
+        selector: { matchLabels: { app: name } },
+        template: {
+          metadata: { labels: { app: name } },
+          spec: { containers: [{ name: 'app', image: 'example/app:1', envFrom: [{ secretRef: { name: 'checkout-db' } }] }] },
+        },
+      },
+    });
+    await appsApi.createNamespacedDeployment({ namespace: nsEnv, body: deployment('web', true) });
+    await appsApi.createNamespacedDeployment({ namespace: nsEnv, body: deployment('batch', false) });
+    const restartedAt = async (name: string) =>
+      (await appsApi.readNamespacedDeployment({ namespace: nsEnv, name })).spec?.template?.metadata?.annotations?.[
+        'sigil.dev/restarted-at'
+      ];
+
+    await api().put(`/projects/${project}/apps/checkout/secrets/checkout-db`, { data: { PASSWORD: 'canary-v5-Zq8' } });
+    const first = await eventually('web restarted', () => restartedAt('web'));
+    expect(await restartedAt('batch')).toBeUndefined();
+    await api().put(`/projects/${project}/apps/checkout/secrets/checkout-db`, { data: { PASSWORD: 'canary-v6-Zq8' } });
+    await eventually('v6 applied', async () =>
+      decoded(await readSecret(nsEnv, 'checkout-db'))?.PASSWORD === 'canary-v6-Zq8' ? true : undefined,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await restartedAt('web')).toBe(first); // rate-limited: one restart per minute
+  });
+
   it('stays small and quiet while idle, and never logs a value', async () => {
     await new Promise((r) => setTimeout(r, 2_000));
     const ticks = agent!.cpuTicks();
@@ -217,7 +248,8 @@ describe('edge agent lifecycle', () => {
     // node:http2 for gRPC (14 MiB): docs/decisions/007 has the profile. This guards against regressions.
     expect(rss).toBeLessThan(76);
     expect(idleTicks).toBeLessThanOrEqual(5); // 5 ticks = 50 ms of CPU in 3 s
-    for (const v of ['canary-v1-Zq8', 'canary-v2-Zq8', 'canary-v3-Zq8', 'canary-v4-Zq8']) expect(agent!.logs()).not.toContain(v);
+    for (const v of ['canary-v1-Zq8', 'canary-v2-Zq8', 'canary-v3-Zq8', 'canary-v4-Zq8', 'canary-v5-Zq8', 'canary-v6-Zq8'])
+      expect(agent!.logs()).not.toContain(v);
   });
 
   it('unpublish: the Secrets are deleted and the control plane records them deprovisioned', async () => {
