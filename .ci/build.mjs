@@ -1,7 +1,7 @@
 // Compiles apps/, libs/ and the test harness to dist/ with SWC (decorators + metadata,
 // tsconfig path aliases rewritten to relative imports). Type-checking is `make check`'s job.
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -10,10 +10,8 @@ execFileSync(
   process.execPath,
   [
     'node_modules/@swc/cli/bin/swc.js',
-    'apps',
-    'libs',
-    'tests/harness',
-    'bench',
+    // Container builds copy only apps/ and libs/.
+    ...['apps', 'libs', 'tests/harness', 'bench'].filter((dir) => existsSync(new URL(`../${dir}`, import.meta.url))),
     '-d',
     'dist',
     '--config-file',
