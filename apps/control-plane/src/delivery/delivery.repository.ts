@@ -46,6 +46,7 @@ export interface SnapshotRow {
 export interface AppClusterStatusRow {
   clusterId: string;
   cluster: string;
+  clusterState: string;
   published: boolean;
   generation: string;
   appliedGeneration: string;
@@ -289,7 +290,7 @@ export class DeliveryRepository {
   /** Per cluster, where `appId` stands: its entry, what the agent applied, and failures it reported. */
   appStatus(appId: string): Promise<AppClusterStatusRow[]> {
     return this.ds.query(
-      `SELECT c.id AS "clusterId", c.name AS cluster, ca.published, ca.generation::text AS generation,
+      `SELECT c.id AS "clusterId", c.name AS cluster, c.state AS "clusterState", ca.published, ca.generation::text AS generation,
               c.applied_generation::text AS "appliedGeneration", c.delivery_error AS "deliveryError", ca.changed_at AS "changedAt",
               count(ss.*) FILTER (WHERE ss.state IN ('failed', 'conflict'))::int AS "failedSecrets",
               min(ss.reason || ': ' || ss.namespace || '/' || ss.name) FILTER (WHERE ss.state IN ('failed', 'conflict')) AS failure
@@ -299,7 +300,7 @@ export class DeliveryRepository {
            ON ss.cluster_id = ca.cluster_id AND ss.generation >= ca.generation
           AND ss.secret_id IN (SELECT id FROM secrets WHERE app_id = ca.app_id)
         WHERE ca.app_id = $1
-        GROUP BY c.id, c.name, ca.published, ca.generation, c.applied_generation, c.delivery_error, ca.changed_at
+        GROUP BY c.id, c.name, c.state, ca.published, ca.generation, c.applied_generation, c.delivery_error, ca.changed_at
         ORDER BY c.name`,
       [appId],
     );

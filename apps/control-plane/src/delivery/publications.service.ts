@@ -127,7 +127,8 @@ function toDelivery(r: AppClusterStatusRow): ClusterDeliveryView {
   const reached = BigInt(r.appliedGeneration) >= BigInt(r.generation);
   let state: DeliveryState;
   let reason: string | null = null;
-  if (!r.published) state = reached ? 'deprovisioned' : 'deprovisioning';
+  // A cluster that never enrolled never received anything: there is nothing to remove.
+  if (!r.published) state = reached || r.clusterState === 'registered' ? 'deprovisioned' : 'deprovisioning';
   else if (reached && r.failedSecrets > 0) {
     state = 'failed';
     reason = r.failure;

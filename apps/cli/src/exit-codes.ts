@@ -1,0 +1,24 @@
+/** Documented exit codes (README, `sigil --help`): pipelines branch on them. */
+export const EXIT = {
+  ok: 0,
+  /** publish/unpublish --wait: at least one cluster failed */
+  failed: 1,
+  /** bad flags or arguments, or the server refused the input (4xx) */
+  usage: 2,
+  /** the control plane could not be reached or is not ready */
+  unavailable: 3,
+  /** no token, or the token is unknown, revoked or lacks the permission */
+  auth: 4,
+  /** --wait ran out of --timeout before every cluster converged */
+  timeout: 5,
+} as const;
+
+export class CliError extends Error {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
