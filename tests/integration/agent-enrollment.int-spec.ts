@@ -188,8 +188,8 @@ describe('agent enrollment and mTLS', () => {
   it('authorises streams per cluster: each hears only its own generations', async () => {
     const [a, b] = [await enrolled(), await enrolled()];
     const [wa, wb] = [a.watch(), b.watch()];
-    await wa.waitFor((g) => g.length === 1);
-    await wb.waitFor((g) => g.length === 1);
+    await wa.waitFor((g) => g.length >= 1);
+    await wb.waitFor((g) => g.length >= 1);
     await ds.query('UPDATE clusters SET desired_generation = 7, built_generation = 7 WHERE id = $1', [b.enrollment!.clusterId]);
     await t.app.get(ClusterEvents).publish({ type: 'desired', clusterId: b.enrollment!.clusterId, generation: '7' });
     await wb.waitFor((g) => g.includes(7n));
@@ -206,7 +206,7 @@ describe('agent enrollment and mTLS', () => {
   it('disabling a cluster closes its stream within 1 s and refuses its certificate until it is enabled', async () => {
     const a = await enrolled();
     const w = a.watch();
-    await w.waitFor((g) => g.length === 1);
+    await w.waitFor((g) => g.length >= 1);
     const started = Date.now();
     await clusters.setEnabled(a.cluster, false, undefined);
     const end = await w.ended;
@@ -220,7 +220,7 @@ describe('agent enrollment and mTLS', () => {
   it('deleting a cluster closes its stream within 1 s; its certificate is refused from then on', async () => {
     const a = await enrolled();
     const w = a.watch();
-    await w.waitFor((g) => g.length === 1);
+    await w.waitFor((g) => g.length >= 1);
     const started = Date.now();
     await clusters.delete(a.cluster, undefined);
     expect(await w.ended).toMatchObject({ code: status.PERMISSION_DENIED });
@@ -231,7 +231,7 @@ describe('agent enrollment and mTLS', () => {
   it('a new enrollment supersedes the previous agent’s certificate and stream', async () => {
     const first = await enrolled();
     const w = first.watch();
-    await w.waitFor((g) => g.length === 1);
+    await w.waitFor((g) => g.length >= 1);
     const second = agentFor(first.cluster);
     await second.enroll(await token(first.cluster));
     expect(await w.ended).toMatchObject({ code: status.PERMISSION_DENIED });

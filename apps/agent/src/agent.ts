@@ -248,7 +248,7 @@ export class Agent {
       if (desired.has(key(m.namespace, m.name))) continue;
       const outcome = await this.secrets.delete(m.namespace, m.name);
       this.written.delete(key(m.namespace, m.name));
-      if (outcome === 'deleted') this.logger.info({ secret: key(m.namespace, m.name) }, 'deleted a Secret that is no longer published');
+      if (outcome === 'deleted') this.logger.info({ target: key(m.namespace, m.name) }, 'deleted a Secret that is no longer published');
       statuses.push({
         target: m,
         secretId: '',
@@ -307,12 +307,12 @@ export class Agent {
     try {
       outcome = await this.secrets.write(toWrite, force);
     } catch (err) {
-      this.logger.warn({ secret: key(target.namespace, target.name), error: (err as Error).name }, 'could not open or write a Secret');
+      this.logger.warn({ target: key(target.namespace, target.name), error: (err as Error).name }, 'could not open or write a Secret');
       return { report: { ...base, state: SecretState.SECRET_STATE_FAILED, reason: 'DecryptFailed' }, changed: false };
     }
     if (outcome.state === 'conflict') {
       this.logger.warn(
-        { secret: key(target.namespace, target.name) },
+        { target: key(target.namespace, target.name) },
         'a Secret with this name exists and is not managed by Sigil; left alone',
       );
       return {
@@ -358,7 +358,7 @@ export class Agent {
     const drifted = phase === 'DELETED' || (phase === 'MODIFIED' && obj.metadata?.resourceVersion !== this.written.get(k));
     if (!drifted) return;
     this.metrics.repairs.inc();
-    this.logger.info({ secret: k, phase }, 'repairing a managed Secret changed outside Sigil');
+    this.logger.info({ target: k, phase }, 'repairing a managed Secret changed outside Sigil');
     void this.apply(wanted, true).then((r) => {
       if (r.report.state !== SecretState.SECRET_STATE_APPLIED) {
         void unary((cb) => this.client!.reportStatus({ appliedGeneration: this.appliedGeneration, secrets: [r.report] }, cb)).catch(
