@@ -5,30 +5,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as k8s from '@kubernetes/client-node';
 import { AgentProcess } from '../harness/agent-process.js';
+import { eventually } from '../harness/eventually.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { createNamespace, kubeConfig, mintServiceAccountToken, testEnv, uniqueName } from '../harness/test-env.js';
 
 // The whole lifecycle with a real agent process on a real kube-apiserver, against a real
 // control-plane process: enroll → publish → Secrets appear → rotate → roll back → drift repair
 // → conflict → restarts → unpublish → Secrets gone; the control plane's status at each step.
-
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until)
-      throw new Error(
-        `${what}: not within ${timeoutMs} ms${last ? ` (${last instanceof Error ? last.message : JSON.stringify(last)})` : ''}`,
-      );
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('edge agent lifecycle', () => {
   let cp: RunningControlPlane;

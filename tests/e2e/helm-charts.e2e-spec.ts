@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as k8s from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
 import { AgentProcess } from '../harness/agent-process.js';
+import { eventually } from '../harness/eventually.js';
 import { REPO_ROOT } from '../harness/control-plane-process.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { createNamespace, kubeConfig, mintServiceAccountToken, testEnv, uniqueName } from '../harness/test-env.js';
@@ -20,16 +21,6 @@ const CHARTS = ['sigil-agent', 'sigil-control-plane'] as const;
 const chart = (name: string) => path.join(REPO_ROOT, 'charts', name);
 const helm = (...args: string[]) => execFileSync(HELM, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const render = (...args: string[]) => (loadAll(helm('template', ...args)) as Array<k8s.KubernetesObject | null>).filter((d) => d !== null);
-
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('Helm charts', () => {
   let objects: k8s.KubernetesObjectApi;

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
 import { generateAgentKeyPair } from '@sigil/envelope';
 import { DataSource } from 'typeorm';
 import { ClusterKeyService } from '../../apps/control-plane/src/keys/cluster-keys.service.js';
@@ -11,14 +12,6 @@ import { TestAgent } from '../harness/test-agent.js';
 
 // Control-plane processes sharing PostgreSQL and Redis: a publish through replica A reaches an
 // agent connected to replica B; a replica killed with SIGKILL mid-publish loses nothing.
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 async function appWithSecrets(api: ApiClient, project: string, app: string, secrets: number): Promise<void> {
   expect((await api.post('/projects', { name: project })).status).toBe(201);
@@ -117,12 +110,16 @@ describe('publishing across replicas', () => {
 
       const restarted = await a.startReplica();
       const started = Date.now();
-      await waitUntil(async () => {
-        const [row] = await ds.query(
-          `SELECT count(*) FILTER (WHERE built_generation < desired_generation) AS behind FROM clusters WHERE name LIKE 'kill-%'`,
-        );
-        return Number(row.behind) === 0;
-      }, 90_000);
+      await waitFor(
+        'convergence',
+        async () => {
+          const [row] = await ds.query(
+            `SELECT count(*) FILTER (WHERE built_generation < desired_generation) AS behind FROM clusters WHERE name LIKE 'kill-%'`,
+          );
+          return Number(row.behind) === 0;
+        },
+        { timeoutMs: 90_000 },
+      );
       process.stderr.write(
         `[publish-replicas] ${CLUSTERS - builtAtKill} of ${CLUSTERS} clusters left at SIGKILL converged ${Date.now() - started} ms after the restart\n`,
       );

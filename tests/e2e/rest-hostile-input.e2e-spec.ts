@@ -166,6 +166,7 @@ describe('hostile and malformed input', () => {
     ['wait too long', 'GET', `${PUBLISH}/publication?wait=9999`, undefined],
     ['wait not a number', 'GET', `${PUBLISH}/publication?wait=soon`, undefined],
     ['project selector not an object', 'PUT', '/projects/shop/cluster-selector', { selector: 'all' }],
+    ['project selector missing', 'PUT', '/projects/shop/cluster-selector', {}],
     ['project selector bad key', 'PUT', '/projects/shop/cluster-selector', { selector: { matchLabels: { 'bad key': 'x' } } }],
   ];
 

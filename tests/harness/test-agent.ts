@@ -11,6 +11,7 @@ import {
   type RenewCertificateResponse,
   type ReportStatusResponse,
   SecretState,
+  unary,
   type WatchResponse,
 } from '@sigil/agent-protocol';
 import { decodeSecretPayload, generateAgentKeyPair, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
@@ -28,11 +29,6 @@ export function failureOf(err: unknown): CallFailure {
   const e = err as ServiceError;
   const ec = e.metadata?.get('sigil-error-code')[0];
   return { code: e.code, errorCode: typeof ec === 'string' ? ec : undefined, details: e.details };
-}
-
-/** A unary call as a promise: `unary<Res>((cb) => client.method(req, cb))`. */
-export function unary<Res>(start: (cb: (err: ServiceError | null, res?: Res) => void) => unknown): Promise<Res> {
-  return new Promise((resolve, reject) => start((err, res) => (err ? reject(err) : resolve(res!))));
 }
 
 /** An open Watch: what it received, and how it ended. */
@@ -84,7 +80,7 @@ export class TestAgent {
   }
 
   async enroll(credential: Credential, overrides: { csrDer?: Buffer; deliveryPublicKeyDer?: Buffer } = {}): Promise<EnrollResponse> {
-    this.tls ??= await createTlsKeyAndCsr(this.cluster);
+    this.tls ??= createTlsKeyAndCsr(this.cluster);
     const client = this.anonymous();
     try {
       const tls = this.tls;
@@ -133,7 +129,7 @@ export class TestAgent {
   }
 
   async renew(): Promise<X509Certificate> {
-    const csrDer = await createCsrForKey(this.cluster, this.tls!.keyPem);
+    const csrDer = createCsrForKey(this.cluster, this.tls!.keyPem);
     const res = await unary<RenewCertificateResponse>((cb) => this.client().renewCertificate({ csrDer }, cb));
     this.useCertificate(res.certificateDer);
     return new X509Certificate(res.certificateDer);
@@ -186,3 +182,5 @@ export class TestAgent {
     this.authed?.close();
   }
 }
+
+export { unary };

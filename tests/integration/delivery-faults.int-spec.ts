@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
 import { generateAgentKeyPair } from '@sigil/envelope';
 import { Redis } from 'ioredis';
 import { DataSource } from 'typeorm';
@@ -63,9 +64,10 @@ describe('delivery survives a Redis flush mid-publish', () => {
 
     await publications.publish(admin, project, 'pos', { selector: { matchLabels: { fleet: 'stores' } } });
     // Let some jobs run, then lose every queued one, then change a value so the final state differs.
-    await waitUntil(
+    await waitFor(
+      'first builds',
       async () => Number((await ds.query(`SELECT count(*) AS n FROM clusters WHERE built_generation > 0`))[0].n) >= 50,
-      30_000,
+      { timeoutMs: 30_000 },
     );
     const r = new Redis(redis.url());
     expect(await r.flushall()).toBe('OK');
@@ -73,10 +75,14 @@ describe('delivery survives a Redis flush mid-publish', () => {
     await secrets.update(admin, project, 'pos', 's3', { data: { VALUE: 'v2-3' } }, undefined);
 
     const started = Date.now();
-    await waitUntil(async () => {
-      const [row] = await ds.query(`SELECT count(*) FILTER (WHERE built_generation < desired_generation) AS behind FROM clusters`);
-      return Number(row.behind) === 0;
-    }, 90_000);
+    await waitFor(
+      'convergence',
+      async () => {
+        const [row] = await ds.query(`SELECT count(*) FILTER (WHERE built_generation < desired_generation) AS behind FROM clusters`);
+        return Number(row.behind) === 0;
+      },
+      { timeoutMs: 90_000 },
+    );
     const convergedMs = Date.now() - started;
     process.stderr.write(`[delivery-faults] ${CLUSTERS} clusters converged ${convergedMs} ms after FLUSHALL\n`);
 
@@ -94,11 +100,3 @@ describe('delivery survives a Redis flush mid-publish', () => {
     expect(view.deliveries).toHaveLength(CLUSTERS);
   }, 180_000);
 });
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}

@@ -6,6 +6,7 @@ import {
   SecretState,
   agentChannelCredentials,
   retryAfterMs,
+  unary,
   type DesiredSecret,
   type GetDesiredStateResponse,
   type SecretStatus,
@@ -35,9 +36,6 @@ export interface AgentOptions {
 /** A stream that stayed up this long counts as healthy: the next failure starts backoff from scratch. */
 const HEALTHY_STREAM_MS = 30_000;
 const key = (namespace: string, name: string) => `${namespace}/${name}`;
-
-const unary = <T>(start: (cb: (err: ServiceError | null, res?: T) => void) => unknown) =>
-  new Promise<T>((resolve, reject) => start((err, res) => (err ? reject(err) : resolve(res!))));
 
 /**
  * The edge agent: holds one Watch stream, and on every new generation (and after every gap)
@@ -159,7 +157,7 @@ export class Agent {
     try {
       this.identity = await renew(this.client!, this.identity!);
       await this.store.save(this.identity);
-      this.logger.info({ notAfter: renewalDue(this.identity.certificatePem) }, 'certificate renewed');
+      this.logger.info({ renewAt: renewalDue(this.identity.certificatePem) }, 'certificate renewed');
       this.connect();
       this.stream?.cancel(); // reconnect with the new certificate
     } catch (err) {

@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import {
   AgentServiceClient,
   agentChannelCredentials,
@@ -8,14 +8,12 @@ import {
   createTlsKeyAndCsr,
   derToPem,
   type EnrollResponse,
+  unary,
 } from '@sigil/agent-protocol';
 import { generateAgentKeyPair } from '@sigil/envelope';
 import type { AgentIdentity } from './identity-store.js';
 
 export type Credential = { kind: 'bootstrap-token'; file: string } | { kind: 'service-account-token'; file: string };
-
-const unary = <T>(start: (cb: (err: ServiceError | null, res?: T) => void) => unknown) =>
-  new Promise<T>((resolve, reject) => start((err, res) => (err ? reject(err) : resolve(res!))));
 
 /** Enrolls: keys made here, only the CSR and public key sent; the token is read from its file just now. */
 export async function enroll(
@@ -25,7 +23,7 @@ export async function enroll(
   credential: Credential,
   version: string,
 ): Promise<AgentIdentity> {
-  const tls = await createTlsKeyAndCsr(cluster);
+  const tls = createTlsKeyAndCsr(cluster);
   const delivery = generateAgentKeyPair();
   const token = (await readFile(credential.file, 'utf8')).trim();
   const client = new AgentServiceClient(address, agentChannelCredentials(caPem));
@@ -61,7 +59,7 @@ export async function enroll(
 
 /** A fresh certificate for the same key. */
 export async function renew(client: AgentServiceClient, identity: AgentIdentity): Promise<AgentIdentity> {
-  const csrDer = await createCsrForKey(identity.cluster, identity.tlsKeyPem);
+  const csrDer = createCsrForKey(identity.cluster, identity.tlsKeyPem);
   const res = await unary<{ certificateDer: Buffer }>((cb) =>
     client.renewCertificate({ csrDer }, new Metadata(), { deadline: Date.now() + 30_000 }, cb),
   );

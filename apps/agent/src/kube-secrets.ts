@@ -93,7 +93,6 @@ export class KubeSecrets {
         const written = existing
           ? await this.kube.request<Secret>('PUT', secretPath(s.namespace, s.name), body)
           : await this.kube.request<Secret>('POST', secretPath(s.namespace), body);
-        body.data = {};
         return { state: 'applied', changed: true, resourceVersion: written.metadata?.resourceVersion };
       } catch (err) {
         // 409: someone changed it between our read and write (or created it): read again.

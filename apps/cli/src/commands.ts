@@ -90,6 +90,7 @@ Exit codes:
     .action(async (opts: { name: string }) => {
       const server = g().server ?? process.env.SIGIL_SERVER;
       if (!server) throw new CliError(EXIT.usage, 'give --server <url>');
+      if (!g().token && !process.env.SIGIL_TOKEN && process.stdin.isTTY) process.stderr.write('API token, then Ctrl-D: ');
       const token = (g().token ?? process.env.SIGIL_TOKEN ?? (await readStdin())).trim();
       if (!token) throw new CliError(EXIT.usage, 'no token on stdin');
       await new Api(server, token).get('/projects?limit=1'); // proves the token works before storing it

@@ -12,17 +12,14 @@ export const derToPem = (der: Uint8Array | ArrayBuffer, label: string): string =
  * it. The control plane puts the cluster's identity into the certificate; the CSR's subject is
  * only informative.
  */
-export function createTlsKeyAndCsr(commonName: string): Promise<{ keyPem: string; csrDer: Buffer }> {
+export function createTlsKeyAndCsr(commonName: string): { keyPem: string; csrDer: Buffer } {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return Promise.resolve({
-    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-    csrDer: createCsr(commonName, privateKey),
-  });
+  return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, csrDer: createCsr(commonName, privateKey) };
 }
 
 /** A CSR for an existing key (certificate renewal keeps the key). */
-export function createCsrForKey(commonName: string, keyPem: string): Promise<Buffer> {
-  return Promise.resolve(createCsr(commonName, createPrivateKey(keyPem)));
+export function createCsrForKey(commonName: string, keyPem: string): Buffer {
+  return createCsr(commonName, createPrivateKey(keyPem));
 }
 
 /**

@@ -3,3 +3,4 @@
 export * from './gen/sigil/agent/v1/agent.js';
 export * from './backoff.js';
 export * from './credentials.js';
+export * from './unary.js';

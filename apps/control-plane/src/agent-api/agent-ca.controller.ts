@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Controller, Get, Inject } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { derToPem } from '@sigil/agent-protocol';
 import { Public } from '../auth/auth.decorators.js';
 import { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
 
@@ -24,7 +25,7 @@ export class AgentCaController {
   async trust(): Promise<AgentTrustView> {
     const der = Buffer.from((await this.ca.certificate()).rawData);
     return {
-      caCertificatePem: `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`,
+      caCertificatePem: derToPem(der, 'CERTIFICATE'),
       sha256: createHash('sha256').update(der).digest('hex'),
     };
   }

@@ -16,15 +16,13 @@ import type {
 import { PinoLogger } from 'nestjs-pino';
 import { RateLimiter } from '../auth/rate-limiter.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import { EnrollmentService } from '../enrollment/enrollment.service.js';
+import { AGENT_VERSION, EnrollmentService } from '../enrollment/enrollment.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { AdmissionRamp } from './admission.js';
 import { AgentAuthenticator, type AgentCall, type ClusterPrincipal } from './agent-authenticator.js';
 import { AgentStateService } from './agent-state.service.js';
 import { grpcError, toGrpcError } from './grpc-errors.js';
 import { WatchStreams } from './watch-streams.js';
-
-const AGENT_VERSION = /^[\x21-\x7e]{0,64}$/;
 
 /**
  * sigil.agent.v1.AgentService: maps each call onto the enrollment, authorisation, stream and

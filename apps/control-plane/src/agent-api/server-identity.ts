@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import type { experimental } from '@grpc/grpc-js';
+import { derToPem as pem } from '@sigil/agent-protocol';
 import type { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
 
 type CaListener = experimental.CaCertificateUpdateListener;
@@ -7,9 +8,6 @@ type IdentityListener = experimental.IdentityCertificateUpdateListener;
 
 /** The server certificate's lifetime; it is renewed in place at two thirds of it. */
 const SERVER_CERT_TTL_S = 7 * 24 * 3600;
-
-const pem = (der: Buffer, label: string) =>
-  `-----BEGIN ${label}-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END ${label}-----\n`;
 
 /**
  * What the gRPC server's TLS uses: the cluster CA (to verify agents' client certificates) and
@@ -23,7 +21,6 @@ export class ServerIdentity implements experimental.CertificateProvider {
   private ca: experimental.CaCertificateUpdate | undefined;
   private identity: experimental.IdentityCertificateUpdate | undefined;
   private renewal: NodeJS.Timeout | undefined;
-  notAfter: Date | undefined;
 
   constructor(
     private readonly authority: ClusterCertificateAuthority,
@@ -56,7 +53,6 @@ export class ServerIdentity implements experimental.CertificateProvider {
       certificate: Buffer.from(pem(cert.certificateDer, 'CERTIFICATE') + this.caPem),
       privateKey: Buffer.from(privateKey.export({ type: 'pkcs8', format: 'pem' })),
     };
-    this.notAfter = cert.notAfter;
     for (const l of this.identityListeners) l(this.identity);
     this.scheduleRenewal(Math.max(60_000, ((cert.notAfter.getTime() - Date.now()) * 2) / 3));
   }

@@ -57,12 +57,6 @@ export class WatchStreams implements OnModuleInit, OnModuleDestroy {
     this.byCluster.clear();
   }
 
-  get size(): number {
-    let n = 0;
-    for (const set of this.byCluster.values()) n += set.size;
-    return n;
-  }
-
   /** Holds `call` open for `principal`, starting at `generation`; forgets it when the agent goes. */
   open(principal: ClusterPrincipal, call: WatchCall, generation: bigint): void {
     const stream: OpenStream = { principal, call, pushed: -1n };

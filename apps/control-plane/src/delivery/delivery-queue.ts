@@ -85,8 +85,4 @@ export class DeliveryQueue implements OnApplicationBootstrap, OnApplicationShutd
       this.reconciling = false;
     }
   }
-
-  async counts(): Promise<Record<string, number>> {
-    return this.queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
-  }
 }

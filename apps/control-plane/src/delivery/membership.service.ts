@@ -67,10 +67,13 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
     appId: string,
     projectId: string,
     placement: Omit<Placement, 'updatedAt'>,
+    /** What the caller already read in this transaction (every cluster, the project's selector). */
+    read?: { clusters: ClusterLabels[]; projectSelector: LabelSelector | null },
   ): Promise<Map<string, string>> {
     await this.repo.savePlacement(em, placement);
-    const selector = (await this.repo.projectSelectors(em)).get(projectId) ?? null;
-    return this.reapply(em, appId, placementTargets(placement, selector, await this.repo.clusters(em)));
+    const projectSelector = read ? read.projectSelector : ((await this.repo.projectSelectors(em)).get(projectId) ?? null);
+    const clusters = read?.clusters ?? (await this.repo.clusters(em));
+    return this.reapply(em, appId, placementTargets(placement, projectSelector, clusters));
   }
 
   /** Makes the app's membership exactly `targets`; returns the clusters that moved, with their generation. */
@@ -121,8 +124,9 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
   /** An admin changed which clusters a project may target: every placement of it is re-applied. */
   async projectSelectorChanged(em: EntityManager, projectId: string): Promise<Map<string, string>> {
     const moved = new Map<string, string>();
+    const read = { clusters: await this.repo.clusters(em), projectSelector: (await this.repo.projectSelectors(em)).get(projectId) ?? null };
     for (const p of await this.repo.placementsOfProject(em, projectId)) {
-      for (const [id, g] of await this.applyPlacement(em, p.appId, projectId, p)) moved.set(id, g);
+      for (const [id, g] of await this.applyPlacement(em, p.appId, projectId, p, read)) moved.set(id, g);
     }
     return moved;
   }

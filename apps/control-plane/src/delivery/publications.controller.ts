@@ -94,6 +94,6 @@ export class PublicationsController {
     @Param('project') project: string,
     @Body() dto: ProjectClusterSelectorDto,
   ): Promise<void> {
-    await this.publications.setProjectSelector(actor, project, dto.selector ?? null);
+    await this.publications.setProjectSelector(actor, project, dto.selector);
   }
 }

@@ -49,8 +49,8 @@ export class ProjectClusterSelectorDto {
     nullable: true,
     description: 'the clusters the project may publish to; {} allows all, null none',
   })
-  @IsOptional()
-  @IsLabelSelector()
+  // Required, so an empty body is an error rather than a silent "no clusters".
+  @rule('isLabelSelectorOrNull', (v) => (v === null ? undefined : labelSelectorProblem(v)))
   selector!: LabelSelector | null;
 }
 

@@ -33,7 +33,8 @@ export class PublicationsService {
     if (!req.clusters?.length && !req.selector) throw invalid('target_required', 'give clusters, a selector, or both');
     const r = await this.apps.resolve(actor, project, app);
     const moved = await this.repo.membershipTransaction(async (em) => {
-      const known = new Map((await this.repo.clusters(em)).map((c) => [c.name, c]));
+      const clusters = await this.repo.clusters(em);
+      const known = new Map(clusters.map((c) => [c.name, c]));
       const unknown = (req.clusters ?? []).filter((n) => !known.has(n));
       if (unknown.length) throw new SigilError('not_found', 'cluster_not_found', `unknown clusters: ${unknown.slice(0, 20).join(', ')}`);
       const allowed = (await this.repo.projectSelectors(em)).get(r.project.id) ?? null;
@@ -63,7 +64,7 @@ export class PublicationsService {
           `project ${r.project.name} may not publish to: ${refused.slice(0, 20).join(', ')}`,
         );
       }
-      return this.membership.applyPlacement(em, r.app.id, r.project.id, next);
+      return this.membership.applyPlacement(em, r.app.id, r.project.id, next, { clusters, projectSelector: allowed });
     });
     await this.membership.enqueue(moved);
     return this.view(actor, project, app);

@@ -36,7 +36,8 @@ export interface Enrollment {
 }
 
 const TOKEN_SHAPE = /^sge_[A-Za-z0-9_-]{43}$/;
-const AGENT_VERSION = /^[\x21-\x7e]{0,64}$/;
+/** What an agent may call its version (Enroll and Watch). */
+export const AGENT_VERSION = /^[\x21-\x7e]{0,64}$/;
 /** Told to the caller for every bootstrap-token failure alike: no oracle for which tokens exist. */
 const TOKEN_REFUSED = 'the enrollment token is unknown, expired, already used, or for another cluster';
 
