@@ -1,12 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { repoRoot } from './repo-root.js';
 import { freeLoopbackPort, waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
 import { AGENT_NODE_FLAGS } from '../../apps/agent/src/runtime-flags.js';
 import { REPO_ROOT } from './control-plane-process.js';
 
-const MAIN = fileURLToPath(new URL('../../dist/apps/agent/src/main.js', import.meta.url));
+const MAIN = path.join(repoRoot(), 'dist/apps/agent/src/main.js');
 
 /** The edge agent as a process, from the build, as a cluster would run it. */
 export class AgentProcess {

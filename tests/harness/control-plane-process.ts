@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from './repo-root.js';
 import { freeLoopbackPort, waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
 import { testEnv } from './test-env.js';
 
-const MAIN = fileURLToPath(new URL('../../dist/apps/control-plane/src/main.js', import.meta.url));
-export const REPO_ROOT = path.resolve(path.dirname(MAIN), '../../../..');
+const MAIN = path.join(repoRoot(), 'dist/apps/control-plane/src/main.js');
+export const REPO_ROOT = repoRoot();
 
 /** A control-plane process started from the build, as an operator would run it. */
 export class ControlPlaneProcess {

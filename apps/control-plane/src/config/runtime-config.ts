@@ -17,7 +17,7 @@ export class RuntimeConfig {
   readonly rateLimit: SigilConfig['rateLimit'];
   readonly db: { url: string };
   readonly redis: { url: string; /** prefix of every key Sigil writes; lets tests share one Redis */ prefix: string };
-  readonly hsm: { token: HsmToken; poolSize: number; keyLabelPrefix: string };
+  readonly hsm: { token: HsmToken; poolSize: number; keyLabelPrefix: string; faultInjection: boolean };
 
   constructor(config: SigilConfig, services: { databaseUrl: string; redisUrl: string; hsmToken: HsmToken; redisPrefix?: string }) {
     this.http = config.http;
@@ -31,6 +31,11 @@ export class RuntimeConfig {
     this.rateLimit = config.rateLimit;
     this.db = { url: services.databaseUrl };
     this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? config.redisPrefix };
-    this.hsm = { token: services.hsmToken, poolSize: config.hsm.poolSize, keyLabelPrefix: config.hsm.keyLabelPrefix };
+    this.hsm = {
+      token: services.hsmToken,
+      poolSize: config.hsm.poolSize,
+      keyLabelPrefix: config.hsm.keyLabelPrefix,
+      faultInjection: config.hsm.faultInjection,
+    };
   }
 }

@@ -101,6 +101,8 @@ const envSchema = z
       .default('sigil')
       .refine((v) => /^[a-z0-9][a-z0-9-]{0,19}$/.test(v), 'must be 1-20 lowercase letters, digits or dashes'),
     SIGIL_HSM_POOL_SIZE: positiveInt(Math.min(4, availableParallelism())),
+    // Benchmarks only: SIGUSR2 then drops every HSM session (bench/fleet's fault suite). Off by default.
+    SIGIL_FAULT_INJECTION: z.enum(['0', '1']).default('0'),
     SIGIL_RATE_LIMIT_RPS: positiveInt(50),
     SIGIL_RATE_LIMIT_BURST: positiveInt(100),
     SIGIL_BOOTSTRAP_ADMIN_TOKEN: z
@@ -149,7 +151,8 @@ export interface SigilConfig {
   redisUrl: string | undefined;
   redisPrefix: string;
   /** `token` undefined means "use the development SoftHSM token under the data dir". */
-  hsm: { poolSize: number; keyLabelPrefix: string; token: HsmToken | undefined };
+  /** faultInjection: SIGUSR2 closes every HSM session (for the fault bench; never in production). */
+  hsm: { poolSize: number; keyLabelPrefix: string; token: HsmToken | undefined; faultInjection: boolean };
   bootstrapAdminToken: string | undefined;
   /** Per API token: sustained requests per second and burst. */
   rateLimit: { perSecond: number; burst: number };
@@ -200,7 +203,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
     redisPrefix: e.SIGIL_REDIS_PREFIX,
-    hsm: { poolSize: e.SIGIL_HSM_POOL_SIZE, keyLabelPrefix: e.SIGIL_HSM_KEY_LABEL_PREFIX, token },
+    hsm: {
+      poolSize: e.SIGIL_HSM_POOL_SIZE,
+      keyLabelPrefix: e.SIGIL_HSM_KEY_LABEL_PREFIX,
+      token,
+      faultInjection: e.SIGIL_FAULT_INJECTION === '1',
+    },
     bootstrapAdminToken: e.SIGIL_BOOTSTRAP_ADMIN_TOKEN,
     rateLimit: { perSecond: e.SIGIL_RATE_LIMIT_RPS, burst: e.SIGIL_RATE_LIMIT_BURST },
   };

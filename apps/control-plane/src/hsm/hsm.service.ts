@@ -5,7 +5,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import type { OaepHash, RootKeyInfo, RsaPublicKey, SealedValue, WrappedKey } from './hsm-ops.js';
 import { HsmError, HsmWorkerPool } from './hsm-worker-pool.js';
-import { acquireLibrary, pkcs11js, releaseLibrary } from './pkcs11-library.js';
+import { acquireLibrary, findSlotByLabel, pkcs11js, releaseLibrary } from './pkcs11-library.js';
 
 /** Mechanisms Sigil's envelope scheme relies on. */
 const REQUIRED_MECHANISMS: Record<string, number> = {
@@ -66,12 +66,31 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
       workers: poolSize,
     };
     this.logger.info({ capabilities: this.caps }, 'HSM ready');
+    if (this.config.hsm.faultInjection) this.armSessionLoss(token.module, token.tokenLabel);
     const missing = Object.entries(this.caps.mechanisms).filter(([, ok]) => !ok);
     if (missing.length > 0 || probe.oaep.length === 0) {
       throw new HsmError(
         `HSM lacks mechanisms Sigil needs: ${[...missing.map(([m]) => m), ...(probe.oaep.length ? [] : ['RSA-OAEP wrap'])].join(', ')}`,
       );
     }
+  }
+
+  /**
+   * Fault injection for bench/fleet: SIGUSR2 closes every session this process has on the token
+   * (the workers' too), as an HSM restart or a network HSM failover would. The workers must
+   * reopen, log in again and retry without losing a request.
+   */
+  private armSessionLoss(module: string, label: string): void {
+    this.logger.warn('SIGIL_FAULT_INJECTION=1: SIGUSR2 drops every HSM session (benchmarks only)');
+    process.on('SIGUSR2', () => {
+      const p = acquireLibrary(module);
+      try {
+        p.C_CloseAllSessions(findSlotByLabel(p, label)!);
+        this.logger.warn('fault injection: every HSM session closed');
+      } finally {
+        releaseLibrary(module);
+      }
+    });
   }
 
   get capabilities(): HsmCapabilities {

@@ -1,0 +1,328 @@
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { credentials, Metadata, status, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import {
+  AgentServiceClient,
+  agentChannelCredentials,
+  createTlsKeyAndCsr,
+  derToPem,
+  type EnrollResponse,
+  type GetDesiredStateResponse,
+  ReconnectBackoff,
+  type ReportStatusResponse,
+  retryAfterMs,
+  SecretState,
+  unary,
+  type WatchResponse,
+} from '@sigil/agent-protocol';
+import { decodeClusterKeyEnvelope, decodeSecretPayload, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
+import { now, type DeliveryKey, type Expectation, type FromSim, type SimAgentSpec, type ToSim } from './sim-protocol.js';
+
+/**
+ * A process hosting many simulated agents. Each speaks the real protocol on its own mTLS
+ * connection (its own key and certificate, so its own HTTP/2 session): Enroll, Watch with
+ * jittered reconnect, GetDesiredState, open every envelope with its cluster key, write the
+ * result into an in-memory stand-in for Kubernetes, ReportStatus. What the real agent does
+ * with Kubernetes is the only part left out (bench/latency measures that one).
+ */
+
+const send = (m: FromSim) => process.send!(m);
+// Only a channel of its own gives each agent its own TCP/TLS connection, as in real life.
+const OWN_CONNECTION = { 'grpc.use_local_subchannel_pool': 1 };
+const RETRYABLE = new Set<number>([status.UNAVAILABLE, status.RESOURCE_EXHAUSTED, status.DEADLINE_EXCEEDED]);
+
+interface Identity {
+  cluster: string;
+  keyPem: string;
+  certificatePem: string;
+  deliveryKey: number;
+}
+
+let address = '';
+let caPem = '';
+let anonymous: ChannelCredentials;
+let deliveryKeys: Array<{ privateKey: KeyObject; publicKeyDer: Buffer }> = [];
+let expectation: Expectation | undefined;
+const met = new Map<string, { agents: number[]; lastAt: number }>();
+let syncs = 0;
+let syncErrors = 0;
+let lastError: string | undefined;
+
+class SimAgent {
+  identity: Identity | undefined;
+  private client: AgentServiceClient | undefined;
+  private stream: ClientReadableStream<WatchResponse> | undefined;
+  private readonly backoff = new ReconnectBackoff({ baseMs: 500, capMs: 10_000 });
+  private applied = 0n;
+  private syncing = false;
+  private dirty = false;
+  private stopped = false;
+  connected = false;
+  rejected = 0;
+  /** The in-memory Kubernetes: namespace/name → version. */
+  private readonly sink = new Map<string, { namespace: string; name: string; version: number }>();
+  private readonly clusterKeys = new Map<number, Buffer>();
+  private readonly phasesMet = new Set<string>();
+
+  constructor(
+    readonly index: number,
+    readonly spec: SimAgentSpec,
+  ) {}
+
+  async enroll(index: number): Promise<{ retries: number }> {
+    const tls = createTlsKeyAndCsr(this.spec.cluster);
+    const deliveryKey = index % deliveryKeys.length;
+    const backoff = new ReconnectBackoff({ baseMs: 250, capMs: 5_000 });
+    for (let retries = 0; ; retries++) {
+      const client = new AgentServiceClient(address, anonymous, OWN_CONNECTION);
+      try {
+        const res = await unary<EnrollResponse>((cb) =>
+          client.enroll(
+            {
+              cluster: this.spec.cluster,
+              credential: { $case: 'bootstrapToken', value: this.spec.token },
+              csrDer: tls.csrDer,
+              deliveryPublicKeyDer: deliveryKeys[deliveryKey]!.publicKeyDer,
+              agentVersion: 'sim-agent/1',
+            },
+            new Metadata(),
+            { deadline: Date.now() + 120_000 },
+            cb,
+          ),
+        );
+        this.identity = {
+          cluster: this.spec.cluster,
+          keyPem: tls.keyPem,
+          certificatePem: derToPem(res.certificateDer, 'CERTIFICATE'),
+          deliveryKey,
+        };
+        return { retries };
+      } catch (err) {
+        const e = err as ServiceError;
+        if (!RETRYABLE.has(e.code) || retries >= 50) throw err;
+        await sleep(backoff.next(retryAfterMs(e.metadata)));
+      } finally {
+        client.close();
+      }
+    }
+  }
+
+  watch(): void {
+    if (this.stopped || !this.identity) return;
+    this.client ??= new AgentServiceClient(
+      address,
+      agentChannelCredentials(caPem, { keyPem: this.identity.keyPem, certificatePem: this.identity.certificatePem }),
+      OWN_CONNECTION,
+    );
+    let first = true;
+    const stream = this.client.watch({ appliedGeneration: this.applied, agentVersion: 'sim-agent/1' });
+    this.stream = stream;
+    stream.on('data', (m: WatchResponse) => {
+      this.connected = true;
+      this.backoff.reset();
+      // After any gap, a full resync; otherwise only when something newer is desired.
+      if (first || m.desiredGeneration > this.applied) this.requestSync();
+      first = false;
+    });
+    const again = (err?: ServiceError) => {
+      if (this.stream !== stream) return;
+      this.stream = undefined;
+      this.connected = false;
+      if (err?.code === status.UNAVAILABLE && retryAfterMs(err.metadata) !== undefined) this.rejected++;
+      if (!this.stopped) setTimeout(() => this.watch(), this.backoff.next(retryAfterMs(err?.metadata)));
+    };
+    stream.on('error', again);
+    stream.on('end', () => again());
+  }
+
+  private requestSync(): void {
+    if (this.syncing) {
+      this.dirty = true;
+      return;
+    }
+    this.syncing = true;
+    void this.sync()
+      .catch((err: unknown) => {
+        syncErrors++;
+        lastError = (err as Error).message;
+        // The watch's next message (or reconnect) asks again; retry once on our own too.
+        setTimeout(() => this.requestSync(), 500 + Math.random() * 1000);
+      })
+      .finally(() => {
+        this.syncing = false;
+        if (this.dirty) {
+          this.dirty = false;
+          this.requestSync();
+        }
+      });
+  }
+
+  private async sync(): Promise<void> {
+    const client = this.client!;
+    const state = await unary<GetDesiredStateResponse>((cb) =>
+      client.getDesiredState({ sinceGeneration: 0n }, new Metadata(), { deadline: Date.now() + 60_000 }, cb),
+    );
+    const privateKey = deliveryKeys[this.identity!.deliveryKey]!.privateKey;
+    for (const env of state.clusterKeyEnvelopes) {
+      const version = decodeClusterKeyEnvelope(env).clusterKeyVersion;
+      if (!this.clusterKeys.has(version)) this.clusterKeys.set(version, openClusterKeyEnvelope(privateKey, env).key);
+    }
+    if (state.full) this.sink.clear();
+    for (const r of state.removed) this.sink.delete(`${r.namespace}/${r.name}`);
+    const statuses = state.secrets.map((s) => {
+      const payload = openSecretEnvelope(s.envelope, this.clusterKeys, {
+        projectId: s.projectId,
+        app: s.app,
+        secret: s.secret,
+        secretId: s.secretId,
+        version: s.version,
+      });
+      // "Write" it: decode as the real agent does, then drop the plaintext.
+      for (const v of decodeSecretPayload(payload).values()) v.fill(0);
+      payload.fill(0);
+      const t = s.target!;
+      this.sink.set(`${t.namespace}/${t.name}`, { namespace: t.namespace, name: t.name, version: Number(s.version) });
+      return {
+        target: s.target,
+        secretId: s.secretId,
+        version: s.version,
+        generation: s.generation,
+        state: SecretState.SECRET_STATE_APPLIED,
+        reason: '',
+        message: '',
+      };
+    });
+    await unary<ReportStatusResponse>((cb) =>
+      client.reportStatus(
+        { appliedGeneration: state.generation, secrets: statuses },
+        new Metadata(),
+        { deadline: Date.now() + 60_000 },
+        cb,
+      ),
+    );
+    this.applied = state.generation;
+    syncs++;
+    this.check();
+  }
+
+  /** Counts this agent for the current phase once its acked state satisfies it. */
+  check(): void {
+    const e = expectation;
+    if (!e || this.phasesMet.has(e.phase)) return;
+    let count = 0;
+    let versionOk = e.version === undefined;
+    for (const s of this.sink.values()) {
+      if (s.namespace !== e.namespace) continue;
+      count++;
+      if (e.version && s.name === e.version.name && s.version >= e.version.atLeast) versionOk = true;
+    }
+    if (count !== e.secrets || !versionOk) return;
+    this.phasesMet.add(e.phase);
+    const m = met.get(e.phase) ?? { agents: [], lastAt: 0 };
+    m.agents.push(this.index);
+    m.lastAt = Math.max(m.lastAt, now());
+    met.set(e.phase, m);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.stream?.cancel();
+    this.client?.close();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let agents: SimAgent[] = [];
+let stateFile = '';
+
+async function enrollAll(concurrency: number): Promise<void> {
+  let ok = 0;
+  let failed = 0;
+  let retries = 0;
+  const errors: string[] = [];
+  const latenciesMs: number[] = [];
+  const progress = setInterval(() => send({ type: 'enroll-progress', ok, failed, retries }), 250);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, agents.length) }, async () => {
+      while (next < agents.length) {
+        const i = next++;
+        const started = now();
+        try {
+          retries += (await agents[i]!.enroll(i)).retries;
+          ok++;
+          latenciesMs.push(now() - started);
+        } catch (err) {
+          failed++;
+          if (errors.length < 5) errors.push(`${agents[i]!.spec.cluster}: ${(err as Error).message}`);
+        }
+      }
+    }),
+  );
+  clearInterval(progress);
+  // The agent's persisted identity (a Secret in real life): restarted processes reuse it.
+  writeFileSync(stateFile, JSON.stringify(agents.map((a) => a.identity ?? null)), { mode: 0o600 });
+  send({ type: 'enroll-done', ok, failed, retries, errors, latenciesMs });
+}
+
+process.on('message', (raw) => {
+  const m = raw as ToSim;
+  switch (m.type) {
+    case 'init': {
+      ({ address, caPem, stateFile } = m);
+      anonymous = credentials.createSsl(Buffer.from(caPem));
+      deliveryKeys = m.deliveryKeys.map((k: DeliveryKey) => ({
+        privateKey: createPrivateKey(k.privateKeyPem),
+        publicKeyDer: Buffer.from(k.publicKeyDerB64, 'base64'),
+      }));
+      agents = m.agents.map((s, i) => new SimAgent(i, s));
+      let restored = 0;
+      if (existsSync(stateFile)) {
+        const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as Array<Identity | null>;
+        saved.forEach((id, i) => {
+          if (id && agents[i]) {
+            agents[i].identity = id;
+            restored++;
+          }
+        });
+      }
+      send({ type: 'ready', restored });
+      break;
+    }
+    case 'enroll':
+      void enrollAll(m.concurrency);
+      break;
+    case 'watch':
+      // Spread the initial connects over a second, like pods starting.
+      agents.forEach((a) => setTimeout(() => a.watch(), Math.random() * 1000));
+      break;
+    case 'expect':
+      expectation = m.expectation;
+      for (const a of agents) a.check();
+      break;
+    case 'stop':
+      for (const a of agents) a.stop();
+      setTimeout(() => process.exit(0), 200);
+      break;
+  }
+});
+
+setInterval(() => {
+  for (const [phase, m] of met) {
+    if (m.agents.length > 0) send({ type: 'met', phase, agents: m.agents, lastAt: m.lastAt });
+    m.agents = [];
+  }
+}, 25).unref();
+
+setInterval(() => {
+  let connected = 0;
+  let rejected = 0;
+  for (const a of agents) {
+    if (a.connected) connected++;
+    rejected += a.rejected;
+  }
+  send({ type: 'watching', connected, rejected });
+  send({ type: 'stats', syncs, syncErrors, rssMiB: process.memoryUsage.rss() / 2 ** 20, lastError });
+}, 500).unref();
+
+process.on('disconnect', () => process.exit(0));

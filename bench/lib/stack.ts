@@ -1,0 +1,118 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { EmbeddedPostgres } from '../../apps/control-plane/src/embedded/embedded-postgres.js';
+import { EmbeddedRedis } from '../../apps/control-plane/src/embedded/embedded-redis.js';
+import { freeLoopbackPort, waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
+import { ensureSoftHsmToken } from '../../apps/control-plane/src/hsm/softhsm-dev-token.js';
+import { ApiClient } from '../../tests/harness/api-client.js';
+import { ControlPlaneProcess } from '../../tests/harness/control-plane-process.js';
+
+const ADMIN_TOKEN = `sgl_bench-admin-${'0'.repeat(32)}`;
+
+/**
+ * What a benchmark runs against, each part a real one on loopback and restartable on the same
+ * port: PostgreSQL and Redis as `make up` runs them (durable), a fresh SoftHSM token, and one
+ * control-plane process started from the build. Everything lives in one temp dir.
+ */
+export class BenchStack {
+  cp!: ControlPlaneProcess;
+  readonly admin: ApiClient;
+  readonly grpcAddress: string;
+  databaseUrl = '';
+
+  private constructor(
+    readonly dir: string,
+    readonly postgres: EmbeddedPostgres,
+    readonly redis: EmbeddedRedis,
+    private readonly cpEnv: Record<string, string>,
+    readonly httpPort: number,
+    grpcPort: number,
+  ) {
+    this.admin = new ApiClient(`http://127.0.0.1:${httpPort}`, ADMIN_TOKEN);
+    this.grpcAddress = `localhost:${grpcPort}`;
+  }
+
+  static async start(env: Record<string, string> = {}): Promise<BenchStack> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'sigil-bench-'));
+    await chmod(dir, 0o711); // PostgreSQL's unprivileged server user must be able to enter it
+    const [pgPort, redisPort, httpPort, grpcPort] = (await Promise.all([1, 2, 3, 4].map(() => freeLoopbackPort()))) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    const postgres = new EmbeddedPostgres({ dir: path.join(dir, 'postgres'), database: 'sigil', durable: true, port: pgPort });
+    const redis = new EmbeddedRedis({ dir: path.join(dir, 'redis'), durable: true, port: redisPort });
+    const [databaseUrl, redisUrl, hsm] = await Promise.all([
+      postgres.start(),
+      redis.start(),
+      ensureSoftHsmToken(path.join(dir, 'softhsm'), 'bench'),
+    ]);
+    const cpEnv = {
+      SIGIL_DATA_DIR: path.join(dir, 'cp'),
+      SIGIL_HTTP_PORT: String(httpPort),
+      SIGIL_GRPC_PORT: String(grpcPort),
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisUrl,
+      SOFTHSM2_CONF: process.env.SOFTHSM2_CONF!,
+      SIGIL_PKCS11_MODULE: hsm.module,
+      SIGIL_PKCS11_TOKEN_LABEL: hsm.tokenLabel,
+      SIGIL_PKCS11_PIN_FILE: path.join(dir, 'softhsm', 'pin'),
+      SIGIL_BOOTSTRAP_ADMIN_TOKEN: ADMIN_TOKEN,
+      SIGIL_LOG_LEVEL: 'warn',
+      ...env,
+    };
+    const stack = new BenchStack(dir, postgres, redis, cpEnv, httpPort, grpcPort);
+    stack.databaseUrl = databaseUrl;
+    await stack.startControlPlane();
+    return stack;
+  }
+
+  get hsmToken(): { module: string; tokenLabel: string; pinFile: string } {
+    return {
+      module: this.cpEnv.SIGIL_PKCS11_MODULE!,
+      tokenLabel: this.cpEnv.SIGIL_PKCS11_TOKEN_LABEL!,
+      pinFile: this.cpEnv.SIGIL_PKCS11_PIN_FILE!,
+    };
+  }
+
+  get redisUrl(): string {
+    return this.cpEnv.REDIS_URL!;
+  }
+
+  async startControlPlane(): Promise<void> {
+    this.cp = ControlPlaneProcess.spawn(this.cpEnv);
+    await waitFor('control plane', async () => (await fetch(`${this.admin.baseUrl}/readyz`)).ok, {
+      timeoutMs: 120_000,
+      child: this.cp.child,
+      describe: () => this.cp.logs().slice(-2000),
+    });
+  }
+
+  async restartControlPlane(signal: NodeJS.Signals): Promise<void> {
+    await this.cp.stop(signal);
+    await this.startControlPlane();
+  }
+
+  /** The trust bundle agents use, written where sim processes can read it. */
+  async caPem(): Promise<string> {
+    const res = await this.admin.get<{ caCertificatePem: string }>('/agents/trust');
+    if (res.status !== 200) throw new Error(`GET /agents/trust: ${res.status} ${res.text}`);
+    await writeFile(path.join(this.dir, 'ca.pem'), res.body.caCertificatePem);
+    return res.body.caCertificatePem;
+  }
+
+  /** Resident set of the control-plane process, MiB. */
+  async controlPlaneRssMiB(): Promise<number> {
+    const { readFile } = await import('node:fs/promises');
+    const status = await readFile(`/proc/${this.cp.child.pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+  }
+
+  async stop(): Promise<void> {
+    await this.cp?.stop('SIGTERM');
+    await Promise.allSettled([this.postgres.stop(), this.redis.stop()]);
+    if (process.env.SIGIL_KEEP_BENCH_DIR !== '1') await rm(this.dir, { recursive: true, force: true });
+  }
+}
