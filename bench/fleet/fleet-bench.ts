@@ -140,6 +140,13 @@ async function main(): Promise<void> {
       { agents: N, secrets: K, processes: PROCS, enroll, watchMs, footprint, phases, floors, published },
       md,
     );
+  } catch (err) {
+    const errors = stack.cp
+      .logs()
+      .split('\n')
+      .filter((l) => /error/i.test(l));
+    process.stderr.write(`control-plane errors (${errors.length}), last ones:\n${errors.slice(-5).join('\n')}\n`);
+    throw err;
   } finally {
     await fleet?.stop();
     await stack.stop();

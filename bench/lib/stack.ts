@@ -61,6 +61,8 @@ export class BenchStack {
       SIGIL_PKCS11_PIN_FILE: path.join(dir, 'softhsm', 'pin'),
       SIGIL_BOOTSTRAP_ADMIN_TOKEN: ADMIN_TOKEN,
       SIGIL_LOG_LEVEL: 'warn',
+      // e.g. BENCH_CP_NODE_OPTIONS=--cpu-prof to see where the control plane's time goes.
+      ...(process.env.BENCH_CP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_CP_NODE_OPTIONS } : {}),
       ...env,
     };
     const stack = new BenchStack(dir, postgres, redis, cpEnv, httpPort, grpcPort);
