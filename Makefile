@@ -14,7 +14,7 @@ export PATH := $(NODE_BIN):$(SIGIL_CACHE)/bin:$(PATH)
 export npm_config_nodedir := $(abspath $(NODE_BIN)/..)
 NPM := npm --loglevel=error --no-audit --no-fund
 
-.PHONY: help up test check generate build lint typecheck format deps deps-apt deps-npm deps-go bench-hsm clean
+.PHONY: help up test check generate build lint typecheck format deps deps-apt deps-npm deps-go bench bench-hsm bench-latency bench-fleet bench-faults clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,17 @@ deps-go: ## kube-apiserver and helm for the tests, built once into ~/.cache/sigi
 
 bench-hsm: deps-apt build ## HSM benchmark: Sigil's operations vs the raw pkcs11js rate (BENCH_MS per point)
 	@node dist/bench/hsm/hsm-bench.js
+
+bench: bench-hsm bench-latency bench-fleet bench-faults ## every benchmark (~30 min); results in bench/results/, numbers in docs/benchmarks.md
+
+bench-fleet: deps-apt build ## fan-out: BENCH_AGENTS (10000) simulated agents; enroll, streams, publish/rotate/unpublish vs floors
+	@node dist/bench/fleet/fleet-bench.js
+
+bench-faults: deps-apt build ## faults during a 1,000-cluster publish: SIGKILL, Redis/PostgreSQL restart, agent restarts, HSM session loss
+	@node dist/bench/fleet/faults-bench.js
+
+bench-latency: deps build ## rotation latency: REST write → agent → Kubernetes Secret, p50/p99 vs a kube-apiserver floor (BENCH_LATENCY_ITERATIONS)
+	@node dist/bench/latency/latency-bench.js
 
 clean: ## remove build output (keeps .data and the caches)
 	@rm -rf dist

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { cpuMeter } from '../lib/cpu.js';
 import { BenchStack } from '../lib/stack.js';
 import { fmtMs, log, machineLine, mark, table, writeResults } from '../lib/results.js';
 import { Fleet, type EnrollResult } from './fleet.js';
@@ -31,6 +32,8 @@ interface Phase {
   name: string;
   ackedMs: number;
   restMs: number;
+  /** CPU milliseconds per process role during the phase. */
+  cpuMs: Record<string, number>;
 }
 
 async function main(): Promise<void> {
@@ -46,8 +49,19 @@ async function main(): Promise<void> {
     for (const f of floors) log(`  ${f.name}: ${fmtMs(f.ms)} (${f.what})`);
 
     fleet = await Fleet.create(stack, { size: N, processes: PROCS, prefix: 'store', labels: { fleet: 'bench' } });
+    const f = fleet;
+    const meter = () =>
+      cpuMeter({
+        'control plane': (pid) => pid === stack.cp.child.pid,
+        PostgreSQL: (_pid, comm) => comm === 'postgres',
+        Redis: (_pid, comm) => comm.startsWith('redis'),
+        'simulated agents': (pid) => f.pids.includes(pid),
+        'bench driver': (pid) => pid === process.pid,
+      });
+    const enrollCpu = meter();
     log(`enrolling ${N} agents…`);
     const enroll: EnrollResult = await fleet.enroll(ENROLL_CONCURRENCY, progress('enrolled'));
+    const enrollCpuMs = enrollCpu();
     log(`  ${enroll.ok} enrolled, ${enroll.failed} failed in ${fmtMs(enroll.durationMs)} (${Math.round(enroll.perSecond)}/s)`);
     if (enroll.failed > 0) throw new Error(`enrollment failures: ${enroll.errors.join('; ')}`);
 
@@ -73,18 +87,22 @@ async function main(): Promise<void> {
     const phases: Phase[] = [];
     const run = async (name: string, request: () => Promise<void>, expectation: Parameters<Fleet['expect']>[0]) => {
       log(`${name}…`);
+      const cpu = meter();
       const t0 = now();
       await request();
       const restMs = now() - t0;
       const lastAck = await fleet!.expect(expectation, 600_000, progress('acked'));
-      phases.push({ name, ackedMs: lastAck - t0, restMs });
+      phases.push({ name, ackedMs: lastAck - t0, restMs, cpuMs: cpu() });
       log(`  every agent acked ${fmtMs(lastAck - t0)} after the request (REST answered in ${fmtMs(restMs)}); ${fleet!.describeSims()}`);
     };
+    const statements = await stack.statementStats();
     await run(
       'publish',
       async () => ok(await api.post('/projects/bench/apps/pos/publish', { selector: { matchLabels: { fleet: 'bench' } } }), 'publish'),
       { phase: 'publish', secrets: K, namespace: NAMESPACE },
     );
+    const top = await statements();
+    if (top) log(`statements that cost PostgreSQL most during publish:\n${top}`);
     const published = (await api.get<{ summary: Record<string, unknown> }>('/projects/bench/apps/pos/publication')).body.summary;
     await run(
       'rotate one value',
@@ -133,6 +151,13 @@ async function main(): Promise<void> {
       `Publish / bottleneck floor (${bottleneck.name}): **${(publish.ackedMs / bottleneck.ms).toFixed(1)}×**; publish / sum of floors: **${(publish.ackedMs / floorSum).toFixed(1)}×**.`,
       '',
       `Status after publish: ${JSON.stringify(published)}.`,
+      '',
+      'Where the CPU went (CPU seconds per process during each phase, from /proc; the machine has 2 cores):',
+      '',
+      cpuTable([
+        { name: `enroll (${fmtMs(enroll.durationMs)})`, cpuMs: enrollCpuMs },
+        ...phases.map((p) => ({ name: `${p.name} (${fmtMs(p.ackedMs)})`, cpuMs: p.cpuMs })),
+      ]),
     ].join('\n');
     process.stdout.write(`${md}\n`);
     await writeResults(
@@ -151,6 +176,14 @@ async function main(): Promise<void> {
     await fleet?.stop();
     await stack.stop();
   }
+}
+
+function cpuTable(rows: Array<{ name: string; cpuMs: Record<string, number> }>): string {
+  const roles = ['control plane', 'PostgreSQL', 'Redis', 'simulated agents', 'bench driver', 'other'];
+  return table(
+    ['phase', ...roles],
+    rows.map((r) => [r.name, ...roles.map((role) => ((r.cpuMs[role] ?? 0) / 1000).toFixed(1))]),
+  );
 }
 
 function progress(what: string): (n: number) => void {

@@ -252,6 +252,10 @@ export class Fleet {
     return `${syncs} syncs, ${errors} sync errors${last ? ` (last: ${last})` : ''}, ${this.connected} streams`;
   }
 
+  get pids(): number[] {
+    return this.sims.map((s) => s.child.pid!);
+  }
+
   /** RSS of the simulator processes together, MiB. */
   simRssMiB(): number {
     return this.sims.reduce((n, s) => n + (s.stats?.rssMiB ?? 0), 0);

@@ -42,13 +42,22 @@ export class BenchStack {
       number,
       number,
     ];
-    const postgres = new EmbeddedPostgres({ dir: path.join(dir, 'postgres'), database: 'sigil', durable: true, port: pgPort });
+    const postgres = new EmbeddedPostgres({
+      dir: path.join(dir, 'postgres'),
+      database: 'sigil',
+      durable: true,
+      port: pgPort,
+      // BENCH_PG_STATS=1: the fleet bench prints the statements that cost PostgreSQL the most.
+      settings: process.env.BENCH_PG_STATS === '1' ? ['shared_preload_libraries=pg_stat_statements'] : [],
+    });
     const redis = new EmbeddedRedis({ dir: path.join(dir, 'redis'), durable: true, port: redisPort });
-    const [databaseUrl, redisUrl, hsm] = await Promise.all([
+    const [pgUrl, redisUrl, hsm] = await Promise.all([
       postgres.start(),
       redis.start(),
       ensureSoftHsmToken(path.join(dir, 'softhsm'), 'bench'),
     ]);
+    // Experiments only, e.g. BENCH_PG_OPTIONS='-c synchronous_commit=off'.
+    const databaseUrl = process.env.BENCH_PG_OPTIONS ? `${pgUrl}?options=${encodeURIComponent(process.env.BENCH_PG_OPTIONS)}` : pgUrl;
     const cpEnv = {
       SIGIL_DATA_DIR: path.join(dir, 'cp'),
       SIGIL_HTTP_PORT: String(httpPort),
@@ -103,6 +112,30 @@ export class BenchStack {
     if (res.status !== 200) throw new Error(`GET /agents/trust: ${res.status} ${res.text}`);
     await writeFile(path.join(this.dir, 'ca.pem'), res.body.caCertificatePem);
     return res.body.caCertificatePem;
+  }
+
+  /** With BENCH_PG_STATS=1: starts counting statements; the returned function gives the top ones. */
+  async statementStats(): Promise<() => Promise<string>> {
+    if (process.env.BENCH_PG_STATS !== '1') return () => Promise.resolve('');
+    const { default: pg } = await import('pg');
+    const q = async <T>(sql: string): Promise<T[]> => {
+      const c = new pg.Client({ connectionString: this.databaseUrl });
+      await c.connect();
+      try {
+        return (await c.query(sql)).rows as T[];
+      } finally {
+        await c.end();
+      }
+    };
+    await q('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    await q('SELECT pg_stat_statements_reset()');
+    return async () => {
+      const rows = await q<{ ms: number; calls: string; query: string }>(
+        `SELECT round(total_exec_time)::int AS ms, calls, regexp_replace(query, '\\s+', ' ', 'g') AS query
+           FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15`,
+      );
+      return rows.map((r) => `${String(r.ms).padStart(7)} ms ${String(r.calls).padStart(7)} calls  ${r.query.slice(0, 160)}`).join('\n');
+    };
   }
 
   /** Resident set of the control-plane process, MiB. */

@@ -53,13 +53,4 @@ export class AgentClusterRepository {
     );
     return BigInt(rows[0][0]?.g ?? 0);
   }
-
-  /** Records what the agent applied; false when that is beyond any generation it was given. */
-  async reportApplied(id: string, generation: bigint): Promise<boolean> {
-    const rows = await this.ds.query<[unknown[], number]>(
-      `UPDATE clusters SET applied_generation = $2, last_seen_at = now() WHERE id = $1 AND built_generation >= $2 RETURNING id`,
-      [id, generation.toString()],
-    );
-    return rows[0].length > 0;
-  }
 }

@@ -87,13 +87,12 @@ export class AgentStateService {
         message: s.message.slice(0, 500),
       };
     });
-    if (!(await this.clusters.reportApplied(principal.id, req.appliedGeneration))) {
+    if (!(await this.delivery.reportApplied(principal.id, req.appliedGeneration, statuses))) {
       throw grpcError(
         status.INVALID_ARGUMENT,
         'generation_from_the_future',
         'applied_generation is beyond any generation given to this cluster',
       );
     }
-    await this.delivery.saveStatuses(principal.id, statuses);
   }
 }

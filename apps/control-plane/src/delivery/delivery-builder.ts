@@ -25,24 +25,30 @@ export class DeliveryBuilder {
   /** Returns the generation built, or undefined when there was nothing to do. */
   async build(clusterId: string): Promise<bigint | undefined> {
     for (let attempt = 0; attempt < 5; attempt++) {
+      // Read before the rows: every change bumps desired_generation in its own transaction, so
+      // if it is unchanged under the lock below, the rows read here are still the desired ones.
+      const seen = await this.repo.generations(this.repo.manager, clusterId);
+      if (!seen || seen.built >= seen.desired) return undefined; // a stale job: already built
       const key = await this.clusterKeys.active(clusterId);
       if (!key) return undefined; // not enrolled yet: enrollment triggers a build
       const wanted = await this.repo.desired(this.repo.manager, clusterId);
       await this.wrapMissing(clusterId, key, wanted);
       const built = await this.repo.transaction(async (em) => {
-        const g = await this.repo.generations(em, clusterId, true);
+        const g = await this.repo.lockForBuild(em, clusterId);
         if (!g || g.built >= g.desired) return { done: true as const, generation: undefined };
-        // Read again under the lock: a change committed meanwhile may need keys not wrapped yet.
-        const rows = await this.repo.desired(em, clusterId);
-        const activeKey = await this.clusterKeys.active(clusterId, em);
-        if (activeKey?.version !== key.version) return { done: false as const };
-        const have = await this.repo.wrappedFor(
-          em,
-          clusterId,
-          key.version,
-          rows.map((r) => r.sealedValueId),
-        );
-        if (rows.some((r) => !have.has(r.sealedValueId))) return { done: false as const };
+        if (g.keyVersion !== key.version) return { done: false as const };
+        let rows = wanted;
+        if (g.desired !== seen.desired) {
+          // Something changed meanwhile: read again under the lock; it may need keys not wrapped yet.
+          rows = await this.repo.desired(em, clusterId);
+          const have = await this.repo.wrappedFor(
+            em,
+            clusterId,
+            key.version,
+            rows.map((r) => r.sealedValueId),
+          );
+          if (rows.some((r) => !have.has(r.sealedValueId))) return { done: false as const };
+        }
         await this.repo.saveSnapshot(em, clusterId, g.desired, key.version, rows);
         return { done: true as const, generation: g.desired };
       });

@@ -193,6 +193,20 @@ export class DeliveryRepository {
     return rows[0] && { desired: BigInt(rows[0].d), built: BigInt(rows[0].b) };
   }
 
+  /** Locks the cluster row for a build; its generations and the version of its active delivery key. */
+  async lockForBuild(
+    em: EntityManager,
+    clusterId: string,
+  ): Promise<{ desired: bigint; built: bigint; keyVersion: number | null } | undefined> {
+    const rows = await em.query<Array<{ d: string; b: string; k: number | null }>>(
+      `SELECT c.desired_generation AS d, c.built_generation AS b,
+              (SELECT version FROM cluster_keys k WHERE k.cluster_id = c.id AND k.state = 'active') AS k
+         FROM clusters c WHERE c.id = $1 FOR UPDATE OF c`,
+      [clusterId],
+    );
+    return rows[0] && { desired: BigInt(rows[0].d), built: BigInt(rows[0].b), keyVersion: rows[0].k };
+  }
+
   /** What the cluster should hold now: the current version of every secret of every app published to it. */
   desired(em: EntityManager, clusterId: string): Promise<DesiredRow[]> {
     return em.query(
@@ -226,65 +240,76 @@ export class DeliveryRepository {
     );
   }
 
-  /** Replaces the cluster's snapshot with `rows` at generation `g` (unchanged rows keep their generation). */
+  /**
+   * Replaces the cluster's snapshot with `rows` at generation `g` (unchanged rows keep their
+   * generation) and marks it built: one statement, since this runs once per cluster per change.
+   * The DELETE and the upsert touch disjoint rows, so they can share a statement.
+   */
   async saveSnapshot(em: EntityManager, clusterId: string, g: bigint, keyVersion: number, rows: DesiredRow[]): Promise<void> {
-    await em.query('DELETE FROM cluster_secrets WHERE cluster_id = $1 AND NOT (secret_id = ANY($2::uuid[]))', [
-      clusterId,
-      rows.map((r) => r.secretId),
-    ]);
-    if (rows.length > 0) {
-      await em.query(
-        `INSERT INTO cluster_secrets (cluster_id, secret_id, app_id, secret_version, sealed_value_id, generation, cluster_key_version)
+    await em.query(
+      `WITH gone AS (
+         DELETE FROM cluster_secrets WHERE cluster_id = $1 AND NOT (secret_id = ANY($4::uuid[]))
+       ), upserted AS (
+         INSERT INTO cluster_secrets (cluster_id, secret_id, app_id, secret_version, sealed_value_id, generation, cluster_key_version)
          SELECT $1, s, a, v, sv, $2, $3 FROM unnest($4::uuid[], $5::uuid[], $6::int[], $7::uuid[]) AS x(s, a, v, sv)
          ON CONFLICT (cluster_id, secret_id) DO UPDATE
            SET secret_version = EXCLUDED.secret_version, sealed_value_id = EXCLUDED.sealed_value_id, app_id = EXCLUDED.app_id,
                cluster_key_version = EXCLUDED.cluster_key_version, generation = EXCLUDED.generation
            WHERE cluster_secrets.sealed_value_id <> EXCLUDED.sealed_value_id
-              OR cluster_secrets.cluster_key_version <> EXCLUDED.cluster_key_version`,
-        [
-          clusterId,
-          g.toString(),
-          keyVersion,
-          rows.map((r) => r.secretId),
-          rows.map((r) => r.appId),
-          rows.map((r) => r.version),
-          rows.map((r) => r.sealedValueId),
-        ],
-      );
-    }
-    await em.query('UPDATE clusters SET built_generation = $2, delivery_error = NULL WHERE id = $1', [clusterId, g.toString()]);
+              OR cluster_secrets.cluster_key_version <> EXCLUDED.cluster_key_version
+       )
+       UPDATE clusters SET built_generation = $2, delivery_error = NULL WHERE id = $1`,
+      [
+        clusterId,
+        g.toString(),
+        keyVersion,
+        rows.map((r) => r.secretId),
+        rows.map((r) => r.appId),
+        rows.map((r) => r.version),
+        rows.map((r) => r.sealedValueId),
+      ],
+    );
   }
 
   async setDeliveryError(clusterId: string, error: string): Promise<void> {
     await this.ds.query('UPDATE clusters SET delivery_error = $2 WHERE id = $1', [clusterId, error.slice(0, 500)]);
   }
 
-  /** The built snapshot and its generation, read together (one consistent view). */
-  snapshot(clusterId: string): Promise<{ generation: bigint; rows: SnapshotRow[]; keyEnvelopes: Buffer[] }> {
-    return this.ds.transaction('REPEATABLE READ', async (em) => {
-      const [g] = await em.query<Array<{ b: string }>>('SELECT built_generation AS b FROM clusters WHERE id = $1', [clusterId]);
-      const rows = await em.query<SnapshotRow[]>(
-        `SELECT cs.secret_id AS "secretId", s.name AS secret, s.type, cs.secret_version AS version, s.project_id AS "projectId",
-                a.name AS app, a.namespace, a.delivery_mode AS "deliveryMode", cs.generation::text AS generation,
-                cs.cluster_key_version AS "clusterKeyVersion", wk.wrapped_dek AS "wrappedDek", sv.iv, sv.ciphertext
-           FROM cluster_secrets cs
-           JOIN secrets s ON s.id = cs.secret_id
-           JOIN apps a ON a.id = cs.app_id
-           JOIN sealed_values sv ON sv.id = cs.sealed_value_id
-           JOIN cluster_wrapped_keys wk
-             ON wk.cluster_id = cs.cluster_id AND wk.sealed_value_id = cs.sealed_value_id AND wk.cluster_key_version = cs.cluster_key_version
-          WHERE cs.cluster_id = $1
-          ORDER BY a.namespace, s.name`,
-        [clusterId],
-      );
-      const keys = await em.query<Array<{ e: Buffer }>>(
-        `SELECT agent_envelope AS e FROM cluster_keys WHERE cluster_id = $1
-            AND (state = 'active' OR version IN (SELECT DISTINCT cluster_key_version FROM cluster_secrets WHERE cluster_id = $1))
-          ORDER BY version DESC`,
-        [clusterId],
-      );
-      return { generation: BigInt(g?.b ?? 0), rows, keyEnvelopes: keys.map((k) => k.e) };
-    });
+  /**
+   * The built snapshot, its generation and the delivery-key envelopes it needs, in one statement
+   * (so one consistent view without a transaction: every agent calls this on every change).
+   */
+  async snapshot(clusterId: string): Promise<{ generation: bigint; rows: SnapshotRow[]; keyEnvelopes: Buffer[] }> {
+    const rows = await this.ds.query<Array<Partial<SnapshotRow> & { builtGeneration: string; keyEnvelopes: Buffer[] }>>(
+      `SELECT c.built_generation::text AS "builtGeneration",
+              ARRAY(SELECT agent_envelope FROM cluster_keys
+                     WHERE cluster_id = $1
+                       AND (state = 'active' OR version IN (SELECT DISTINCT cluster_key_version FROM cluster_secrets WHERE cluster_id = $1))
+                     ORDER BY version DESC) AS "keyEnvelopes",
+              x.*
+         FROM clusters c
+         LEFT JOIN LATERAL (
+           SELECT cs.secret_id AS "secretId", s.name AS secret, s.type, cs.secret_version AS version, s.project_id AS "projectId",
+                  a.name AS app, a.namespace, a.delivery_mode AS "deliveryMode", cs.generation::text AS generation,
+                  cs.cluster_key_version AS "clusterKeyVersion", wk.wrapped_dek AS "wrappedDek", sv.iv, sv.ciphertext
+             FROM cluster_secrets cs
+             JOIN secrets s ON s.id = cs.secret_id
+             JOIN apps a ON a.id = cs.app_id
+             JOIN sealed_values sv ON sv.id = cs.sealed_value_id
+             JOIN cluster_wrapped_keys wk
+               ON wk.cluster_id = cs.cluster_id AND wk.sealed_value_id = cs.sealed_value_id AND wk.cluster_key_version = cs.cluster_key_version
+            WHERE cs.cluster_id = c.id
+         ) x ON true
+        WHERE c.id = $1
+        ORDER BY x.namespace, x.secret`,
+      [clusterId],
+    );
+    const first = rows[0];
+    return {
+      generation: BigInt(first?.builtGeneration ?? 0),
+      rows: rows.filter((r) => r.secretId) as SnapshotRow[],
+      keyEnvelopes: first?.keyEnvelopes ?? [],
+    };
   }
 
   /** Per cluster, where `appId` stands: its entry, what the agent applied, and failures it reported. */
@@ -306,8 +331,13 @@ export class DeliveryRepository {
     );
   }
 
-  async saveStatuses(
+  /**
+   * What the agent applied, and its per-secret statuses, in one statement. Returns false (and
+   * writes nothing) when `generation` is beyond any generation built for the cluster.
+   */
+  async reportApplied(
     clusterId: string,
+    generation: bigint,
     statuses: Array<{
       namespace: string;
       name: string;
@@ -318,18 +348,23 @@ export class DeliveryRepository {
       reason: string;
       message: string;
     }>,
-  ): Promise<void> {
-    if (statuses.length === 0) return;
-    await this.ds.query(
-      `INSERT INTO secret_statuses (cluster_id, namespace, name, secret_id, version, generation, state, reason, message)
-       SELECT $1, n, m, s, v, g, st, r, msg
-         FROM unnest($2::text[], $3::text[], $4::uuid[], $5::int[], $6::bigint[], $7::text[], $8::text[], $9::text[])
-           AS x(n, m, s, v, g, st, r, msg)
-       ON CONFLICT (cluster_id, namespace, name) DO UPDATE SET secret_id = EXCLUDED.secret_id, version = EXCLUDED.version,
-         generation = EXCLUDED.generation, state = EXCLUDED.state, reason = EXCLUDED.reason, message = EXCLUDED.message,
-         reported_at = now()`,
+  ): Promise<boolean> {
+    const rows = await this.ds.query<Array<{ n: number }>>(
+      `WITH c AS (
+         UPDATE clusters SET applied_generation = $2, last_seen_at = now() WHERE id = $1 AND built_generation >= $2 RETURNING id
+       ), saved AS (
+         INSERT INTO secret_statuses (cluster_id, namespace, name, secret_id, version, generation, state, reason, message)
+         SELECT c.id, n, m, s, v, g, st, r, msg
+           FROM c, unnest($3::text[], $4::text[], $5::uuid[], $6::int[], $7::bigint[], $8::text[], $9::text[], $10::text[])
+             AS x(n, m, s, v, g, st, r, msg)
+         ON CONFLICT (cluster_id, namespace, name) DO UPDATE SET secret_id = EXCLUDED.secret_id, version = EXCLUDED.version,
+           generation = EXCLUDED.generation, state = EXCLUDED.state, reason = EXCLUDED.reason, message = EXCLUDED.message,
+           reported_at = now()
+       )
+       SELECT count(*)::int AS n FROM c`,
       [
         clusterId,
+        generation.toString(),
         statuses.map((s) => s.namespace),
         statuses.map((s) => s.name),
         statuses.map((s) => s.secretId),
@@ -340,5 +375,6 @@ export class DeliveryRepository {
         statuses.map((s) => s.message),
       ],
     );
+    return rows[0]!.n > 0;
   }
 }

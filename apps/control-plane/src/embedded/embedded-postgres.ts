@@ -19,6 +19,8 @@ export interface EmbeddedPostgresOptions {
   /** Throwaway clusters (tests) trade durability for speed. */
   durable: boolean;
   port?: number;
+  /** Extra server settings (`name=value`), e.g. for a benchmark's pg_stat_statements. */
+  settings?: string[];
 }
 
 interface Binaries {
@@ -69,6 +71,7 @@ export class EmbeddedPostgres {
       '-c',
       'max_connections=300',
       ...(this.options.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
+      ...(this.options.settings ?? []).flatMap((s) => ['-c', s]),
     ];
     const child = spawnService(bin.postgres, flags, { ...(owner ?? {}), stdio: ['ignore', log.fd, 'pipe'] });
     this.child = child;
