@@ -159,6 +159,18 @@ async function main(): Promise<void> {
         ...phases.map((p) => ({ name: `${p.name} (${fmtMs(p.ackedMs)})`, cpuMs: p.cpuMs })),
       ]),
     ].join('\n');
+    // Errors the control plane logged during the run, grouped: part of the result, not noise.
+    const errorLines = stack.cp
+      .logs()
+      .split('\n')
+      .filter((l) => /"level":(50|60)|"level":"(error|fatal)"/.test(l));
+    const errorKinds = new Map<string, number>();
+    for (const l of errorLines) {
+      const msg = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 120);
+      const err = /"message":"([^"]{0,160})/.exec(l)?.[1] ?? '';
+      errorKinds.set(`${msg}: ${err}`, (errorKinds.get(`${msg}: ${err}`) ?? 0) + 1);
+    }
+    if (errorKinds.size > 0) log(`control-plane errors:\n${[...errorKinds].map(([k, n]) => `  ${n}× ${k}`).join('\n')}`);
     process.stdout.write(`${md}\n`);
     await writeResults(
       `fleet-${N}`,
