@@ -1,6 +1,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { RETRY_AFTER_METADATA } from '@sigil/agent-protocol';
 import { SigilError, type ErrorKind } from '../common/sigil-error.js';
+import { isTransientDependencyError } from '../common/transient-errors.js';
 
 const STATUS: Record<ErrorKind, status> = {
   invalid: status.INVALID_ARGUMENT,
@@ -38,9 +39,18 @@ export class GrpcStatusError extends Error implements Partial<ServiceError> {
 export const grpcError = (code: status, errorCode: string, details: string, retryAfterMs?: number) =>
   new GrpcStatusError(code, errorCode, details, retryAfterMs);
 
-/** SigilErrors keep their message and code; anything else is an internal error with no details. */
+/** How long an agent should spread its retries over when the control plane's database is overloaded. */
+const BUSY_RETRY_MS = 2_000;
+
+/**
+ * SigilErrors keep their message and code; a busy or briefly unreachable database is
+ * UNAVAILABLE with a retry window (agents retry it); anything else is an internal error with no
+ * details. Both of the latter are logged by the caller (`internal`).
+ */
 export function toGrpcError(err: unknown): { error: Partial<ServiceError>; internal: boolean } {
   if (err instanceof SigilError) return { error: grpcError(STATUS[err.kind], err.code, err.message), internal: false };
   if (err instanceof GrpcStatusError) return { error: err, internal: false };
+  if (isTransientDependencyError(err))
+    return { error: grpcError(status.UNAVAILABLE, 'busy', 'the control plane is busy; retry shortly', BUSY_RETRY_MS), internal: true };
   return { error: grpcError(status.INTERNAL, 'internal', 'internal error'), internal: true };
 }
