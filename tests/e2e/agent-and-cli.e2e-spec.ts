@@ -1,12 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from '@jest/globals';
+import { AGENT_MAIN } from '../harness/agent-process.js';
 import { REPO_ROOT } from '../harness/control-plane-process.js';
 
 const node = process.execPath;
 
 describe('apps/agent', () => {
   it('refuses to start without its mandatory settings, naming them', () => {
-    const r = spawnSync(node, ['dist/apps/agent/src/main.js'], { cwd: REPO_ROOT, encoding: 'utf8', env: { PATH: process.env.PATH } });
+    const r = spawnSync(node, [AGENT_MAIN], { cwd: REPO_ROOT, encoding: 'utf8', env: { PATH: process.env.PATH } });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain("required option '--control-plane <host:port>' not specified");
   });
@@ -15,7 +16,7 @@ describe('apps/agent', () => {
     const r = spawnSync(
       node,
       [
-        'dist/apps/agent/src/main.js',
+        AGENT_MAIN,
         '--control-plane',
         'x:1',
         '--ca-file',
@@ -24,7 +25,11 @@ describe('apps/agent', () => {
         'c1',
         '--enrollment-token-file',
         'a',
-      ].concat(['--service-account-token-file', 'b', '--state-dir', '/tmp/x']),
+        '--service-account-token-file',
+        'b',
+        '--state-dir',
+        '/tmp/x',
+      ],
       { cwd: REPO_ROOT, encoding: 'utf8', env: { PATH: process.env.PATH } },
     );
     expect(r.status).toBe(78);
@@ -32,7 +37,7 @@ describe('apps/agent', () => {
   });
 
   it('rejects a bad flag with a message and a non-zero exit', () => {
-    const r = spawnSync(node, ['dist/apps/agent/src/main.js', '--metrics-port', 'abc'], { cwd: REPO_ROOT, encoding: 'utf8' });
+    const r = spawnSync(node, [AGENT_MAIN, '--metrics-port', 'abc'], { cwd: REPO_ROOT, encoding: 'utf8' });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain("--metrics-port <port>' argument 'abc' is invalid");
   });

@@ -4,10 +4,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from './repo-root.js';
 import { freeLoopbackPort, waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
-import { AGENT_NODE_FLAGS } from '../../apps/agent/src/runtime-flags.js';
+import { AGENT_ENTRY, AGENT_NODE_FLAGS } from '../../apps/agent/src/runtime-flags.js';
 import { REPO_ROOT } from './control-plane-process.js';
 
-const MAIN = path.join(repoRoot(), 'dist/apps/agent/src/main.js');
+/** The bundled agent, as the image ships it. */
+export const AGENT_MAIN = path.join(repoRoot(), AGENT_ENTRY);
 
 /** The edge agent as a process, from the build, as a cluster would run it. */
 export class AgentProcess {
@@ -27,7 +28,7 @@ export class AgentProcess {
     const port = await freeLoopbackPort();
     const child = spawn(
       process.execPath,
-      [...AGENT_NODE_FLAGS, MAIN, '--metrics-host', '127.0.0.1', '--metrics-port', String(port), ...args],
+      [...AGENT_NODE_FLAGS, AGENT_MAIN, '--metrics-host', '127.0.0.1', '--metrics-port', String(port), ...args],
       {
         cwd: REPO_ROOT,
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SIGIL_LOG_LEVEL: 'info', ...env },

@@ -1,15 +1,20 @@
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
 import { once } from 'node:events';
 import { createLogger } from '@sigil/logging';
-import { Registry, collectDefaultMetrics } from 'prom-client';
 import { Agent } from './agent.js';
 import { agentCommand, type AgentConfig } from './agent-config.js';
+import { MetricsRegistry, registerProcessMetrics } from './metrics.js';
 import { FileIdentityStore, SecretIdentityStore, type IdentityStore } from './identity-store.js';
 import { KubeClient, inClusterAccess, kubeconfigAccess } from './kube/kube-client.js';
 import { WorkloadRestarter } from './restarts.js';
 
 const VERSION = 'sigil-agent/0.1.0';
+
+// Not `import ... from 'node:http'`: an ES import of node:http materialises all its exports,
+// including the lazy WebSocket/MessageEvent/CloseEvent, which loads Node's bundled undici with
+// web streams and worker_threads, which the agent never uses: 2.6 MiB of its idle RSS when run
+// from the ES build (docs/decisions/007). The shipped bundle require()s it either way.
+const { createServer } = process.getBuiltinModule('node:http');
 
 /** Composition root of the edge agent: configuration, Kubernetes client, identity store, health and metrics. */
 async function main(): Promise<void> {
@@ -39,8 +44,8 @@ async function main(): Promise<void> {
   } else store = new FileIdentityStore(config.stateDir!);
   const caPem = await readFile(config.caFile, 'utf8').catch(() => fail(`cannot read --ca-file ${config.caFile}`));
 
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  const registry = new MetricsRegistry();
+  registerProcessMetrics(registry);
   const agent = new Agent(
     {
       address: config.controlPlane,
@@ -65,8 +70,7 @@ async function main(): Promise<void> {
     if (req.url === '/healthz') res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
     else if (req.url === '/readyz')
       res.writeHead(agent.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: agent.ready }));
-    else if (req.url === '/metrics')
-      void registry.metrics().then((body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body));
+    else if (req.url === '/metrics') res.writeHead(200, { 'content-type': registry.contentType }).end(registry.metrics());
     else res.writeHead(404).end();
   });
   server.listen(config.metricsPort, config.metricsHost);

@@ -1,6 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { rootCertificates } from 'node:tls';
 import { describe, expect, it } from '@jest/globals';
 import { kubeconfigAccess } from './kube-client.js';
 
@@ -54,6 +55,18 @@ users: [{ name: u, user: { client-certificate: client.crt, client-key: client.ke
     );
     const a = kubeconfigAccess(file);
     expect([a.ca?.toString(), a.cert?.toString(), a.key?.toString(), a.token]).toEqual(['CA-FILE', 'CERT', 'KEY', undefined]);
+  });
+
+  it('without a CA, trusts what Node trusted by default: its bundled roots (the agent runs with --use-openssl-ca)', () => {
+    const file = write(
+      'd.yaml',
+      `current-context: x
+contexts: [{ name: x, context: { cluster: c, user: u } }]
+clusters: [{ name: c, cluster: { server: 'https://public.example' } }]
+users: [{ name: u, user: { token: t } }]
+`,
+    );
+    expect(kubeconfigAccess(file).ca).toEqual(expect.arrayContaining([...rootCertificates]));
   });
 
   it('says what is missing when there is no usable context', () => {

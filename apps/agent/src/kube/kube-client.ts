@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
 import path from 'node:path';
+import { getCACertificates } from 'node:tls';
 import { load } from 'js-yaml';
 
 /**
@@ -12,7 +13,7 @@ import { load } from 'js-yaml';
  */
 export interface KubeAccess {
   server: string;
-  ca?: Buffer;
+  ca?: Buffer | string[];
   /** Read on every request: projected service-account tokens rotate under the pod. */
   token?: () => string;
   cert?: Buffer;
@@ -71,7 +72,14 @@ export function kubeconfigAccess(file: string): KubeAccess {
   const token = user?.token ?? (user?.tokenFile ? readFileSync(rel(user.tokenFile), 'utf8').trim() : undefined);
   return {
     server: cluster.server.replace(/\/$/, ''),
-    ca: dataOrFile(cluster['certificate-authority-data'], cluster['certificate-authority']),
+    // The agent runs with --use-openssl-ca (runtime-flags.ts) so that Node does not parse its
+    // bundled root certificates, which no connection of the agent's uses: they all name their CA.
+    // A kubeconfig without one keeps the trust it had before that flag: the bundled roots and
+    // NODE_EXTRA_CA_CERTS.
+    ca: dataOrFile(cluster['certificate-authority-data'], cluster['certificate-authority']) ?? [
+      ...getCACertificates('bundled'),
+      ...getCACertificates('extra'),
+    ],
     ...(token ? { token: () => token } : {}),
     cert: dataOrFile(user?.['client-certificate-data'], user?.['client-certificate']),
     key: dataOrFile(user?.['client-key-data'], user?.['client-key']),
