@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EmbeddedPostgres } from '../../apps/control-plane/src/embedded/embedded-postgres.js';
@@ -140,7 +140,6 @@ export class BenchStack {
 
   /** Resident set of the control-plane process, MiB. */
   async controlPlaneRssMiB(): Promise<number> {
-    const { readFile } = await import('node:fs/promises');
     const status = await readFile(`/proc/${this.cp.child.pid}/status`, 'utf8');
     return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
   }

@@ -20,7 +20,7 @@ import { KubeSecrets, type SecretToWrite } from './kube-secrets.js';
 import type { KubeClient } from './kube/kube-client.js';
 import type { Secret } from './kube/types.js';
 import { MANAGED_BY, MANAGED_BY_SIGIL } from './labels.js';
-import type { MetricsRegistry } from './metrics.js';
+import { Counter, Gauge, type Registry } from './metrics.js';
 import type { WorkloadRestarter } from './restarts.js';
 
 export interface AgentOptions {
@@ -66,16 +66,29 @@ export class Agent {
     private readonly store: IdentityStore,
     private readonly kube: KubeClient,
     private readonly logger: Logger,
-    registry: MetricsRegistry,
+    registry: Registry,
     private readonly restarter: WorkloadRestarter | undefined,
   ) {
     this.secrets = new KubeSecrets(kube);
     this.metrics = {
-      connected: registry.gauge('sigil_agent_connected', '1 while the Watch stream is open'),
-      generation: registry.gauge('sigil_agent_applied_generation', 'Last applied desired-state generation'),
-      managed: registry.gauge('sigil_agent_managed_secrets', 'Secrets this agent manages'),
-      syncs: registry.counter('sigil_agent_syncs_total', 'Desired-state syncs by outcome', ['outcome']),
-      repairs: registry.counter('sigil_agent_drift_repairs_total', 'Managed Secrets restored after a manual edit or deletion'),
+      connected: new Gauge({ name: 'sigil_agent_connected', help: '1 while the Watch stream is open', registers: [registry] }),
+      generation: new Gauge({
+        name: 'sigil_agent_applied_generation',
+        help: 'Last applied desired-state generation',
+        registers: [registry],
+      }),
+      managed: new Gauge({ name: 'sigil_agent_managed_secrets', help: 'Secrets this agent manages', registers: [registry] }),
+      syncs: new Counter({
+        name: 'sigil_agent_syncs_total',
+        help: 'Desired-state syncs by outcome',
+        labelNames: ['outcome'] as const,
+        registers: [registry],
+      }),
+      repairs: new Counter({
+        name: 'sigil_agent_drift_repairs_total',
+        help: 'Managed Secrets restored after a manual edit or deletion',
+        registers: [registry],
+      }),
     };
   }
 

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createLogger } from '@sigil/logging';
 import { Agent } from './agent.js';
 import { agentCommand, type AgentConfig } from './agent-config.js';
-import { MetricsRegistry, registerProcessMetrics } from './metrics.js';
+import { agentMetricsRegistry } from './metrics.js';
 import { FileIdentityStore, SecretIdentityStore, type IdentityStore } from './identity-store.js';
 import { KubeClient, inClusterAccess, kubeconfigAccess } from './kube/kube-client.js';
 import { WorkloadRestarter } from './restarts.js';
@@ -44,8 +44,7 @@ async function main(): Promise<void> {
   } else store = new FileIdentityStore(config.stateDir!);
   const caPem = await readFile(config.caFile, 'utf8').catch(() => fail(`cannot read --ca-file ${config.caFile}`));
 
-  const registry = new MetricsRegistry();
-  registerProcessMetrics(registry);
+  const registry = agentMetricsRegistry();
   const agent = new Agent(
     {
       address: config.controlPlane,
@@ -70,7 +69,11 @@ async function main(): Promise<void> {
     if (req.url === '/healthz') res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
     else if (req.url === '/readyz')
       res.writeHead(agent.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: agent.ready }));
-    else if (req.url === '/metrics') res.writeHead(200, { 'content-type': registry.contentType }).end(registry.metrics());
+    else if (req.url === '/metrics')
+      registry.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+        () => res.writeHead(500).end(),
+      );
     else res.writeHead(404).end();
   });
   server.listen(config.metricsPort, config.metricsHost);
