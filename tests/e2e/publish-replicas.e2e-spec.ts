@@ -63,7 +63,7 @@ describe('publishing across replicas', () => {
 
       const waiting = a.admin.get(`/projects/${project}/apps/checkout/publication?wait=20`);
       const synced = await agent.sync();
-      expect(synced.secrets.get('shop/s1')).toEqual({ VALUE: 'v1-1' });
+      expect(synced.secrets.get(`${project}/s1`)).toEqual({ VALUE: 'v1-1' });
       const status = await waiting;
       expect(status.body.summary).toMatchObject({ clusters: 1, provisioned: 1, converged: true });
 
