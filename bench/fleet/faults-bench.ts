@@ -101,6 +101,7 @@ async function main(): Promise<void> {
     for (const [i, fault] of faults.entries()) {
       const app = `app${i}`;
       const namespace = `ns${i}`;
+      ok(await api.put('/projects/faults/namespaces', { namespaces: faults.map((_, j) => `ns${j}`) }), 'namespaces');
       ok(await api.post('/projects/faults/apps', { name: app, namespace, deliveryMode: 'env' }), 'app');
       for (let s = 0; s < K; s++)
         ok(

@@ -80,6 +80,7 @@ async function main(): Promise<void> {
     };
     ok(await api.post('/projects', { name: 'bench' }), 'create project');
     ok(await api.put('/projects/bench/cluster-selector', { selector: {} }), 'cluster selector');
+    ok(await api.put('/projects/bench/namespaces', { namespaces: [NAMESPACE] }), 'namespaces');
     ok(await api.post('/projects/bench/apps', { name: 'pos', namespace: NAMESPACE, deliveryMode: 'volume' }), 'create app');
     for (let i = 0; i < K; i++)
       ok(await api.post('/projects/bench/apps/pos/secrets', { name: `s${i}`, data: { VALUE: randomBytes(32).toString('hex') } }), 'secret');

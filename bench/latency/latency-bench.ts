@@ -386,6 +386,7 @@ async function main(): Promise<void> {
     const app = 'checkout';
     ok('create project', await api.post('/projects', { name: project }), 201);
     ok('cluster selector', await api.put(`/projects/${project}/cluster-selector`, { selector: {} }), 204);
+    ok('namespaces', await api.put(`/projects/${project}/namespaces`, { namespaces: [namespace] }), 200);
     ok('create app', await api.post(`/projects/${project}/apps`, { name: app, namespace, deliveryMode: 'env' }), 201);
     ok('create secret', await api.post(`/projects/${project}/apps/${app}/secrets`, { name: SECRET, data: { [KEY]: 'initial' } }), 201);
     ok('register cluster', await api.post('/clusters', { name: cluster, labels: { tier: 'bench' } }), 201);

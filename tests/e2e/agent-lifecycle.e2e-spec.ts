@@ -58,6 +58,7 @@ describe('edge agent lifecycle', () => {
 
     expect((await api().post('/projects', { name: project })).status).toBe(201);
     expect((await api().put(`/projects/${project}/cluster-selector`, { selector: {} })).status).toBe(204);
+    expect((await api().put(`/projects/${project}/namespaces`, { namespaces: [nsEnv, nsVol] })).status).toBe(200);
     await api().post(`/projects/${project}/apps`, { name: 'checkout', namespace: nsEnv, deliveryMode: 'env' });
     await api().post(`/projects/${project}/apps`, { name: 'reports', namespace: nsVol, deliveryMode: 'volume' });
     await api().post(`/projects/${project}/apps/checkout/secrets`, { name: 'checkout-db', data: { PASSWORD: 'canary-v1-Zq8' } });
@@ -277,6 +278,7 @@ describe('edge agent lifecycle', () => {
     expect(reg.status).toBe(201);
     const tokenFile = path.join(dir, 'sa-token');
     await writeFile(tokenFile, await mintServiceAccountToken(agentNs, 'sigil-agent', ['sigil']), { mode: 0o600 });
+    expect((await api().put(`/projects/${project}/namespaces`, { namespaces: [nsEnv, nsVol, nsSa] })).status).toBe(200);
     await api().post(`/projects/${project}/apps`, { name: 'sa-app', namespace: nsSa, deliveryMode: 'env' });
     await api().post(`/projects/${project}/apps/sa-app/secrets`, { name: 'sa-secret', data: { K: 'from-identity' } });
     await api().post(`/projects/${project}/apps/sa-app/publish`, { clusters: [saCluster] });

@@ -86,6 +86,7 @@ describe('sigil CLI in a pipeline', () => {
 
   it('configures a project, an app and secrets without ever echoing a value', async () => {
     expect((await sigil(['projects', 'create', project])).code).toBe(0);
+    expect((await sigil(['projects', 'namespaces', project, 'shop'])).code).toBe(0);
     expect((await sigil(['apps', 'create', project, 'checkout', '--namespace', 'shop', '--mode', 'env'])).code).toBe(0);
     await writeFile(path.join(dir, 'cert.pem'), 'file-canary-7Hq');
     const set = await sigil([

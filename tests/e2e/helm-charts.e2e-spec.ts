@@ -106,6 +106,7 @@ describe('Helm charts', () => {
       const api = cp.admin;
       await api.post('/projects', { name: project });
       await api.put(`/projects/${project}/cluster-selector`, { selector: {} });
+      await api.put(`/projects/${project}/namespaces`, { namespaces: [served] });
       await api.post(`/projects/${project}/apps`, { name: 'web', namespace: served, deliveryMode: 'env' });
       await api.post(`/projects/${project}/apps/web/secrets`, { name: 'web-db', data: { PASSWORD: 'rbac-canary' } });
       await api.post('/clusters', { name: cluster });

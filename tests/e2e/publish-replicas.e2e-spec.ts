@@ -16,7 +16,8 @@ import { TestAgent } from '../harness/test-agent.js';
 async function appWithSecrets(api: ApiClient, project: string, app: string, secrets: number): Promise<void> {
   expect((await api.post('/projects', { name: project })).status).toBe(201);
   expect((await api.put(`/projects/${project}/cluster-selector`, { selector: {} })).status).toBe(204);
-  expect((await api.post(`/projects/${project}/apps`, { name: app, namespace: 'shop', deliveryMode: 'env' })).status).toBe(201);
+  expect((await api.put(`/projects/${project}/namespaces`, { namespaces: [project] })).status).toBe(200);
+  expect((await api.post(`/projects/${project}/apps`, { name: app, namespace: project, deliveryMode: 'env' })).status).toBe(201);
   for (let i = 0; i < secrets; i++) {
     expect((await api.post(`/projects/${project}/apps/${app}/secrets`, { name: `s${i}`, data: { VALUE: `v1-${i}` } })).status).toBe(201);
   }

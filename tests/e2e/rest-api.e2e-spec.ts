@@ -21,6 +21,7 @@ beforeAll(async () => {
   admin = s.admin;
   for (const p of ['alpha', 'beta']) {
     expect((await admin.post('/projects', { name: p, description: `project ${p}` })).status).toBe(201);
+    expect((await admin.put(`/projects/${p}/namespaces`, { namespaces: [`${p}-ns`] })).status).toBe(200);
     expect((await admin.post(`/projects/${p}/apps`, { name: 'web', namespace: `${p}-ns`, deliveryMode: 'env' })).status).toBe(201);
     expect((await admin.post(`/projects/${p}/apps/web/secrets`, { name: 'web-env', data: { API_KEY: `${p}-key` } })).status).toBe(201);
   }
@@ -171,7 +172,7 @@ describe('roles and project scope', () => {
 
   const cases: Array<[string, string, string, string, unknown, number]> = [
     // [token, method, path, description, body, expected status]
-    ['viewerAlpha', 'POST', '/projects/alpha/apps', 'create app', { name: 'v1', namespace: 'n', deliveryMode: 'env' }, 403],
+    ['viewerAlpha', 'POST', '/projects/alpha/apps', 'create app', { name: 'v1', namespace: 'alpha-ns', deliveryMode: 'env' }, 403],
     ['viewerAlpha', 'PUT', '/projects/alpha/apps/web/secrets/web-env', 'write secret', { data: { A: 'b' } }, 403],
     ['viewerAll', 'GET', '/projects/beta/apps/web/secrets', 'read any project', undefined, 200],
     ['viewerAll', 'GET', '/audit', 'read audit', undefined, 200],
@@ -179,7 +180,7 @@ describe('roles and project scope', () => {
     ['pipelineAlpha', 'GET', '/projects/alpha/apps/web/secrets', 'read metadata', undefined, 200],
     ['pipelineAlpha', 'PUT', '/projects/alpha/apps/web/secrets/web-env', 'write secret', { data: { A: 'b' } }, 403],
     ['pipelineAlpha', 'GET', '/audit', 'read audit', undefined, 403],
-    ['operatorAlpha', 'POST', '/projects/alpha/apps', 'create app', { name: 'op-app', namespace: 'n', deliveryMode: 'env' }, 201],
+    ['operatorAlpha', 'POST', '/projects/alpha/apps', 'create app', { name: 'op-app', namespace: 'alpha-ns', deliveryMode: 'env' }, 201],
     ['operatorAlpha', 'PUT', '/projects/alpha/apps/web/secrets/web-env', 'write secret', { data: { API_KEY: 'rotated' } }, 200],
     ['operatorAlpha', 'POST', '/projects', 'create project', { name: 'nope' }, 403],
     ['operatorAlpha', 'DELETE', '/projects/alpha', 'delete project', undefined, 403],
@@ -187,7 +188,14 @@ describe('roles and project scope', () => {
     ['operatorAlpha', 'GET', '/clusters', 'list clusters', undefined, 200],
     ['operatorAlpha', 'POST', '/tokens', 'create token', { name: 'x', role: 'admin' }, 403],
     ['operatorAlpha', 'GET', '/audit/verify', 'verify audit', undefined, 403],
-    ['operatorAll', 'POST', '/projects/beta/apps', 'create app anywhere', { name: 'op-all', namespace: 'n', deliveryMode: 'env' }, 201],
+    [
+      'operatorAll',
+      'POST',
+      '/projects/beta/apps',
+      'create app anywhere',
+      { name: 'op-all', namespace: 'beta-ns', deliveryMode: 'env' },
+      201,
+    ],
     ['operatorAll', 'POST', '/clusters/x/enrollment-tokens', 'enrollment token', {}, 403],
   ];
   it.each(cases)('%s: %s %s (%s) %j → %i', async (who, method, path, _what, body, status) => {

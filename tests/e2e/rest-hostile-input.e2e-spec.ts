@@ -70,6 +70,7 @@ beforeAll(async () => {
   s = await startControlPlane();
   admin = s.admin;
   expect((await admin.post('/projects', { name: 'shop' })).status).toBe(201);
+  expect((await admin.put('/projects/shop/namespaces', { namespaces: ['shop'] })).status).toBe(200);
   expect((await admin.post('/projects/shop/apps', { name: 'web', namespace: 'shop', deliveryMode: 'env' })).status).toBe(201);
   expect((await admin.post('/projects/shop/apps/web/secrets', { name: 'existing', data: { A: 'b' } })).status).toBe(201);
 });

@@ -45,7 +45,8 @@ describe('delivery survives a Redis flush mid-publish', () => {
   it(`brings all ${CLUSTERS} clusters to the final generation after FLUSHALL`, async () => {
     const project = uniqueName('fleet');
     await t.app.get(ProjectsService).create({ name: project });
-    await t.app.get(AppsService).create(admin, project, { name: 'pos', namespace: 'store', deliveryMode: 'volume' });
+    await t.app.get(ProjectsService).setNamespaces(admin, project, [project]);
+    await t.app.get(AppsService).create(admin, project, { name: 'pos', namespace: project, deliveryMode: 'volume' });
     const secrets = t.app.get(SecretsService);
     for (let i = 0; i < 10; i++) await secrets.create(admin, project, 'pos', { name: `s${i}`, data: { VALUE: `v1-${i}` } });
     const publications = t.app.get(PublicationsService);

@@ -40,6 +40,7 @@ describe('publish and unpublish', () => {
     clusters = t.app.get(ClustersService);
     secrets = t.app.get(SecretsService);
     await t.app.get(ProjectsService).create({ name: project });
+    await t.app.get(ProjectsService).setNamespaces(admin, project, ['shop']);
     await t.app.get(AppsService).create(admin, project, { name: 'checkout', namespace: 'shop', deliveryMode: 'env' });
     await secrets.create(admin, project, 'checkout', { name: 'checkout-db', data: { PASSWORD: 's3cret-v1', USER: 'app' } });
     await secrets.create(admin, project, 'checkout', { name: 'checkout-api', data: { TOKEN: 'tok-1' } });

@@ -142,6 +142,16 @@ Exit codes:
       print({ project, selector: o.selector }, () => `project ${project} may publish to clusters matching ${JSON.stringify(o.selector)}\n`);
     });
 
+  projects
+    .command('namespaces <project> [namespaces...]')
+    .description('Admin: set the Kubernetes namespaces the project holds (all of them); without namespaces, list them.')
+    .action(async (project: string, namespaces: string[]) => {
+      const r = namespaces.length
+        ? await api().put<{ namespaces: string[] }>(`/projects/${seg(project)}/namespaces`, { namespaces })
+        : await api().get<{ namespaces: string[] }>(`/projects/${seg(project)}/namespaces`);
+      print(r, () => `project ${project} holds namespaces: ${r.namespaces.join(', ') || '(none)'}\n`);
+    });
+
   const apps = program.command('apps').description('Apps of a project.');
   apps
     .command('list <project>')

@@ -2,7 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
-import { conflict, notFound } from '../common/sigil-error.js';
+import { SigilError, conflict, notFound } from '../common/sigil-error.js';
+import { violatedConstraint } from '../database/constraint-violation.js';
 import type { ProjectEntity } from '../projects/project.entity.js';
 import { ProjectsService, isUniqueViolation } from '../projects/projects.service.js';
 import type { AppEntity } from './app.entity.js';
@@ -35,6 +36,7 @@ export class AppsService {
 
   async create(actor: Actor, project: string, dto: CreateAppDto): Promise<{ project: ProjectEntity; app: AppEntity }> {
     const p = await this.projects.resolve(actor, project);
+    await this.checkNamespace(p, dto.namespace);
     try {
       const app = await this.repo.insert({
         projectId: p.id,
@@ -46,6 +48,7 @@ export class AppsService {
       });
       return { project: p, app };
     } catch (err) {
+      if (violatedConstraint(err)?.constraint === 'apps_namespace_claimed') throw namespaceNotGranted(p, dto.namespace);
       if (isUniqueViolation(err))
         throw conflict('app_exists', `app ${JSON.stringify(dto.name)} already exists in project ${JSON.stringify(project)}`);
       throw err;
@@ -54,15 +57,35 @@ export class AppsService {
 
   async update(actor: Actor, project: string, name: string, dto: UpdateAppDto, expectedVersion: number | undefined) {
     const { project: p, app: found } = await this.resolve(actor, project, name);
-    const app = await this.repo.updateLocked(found.id, (a) => {
-      checkVersion(expectedVersion, a.version);
-      if (dto.namespace !== undefined) a.namespace = dto.namespace;
-      if (dto.deliveryMode !== undefined) a.deliveryMode = dto.deliveryMode;
-      if (dto.secretType !== undefined) a.secretType = dto.secretType;
-      if (dto.mountPath !== undefined) a.mountPath = dto.mountPath;
-    });
+    if (dto.namespace !== undefined && dto.namespace !== found.namespace) await this.checkNamespace(p, dto.namespace);
+    let app: AppEntity | null;
+    try {
+      // Moving the app moves its secrets (ON UPDATE CASCADE): a name taken in the new namespace fails the update.
+      app = await this.repo.updateLocked(found.id, (a) => {
+        checkVersion(expectedVersion, a.version);
+        if (dto.namespace !== undefined) a.namespace = dto.namespace;
+        if (dto.deliveryMode !== undefined) a.deliveryMode = dto.deliveryMode;
+        if (dto.secretType !== undefined) a.secretType = dto.secretType;
+        if (dto.mountPath !== undefined) a.mountPath = dto.mountPath;
+      });
+    } catch (err) {
+      const v = violatedConstraint(err)?.constraint;
+      if (v === 'apps_namespace_claimed') throw namespaceNotGranted(p, dto.namespace!);
+      if (v === 'secrets_target_unique') {
+        throw conflict(
+          'secret_target_conflict',
+          `another app already delivers a Secret of the same name in namespace ${dto.namespace}; each Kubernetes Secret has one owner`,
+        );
+      }
+      throw err;
+    }
     if (!app) throw notFound(`app ${JSON.stringify(name)}`, 'app_not_found');
     return { project: p, app };
+  }
+
+  /** An app targets only a namespace its project holds (docs/decisions/008). */
+  private async checkNamespace(p: ProjectEntity, namespace: string): Promise<void> {
+    if (!(await this.projects.holdsNamespace(p.id, namespace))) throw namespaceNotGranted(p, namespace);
   }
 
   async delete(actor: Actor, project: string, name: string, expectedVersion: number | undefined): Promise<void> {
@@ -74,3 +97,10 @@ export class AppsService {
     await this.repo.delete(p.id, app.id); // its secrets and versions go with it (ON DELETE CASCADE)
   }
 }
+
+const namespaceNotGranted = (p: ProjectEntity, namespace: string) =>
+  new SigilError(
+    'forbidden',
+    'namespace_not_granted',
+    `project ${p.name} does not hold namespace ${namespace}; an admin grants it (PUT /projects/${p.name}/namespaces)`,
+  );

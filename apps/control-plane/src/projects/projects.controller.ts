@@ -1,11 +1,18 @@
-import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Query, Res } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Put, Query, Res } from '@nestjs/common';
 import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
 import { afterCursor, ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
-import { CreateProjectDto, ProjectPage, ProjectView, UpdateProjectDto } from './projects.dto.js';
+import {
+  CreateProjectDto,
+  ProjectNamespacesDto,
+  ProjectNamespacesView,
+  ProjectPage,
+  ProjectView,
+  UpdateProjectDto,
+} from './projects.dto.js';
 import { ProjectsService } from './projects.service.js';
 
 @ApiTags('projects')
@@ -74,5 +81,32 @@ export class ProjectsController {
     @Headers('if-match') ifMatch: string | undefined,
   ): Promise<void> {
     await this.projects.delete(actor, name, ifMatchVersion(ifMatch));
+  }
+
+  @Get(':project/namespaces')
+  @Requires('projects:read')
+  @ApiOperation({ summary: "The Kubernetes namespaces the project's apps may write Secrets to" })
+  @ApiOkResponse({ type: ProjectNamespacesView })
+  async namespaces(@CurrentActor() actor: Actor, @Param('project') name: string): Promise<ProjectNamespacesView> {
+    const r = await this.projects.listNamespaces(actor, name);
+    return { project: r.project.name, namespaces: r.namespaces };
+  }
+
+  @Put(':project/namespaces')
+  @Requires('projects:write')
+  @Audited('project.namespaces.set')
+  @ApiOperation({
+    summary: 'Set the namespaces the project holds (admin); a namespace belongs to one project, kube-* to none',
+    description:
+      'Replaces the whole set. 409 namespace_claimed: another project holds one; 409 namespace_in_use: an app still uses a dropped one.',
+  })
+  @ApiOkResponse({ type: ProjectNamespacesView })
+  async setNamespaces(
+    @CurrentActor() actor: Actor,
+    @Param('project') name: string,
+    @Body() dto: ProjectNamespacesDto,
+  ): Promise<ProjectNamespacesView> {
+    const r = await this.projects.setNamespaces(actor, name, dto.namespaces);
+    return { project: r.project.name, namespaces: r.namespaces };
   }
 }

@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsOptional, IsString, MaxLength } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsOptional, IsString, MaxLength } from 'class-validator';
 import { IsDns1123Label } from '../common/validators.js';
 import type { ProjectEntity } from './project.entity.js';
 
@@ -39,4 +39,22 @@ export class ProjectView {
 export class ProjectPage {
   @ApiProperty({ type: [ProjectView] }) items!: ProjectView[];
   @ApiProperty({ nullable: true, type: String, example: null }) next!: string | null;
+}
+
+export class ProjectNamespacesDto {
+  @ApiProperty({
+    type: [String],
+    example: ['shop', 'shop-canary'],
+    description:
+      'the complete set of Kubernetes namespaces the project holds (DNS-1123 labels, at most 100); each namespace has one project',
+  })
+  @IsArray()
+  @ArrayMaxSize(100)
+  @IsDns1123Label({ each: true })
+  namespaces!: string[];
+}
+
+export class ProjectNamespacesView {
+  @ApiProperty({ example: 'payments' }) project!: string;
+  @ApiProperty({ type: [String], example: ['shop', 'shop-canary'] }) namespaces!: string[];
 }

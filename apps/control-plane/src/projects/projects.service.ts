@@ -3,7 +3,9 @@ import { QueryFailedError } from 'typeorm';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
-import { conflict, notFound } from '../common/sigil-error.js';
+import { conflict, invalid, notFound } from '../common/sigil-error.js';
+import { violatedConstraint } from '../database/constraint-violation.js';
+import { ProjectNamespacesRepository } from './project-namespaces.repository.js';
 import type { ProjectEntity } from './project.entity.js';
 import type { CreateProjectDto, UpdateProjectDto } from './projects.dto.js';
 import { ProjectsRepository } from './projects.repository.js';
@@ -13,7 +15,10 @@ export const isUniqueViolation = (err: unknown) =>
 
 @Injectable()
 export class ProjectsService {
-  constructor(@Inject(ProjectsRepository) private readonly repo: ProjectsRepository) {}
+  constructor(
+    @Inject(ProjectsRepository) private readonly repo: ProjectsRepository,
+    @Inject(ProjectNamespacesRepository) private readonly namespaces: ProjectNamespacesRepository,
+  ) {}
 
   /** The project, if it exists and the actor may see it; otherwise "not found" (no existence leak). */
   async resolve(actor: Actor, name: string): Promise<ProjectEntity> {
@@ -53,4 +58,57 @@ export class ProjectsService {
       if (hasApps) throw conflict('project_not_empty', `project ${JSON.stringify(name)} still has apps; delete them first`);
     });
   }
+
+  /** The namespaces the project's apps may write Secrets to. */
+  async listNamespaces(actor: Actor, name: string): Promise<{ project: ProjectEntity; namespaces: string[] }> {
+    const p = await this.resolve(actor, name);
+    return { project: p, namespaces: await this.namespaces.list(p.id) };
+  }
+
+  /** Whether the project holds `namespace` (an app may target only those). */
+  holdsNamespace(projectId: string, namespace: string): Promise<boolean> {
+    return this.namespaces.holds(projectId, namespace);
+  }
+
+  /**
+   * Admin: the complete set of namespaces the project holds. A namespace has one project: one
+   * held by another project, or a dropped one an app still uses, is a 409 and nothing changes.
+   */
+  async setNamespaces(actor: Actor, name: string, requested: string[]): Promise<{ project: ProjectEntity; namespaces: string[] }> {
+    const p = await this.resolve(actor, name);
+    const wanted = [...new Set(requested)].sort();
+    const reserved = wanted.filter((n) => RESERVED_NAMESPACE.test(n));
+    if (reserved.length) {
+      throw invalid(
+        'namespace_reserved',
+        `namespaces of the Kubernetes system (kube-*) cannot be granted: ${reserved.join(', ')}`,
+        reserved.map((n) => ({ field: 'namespaces', problem: `${n} is reserved` })),
+      );
+    }
+    try {
+      await this.namespaces.replace(p.id, wanted, actor.name, (elsewhere, stillUsed) => {
+        if (elsewhere.length) throw namespaceClaimed(elsewhere);
+        if (stillUsed.length) throw namespaceInUse(stillUsed);
+      });
+    } catch (err) {
+      const v = violatedConstraint(err);
+      if (v?.constraint === 'project_namespaces_pkey') throw namespaceClaimed(wanted);
+      if (v?.constraint === 'apps_namespace_claimed') throw namespaceInUse([]);
+      throw err;
+    }
+    return { project: p, namespaces: wanted };
+  }
 }
+
+/** kube-system, kube-public, kube-node-lease and any future system namespace. */
+const RESERVED_NAMESPACE = /^kube-/;
+
+const namespaceClaimed = (ns: string[]) =>
+  conflict('namespace_claimed', `another project holds ${ns.length === 1 ? 'namespace' : 'namespaces'} ${ns.slice(0, 20).join(', ')}`);
+const namespaceInUse = (ns: string[]) =>
+  conflict(
+    'namespace_in_use',
+    ns.length
+      ? `apps of this project still use ${ns.slice(0, 20).join(', ')}; move or delete them first`
+      : 'an app of this project still uses a namespace being dropped; move or delete it first',
+  );

@@ -12,6 +12,10 @@ export class SecretEntity {
   @Column({ name: 'app_id', type: 'uuid' })
   appId!: string;
 
+  /** The app's namespace, kept equal by the database: (namespace, name) has one owner fleet-wide. */
+  @Column({ type: 'text' })
+  namespace!: string;
+
   /** Also the Kubernetes Secret's name. */
   @Column({ type: 'text' })
   name!: string;

@@ -7,6 +7,7 @@ import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123SubdomainProblem as secretNameProblem, secretKeyProblem } from '../common/kubernetes-names.js';
 import { SigilError, conflict, invalid, notFound } from '../common/sigil-error.js';
+import { violatedConstraint } from '../database/constraint-violation.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { SealedValueService } from '../keys/sealed-values.service.js';
 import type { ProjectEntity } from '../projects/project.entity.js';
@@ -74,6 +75,7 @@ export class SecretsService {
         const secret = await this.repo.saveSecret(em, {
           projectId: r.project.id,
           appId: r.app.id,
+          namespace: r.app.namespace,
           name: dto.name,
           type,
           currentVersion: 1,
@@ -83,6 +85,14 @@ export class SecretsService {
         return { ...r, secret, current };
       });
     } catch (err) {
+      const v = violatedConstraint(err)?.constraint;
+      if (v === 'secrets_target_unique') {
+        throw conflict(
+          'secret_target_conflict',
+          `another app already delivers a Secret named ${dto.name} in namespace ${r.app.namespace}; each Kubernetes Secret has one owner`,
+        );
+      }
+      if (v === 'secrets_app_namespace') throw conflict('app_changed', `app ${JSON.stringify(app)} changed namespace meanwhile; try again`);
       if (isUniqueViolation(err))
         throw conflict('secret_exists', `secret ${JSON.stringify(dto.name)} already exists in app ${JSON.stringify(app)}`);
       throw err;

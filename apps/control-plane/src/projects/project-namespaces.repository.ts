@@ -1,0 +1,57 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+
+/** Which namespaces each project holds (table project_namespaces, owned by this module). */
+@Injectable()
+export class ProjectNamespacesRepository {
+  constructor(@Inject(DataSource) private readonly ds: DataSource) {}
+
+  async list(projectId: string): Promise<string[]> {
+    const rows = await this.ds.query<Array<{ namespace: string }>>(
+      'SELECT namespace FROM project_namespaces WHERE project_id = $1 ORDER BY namespace',
+      [projectId],
+    );
+    return rows.map((r) => r.namespace);
+  }
+
+  async holds(projectId: string, namespace: string): Promise<boolean> {
+    const rows = await this.ds.query<unknown[]>('SELECT 1 FROM project_namespaces WHERE project_id = $1 AND namespace = $2', [
+      projectId,
+      namespace,
+    ]);
+    return rows.length > 0;
+  }
+
+  /**
+   * Makes `namespaces` exactly the project's set, in one transaction. `check` sees, before
+   * anything is written, which of them another project holds and which dropped ones the
+   * project's apps still use, and may throw; the constraints catch whatever races past it.
+   */
+  replace(
+    projectId: string,
+    namespaces: string[],
+    grantedBy: string,
+    check: (heldElsewhere: string[], stillUsed: string[]) => void,
+  ): Promise<void> {
+    return this.ds.transaction(async (em) => {
+      const elsewhere = await em.query<Array<{ namespace: string }>>(
+        'SELECT namespace FROM project_namespaces WHERE namespace = ANY($1::text[]) AND project_id <> $2 ORDER BY namespace',
+        [namespaces, projectId],
+      );
+      const used = await em.query<Array<{ namespace: string }>>(
+        'SELECT DISTINCT namespace FROM apps WHERE project_id = $1 AND NOT (namespace = ANY($2::text[])) ORDER BY namespace',
+        [projectId, namespaces],
+      );
+      check(
+        elsewhere.map((r) => r.namespace),
+        used.map((r) => r.namespace),
+      );
+      await em.query('DELETE FROM project_namespaces WHERE project_id = $1 AND NOT (namespace = ANY($2::text[]))', [projectId, namespaces]);
+      await em.query(
+        `INSERT INTO project_namespaces (namespace, project_id, granted_by)
+         SELECT n, $2, $3 FROM unnest($1::text[]) AS n ON CONFLICT (project_id, namespace) DO NOTHING`,
+        [namespaces, projectId, grantedBy],
+      );
+    });
+  }
+}
