@@ -90,6 +90,7 @@ describe('docs/crypto.md decrypts what the control plane really delivers', () =>
     clusters = t.app.get(ClustersService);
     endpoint = agentEndpoint(t.app);
     await t.app.get(ProjectsService).create({ name: project });
+    await t.app.get(ProjectsService).setNamespaces(admin, project, ['shop']);
     await t.app.get(AppsService).create(admin, project, { name: 'checkout', namespace: 'shop', deliveryMode: 'env' });
     const secrets = t.app.get(SecretsService);
     await secrets.create(admin, project, 'checkout', { name: 'checkout-db', data: { USER: 'app', PASSWORD: 'pä$$ wörd' } });
