@@ -137,7 +137,7 @@ describe('key custody against SoftHSM', () => {
     expect(value.equals(Buffer.alloc(7))).toBe(true);
   });
 
-  it('rejects agent keys that are not RSA ≥ 2048 bits', async () => {
+  it('rejects agent keys that are not RSA keys of 3072 to 8192 bits', async () => {
     await expect(clusterKeys.issue(a.clusterId, Buffer.from('not a key'))).rejects.toMatchObject({ code: 'invalid_agent_key' });
   });
 });

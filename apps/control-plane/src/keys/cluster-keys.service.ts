@@ -6,7 +6,10 @@ import { ClusterKeyRepository } from './cluster-key.repository.js';
 import { KeyCustodyError, KeyCustodyErrorCode } from './keys.errors.js';
 import { RootKeyRepository } from './root-key.repository.js';
 
-const MIN_AGENT_KEY_BITS = 2048;
+/** 3072 bits ≈ 128-bit security, matching the AES-256 keys it carries (the agent makes 3072). */
+export const MIN_AGENT_KEY_BITS = 3072;
+/** The HSM's wrap output buffer holds 1024 bytes; larger keys would fail there, not here. */
+export const MAX_AGENT_KEY_BITS = 8192;
 
 /**
  * Each cluster has an AES-256 delivery key, generated in the HSM, stored wrapped under the
@@ -30,8 +33,11 @@ export class ClusterKeyService {
       if (err instanceof EnvelopeFormatError) throw new KeyCustodyError(KeyCustodyErrorCode.InvalidAgentKey, err.message);
       throw err;
     }
-    if (components.bits < MIN_AGENT_KEY_BITS) {
-      throw new KeyCustodyError(KeyCustodyErrorCode.InvalidAgentKey, `agent RSA key must have at least ${MIN_AGENT_KEY_BITS} bits`);
+    if (components.bits < MIN_AGENT_KEY_BITS || components.bits > MAX_AGENT_KEY_BITS) {
+      throw new KeyCustodyError(
+        KeyCustodyErrorCode.InvalidAgentKey,
+        `agent RSA key must have ${MIN_AGENT_KEY_BITS} to ${MAX_AGENT_KEY_BITS} bits`,
+      );
     }
     return components;
   }
