@@ -4,14 +4,12 @@ import { AppsService } from '../apps/apps.service.js';
 import { SigilError, invalid } from '../common/sigil-error.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import { DeliveryRepository, type AppClusterStatusRow, type Placement } from './delivery.repository.js';
-import { matches, type LabelSelector } from './label-selector.js';
+import { matches, selectorKey, type LabelSelector } from './label-selector.js';
 import { MembershipService } from './membership.service.js';
 import type { ClusterDeliveryView, DeliveryState, PublicationSummary, PublicationView } from './publications.dto.js';
 
 const MAX_WAIT_S = 300;
 const POLL_MS = 200;
-
-const selectorKey = (s: LabelSelector) => JSON.stringify(s, Object.keys(s).sort());
 
 /** Publish / unpublish an app, and where its delivery stands on each cluster. */
 @Injectable()
