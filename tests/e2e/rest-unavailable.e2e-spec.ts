@@ -23,7 +23,7 @@ let cp: ControlPlaneProcess;
 let api: ApiClient;
 let db: pg.Client;
 
-function expectUnavailable(r: ApiResponse, code: string): void {
+function expectUnavailable(r: ApiResponse<{ code?: string } | undefined>, code: string): void {
   expect([r.status, r.body?.code]).toEqual([503, code]);
   expect(r.headers.get('content-type')).toContain('application/problem+json');
   expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
@@ -64,10 +64,11 @@ describe('REST under dependency outages', () => {
   it('an exhausted database pool is 503 busy with Retry-After, and the API recovers by itself', async () => {
     await db.query('BEGIN');
     await db.query('SELECT pg_advisory_xact_lock($1)', [MEMBERSHIP_LOCK]);
-    let publishes: Array<Promise<ApiResponse>> = [];
+    // Each publish holds a pooled connection while it waits for the lock held above.
+    const publishes: Array<Promise<ApiResponse<{ code?: string }>>> = Array.from({ length: POOL_MAX + 5 }, () =>
+      api.post('/projects/shop/apps/web/publish', { clusters: ['store-1'] }),
+    );
     try {
-      // Each publish holds a pooled connection while it waits for the lock held above.
-      publishes = Array.from({ length: POOL_MAX + 5 }, () => api.post('/projects/shop/apps/web/publish', { clusters: ['store-1'] }));
       // Once every pooled connection waits there, any request times out acquiring one (2 s).
       const until = Date.now() + 20_000;
       let busy = await api.get('/projects/shop/apps/web/secrets/env');

@@ -47,7 +47,7 @@ export class ClustersService {
     // exactly what its projects may publish to. Read in batches until the page is full.
     const items: ClusterEntity[] = [];
     if (scope.length === 0) return toPage(items, limit, (c) => c.name);
-    for (let cursor = after; items.length <= limit; ) {
+    for (let cursor = after; items.length <= limit;) {
       const batch = await this.repo.list(cursor, SCOPE_BATCH, labels);
       items.push(...batch.filter((c) => scope.some((s) => matches(s, c.labels))));
       if (batch.length < SCOPE_BATCH) break;

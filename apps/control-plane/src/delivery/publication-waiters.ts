@@ -59,7 +59,12 @@ export class PublicationWaiters implements OnModuleInit, OnModuleDestroy {
       );
     }
     if (this.total >= WAITERS_PER_REPLICA) {
-      throw new RetryLaterError('rate_limited', 'too_many_waiters', 'too many waiting requests on this server; retry shortly', REFUSED_RETRY_AFTER_S);
+      throw new RetryLaterError(
+        'rate_limited',
+        'too_many_waiters',
+        'too many waiting requests on this server; retry shortly',
+        REFUSED_RETRY_AFTER_S,
+      );
     }
     this.perToken.set(tokenId, mine + 1);
     this.total++;
