@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DeliveryMode, SecretState, type GetDesiredStateResponse, type ReportStatusRequest } from '@sigil/agent-protocol';
 import { encodeSecretEnvelope } from '@sigil/envelope';
 import { DeliveryRepository } from '../delivery/delivery.repository.js';
+import { ClusterEvents } from '../events/cluster-events.js';
 import type { ClusterPrincipal } from './agent-authenticator.js';
 import { AgentClusterRepository } from './agent-cluster.repository.js';
 import { grpcError } from './grpc-errors.js';
@@ -26,6 +27,7 @@ export class AgentStateService {
   constructor(
     @Inject(AgentClusterRepository) private readonly clusters: AgentClusterRepository,
     @Inject(DeliveryRepository) private readonly delivery: DeliveryRepository,
+    @Inject(ClusterEvents) private readonly events: ClusterEvents,
   ) {}
 
   /** A Watch began: note the agent's version and return the generation to push first. */
@@ -94,5 +96,7 @@ export class AgentStateService {
         'applied_generation is beyond any generation given to this cluster',
       );
     }
+    // Publication long-polls on any replica re-read now instead of polling.
+    await this.events.publish({ type: 'status', clusterId: principal.id });
   }
 }

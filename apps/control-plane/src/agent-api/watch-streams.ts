@@ -45,7 +45,7 @@ export class WatchStreams implements OnModuleInit, OnModuleDestroy {
   onModuleInit(): void {
     this.unsubscribe = this.events.on((e) => {
       if (e.type === 'access-changed') void this.recheck(e.clusterId);
-      else this.push(e.clusterId, BigInt(e.generation));
+      else if (e.type === 'desired') this.push(e.clusterId, BigInt(e.generation));
     });
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS).unref();
   }

@@ -55,17 +55,23 @@ export class ClustersController {
   @ApiQuery({ name: 'limit', required: false })
   @ApiQuery({ name: 'after', required: false })
   @ApiQuery({ name: 'labels', required: false, example: 'region=eu-west,tier=store' })
+  @ApiOperation({ summary: 'The clusters the token may publish to (admins: all)' })
   @ApiOkResponse({ type: ClusterPage })
-  async list(@Query('limit') limit?: string, @Query('after') after?: string, @Query('labels') labels?: string): Promise<ClusterPage> {
-    const page = await this.clusters.list(afterCursor(after), pageLimit(limit), parseLabelFilter(labels));
+  async list(
+    @CurrentActor() actor: Actor,
+    @Query('limit') limit?: string,
+    @Query('after') after?: string,
+    @Query('labels') labels?: string,
+  ): Promise<ClusterPage> {
+    const page = await this.clusters.list(actor, afterCursor(after), pageLimit(limit), parseLabelFilter(labels));
     return { items: page.items.map((c) => ClusterView.of(c)), next: page.next };
   }
 
   @Get(':cluster')
   @Requires('clusters:read')
   @ApiOkResponse({ type: ClusterView })
-  async get(@Param('cluster') name: string, @Res({ passthrough: true }) res: Response): Promise<ClusterView> {
-    const c = await this.clusters.get(name);
+  async get(@CurrentActor() actor: Actor, @Param('cluster') name: string, @Res({ passthrough: true }) res: Response): Promise<ClusterView> {
+    const c = await this.clusters.getVisible(actor, name);
     setEtag(res, c.version);
     return ClusterView.of(c);
   }

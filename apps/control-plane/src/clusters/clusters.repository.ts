@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { updateLocked } from '../database/locked-update.js';
 import { DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
+import type { LabelSelector } from '../delivery/label-selector.js';
 import { ClusterEntity, EnrollmentTokenEntity } from './cluster.entity.js';
 
 @Injectable()
@@ -22,6 +23,15 @@ export class ClustersRepository {
     if (after !== undefined) q.andWhere('c.name > :after', { after });
     if (labels) q.andWhere('c.labels @> :labels', { labels: JSON.stringify(labels) });
     return q.getMany();
+  }
+
+  /** The cluster selectors of one project, or of every project: what they may publish to (null: nothing). */
+  async projectClusterSelectors(projectId?: string): Promise<Array<LabelSelector | null>> {
+    const rows = await this.clusters.manager.query<Array<{ s: LabelSelector | null }>>(
+      projectId === undefined ? 'SELECT cluster_selector AS s FROM projects' : 'SELECT cluster_selector AS s FROM projects WHERE id = $1',
+      projectId === undefined ? [] : [projectId],
+    );
+    return rows.map((r) => r.s);
   }
 
   insert(c: Pick<ClusterEntity, 'name' | 'labels' | 'kubernetesIdentity'>): Promise<ClusterEntity> {

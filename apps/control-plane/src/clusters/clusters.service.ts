@@ -6,6 +6,7 @@ import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { conflict, notFound } from '../common/sigil-error.js';
 import { isUniqueViolation } from '../projects/projects.service.js';
+import { matches, type LabelSelector } from '../delivery/label-selector.js';
 import { MembershipService } from '../delivery/membership.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
 import type { ClusterEntity } from './cluster.entity.js';
@@ -13,6 +14,8 @@ import type { KubernetesIdentity } from './kubernetes-identity.js';
 import { ClustersRepository } from './clusters.repository.js';
 
 export const DEFAULT_ENROLLMENT_TTL_S = 3600;
+/** Rows read per round when a listing is filtered by the caller's scope. */
+const SCOPE_BATCH = 500;
 
 @Injectable()
 export class ClustersService {
@@ -28,8 +31,41 @@ export class ClustersService {
     return c;
   }
 
-  async list(after: string | undefined, limit: number, labels?: Record<string, string>): Promise<Page<ClusterEntity>> {
-    return toPage(await this.repo.list(after, limit + 1, labels), limit, (c) => c.name);
+  /** One cluster as `actor` may see it: a cluster outside its scope is "not found", like one that does not exist. */
+  async getVisible(actor: Actor, name: string): Promise<ClusterEntity> {
+    const c = await this.get(name);
+    const scope = await this.scope(actor);
+    if (scope !== 'all' && !scope.some((s) => matches(s, c.labels))) throw notFound(`cluster ${JSON.stringify(name)}`, 'cluster_not_found');
+    return c;
+  }
+
+  /** The clusters `actor` may see, by name, after `after`. */
+  async list(actor: Actor, after: string | undefined, limit: number, labels?: Record<string, string>): Promise<Page<ClusterEntity>> {
+    const scope = await this.scope(actor);
+    if (scope === 'all') return toPage(await this.repo.list(after, limit + 1, labels), limit, (c) => c.name);
+    // Selectors are matched here, with the very function publish uses, so what a token sees is
+    // exactly what its projects may publish to. Read in batches until the page is full.
+    const items: ClusterEntity[] = [];
+    if (scope.length === 0) return toPage(items, limit, (c) => c.name);
+    for (let cursor = after; items.length <= limit;) {
+      const batch = await this.repo.list(cursor, SCOPE_BATCH, labels);
+      items.push(...batch.filter((c) => scope.some((s) => matches(s, c.labels))));
+      if (batch.length < SCOPE_BATCH) break;
+      cursor = batch.at(-1)!.name;
+    }
+    return toPage(items.slice(0, limit + 1), limit, (c) => c.name);
+  }
+
+  /**
+   * Which clusters `actor` may see. Admins: all. A project-scoped token: those its project may
+   * publish to (its cluster selector; none while it has none). Any other token may act on every
+   * project, so it sees the clusters some project may publish to, and never one that no project
+   * may use.
+   */
+  private async scope(actor: Actor): Promise<'all' | LabelSelector[]> {
+    if (actor.role === 'admin') return 'all';
+    const selectors = await this.repo.projectClusterSelectors(actor.projectId ?? undefined);
+    return selectors.filter((s): s is LabelSelector => s !== null);
   }
 
   async register(name: string, labels: Record<string, string>, kubernetesIdentity?: KubernetesIdentity): Promise<ClusterEntity> {

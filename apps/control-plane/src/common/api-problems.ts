@@ -33,5 +33,6 @@ export const ApiProblems = () =>
     problem(412, 'If-Match does not match the current ETag'),
     problem(413, 'body or secret too large'),
     problem(415, 'request body is not application/json'),
-    problem(429, 'rate limited (see Retry-After)'),
+    problem(429, 'rate limited, or too many waiting requests (see Retry-After)'),
+    problem(503, 'the database (busy) or the HSM (hsm_unavailable) is busy or away; retry after Retry-After'),
   );

@@ -43,3 +43,15 @@ export const notFound = (what: string, code = 'not_found') => new SigilError('no
 export const invalid = (code: string, message: string, details?: Array<{ field: string; problem: string }>) =>
   new SigilError('invalid', code, message, details);
 export const conflict = (code: string, message: string) => new SigilError('conflict', code, message);
+
+/** A refusal to retry after `retryAfterSeconds`; REST sends it as `Retry-After`. */
+export class RetryLaterError extends SigilError {
+  constructor(
+    kind: 'rate_limited' | 'unavailable',
+    code: string,
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(kind, code, message);
+  }
+}

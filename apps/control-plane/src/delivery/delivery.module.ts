@@ -11,6 +11,7 @@ import { DeliveryProcessor } from './delivery.processor.js';
 import { DeliveryRepository } from './delivery.repository.js';
 import { IdempotencyService } from './idempotency.js';
 import { MembershipService } from './membership.service.js';
+import { PublicationWaiters } from './publication-waiters.js';
 import { PublicationsController } from './publications.controller.js';
 import { PublicationsService } from './publications.service.js';
 
@@ -41,6 +42,7 @@ export class DeliveryModule {
         DeliveryBuilder,
         MembershipService,
         PublicationsService,
+        PublicationWaiters,
         IdempotencyService,
         ...(config.roles.includes('worker') ? [DeliveryProcessor] : []),
       ],

@@ -2,6 +2,7 @@ import { OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
 import { Inject } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import { PinoLogger } from 'nestjs-pino';
+import { ClusterEvents } from '../events/cluster-events.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { DeliveryBuilder } from './delivery-builder.js';
 import { DeliveryRepository } from './delivery.repository.js';
@@ -19,6 +20,7 @@ export class DeliveryProcessor extends WorkerHost {
     @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
     @Inject(MetricsService) private readonly metrics: MetricsService,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
+    @Inject(ClusterEvents) private readonly events: ClusterEvents,
   ) {
     super();
     logger.setContext('delivery');
@@ -43,6 +45,7 @@ export class DeliveryProcessor extends WorkerHost {
       const code = (err as { code?: unknown }).code;
       this.logger.warn({ err: { message, code }, clusterId: job.data.clusterId, attempt: job.attemptsMade + 1 }, 'delivery job failed');
       await this.repo.setDeliveryError(job.data.clusterId, message).catch(() => undefined);
+      await this.events.publish({ type: 'status', clusterId: job.data.clusterId }); // waiters see the failure
       throw err;
     }
   }

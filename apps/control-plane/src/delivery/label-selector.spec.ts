@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { labelSelectorProblem, matches } from './label-selector.js';
+import { labelSelectorProblem, matches, selectorKey } from './label-selector.js';
 
 describe('label selectors', () => {
   const store = { region: 'eu-west', tier: 'store', canary: 'true' };
@@ -26,5 +26,16 @@ describe('label selectors', () => {
     [{ other: 1 }, 'Unrecognized'],
   ])('rejects %j', (selector, problem) => {
     expect(labelSelectorProblem(selector)).toContain(problem);
+  });
+
+  it('gives selectors that differ anywhere different keys, and the same key whatever the key order', () => {
+    expect(selectorKey({ matchLabels: { region: 'eu' } })).not.toBe(selectorKey({ matchLabels: { region: 'us' } }));
+    expect(selectorKey({ matchLabels: { a: '1', b: '2' } })).toBe(selectorKey({ matchLabels: { b: '2', a: '1' } }));
+    expect(selectorKey({ matchExpressions: [{ key: 'tier', operator: 'In', values: ['a'] }] })).not.toBe(
+      selectorKey({ matchExpressions: [{ key: 'tier', operator: 'In', values: ['b'] }] }),
+    );
+    expect(selectorKey({ matchExpressions: [{ operator: 'Exists', key: 'x' }], matchLabels: {} })).toBe(
+      selectorKey({ matchLabels: {}, matchExpressions: [{ key: 'x', operator: 'Exists' }] }),
+    );
   });
 });

@@ -51,3 +51,22 @@ export function matches(selector: LabelSelector, labels: Record<string, string>)
   }
   return true;
 }
+
+/**
+ * A canonical text of a selector, so two selectors that say the same thing compare equal:
+ * object keys sorted at every depth (arrays keep their order).
+ */
+export function selectorKey(selector: LabelSelector): string {
+  const canonical = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(canonical);
+    if (v !== null && typeof v === 'object') {
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+      );
+    }
+    return v;
+  };
+  return JSON.stringify(canonical(selector));
+}

@@ -7,6 +7,7 @@ import { ApiProblems } from '../common/api-problems.js';
 import { invalid } from '../common/sigil-error.js';
 import { IdempotencyService } from './idempotency.js';
 import { ProjectClusterSelectorDto, PublicationView, PublishDto, UnpublishDto } from './publications.dto.js';
+import { WAITERS_PER_TOKEN } from './publication-waiters.js';
 import { PublicationsService } from './publications.service.js';
 
 function waitSeconds(raw: string | undefined): number {
@@ -73,15 +74,32 @@ export class PublicationsController {
   @Get('apps/:app/publication')
   @Requires('apps:read')
   @ApiOperation({ summary: 'Where the app is published and, per cluster, pending / provisioned / failed / deprovisioning / deprovisioned' })
-  @ApiQuery({ name: 'wait', required: false, description: 'long-poll: answer once converged, or after this many seconds (≤ 300)' })
+  @ApiQuery({
+    name: 'wait',
+    required: false,
+    description: `long-poll: answer once converged, or after this many seconds (≤ 300); at most ${WAITERS_PER_TOKEN} at once per token (else 429 too_many_waiters)`,
+  })
   @ApiOkResponse({ type: PublicationView })
   async get(
     @CurrentActor() actor: Actor,
     @Param('project') project: string,
     @Param('app') app: string,
+    @Res({ passthrough: true }) res: Response,
     @Query('wait') wait?: string,
   ): Promise<PublicationView> {
-    return this.publications.view(actor, project, app, waitSeconds(wait));
+    const seconds = waitSeconds(wait);
+    if (seconds === 0) return this.publications.view(actor, project, app);
+    // A client that hangs up stops waiting at once and frees its slot.
+    const gone = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) gone.abort();
+    };
+    res.on('close', onClose);
+    try {
+      return await this.publications.view(actor, project, app, seconds, gone.signal);
+    } finally {
+      res.off('close', onClose);
+    }
   }
 
   @Put('cluster-selector')

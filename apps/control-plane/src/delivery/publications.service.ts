@@ -4,14 +4,13 @@ import { AppsService } from '../apps/apps.service.js';
 import { SigilError, invalid } from '../common/sigil-error.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import { DeliveryRepository, type AppClusterStatusRow, type Placement } from './delivery.repository.js';
-import { matches, type LabelSelector } from './label-selector.js';
+import { matches, selectorKey, type LabelSelector } from './label-selector.js';
 import { MembershipService } from './membership.service.js';
+import { PublicationWaiters, SAFETY_RECHECK_MS } from './publication-waiters.js';
+import { ClusterEvents } from '../events/cluster-events.js';
 import type { ClusterDeliveryView, DeliveryState, PublicationSummary, PublicationView } from './publications.dto.js';
 
 const MAX_WAIT_S = 300;
-const POLL_MS = 200;
-
-const selectorKey = (s: LabelSelector) => JSON.stringify(s, Object.keys(s).sort());
 
 /** Publish / unpublish an app, and where its delivery stands on each cluster. */
 @Injectable()
@@ -21,6 +20,8 @@ export class PublicationsService {
     @Inject(ProjectsService) private readonly projects: ProjectsService,
     @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
     @Inject(MembershipService) private readonly membership: MembershipService,
+    @Inject(PublicationWaiters) private readonly waiters: PublicationWaiters,
+    @Inject(ClusterEvents) private readonly events: ClusterEvents,
   ) {}
 
   /** Adds clusters (by name) and/or a selector to where the app is published. */
@@ -67,6 +68,7 @@ export class PublicationsService {
       return this.membership.applyPlacement(em, r.app.id, r.project.id, next, { clusters, projectSelector: allowed });
     });
     await this.membership.enqueue(moved);
+    await this.events.publish({ type: 'placement-changed', appId: r.app.id });
     return this.view(actor, project, app);
   }
 
@@ -87,29 +89,43 @@ export class PublicationsService {
       return this.membership.applyPlacement(em, r.app.id, r.project.id, next);
     });
     await this.membership.enqueue(moved);
+    await this.events.publish({ type: 'placement-changed', appId: r.app.id });
     return this.view(actor, project, app);
   }
 
-  /** The publication and, per cluster, where delivery stands; with `waitSeconds`, once converged or when time is up. */
-  async view(actor: Actor, project: string, app: string, waitSeconds = 0): Promise<PublicationView> {
+  /**
+   * The publication and, per cluster, where delivery stands; with `waitSeconds`, once converged
+   * or when time is up. Waiting re-reads only when an event concerns the app or one of its
+   * clusters (see PublicationWaiters), holds one of the token's waiting slots, and ends early
+   * when `signal` aborts (the client went away).
+   */
+  async view(actor: Actor, project: string, app: string, waitSeconds = 0, signal?: AbortSignal): Promise<PublicationView> {
     const r = await this.apps.resolve(actor, project, app);
     const until = Date.now() + Math.min(Math.max(waitSeconds, 0), MAX_WAIT_S) * 1000;
-    for (;;) {
-      const [placement, rows] = await Promise.all([this.repo.placement(this.repo.manager, r.app.id), this.repo.appStatus(r.app.id)]);
-      const deliveries = rows.map(toDelivery);
-      const summary = summarise(deliveries);
-      if (summary.converged || Date.now() >= until) {
-        return {
-          project: r.project.name,
-          app: r.app.name,
-          clusters: placement?.clusters ?? [],
-          selectors: placement?.selectors ?? [],
-          excluded: placement?.excluded ?? [],
-          summary,
-          deliveries,
-        };
+    let release: (() => void) | undefined;
+    try {
+      for (;;) {
+        const [placement, rows] = await Promise.all([this.repo.placement(this.repo.manager, r.app.id), this.repo.appStatus(r.app.id)]);
+        const deliveries = rows.map(toDelivery);
+        const summary = summarise(deliveries);
+        const left = until - Date.now();
+        if (summary.converged || left <= 0 || signal?.aborted) {
+          return {
+            project: r.project.name,
+            app: r.app.name,
+            clusters: placement?.clusters ?? [],
+            selectors: placement?.selectors ?? [],
+            excluded: placement?.excluded ?? [],
+            summary,
+            deliveries,
+          };
+        }
+        release ??= this.waiters.admit(actor.tokenId);
+        const clusterIds = rows.map((row) => row.clusterId);
+        await this.waiters.changed(r.app.id, clusterIds, Math.min(left, SAFETY_RECHECK_MS), signal);
       }
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    } finally {
+      release?.();
     }
   }
 

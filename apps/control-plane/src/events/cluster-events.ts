@@ -6,12 +6,16 @@ import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { RedisConnection, redisOptions } from '../redis/redis.module.js';
 
-/** Something every replica must hear about a cluster, whichever replica caused it. */
+/** Something every replica must hear about a cluster (or an app's placement), whichever replica caused it. */
 export type ClusterEvent =
   /** Disabled, deleted or re-enrolled: drop its open streams and any cached authorisation. */
   | { type: 'access-changed'; clusterId: string }
   /** What the cluster should hold changed: push the new generation to its stream. */
-  | { type: 'desired'; clusterId: string; generation: string };
+  | { type: 'desired'; clusterId: string; generation: string }
+  /** The agent reported what it applied, or delivering to the cluster failed: publication status moved. */
+  | { type: 'status'; clusterId: string }
+  /** The app was published or unpublished: where it should be moved. */
+  | { type: 'placement-changed'; appId: string };
 
 /**
  * Cluster events across replicas over Redis pub/sub. The replica that publishes also delivers
@@ -59,7 +63,7 @@ export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
       await this.redis.client.publish(this.channel, JSON.stringify({ ...event, origin: this.origin }));
     } catch (err) {
       this.logger.warn(
-        { err, event: event.type, clusterId: event.clusterId },
+        { err, event: event.type, ...('clusterId' in event ? { clusterId: event.clusterId } : { appId: event.appId }) },
         'could not publish a cluster event; other replicas catch up on their next sweep',
       );
     }

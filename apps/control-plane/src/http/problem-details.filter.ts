@@ -2,7 +2,11 @@ import { ArgumentsHost, Catch, HttpException, HttpStatus, type ExceptionFilter }
 import type { Request, Response } from 'express';
 import type { PinoLogger } from 'nestjs-pino';
 import { QueryFailedError } from 'typeorm';
-import { HTTP_STATUS, SigilError } from '../common/sigil-error.js';
+import { HTTP_STATUS, RetryLaterError, SigilError } from '../common/sigil-error.js';
+import { isHsmUnavailableError, isTransientDependencyError } from '../common/transient-errors.js';
+
+/** How long clients should wait before retrying when the database or the HSM is busy or away. */
+export const UNAVAILABLE_RETRY_AFTER_S = 2;
 
 /** RFC 9457 problem details; `code` is the stable, machine-readable part. */
 export interface Problem {
@@ -74,6 +78,9 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     const res = ctx.getResponse<Response>();
     const requestId = req.id === undefined ? undefined : String(req.id);
     const p = this.toProblem(exception, requestId);
+    const retryAfter =
+      exception instanceof RetryLaterError ? exception.retryAfterSeconds : p.status === 503 ? UNAVAILABLE_RETRY_AFTER_S : undefined;
+    if (retryAfter !== undefined) res.setHeader('Retry-After', String(retryAfter));
     p.instance = req.originalUrl.split('?')[0];
     if (requestId !== undefined) p.requestId = requestId;
     res.status(p.status).type('application/problem+json').send(JSON.stringify(p));
@@ -106,10 +113,26 @@ export class ProblemDetailsFilter implements ExceptionFilter {
       const detail = typeof body === 'string' ? body : describeBody(body);
       return problem(status, CODES[status] ?? 'client_error', detail);
     }
+    // A busy or briefly gone dependency is the client's cue to retry (as the agent API's
+    // UNAVAILABLE 'busy'), not a server bug: 503 with Retry-After, and a warning, not an error.
+    if (isTransientDependencyError(exception)) {
+      this.logger.warn({ err: summary(exception), requestId }, 'database busy or unreachable');
+      return problem(503, 'busy', 'the database is busy or briefly unreachable; retry shortly');
+    }
+    if (isHsmUnavailableError(exception)) {
+      this.logger.warn({ err: summary(exception), requestId }, 'HSM unavailable');
+      return problem(503, 'hsm_unavailable', 'the HSM is unavailable; retry shortly');
+    }
     const status = exception instanceof HttpException ? exception.getStatus() : 500;
     this.logger.error({ err: exception, requestId }, 'request failed');
     return problem(status, status === 503 ? 'unavailable' : 'internal', 'Internal error; quote the request id to the operators.');
   }
+}
+
+/** Message and code only: a driver error carries the query's parameters. */
+function summary(err: unknown): { message: string; code?: unknown; ckr?: unknown } {
+  const e = err as Error & { code?: unknown; ckr?: unknown; driverError?: { code?: unknown } };
+  return { message: e.message, code: e.code ?? e.driverError?.code, ckr: e.ckr };
 }
 
 function describeBody(body: object): string | undefined {
