@@ -33,6 +33,7 @@ beforeAll(async () => {
   expect((await admin.post('/projects', { name: 'closed' })).status).toBe(201);
   const allowed = { matchExpressions: [{ key: 'region', operator: 'In', values: ['eu', 'us'] }] };
   expect((await admin.put('/projects/shop/cluster-selector', { selector: allowed })).status).toBe(204);
+  expect((await admin.put('/projects/shop/namespaces', { namespaces: ['shop'] })).status).toBe(200);
   expect((await admin.post('/projects/shop/apps', { name: 'web', namespace: 'shop', deliveryMode: 'env' })).status).toBe(201);
   expect((await admin.post('/projects/shop/apps/web/secrets', { name: 'env', data: { API_KEY: 'k' } })).status).toBe(201);
 });

@@ -46,6 +46,7 @@ beforeAll(async () => {
   expect((await a.admin.post('/projects', { name: project })).status).toBe(201);
   expect((await a.admin.put(`/projects/${project}/cluster-selector`, { selector: {} })).status).toBe(204);
   for (const app of ['checkout', 'idle']) {
+    expect((await a.admin.put(`/projects/${project}/namespaces`, { namespaces: ['shop'] })).status).toBe(200);
     expect((await a.admin.post(`/projects/${project}/apps`, { name: app, namespace: 'shop', deliveryMode: 'env' })).status).toBe(201);
     expect((await a.admin.post(`/projects/${project}/apps/${app}/secrets`, { name: 'env', data: { K: app } })).status).toBe(201);
   }

@@ -48,6 +48,7 @@ beforeAll(async () => {
   await db.connect();
   expect((await api.post('/projects', { name: 'shop' })).status).toBe(201);
   expect((await api.put('/projects/shop/cluster-selector', { selector: {} })).status).toBe(204);
+  expect((await api.put('/projects/shop/namespaces', { namespaces: ['shop'] })).status).toBe(200);
   expect((await api.post('/projects/shop/apps', { name: 'web', namespace: 'shop', deliveryMode: 'env' })).status).toBe(201);
   expect((await api.post('/projects/shop/apps/web/secrets', { name: 'env', data: { API_KEY: 'v1-7f3a9c' } })).status).toBe(201);
   expect((await api.post('/clusters', { name: 'store-1' })).status).toBe(201);
