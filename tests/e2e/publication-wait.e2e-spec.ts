@@ -48,7 +48,7 @@ beforeAll(async () => {
   for (const app of ['checkout', 'idle']) {
     expect((await a.admin.put(`/projects/${project}/namespaces`, { namespaces: ['shop'] })).status).toBe(200);
     expect((await a.admin.post(`/projects/${project}/apps`, { name: app, namespace: 'shop', deliveryMode: 'env' })).status).toBe(201);
-    expect((await a.admin.post(`/projects/${project}/apps/${app}/secrets`, { name: 'env', data: { K: app } })).status).toBe(201);
+    expect((await a.admin.post(`/projects/${project}/apps/${app}/secrets`, { name: `${app}-env`, data: { K: app } })).status).toBe(201);
   }
 });
 
