@@ -25,6 +25,12 @@ const KUBERNETES_IDENTITY_SCHEMA: ApiPropertyOptions = {
       required: ['namespace', 'name'],
       properties: { namespace: { type: 'string' }, name: { type: 'string' } },
     },
+    allowPrivateAddresses: {
+      type: 'boolean',
+      default: false,
+      description:
+        'let discovery / JWKS fetches reach loopback, private and link-local addresses (checked on every resolved address); off by default',
+    },
   },
   description: 'Enrollment by the cluster’s own service-account identity; without jwks or jwksUri, OIDC discovery on the issuer',
 };
