@@ -170,7 +170,9 @@ describe('enrollment by Kubernetes service-account identity', () => {
 
   it('verifies against an inline JWKS, and finds the keys by OIDC discovery', async () => {
     const kube = testEnv().kube;
-    const jwks = (await (await httpsGet(`${kube.server}/openid/v1/jwks`, { ca: identity.caCert })).json()) as KubernetesIdentity['jwks'];
+    const jwks = (await (
+      await httpsGet(`${kube.server}/openid/v1/jwks`, { ca: identity.caCert, allowPrivateAddresses: true })
+    ).json()) as KubernetesIdentity['jwks'];
     const inline = await registered({ issuer: identity.issuer, jwks, serviceAccount: identity.serviceAccount });
     await inline.enroll(await saToken());
     const discovered = await registered({
