@@ -26,7 +26,11 @@ const callPresenting = (der: Buffer): AgentCall => ({
     transportSecurityType: 'ssl',
     sslPeerCertificate: {
       raw: der,
-      fingerprint256: createHash('sha256').update(der).digest('hex').toUpperCase().replace(/(..)(?!$)/g, '$1:'),
+      fingerprint256: createHash('sha256')
+        .update(der)
+        .digest('hex')
+        .toUpperCase()
+        .replace(/(..)(?!$)/g, '$1:'),
     } as never,
   }),
   getPeer: () => '127.0.0.1:40000',

@@ -59,7 +59,10 @@ describe('Watch pushes trust PostgreSQL, not the generation in a Redis event', (
     // A real change, announced by another replica over Redis: pushed well before any sweep.
     await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [id, (start + 1n).toString()]);
     let announced = Date.now();
-    await redis.publish(channel, JSON.stringify({ type: 'desired', clusterId: id, generation: (start + 1n).toString(), origin: 'replica-b' }));
+    await redis.publish(
+      channel,
+      JSON.stringify({ type: 'desired', clusterId: id, generation: (start + 1n).toString(), origin: 'replica-b' }),
+    );
     await w.waitFor((g) => g.includes(start + 1n), 2_000);
     expect(Date.now() - announced).toBeLessThan(Math.min(1_000, SWEEP_INTERVAL_MS));
 
@@ -79,7 +82,10 @@ describe('Watch pushes trust PostgreSQL, not the generation in a Redis event', (
     await w.waitFor((g) => g.length >= 1);
     const start = w.generations.at(-1)!;
     await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [id, (start + 1n).toString()]);
-    await redis.publish(channel, JSON.stringify({ type: 'desired', clusterId: id, generation: (start + 50n).toString(), origin: 'forged' }));
+    await redis.publish(
+      channel,
+      JSON.stringify({ type: 'desired', clusterId: id, generation: (start + 50n).toString(), origin: 'forged' }),
+    );
     await w.waitFor((g) => g.includes(start + 1n), 2_000);
     await new Promise((r) => setTimeout(r, 200));
     expect(w.generations.at(-1)).toBe(start + 1n);

@@ -119,7 +119,10 @@ export class ClustersService {
   async revokeEnrollmentToken(name: string, id: string): Promise<void> {
     const c = await this.get(name);
     if (!UUID.test(id) || !(await this.repo.deleteEnrollmentToken(c.id, id))) {
-      throw notFound(`enrollment token ${JSON.stringify(id.slice(0, 64))} of cluster ${JSON.stringify(name)}`, 'enrollment_token_not_found');
+      throw notFound(
+        `enrollment token ${JSON.stringify(id.slice(0, 64))} of cluster ${JSON.stringify(name)}`,
+        'enrollment_token_not_found',
+      );
     }
   }
 }

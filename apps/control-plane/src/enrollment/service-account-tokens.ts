@@ -1,5 +1,14 @@
 import { Injectable } from '@nestjs/common';
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  decodeJwt,
+  errors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
 import { serviceAccountSubject, type KubernetesIdentity } from '../clusters/kubernetes-identity.js';
 import { httpsGet } from './https-get.js';
 
@@ -122,7 +131,8 @@ export class ServiceAccountTokenVerifier {
 }
 
 /** What is fetched, and how: one cache entry per issuer, key location, CA bundle and address policy. */
-const cacheKey = (i: KubernetesIdentity) => JSON.stringify([i.issuer, i.jwksUri ?? null, i.caCert ?? null, i.allowPrivateAddresses === true]);
+const cacheKey = (i: KubernetesIdentity) =>
+  JSON.stringify([i.issuer, i.jwksUri ?? null, i.caCert ?? null, i.allowPrivateAddresses === true]);
 
 function bounded<M extends Map<string, unknown>>(map: M): M {
   if (map.size >= MAX_CACHED) map.delete(map.keys().next().value!);
@@ -135,7 +145,7 @@ function bounded<M extends Map<string, unknown>>(map: M): M {
  * (jwtVerify checks them all again once the signature is verified.)
  */
 function precheck(token: string, issuer: string, audience: string, subject: string): void {
-  let claims;
+  let claims: JWTPayload;
   try {
     claims = decodeJwt(token);
   } catch {
