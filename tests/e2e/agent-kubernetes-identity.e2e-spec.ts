@@ -85,6 +85,7 @@ describe('enrollment by Kubernetes service-account identity', () => {
       jwksUri: `${kube.server}/openid/v1/jwks`,
       caCert: readFileSync(kube.caFile, 'utf8'),
       serviceAccount: { namespace, name: SA },
+      allowPrivateAddresses: true, // the test API server listens on 127.0.0.1
     };
     cp = await startControlPlane();
     caPem = (await cp.admin.get<{ caCertificatePem: string }>('/agents/trust')).body.caCertificatePem;
@@ -116,7 +117,7 @@ describe('enrollment by Kubernetes service-account identity', () => {
     const a = await registered();
     expect(await refused(a.enroll(await saToken(['https://kubernetes.default.svc'])))).toMatchObject({
       code: status.UNAUTHENTICATED,
-      errorCode: 'service_account_token_wrong_audience',
+      errorCode: 'service_account_token_invalid',
     });
   });
 
@@ -124,7 +125,7 @@ describe('enrollment by Kubernetes service-account identity', () => {
     const a = await registered({ ...identity, issuer: 'https://issuer.other-cluster.example' });
     expect(await refused(a.enroll(await saToken()))).toMatchObject({
       code: status.UNAUTHENTICATED,
-      errorCode: 'service_account_token_wrong_issuer',
+      errorCode: 'service_account_token_invalid',
     });
   });
 
@@ -136,7 +137,7 @@ describe('enrollment by Kubernetes service-account identity', () => {
     const a = await registered();
     expect(await refused(a.enroll({ $case: 'serviceAccountToken', value: expired }))).toMatchObject({
       code: status.UNAUTHENTICATED,
-      errorCode: 'service_account_token_expired',
+      errorCode: 'service_account_token_invalid',
     });
   });
 
@@ -147,7 +148,7 @@ describe('enrollment by Kubernetes service-account identity', () => {
     const a = await registered();
     expect(await refused(a.enroll({ $case: 'serviceAccountToken', value: forged }))).toMatchObject({
       code: status.UNAUTHENTICATED,
-      errorCode: 'service_account_token_bad_signature',
+      errorCode: 'service_account_token_invalid',
     });
   });
 
@@ -155,7 +156,7 @@ describe('enrollment by Kubernetes service-account identity', () => {
     const a = await registered();
     expect(await refused(a.enroll(await saToken([AUDIENCE], 'intruder')))).toMatchObject({
       code: status.UNAUTHENTICATED,
-      errorCode: 'service_account_token_wrong_service_account',
+      errorCode: 'service_account_token_invalid',
     });
   });
 
@@ -163,16 +164,23 @@ describe('enrollment by Kubernetes service-account identity', () => {
     const a = await registered(null);
     expect(await refused(a.enroll(await saToken()))).toMatchObject({
       code: status.UNAUTHENTICATED,
-      errorCode: 'kubernetes_identity_not_configured',
+      errorCode: 'service_account_token_invalid',
     });
   });
 
   it('verifies against an inline JWKS, and finds the keys by OIDC discovery', async () => {
     const kube = testEnv().kube;
-    const jwks = (await (await httpsGet(`${kube.server}/openid/v1/jwks`, { ca: identity.caCert })).json()) as KubernetesIdentity['jwks'];
+    const jwks = (await (
+      await httpsGet(`${kube.server}/openid/v1/jwks`, { ca: identity.caCert, allowPrivateAddresses: true })
+    ).json()) as KubernetesIdentity['jwks'];
     const inline = await registered({ issuer: identity.issuer, jwks, serviceAccount: identity.serviceAccount });
     await inline.enroll(await saToken());
-    const discovered = await registered({ issuer: identity.issuer, caCert: identity.caCert, serviceAccount: identity.serviceAccount });
+    const discovered = await registered({
+      issuer: identity.issuer,
+      caCert: identity.caCert,
+      serviceAccount: identity.serviceAccount,
+      allowPrivateAddresses: true,
+    });
     await discovered.enroll(await saToken());
     expect((await discovered.desiredState()).full).toBe(true);
   });

@@ -273,6 +273,7 @@ describe('edge agent lifecycle', () => {
         jwksUri: `${kube.server}/openid/v1/jwks`,
         caCert: readFileSync(kube.caFile, 'utf8'),
         serviceAccount: { namespace: agentNs, name: 'sigil-agent' },
+        allowPrivateAddresses: true, // the test API server listens on 127.0.0.1
       },
     });
     expect(reg.status).toBe(201);

@@ -1,9 +1,10 @@
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { status, type ServerUnaryCall } from '@grpc/grpc-js';
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
-import { spkiSha256 } from '../enrollment/cluster-ca.service.js';
+import { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { AgentClusterRepository, type ClusterAccess } from './agent-cluster.repository.js';
+import { verifyClusterCertificate, type CertificateVerdict } from './cluster-certificate.js';
 import { grpcError } from './grpc-errors.js';
 
 /** What every kind of server call offers (grpc-js does not export its own name for it). */
@@ -17,27 +18,31 @@ export interface ClusterPrincipal {
   keySha256: Buffer;
 }
 
-const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
-const CLUSTER_URI = /^URI:urn:sigil:cluster:([0-9a-f-]{36})$/;
 /** How long a cluster's state is trusted without a revocation event; bounds staleness if one is lost. */
 const ACCESS_TTL_MS = 5_000;
 
 /**
- * Authorises every agent call except Enroll. TLS has already verified the certificate chains to
- * the cluster CA and is within its validity (grpc-js exposes only verified peers). Here: it is a
- * clientAuth certificate naming exactly one cluster, that cluster exists and is enrolled (not
- * disabled), and the certificate's key is the one its latest enrollment bound. Cluster state is
- * cached for a few seconds; revocation events clear it at once on every replica.
+ * Authorises every agent call except Enroll. The peer certificate is verified here, whatever the
+ * TLS library did or exposes: signed by the cluster CA, within its validity (and the CA's), a
+ * clientAuth certificate naming exactly one cluster (cluster-certificate.ts). Then: that
+ * cluster exists and is enrolled (not disabled), and the certificate's key is the one its latest
+ * enrollment bound. The chain verdict is cached by the certificate's SHA-256 (one entry serves
+ * every call on a connection and every reconnect with the same certificate); the validity
+ * window is checked on every call. Cluster state is cached for a few seconds; revocation events
+ * clear it at once on every replica.
  */
 @Injectable()
 export class AgentAuthenticator implements OnModuleInit, OnModuleDestroy {
   private readonly access = new Map<string, { value: ClusterAccess | null; at: number }>();
-  private readonly certs = new Map<string, { clusterId: string; keySha256: Buffer; notAfter: number } | null>();
+  /** Chain verdicts by the certificate's SHA-256 (hex). */
+  private readonly verdicts = new Map<string, CertificateVerdict>();
+  private trusted: X509Certificate[] | undefined;
   private unsubscribe: (() => void) | undefined;
 
   constructor(
     @Inject(AgentClusterRepository) private readonly clusters: AgentClusterRepository,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
+    @Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority,
   ) {}
 
   onModuleInit(): void {
@@ -55,11 +60,15 @@ export class AgentAuthenticator implements OnModuleInit, OnModuleDestroy {
     if (!peer?.raw) {
       throw grpcError(status.UNAUTHENTICATED, 'client_certificate_required', 'a client certificate issued at enrollment is required');
     }
-    const cert = this.parse(peer.fingerprint256, peer.raw);
-    if (!cert)
+    const verdict = await this.verify(peer.raw);
+    if (!verdict.ok)
       throw grpcError(status.UNAUTHENTICATED, 'invalid_client_certificate', 'the client certificate is not a Sigil cluster certificate');
-    if (cert.notAfter <= Date.now())
+    const { cert } = verdict;
+    const now = Date.now();
+    if (cert.notAfter <= now)
       throw grpcError(status.UNAUTHENTICATED, 'client_certificate_expired', 'the client certificate has expired; enroll again');
+    if (cert.notBefore > now)
+      throw grpcError(status.UNAUTHENTICATED, 'invalid_client_certificate', 'the client certificate is not valid yet');
     const access = await this.clusterAccess(cert.clusterId);
     if (!access) throw grpcError(status.UNAUTHENTICATED, 'cluster_not_found', 'the cluster of this certificate no longer exists');
     if (access.state === 'disabled') throw grpcError(status.PERMISSION_DENIED, 'cluster_disabled', `cluster ${access.name} is disabled`);
@@ -82,29 +91,20 @@ export class AgentAuthenticator implements OnModuleInit, OnModuleDestroy {
     );
   }
 
-  private parse(fingerprint: string, raw: Buffer): { clusterId: string; keySha256: Buffer; notAfter: number } | null {
-    const key = fingerprint;
-    if (this.certs.has(key)) return this.certs.get(key)!;
-    let parsed: { clusterId: string; keySha256: Buffer; notAfter: number } | null = null;
-    try {
-      const x = new X509Certificate(raw);
-      const uris = (x.subjectAltName ?? '')
-        .split(', ')
-        .map((n) => CLUSTER_URI.exec(n)?.[1])
-        .filter((id) => id !== undefined);
-      if (uris.length === 1 && x.keyUsage?.includes(CLIENT_AUTH) && !x.ca) {
-        parsed = {
-          clusterId: uris[0]!,
-          keySha256: spkiSha256(x.publicKey.export({ type: 'spki', format: 'der' })),
-          notAfter: new Date(x.validTo).getTime(),
-        };
-      }
-    } catch {
-      parsed = null;
-    }
-    if (this.certs.size > 20_000) this.certs.clear();
-    this.certs.set(key, parsed);
-    return parsed;
+  private async verify(raw: Buffer): Promise<CertificateVerdict> {
+    const key = createHash('sha256').update(raw).digest('hex');
+    const cached = this.verdicts.get(key);
+    if (cached) return cached;
+    this.trusted ??= await this.trustedCas();
+    const verdict = verifyClusterCertificate(raw, this.trusted);
+    if (this.verdicts.size > 20_000) this.verdicts.clear();
+    this.verdicts.set(key, verdict);
+    return verdict;
+  }
+
+  /** The cluster CA certificates client certificates must chain to (one today; a list so a rotated CA can join). */
+  private async trustedCas(): Promise<X509Certificate[]> {
+    return [new X509Certificate(Buffer.from((await this.ca.certificate()).rawData))];
   }
 
   private async clusterAccess(id: string): Promise<ClusterAccess | null> {

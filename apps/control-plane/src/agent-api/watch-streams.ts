@@ -23,7 +23,11 @@ export const SWEEP_INTERVAL_MS = 5_000;
 /**
  * The Watch streams this replica holds, by cluster. Events from any replica push a new desired
  * generation or close a revoked cluster's streams at once; a periodic sweep re-reads the same
- * facts from PostgreSQL so a lost event delays but never prevents either.
+ * facts from PostgreSQL so a lost event delays but never prevents either. An event's generation
+ * is only a hint that something changed: what is pushed is always the generation PostgreSQL
+ * holds (read for the clusters the hints name, batched), so a forged or replayed event on Redis
+ * can neither announce a generation that does not exist nor, by raising `pushed`, hold back the
+ * real ones.
  */
 @Injectable()
 export class WatchStreams implements OnModuleInit, OnModuleDestroy {
@@ -31,6 +35,9 @@ export class WatchStreams implements OnModuleInit, OnModuleDestroy {
   private unsubscribe: (() => void) | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private sweeping = false;
+  /** Clusters whose generation an event hinted at, to be read from PostgreSQL in one query. */
+  private hinted = new Set<string>();
+  private confirming: Promise<void> | undefined;
 
   constructor(
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
@@ -45,7 +52,7 @@ export class WatchStreams implements OnModuleInit, OnModuleDestroy {
   onModuleInit(): void {
     this.unsubscribe = this.events.on((e) => {
       if (e.type === 'access-changed') void this.recheck(e.clusterId);
-      else if (e.type === 'desired') this.push(e.clusterId, BigInt(e.generation));
+      else if (e.type === 'desired') this.hint(e.clusterId, e.generation);
     });
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS).unref();
   }
@@ -76,7 +83,31 @@ export class WatchStreams implements OnModuleInit, OnModuleDestroy {
     this.write(stream, generation);
   }
 
-  /** Pushes `generation` to the cluster's streams here (if it is newer than what they have). */
+  /** An event says the cluster's generation may have grown to `generation`: confirm with PostgreSQL. */
+  private hint(clusterId: string, generation: string): void {
+    const set = this.byCluster.get(clusterId);
+    if (!set?.size) return;
+    // Nothing to confirm when every stream already has at least that generation.
+    const g = /^\d{1,20}$/.test(generation) ? BigInt(generation) : undefined;
+    if (g !== undefined && [...set].every((s) => s.pushed >= g)) return;
+    this.hinted.add(clusterId);
+    this.confirming ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.confirm());
+  }
+
+  private async confirm(): Promise<void> {
+    const ids = [...this.hinted];
+    this.hinted = new Set();
+    try {
+      for (const [id, generation] of await this.clusters.builtGenerations(ids)) this.push(id, generation);
+    } catch (err) {
+      this.logger.warn({ err }, 'could not read generations for cluster events; the next sweep pushes them');
+    } finally {
+      this.confirming = undefined;
+      if (this.hinted.size > 0) this.confirming = this.confirm();
+    }
+  }
+
+  /** Pushes `generation` (as read from PostgreSQL) to the cluster's streams here, if it is newer than what they have. */
   push(clusterId: string, generation: bigint): void {
     for (const s of this.byCluster.get(clusterId) ?? []) this.write(s, generation);
   }

@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Put, Query, Res } from '@nestjs/common';
 import { ApiProblems } from '../common/api-problems.js';
-import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
@@ -11,6 +11,8 @@ import {
   ClusterPage,
   ClusterView,
   CreateEnrollmentTokenDto,
+  EnrollmentTokenInfoView,
+  EnrollmentTokenList,
   EnrollmentTokenView,
   KubernetesIdentityDto,
   RegisterClusterDto,
@@ -175,5 +177,24 @@ export class ClustersController {
   ): Promise<EnrollmentTokenView> {
     res.setHeader('Cache-Control', 'no-store');
     return this.clusters.createEnrollmentToken(actor, name, dto.ttlSeconds);
+  }
+
+  @Get(':cluster/enrollment-tokens')
+  @Requires('clusters:write')
+  @ApiOperation({ summary: 'The cluster’s enrollment tokens, newest first: metadata only, never the token (admin)' })
+  @ApiOkResponse({ type: EnrollmentTokenList })
+  async enrollmentTokens(@Param('cluster') name: string): Promise<EnrollmentTokenList> {
+    const now = Date.now();
+    return { items: (await this.clusters.listEnrollmentTokens(name)).map((t) => EnrollmentTokenInfoView.of(t, now)) };
+  }
+
+  @Delete(':cluster/enrollment-tokens/:id')
+  @HttpCode(204)
+  @Requires('clusters:write')
+  @Audited('cluster.enrollment-token.revoke')
+  @ApiOperation({ summary: 'Revoke an enrollment token: an Enroll with it fails from now on (admin)' })
+  @ApiNoContentResponse({ description: 'revoked' })
+  async revokeEnrollmentToken(@Param('cluster') name: string, @Param('id') id: string): Promise<void> {
+    await this.clusters.revokeEnrollmentToken(name, id);
   }
 }

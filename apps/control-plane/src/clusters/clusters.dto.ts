@@ -2,7 +2,7 @@ import { ApiProperty, ApiPropertyOptional, type ApiPropertyOptions } from '@nest
 import { IsInt, IsOptional, Max, Min } from 'class-validator';
 import { IsDns1123Label, IsLabelMap, rule } from '../common/validators.js';
 import { kubernetesIdentityProblem, type KubernetesIdentity } from './kubernetes-identity.js';
-import type { ClusterEntity, ClusterState } from './cluster.entity.js';
+import type { ClusterEntity, ClusterState, EnrollmentTokenEntity } from './cluster.entity.js';
 
 const IsKubernetesIdentity = () => rule('isKubernetesIdentity', kubernetesIdentityProblem);
 
@@ -24,6 +24,12 @@ const KUBERNETES_IDENTITY_SCHEMA: ApiPropertyOptions = {
       type: 'object',
       required: ['namespace', 'name'],
       properties: { namespace: { type: 'string' }, name: { type: 'string' } },
+    },
+    allowPrivateAddresses: {
+      type: 'boolean',
+      default: false,
+      description:
+        'let discovery / JWKS fetches reach loopback, private and link-local addresses (checked on every resolved address); off by default',
     },
   },
   description: 'Enrollment by the cluster’s own service-account identity; without jwks or jwksUri, OIDC discovery on the issuer',
@@ -63,11 +69,11 @@ export class RelabelClusterDto {
 }
 
 export class CreateEnrollmentTokenDto {
-  @ApiPropertyOptional({ example: 3600, default: 3600, description: 'lifetime in seconds (60 s to 7 days)' })
+  @ApiPropertyOptional({ example: 3600, default: 3600, description: 'lifetime in seconds (60 s to 24 h)' })
   @IsOptional()
   @IsInt()
   @Min(60)
-  @Max(7 * 24 * 3600)
+  @Max(24 * 3600)
   ttlSeconds?: number;
 }
 
@@ -110,7 +116,33 @@ export class ClusterPage {
 }
 
 export class EnrollmentTokenView {
+  @ApiProperty({ format: 'uuid', description: 'names the token to revoke it' }) id!: string;
   @ApiProperty({ example: 'sge_2vJ0mYpQ…', description: 'shown once; only its hash is stored' }) token!: string;
   @ApiProperty() expiresAt!: Date;
   @ApiProperty({ example: 'eu-west-store-0042' }) cluster!: string;
+}
+
+/** What is known about an enrollment token after it was shown: never the token or its hash. */
+export class EnrollmentTokenInfoView {
+  @ApiProperty({ format: 'uuid' }) id!: string;
+  @ApiProperty() createdAt!: Date;
+  @ApiProperty({ example: 'ops-admin', description: 'the API token that created it' }) createdBy!: string;
+  @ApiProperty() expiresAt!: Date;
+  @ApiProperty({ nullable: true, type: Date, description: 'when an agent enrolled with it' }) usedAt!: Date | null;
+  @ApiProperty({ enum: ['unused', 'used', 'expired'] }) state!: 'unused' | 'used' | 'expired';
+
+  static of(t: EnrollmentTokenEntity, now = Date.now()): EnrollmentTokenInfoView {
+    return {
+      id: t.id,
+      createdAt: t.createdAt,
+      createdBy: t.createdBy,
+      expiresAt: t.expiresAt,
+      usedAt: t.usedAt,
+      state: t.usedAt ? 'used' : t.expiresAt.getTime() <= now ? 'expired' : 'unused',
+    };
+  }
+}
+
+export class EnrollmentTokenList {
+  @ApiProperty({ type: [EnrollmentTokenInfoView], description: 'newest first, at most 100' }) items!: EnrollmentTokenInfoView[];
 }

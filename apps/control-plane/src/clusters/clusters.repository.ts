@@ -57,6 +57,22 @@ export class ClustersRepository {
     await this.clusters.delete({ id } satisfies FindOptionsWhere<ClusterEntity>);
   }
 
+  /** The cluster's newest tokens, without their hashes. */
+  enrollmentTokens(clusterId: string, limit: number): Promise<EnrollmentTokenEntity[]> {
+    return this.tokens.find({
+      select: { id: true, clusterId: true, createdAt: true, expiresAt: true, usedAt: true, createdBy: true },
+      where: { clusterId },
+      order: { createdAt: 'DESC', id: 'ASC' },
+      take: limit,
+    });
+  }
+
+  /** Deletes the token (used or not) if it is the cluster's; false when there is no such token. */
+  async deleteEnrollmentToken(clusterId: string, id: string): Promise<boolean> {
+    const r = await this.tokens.delete({ id, clusterId } satisfies FindOptionsWhere<EnrollmentTokenEntity>);
+    return (r.affected ?? 0) > 0;
+  }
+
   insertEnrollmentToken(
     t: Pick<EnrollmentTokenEntity, 'clusterId' | 'tokenHash' | 'expiresAt' | 'createdBy'>,
   ): Promise<EnrollmentTokenEntity> {

@@ -9,13 +9,18 @@ import { isUniqueViolation } from '../projects/projects.service.js';
 import { matches, type LabelSelector } from '../delivery/label-selector.js';
 import { MembershipService } from '../delivery/membership.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
-import type { ClusterEntity } from './cluster.entity.js';
+import type { ClusterEntity, EnrollmentTokenEntity } from './cluster.entity.js';
 import type { KubernetesIdentity } from './kubernetes-identity.js';
 import { ClustersRepository } from './clusters.repository.js';
 
 export const DEFAULT_ENROLLMENT_TTL_S = 3600;
 /** Rows read per round when a listing is filtered by the caller's scope. */
 const SCOPE_BATCH = 500;
+/** Long enough to hand a token to an installer run; a token that is needed later is made later. */
+export const MAX_ENROLLMENT_TTL_S = 24 * 3600;
+/** How many tokens a listing shows (the newest): tokens live a day at most. */
+export const ENROLLMENT_TOKEN_LIST_LIMIT = 100;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 @Injectable()
 export class ClustersService {
@@ -131,12 +136,29 @@ export class ClustersService {
     actor: Actor,
     name: string,
     ttlSeconds = DEFAULT_ENROLLMENT_TTL_S,
-  ): Promise<{ token: string; expiresAt: Date; cluster: string }> {
+  ): Promise<{ id: string; token: string; expiresAt: Date; cluster: string }> {
     const c = await this.get(name);
     if (c.state === 'disabled') throw conflict('cluster_disabled', `cluster ${JSON.stringify(name)} is disabled; enable it first`);
     const token = `sge_${randomBytes(32).toString('base64url')}`;
-    const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
-    await this.repo.insertEnrollmentToken({ clusterId: c.id, tokenHash: hashToken(token), expiresAt, createdBy: actor.name });
-    return { token, expiresAt, cluster: c.name };
+    const expiresAt = new Date(Date.now() + Math.min(ttlSeconds, MAX_ENROLLMENT_TTL_S) * 1000);
+    const row = await this.repo.insertEnrollmentToken({ clusterId: c.id, tokenHash: hashToken(token), expiresAt, createdBy: actor.name });
+    return { id: row.id, token, expiresAt, cluster: c.name };
+  }
+
+  /** The cluster's enrollment tokens, newest first: metadata only (never the token or its hash). */
+  async listEnrollmentTokens(name: string): Promise<EnrollmentTokenEntity[]> {
+    const c = await this.get(name);
+    return this.repo.enrollmentTokens(c.id, ENROLLMENT_TOKEN_LIST_LIMIT);
+  }
+
+  /** Revokes a token: it is deleted, so an Enroll with it fails like one with an unknown token. */
+  async revokeEnrollmentToken(name: string, id: string): Promise<void> {
+    const c = await this.get(name);
+    if (!UUID.test(id) || !(await this.repo.deleteEnrollmentToken(c.id, id))) {
+      throw notFound(
+        `enrollment token ${JSON.stringify(id.slice(0, 64))} of cluster ${JSON.stringify(name)}`,
+        'enrollment_token_not_found',
+      );
+    }
   }
 }

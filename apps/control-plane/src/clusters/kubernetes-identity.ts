@@ -18,6 +18,12 @@ export interface KubernetesIdentity {
   caCert?: string;
   /** The only service account allowed to enroll. */
   serviceAccount: { namespace: string; name: string };
+  /**
+   * Lets discovery and JWKS fetches reach loopback, private and link-local addresses (an issuer
+   * inside the centre's own network). Off by default: Enroll is unauthenticated, and what it
+   * fetches must not be a way into the internal network. Set by an admin (clusters:write).
+   */
+  allowPrivateAddresses?: boolean;
 }
 
 const httpsUrl = z
@@ -67,6 +73,7 @@ export const kubernetesIdentitySchema = z
         name: z.string().refine((v) => !dns1123SubdomainProblem(v), 'must be a DNS-1123 subdomain'),
       })
       .strict(),
+    allowPrivateAddresses: z.boolean().optional(),
   })
   .strict()
   .refine((v) => !(v.jwks && v.jwksUri), { message: 'give jwks or jwksUri, not both', path: ['jwksUri'] })

@@ -40,6 +40,8 @@ const TOKEN_SHAPE = /^sge_[A-Za-z0-9_-]{43}$/;
 export const AGENT_VERSION = /^[\x21-\x7e]{0,64}$/;
 /** Told to the caller for every bootstrap-token failure alike: no oracle for which tokens exist. */
 const TOKEN_REFUSED = 'the enrollment token is unknown, expired, already used, or for another cluster';
+/** The one answer to every refused service-account token. */
+const SA_TOKEN_REFUSED = 'the service-account token was not accepted for this cluster';
 
 /**
  * Enrollment: an agent proves its cluster's identity once and exchanges a CSR for a short-lived
@@ -161,22 +163,21 @@ export class EnrollmentService {
     return cluster;
   }
 
-  /** Verifies the token against the cluster's registered identity; returns that identity as verified. */
+  /**
+   * Verifies the token against the cluster's registered identity; returns that identity as
+   * verified. Every refusal, a cluster without an identity included, gets the same answer: what
+   * failed (and whatever an issuer fetch ran into) goes to the log only, so Enroll is no probe of
+   * the issuer's network.
+   */
   private async verifyServiceAccount(name: string, token: string): Promise<string> {
     const cluster = await this.repo.findClusterByName(name);
-    if (!cluster?.kubernetesIdentity) {
-      throw new SigilError(
-        'unauthenticated',
-        'kubernetes_identity_not_configured',
-        `cluster ${name} does not accept service-account identity`,
-      );
-    }
     try {
+      if (!cluster?.kubernetesIdentity) throw new ServiceAccountTokenRefused('not_configured', 'the cluster has no Kubernetes identity');
       await this.saTokens.verify(token, cluster.kubernetesIdentity, this.config.agents.audience);
     } catch (err) {
       if (err instanceof ServiceAccountTokenRefused) {
-        if (err.reason === 'keys_unavailable') throw new SigilError('unavailable', 'issuer_keys_unavailable', err.message);
-        throw new SigilError('unauthenticated', `service_account_token_${err.reason}`, err.message);
+        this.logger.info({ cluster: name.slice(0, 63), why: err.reason, detail: err.message }, 'service-account token refused');
+        throw new SigilError('unauthenticated', 'service_account_token_invalid', SA_TOKEN_REFUSED);
       }
       throw err;
     }

@@ -17,11 +17,24 @@ export type ClusterEvent =
   /** The app was published or unpublished: where it should be moved. */
   | { type: 'placement-changed'; appId: string };
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Whether a message from Redis has an event's shape. Anyone who can write to Redis can still
+ * send a well-formed one: consumers treat every event as a hint and act on PostgreSQL's facts.
+ */
+function isClusterEvent(m: { type?: unknown; clusterId?: unknown; generation?: unknown }): boolean {
+  if (typeof m.clusterId !== 'string' || !UUID.test(m.clusterId)) return false;
+  return m.type === 'access-changed' || (m.type === 'desired' && typeof m.generation === 'string' && /^\d{1,20}$/.test(m.generation));
+}
+
 /**
  * Cluster events across replicas over Redis pub/sub. The replica that publishes also delivers
  * locally, at once and without Redis, so its own streams never depend on Redis being up. Pub/sub
  * is fire-and-forget: consumers treat events as hints and re-check PostgreSQL on a timer, so a
- * message lost while Redis is down delays, but never prevents, convergence.
+ * message lost while Redis is down delays, but never prevents, convergence. Nor do they take an
+ * event's content as fact (Redis is not the system of record): a `desired` event's generation
+ * is confirmed against PostgreSQL before it is pushed.
  */
 @Injectable()
 export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
@@ -49,7 +62,7 @@ export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
       } catch {
         return;
       }
-      if (msg.origin === this.origin) return;
+      if (msg.origin === this.origin || !isClusterEvent(msg)) return;
       const { origin: _o, ...event } = msg;
       this.deliver(event);
     });
