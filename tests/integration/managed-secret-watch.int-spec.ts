@@ -61,6 +61,27 @@ describe('ManagedSecretWatch on a real kube-apiserver', () => {
     expect(lists.at(-1)!.map((r) => r.name)).toEqual(['after']);
   });
 
+  it('lists an empty namespace as empty (the server sends items: null) and then sees what appears there', async () => {
+    const empty = await createNamespace('watch-empty');
+    const emptyLists: SecretRef[][] = [];
+    const seen: string[] = [];
+    const w = new ManagedSecretWatch(
+      new KubeClient(kubeconfigAccess(testEnv().kube.kubeconfig)),
+      `/api/v1/namespaces/${empty}/secrets`,
+      { listed: (items) => emptyLists.push(items), changed: (phase, ref) => seen.push(`${phase} ${ref.name}`) },
+      createLogger('test', 'warn'),
+    );
+    void w.run();
+    try {
+      await eventually('empty list', async () => (emptyLists.length >= 1 ? true : undefined), 3_000);
+      expect(emptyLists[0]).toEqual([]);
+      await core.createNamespacedSecret({ namespace: empty, body: managed('first') });
+      await eventually('ADDED first', async () => (seen.includes('ADDED first') ? true : undefined), 3_000);
+    } finally {
+      w.stop();
+    }
+  });
+
   it('carries metadata only: no Secret data ever reaches the agent through the watch', async () => {
     const kube = new KubeClient(kubeconfigAccess(testEnv().kube.kubeconfig));
     const list = await kube.request<{ kind: string; items: Array<Record<string, unknown>> }>(

@@ -59,9 +59,16 @@ export class ManagedSecretWatch {
       const ctl = new AbortController();
       this.ctl = ctl;
       try {
-        const list = await this.kube.request<List<{ metadata?: ObjectMeta }>>('GET', `${this.path}?${selector}`, undefined, undefined, META_LIST);
+        const list = await this.kube.request<Partial<List<{ metadata?: ObjectMeta }>>>(
+          'GET',
+          `${this.path}?${selector}`,
+          undefined,
+          undefined,
+          META_LIST,
+        );
         if (this.stopped) return;
-        this.handlers.listed(list.items.map((i) => refOf(i.metadata)));
+        // An empty PartialObjectMetadataList comes with `items: null`.
+        this.handlers.listed((list.items ?? []).map((i) => refOf(i.metadata)));
         const from = list.metadata?.resourceVersion;
         const timeout = this.watchTimeoutSeconds ? `&timeoutSeconds=${this.watchTimeoutSeconds}` : '';
         await this.kube.watch(
