@@ -40,11 +40,11 @@ describe('ManagedSecretWatch on a real kube-apiserver', () => {
   afterAll(() => watch.stop());
 
   it('lists the managed Secrets only, then watches from that list on', async () => {
-    await eventually('first list', async () => (lists.length >= 1 ? true : undefined));
+    await eventually('first list', () => Promise.resolve(lists.length >= 1 ? true : undefined));
     expect(lists[0]!.map((r) => r.name)).toEqual(['before']);
     expect(lists[0]![0]!.resourceVersion).toMatch(/^\d+$/);
     await core.createNamespacedSecret({ namespace: ns, body: managed('after') });
-    const added = await eventually('ADDED event', async () => events.find((e) => e.phase === 'ADDED' && e.ref.name === 'after'));
+    const added = await eventually('ADDED event', () => Promise.resolve(events.find((e) => e.phase === 'ADDED' && e.ref.name === 'after')));
     expect(added.ref.namespace).toBe(ns);
     // Events of the Secrets already listed are not replayed as ADDED: the watch started at the list.
     expect(events.some((e) => e.phase === 'ADDED' && e.ref.name === 'before')).toBe(false);
@@ -55,7 +55,7 @@ describe('ManagedSecretWatch on a real kube-apiserver', () => {
     await core.deleteNamespacedSecret({ namespace: ns, name: 'before' });
     await eventually(
       'a later list without the deleted Secret',
-      async () => (lists.length > seen && !lists.at(-1)!.some((r) => r.name === 'before') ? true : undefined),
+      () => Promise.resolve(lists.length > seen && !lists.at(-1)!.some((r) => r.name === 'before') ? true : undefined),
       10_000,
     );
     expect(lists.at(-1)!.map((r) => r.name)).toEqual(['after']);
@@ -73,10 +73,10 @@ describe('ManagedSecretWatch on a real kube-apiserver', () => {
     );
     void w.run();
     try {
-      await eventually('empty list', async () => (emptyLists.length >= 1 ? true : undefined), 3_000);
+      await eventually('empty list', () => Promise.resolve(emptyLists.length >= 1 ? true : undefined), 3_000);
       expect(emptyLists[0]).toEqual([]);
       await core.createNamespacedSecret({ namespace: empty, body: managed('first') });
-      await eventually('ADDED first', async () => (seen.includes('ADDED first') ? true : undefined), 3_000);
+      await eventually('ADDED first', () => Promise.resolve(seen.includes('ADDED first') ? true : undefined), 3_000);
     } finally {
       w.stop();
     }

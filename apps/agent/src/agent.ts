@@ -427,8 +427,8 @@ export class Agent {
 
   /** Drift repair: list-then-watch the managed Secrets; a deletion or an edit this agent did not make is written back. */
   private watchSecrets(): void {
-    const scopes = this.opts.namespaces
-      ? this.opts.namespaces.map((ns) => ({ ns: ns as string | undefined, path: `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets` }))
+    const scopes: Array<{ ns: string | undefined; path: string }> = this.opts.namespaces
+      ? this.opts.namespaces.map((ns) => ({ ns, path: `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets` }))
       : [{ ns: undefined, path: '/api/v1/secrets' }];
     for (const { ns, path } of scopes) {
       const watch = new ManagedSecretWatch(
