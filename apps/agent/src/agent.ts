@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Metadata, status as grpcStatus, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import {
@@ -18,10 +19,10 @@ import { certificateExpired, enroll, renew, renewalDue, type Credential } from '
 import type { AgentIdentity, IdentityStore } from './identity-store.js';
 import { KubeSecrets, type SecretToWrite } from './kube-secrets.js';
 import type { KubeClient } from './kube/kube-client.js';
-import type { Secret } from './kube/types.js';
-import { MANAGED_BY, MANAGED_BY_SIGIL } from './labels.js';
 import { Counter, Gauge, type Registry } from './metrics.js';
+import { byTarget, resolveContested, sourceOf, targetKey as key } from './ownership.js';
 import type { WorkloadRestarter } from './restarts.js';
+import { ManagedSecretWatch, type SecretRef } from './secret-watch.js';
 
 export interface AgentOptions {
   address: string;
@@ -31,11 +32,15 @@ export interface AgentOptions {
   /** Namespaces the agent serves; undefined: cluster-wide. */
   namespaces: string[] | undefined;
   version: string;
+  /**
+   * Tests only (SIGIL_AGENT_TEST_SYNC_GATE): while this file exists, a sync waits after writing
+   * and before reporting, which holds open the window in which Secret events arrive mid-sync.
+   */
+  syncGate?: string;
 }
 
 /** A stream that stayed up this long counts as healthy: the next failure starts backoff from scratch. */
 const HEALTHY_STREAM_MS = 30_000;
-const key = (namespace: string, name: string) => `${namespace}/${name}`;
 
 /**
  * The edge agent: holds one Watch stream, and on every new generation (and after every gap)
@@ -48,14 +53,17 @@ export class Agent {
   private client: AgentServiceClient | undefined;
   private stream: ClientReadableStream<WatchResponse> | undefined;
   private stopped = false;
-  private syncing: Promise<void> | undefined;
-  private syncAgain = false;
+  /** The one worker that syncs and repairs, one thing at a time; undefined while idle. */
+  private working: Promise<void> | undefined;
+  private syncRequested = false;
+  /** Targets a Secret event or a relist says may have drifted; re-checked by the worker. */
+  private readonly dirty = new Set<string>();
   private renewalTimer: NodeJS.Timeout | undefined;
-  private readonly kubeWatches: AbortController[] = [];
+  private readonly kubeWatches: ManagedSecretWatch[] = [];
   /** The last complete desired state (encrypted), kept to repair drift without asking again. */
   private desired = new Map<string, DesiredSecret>();
   private clusterKeys = new Map<number, Buffer>();
-  /** resourceVersion of each Secret as this agent last wrote or saw it unchanged. */
+  /** resourceVersion of each Secret as this agent last wrote it or verified its data. */
   private readonly written = new Map<string, string>();
   private appliedGeneration = 0n;
   readonly secrets: KubeSecrets;
@@ -69,7 +77,7 @@ export class Agent {
     registry: Registry,
     private readonly restarter: WorkloadRestarter | undefined,
   ) {
-    this.secrets = new KubeSecrets(kube);
+    this.secrets = new KubeSecrets(kube, opts.namespaces);
     this.metrics = {
       connected: new Gauge({ name: 'sigil_agent_connected', help: '1 while the Watch stream is open', registers: [registry] }),
       generation: new Gauge({
@@ -108,8 +116,8 @@ export class Agent {
     this.stopped = true;
     clearTimeout(this.renewalTimer);
     this.stream?.cancel();
-    for (const w of this.kubeWatches) w.abort();
-    await this.syncing?.catch(() => undefined);
+    for (const w of this.kubeWatches) w.stop();
+    await this.working?.catch(() => undefined);
     this.client?.close();
   }
 
@@ -201,25 +209,47 @@ export class Agent {
 
   /** Coalesces notifications: at most one sync runs, and one more follows if anything arrived meanwhile. */
   requestSync(): void {
-    if (this.syncing) {
-      this.syncAgain = true;
-      return;
-    }
-    this.syncing = (async () => {
-      do {
-        this.syncAgain = false;
-        try {
-          await this.sync();
-          this.metrics.syncs.inc({ outcome: 'ok' });
-        } catch (err) {
-          this.metrics.syncs.inc({ outcome: 'error' });
-          this.logger.warn(
-            { code: (err as ServiceError).code, message: (err as Error).message },
-            'sync failed; the next notification or reconnect retries',
-          );
+    this.syncRequested = true;
+    this.kick();
+  }
+
+  /** A target to re-check once the worker is free (never dropped, however busy it is). */
+  private markDirty(k: string): void {
+    this.dirty.add(k);
+    this.kick();
+  }
+
+  /**
+   * Runs syncs and drift repairs one at a time, never overlapping: events that arrive during a
+   * sync only mark their target dirty, and the dirty targets are re-checked right after it.
+   */
+  private kick(): void {
+    if (this.working || this.stopped) return;
+    this.working = (async () => {
+      while (!this.stopped && (this.syncRequested || this.dirty.size > 0)) {
+        if (this.syncRequested) {
+          this.syncRequested = false;
+          try {
+            await this.sync();
+            this.metrics.syncs.inc({ outcome: 'ok' });
+          } catch (err) {
+            this.metrics.syncs.inc({ outcome: 'error' });
+            this.logger.warn(
+              { code: (err as ServiceError).code, message: (err as Error).message },
+              'sync failed; the next notification or reconnect retries',
+            );
+          }
+          continue;
         }
-      } while (this.syncAgain && !this.stopped);
-    })().finally(() => (this.syncing = undefined));
+        const targets = [...this.dirty];
+        this.dirty.clear();
+        for (const k of targets) await this.repair(k);
+      }
+    })().finally(() => {
+      this.working = undefined;
+      // Something may have arrived between the loop's last check and here.
+      if (this.syncRequested || this.dirty.size > 0) this.kick();
+    });
   }
 
   private async sync(): Promise<void> {
@@ -232,18 +262,23 @@ export class Agent {
         return [k.version, k.key] as const;
       }),
     );
-    const desired = new Map(state.secrets.map((s) => [key(s.target!.namespace, s.target!.name), s]));
-    this.desired = desired;
     const statuses: SecretStatus[] = [];
+    const targets = byTarget(state.secrets);
+    const desired = await this.admissible(targets, statuses);
+    this.desired = desired;
+    // Anything applied below is checked now; what arrives from here on is re-checked after the sync.
+    for (const k of desired.keys()) this.dirty.delete(k);
     const changed = new Map<string, string[]>();
     for (const s of desired.values()) {
-      const status = await this.apply(s, false);
+      const status = await this.apply(s);
       statuses.push(status.report);
       if (status.changed) changed.set(s.target!.namespace, [...(changed.get(s.target!.namespace) ?? []), s.target!.name]);
     }
-    // Delete what this agent manages and is no longer desired (it is only ever told the complete state).
+    await this.holdForTests();
+    // Delete what this agent manages and nobody wants any more (it is only ever told the complete
+    // state); a target the state names, even one refused as contested, is not deleted.
     for (const m of await this.secrets.listManaged(this.opts.namespaces)) {
-      if (desired.has(key(m.namespace, m.name))) continue;
+      if (targets.has(key(m.namespace, m.name))) continue;
       const outcome = await this.secrets.delete(m.namespace, m.name);
       this.written.delete(key(m.namespace, m.name));
       if (outcome === 'deleted') this.logger.info({ target: key(m.namespace, m.name) }, 'deleted a Secret that is no longer published');
@@ -272,15 +307,60 @@ export class Agent {
     if (this.restarter) for (const [ns, names] of changed) await this.restarter.secretsChanged(ns, names);
   }
 
-  /** Writes one Secret; the values exist in memory only inside `open()` → write → zero. */
-  private async apply(s: DesiredSecret, force: boolean): Promise<{ report: SecretStatus; changed: boolean }> {
+  /**
+   * The entries this agent may write, one per target. Refused, and reported: a target outside the
+   * namespaces it serves (`NamespaceNotServed`, whatever RBAC would allow), and every entry of a
+   * target named more than once except the one that already owns the Secret (`Conflict`).
+   */
+  private async admissible(targets: Map<string, DesiredSecret[]>, statuses: SecretStatus[]): Promise<Map<string, DesiredSecret>> {
+    const desired = new Map<string, DesiredSecret>();
+    for (const [k, entries] of targets) {
+      const { namespace, name } = entries[0]!.target!;
+      if (!this.secrets.serves(namespace)) {
+        this.logger.warn({ target: k }, 'a desired Secret is outside the namespaces this agent serves; not written');
+        for (const e of entries)
+          statuses.push(
+            failedStatus(e, SecretState.SECRET_STATE_FAILED, 'NamespaceNotServed', `this agent does not serve namespace ${namespace}`),
+          );
+        continue;
+      }
+      if (entries.length === 1) {
+        desired.set(k, entries[0]!);
+        continue;
+      }
+      let owner: string | undefined;
+      try {
+        owner = await this.secrets.owner(namespace, name);
+      } catch {
+        owner = undefined; // unknown: refuse them all this time
+      }
+      const { kept, refused } = resolveContested(entries, owner);
+      this.logger.warn({ target: k, entries: entries.length, kept: kept !== undefined }, 'several desired Secrets name one target');
+      for (const e of refused)
+        statuses.push(failedStatus(e, SecretState.SECRET_STATE_CONFLICT, 'Conflict', 'another Sigil secret targets the same Secret'));
+      if (kept) desired.set(k, kept);
+    }
+    return desired;
+  }
+
+  /** See AgentOptions.syncGate. */
+  private async holdForTests(): Promise<void> {
+    while (this.opts.syncGate && existsSync(this.opts.syncGate) && !this.stopped) await sleep(50);
+  }
+
+  /**
+   * Writes one Secret; the values exist in memory only inside `open()` → compare/write → zero. It
+   * is taken as unchanged without decrypting only at a resourceVersion this agent wrote or verified.
+   */
+  private async apply(s: DesiredSecret): Promise<{ report: SecretStatus; changed: boolean }> {
     const target = s.target!;
+    const k = key(target.namespace, target.name);
     const toWrite: SecretToWrite = {
       namespace: target.namespace,
       name: target.name,
       type: s.type,
       app: s.app,
-      source: `${s.projectId}/${s.app}/${s.secret}`,
+      source: sourceOf(s),
       secretId: s.secretId,
       version: s.version,
       generation: s.generation,
@@ -303,20 +383,16 @@ export class Agent {
     const base = { target, secretId: s.secretId, version: s.version, generation: s.generation, message: '' };
     let outcome;
     try {
-      outcome = await this.secrets.write(toWrite, force);
+      outcome = await this.secrets.write(toWrite, this.written.get(k));
     } catch (err) {
-      this.logger.warn({ target: key(target.namespace, target.name), error: (err as Error).name }, 'could not open or write a Secret');
+      this.logger.warn({ target: k, error: (err as Error).name }, 'could not open or write a Secret');
       return { report: { ...base, state: SecretState.SECRET_STATE_FAILED, reason: 'DecryptFailed' }, changed: false };
     }
     if (outcome.state === 'conflict') {
-      this.logger.warn(
-        { target: key(target.namespace, target.name) },
-        'a Secret with this name exists and is not managed by Sigil; left alone',
-      );
-      return {
-        report: { ...base, state: SecretState.SECRET_STATE_CONFLICT, reason: 'Conflict', message: 'an unmanaged Secret has this name' },
-        changed: false,
-      };
+      this.written.delete(k);
+      const message = outcome.holder === 'unmanaged' ? 'an unmanaged Secret has this name' : 'another Sigil secret owns this Secret';
+      this.logger.warn({ target: k, holder: outcome.holder }, 'a Secret with this name is not this source’s; left alone');
+      return { report: { ...base, state: SecretState.SECRET_STATE_CONFLICT, reason: 'Conflict', message }, changed: false };
     }
     if (outcome.state === 'failed') {
       return {
@@ -324,45 +400,73 @@ export class Agent {
         changed: false,
       };
     }
-    if (outcome.resourceVersion) this.written.set(key(target.namespace, target.name), outcome.resourceVersion);
+    if (outcome.resourceVersion) this.written.set(k, outcome.resourceVersion);
     return { report: { ...base, state: SecretState.SECRET_STATE_APPLIED, reason: '' }, changed: outcome.changed };
   }
 
-  /** Drift repair: a managed Secret deleted or edited by someone else is written again at once. */
-  private watchSecrets(): void {
-    const paths = this.opts.namespaces ? this.opts.namespaces.map((ns) => `/api/v1/namespaces/${ns}/secrets`) : ['/api/v1/secrets'];
-    for (const path of paths) void this.watchPath(path);
-  }
-
-  private async watchPath(path: string): Promise<void> {
-    const backoff = new ReconnectBackoff({ baseMs: 1_000, capMs: 30_000 });
-    const query = `?watch=1&allowWatchBookmarks=true&labelSelector=${encodeURIComponent(`${MANAGED_BY}=${MANAGED_BY_SIGIL}`)}`;
-    while (!this.stopped) {
-      const ctl = new AbortController();
-      this.kubeWatches.push(ctl);
-      const started = Date.now();
-      await this.kube.watch(`${path}${query}`, (phase, obj) => this.onSecretEvent(phase, obj), ctl.signal);
-      this.kubeWatches.splice(this.kubeWatches.indexOf(ctl), 1);
-      if (this.stopped) return;
-      if (Date.now() - started > HEALTHY_STREAM_MS) backoff.reset();
-      await sleep(backoff.next());
+  /** Re-checks one target against the desired state; writes it back if it drifted. */
+  private async repair(k: string): Promise<void> {
+    const wanted = this.desired.get(k);
+    if (!wanted) return;
+    const r = await this.apply(wanted);
+    if (r.changed) {
+      this.metrics.repairs.inc();
+      this.logger.info({ target: k }, 'repaired a managed Secret changed outside Sigil');
+    }
+    if (r.report.state !== SecretState.SECRET_STATE_APPLIED) {
+      await unary((cb) =>
+        this.client!.reportStatus(
+          { appliedGeneration: this.appliedGeneration, secrets: [r.report] },
+          new Metadata(),
+          { deadline: Date.now() + 30_000 },
+          cb,
+        ),
+      ).catch(() => undefined);
     }
   }
 
-  private onSecretEvent(phase: string, obj: Secret): void {
-    const k = key(obj.metadata?.namespace ?? '', obj.metadata?.name ?? '');
-    const wanted = this.desired.get(k);
-    if (!wanted || this.syncing) return;
-    const drifted = phase === 'DELETED' || (phase === 'MODIFIED' && obj.metadata?.resourceVersion !== this.written.get(k));
-    if (!drifted) return;
-    this.metrics.repairs.inc();
-    this.logger.info({ target: k, phase }, 'repairing a managed Secret changed outside Sigil');
-    void this.apply(wanted, true).then((r) => {
-      if (r.report.state !== SecretState.SECRET_STATE_APPLIED) {
-        void unary((cb) => this.client!.reportStatus({ appliedGeneration: this.appliedGeneration, secrets: [r.report] }, cb)).catch(
-          () => undefined,
-        );
-      }
-    });
+  /** Drift repair: list-then-watch the managed Secrets; a deletion or an edit this agent did not make is written back. */
+  private watchSecrets(): void {
+    const scopes: Array<{ ns: string | undefined; path: string }> = this.opts.namespaces
+      ? this.opts.namespaces.map((ns) => ({ ns, path: `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets` }))
+      : [{ ns: undefined, path: '/api/v1/secrets' }];
+    for (const { ns, path } of scopes) {
+      const watch = new ManagedSecretWatch(
+        this.kube,
+        path,
+        { listed: (items) => this.onRelist(ns, items), changed: (phase, ref) => this.onSecretEvent(phase, ref) },
+        this.logger,
+      );
+      this.kubeWatches.push(watch);
+      void watch.run();
+    }
+  }
+
+  /** After a (re)list: every desired Secret in scope that is missing or not as this agent left it is re-checked. */
+  private onRelist(namespace: string | undefined, items: SecretRef[]): void {
+    const seen = new Map(items.map((i) => [key(i.namespace, i.name), i.resourceVersion]));
+    for (const [k, s] of this.desired) {
+      if (namespace !== undefined && s.target!.namespace !== namespace) continue;
+      const rv = seen.get(k);
+      if (rv === undefined || rv !== this.written.get(k)) this.markDirty(k);
+    }
+  }
+
+  private onSecretEvent(phase: string, ref: SecretRef): void {
+    const k = key(ref.namespace, ref.name);
+    if (!this.desired.has(k)) return;
+    // Our own writes come back with the resourceVersion we recorded (or, if the event wins the race
+    // against recording it, are re-checked cheaply): anything else is someone else's change.
+    if (phase === 'DELETED' || ref.resourceVersion !== this.written.get(k)) this.markDirty(k);
   }
 }
+
+const failedStatus = (s: DesiredSecret, state: SecretState, reason: string, message: string): SecretStatus => ({
+  target: s.target,
+  secretId: s.secretId,
+  version: s.version,
+  generation: s.generation,
+  state,
+  reason,
+  message,
+});

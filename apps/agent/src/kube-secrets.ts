@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { KubeError, type KubeClient } from './kube/kube-client.js';
 import type { List, Secret } from './kube/types.js';
 import {
@@ -29,12 +29,15 @@ export interface SecretToWrite {
 
 export type WriteOutcome =
   | { state: 'applied'; changed: boolean; resourceVersion: string | undefined }
-  | { state: 'conflict' }
+  /** `unmanaged`: no managed-by label; `other-owner`: managed by Sigil for another (project, app, secret). */
+  | { state: 'conflict'; holder: 'unmanaged' | 'other-owner' }
   | { state: 'failed'; reason: string; message: string };
 
 export const checksumOf = (envelope: Buffer) => createHash('sha256').update(envelope).digest('hex');
 
 const isManaged = (s: Secret | undefined) => s?.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_SIGIL;
+/** The (project, app, secret) a managed Secret belongs to: its one owner. */
+const ownerOf = (s: Secret) => s.metadata?.annotations?.[ANNOTATION_SOURCE];
 const statusOf = (err: unknown) => (err instanceof KubeError ? err.code : undefined);
 const secretPath = (ns: string, name?: string) =>
   `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets${name === undefined ? '' : `/${encodeURIComponent(name)}`}`;
@@ -42,13 +45,28 @@ const secretPath = (ns: string, name?: string) =>
 /**
  * The agent's only door to Kubernetes Secrets. Writes carry the managed-by label and source
  * annotations; updates are conditional on the resourceVersion read (optimistic concurrency); a
- * Secret that Sigil does not manage is never touched.
+ * Secret that Sigil does not manage, or that another (project, app, secret) owns, is never
+ * touched; nothing is written outside the namespaces the agent serves, whatever RBAC allows.
  */
 export class KubeSecrets {
-  constructor(private readonly kube: KubeClient) {}
+  constructor(
+    private readonly kube: KubeClient,
+    /** Namespaces served; undefined: all. */
+    private readonly namespaces: string[] | undefined,
+  ) {}
 
-  /** Creates or updates the Secret; unchanged ones are left alone unless `force` (drift repair). */
-  async write(s: SecretToWrite, force = false): Promise<WriteOutcome> {
+  serves(namespace: string): boolean {
+    return this.namespaces === undefined || this.namespaces.includes(namespace);
+  }
+
+  /**
+   * Creates or updates the Secret. It is left alone when it already holds exactly these values:
+   * known without decrypting when its resourceVersion is `knownVersion` (one this agent wrote
+   * or verified) and the checksum matches; otherwise by comparing its data with the decrypted
+   * values, because the checksum annotation only says what was written, not what is there now.
+   */
+  async write(s: SecretToWrite, knownVersion?: string): Promise<WriteOutcome> {
+    if (!this.serves(s.namespace)) return notServed(s.namespace);
     const checksum = checksumOf(s.envelope);
     for (let attempt = 0; attempt < 3; attempt++) {
       let existing: Secret | undefined;
@@ -57,12 +75,17 @@ export class KubeSecrets {
       } catch (err) {
         if (statusOf(err) !== 404) return failed(err);
       }
-      if (existing && !isManaged(existing)) return { state: 'conflict' };
-      if (!force && existing?.metadata?.annotations?.[ANNOTATION_CHECKSUM] === checksum && existing.type === s.type && existing.data) {
-        return { state: 'applied', changed: false, resourceVersion: existing.metadata.resourceVersion };
+      if (existing && !isManaged(existing)) return { state: 'conflict', holder: 'unmanaged' };
+      if (existing && ownerOf(existing) !== s.source) return { state: 'conflict', holder: 'other-owner' };
+      const sameEnvelope = existing?.metadata?.annotations?.[ANNOTATION_CHECKSUM] === checksum && existing.type === s.type;
+      if (sameEnvelope && knownVersion !== undefined && existing?.metadata?.resourceVersion === knownVersion) {
+        return { state: 'applied', changed: false, resourceVersion: knownVersion };
       }
       const values = s.open();
       try {
+        if (existing && sameEnvelope && holdsExactly(existing.data, values)) {
+          return { state: 'applied', changed: false, resourceVersion: existing.metadata?.resourceVersion };
+        }
         const body: Secret = {
           apiVersion: 'v1',
           kind: 'Secret',
@@ -107,8 +130,20 @@ export class KubeSecrets {
     return { state: 'failed', reason: 'WriteConflict', message: 'the Secret kept changing while being written' };
   }
 
+  /** The owner (`sigil.dev/source`) of a managed Secret; undefined when absent or not managed. */
+  async owner(namespace: string, name: string): Promise<string | undefined> {
+    try {
+      const existing = await this.kube.request<Secret>('GET', secretPath(namespace, name));
+      return isManaged(existing) ? ownerOf(existing) : undefined;
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
   /** Deletes a managed Secret (only if it still is managed, at the version read). */
   async delete(namespace: string, name: string): Promise<'deleted' | 'absent' | 'conflict'> {
+    if (!this.serves(namespace)) return 'conflict';
     let existing: Secret;
     try {
       existing = await this.kube.request<Secret>('GET', secretPath(namespace, name));
@@ -137,6 +172,31 @@ export class KubeSecrets {
     return lists.flatMap((l) => l.items).map((s) => ({ namespace: s.metadata!.namespace!, name: s.metadata!.name! }));
   }
 }
+
+/**
+ * Whether `data` (base64, as Kubernetes returns it) holds exactly `values`: the same keys and the
+ * same bytes. The decoded copies are zeroed; the caller zeroes `values`.
+ */
+export function holdsExactly(data: Record<string, string> | undefined, values: Map<string, Buffer>): boolean {
+  const keys = Object.keys(data ?? {});
+  if (keys.length !== values.size) return false;
+  for (const [k, v] of values) {
+    if (!data || !Object.hasOwn(data, k)) return false;
+    const actual = Buffer.from(data[k]!, 'base64');
+    try {
+      if (actual.length !== v.length || !timingSafeEqual(actual, v)) return false;
+    } finally {
+      actual.fill(0);
+    }
+  }
+  return true;
+}
+
+const notServed = (namespace: string): WriteOutcome => ({
+  state: 'failed',
+  reason: 'NamespaceNotServed',
+  message: `this agent does not serve namespace ${namespace}`,
+});
 
 function failed(err: unknown): WriteOutcome {
   const code = statusOf(err);

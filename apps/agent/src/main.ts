@@ -57,6 +57,8 @@ async function main(): Promise<void> {
           : undefined,
       namespaces: config.namespaces,
       version: VERSION,
+      // Tests only: holds each sync open while this file exists (AgentOptions.syncGate).
+      ...(process.env.SIGIL_AGENT_TEST_SYNC_GATE ? { syncGate: process.env.SIGIL_AGENT_TEST_SYNC_GATE } : {}),
     },
     store,
     kc,

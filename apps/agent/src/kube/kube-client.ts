@@ -103,13 +103,12 @@ export class KubeClient {
   }
 
   /** One JSON request; non-2xx answers throw a KubeError with the status code. */
-  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', accept?: string): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const { href, ...opts } = this.options(
-      method,
-      path,
-      payload ? { 'content-type': contentType, 'content-length': String(payload.length) } : {},
-    );
+    const { href, ...opts } = this.options(method, path, {
+      ...(payload ? { 'content-type': contentType, 'content-length': String(payload.length) } : {}),
+      ...(accept ? { accept } : {}),
+    });
     return new Promise<T>((resolve, reject) => {
       const req = request(href, opts, (res) => {
         const chunks: Buffer[] = [];
@@ -141,8 +140,13 @@ export class KubeClient {
    * A watch stream: calls `onEvent` for each event until the server closes it, `signal` aborts
    * it, or it fails. Resolves when it ends (callers reconnect).
    */
-  watch(path: string, onEvent: (type: string, object: Record<string, unknown>) => void, signal: AbortSignal): Promise<void> {
-    const { href, ...opts } = this.options('GET', path, {}, signal);
+  watch(
+    path: string,
+    onEvent: (type: string, object: Record<string, unknown>) => void,
+    signal: AbortSignal,
+    accept?: string,
+  ): Promise<void> {
+    const { href, ...opts } = this.options('GET', path, accept ? { accept } : {}, signal);
     return new Promise((resolve) => {
       const req = request(href, { ...opts, timeout: 0 }, (res) => {
         if ((res.statusCode ?? 0) !== 200) {
@@ -159,12 +163,16 @@ export class KubeClient {
             const line = buffered.slice(0, nl).trim();
             buffered = buffered.slice(nl + 1);
             if (!line) continue;
+            let e: { type: string; object: Record<string, unknown> };
             try {
-              const e = JSON.parse(line) as { type: string; object: Record<string, unknown> };
-              onEvent(e.type, e.object);
+              e = JSON.parse(line) as typeof e;
             } catch {
-              // a malformed line: skip it; the next resync corrects anything missed
+              // A malformed line is a lost event: end the stream, so that the caller lists again.
+              req.destroy();
+              resolve();
+              return;
             }
+            onEvent(e.type, e.object);
           }
         });
         res.on('end', () => resolve());

@@ -1,0 +1,161 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type * as k8s from '@kubernetes/client-node';
+import { AgentProcess } from '../harness/agent-process.js';
+import { eventually } from '../harness/eventually.js';
+import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
+import { createNamespace, kubeConfig, testEnv, uniqueName } from '../harness/test-env.js';
+
+// A real agent process on the real kube-apiserver, against a real control plane, with a
+// kubeconfig that may write Secrets anywhere (cluster admin): what it refuses to do is its own
+// decision, not RBAC's. One owner per Kubernetes Secret; only the namespaces it serves; repair
+// by comparing data after a restart; no drift lost while a sync is running.
+
+describe('edge agent: ownership, served namespaces, and repair that does not depend on timing', () => {
+  let cp: RunningControlPlane;
+  let core: k8s.CoreV1Api;
+  let dir: string;
+  let caFile: string;
+  let gate: string;
+  let ns: string;
+  let nsOut: string;
+  let agentNs: string;
+  const cluster = uniqueName('edge-own');
+  const project = uniqueName('p');
+  let agent: AgentProcess | undefined;
+  const api = () => cp.admin;
+
+  const readSecret = (namespace: string, name: string) => core.readNamespacedSecret({ namespace, name }).catch(() => undefined);
+  const decoded = (s: k8s.V1Secret | undefined) =>
+    s?.data ? Object.fromEntries(Object.entries(s.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()])) : undefined;
+  const publication = async (app: string) => (await api().get(`/projects/${project}/apps/${app}/publication`)).body;
+  const valueIs = (name: string, want: Record<string, string>) => async () =>
+    JSON.stringify(decoded(await readSecret(ns, name))) === JSON.stringify(want) ? true : undefined;
+  const startAgent = (extra: string[] = []) =>
+    AgentProcess.start(
+      [
+        '--control-plane',
+        cp.cp.grpcAddress,
+        '--ca-file',
+        caFile,
+        '--cluster',
+        cluster,
+        '--kubeconfig',
+        testEnv().kube.kubeconfig,
+        '--state-secret',
+        `${agentNs}/sigil-agent-state`,
+        '--namespaces',
+        ns,
+        ...extra,
+      ],
+      { SIGIL_AGENT_TEST_SYNC_GATE: gate },
+    );
+
+  beforeAll(async () => {
+    const k8sLib = await import('@kubernetes/client-node');
+    core = (await kubeConfig()).makeApiClient(k8sLib.CoreV1Api);
+    ns = await createNamespace('own');
+    nsOut = await createNamespace('not-served');
+    agentNs = await createNamespace('sigil-agent');
+    cp = await startControlPlane();
+    dir = await mkdtemp(path.join(tmpdir(), 'sigil-agent-own-'));
+    caFile = path.join(dir, 'ca.pem');
+    gate = path.join(dir, 'sync-gate');
+    await writeFile(caFile, (await api().get('/agents/trust')).body.caCertificatePem);
+    expect((await api().post('/projects', { name: project })).status).toBe(201);
+    expect((await api().put(`/projects/${project}/cluster-selector`, { selector: {} })).status).toBe(204);
+    await api().post(`/projects/${project}/apps`, { name: 'shop', namespace: ns, deliveryMode: 'env' });
+    await api().post(`/projects/${project}/apps/shop/secrets`, { name: 'shop-db', data: { PASSWORD: 'own-v1-Hx3' } });
+    await api().post(`/projects/${project}/apps/shop/secrets`, { name: 'shop-api', data: { TOKEN: 'api-v1-Hx3' } });
+    expect((await api().post('/clusters', { name: cluster })).status).toBe(201);
+    const token = (await api().post(`/clusters/${cluster}/enrollment-tokens`)).body.token as string;
+    await writeFile(path.join(dir, 'token'), token, { mode: 0o600 });
+    agent = await startAgent(['--enrollment-token-file', path.join(dir, 'token')]);
+    await api().post(`/projects/${project}/apps/shop/publish`, { clusters: [cluster] });
+    await eventually('shop-db delivered', valueIs('shop-db', { PASSWORD: 'own-v1-Hx3' }));
+    await eventually('shop provisioned', async () => ((await publication('shop')).summary.provisioned === 1 ? true : undefined));
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await cp?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('leaves a Secret another Sigil source owns alone and reports Conflict', async () => {
+    // As if another project had written it: managed by Sigil, but its source is not ours.
+    const foreign = {
+      metadata: {
+        name: 'taken',
+        labels: { 'app.kubernetes.io/managed-by': 'sigil', 'sigil.dev/app': 'other-app' },
+        annotations: { 'sigil.dev/source': 'another-project-id/other-app/taken' },
+      },
+      stringData: { MINE: 'other-project-value' },
+    };
+    await core.createNamespacedSecret({ namespace: ns, body: foreign });
+    await api().post(`/projects/${project}/apps/shop/secrets`, { name: 'taken', data: { MINE: 'shop-value' } });
+    const view = await eventually('conflict reported', async () => {
+      const v = await publication('shop');
+      return v.summary.failed === 1 ? v : undefined;
+    });
+    expect(view.deliveries[0].reason).toBe(`Conflict: ${ns}/taken`);
+    const s = await readSecret(ns, 'taken');
+    expect(decoded(s)).toEqual({ MINE: 'other-project-value' });
+    expect(s?.metadata?.annotations?.['sigil.dev/source']).toBe('another-project-id/other-app/taken');
+    expect(agent!.logs()).not.toContain('shop-value');
+  });
+
+  it('refuses a desired Secret outside the namespaces it serves, although its credentials could write there', async () => {
+    await api().post(`/projects/${project}/apps`, { name: 'outside', namespace: nsOut, deliveryMode: 'env' });
+    await api().post(`/projects/${project}/apps/outside/secrets`, { name: 'leak', data: { K: 'must-not-land' } });
+    await api().post(`/projects/${project}/apps/outside/publish`, { clusters: [cluster] });
+    const view = await eventually('refusal reported', async () => {
+      const v = await publication('outside');
+      return v.summary.failed === 1 ? v : undefined;
+    });
+    expect(view.deliveries[0].reason).toBe(`NamespaceNotServed: ${nsOut}/leak`);
+    expect(await readSecret(nsOut, 'leak')).toBeUndefined();
+  });
+
+  it('after a restart, repairs a Secret whose data was edited while it was down (checksum annotation intact)', async () => {
+    expect(await agent!.stop()).toBe(0);
+    const s = (await readSecret(ns, 'shop-db'))!;
+    await core.replaceNamespacedSecret({
+      namespace: ns,
+      name: 'shop-db',
+      body: { ...s, data: { PASSWORD: Buffer.from('edited-while-down').toString('base64') } },
+    });
+    expect((await readSecret(ns, 'shop-db'))?.metadata?.annotations?.['sigil.dev/checksum']).toBe(
+      s.metadata?.annotations?.['sigil.dev/checksum'],
+    );
+    agent = await startAgent();
+    await eventually('restored after restart', valueIs('shop-db', { PASSWORD: 'own-v1-Hx3' }));
+    expect(agent.logs()).toContain('using the stored enrollment');
+  });
+
+  it('repairs a Secret deleted or edited while a sync is running, within seconds, every time', async () => {
+    for (let round = 2; round <= 4; round++) {
+      const value = `own-v${round}-Hx3`;
+      // Hold the sync open after it has written and before it reports (SIGIL_AGENT_TEST_SYNC_GATE):
+      // the deletion and the edit below land exactly in the window in which events used to be dropped.
+      await writeFile(gate, '');
+      await api().put(`/projects/${project}/apps/shop/secrets/shop-db`, { data: { PASSWORD: value } });
+      await eventually(`round ${round}: rotation written`, valueIs('shop-db', { PASSWORD: value }));
+      await core.deleteNamespacedSecret({ namespace: ns, name: 'shop-db' });
+      const api2 = (await readSecret(ns, 'shop-api'))!;
+      await core.replaceNamespacedSecret({
+        namespace: ns,
+        name: 'shop-api',
+        body: { ...api2, data: { TOKEN: Buffer.from('tampered-mid-sync').toString('base64') } },
+      });
+      await new Promise((r) => setTimeout(r, 300)); // the events reach the agent while it is still held
+      await rm(gate);
+      expect(existsSync(gate)).toBe(false);
+      await eventually(`round ${round}: deleted Secret restored`, valueIs('shop-db', { PASSWORD: value }), 5_000);
+      await eventually(`round ${round}: edited Secret restored`, valueIs('shop-api', { TOKEN: 'api-v1-Hx3' }), 5_000);
+    }
+  });
+});
