@@ -67,6 +67,8 @@ describe('edge agent: ownership, served namespaces, and repair that does not dep
     await writeFile(caFile, (await api().get('/agents/trust')).body.caCertificatePem);
     expect((await api().post('/projects', { name: project })).status).toBe(201);
     expect((await api().put(`/projects/${project}/cluster-selector`, { selector: {} })).status).toBe(204);
+    // The project holds both namespaces at the centre; only the agent's --namespaces keeps nsOut out.
+    expect((await api().put(`/projects/${project}/namespaces`, { namespaces: [ns, nsOut] })).status).toBe(200);
     await api().post(`/projects/${project}/apps`, { name: 'shop', namespace: ns, deliveryMode: 'env' });
     await api().post(`/projects/${project}/apps/shop/secrets`, { name: 'shop-db', data: { PASSWORD: 'own-v1-Hx3' } });
     await api().post(`/projects/${project}/apps/shop/secrets`, { name: 'shop-api', data: { TOKEN: 'api-v1-Hx3' } });

@@ -45,7 +45,16 @@ describe('Watch pushes trust PostgreSQL, not the generation in a Redis event', (
     const id = agent.enrollment!.clusterId;
     const w = agent.watch();
     await w.waitFor((g) => g.length >= 1);
-    const start = w.generations.at(-1)!;
+    // Enrollment's first build may still be pushing: start once PostgreSQL and the stream agree.
+    let start = -1n;
+    for (const until = Date.now() + 10_000; start < 0n && Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+      const [row] = await ds.query<Array<{ d: string; b: string }>>(
+        'SELECT desired_generation AS d, built_generation AS b FROM clusters WHERE id = $1',
+        [id],
+      );
+      if (row && row.d === row.b && w.generations.at(-1) === BigInt(row.b)) start = BigInt(row.b);
+    }
+    expect(start).toBeGreaterThanOrEqual(0n);
 
     // Forged, as another "replica" would send it: well-formed, for a real cluster, absurd generation.
     const receivers = await redis.publish(

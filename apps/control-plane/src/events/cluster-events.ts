@@ -23,9 +23,19 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  * Whether a message from Redis has an event's shape. Anyone who can write to Redis can still
  * send a well-formed one: consumers treat every event as a hint and act on PostgreSQL's facts.
  */
-function isClusterEvent(m: { type?: unknown; clusterId?: unknown; generation?: unknown }): boolean {
-  if (typeof m.clusterId !== 'string' || !UUID.test(m.clusterId)) return false;
-  return m.type === 'access-changed' || (m.type === 'desired' && typeof m.generation === 'string' && /^\d{1,20}$/.test(m.generation));
+function isClusterEvent(m: { type?: unknown; clusterId?: unknown; appId?: unknown; generation?: unknown }): boolean {
+  const id = (v: unknown) => typeof v === 'string' && UUID.test(v);
+  switch (m.type) {
+    case 'placement-changed':
+      return id(m.appId);
+    case 'access-changed':
+    case 'status':
+      return id(m.clusterId);
+    case 'desired':
+      return id(m.clusterId) && typeof m.generation === 'string' && /^\d{1,20}$/.test(m.generation);
+    default:
+      return false;
+  }
 }
 
 /**
