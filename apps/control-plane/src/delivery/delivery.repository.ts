@@ -310,7 +310,7 @@ export class DeliveryRepository {
                        AND (state = 'active' OR version IN (SELECT DISTINCT cluster_key_version FROM cluster_secrets WHERE cluster_id = $1))
                      ORDER BY version DESC) AS "keyEnvelopes",
               (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more,
-              (SELECT max(secret_id)::text FROM page) AS "lastId",
+              (SELECT secret_id::text FROM page ORDER BY n DESC LIMIT 1) AS "lastId",
               x.*
          FROM clusters c
          LEFT JOIN LATERAL (
