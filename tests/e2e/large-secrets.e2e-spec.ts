@@ -83,7 +83,10 @@ describe('secrets at the size limit', () => {
 
   it('delivers three 1 MiB secrets to one cluster: every one is written to Kubernetes intact', async () => {
     for (const [i, blob] of blobs.entries()) {
-      const r = await api().post(`/projects/${project}/apps/blobs/secrets`, { name: `blob-${i}`, binaryData: { blob: blob.toString('base64') } });
+      const r = await api().post(`/projects/${project}/apps/blobs/secrets`, {
+        name: `blob-${i}`,
+        binaryData: { blob: blob.toString('base64') },
+      });
       expect(r.status).toBe(201);
     }
     // The same size as text: fits the request body limit too.
@@ -92,7 +95,14 @@ describe('secrets at the size limit', () => {
 
     const read = (name: string) => core.readNamespacedSecret({ namespace: ns, name }).catch(() => undefined);
     for (const [i, blob] of blobs.entries()) {
-      const s = await eventually(`blob-${i} in Kubernetes`, () => read(`blob-${i}`), 45_000);
+      const s = await eventually(`blob-${i} in Kubernetes`, () => read(`blob-${i}`), 45_000).catch((err: Error) => {
+        // Say why: before paging, the agent's log showed "sync failed" with code 8 (RESOURCE_EXHAUSTED).
+        const failed = agent!
+          .logs()
+          .split('\n')
+          .filter((l) => l.includes('sync failed'));
+        throw new Error(`${err.message}; last agent sync failure: ${failed.at(-1) ?? 'none'}`);
+      });
       expect(Buffer.from(s.data!.blob!, 'base64').equals(blob)).toBe(true);
     }
     const t = await eventually('text in Kubernetes', () => read('text'), 15_000);

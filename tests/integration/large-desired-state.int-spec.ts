@@ -72,7 +72,8 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
     t = await startTestApp();
     await t.app.get(ProjectsService).create({ name: project });
     const apps = t.app.get(AppsService);
-    for (let i = 0; i < APPS; i++) await apps.create(admin, project, { name: target(i).app, namespace: target(i).namespace, deliveryMode: 'env' });
+    for (let i = 0; i < APPS; i++)
+      await apps.create(admin, project, { name: target(i).app, namespace: target(i).namespace, deliveryMode: 'env' });
     const ds = t.app.get(DataSource);
     const [{ id: projectId }] = await ds.query<[{ id: string }]>('SELECT id FROM projects WHERE name = $1', [project]);
     const appIds = await ds.query<Array<{ id: string; name: string }>>('SELECT id, name FROM apps WHERE project_id = $1', [projectId]);
@@ -130,7 +131,7 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
     let pages = 0;
     const first = await agent.desiredStatePage();
     const generation = first.generation;
-    for (let page = first; ; ) {
+    for (let page = first; ;) {
       pages++;
       const bytes = GetDesiredStateResponse.encode(page).finish().length;
       expect(bytes).toBeLessThanOrEqual(DESIRED_STATE_PAGE_BYTES + 64 * 1024);
@@ -156,7 +157,11 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
     for (let i = 0; i < BIG; i++) {
       const s = state.secrets.find((x) => x.secret === `a${i}-s0`)!;
       const payload = openSecretEnvelope(s.envelope, keys, s);
-      expect(decodeSecretPayload(payload).get('v')!.equals(expected.get(`${target(i).namespace}/a${i}-s0`)!)).toBe(true);
+      expect(
+        decodeSecretPayload(payload)
+          .get('v')!
+          .equals(expected.get(`${target(i).namespace}/a${i}-s0`)!),
+      ).toBe(true);
     }
   });
 

@@ -21,7 +21,11 @@ describe('secret payload', () => {
     for (const data of [
       new Map<string, Buffer>(),
       new Map([['k', Buffer.alloc(0)]]),
-      new Map([['a', Buffer.alloc(1)], ['b.c', Buffer.alloc(2)], ['D-e_f', Buffer.alloc(3)]]),
+      new Map([
+        ['a', Buffer.alloc(1)],
+        ['b.c', Buffer.alloc(2)],
+        ['D-e_f', Buffer.alloc(3)],
+      ]),
       new Map([['tls.crt', Buffer.alloc(1024 * 1024 + 1, 7)]]),
     ]) {
       expect(encodedSecretPayloadLength(data)).toBe(encodeSecretPayload(data).length);

@@ -49,7 +49,10 @@ export class AgentStateService {
    * assembled from the shared ciphertext and the data key already wrapped for this cluster — no
    * HSM work here.
    */
-  async desiredState(principal: ClusterPrincipal, req: Pick<GetDesiredStateRequest, 'generation' | 'pageToken'>): Promise<GetDesiredStateResponse> {
+  async desiredState(
+    principal: ClusterPrincipal,
+    req: Pick<GetDesiredStateRequest, 'generation' | 'pageToken'>,
+  ): Promise<GetDesiredStateResponse> {
     if (req.pageToken !== '' && !UUID.test(req.pageToken)) {
       throw grpcError(status.INVALID_ARGUMENT, 'invalid_page_token', 'page_token must be a next_page_token this service returned');
     }
