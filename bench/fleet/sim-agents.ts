@@ -2,12 +2,12 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { credentials, Metadata, status, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import {
+  AGENT_MESSAGE_LIMITS,
   AgentServiceClient,
   agentChannelCredentials,
   createTlsKeyAndCsr,
   derToPem,
   type EnrollResponse,
-  type GetDesiredStateResponse,
   ReconnectBackoff,
   type ReportStatusResponse,
   retryAfterMs,
@@ -16,6 +16,7 @@ import {
   type WatchResponse,
 } from '@sigil/agent-protocol';
 import { decodeClusterKeyEnvelope, decodeSecretPayload, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
+import { fetchDesiredState } from '../../apps/agent/src/desired-state.js';
 import { now, type DeliveryKey, type Expectation, type FromSim, type SimAgentSpec, type ToSim } from './sim-protocol.js';
 
 /**
@@ -28,7 +29,7 @@ import { now, type DeliveryKey, type Expectation, type FromSim, type SimAgentSpe
 
 const send = (m: FromSim) => process.send!(m);
 // Only a channel of its own gives each agent its own TCP/TLS connection, as in real life.
-const OWN_CONNECTION = { 'grpc.use_local_subchannel_pool': 1 };
+const OWN_CONNECTION = { 'grpc.use_local_subchannel_pool': 1, ...AGENT_MESSAGE_LIMITS };
 const RETRYABLE = new Set<number>([status.UNAVAILABLE, status.RESOURCE_EXHAUSTED, status.DEADLINE_EXCEEDED]);
 
 interface Identity {
@@ -159,16 +160,15 @@ class SimAgent {
 
   private async sync(): Promise<void> {
     const client = this.client!;
-    const state = await unary<GetDesiredStateResponse>((cb) =>
-      client.getDesiredState({ sinceGeneration: 0n }, new Metadata(), { deadline: Date.now() + 60_000 }, cb),
-    );
+    // Every page, assembled, exactly as the real agent lists it.
+    const state = await fetchDesiredState(client);
     const privateKey = deliveryKeys[this.identity!.deliveryKey]!.privateKey;
     for (const env of state.clusterKeyEnvelopes) {
       const version = decodeClusterKeyEnvelope(env).clusterKeyVersion;
       if (!this.clusterKeys.has(version)) this.clusterKeys.set(version, openClusterKeyEnvelope(privateKey, env).key);
     }
-    if (state.full) this.sink.clear();
-    for (const r of state.removed) this.sink.delete(`${r.namespace}/${r.name}`);
+    // The listing is always the complete state: whatever is not in it is gone.
+    this.sink.clear();
     const statuses = state.secrets.map((s) => {
       const payload = openSecretEnvelope(s.envelope, this.clusterKeys, {
         projectId: s.projectId,

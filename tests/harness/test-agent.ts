@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { ClientReadableStream, ServiceError, status } from '@grpc/grpc-js';
 import {
+  AGENT_MESSAGE_LIMITS,
   AgentServiceClient,
   agentChannelCredentials,
   createCsrForKey,
@@ -15,6 +16,7 @@ import {
   type WatchResponse,
 } from '@sigil/agent-protocol';
 import { decodeSecretPayload, generateAgentKeyPair, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
+import { fetchDesiredState, type DesiredState } from '../../apps/agent/src/desired-state.js';
 
 export type Credential = { $case: 'bootstrapToken'; value: string } | { $case: 'serviceAccountToken'; value: string };
 
@@ -76,7 +78,7 @@ export class TestAgent {
 
   /** A client with no certificate (all an agent has before enrolling). */
   anonymous(): AgentServiceClient {
-    return new AgentServiceClient(this.address, agentChannelCredentials(this.caPem));
+    return new AgentServiceClient(this.address, agentChannelCredentials(this.caPem), AGENT_MESSAGE_LIMITS);
   }
 
   async enroll(credential: Credential, overrides: { csrDer?: Buffer; deliveryPublicKeyDer?: Buffer } = {}): Promise<EnrollResponse> {
@@ -116,6 +118,7 @@ export class TestAgent {
     this.authed ??= new AgentServiceClient(
       this.address,
       agentChannelCredentials(this.caPem, { keyPem: this.tls.keyPem, certificatePem: this.certificatePem }),
+      AGENT_MESSAGE_LIMITS,
     );
     return this.authed;
   }
@@ -124,8 +127,16 @@ export class TestAgent {
     return new WatchSession(this.client().watch({ appliedGeneration, agentVersion: 'test-agent/1' }));
   }
 
-  desiredState(sinceGeneration = 0n): Promise<GetDesiredStateResponse> {
-    return unary<GetDesiredStateResponse>((cb) => this.client().getDesiredState({ sinceGeneration }, cb));
+  /** One page of the listing, as the control plane answers it. */
+  desiredStatePage(req: { generation?: bigint; pageToken?: string } = {}): Promise<GetDesiredStateResponse> {
+    return unary<GetDesiredStateResponse>((cb) =>
+      this.client().getDesiredState({ generation: req.generation ?? 0n, pageToken: req.pageToken ?? '' }, cb),
+    );
+  }
+
+  /** The complete desired state, every page, listed by the agent's own code. */
+  desiredState(): Promise<DesiredState> {
+    return fetchDesiredState(this.client());
   }
 
   async renew(): Promise<X509Certificate> {
@@ -136,7 +147,8 @@ export class TestAgent {
   }
 
   /**
-   * What a real agent does on a notification: fetch the desired state, open every envelope with
+   * What a real agent does on a notification: fetch the complete desired state (every page, with
+   * the agent's own fetchDesiredState), open every envelope with
    * the cluster keys only this agent can unwrap, and report it applied. Returns the values by
    * `namespace/name`, and the generation.
    */

@@ -15,7 +15,6 @@ import {
 const envelope = Buffer.from('SGE1-bytes-for-the-test');
 const desired: GetDesiredStateResponse = {
   generation: 42n,
-  full: true,
   secrets: [
     {
       projectId: 'p',
@@ -30,8 +29,8 @@ const desired: GetDesiredStateResponse = {
       generation: 41n,
     },
   ],
-  removed: [],
   clusterKeyEnvelopes: [Buffer.from('SGK1')],
+  nextPageToken: '',
 };
 
 describe('sigil.agent.v1 over gRPC', () => {
@@ -40,7 +39,7 @@ describe('sigil.agent.v1 over gRPC', () => {
 
   beforeAll(async () => {
     const impl: Partial<AgentServiceServer> = {
-      getDesiredState: (call, callback) => callback(null, { ...desired, generation: call.request.sinceGeneration + 42n }),
+      getDesiredState: (call, callback) => callback(null, { ...desired, generation: call.request.generation + 42n }),
       watch: (call) => {
         const w = (g: bigint): WatchResponse => ({ desiredGeneration: g });
         call.write(w(call.request.appliedGeneration + 1n));
@@ -62,7 +61,7 @@ describe('sigil.agent.v1 over gRPC', () => {
 
   it('carries the desired state: 64-bit generations, bytes and enums intact', async () => {
     const res = await new Promise<GetDesiredStateResponse>((resolve, reject) =>
-      client.getDesiredState({ sinceGeneration: 0n }, (err, r) => (err ? reject(err) : resolve(r))),
+      client.getDesiredState({ generation: 0n, pageToken: '' }, (err, r) => (err ? reject(err) : resolve(r))),
     );
     expect(res.generation).toBe(42n);
     expect(res.secrets[0]).toMatchObject({
@@ -72,7 +71,7 @@ describe('sigil.agent.v1 over gRPC', () => {
     });
     expect(Buffer.from(res.secrets[0]!.envelope).equals(envelope)).toBe(true);
     const big = await new Promise<GetDesiredStateResponse>((resolve, reject) =>
-      client.getDesiredState({ sinceGeneration: 2n ** 60n }, (err, r) => (err ? reject(err) : resolve(r))),
+      client.getDesiredState({ generation: 2n ** 60n, pageToken: '' }, (err, r) => (err ? reject(err) : resolve(r))),
     );
     expect(big.generation).toBe(2n ** 60n + 42n);
   });

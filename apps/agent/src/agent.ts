@@ -3,18 +3,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Metadata, status as grpcStatus, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import {
   AgentServiceClient,
+  AGENT_MESSAGE_LIMITS,
   ReconnectBackoff,
   SecretState,
   agentChannelCredentials,
   retryAfterMs,
   unary,
   type DesiredSecret,
-  type GetDesiredStateResponse,
   type SecretStatus,
   type WatchResponse,
 } from '@sigil/agent-protocol';
 import { decodeSecretPayload, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
 import type { Logger } from '@sigil/logging';
+import { fetchDesiredState } from './desired-state.js';
 import { certificateExpired, enroll, renew, renewalDue, type Credential } from './enrollment.js';
 import type { AgentIdentity, IdentityStore } from './identity-store.js';
 import { KubeSecrets, type SecretToWrite } from './kube-secrets.js';
@@ -152,7 +153,7 @@ export class Agent {
     this.client = new AgentServiceClient(
       this.opts.address,
       agentChannelCredentials(this.opts.caPem, { keyPem: id.tlsKeyPem, certificatePem: id.certificatePem }),
-      { 'grpc.keepalive_time_ms': 60_000, 'grpc.keepalive_timeout_ms': 20_000 },
+      { 'grpc.keepalive_time_ms': 60_000, 'grpc.keepalive_timeout_ms': 20_000, ...AGENT_MESSAGE_LIMITS },
     );
   }
 
@@ -253,9 +254,7 @@ export class Agent {
   }
 
   private async sync(): Promise<void> {
-    const state = await unary<GetDesiredStateResponse>((cb) =>
-      this.client!.getDesiredState({ sinceGeneration: 0n }, new Metadata(), { deadline: Date.now() + 60_000 }, cb),
-    );
+    const state = await fetchDesiredState(this.client!);
     this.clusterKeys = new Map(
       state.clusterKeyEnvelopes.map((e) => {
         const k = openClusterKeyEnvelope(this.identity!.deliveryPrivateKeyPem, e);

@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Metadata } from '@grpc/grpc-js';
 import {
+  AGENT_MESSAGE_LIMITS,
   AgentServiceClient,
   agentChannelCredentials,
   createCsrForKey,
@@ -26,7 +27,7 @@ export async function enroll(
   const tls = createTlsKeyAndCsr(cluster);
   const delivery = generateAgentKeyPair();
   const token = (await readFile(credential.file, 'utf8')).trim();
-  const client = new AgentServiceClient(address, agentChannelCredentials(caPem));
+  const client = new AgentServiceClient(address, agentChannelCredentials(caPem), AGENT_MESSAGE_LIMITS);
   try {
     const res = await unary<EnrollResponse>((cb) =>
       client.enroll(

@@ -3,4 +3,5 @@
 export * from './gen/sigil/agent/v1/agent.js';
 export * from './backoff.js';
 export * from './credentials.js';
+export * from './limits.js';
 export * from './unary.js';

@@ -10,6 +10,16 @@ export function encodeSecretPayload(data: ReadonlyMap<string, Buffer>): Buffer {
   return Buffer.from(JSON.stringify({ v: 1, data: Object.fromEntries(keys.map((k) => [k, data.get(k)!.toString('base64')])) }), 'utf8');
 }
 
+/**
+ * The byte length encodeSecretPayload would produce, without building it (no copy of the values).
+ * Keys are Kubernetes Secret keys ([-._a-zA-Z0-9]), which JSON never escapes.
+ */
+export function encodedSecretPayloadLength(data: ReadonlyMap<string, Buffer>): number {
+  let n = '{"v":1,"data":{}}'.length + Math.max(0, data.size - 1); // the frame and the commas
+  for (const [k, v] of data) n += Buffer.byteLength(JSON.stringify(k)) + 1 + 4 * Math.ceil(v.length / 3) + 2;
+  return n;
+}
+
 export function decodeSecretPayload(payload: Buffer): Map<string, Buffer> {
   let parsed: unknown;
   try {

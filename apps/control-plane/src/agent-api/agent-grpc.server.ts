@@ -1,6 +1,6 @@
 import { experimental, Server, type ServerCredentials } from '@grpc/grpc-js';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { AgentServiceService } from '@sigil/agent-protocol';
+import { AGENT_MESSAGE_LIMITS, AgentServiceService } from '@sigil/agent-protocol';
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
@@ -10,7 +10,8 @@ import { ServerIdentity } from './server-identity.js';
 /**
  * Connection settings for thousands of mostly idle agents: the server pings each connection
  * every minute to notice dead peers (and keep NAT entries alive), accepts client pings no more
- * often than every 20 s, and bounds streams and message sizes per connection.
+ * often than every 20 s, and bounds streams per connection. Messages are bounded by the limit the
+ * agent uses too (MAX_AGENT_MESSAGE_BYTES, both directions): GetDesiredState pages stay below it.
  */
 export const SERVER_OPTIONS = {
   'grpc.keepalive_time_ms': 60_000,
@@ -18,8 +19,7 @@ export const SERVER_OPTIONS = {
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 20_000,
   'grpc.max_concurrent_streams': 32,
-  'grpc.max_receive_message_length': 4 * 1024 * 1024,
-  'grpc.max_send_message_length': 64 * 1024 * 1024,
+  ...AGENT_MESSAGE_LIMITS,
 } as const;
 
 /**

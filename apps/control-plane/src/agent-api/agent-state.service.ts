@@ -1,6 +1,14 @@
 import { status } from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
-import { DeliveryMode, SecretState, type GetDesiredStateResponse, type ReportStatusRequest } from '@sigil/agent-protocol';
+import {
+  DESIRED_SECRET_OVERHEAD_BYTES,
+  DESIRED_STATE_PAGE_BYTES,
+  DeliveryMode,
+  SecretState,
+  type GetDesiredStateRequest,
+  type GetDesiredStateResponse,
+  type ReportStatusRequest,
+} from '@sigil/agent-protocol';
 import { encodeSecretEnvelope } from '@sigil/envelope';
 import { DeliveryRepository } from '../delivery/delivery.repository.js';
 import { ClusterEvents } from '../events/cluster-events.js';
@@ -36,15 +44,38 @@ export class AgentStateService {
   }
 
   /**
-   * The cluster's built snapshot, always complete (`full`): the agent deletes any managed Secret
-   * not in it. Envelopes are assembled from the shared ciphertext and the data key already
-   * wrapped for this cluster — no HSM work here.
+   * One page of the cluster's built snapshot. The pages of one listing together are the complete
+   * desired state of one generation: the agent deletes any managed Secret not in it, after the
+   * last page. A later page asked for a generation that is no longer built is refused (ABORTED
+   * snapshot_changed) rather than mixed with another one; the agent lists again. Envelopes are
+   * assembled from the shared ciphertext and the data key already wrapped for this cluster — no
+   * HSM work here.
    */
-  async desiredState(principal: ClusterPrincipal, _sinceGeneration: bigint): Promise<GetDesiredStateResponse> {
-    const snap = await this.delivery.snapshot(principal.id);
+  async desiredState(
+    principal: ClusterPrincipal,
+    req: Pick<GetDesiredStateRequest, 'generation' | 'pageToken'>,
+  ): Promise<GetDesiredStateResponse> {
+    if (req.pageToken !== '' && !UUID.test(req.pageToken)) {
+      throw grpcError(status.INVALID_ARGUMENT, 'invalid_page_token', 'page_token must be a next_page_token this service returned');
+    }
+    if (req.pageToken !== '' && req.generation === 0n) {
+      throw grpcError(status.INVALID_ARGUMENT, 'generation_required', 'a page after the first must name the generation being listed');
+    }
+    const snap = await this.delivery.snapshotPage(
+      principal.id,
+      req.pageToken || undefined,
+      DESIRED_STATE_PAGE_BYTES,
+      DESIRED_SECRET_OVERHEAD_BYTES,
+    );
+    if (req.generation !== 0n && snap.generation !== req.generation) {
+      throw grpcError(
+        status.ABORTED,
+        'snapshot_changed',
+        `generation ${req.generation} is no longer the built one (now ${snap.generation}); list again from the first page`,
+      );
+    }
     return {
       generation: snap.generation,
-      full: true,
       secrets: snap.rows.map((r) => ({
         projectId: r.projectId,
         app: r.app,
@@ -62,8 +93,8 @@ export class AgentStateService {
         }),
         generation: BigInt(r.generation),
       })),
-      removed: [],
       clusterKeyEnvelopes: snap.keyEnvelopes,
+      nextPageToken: snap.next ?? '',
     };
   }
 

@@ -104,7 +104,7 @@ export class AgentService {
 
   private async getDesiredState(call: ServerUnaryCall<GetDesiredStateRequest, GetDesiredStateResponse>): Promise<GetDesiredStateResponse> {
     const principal = await this.auth.authenticate(call);
-    return this.state.desiredState(principal, call.request.sinceGeneration);
+    return this.state.desiredState(principal, call.request);
   }
 
   private async reportStatus(call: ServerUnaryCall<ReportStatusRequest, ReportStatusResponse>): Promise<ReportStatusResponse> {

@@ -276,39 +276,65 @@ export class DeliveryRepository {
   }
 
   /**
-   * The built snapshot, its generation and the delivery-key envelopes it needs, in one statement
-   * (so one consistent view without a transaction: every agent calls this on every change).
+   * One page of the built snapshot, with its generation and the delivery-key envelopes it needs,
+   * in one statement (one consistent view without a transaction: every agent reads this on every
+   * change). Keyset-paged by secret id (the primary key's order, an index range scan): rows after
+   * `after` while their estimated wire size — ciphertext plus `rowOverhead` — adds up to at most
+   * `budget`, and always at least one. Sizes come from the TOAST header (octet_length), so rows
+   * beyond the page are never read in full. `next`: where the next page starts, if rows remain.
    */
-  async snapshot(clusterId: string): Promise<{ generation: bigint; rows: SnapshotRow[]; keyEnvelopes: Buffer[] }> {
-    const rows = await this.ds.query<Array<Partial<SnapshotRow> & { builtGeneration: string; keyEnvelopes: Buffer[] }>>(
-      `SELECT c.built_generation::text AS "builtGeneration",
+  async snapshotPage(
+    clusterId: string,
+    after: string | undefined,
+    budget: number,
+    rowOverhead: number,
+  ): Promise<{ generation: bigint; rows: SnapshotRow[]; keyEnvelopes: Buffer[]; next: string | undefined }> {
+    const rows = await this.ds.query<
+      Array<Partial<SnapshotRow> & { builtGeneration: string; keyEnvelopes: Buffer[]; more: boolean; lastId: string | null }>
+    >(
+      `WITH candidates AS (
+         SELECT cs.secret_id, cs.app_id, cs.sealed_value_id, cs.secret_version, cs.generation, cs.cluster_key_version,
+                sum(octet_length(sv.ciphertext) + $4::int) OVER w AS running, row_number() OVER w AS n
+           FROM cluster_secrets cs
+           JOIN sealed_values sv ON sv.id = cs.sealed_value_id
+          WHERE cs.cluster_id = $1 AND cs.secret_id > $2::uuid
+         WINDOW w AS (ORDER BY cs.secret_id)
+          ORDER BY cs.secret_id
+          LIMIT $3::int / $4::int + 1
+       ), page AS (
+         SELECT * FROM candidates WHERE n = 1 OR running <= $3::int
+       )
+       SELECT c.built_generation::text AS "builtGeneration",
               ARRAY(SELECT agent_envelope FROM cluster_keys
                      WHERE cluster_id = $1
                        AND (state = 'active' OR version IN (SELECT DISTINCT cluster_key_version FROM cluster_secrets WHERE cluster_id = $1))
                      ORDER BY version DESC) AS "keyEnvelopes",
+              (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more,
+              (SELECT secret_id::text FROM page ORDER BY n DESC LIMIT 1) AS "lastId",
               x.*
          FROM clusters c
          LEFT JOIN LATERAL (
-           SELECT cs.secret_id AS "secretId", s.name AS secret, s.type, cs.secret_version AS version, s.project_id AS "projectId",
-                  a.name AS app, a.namespace, a.delivery_mode AS "deliveryMode", cs.generation::text AS generation,
-                  cs.cluster_key_version AS "clusterKeyVersion", wk.wrapped_dek AS "wrappedDek", sv.iv, sv.ciphertext
-             FROM cluster_secrets cs
-             JOIN secrets s ON s.id = cs.secret_id
-             JOIN apps a ON a.id = cs.app_id
-             JOIN sealed_values sv ON sv.id = cs.sealed_value_id
+           SELECT p.secret_id AS "secretId", s.name AS secret, s.type, p.secret_version AS version, s.project_id AS "projectId",
+                  a.name AS app, a.namespace, a.delivery_mode AS "deliveryMode", p.generation::text AS generation,
+                  p.cluster_key_version AS "clusterKeyVersion", wk.wrapped_dek AS "wrappedDek", sv.iv, sv.ciphertext
+             FROM page p
+             JOIN secrets s ON s.id = p.secret_id
+             JOIN apps a ON a.id = p.app_id
+             JOIN sealed_values sv ON sv.id = p.sealed_value_id
              JOIN cluster_wrapped_keys wk
-               ON wk.cluster_id = cs.cluster_id AND wk.sealed_value_id = cs.sealed_value_id AND wk.cluster_key_version = cs.cluster_key_version
-            WHERE cs.cluster_id = c.id
+               ON wk.cluster_id = c.id AND wk.sealed_value_id = p.sealed_value_id AND wk.cluster_key_version = p.cluster_key_version
          ) x ON true
         WHERE c.id = $1
-        ORDER BY x.namespace, x.secret`,
-      [clusterId],
+        ORDER BY x."secretId"`,
+      [clusterId, after ?? '00000000-0000-0000-0000-000000000000', budget, rowOverhead],
     );
     const first = rows[0];
     return {
       generation: BigInt(first?.builtGeneration ?? 0),
       rows: rows.filter((r) => r.secretId) as SnapshotRow[],
       keyEnvelopes: first?.keyEnvelopes ?? [],
+      // The page's last candidate, even if a join dropped it: the next page starts after it.
+      next: first?.more && first.lastId ? first.lastId : undefined,
     };
   }
 

@@ -3,6 +3,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Request, Response } from 'express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger as PinoNestLogger, PinoLogger } from 'nestjs-pino';
+import { MAX_SECRET_PAYLOAD_BYTES } from '@sigil/agent-protocol';
 import type { Logger } from '@sigil/logging';
 import { AppModule } from '../app.module.js';
 import type { RuntimeConfig } from '../config/runtime-config.js';
@@ -24,8 +25,13 @@ function requireJsonBodies(req: Request, res: Response, next: () => void): void 
   }
   next();
 }
-/** Largest request body: a Kubernetes Secret holds at most 1 MiB, plus JSON overhead. */
-export const BODY_LIMIT = '1536kb';
+/**
+ * Largest request body. Any secret the API accepts (encoded payload ≤ MAX_SECRET_PAYLOAD_BYTES)
+ * fits as `binaryData`, whose JSON is the payload's own shape, with room for the name and type;
+ * text in `data` that JSON escapes heavily may need `binaryData` instead. Beyond it: 413
+ * payload_too_large as problem+json, before anything is parsed or written.
+ */
+export const BODY_LIMIT = MAX_SECRET_PAYLOAD_BYTES + 64 * 1024;
 
 /** Builds the Nest application (initialised: PostgreSQL, Redis and the HSM connected; not yet listening). */
 export async function createHttpApp(config: RuntimeConfig, logger: Logger): Promise<NestExpressApplication> {

@@ -37,7 +37,11 @@ const CODES: Record<number, string> = {
 /** Errors raised by the JSON body parser before any handler runs. */
 const BODY_PARSER: Record<string, { status: number; code: string; detail: string }> = {
   'entity.parse.failed': { status: 400, code: 'malformed_json', detail: 'the request body is not valid JSON' },
-  'entity.too.large': { status: 413, code: 'payload_too_large', detail: 'the request body is too large' },
+  'entity.too.large': {
+    status: 413,
+    code: 'payload_too_large',
+    detail: 'the request body is too large (a secret fits when its values are sent base64-encoded as binaryData)',
+  },
   'encoding.unsupported': { status: 415, code: 'unsupported_encoding', detail: 'the request body encoding is not supported' },
   'charset.unsupported': { status: 415, code: 'unsupported_charset', detail: 'the request body charset is not supported' },
   'request.aborted': { status: 400, code: 'request_aborted', detail: 'the request was aborted' },

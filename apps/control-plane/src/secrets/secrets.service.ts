@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { encodeSecretPayload } from '@sigil/envelope';
+import { MAX_SECRET_DATA_BYTES, MAX_SECRET_PAYLOAD_BYTES } from '@sigil/agent-protocol';
+import { encodeSecretPayload, encodedSecretPayloadLength } from '@sigil/envelope';
 import type { AppEntity } from '../apps/app.entity.js';
 import { MembershipService } from '../delivery/membership.service.js';
 import { AppsService } from '../apps/apps.service.js';
@@ -18,7 +19,7 @@ import type { CreateSecretDto, SecretValuesDto } from './secrets.dto.js';
 import { SecretsRepository } from './secrets.repository.js';
 
 /** Kubernetes stores at most 1 MiB per Secret; keys and values count. */
-export const MAX_SECRET_BYTES = 1024 * 1024;
+export const MAX_SECRET_BYTES = MAX_SECRET_DATA_BYTES;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 export interface SecretWithVersion {
@@ -218,6 +219,14 @@ export function parseValues(dto: SecretValuesDto, type: string): Map<string, Buf
       'too_large',
       'secret_too_large',
       `a Kubernetes Secret holds at most ${MAX_SECRET_BYTES} bytes; this one has ${size}`,
+    );
+  // What is sealed and delivered must fit one GetDesiredState page (libs/agent-protocol limits).
+  const encoded = encodedSecretPayloadLength(values);
+  if (encoded > MAX_SECRET_PAYLOAD_BYTES)
+    throw new SigilError(
+      'too_large',
+      'secret_too_large',
+      `a secret's encoded payload may be at most ${MAX_SECRET_PAYLOAD_BYTES} bytes; this one encodes to ${encoded} (fewer, longer keys encode smaller)`,
     );
   const typeIssues = typeProblems(type, values);
   if (typeIssues.length > 0) throw invalid('invalid_secret_type', typeIssues.map((p) => `${p.field}: ${p.problem}`).join('; '), typeIssues);

@@ -172,23 +172,30 @@ export interface WatchResponse {
 }
 
 export interface GetDesiredStateRequest {
-  /** 0: the full desired state. Otherwise: the changes after this generation. */
-  sinceGeneration: bigint;
+  /**
+   * 0 on the first page (whatever is built now); on later pages the generation the first page
+   * returned. A generation that is no longer the built one is refused with ABORTED.
+   */
+  generation: bigint;
+  /** Empty for the first page; otherwise next_page_token of the previous page (opaque). */
+  pageToken: string;
 }
 
 export interface GetDesiredStateResponse {
   generation: bigint;
-  /** true: secrets is the complete desired state and anything else managed must be deleted. */
-  full: boolean;
-  /** Secrets to create or update. */
-  secrets: DesiredSecret[];
-  /** Secrets to delete (only when full is false). */
-  removed: SecretRef[];
   /**
-   * Cluster delivery keys (SGK1) the envelopes above may need: the current one and, during a
-   * key rotation, the previous one.
+   * This page's secrets, at most a page budget of bytes (at least one secret per page). The
+   * union over all pages is the complete desired state: anything else managed must be deleted,
+   * but only once the last page has arrived.
+   */
+  secrets: DesiredSecret[];
+  /**
+   * Cluster delivery keys (SGK1) the envelopes of this listing may need: the current one and,
+   * during a key rotation, the previous one. The same on every page.
    */
   clusterKeyEnvelopes: Buffer[];
+  /** Empty on the last page; otherwise pass it as page_token (with generation) for the next one. */
+  nextPageToken: string;
 }
 
 /** Where a Kubernetes Secret lives. */
@@ -927,16 +934,19 @@ export const WatchResponse: MessageFns<WatchResponse> = {
 };
 
 function createBaseGetDesiredStateRequest(): GetDesiredStateRequest {
-  return { sinceGeneration: 0n };
+  return { generation: 0n, pageToken: "" };
 }
 
 export const GetDesiredStateRequest: MessageFns<GetDesiredStateRequest> = {
   encode(message: GetDesiredStateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.sinceGeneration !== 0n) {
-      if (BigInt.asUintN(64, message.sinceGeneration) !== message.sinceGeneration) {
-        throw new globalThis.Error("value provided for field message.sinceGeneration of type uint64 too large");
+    if (message.generation !== 0n) {
+      if (BigInt.asUintN(64, message.generation) !== message.generation) {
+        throw new globalThis.Error("value provided for field message.generation of type uint64 too large");
       }
-      writer.uint32(8).uint64(message.sinceGeneration);
+      writer.uint32(16).uint64(message.generation);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
     }
     return writer;
   },
@@ -954,12 +964,20 @@ export const GetDesiredStateRequest: MessageFns<GetDesiredStateRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
+          case 2: {
+            if (tag !== 16) {
               break;
             }
 
-            message.sinceGeneration = reader.uint64() as bigint;
+            message.generation = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
             continue;
           }
         }
@@ -976,18 +994,22 @@ export const GetDesiredStateRequest: MessageFns<GetDesiredStateRequest> = {
 
   fromJSON(object: any): GetDesiredStateRequest {
     return {
-      sinceGeneration: isSet(object.sinceGeneration)
-        ? BigInt(object.sinceGeneration)
-        : isSet(object.since_generation)
-        ? BigInt(object.since_generation)
-        : 0n,
+      generation: isSet(object.generation) ? BigInt(object.generation) : 0n,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
     };
   },
 
   toJSON(message: GetDesiredStateRequest): unknown {
     const obj: any = {};
-    if (message.sinceGeneration !== 0n) {
-      obj.sinceGeneration = message.sinceGeneration.toString();
+    if (message.generation !== 0n) {
+      obj.generation = message.generation.toString();
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
     }
     return obj;
   },
@@ -997,15 +1019,16 @@ export const GetDesiredStateRequest: MessageFns<GetDesiredStateRequest> = {
   },
   fromPartial(object: DeepPartial<GetDesiredStateRequest>): GetDesiredStateRequest {
     const message = createBaseGetDesiredStateRequest();
-    message.sinceGeneration = (object.sinceGeneration !== undefined && object.sinceGeneration !== null)
-      ? BigInt(object.sinceGeneration)
+    message.generation = (object.generation !== undefined && object.generation !== null)
+      ? BigInt(object.generation)
       : 0n;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
 
 function createBaseGetDesiredStateResponse(): GetDesiredStateResponse {
-  return { generation: 0n, full: false, secrets: [], removed: [], clusterKeyEnvelopes: [] };
+  return { generation: 0n, secrets: [], clusterKeyEnvelopes: [], nextPageToken: "" };
 }
 
 export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
@@ -1016,17 +1039,14 @@ export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
       }
       writer.uint32(8).uint64(message.generation);
     }
-    if (message.full !== false) {
-      writer.uint32(16).bool(message.full);
-    }
     for (const v of message.secrets) {
       DesiredSecret.encode(v!, writer.uint32(26).fork()).join();
     }
-    for (const v of message.removed) {
-      SecretRef.encode(v!, writer.uint32(34).fork()).join();
-    }
     for (const v of message.clusterKeyEnvelopes) {
       writer.uint32(42).bytes(v!);
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(50).string(message.nextPageToken);
     }
     return writer;
   },
@@ -1052,14 +1072,6 @@ export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
             message.generation = reader.uint64() as bigint;
             continue;
           }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.full = reader.bool();
-            continue;
-          }
           case 3: {
             if (tag !== 26) {
               break;
@@ -1068,20 +1080,20 @@ export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
             message.secrets.push(DesiredSecret.decode(reader, reader.uint32()));
             continue;
           }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.removed.push(SecretRef.decode(reader, reader.uint32()));
-            continue;
-          }
           case 5: {
             if (tag !== 42) {
               break;
             }
 
             message.clusterKeyEnvelopes.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
             continue;
           }
         }
@@ -1099,16 +1111,19 @@ export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
   fromJSON(object: any): GetDesiredStateResponse {
     return {
       generation: isSet(object.generation) ? BigInt(object.generation) : 0n,
-      full: isSet(object.full) ? globalThis.Boolean(object.full) : false,
       secrets: globalThis.Array.isArray(object?.secrets)
         ? object.secrets.map((e: any) => DesiredSecret.fromJSON(e))
         : [],
-      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => SecretRef.fromJSON(e)) : [],
       clusterKeyEnvelopes: globalThis.Array.isArray(object?.clusterKeyEnvelopes)
         ? object.clusterKeyEnvelopes.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : globalThis.Array.isArray(object?.cluster_key_envelopes)
         ? object.cluster_key_envelopes.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -1117,17 +1132,14 @@ export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
     if (message.generation !== 0n) {
       obj.generation = message.generation.toString();
     }
-    if (message.full !== false) {
-      obj.full = message.full;
-    }
     if (message.secrets?.length) {
       obj.secrets = message.secrets.map((e) => DesiredSecret.toJSON(e));
     }
-    if (message.removed?.length) {
-      obj.removed = message.removed.map((e) => SecretRef.toJSON(e));
-    }
     if (message.clusterKeyEnvelopes?.length) {
       obj.clusterKeyEnvelopes = message.clusterKeyEnvelopes.map((e) => base64FromBytes(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -1140,10 +1152,9 @@ export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
     message.generation = (object.generation !== undefined && object.generation !== null)
       ? BigInt(object.generation)
       : 0n;
-    message.full = object.full ?? false;
     message.secrets = object.secrets?.map((e) => DesiredSecret.fromPartial(e)) || [];
-    message.removed = object.removed?.map((e) => SecretRef.fromPartial(e)) || [];
     message.clusterKeyEnvelopes = object.clusterKeyEnvelopes?.map((e) => e) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
@@ -1847,8 +1858,11 @@ export const AgentServiceService = {
     responseDeserialize: (value: Buffer): WatchResponse => WatchResponse.decode(value),
   },
   /**
-   * GetDesiredState returns everything the cluster should hold (full), or what changed since a
-   * generation the agent has applied.
+   * GetDesiredState lists everything the cluster should hold, one page per call: always the
+   * complete desired state of one built generation, never a delta. The agent follows
+   * next_page_token until it is empty and acts (deletes) only on the assembled listing. When the
+   * snapshot moves on between pages the call fails with ABORTED (sigil-error-code
+   * snapshot_changed) and the agent starts the listing again. Limits: docs/agent-protocol.md.
    */
   getDesiredState: {
     path: "/sigil.agent.v1.AgentService/GetDesiredState" as const,
@@ -1889,8 +1903,11 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
   /**
-   * GetDesiredState returns everything the cluster should hold (full), or what changed since a
-   * generation the agent has applied.
+   * GetDesiredState lists everything the cluster should hold, one page per call: always the
+   * complete desired state of one built generation, never a delta. The agent follows
+   * next_page_token until it is empty and acts (deletes) only on the assembled listing. When the
+   * snapshot moves on between pages the call fails with ABORTED (sigil-error-code
+   * snapshot_changed) and the agent starts the listing again. Limits: docs/agent-protocol.md.
    */
   getDesiredState: handleUnaryCall<GetDesiredStateRequest, GetDesiredStateResponse>;
   /** ReportStatus tells the control plane what the agent applied, per secret. */
@@ -1945,8 +1962,11 @@ export interface AgentServiceClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchResponse>;
   /**
-   * GetDesiredState returns everything the cluster should hold (full), or what changed since a
-   * generation the agent has applied.
+   * GetDesiredState lists everything the cluster should hold, one page per call: always the
+   * complete desired state of one built generation, never a delta. The agent follows
+   * next_page_token until it is empty and acts (deletes) only on the assembled listing. When the
+   * snapshot moves on between pages the call fails with ABORTED (sigil-error-code
+   * snapshot_changed) and the agent starts the listing again. Limits: docs/agent-protocol.md.
    */
   getDesiredState(
     request: GetDesiredStateRequest,

@@ -1,0 +1,36 @@
+import { describe, expect, it } from '@jest/globals';
+import { DeliveryMode, GetDesiredStateResponse } from './gen/sigil/agent/v1/agent.js';
+import { DESIRED_SECRET_OVERHEAD_BYTES, DESIRED_STATE_PAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, MAX_SECRET_PAYLOAD_BYTES } from './limits.js';
+
+describe('agent protocol limits', () => {
+  it('bounds what a secret costs on the wire beyond its ciphertext, with every name at its longest', () => {
+    const ciphertext = 1_398_200; // a 1 MiB value's payload plus the GCM tag
+    const longest = (n: number) => 'a'.repeat(n);
+    const res = GetDesiredStateResponse.encode({
+      generation: 2n ** 63n - 1n,
+      secrets: [
+        {
+          projectId: '3f1c0a9d-5e7b-4c44-86f0-a1b2c3d4e5f6',
+          app: longest(63),
+          secret: longest(253),
+          secretId: '3f1c0a9d-5e7b-4c44-86f0-a1b2c3d4e5f6',
+          version: 2 ** 31 - 1,
+          target: { namespace: longest(63), name: longest(253) },
+          type: 'kubernetes.io/service-account-token',
+          deliveryMode: DeliveryMode.DELIVERY_MODE_VOLUME,
+          // SGE1: magic, key version, wrapped-key length, a 40-byte AES-KWP data key, IV, ciphertext
+          envelope: Buffer.alloc(4 + 4 + 2 + 40 + 12 + ciphertext),
+          generation: 2n ** 63n - 1n,
+        },
+      ],
+      clusterKeyEnvelopes: [],
+      nextPageToken: '',
+    }).finish();
+    expect(res.length - ciphertext).toBeLessThanOrEqual(DESIRED_SECRET_OVERHEAD_BYTES);
+  });
+
+  it('fits the largest secret in a page, and a page in a message', () => {
+    expect(MAX_SECRET_PAYLOAD_BYTES + 16 + DESIRED_SECRET_OVERHEAD_BYTES).toBeLessThanOrEqual(DESIRED_STATE_PAGE_BYTES);
+    expect(DESIRED_STATE_PAGE_BYTES * 1.5).toBeLessThanOrEqual(MAX_AGENT_MESSAGE_BYTES);
+  });
+});

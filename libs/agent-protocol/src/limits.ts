@@ -1,0 +1,49 @@
+// The size limits of the agent protocol, shared by the control plane and the agent so both
+// sides agree (docs/agent-protocol.md, "Limits"; docs/decisions/009-paged-desired-state.md).
+//
+//   secret payload (REST) ≤ MAX_SECRET_PAYLOAD_BYTES
+//   one DesiredSecret     ≤ MAX_SECRET_PAYLOAD_BYTES + DESIRED_SECRET_OVERHEAD_BYTES
+//   one page of secrets   ≤ DESIRED_STATE_PAGE_BYTES (and always at least one secret)
+//   any gRPC message      ≤ MAX_AGENT_MESSAGE_BYTES, sent or received, on either side
+
+const MiB = 1024 * 1024;
+
+/** Kubernetes refuses a Secret whose keys and values add up to more than 1 MiB. */
+export const MAX_SECRET_DATA_BYTES = 1 * MiB;
+
+/**
+ * The largest encoded secret payload (the JSON of base64 values that is sealed, @sigil/envelope
+ * encodeSecretPayload). One 1 MiB value encodes to about 1.33 MiB; a secret whose many tiny keys
+ * blow the encoding up beyond this is refused at the API even under 1 MiB of data.
+ */
+export const MAX_SECRET_PAYLOAD_BYTES = 1.5 * MiB;
+
+/**
+ * An upper bound of what one DesiredSecret costs beyond its ciphertext: SGE1 header, wrapped
+ * data key, IV and GCM tag (< 100 bytes), names and ids at their longest (project id, app,
+ * secret twice, secret id, namespace, type: < 800 bytes) and protobuf framing (limits.spec.ts
+ * measures it). The control plane sizes pages with it.
+ */
+export const DESIRED_SECRET_OVERHEAD_BYTES = 1024;
+
+/** The byte budget of one GetDesiredState page (secrets only; the control plane sizes pages by it). */
+export const DESIRED_STATE_PAGE_BYTES = 2 * MiB;
+
+/**
+ * The largest gRPC message either side sends or accepts (grpc.max_send_message_length and
+ * grpc.max_receive_message_length on the server and on every agent channel). A page plus the
+ * cluster key envelopes and framing stays far below it.
+ */
+export const MAX_AGENT_MESSAGE_BYTES = 4 * MiB;
+
+/** Channel / server options that apply the message limit in both directions. */
+export const AGENT_MESSAGE_LIMITS = {
+  'grpc.max_send_message_length': MAX_AGENT_MESSAGE_BYTES,
+  'grpc.max_receive_message_length': MAX_AGENT_MESSAGE_BYTES,
+} as const;
+
+// The chain above must hold; a change that breaks it fails at import, not in the field.
+if (MAX_SECRET_PAYLOAD_BYTES + DESIRED_SECRET_OVERHEAD_BYTES > DESIRED_STATE_PAGE_BYTES)
+  throw new Error('agent protocol limits: one secret must fit a page');
+if (DESIRED_STATE_PAGE_BYTES + 64 * 1024 > MAX_AGENT_MESSAGE_BYTES)
+  throw new Error('agent protocol limits: a page must fit a message with room for key envelopes');
