@@ -4,6 +4,7 @@ import { OperatorApi1763800000002 } from './1763800000002-operator-api.js';
 import { ClusterCa1763800000003 } from './1763800000003-cluster-ca.js';
 import { AgentEnrollment1763800000004 } from './1763800000004-agent-enrollment.js';
 import { Delivery1763800000005 } from './1763800000005-delivery.js';
+import { AuditHmacChain1763800000007 } from './1763800000007-audit-hmac-chain.js';
 
 /** Applied in order at start-up; never edit one that has shipped, add a new one. */
 export const migrations = [
@@ -13,4 +14,5 @@ export const migrations = [
   ClusterCa1763800000003,
   AgentEnrollment1763800000004,
   Delivery1763800000005,
+  AuditHmacChain1763800000007,
 ];
