@@ -56,30 +56,37 @@ const USE_ATTRIBUTES: Record<Use, number> = {
   verify: pkcs11js.CKA_VERIFY,
 };
 
-export const secretKeyTemplate = (o: { token: boolean; extractable: boolean; uses: Use[] }) => [
+const secretKeyTemplate = (o: { token: boolean; extractable: boolean; uses: Use[] }) => [
   { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
   { type: pkcs11js.CKA_TOKEN, value: o.token },
   { type: pkcs11js.CKA_PRIVATE, value: true },
   { type: pkcs11js.CKA_SENSITIVE, value: true },
   { type: pkcs11js.CKA_EXTRACTABLE, value: o.extractable },
-  { type: pkcs11js.CKA_MODIFIABLE, value: false },
   { type: pkcs11js.CKA_COPYABLE, value: false },
   { type: pkcs11js.CKA_DESTROYABLE, value: true }, // root keys are destroyed after rotation, session keys after each task
   ...(Object.entries(USE_ATTRIBUTES) as Array<[Use, number]>).map(([use, type]) => ({ type, value: o.uses.includes(use) })),
   { type: pkcs11js.CKA_DERIVE, value: false },
 ];
 
-const aesTemplate = (o: { extractable: boolean; uses: Use[] }) => [
+/**
+ * Always the last attribute of a template: SoftHSM applies a template in order and, once
+ * CKA_MODIFIABLE is false, refuses the attributes after it on unwrap (CKR_ATTRIBUTE_READ_ONLY).
+ */
+const NOT_MODIFIABLE = { type: pkcs11js.CKA_MODIFIABLE, value: false };
+
+const aesTemplate = (o: { extractable: boolean; uses: Use[] }, extra: pkcs11js.Attribute[] = []) => [
   ...secretKeyTemplate({ token: false, ...o }),
   { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+  ...extra,
+  NOT_MODIFIABLE,
 ];
 
 /** A data key: encrypts one value, then is wrapped for storage (so extractable, but only by wrapping: sensitive). */
-export const DEK_GENERATE = [...aesTemplate({ extractable: true, uses: ['encrypt'] }), { type: pkcs11js.CKA_VALUE_LEN, value: 32 }];
+export const DEK_GENERATE = aesTemplate({ extractable: true, uses: ['encrypt'] }, [{ type: pkcs11js.CKA_VALUE_LEN, value: 32 }]);
 /** A data key brought back only to be wrapped again (rotation, cluster envelopes): it cannot encrypt or decrypt. */
 export const DEK_UNWRAP = aesTemplate({ extractable: true, uses: [] });
 /** A cluster delivery key: wraps data keys for one cluster. */
-export const CDK_GENERATE = [...aesTemplate({ extractable: true, uses: ['wrap'] }), { type: pkcs11js.CKA_VALUE_LEN, value: 32 }];
+export const CDK_GENERATE = aesTemplate({ extractable: true, uses: ['wrap'] }, [{ type: pkcs11js.CKA_VALUE_LEN, value: 32 }]);
 export const CDK_UNWRAP = aesTemplate({ extractable: true, uses: ['wrap'] });
 
 /** A long-lived token key generated in the HSM: never extractable, one or two uses. */
@@ -89,6 +96,7 @@ const tokenKeyTemplate = (label: string, keyType: number, uses: Use[]) => [
   { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
   { type: pkcs11js.CKA_LABEL, value: label },
   { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
+  NOT_MODIFIABLE,
 ];
 
 function oaepMechanism(hash: OaepHash): pkcs11js.Mechanism {
@@ -228,7 +236,6 @@ export function ensureCaKey(p: Pkcs11, session: Handle, prefix: string): void {
     [
       { type: pkcs11js.CKA_TOKEN, value: true },
       { type: pkcs11js.CKA_PRIVATE, value: false },
-      { type: pkcs11js.CKA_MODIFIABLE, value: false },
       { type: pkcs11js.CKA_COPYABLE, value: false },
       { type: pkcs11js.CKA_VERIFY, value: true },
       { type: pkcs11js.CKA_ENCRYPT, value: false },
@@ -237,13 +244,13 @@ export function ensureCaKey(p: Pkcs11, session: Handle, prefix: string): void {
       { type: pkcs11js.CKA_EC_PARAMS, value: P256_OID },
       { type: pkcs11js.CKA_LABEL, value: label },
       { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
+      NOT_MODIFIABLE,
     ],
     [
       { type: pkcs11js.CKA_TOKEN, value: true },
       { type: pkcs11js.CKA_PRIVATE, value: true },
       { type: pkcs11js.CKA_SENSITIVE, value: true },
       { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_MODIFIABLE, value: false },
       { type: pkcs11js.CKA_COPYABLE, value: false },
       { type: pkcs11js.CKA_SIGN, value: true },
       { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
@@ -252,6 +259,7 @@ export function ensureCaKey(p: Pkcs11, session: Handle, prefix: string): void {
       { type: pkcs11js.CKA_DERIVE, value: false },
       { type: pkcs11js.CKA_LABEL, value: label },
       { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
+      NOT_MODIFIABLE,
     ],
   );
 }
@@ -417,7 +425,6 @@ function importRsaPublicKey(p: Pkcs11, session: Handle, key: RsaPublicKey): Hand
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
     { type: pkcs11js.CKA_TOKEN, value: false },
     { type: pkcs11js.CKA_PRIVATE, value: false },
-    { type: pkcs11js.CKA_MODIFIABLE, value: false },
     { type: pkcs11js.CKA_COPYABLE, value: false },
     { type: pkcs11js.CKA_WRAP, value: true },
     { type: pkcs11js.CKA_ENCRYPT, value: false },
@@ -426,6 +433,7 @@ function importRsaPublicKey(p: Pkcs11, session: Handle, key: RsaPublicKey): Hand
     { type: pkcs11js.CKA_DERIVE, value: false },
     { type: pkcs11js.CKA_MODULUS, value: key.modulus },
     { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: key.publicExponent },
+    NOT_MODIFIABLE,
   ]);
 }
 
