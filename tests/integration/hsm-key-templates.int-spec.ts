@@ -64,7 +64,7 @@ function refusal(fn: () => unknown): string | undefined {
   try {
     fn();
   } catch (err) {
-    return ckr(err);
+    return ckr(err) ?? String(err);
   }
   return undefined;
 }
