@@ -60,8 +60,7 @@ describe('failed-attempt aggregation', () => {
       }
     })();
     const statuses: number[] = [];
-    for (let round = 0; round < perAddress; round++)
-      statuses.push(...(await Promise.all(addresses.map((a) => badPost(port, a)))));
+    for (let round = 0; round < perAddress; round++) statuses.push(...(await Promise.all(addresses.map((a) => badPost(port, a)))));
     flooding = false;
     await writer;
     expect(statuses.every((x) => x === 401)).toBe(true); // each address stays under its failure limit
@@ -90,6 +89,8 @@ describe('failed-attempt aggregation', () => {
     expect(metrics).toMatch(/sigil_auth_failed_attempts_total\{action="project.create",status="401"[^}]*\} 600/);
     // The writer was never refused and its records are all there; the chain verifies.
     expect((await s.admin.get('/audit/verify')).body).toMatchObject({ ok: true });
-    console.log(`authenticated writes during the flood: ${writes.length}, median ${writes.sort((a, b) => a - b)[writes.length >> 1]!.toFixed(1)} ms`);
+    // Loose on a shared 2-core machine; without aggregation its records queued behind 600 chain appends.
+    expect(writes.length).toBeGreaterThan(0);
+    expect(Math.max(...writes)).toBeLessThan(5000);
   });
 });

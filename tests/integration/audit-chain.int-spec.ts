@@ -115,8 +115,15 @@ describe('audit chain keyed in the HSM', () => {
     let prev = all[1]!.hash;
     for (const r of all.slice(2)) {
       const edited = { ...r, at: new Date(r.at), actorName: r.seq === all[2]!.seq ? 'someone-else' : r.actorName };
-      const hash = createHash('sha256').update(recordMessage(r.seq, prev, edited)).digest();
-      await ds.query('UPDATE audit_events SET actor_name = $1, prev_hash = $2, hash = $3 WHERE seq = $4', [edited.actorName, prev, hash, r.seq]);
+      const hash = createHash('sha256')
+        .update(recordMessage(r.seq, prev, edited))
+        .digest();
+      await ds.query('UPDATE audit_events SET actor_name = $1, prev_hash = $2, hash = $3 WHERE seq = $4', [
+        edited.actorName,
+        prev,
+        hash,
+        r.seq,
+      ]);
       prev = hash;
     }
     await ds.query('UPDATE audit_head SET last_hash = $1', [prev]);

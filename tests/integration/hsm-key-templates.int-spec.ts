@@ -10,7 +10,15 @@ import {
   rootKeyLabel,
 } from '../../apps/control-plane/src/hsm/hsm-ops.js';
 import { HsmService } from '../../apps/control-plane/src/hsm/hsm.service.js';
-import { acquireLibrary, ckr, findSlotByLabel, pkcs11js, releaseLibrary, type Handle, type Pkcs11 } from '../../apps/control-plane/src/hsm/pkcs11-library.js';
+import {
+  acquireLibrary,
+  ckr,
+  findSlotByLabel,
+  pkcs11js,
+  releaseLibrary,
+  type Handle,
+  type Pkcs11,
+} from '../../apps/control-plane/src/hsm/pkcs11-library.js';
 import { startTestApp, type TestApp } from '../harness/app-context.js';
 import { testEnv, testHsmPin } from '../harness/test-env.js';
 
@@ -44,9 +52,7 @@ let session: Handle;
 const module = testEnv().hsm.module;
 
 function read(h: Handle, names = Object.keys(BOOLEAN_ATTRIBUTES) as Array<keyof Attrs>): Partial<Attrs> {
-  return Object.fromEntries(
-    names.map((n) => [n, p.C_GetAttributeValue(session, h, [{ type: BOOLEAN_ATTRIBUTES[n] }])[0]!.value[0] === 1]),
-  );
+  return Object.fromEntries(names.map((n) => [n, p.C_GetAttributeValue(session, h, [{ type: BOOLEAN_ATTRIBUTES[n] }])[0]!.value[0] === 1]));
 }
 
 function find(cls: number, label: string): Handle {
@@ -70,7 +76,10 @@ function refusal(fn: () => unknown): string | undefined {
 }
 
 const KWP = { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD };
-const gcm = { mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv: Buffer.alloc(12), ivBits: 96, tagBits: 128 } } as pkcs11js.Mechanism;
+const gcm = {
+  mechanism: pkcs11js.CKM_AES_GCM,
+  parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv: Buffer.alloc(12), ivBits: 96, tagBits: 128 },
+} as pkcs11js.Mechanism;
 
 beforeAll(async () => {
   t = await startTestApp({ roles: ['http'] });
@@ -103,14 +112,18 @@ describe('least-privilege key templates', () => {
     ]);
     expect([neverExtractable!.value[0], alwaysSensitive!.value[0]]).toEqual([1, 1]);
     const caPrivate = find(pkcs11js.CKO_PRIVATE_KEY, caKeyLabel(prefix));
-    expect(read(caPrivate, ['token', 'private', 'sensitive', 'extractable', 'modifiable', 'copyable', 'decrypt', 'unwrap', 'sign', 'derive'])).toEqual({
+    expect(
+      read(caPrivate, ['token', 'private', 'sensitive', 'extractable', 'modifiable', 'copyable', 'decrypt', 'unwrap', 'sign', 'derive']),
+    ).toEqual({
       ...tokenKey,
       decrypt: false,
       unwrap: false,
       sign: true,
       derive: false,
     });
-    expect(read(find(pkcs11js.CKO_PUBLIC_KEY, caKeyLabel(prefix)), ['token', 'modifiable', 'copyable', 'encrypt', 'wrap', 'verify', 'derive'])).toEqual({
+    expect(
+      read(find(pkcs11js.CKO_PUBLIC_KEY, caKeyLabel(prefix)), ['token', 'modifiable', 'copyable', 'encrypt', 'wrap', 'verify', 'derive']),
+    ).toEqual({
       token: true,
       modifiable: false,
       copyable: false,

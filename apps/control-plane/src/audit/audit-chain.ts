@@ -39,5 +39,8 @@ export function headMessage(head: Pick<AuditHead, 'count' | 'lastSeq' | 'at' | '
 
 /** Scheme 1 (rows written before the HMAC cut-over): SHA-256(prev ‖ JSON of the fields), unkeyed. */
 export function legacyHash(prev: Buffer, r: AuditRecord): Buffer {
-  return createHash('sha256').update(prev).update(JSON.stringify(fields(r)), 'utf8').digest();
+  return createHash('sha256')
+    .update(prev)
+    .update(JSON.stringify(fields(r)), 'utf8')
+    .digest();
 }

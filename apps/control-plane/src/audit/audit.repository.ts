@@ -131,10 +131,11 @@ export class AuditRepository {
 
   /** In chain order, after `afterSeq` and up to `lastSeq` (the head's), so later appends do not race a verification. */
   async batch(afterSeq: string, lastSeq: string, limit: number): Promise<StoredAuditRecord[]> {
-    return this.ds.query<StoredAuditRecord[]>(
-      `SELECT ${COLUMNS} FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3`,
-      [afterSeq, lastSeq, limit],
-    );
+    return this.ds.query<StoredAuditRecord[]>(`SELECT ${COLUMNS} FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3`, [
+      afterSeq,
+      lastSeq,
+      limit,
+    ]);
   }
 
   async projectIdByName(name: string): Promise<string | null> {

@@ -89,7 +89,8 @@ export class FailedAttempts implements OnModuleInit, OnApplicationShutdown {
       // Full: evict the least frequent source into "other", so heavy sources stay named.
       let min: [string, number] | undefined;
       for (const e of t.sources) if (!min || e[1] < min[1]) min = e;
-      if (min![1] > 1) t.other += 1; // every tracked source is busier than a newcomer
+      if (min![1] > 1)
+        t.other += 1; // every tracked source is busier than a newcomer
       else {
         t.sources.delete(min![0]);
         t.other += min![1];

@@ -217,6 +217,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
     },
     bootstrapAdminToken: e.SIGIL_BOOTSTRAP_ADMIN_TOKEN,
     rateLimit: { perSecond: e.SIGIL_RATE_LIMIT_RPS, burst: e.SIGIL_RATE_LIMIT_BURST },
-    audit: { headLogIntervalMinutes: e.SIGIL_AUDIT_HEAD_LOG_INTERVAL_MIN, failedAttemptsWindowSeconds: e.SIGIL_AUDIT_FAILED_ATTEMPTS_WINDOW_S },
+    audit: {
+      headLogIntervalMinutes: e.SIGIL_AUDIT_HEAD_LOG_INTERVAL_MIN,
+      failedAttemptsWindowSeconds: e.SIGIL_AUDIT_FAILED_ATTEMPTS_WINDOW_S,
+    },
   };
 }

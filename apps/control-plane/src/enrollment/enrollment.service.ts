@@ -113,7 +113,13 @@ export class EnrollmentService {
       if (e.kind === 'unauthenticated' || e.kind === 'forbidden') {
         this.logger.warn({ cluster: req.cluster.slice(0, 63), method, code: e.code, reason: e.message }, 'enrollment refused');
         // Counted per window, not one chain append per attempt (a flood must not stall audit writers).
-        this.failedAttempts.note({ action: 'cluster.enroll', method: 'GRPC', path: ENROLL_PATH, status: e.kind === 'forbidden' ? 403 : 401, source: req.peer });
+        this.failedAttempts.note({
+          action: 'cluster.enroll',
+          method: 'GRPC',
+          path: ENROLL_PATH,
+          status: e.kind === 'forbidden' ? 403 : 401,
+          source: req.peer,
+        });
       }
       throw e;
     }

@@ -158,7 +158,11 @@ export const fingerprintKeyLabel = (prefix: string) => `${prefix}-fingerprint-v1
 export function ensureFingerprintKey(p: Pkcs11, session: Handle, prefix: string): void {
   const label = fingerprintKeyLabel(prefix);
   if (findByLabel(p, session, label).length > 0) return;
-  p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, tokenKeyTemplate(label, pkcs11js.CKK_GENERIC_SECRET, ['sign']));
+  p.C_GenerateKey(
+    session,
+    { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN },
+    tokenKeyTemplate(label, pkcs11js.CKK_GENERIC_SECRET, ['sign']),
+  );
 }
 
 export function findFingerprintKey(p: Pkcs11, session: Handle, prefix: string): Handle {
