@@ -36,7 +36,6 @@ export interface Enrollment {
   clusterKeyEnvelope: Buffer;
 }
 
-const ENROLL_PATH = '/sigil.agent.v1.AgentService/Enroll';
 const TOKEN_SHAPE = /^sge_[A-Za-z0-9_-]{43}$/;
 /** What an agent may call its version (Enroll and Watch). */
 export const AGENT_VERSION = /^[\x21-\x7e]{0,64}$/;
@@ -116,7 +115,7 @@ export class EnrollmentService {
         this.failedAttempts.note({
           action: 'cluster.enroll',
           method: 'GRPC',
-          path: ENROLL_PATH,
+          path: '/sigil.agent.v1.AgentService/Enroll',
           status: e.kind === 'forbidden' ? 403 : 401,
           source: req.peer,
         });
@@ -207,7 +206,7 @@ export class EnrollmentService {
       actorName: `agent (${method}) from ${req.peer}`,
       action: 'cluster.enroll',
       method: 'GRPC',
-      path: ENROLL_PATH,
+      path: '/sigil.agent.v1.AgentService/Enroll',
       target,
       outcome,
       status,
