@@ -53,6 +53,7 @@ describe('secrets at the size limit', () => {
     await writeFile(path.join(dir, 'ca.pem'), (await api().get('/agents/trust')).body.caCertificatePem);
     expect((await api().post('/projects', { name: project })).status).toBe(201);
     expect((await api().put(`/projects/${project}/cluster-selector`, { selector: {} })).status).toBe(204);
+    expect((await api().put(`/projects/${project}/namespaces`, { namespaces: [ns] })).status).toBe(200);
     expect((await api().post(`/projects/${project}/apps`, { name: 'blobs', namespace: ns, deliveryMode: 'volume' })).status).toBe(201);
     expect((await api().post('/clusters', { name: cluster, labels: {} })).status).toBe(201);
     await writeFile(path.join(dir, 'token'), (await api().post(`/clusters/${cluster}/enrollment-tokens`)).body.token as string, {

@@ -305,14 +305,9 @@ describe('the audit log', () => {
     const denied = await admin.as('sgl_not-a-real-token-000000000000').post('/projects', { name: 'x' });
     expect(denied.status).toBe(401);
     await new Promise((r) => setTimeout(r, 200)); // recorded after the response is sent
-    const latest = (await admin.get('/audit?limit=1')).body.items[0];
-    expect(latest).toMatchObject({
-      action: 'project.create',
-      outcome: 'denied',
-      status: 401,
-      actor: null,
-      requestId: denied.headers.get('x-request-id'),
-    });
+    // Without valid credentials it is counted into one record per window (tests/e2e/audit-flood), not chained alone.
+    const latest = (await admin.get('/audit?limit=5')).body.items as any[];
+    expect(latest.some((e) => e.requestId === denied.headers.get('x-request-id'))).toBe(false);
     expect(JSON.stringify(events)).not.toContain('canary-');
   });
 
@@ -323,11 +318,12 @@ describe('the audit log', () => {
 
     const [victim] = await sql<{ seq: string }>("SELECT seq::text FROM audit_events WHERE action = 'secret.rollback' ORDER BY seq LIMIT 1");
     await sql("UPDATE audit_events SET actor_name = 'mallory' WHERE seq = $1", [victim!.seq]);
-    expect((await admin.get('/audit/verify')).body).toEqual({
+    expect((await admin.get('/audit/verify')).body).toMatchObject({
       ok: false,
       checked: Number(victim!.seq) - 1,
       brokenAt: victim!.seq,
-      reason: 'record content does not match its hash',
+      code: 'mac_mismatch',
+      reason: 'record content does not match its HSM MAC',
     });
     await sql("UPDATE audit_events SET actor_name = 'bootstrap-admin' WHERE seq = $1", [victim!.seq]);
     expect((await admin.get('/audit/verify')).body.ok).toBe(true);

@@ -9,6 +9,7 @@ import { AgentServiceClient, agentChannelCredentials, type ReportStatusResponse 
 import { openClusterKeyEnvelope } from '@sigil/envelope';
 import { DataSource } from 'typeorm';
 import { clusterUri } from '../../apps/control-plane/src/enrollment/cluster-ca.service.js';
+import { FailedAttempts } from '../../apps/control-plane/src/audit/failed-attempts.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
@@ -266,13 +267,22 @@ describe('agent enrollment and mTLS', () => {
     const name = await register();
     const cred = await token(name);
     await agentFor(name).enroll(cred);
+    const failed = t.app.get(FailedAttempts);
+    await failed.flush();
     await refused(agentFor(name).enroll(cred));
     const rows = await ds.query<Array<{ outcome: string; target: string; actor_name: string }>>(
       `SELECT outcome, target, actor_name FROM audit_events WHERE action = 'cluster.enroll' AND target = $1 ORDER BY seq`,
       [name],
     );
-    expect(rows.map((r) => r.outcome)).toEqual(['success', 'denied']);
+    expect(rows.map((r) => r.outcome)).toEqual(['success']);
     expect(rows[0]!.actor_name).toMatch(/^agent \(bootstrap-token\) from /);
+    // Refused attempts are counted and written once per window (FailedAttempts), not one record each.
+    await failed.flush();
+    const [denied] = await ds.query<Array<{ target: string; status: number }>>(
+      `SELECT target, status FROM audit_events WHERE action = 'cluster.enroll' AND outcome = 'denied' ORDER BY seq DESC LIMIT 1`,
+    );
+    expect(denied).toMatchObject({ status: 401 });
+    expect(denied!.target).toMatch(/^count=1 since=\S+ sources=\S+\*1$/);
     const all = JSON.stringify(await ds.query('SELECT * FROM audit_events'));
     expect(all).not.toContain(cred.value);
   });

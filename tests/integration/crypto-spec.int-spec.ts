@@ -9,7 +9,6 @@ import {
 } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
-import type { GetDesiredStateResponse } from '@sigil/agent-protocol';
 import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
@@ -130,7 +129,7 @@ describe('docs/crypto.md decrypts what the control plane really delivers', () =>
     );
     await t.app.get(PublicationsService).publish(admin, project, 'checkout', { clusters: [name] });
 
-    const state: GetDesiredStateResponse = await eventually('the snapshot is built', async () => {
+    const state = await eventually('the snapshot is built', async () => {
       const st = await agent.desiredState();
       return st.secrets.length > 0 ? st : undefined;
     });

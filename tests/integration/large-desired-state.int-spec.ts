@@ -56,8 +56,9 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
         })),
       );
       await ds.query(
-        `INSERT INTO secrets (id, project_id, app_id, name, type, current_version, latest_version, version)
-         SELECT id, $2, app, name, 'Opaque', 1, 1, 1 FROM unnest($1::uuid[], $3::uuid[], $4::text[]) AS x(id, app, name)`,
+        `INSERT INTO secrets (id, project_id, app_id, namespace, name, type, current_version, latest_version, version)
+         SELECT x.id, $2, x.app, a.namespace, x.name, 'Opaque', 1, 1, 1
+           FROM unnest($1::uuid[], $3::uuid[], $4::text[]) AS x(id, app, name) JOIN apps a ON a.id = x.app`,
         [chunk.map((r) => r.id), projectId, chunk.map((r) => r.appId), chunk.map((r) => r.name)],
       );
       await ds.query(
@@ -71,6 +72,11 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
   beforeAll(async () => {
     t = await startTestApp();
     await t.app.get(ProjectsService).create({ name: project });
+    await t.app.get(ProjectsService).setNamespaces(
+      admin,
+      project,
+      Array.from({ length: 10 }, (_, i) => `ns-${i}`),
+    );
     const apps = t.app.get(AppsService);
     for (let i = 0; i < APPS; i++)
       await apps.create(admin, project, { name: target(i).app, namespace: target(i).namespace, deliveryMode: 'env' });

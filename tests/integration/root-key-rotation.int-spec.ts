@@ -120,7 +120,7 @@ describe('root key rotation', () => {
 });
 
 describe('the HSM token', () => {
-  it('holds only installation-wide keys: root keys, the fingerprint key and the CA key pair — private parts sensitive, never extractable, generated inside', () => {
+  it('holds only installation-wide keys: root keys, the fingerprint and audit keys and the CA key pair — private parts sensitive, never extractable, generated inside', () => {
     const objects = listTokenObjects();
     expect(objects.some((o) => /-root-v\d+$/.test(o.label))).toBe(true);
     for (const o of objects) {
@@ -136,10 +136,10 @@ describe('the HSM token', () => {
         expect(o.kind).toMatch(/^Private Key Object; EC/);
         expect(o.usage).toEqual(['sign']);
       } else {
-        expect(o.label).toMatch(/-fingerprint-v1$/);
+        expect(o.label).toMatch(/-(fingerprint|audit)-v1$/); // HMAC keys
         expect(o.kind).toMatch(/^Secret Key Object; (Generic secret|GENERIC_SECRET)/i);
-        // pkcs11-tool lists encrypt/decrypt/wrap/unwrap/derive usage only; this key can do none of them (it signs: HMAC).
-        expect(o.usage).toEqual(['none']);
+        // pkcs11-tool lists no "sign" for secret keys; neither can encrypt, decrypt, wrap, unwrap or derive.
+        expect(o.usage).toEqual(o.label.endsWith('-audit-v1') ? ['verify'] : ['none']);
       }
     }
   });

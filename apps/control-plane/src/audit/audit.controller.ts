@@ -19,7 +19,7 @@ export class AuditEventView {
   @ApiProperty({ example: 'PUT' }) method!: string;
   @ApiProperty({ example: '/api/v1/projects/payments/apps/checkout/secrets/checkout-db' }) path!: string;
   @ApiProperty({ nullable: true, type: String }) requestId!: string | null;
-  @ApiProperty({ example: '5f1c…', description: 'hex SHA-256 chaining this record to the previous one' }) hash!: string;
+  @ApiProperty({ example: '5f1c…', description: 'hex HMAC-SHA256 (HSM key) chaining this record to the previous one' }) hash!: string;
 }
 
 export class AuditPage {
@@ -27,11 +27,26 @@ export class AuditPage {
   @ApiProperty({ nullable: true, type: String, description: 'pass as `before` for older events' }) next!: string | null;
 }
 
+export class AuditHeadView {
+  @ApiProperty({ example: '1200', description: 'records in the log' }) count!: string;
+  @ApiProperty({ example: '1200' }) lastSeq!: string;
+  @ApiProperty({ example: '5f1c…', description: 'hex MAC of the last record' }) lastHash!: string;
+  @ApiProperty() at!: string;
+  @ApiProperty({ nullable: true, type: String, description: 'hex HMAC-SHA256 of the head under the HSM audit key' }) mac!: string | null;
+}
+
 export class AuditVerificationView {
   @ApiProperty() ok!: boolean;
   @ApiProperty({ example: 1200 }) checked!: number;
+  @ApiProperty({ example: 0, description: 'records verified under the legacy unkeyed scheme' }) legacy!: number;
   @ApiProperty({ required: false }) brokenAt?: string;
+  @ApiProperty({
+    required: false,
+    enum: ['link_mismatch', 'mac_mismatch', 'legacy_hash_mismatch', 'scheme_downgrade', 'head_mismatch', 'head_mac_invalid'],
+  })
+  code?: string;
   @ApiProperty({ required: false }) reason?: string;
+  @ApiProperty({ type: AuditHeadView, description: 'the anchor checked against; keep a copy outside the database' }) head!: AuditHeadView;
 }
 
 @ApiTags('audit')
@@ -89,7 +104,7 @@ export class AuditController {
 
   @Get('verify')
   @Requires('audit:verify')
-  @ApiOperation({ summary: 'Recompute the hash chain over the whole log (admin)' })
+  @ApiOperation({ summary: 'Verify the HMAC chain over the whole log and its MACed head (admin); returns the head to keep' })
   @ApiOkResponse({ type: AuditVerificationView })
   verify(): Promise<AuditVerificationView> {
     return this.audit.verify();

@@ -6,6 +6,7 @@ import type { AuthenticatedRequest } from '../auth/auth.decorators.js';
 import { SigilError } from '../common/sigil-error.js';
 import type { AuditRecord } from './audit.repository.js';
 import { AuditService } from './audit.service.js';
+import { FailedAttempts } from './failed-attempts.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 /** Route parameters that name what a call acts on; never bodies, never query strings. */
@@ -61,11 +62,13 @@ export class AuditInterceptor implements NestInterceptor {
 /**
  * Records the outcome of every routed mutating call once the response is done (or the client
  * went away): success, denied (401/403) or failed, with the status, under the request id.
+ * Calls without valid credentials are counted per window instead (FailedAttempts).
  */
 @Injectable()
 export class AuditMiddleware implements NestMiddleware {
   constructor(
     @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(FailedAttempts) private readonly failedAttempts: FailedAttempts,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {
     logger.setContext('audit');
@@ -78,6 +81,17 @@ export class AuditMiddleware implements NestMiddleware {
       // Only routed API calls: the guard names the action (unknown paths are not API calls).
       if (!req.auditAction) return;
       const status = res.writableFinished ? res.statusCode : 499; // 499: the client went away first
+      if (!req.actor) {
+        const route = (req.route as { path?: string } | undefined)?.path;
+        this.failedAttempts.note({
+          action: req.auditAction,
+          method: req.method,
+          path: route ? `${req.baseUrl}${route}` : 'unmatched',
+          status,
+          source: req.ip ?? req.socket.remoteAddress ?? 'unknown',
+        });
+        return;
+      }
       const outcome = status < 400 ? 'success' : status === 401 || status === 403 ? 'denied' : 'failed';
       this.audit
         .record(recordFor(req, outcome, status))

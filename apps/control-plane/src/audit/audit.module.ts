@@ -5,12 +5,13 @@ import { APP_INTERCEPTOR } from '@nestjs/core';
 import { AuditInterceptor, AuditMiddleware } from './audit.middleware.js';
 import { AuditRepository } from './audit.repository.js';
 import { AuditService } from './audit.service.js';
+import { FailedAttempts } from './failed-attempts.js';
 
 @Module({
   imports: [ProjectsModule],
-  providers: [AuditRepository, AuditService, { provide: APP_INTERCEPTOR, useClass: AuditInterceptor }],
+  providers: [AuditRepository, AuditService, FailedAttempts, { provide: APP_INTERCEPTOR, useClass: AuditInterceptor }],
   controllers: [AuditController],
-  exports: [AuditService],
+  exports: [AuditService, FailedAttempts],
 })
 export class AuditModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

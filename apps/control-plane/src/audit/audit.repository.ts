@@ -18,28 +18,50 @@ export interface AuditRecord {
 
 export interface StoredAuditRecord extends AuditRecord {
   seq: string;
+  /** 1: legacy unkeyed SHA-256 chain (rows before the HMAC cut-over); 2: HMAC-SHA256 in the HSM. */
+  scheme: 1 | 2;
   prevHash: Buffer;
   hash: Buffer;
 }
 
-const COLUMNS = `seq, at, actor_id AS "actorId", actor_name AS "actorName", action, method, path, target, project_id AS "projectId",
+/** The chain's anchor: how many records, which is last, and the HSM's MAC over that (null: not anchored). */
+export interface AuditHead {
+  count: string;
+  lastSeq: string;
+  lastHash: Buffer;
+  at: Date;
+  mac: Buffer | null;
+}
+
+const COLUMNS = `seq, scheme, at, actor_id AS "actorId", actor_name AS "actorName", action, method, path, target, project_id AS "projectId",
   outcome, status, request_id AS "requestId", prev_hash AS "prevHash", hash`;
-const AUDIT_LOCK = 0x5161_0003;
+const HEAD_COLUMNS = `count::text AS count, last_seq::text AS "lastSeq", last_hash AS "lastHash", at, mac`;
+
+/** Computes the new record's MAC and the new head's MAC (in the HSM) from what the locked head says. */
+export type AuditSealer = (seq: string, head: AuditHead, at: Date) => Promise<{ mac: Buffer; headMac: Buffer | null }>;
 
 @Injectable()
 export class AuditRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  /** Appends under a lock, so each record's prev_hash is the hash of the one before it. */
-  async append(record: AuditRecord, hashOf: (prev: Buffer, r: AuditRecord) => Buffer): Promise<void> {
+  /**
+   * Appends under the head row's lock (one writer at a time, across replicas): the record links to
+   * the head's last hash, and the head moves in the same transaction, so the two never disagree.
+   * The sequence number is taken after the lock, so seq order is chain order.
+   */
+  async append(record: AuditRecord, seal: AuditSealer): Promise<void> {
     await this.ds.transaction(async (em) => {
-      await em.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_LOCK]);
-      const last = await em.query<Array<{ hash: Buffer }>>('SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1');
-      const prev = last[0]?.hash ?? Buffer.alloc(32);
+      const [head] = await em.query<AuditHead[]>(`SELECT ${HEAD_COLUMNS} FROM audit_head WHERE id = 1 FOR UPDATE`);
+      if (!head) throw new Error('audit_head is missing');
+      const [next] = await em.query<Array<{ seq: string }>>(`SELECT nextval(pg_get_serial_sequence('audit_events', 'seq'))::text AS seq`);
+      const seq = next!.seq;
+      const headAt = new Date();
+      const { mac, headMac } = await seal(seq, head, headAt);
       await em.query(
-        `INSERT INTO audit_events (at, actor_id, actor_name, action, method, path, target, project_id, outcome, status, request_id, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+        `INSERT INTO audit_events (seq, scheme, at, actor_id, actor_name, action, method, path, target, project_id, outcome, status, request_id, prev_hash, hash)
+         VALUES ($1, 2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
         [
+          seq,
           record.at,
           record.actorId,
           record.actorName,
@@ -51,10 +73,38 @@ export class AuditRepository {
           record.outcome,
           record.status,
           record.requestId,
-          prev,
-          hashOf(prev, record),
+          head.lastHash,
+          mac,
         ],
       );
+      await em.query('UPDATE audit_head SET count = count + 1, last_seq = $1, last_hash = $2, at = $3, mac = $4 WHERE id = 1', [
+        seq,
+        mac,
+        headAt,
+        headMac,
+      ]);
+    });
+  }
+
+  async head(): Promise<AuditHead> {
+    const [head] = await this.ds.query<AuditHead[]>(`SELECT ${HEAD_COLUMNS} FROM audit_head WHERE id = 1`);
+    if (!head) throw new Error('audit_head is missing');
+    return head;
+  }
+
+  /**
+   * At the cut-over (head never MACed and no HMAC record yet): lets `anchor` MAC the head over
+   * the legacy chain, under the head lock. Once any HMAC record exists, a missing MAC is never
+   * filled in again: it would re-anchor a log that may have been cut.
+   */
+  async anchorLegacy(anchor: (head: AuditHead) => Promise<Buffer>): Promise<boolean> {
+    return this.ds.transaction(async (em) => {
+      const [head] = await em.query<AuditHead[]>(`SELECT ${HEAD_COLUMNS} FROM audit_head WHERE id = 1 FOR UPDATE`);
+      if (!head || head.mac !== null) return false;
+      const [keyed] = await em.query<Array<{ hmac: boolean }>>('SELECT EXISTS (SELECT 1 FROM audit_events WHERE scheme = 2) AS hmac');
+      if (keyed?.hmac) return false;
+      await em.query('UPDATE audit_head SET mac = $1 WHERE id = 1', [await anchor(head)]);
+      return true;
     });
   }
 
@@ -79,10 +129,11 @@ export class AuditRepository {
     );
   }
 
-  /** In chain order, from `afterSeq`. */
-  async batch(afterSeq: string, limit: number): Promise<StoredAuditRecord[]> {
-    return this.ds.query<StoredAuditRecord[]>(`SELECT ${COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, [
+  /** In chain order, after `afterSeq` and up to `lastSeq` (the head's), so later appends do not race a verification. */
+  async batch(afterSeq: string, lastSeq: string, limit: number): Promise<StoredAuditRecord[]> {
+    return this.ds.query<StoredAuditRecord[]>(`SELECT ${COLUMNS} FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3`, [
       afterSeq,
+      lastSeq,
       limit,
     ]);
   }

@@ -17,7 +17,7 @@ import { RateLimiter } from './rate-limiter.js';
 @Injectable()
 export class AuthGuard implements CanActivate {
   private readonly limiter: RateLimiter;
-  /** Failed authentications per client address: bounds floods of bad tokens (and their audit records). */
+  /** Failed authentications per client address: bounds brute force (their audit records are aggregated: FailedAttempts). */
   private readonly failures = new RateLimiter(5, 20);
 
   constructor(
@@ -41,7 +41,6 @@ export class AuthGuard implements CanActivate {
     if (!token) {
       const wait = this.failures.take((req as { ip?: string }).ip ?? 'unknown');
       if (wait > 0) {
-        req.auditAction = undefined; // a flood is counted in metrics, not written to the audit chain
         ctx.switchToHttp().getResponse<Response>().setHeader('Retry-After', String(wait));
         throw new SigilError('rate_limited', 'rate_limited', `too many failed authentications; retry in ${wait} s`);
       }

@@ -15,6 +15,7 @@ export class RuntimeConfig {
   readonly shutdownTimeoutMs: number;
   readonly bootstrapAdminToken: string | undefined;
   readonly rateLimit: SigilConfig['rateLimit'];
+  readonly audit: SigilConfig['audit'];
   readonly db: { url: string };
   readonly redis: { url: string; /** prefix of every key Sigil writes; lets tests share one Redis */ prefix: string };
   readonly hsm: { token: HsmToken; poolSize: number; keyLabelPrefix: string; faultInjection: boolean };
@@ -29,6 +30,7 @@ export class RuntimeConfig {
     this.shutdownTimeoutMs = config.shutdownTimeoutMs;
     this.bootstrapAdminToken = config.bootstrapAdminToken;
     this.rateLimit = config.rateLimit;
+    this.audit = config.audit;
     this.db = { url: services.databaseUrl };
     this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? config.redisPrefix };
     this.hsm = {

@@ -105,6 +105,10 @@ const envSchema = z
     SIGIL_FAULT_INJECTION: z.enum(['0', '1']).default('0'),
     SIGIL_RATE_LIMIT_RPS: positiveInt(50),
     SIGIL_RATE_LIMIT_BURST: positiveInt(100),
+    // How often each replica logs the audit log's MACed head (an export outside the database).
+    SIGIL_AUDIT_HEAD_LOG_INTERVAL_MIN: positiveInt(5),
+    // Unauthenticated failures are counted and written as one audit record per kind and window.
+    SIGIL_AUDIT_FAILED_ATTEMPTS_WINDOW_S: positiveInt(60),
     SIGIL_BOOTSTRAP_ADMIN_TOKEN: z
       .string()
       .optional()
@@ -156,6 +160,8 @@ export interface SigilConfig {
   bootstrapAdminToken: string | undefined;
   /** Per API token: sustained requests per second and burst. */
   rateLimit: { perSecond: number; burst: number };
+  /** headLogIntervalMinutes: period of the audit-head log line; failedAttemptsWindowSeconds: aggregation window. */
+  audit: { headLogIntervalMinutes: number; failedAttemptsWindowSeconds: number };
 }
 
 export class ConfigError extends Error {
@@ -211,5 +217,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
     },
     bootstrapAdminToken: e.SIGIL_BOOTSTRAP_ADMIN_TOKEN,
     rateLimit: { perSecond: e.SIGIL_RATE_LIMIT_RPS, burst: e.SIGIL_RATE_LIMIT_BURST },
+    audit: {
+      headLogIntervalMinutes: e.SIGIL_AUDIT_HEAD_LOG_INTERVAL_MIN,
+      failedAttemptsWindowSeconds: e.SIGIL_AUDIT_FAILED_ATTEMPTS_WINDOW_S,
+    },
   };
 }

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import type { EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service.js';
+import { FailedAttempts } from '../audit/failed-attempts.js';
 import { hashToken } from '../auth/bootstrap-admin-token.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { SigilError, invalid } from '../common/sigil-error.js';
@@ -58,6 +59,7 @@ export class EnrollmentService {
     @Inject(ClusterKeyRepository) private readonly clusterKeyRows: ClusterKeyRepository,
     @Inject(ServiceAccountTokenVerifier) private readonly saTokens: ServiceAccountTokenVerifier,
     @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(FailedAttempts) private readonly failedAttempts: FailedAttempts,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
     @Inject(MembershipService) private readonly membership: MembershipService,
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
@@ -111,9 +113,14 @@ export class EnrollmentService {
       const e = toSigilError(err);
       if (e.kind === 'unauthenticated' || e.kind === 'forbidden') {
         this.logger.warn({ cluster: req.cluster.slice(0, 63), method, code: e.code, reason: e.message }, 'enrollment refused');
-        await this.record(req, method, 'denied', e.kind === 'forbidden' ? 403 : 401, req.cluster.slice(0, 63)).catch((auditErr: unknown) =>
-          this.logger.error({ err: auditErr }, 'could not write the audit record of a refused enrollment'),
-        );
+        // Counted per window, not one chain append per attempt (a flood must not stall audit writers).
+        this.failedAttempts.note({
+          action: 'cluster.enroll',
+          method: 'GRPC',
+          path: '/sigil.agent.v1.AgentService/Enroll',
+          status: e.kind === 'forbidden' ? 403 : 401,
+          source: req.peer,
+        });
       }
       throw e;
     }

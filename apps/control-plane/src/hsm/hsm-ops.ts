@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { pkcs11js, type Handle, type Pkcs11 } from './pkcs11-library.js';
+import { ckr, pkcs11js, type Handle, type Pkcs11 } from './pkcs11-library.js';
 
 /**
  * The PKCS#11 operations Sigil performs, as synchronous calls on one session. They run only
@@ -41,45 +41,63 @@ export interface RsaPublicKey {
 const KWP = { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD };
 const GCM_TAG_BITS = 128;
 
-const aesTemplate = (attrs: Array<[number, boolean]>) => [
+/**
+ * Every usage and lifecycle attribute, set explicitly: a key gets exactly the uses it needs and
+ * nothing falls back to the token's defaults (SoftHSM defaults encrypt/decrypt/wrap/unwrap/
+ * sign/verify to true). `uses` lists the only usage attributes that are true.
+ */
+type Use = 'encrypt' | 'decrypt' | 'wrap' | 'unwrap' | 'sign' | 'verify';
+const USE_ATTRIBUTES: Record<Use, number> = {
+  encrypt: pkcs11js.CKA_ENCRYPT,
+  decrypt: pkcs11js.CKA_DECRYPT,
+  wrap: pkcs11js.CKA_WRAP,
+  unwrap: pkcs11js.CKA_UNWRAP,
+  sign: pkcs11js.CKA_SIGN,
+  verify: pkcs11js.CKA_VERIFY,
+};
+
+const secretKeyTemplate = (o: { token: boolean; extractable: boolean; uses: Use[] }) => [
   { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-  { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-  { type: pkcs11js.CKA_TOKEN, value: false },
+  { type: pkcs11js.CKA_TOKEN, value: o.token },
   { type: pkcs11js.CKA_PRIVATE, value: true },
   { type: pkcs11js.CKA_SENSITIVE, value: true },
-  ...attrs.map(([type, value]) => ({ type, value })),
+  { type: pkcs11js.CKA_EXTRACTABLE, value: o.extractable },
+  { type: pkcs11js.CKA_COPYABLE, value: false },
+  { type: pkcs11js.CKA_DESTROYABLE, value: true }, // root keys are destroyed after rotation, session keys after each task
+  ...(Object.entries(USE_ATTRIBUTES) as Array<[Use, number]>).map(([use, type]) => ({ type, value: o.uses.includes(use) })),
+  { type: pkcs11js.CKA_DERIVE, value: false },
 ];
 
-/** A data key: encrypts one value, then is wrapped for storage. */
-const DEK_GENERATE = [
-  ...aesTemplate([
-    [pkcs11js.CKA_ENCRYPT, true],
-    [pkcs11js.CKA_EXTRACTABLE, true],
-  ]),
-  { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+/**
+ * Always the last attribute of a template: SoftHSM applies a template in order and, once
+ * CKA_MODIFIABLE is false, refuses the attributes after it on unwrap (CKR_ATTRIBUTE_READ_ONLY).
+ */
+const NOT_MODIFIABLE = { type: pkcs11js.CKA_MODIFIABLE, value: false };
+
+const aesTemplate = (o: { extractable: boolean; uses: Use[] }, extra: pkcs11js.Attribute[] = []) => [
+  ...secretKeyTemplate({ token: false, ...o }),
+  { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+  ...extra,
+  NOT_MODIFIABLE,
 ];
+
+/** A data key: encrypts one value, then is wrapped for storage (so extractable, but only by wrapping: sensitive). */
+export const DEK_GENERATE = aesTemplate({ extractable: true, uses: ['encrypt'] }, [{ type: pkcs11js.CKA_VALUE_LEN, value: 32 }]);
 /** A data key brought back only to be wrapped again (rotation, cluster envelopes): it cannot encrypt or decrypt. */
-const DEK_UNWRAP = aesTemplate([
-  [pkcs11js.CKA_ENCRYPT, false],
-  [pkcs11js.CKA_DECRYPT, false],
-  [pkcs11js.CKA_EXTRACTABLE, true],
-]);
+export const DEK_UNWRAP = aesTemplate({ extractable: true, uses: [] });
 /** A cluster delivery key: wraps data keys for one cluster. */
-const CDK_GENERATE = [
-  ...aesTemplate([
-    [pkcs11js.CKA_WRAP, true],
-    [pkcs11js.CKA_ENCRYPT, false],
-    [pkcs11js.CKA_DECRYPT, false],
-    [pkcs11js.CKA_EXTRACTABLE, true],
-  ]),
+export const CDK_GENERATE = aesTemplate({ extractable: true, uses: ['wrap'] }, [{ type: pkcs11js.CKA_VALUE_LEN, value: 32 }]);
+export const CDK_UNWRAP = aesTemplate({ extractable: true, uses: ['wrap'] });
+
+/** A long-lived token key generated in the HSM: never extractable, one or two uses. */
+const tokenKeyTemplate = (label: string, keyType: number, uses: Use[]) => [
+  ...secretKeyTemplate({ token: true, extractable: false, uses }),
+  { type: pkcs11js.CKA_KEY_TYPE, value: keyType },
   { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+  { type: pkcs11js.CKA_LABEL, value: label },
+  { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
+  NOT_MODIFIABLE,
 ];
-const CDK_UNWRAP = aesTemplate([
-  [pkcs11js.CKA_WRAP, true],
-  [pkcs11js.CKA_ENCRYPT, false],
-  [pkcs11js.CKA_DECRYPT, false],
-  [pkcs11js.CKA_EXTRACTABLE, true],
-]);
 
 function oaepMechanism(hash: OaepHash): pkcs11js.Mechanism {
   return {
@@ -131,25 +149,7 @@ function findByLabel(p: Pkcs11, session: Handle, label: string): Handle[] {
 export function generateRootKey(p: Pkcs11, session: Handle, prefix: string, version: number): void {
   const label = rootKeyLabel(prefix, version);
   if (findByLabel(p, session, label).length > 0) return; // idempotent: a crash after creation
-  p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-    { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-    { type: pkcs11js.CKA_TOKEN, value: true },
-    { type: pkcs11js.CKA_PRIVATE, value: true },
-    { type: pkcs11js.CKA_SENSITIVE, value: true },
-    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-    { type: pkcs11js.CKA_MODIFIABLE, value: false },
-    { type: pkcs11js.CKA_WRAP, value: true },
-    { type: pkcs11js.CKA_UNWRAP, value: true },
-    { type: pkcs11js.CKA_ENCRYPT, value: false },
-    { type: pkcs11js.CKA_DECRYPT, value: false },
-    { type: pkcs11js.CKA_SIGN, value: false },
-    { type: pkcs11js.CKA_VERIFY, value: false },
-    { type: pkcs11js.CKA_DERIVE, value: false },
-    { type: pkcs11js.CKA_LABEL, value: label },
-    { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
-  ]);
+  p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, tokenKeyTemplate(label, pkcs11js.CKK_AES, ['wrap', 'unwrap']));
 }
 
 /** The installation's fingerprint key: HMAC-SHA256, so fingerprints cannot be brute-forced offline. */
@@ -158,25 +158,11 @@ export const fingerprintKeyLabel = (prefix: string) => `${prefix}-fingerprint-v1
 export function ensureFingerprintKey(p: Pkcs11, session: Handle, prefix: string): void {
   const label = fingerprintKeyLabel(prefix);
   if (findByLabel(p, session, label).length > 0) return;
-  p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-    { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-    { type: pkcs11js.CKA_TOKEN, value: true },
-    { type: pkcs11js.CKA_PRIVATE, value: true },
-    { type: pkcs11js.CKA_SENSITIVE, value: true },
-    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-    { type: pkcs11js.CKA_MODIFIABLE, value: false },
-    { type: pkcs11js.CKA_SIGN, value: true },
-    { type: pkcs11js.CKA_VERIFY, value: false },
-    { type: pkcs11js.CKA_ENCRYPT, value: false },
-    { type: pkcs11js.CKA_DECRYPT, value: false },
-    { type: pkcs11js.CKA_WRAP, value: false },
-    { type: pkcs11js.CKA_UNWRAP, value: false },
-    { type: pkcs11js.CKA_DERIVE, value: false },
-    { type: pkcs11js.CKA_LABEL, value: label },
-    { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
-  ]);
+  p.C_GenerateKey(
+    session,
+    { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN },
+    tokenKeyTemplate(label, pkcs11js.CKK_GENERIC_SECRET, ['sign']),
+  );
 }
 
 export function findFingerprintKey(p: Pkcs11, session: Handle, prefix: string): Handle {
@@ -188,6 +174,56 @@ export function findFingerprintKey(p: Pkcs11, session: Handle, prefix: string): 
 export function hmac(p: Pkcs11, session: Handle, key: Handle, data: Buffer): Buffer {
   p.C_SignInit(session, { mechanism: pkcs11js.CKM_SHA256_HMAC }, key);
   return Buffer.from(p.C_Sign(session, data, Buffer.alloc(32)));
+}
+
+/**
+ * The audit-chain key: HMAC-SHA256, generated in the HSM, never extractable, usable only to
+ * sign (append) and verify. Without it nobody can forge or recompute the chain (docs/crypto.md).
+ */
+export const auditKeyLabel = (prefix: string) => `${prefix}-audit-v1`;
+
+export function ensureAuditKey(p: Pkcs11, session: Handle, prefix: string): void {
+  const label = auditKeyLabel(prefix);
+  if (findByLabel(p, session, label).length > 0) return;
+  p.C_GenerateKey(
+    session,
+    { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN },
+    tokenKeyTemplate(label, pkcs11js.CKK_GENERIC_SECRET, ['sign', 'verify']),
+  );
+}
+
+export function findAuditKey(p: Pkcs11, session: Handle, prefix: string): Handle {
+  const found = findByLabel(p, session, auditKeyLabel(prefix));
+  if (found.length !== 1) throw new HsmKeyError(`audit key ${auditKeyLabel(prefix)} found ${found.length} times`);
+  return found[0]!;
+}
+
+/** HMAC-SHA256 checked inside the HSM (C_Verify); a wrong or malformed MAC is `false`, not an error. */
+export function hmacVerify(p: Pkcs11, session: Handle, key: Handle, data: Buffer, mac: Buffer): boolean {
+  p.C_VerifyInit(session, { mechanism: pkcs11js.CKM_SHA256_HMAC }, key);
+  try {
+    return p.C_Verify(session, data, mac);
+  } catch (err) {
+    const code = ckr(err);
+    if (code === 'CKR_SIGNATURE_INVALID' || code === 'CKR_SIGNATURE_LEN_RANGE') return false;
+    throw err;
+  }
+}
+
+/**
+ * One audit append in one task: checks the stored head's MAC, MACs the new record, then MACs
+ * the new head (`headPrefix || record MAC`). A head that does not verify is never extended
+ * with a valid MAC (headMac null), so an append cannot launder a truncated or edited log.
+ */
+export function auditAppend(
+  p: Pkcs11,
+  session: Handle,
+  key: Handle,
+  task: { record: Buffer; headPrefix: Buffer; previousHead: { message: Buffer; mac: Buffer } | null },
+): { mac: Buffer; headMac: Buffer | null } {
+  const previousOk = task.previousHead !== null && hmacVerify(p, session, key, task.previousHead.message, task.previousHead.mac);
+  const mac = hmac(p, session, key, task.record);
+  return { mac, headMac: previousOk ? hmac(p, session, key, Buffer.concat([task.headPrefix, mac])) : null };
 }
 
 /** The cluster CA's signing key: EC P-256, generated in the HSM; the private half never leaves it. */
@@ -203,23 +239,31 @@ export function ensureCaKey(p: Pkcs11, session: Handle, prefix: string): void {
     { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN },
     [
       { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: false },
+      { type: pkcs11js.CKA_COPYABLE, value: false },
       { type: pkcs11js.CKA_VERIFY, value: true },
+      { type: pkcs11js.CKA_ENCRYPT, value: false },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
       { type: pkcs11js.CKA_EC_PARAMS, value: P256_OID },
       { type: pkcs11js.CKA_LABEL, value: label },
       { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
+      NOT_MODIFIABLE,
     ],
     [
       { type: pkcs11js.CKA_TOKEN, value: true },
       { type: pkcs11js.CKA_PRIVATE, value: true },
       { type: pkcs11js.CKA_SENSITIVE, value: true },
       { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_MODIFIABLE, value: false },
+      { type: pkcs11js.CKA_COPYABLE, value: false },
       { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
       { type: pkcs11js.CKA_DECRYPT, value: false },
       { type: pkcs11js.CKA_UNWRAP, value: false },
       { type: pkcs11js.CKA_DERIVE, value: false },
       { type: pkcs11js.CKA_LABEL, value: label },
       { type: pkcs11js.CKA_ID, value: Buffer.from(label) },
+      NOT_MODIFIABLE,
     ],
   );
 }
@@ -384,11 +428,16 @@ function importRsaPublicKey(p: Pkcs11, session: Handle, key: RsaPublicKey): Hand
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
     { type: pkcs11js.CKA_TOKEN, value: false },
+    { type: pkcs11js.CKA_PRIVATE, value: false },
+    { type: pkcs11js.CKA_COPYABLE, value: false },
     { type: pkcs11js.CKA_WRAP, value: true },
     { type: pkcs11js.CKA_ENCRYPT, value: false },
     { type: pkcs11js.CKA_VERIFY, value: false },
+    { type: pkcs11js.CKA_VERIFY_RECOVER, value: false },
+    { type: pkcs11js.CKA_DERIVE, value: false },
     { type: pkcs11js.CKA_MODULUS, value: key.modulus },
     { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: key.publicExponent },
+    NOT_MODIFIABLE,
   ]);
 }
 

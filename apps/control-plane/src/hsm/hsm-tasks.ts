@@ -9,6 +9,10 @@ export type HsmTask =
   | { op: 'listRootKeys' }
   | { op: 'ensureFingerprintKey' }
   | { op: 'ensureCaKey' }
+  | { op: 'ensureAuditKey' }
+  | { op: 'auditMac'; items: Uint8Array[] }
+  | { op: 'auditVerify'; items: Array<{ message: Uint8Array; mac: Uint8Array }> }
+  | { op: 'auditAppend'; record: Uint8Array; headPrefix: Uint8Array; previousHead: { message: Uint8Array; mac: Uint8Array } | null }
   | { op: 'caPublicKey' }
   | { op: 'caSign'; digest: Uint8Array }
   | { op: 'fingerprint'; items: Uint8Array[] }
@@ -25,6 +29,10 @@ export interface HsmTaskResults {
   listRootKeys: RootKeyInfo[];
   ensureFingerprintKey: null;
   ensureCaKey: null;
+  ensureAuditKey: null;
+  auditMac: Buffer[];
+  auditVerify: boolean[];
+  auditAppend: { mac: Buffer; headMac: Buffer | null };
   caPublicKey: Buffer;
   caSign: Buffer;
   fingerprint: Buffer[];

@@ -29,6 +29,7 @@ const roots = new ops.RootKeyHandles(p, config.keyLabelPrefix);
 let session: Handle | undefined;
 let fingerprintKey: Handle | undefined;
 let caKey: Handle | undefined;
+let auditKey: Handle | undefined;
 
 function open(): Handle {
   const slot = findSlotByLabel(p, config.tokenLabel);
@@ -49,6 +50,7 @@ function reset(): void {
   roots.clear();
   fingerprintKey = undefined;
   caKey = undefined;
+  auditKey = undefined;
   if (session !== undefined) {
     try {
       p.C_CloseSession(session);
@@ -91,6 +93,26 @@ function execute(s: Handle, task: HsmTask): unknown {
     case 'ensureCaKey':
       ops.ensureCaKey(p, s, config.keyLabelPrefix);
       return null;
+    case 'ensureAuditKey':
+      ops.ensureAuditKey(p, s, config.keyLabelPrefix);
+      return null;
+    case 'auditMac': {
+      const key = (auditKey ??= ops.findAuditKey(p, s, config.keyLabelPrefix));
+      return task.items.map((m) => ops.hmac(p, s, key, buf(m)));
+    }
+    case 'auditVerify': {
+      const key = (auditKey ??= ops.findAuditKey(p, s, config.keyLabelPrefix));
+      return task.items.map((i) => ops.hmacVerify(p, s, key, buf(i.message), buf(i.mac)));
+    }
+    case 'auditAppend': {
+      const key = (auditKey ??= ops.findAuditKey(p, s, config.keyLabelPrefix));
+      const prev = task.previousHead;
+      return ops.auditAppend(p, s, key, {
+        record: buf(task.record),
+        headPrefix: buf(task.headPrefix),
+        previousHead: prev ? { message: buf(prev.message), mac: buf(prev.mac) } : null,
+      });
+    }
     case 'caPublicKey':
       return ops.caPublicKey(p, s, config.keyLabelPrefix);
     case 'caSign':

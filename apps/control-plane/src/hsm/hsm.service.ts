@@ -25,6 +25,9 @@ export interface HsmCapabilities {
   workers: number;
 }
 
+/** An exact copy: posting a small pooled Buffer would clone the whole 8 KiB slab under it. */
+const own = (b: Buffer) => new Uint8Array(b);
+
 /** Largest batch one worker handles in one message: bounds latency of other queued work. */
 const MAX_BATCH = 256;
 
@@ -155,6 +158,38 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
       own.map((o) => o.buffer),
     );
     return macs.map((m) => `hmac-sha256:${m.subarray(0, 16).toString('hex')}`);
+  }
+
+  /** The audit chain's HMAC key (docs/crypto.md, "Audit log"), generated in the HSM on first use. */
+  ensureAuditKey(): Promise<null> {
+    return this.workers.run({ op: 'ensureAuditKey' });
+  }
+
+  /** HMAC-SHA256 of each message under the audit key. */
+  auditMac(messages: Buffer[]): Promise<Buffer[]> {
+    return this.workers.run({ op: 'auditMac', items: messages.map(own) });
+  }
+
+  /** Checks each MAC under the audit key inside the HSM; large batches are spread over the workers. */
+  auditVerify(items: Array<{ message: Buffer; mac: Buffer }>): Promise<boolean[]> {
+    return this.batched(items, (chunk) =>
+      this.workers.run({ op: 'auditVerify', items: chunk.map((i) => ({ message: own(i.message), mac: own(i.mac) })) }),
+    );
+  }
+
+  /** One audit append: verify the stored head, MAC the record, MAC the new head (null if the stored head was not genuine). */
+  auditAppend(task: {
+    record: Buffer;
+    headPrefix: Buffer;
+    previousHead: { message: Buffer; mac: Buffer } | null;
+  }): Promise<{ mac: Buffer; headMac: Buffer | null }> {
+    const prev = task.previousHead;
+    return this.workers.run({
+      op: 'auditAppend',
+      record: own(task.record),
+      headPrefix: own(task.headPrefix),
+      previousHead: prev ? { message: own(prev.message), mac: own(prev.mac) } : null,
+    });
   }
 
   rewrap(kind: 'dek' | 'cdk', to: number, items: WrappedKey[]): Promise<Buffer[]> {

@@ -5,6 +5,7 @@ import { ClusterCa1763800000003 } from './1763800000003-cluster-ca.js';
 import { AgentEnrollment1763800000004 } from './1763800000004-agent-enrollment.js';
 import { Delivery1763800000005 } from './1763800000005-delivery.js';
 import { SecretOwnership1763800000006 } from './1763800000006-secret-ownership.js';
+import { AuditHmacChain1763800000007 } from './1763800000007-audit-hmac-chain.js';
 
 /** Applied in order at start-up; never edit one that has shipped, add a new one. */
 export const migrations = [
@@ -15,4 +16,5 @@ export const migrations = [
   AgentEnrollment1763800000004,
   Delivery1763800000005,
   SecretOwnership1763800000006,
+  AuditHmacChain1763800000007,
 ];
