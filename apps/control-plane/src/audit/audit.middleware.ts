@@ -4,6 +4,7 @@ import { PinoLogger } from 'nestjs-pino';
 import type { Observable } from 'rxjs';
 import type { AuthenticatedRequest } from '../auth/auth.decorators.js';
 import { SigilError } from '../common/sigil-error.js';
+import { isHsmUnavailableError } from '../common/transient-errors.js';
 import type { AuditRecord } from './audit.repository.js';
 import { AuditService } from './audit.service.js';
 import { FailedAttempts } from './failed-attempts.js';
@@ -51,7 +52,14 @@ export class AuditInterceptor implements NestInterceptor {
     if (ctx.getType() === 'http' && MUTATING.has(req.method) && req.auditAction && req.actor) {
       try {
         await this.audit.record(recordFor(req, 'attempted', 0));
-      } catch {
+      } catch (err) {
+        // The chain is MACed in the HSM: an HSM outage shows here first, and is named as such.
+        if (isHsmUnavailableError(err))
+          throw new SigilError(
+            'unavailable',
+            'hsm_unavailable',
+            'the HSM is unavailable, so the audit log cannot be written; nothing was changed',
+          );
         throw new SigilError('unavailable', 'audit_unavailable', 'the audit log cannot be written; nothing was changed');
       }
     }
