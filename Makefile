@@ -14,7 +14,7 @@ export PATH := $(NODE_BIN):$(SIGIL_CACHE)/bin:$(PATH)
 export npm_config_nodedir := $(abspath $(NODE_BIN)/..)
 NPM := npm --loglevel=error --no-audit --no-fund
 
-.PHONY: help up test check generate build lint typecheck format deps deps-apt deps-npm deps-go bench bench-hsm bench-latency bench-fleet bench-faults clean
+.PHONY: help up test check generate build lint typecheck format deps deps-apt deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-faults clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,7 +44,10 @@ typecheck: deps-npm
 format: deps-npm ## rewrite files with Prettier
 	@node_modules/.bin/prettier --write --log-level=warn .
 
-deps: deps-apt deps-npm deps-go
+deps: deps-apt deps-npm deps-go deps-python
+
+deps-python: ## schemathesis (OpenAPI fuzzer of the e2e tests), pinned, in a venv in the cache
+	@bash .ci/python-tools.sh
 
 deps-apt:
 	@bash .ci/apt.sh

@@ -22,6 +22,11 @@ export default tseslint.config(
       // Nest injects by class: decorated constructor parameters must keep value imports.
       '@typescript-eslint/no-extraneous-class': 'off',
       'no-console': 'error',
+      // IsOptional lets `null` through unvalidated; DTOs use IsAbsentOr (common/validators.ts).
+      'no-restricted-imports': [
+        'error',
+        { paths: [{ name: 'class-validator', importNames: ['IsOptional'], message: 'use IsAbsentOr from common/validators.ts' }] },
+      ],
     },
   },
   {

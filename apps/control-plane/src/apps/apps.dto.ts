@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsOptional, Matches, MaxLength } from 'class-validator';
-import { IsDns1123Label } from '../common/validators.js';
+import { IsIn, Matches, MaxLength } from 'class-validator';
+import { IsAbsentOr, IsDns1123Label } from '../common/validators.js';
 import { SECRET_TYPES } from '../secrets/secret-types.js';
 import type { AppEntity, DeliveryMode } from './app.entity.js';
 
@@ -20,12 +20,12 @@ export class CreateAppDto {
   deliveryMode!: DeliveryMode;
 
   @ApiPropertyOptional({ enum: SECRET_TYPES, default: 'Opaque' })
-  @IsOptional()
+  @IsAbsentOr()
   @IsIn(SECRET_TYPES)
   secretType?: string;
 
   @ApiPropertyOptional({ example: '/etc/sigil', default: '/etc/sigil', description: 'volume mode: mount directory' })
-  @IsOptional()
+  @IsAbsentOr()
   @Matches(MOUNT_PATH, { message: 'mountPath must be an absolute path of letters, digits and ._-/' })
   @MaxLength(256)
   mountPath?: string;
@@ -33,22 +33,22 @@ export class CreateAppDto {
 
 export class UpdateAppDto {
   @ApiPropertyOptional({ example: 'shop' })
-  @IsOptional()
+  @IsAbsentOr()
   @IsDns1123Label()
   namespace?: string;
 
   @ApiPropertyOptional({ enum: ['env', 'volume'] })
-  @IsOptional()
+  @IsAbsentOr()
   @IsIn(['env', 'volume'])
   deliveryMode?: DeliveryMode;
 
   @ApiPropertyOptional({ enum: SECRET_TYPES })
-  @IsOptional()
+  @IsAbsentOr()
   @IsIn(SECRET_TYPES)
   secretType?: string;
 
   @ApiPropertyOptional({ example: '/etc/sigil' })
-  @IsOptional()
+  @IsAbsentOr()
   @Matches(MOUNT_PATH, { message: 'mountPath must be an absolute path of letters, digits and ._-/' })
   @MaxLength(256)
   mountPath?: string;

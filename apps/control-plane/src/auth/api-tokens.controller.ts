@@ -1,10 +1,10 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Param, ParseUUIDPipe, Post, Res } from '@nestjs/common';
 import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
-import { IsIn, IsOptional, IsString, Length } from 'class-validator';
+import { IsIn, IsString, Length } from 'class-validator';
 import type { Response } from 'express';
 import { notFound, invalid } from '../common/sigil-error.js';
-import { IsDns1123Label } from '../common/validators.js';
+import { IsAbsentOr, IsDns1123Label } from '../common/validators.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import { ApiTokenRepository } from './api-token.repository.js';
 import type { ApiTokenEntity, ApiTokenRole } from './api-token.entity.js';
@@ -25,7 +25,7 @@ export class CreateApiTokenDto {
   role!: ApiTokenRole;
 
   @ApiPropertyOptional({ example: 'payments', description: 'restrict the token to one project (not for admin tokens)' })
-  @IsOptional()
+  @IsAbsentOr()
   @IsDns1123Label()
   project?: string;
 }

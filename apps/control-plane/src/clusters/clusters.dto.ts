@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional, type ApiPropertyOptions } from '@nestjs/swagger';
-import { IsInt, IsOptional, Max, Min } from 'class-validator';
-import { IsDns1123Label, IsLabelMap, rule } from '../common/validators.js';
+import { IsInt, Max, Min } from 'class-validator';
+import { IsAbsentOr, IsDns1123Label, IsLabelMap, rule } from '../common/validators.js';
 import { kubernetesIdentityProblem, type KubernetesIdentity } from './kubernetes-identity.js';
 import type { ClusterEntity, ClusterState, EnrollmentTokenEntity } from './cluster.entity.js';
 
@@ -47,12 +47,12 @@ export class RegisterClusterDto {
   name!: string;
 
   @ApiPropertyOptional({ example: { region: 'eu-west', tier: 'store' }, type: 'object', additionalProperties: { type: 'string' } })
-  @IsOptional()
+  @IsAbsentOr()
   @IsLabelMap()
   labels?: Record<string, string>;
 
   @ApiPropertyOptional({ ...KUBERNETES_IDENTITY_SCHEMA, example: KUBERNETES_IDENTITY_EXAMPLE })
-  @IsOptional()
+  @IsAbsentOr()
   @IsKubernetesIdentity()
   kubernetesIdentity?: KubernetesIdentity;
 }
@@ -70,7 +70,7 @@ export class RelabelClusterDto {
 
 export class CreateEnrollmentTokenDto {
   @ApiPropertyOptional({ example: 3600, default: 3600, description: 'lifetime in seconds (60 s to 24 h)' })
-  @IsOptional()
+  @IsAbsentOr()
   @IsInt()
   @Min(60)
   @Max(24 * 3600)

@@ -23,7 +23,9 @@ export function dns1123SubdomainProblem(v: string): string | undefined {
 
 export function secretKeyProblem(k: string): string | undefined {
   if (k.length === 0 || k.length > 253) return 'must be 1-253 characters';
-  if (k === '.' || k === '..') return "must not be '.' or '..'";
+  // The kube-apiserver refuses '.', '..' and any key starting with '..' (the atomic-writer's
+  // reserved names in Secret volumes), so a delivery of such a key would fail in every cluster.
+  if (k === '.' || k.startsWith('..')) return "must not be '.' nor start with '..'";
   if (!SECRET_KEY.test(k)) return "may contain only letters, digits, '-', '_' and '.'";
   return undefined;
 }

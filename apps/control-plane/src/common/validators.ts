@@ -1,5 +1,13 @@
-import { registerDecorator, type ValidationOptions } from 'class-validator';
+import { ValidateIf, registerDecorator, type ValidationOptions } from 'class-validator';
 import { dns1123LabelProblem, dns1123SubdomainProblem, labelKeyProblem, labelValueProblem } from './kubernetes-names.js';
+
+/**
+ * An optional field: validators run unless the field is absent. Unlike class-validator's
+ * IsOptional (which also skips `null`), a `null` is validated and refused as a 400
+ * (validation_failed), so it never reaches a service as a value it does not expect; the
+ * OpenAPI document accordingly marks no optional request field nullable.
+ */
+export const IsAbsentOr = () => ValidateIf((_object: object, value: unknown) => value !== undefined);
 
 export function rule(name: string, check: (v: unknown) => string | undefined, options?: ValidationOptions) {
   return (target: object, propertyName: string) => {

@@ -1,7 +1,7 @@
 import { ApiProperty, ApiPropertyOptional, type ApiPropertyOptions } from '@nestjs/swagger';
-import { IsArray, IsOptional } from 'class-validator';
+import { IsArray } from 'class-validator';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
-import { rule } from '../common/validators.js';
+import { IsAbsentOr, rule } from '../common/validators.js';
 import { labelSelectorProblem, type LabelSelector } from './label-selector.js';
 
 const IsLabelSelector = () => rule('isLabelSelector', labelSelectorProblem);
@@ -24,20 +24,20 @@ export const LABEL_SELECTOR_SCHEMA: ApiPropertyOptions = {
 
 export class PublishDto {
   @ApiPropertyOptional({ type: [String], example: ['eu-west-store-0042'], description: 'clusters by name' })
-  @IsOptional()
+  @IsAbsentOr()
   @IsArray()
   @IsClusterNames()
   clusters?: string[];
 
   @ApiPropertyOptional({ ...LABEL_SELECTOR_SCHEMA, description: 'and/or every cluster whose labels match (now and later)' })
-  @IsOptional()
+  @IsAbsentOr()
   @IsLabelSelector()
   selector?: LabelSelector;
 }
 
 export class UnpublishDto {
   @ApiPropertyOptional({ type: [String], description: 'only from these clusters; omitted: from every cluster' })
-  @IsOptional()
+  @IsAbsentOr()
   @IsArray()
   @IsClusterNames()
   clusters?: string[];

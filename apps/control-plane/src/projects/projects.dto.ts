@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, IsArray, IsOptional, IsString, MaxLength } from 'class-validator';
-import { IsDns1123Label } from '../common/validators.js';
+import { ArrayMaxSize, IsArray, IsString, MaxLength } from 'class-validator';
+import { IsAbsentOr, IsDns1123Label } from '../common/validators.js';
 import type { ProjectEntity } from './project.entity.js';
 
 export class CreateProjectDto {
@@ -9,7 +9,7 @@ export class CreateProjectDto {
   name!: string;
 
   @ApiPropertyOptional({ example: 'Payment services' })
-  @IsOptional()
+  @IsAbsentOr()
   @IsString()
   @MaxLength(1000)
   description?: string;
@@ -17,7 +17,7 @@ export class CreateProjectDto {
 
 export class UpdateProjectDto {
   @ApiPropertyOptional({ example: 'Payment services (EU)' })
-  @IsOptional()
+  @IsAbsentOr()
   @IsString()
   @MaxLength(1000)
   description?: string;

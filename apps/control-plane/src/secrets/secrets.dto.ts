@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsInt, IsOptional, Max, Min } from 'class-validator';
-import { IsDns1123Subdomain, IsStringMap } from '../common/validators.js';
+import { IsIn, IsInt, Max, Min } from 'class-validator';
+import { IsAbsentOr, IsDns1123Subdomain, IsStringMap } from '../common/validators.js';
 import { SECRET_TYPES } from './secret-types.js';
 
 export class SecretValuesDto {
@@ -11,7 +11,7 @@ export class SecretValuesDto {
     type: 'object',
     additionalProperties: { type: 'string' },
   })
-  @IsOptional()
+  @IsAbsentOr()
   @IsStringMap()
   data?: Record<string, string>;
 
@@ -22,7 +22,7 @@ export class SecretValuesDto {
     type: 'object',
     additionalProperties: { type: 'string', format: 'byte' },
   })
-  @IsOptional()
+  @IsAbsentOr()
   @IsStringMap()
   binaryData?: Record<string, string>;
 }
@@ -33,7 +33,7 @@ export class CreateSecretDto extends SecretValuesDto {
   name!: string;
 
   @ApiPropertyOptional({ enum: SECRET_TYPES, description: "default: the app's secretType" })
-  @IsOptional()
+  @IsAbsentOr()
   @IsIn(SECRET_TYPES)
   type?: string;
 }
