@@ -45,6 +45,7 @@ beforeAll(async () => {
   const ok = (r: { status: number; text: string }, status: number) =>
     expect(`${r.status} ${r.text}`).toMatch(new RegExp(`^${Math.floor(status / 100)}\\d\\d `));
   ok(await s.admin.post('/projects', { name: 'fuzz', description: 'fuzzed' }), 201);
+  ok(await s.admin.put('/projects/fuzz/namespaces', { namespaces: ['fuzz-ns'] }), 200);
   ok(await s.admin.post('/projects/fuzz/apps', { name: 'fuzz-app', namespace: 'fuzz-ns', deliveryMode: 'env' }), 201);
   ok(await s.admin.post('/projects/fuzz/apps/fuzz-app/secrets', { name: 'fuzz-secret', data: { A: 'one', B: 'two' } }), 201);
   ok(await s.admin.put('/projects/fuzz/apps/fuzz-app/secrets/fuzz-secret', { data: { A: 'three' } }), 200);
