@@ -38,50 +38,68 @@ const COLUMNS = `seq, scheme, at, actor_id AS "actorId", actor_name AS "actorNam
 const HEAD_COLUMNS = `count::text AS count, last_seq::text AS "lastSeq", last_hash AS "lastHash", at, mac`;
 
 /** Computes the new record's MAC and the new head's MAC (in the HSM) from what the locked head says. */
-export type AuditSealer = (seq: string, head: AuditHead, at: Date) => Promise<{ mac: Buffer; headMac: Buffer | null }>;
+export type AuditSealer = (record: AuditRecord, seq: string, head: AuditHead, at: Date) => Promise<{ mac: Buffer; headMac: Buffer | null }>;
 
 @Injectable()
 export class AuditRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
   /**
-   * Appends under the head row's lock (one writer at a time, across replicas): the record links to
-   * the head's last hash, and the head moves in the same transaction, so the two never disagree.
-   * The sequence number is taken after the lock, so seq order is chain order.
+   * Appends `records`, in order, under the head row's lock (one writer at a time, across
+   * replicas): each record links to the previous one's MAC, and the head moves in the same
+   * transaction, so the two never disagree. Sequence numbers are taken after the lock, so seq
+   * order is chain order. One transaction for many records: concurrent writers share a commit
+   * and a pooled connection instead of each holding one while they queue for the lock.
    */
-  async append(record: AuditRecord, seal: AuditSealer): Promise<void> {
+  async append(records: AuditRecord[], seal: AuditSealer): Promise<void> {
+    if (records.length === 0) return;
     await this.ds.transaction(async (em) => {
-      const [head] = await em.query<AuditHead[]>(`SELECT ${HEAD_COLUMNS} FROM audit_head WHERE id = 1 FOR UPDATE`);
-      if (!head) throw new Error('audit_head is missing');
-      const [next] = await em.query<Array<{ seq: string }>>(`SELECT nextval(pg_get_serial_sequence('audit_events', 'seq'))::text AS seq`);
-      const seq = next!.seq;
-      const headAt = new Date();
-      const { mac, headMac } = await seal(seq, head, headAt);
+      const [locked] = await em.query<AuditHead[]>(`SELECT ${HEAD_COLUMNS} FROM audit_head WHERE id = 1 FOR UPDATE`);
+      if (!locked) throw new Error('audit_head is missing');
+      const seqs = await em.query<Array<{ seq: string }>>(
+        `SELECT nextval(pg_get_serial_sequence('audit_events', 'seq'))::text AS seq FROM generate_series(1, $1)`,
+        [records.length],
+      );
+      let head = locked;
+      const macs: Buffer[] = [];
+      const prevs: Buffer[] = [];
+      for (const [i, record] of records.entries()) {
+        const seq = seqs[i]!.seq;
+        const at = new Date();
+        const { mac, headMac } = await seal(record, seq, head, at);
+        prevs.push(head.lastHash);
+        macs.push(mac);
+        head = { count: (BigInt(head.count) + 1n).toString(), lastSeq: seq, lastHash: mac, at, mac: headMac };
+      }
+      const col = <K extends keyof AuditRecord>(k: K) => records.map((r) => r[k]);
       await em.query(
         `INSERT INTO audit_events (seq, scheme, at, actor_id, actor_name, action, method, path, target, project_id, outcome, status, request_id, prev_hash, hash)
-         VALUES ($1, 2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+         SELECT * FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                              $9::text[], $10::uuid[], $11::text[], $12::int[], $13::text[], $14::bytea[], $15::bytea[])`,
         [
-          seq,
-          record.at,
-          record.actorId,
-          record.actorName,
-          record.action,
-          record.method,
-          record.path,
-          record.target,
-          record.projectId,
-          record.outcome,
-          record.status,
-          record.requestId,
-          head.lastHash,
-          mac,
+          seqs.map((r) => r.seq),
+          records.map(() => 2),
+          col('at'),
+          col('actorId'),
+          col('actorName'),
+          col('action'),
+          col('method'),
+          col('path'),
+          col('target'),
+          col('projectId'),
+          col('outcome'),
+          col('status'),
+          col('requestId'),
+          prevs,
+          macs,
         ],
       );
-      await em.query('UPDATE audit_head SET count = count + 1, last_seq = $1, last_hash = $2, at = $3, mac = $4 WHERE id = 1', [
-        seq,
-        mac,
-        headAt,
-        headMac,
+      await em.query('UPDATE audit_head SET count = $1, last_seq = $2, last_hash = $3, at = $4, mac = $5 WHERE id = 1', [
+        head.count,
+        head.lastSeq,
+        head.lastHash,
+        head.at,
+        head.mac,
       ]);
     });
   }

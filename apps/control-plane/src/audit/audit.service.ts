@@ -36,6 +36,8 @@ export interface ChainVerification {
 }
 
 const BATCH = 1000;
+/** Records per append transaction (one HSM round trip each, under the head lock). */
+const APPEND_BATCH = 200;
 const REASONS: Record<ChainProblem, string> = {
   link_mismatch: 'link to the previous record does not match (a record was removed, inserted or altered)',
   mac_mismatch: 'record content does not match its HSM MAC',
@@ -65,6 +67,8 @@ export function exportHead(head: AuditHead): ExportedHead {
 export class AuditService implements OnApplicationBootstrap, OnApplicationShutdown {
   private headTimer: NodeJS.Timeout | undefined;
   private ready: Promise<void> | undefined;
+  private readonly pending: Array<{ record: AuditRecord; resolve: () => void; reject: (err: unknown) => void }> = [];
+  private flushing: Promise<void> | undefined;
 
   constructor(
     @Inject(AuditRepository) private readonly repo: AuditRepository,
@@ -121,13 +125,36 @@ export class AuditService implements OnApplicationBootstrap, OnApplicationShutdo
     const { projectName: _unused, ...rest } = r;
     const record: AuditRecord = { ...rest, projectId };
     await this.prepared();
-    await this.repo.append(record, (seq, head, at) =>
-      this.hsm.auditAppend({
-        record: recordMessage(seq, head.lastHash, record),
-        headPrefix: headPrefix((BigInt(head.count) + 1n).toString(), seq, at),
-        previousHead: head.mac ? { message: headMessage(head), mac: head.mac } : null,
-      }),
-    );
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ record, resolve, reject });
+      this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
+    });
+  }
+
+  /**
+   * Group commit: appends wait here (in memory, bounded by the requests in flight) and are
+   * written together, one transaction and one pooled connection per batch, instead of each
+   * holding a connection while it queues for the head lock. Each caller still returns only once
+   * its own record is committed, and sees the batch's error if it failed.
+   */
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, APPEND_BATCH);
+      try {
+        await this.repo.append(
+          batch.map((p) => p.record),
+          (record, seq, head, at) =>
+            this.hsm.auditAppend({
+              record: recordMessage(seq, head.lastHash, record),
+              headPrefix: headPrefix((BigInt(head.count) + 1n).toString(), seq, at),
+              previousHead: head.mac ? { message: headMessage(head), mac: head.mac } : null,
+            }),
+        );
+        for (const p of batch) p.resolve();
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+      }
+    }
   }
 
   list(filter: Parameters<AuditRepository['list']>[0], limit: number): Promise<StoredAuditRecord[]> {
