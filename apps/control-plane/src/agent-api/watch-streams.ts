@@ -50,8 +50,11 @@ export class WatchStreams implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleInit(): void {
-    this.unsubscribe = this.events.on((e) => {
+    this.unsubscribe = this.events.on((e, source) => {
       if (e.type === 'access-changed') void this.recheck(e.clusterId);
+      // This process's own events follow its own commit: their generation is PostgreSQL's.
+      // Redis ones are hints, confirmed against PostgreSQL before anything is pushed.
+      else if (e.type === 'desired' && source === 'local') this.push(e.clusterId, BigInt(e.generation));
       else if (e.type === 'desired') this.hint(e.clusterId, e.generation);
     });
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS).unref();

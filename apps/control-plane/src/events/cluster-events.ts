@@ -17,6 +17,8 @@ export type ClusterEvent =
   /** The app was published or unpublished: where it should be moved. */
   | { type: 'placement-changed'; appId: string };
 
+export type EventSource = 'local' | 'redis';
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
@@ -74,14 +76,14 @@ export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
       }
       if (msg.origin === this.origin || !isClusterEvent(msg)) return;
       const { origin: _o, ...event } = msg;
-      this.deliver(event);
+      this.deliver(event, 'redis');
     });
     void sub.subscribe(this.channel).catch(() => undefined);
     this.subscriber = sub;
   }
 
   async publish(event: ClusterEvent): Promise<void> {
-    this.deliver(event);
+    this.deliver(event, 'local');
     try {
       await this.redis.client.publish(this.channel, JSON.stringify({ ...event, origin: this.origin }));
     } catch (err) {
@@ -92,10 +94,14 @@ export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  on(listener: (event: ClusterEvent) => void): () => void {
-    const safe = (event: ClusterEvent) => {
+  /**
+   * `source` says where the event came from: `local` events were published by this process after
+   * its own commit; `redis` ones may come from anyone who can write to Redis and are hints only.
+   */
+  on(listener: (event: ClusterEvent, source: EventSource) => void): () => void {
+    const safe = (event: ClusterEvent, source: EventSource) => {
       try {
-        listener(event);
+        listener(event, source);
       } catch (err) {
         this.logger.error({ err, event: event.type }, 'a cluster event listener failed');
       }
@@ -104,8 +110,8 @@ export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
     return () => this.local.off('event', safe);
   }
 
-  private deliver(event: ClusterEvent): void {
-    this.local.emit('event', event);
+  private deliver(event: ClusterEvent, source: EventSource): void {
+    this.local.emit('event', event, source);
   }
 
   async onApplicationShutdown(): Promise<void> {
