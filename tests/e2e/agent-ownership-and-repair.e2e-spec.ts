@@ -145,7 +145,10 @@ describe('edge agent: ownership, served namespaces, and repair that does not dep
       // the deletion and the edit below land exactly in the window in which events used to be dropped.
       await writeFile(gate, '');
       await api().put(`/projects/${project}/apps/shop/secrets/shop-db`, { data: { PASSWORD: value } });
-      await eventually(`round ${round}: rotation written`, valueIs('shop-db', { PASSWORD: value }));
+      await eventually(`round ${round}: rotation written`, valueIs('shop-db', { PASSWORD: value })).catch((e) => {
+        console.log(agent!.logs().slice(-4000)); // eslint-disable-line no-console
+        throw e;
+      });
       await core.deleteNamespacedSecret({ namespace: ns, name: 'shop-db' });
       const api2 = (await readSecret(ns, 'shop-api'))!;
       await core.replaceNamespacedSecret({
@@ -159,5 +162,38 @@ describe('edge agent: ownership, served namespaces, and repair that does not dep
       await eventually(`round ${round}: deleted Secret restored`, valueIs('shop-db', { PASSWORD: value }), 5_000);
       await eventually(`round ${round}: edited Secret restored`, valueIs('shop-api', { TOKEN: 'api-v1-Hx3' }), 5_000);
     }
+  });
+
+  it('hands a Secret it wrote to the new owner when the old one left the desired state unseen', async () => {
+    expect((await api().post(`/projects/${project}/apps`, { name: 'shop-next', namespace: ns, deliveryMode: 'env' })).status).toBe(201);
+    expect((await api().post(`/projects/${project}/apps/shop-next/publish`, { clusters: [cluster] })).status).toBe(200);
+    expect((await api().post(`/projects/${project}/apps/shop/secrets`, { name: 'handover', data: { K: 'from-shop' } })).status).toBe(201);
+    await eventually('first owner delivered', valueIs('handover', { K: 'from-shop' }));
+    // The agent is down while the Secret changes hands, so it never sees the state in between.
+    expect(await agent!.stop()).toBe(0);
+    expect((await api().delete(`/projects/${project}/apps/shop/secrets/handover`)).status).toBe(204);
+    expect((await api().post(`/projects/${project}/apps/shop-next/secrets`, { name: 'handover', data: { K: 'from-next' } })).status).toBe(
+      201,
+    );
+    agent = await startAgent();
+    await eventually('new owner delivered', valueIs('handover', { K: 'from-next' }));
+    expect((await readSecret(ns, 'handover'))?.metadata?.annotations?.['sigil.dev/source']).toMatch(/\/shop-next\/handover$/);
+    // A Secret some other writer labelled as Sigil's (no record of this cluster) still is not taken.
+    expect((await readSecret(ns, 'taken'))?.metadata?.annotations?.['sigil.dev/source']).toBe('another-project-id/other-app/taken');
+  });
+
+  it('moving a published app to another namespace is delivered: its Secrets leave the old one', async () => {
+    expect((await api().post(`/projects/${project}/apps`, { name: 'mover', namespace: ns, deliveryMode: 'env' })).status).toBe(201);
+    expect((await api().post(`/projects/${project}/apps/mover/secrets`, { name: 'mover-db', data: { K: 'm' } })).status).toBe(201);
+    expect((await api().post(`/projects/${project}/apps/mover/publish`, { clusters: [cluster] })).status).toBe(200);
+    await eventually('delivered before the move', valueIs('mover-db', { K: 'm' }));
+    expect((await api().patch(`/projects/${project}/apps/mover`, { namespace: nsOut })).status).toBe(200);
+    // This agent does not serve nsOut, so the move shows as the old Secret deleted and the new one refused.
+    await eventually('gone from the old namespace', async () => ((await readSecret(ns, 'mover-db')) === undefined ? true : undefined));
+    const view = await eventually('refusal in the new namespace reported', async () => {
+      const v = await publication('mover');
+      return v.deliveries[0]?.reason?.startsWith('NamespaceNotServed') ? v : undefined;
+    });
+    expect(view.deliveries[0].reason).toBe(`NamespaceNotServed: ${nsOut}/mover-db`);
   });
 });

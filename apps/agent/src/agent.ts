@@ -63,6 +63,8 @@ export class Agent {
   private readonly kubeWatches: ManagedSecretWatch[] = [];
   /** The last complete desired state (encrypted), kept to repair drift without asking again. */
   private desired = new Map<string, DesiredSecret>();
+  /** Every owner (`sigil.dev/source`) the last complete desired state names. */
+  private wantedSources = new Set<string>();
   private clusterKeys = new Map<number, Buffer>();
   /** resourceVersion of each Secret as this agent last wrote it or verified its data. */
   private readonly written = new Map<string, string>();
@@ -263,6 +265,7 @@ export class Agent {
     );
     const statuses: SecretStatus[] = [];
     const targets = byTarget(state.secrets);
+    this.wantedSources = new Set(state.secrets.map(sourceOf));
     const desired = await this.admissible(targets, statuses);
     this.desired = desired;
     // Anything applied below is checked now; what arrives from here on is re-checked after the sync.
@@ -360,6 +363,8 @@ export class Agent {
       type: s.type,
       app: s.app,
       source: sourceOf(s),
+      clusterId: this.identity!.clusterId,
+      ownerRetired: (owner) => !this.wantedSources.has(owner),
       secretId: s.secretId,
       version: s.version,
       generation: s.generation,

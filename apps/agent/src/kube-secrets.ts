@@ -3,6 +3,7 @@ import { KubeError, type KubeClient } from './kube/kube-client.js';
 import type { List, Secret } from './kube/types.js';
 import {
   ANNOTATION_CHECKSUM,
+  ANNOTATION_CLUSTER,
   ANNOTATION_GENERATION,
   ANNOTATION_SECRET_ID,
   ANNOTATION_SOURCE,
@@ -25,6 +26,13 @@ export interface SecretToWrite {
   envelope: Buffer;
   /** Decrypts just in time; the agent zeroes the buffers right after the write. */
   open(): Map<string, Buffer>;
+  /** The Sigil cluster this agent serves (written on the Secret). */
+  clusterId: string;
+  /**
+   * Whether a Secret this agent wrote for `owner` may pass to `source`: only when nothing in the
+   * current (complete) desired state still wants `owner`, i.e. it is an orphan of an earlier state.
+   */
+  ownerRetired(owner: string): boolean;
 }
 
 export type WriteOutcome =
@@ -76,7 +84,7 @@ export class KubeSecrets {
         if (statusOf(err) !== 404) return failed(err);
       }
       if (existing && !isManaged(existing)) return { state: 'conflict', holder: 'unmanaged' };
-      if (existing && ownerOf(existing) !== s.source) return { state: 'conflict', holder: 'other-owner' };
+      if (existing && ownerOf(existing) !== s.source && !handsOver(existing, s)) return { state: 'conflict', holder: 'other-owner' };
       const sameEnvelope = existing?.metadata?.annotations?.[ANNOTATION_CHECKSUM] === checksum && existing.type === s.type;
       if (sameEnvelope && knownVersion !== undefined && existing?.metadata?.resourceVersion === knownVersion) {
         return { state: 'applied', changed: false, resourceVersion: knownVersion };
@@ -96,6 +104,7 @@ export class KubeSecrets {
             labels: { [MANAGED_BY]: MANAGED_BY_SIGIL, [LABEL_APP]: s.app },
             annotations: {
               [ANNOTATION_SOURCE]: s.source,
+              [ANNOTATION_CLUSTER]: s.clusterId,
               [ANNOTATION_SECRET_ID]: s.secretId,
               [ANNOTATION_VERSION]: String(s.version),
               [ANNOTATION_GENERATION]: s.generation.toString(),
@@ -197,6 +206,18 @@ const notServed = (namespace: string): WriteOutcome => ({
   reason: 'NamespaceNotServed',
   message: `this agent does not serve namespace ${namespace}`,
 });
+
+/**
+ * The control plane gives each (namespace, name) one owner at a time; when it moves (a secret
+ * deleted from one app and created in another), the agent may not see the step in between. A
+ * Secret it wrote itself, for an owner its desired state no longer names, is such an orphan and
+ * passes to the new owner. One written by anyone else (another agent, another installation, an
+ * older agent version that did not record the cluster) stays a conflict.
+ */
+function handsOver(existing: Secret, s: SecretToWrite): boolean {
+  const owner = ownerOf(existing);
+  return owner !== undefined && existing.metadata?.annotations?.[ANNOTATION_CLUSTER] === s.clusterId && s.ownerRetired(owner);
+}
 
 function failed(err: unknown): WriteOutcome {
   const code = statusOf(err);

@@ -4,6 +4,8 @@ export const MANAGED_BY_SIGIL = 'sigil';
 export const LABEL_APP = 'sigil.dev/app';
 export const ANNOTATION_SOURCE = 'sigil.dev/source'; // <project-id>/<app>/<secret>
 export const ANNOTATION_SECRET_ID = 'sigil.dev/secret-id';
+/** The Sigil cluster (its id) whose agent wrote the Secret: only that agent may hand it to a new owner. */
+export const ANNOTATION_CLUSTER = 'sigil.dev/cluster';
 export const ANNOTATION_VERSION = 'sigil.dev/version';
 export const ANNOTATION_GENERATION = 'sigil.dev/generation';
 /** SHA-256 of the delivered envelope (ciphertext): changes with every new value, reveals nothing about it. */

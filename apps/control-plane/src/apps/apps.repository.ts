@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { updateLocked } from '../database/locked-update.js';
-import { DataSource, MoreThan, type FindOptionsWhere, type Repository } from 'typeorm';
+import { DataSource, MoreThan, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
 import { AppEntity } from './app.entity.js';
 
 @Injectable()
@@ -26,8 +26,8 @@ export class AppsRepository {
   }
 
   /** Row-locked read-modify-write (see updateLocked). */
-  updateLocked(id: string, mutate: (a: AppEntity) => void): Promise<AppEntity | null> {
-    return updateLocked(this.repo.manager, AppEntity, { id }, mutate);
+  updateLocked(id: string, mutate: (a: AppEntity) => void, em: EntityManager = this.repo.manager): Promise<AppEntity | null> {
+    return updateLocked(em, AppEntity, { id }, mutate);
   }
 
   /** Whether any cluster should hold the app (its Secrets would be orphaned by deleting it). */

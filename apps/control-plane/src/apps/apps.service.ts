@@ -9,12 +9,14 @@ import { ProjectsService, isUniqueViolation } from '../projects/projects.service
 import type { AppEntity } from './app.entity.js';
 import type { CreateAppDto, UpdateAppDto } from './apps.dto.js';
 import { AppsRepository } from './apps.repository.js';
+import { MembershipService } from '../delivery/membership.service.js';
 
 @Injectable()
 export class AppsService {
   constructor(
     @Inject(ProjectsService) private readonly projects: ProjectsService,
     @Inject(AppsRepository) private readonly repo: AppsRepository,
+    @Inject(MembershipService) private readonly membership: MembershipService,
   ) {}
 
   async resolve(actor: Actor, project: string, name: string): Promise<{ project: ProjectEntity; app: AppEntity }> {
@@ -61,13 +63,24 @@ export class AppsService {
     let app: AppEntity | null;
     try {
       // Moving the app moves its secrets (ON UPDATE CASCADE): a name taken in the new namespace fails the update.
-      app = await this.repo.updateLocked(found.id, (a) => {
-        checkVersion(expectedVersion, a.version);
-        if (dto.namespace !== undefined) a.namespace = dto.namespace;
-        if (dto.deliveryMode !== undefined) a.deliveryMode = dto.deliveryMode;
-        if (dto.secretType !== undefined) a.secretType = dto.secretType;
-        if (dto.mountPath !== undefined) a.mountPath = dto.mountPath;
-      });
+      // Every cluster holding the app moves to a new generation in the same transaction, so the
+      // agents write the Secrets where they now belong and delete them where they were.
+      app = await this.membership.appContentChange(
+        found.id,
+        (em) =>
+          this.repo.updateLocked(
+            found.id,
+            (a) => {
+              checkVersion(expectedVersion, a.version);
+              if (dto.namespace !== undefined) a.namespace = dto.namespace;
+              if (dto.deliveryMode !== undefined) a.deliveryMode = dto.deliveryMode;
+              if (dto.secretType !== undefined) a.secretType = dto.secretType;
+              if (dto.mountPath !== undefined) a.mountPath = dto.mountPath;
+            },
+            em,
+          ),
+        { relocated: dto.namespace !== undefined && dto.namespace !== found.namespace },
+      );
     } catch (err) {
       const v = violatedConstraint(err)?.constraint;
       if (v === 'apps_namespace_claimed') throw namespaceNotGranted(p, dto.namespace!);

@@ -164,6 +164,11 @@ export class DeliveryRepository {
     return this.setPublished(em, appId, ids, true);
   }
 
+  /** Drops the app's rows from every cluster's snapshot; the next build adds them back (its wrapped keys stay cached). */
+  async forgetSnapshotRows(em: EntityManager, appId: string): Promise<void> {
+    await em.query('DELETE FROM cluster_secrets WHERE app_id = $1', [appId]);
+  }
+
   /** The cluster must be rebuilt for reasons of its own (a new delivery key). */
   async bump(em: EntityManager, clusterIds: string[]): Promise<Map<string, string>> {
     const rows = await em.query<[Array<{ id: string; g: string }>, number]>(

@@ -135,10 +135,15 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
    * Runs `work` (which changes the values of app `appId`) in a transaction that also moves every
    * cluster holding the app to a new generation; enqueues their builds after it commits.
    */
-  async appContentChange<T>(appId: string, work: (em: EntityManager) => Promise<T>): Promise<T> {
+  /**
+   * `relocated`: the app's Secrets now go elsewhere (a new namespace): its snapshot rows are
+   * rebuilt at the new generation, so status is reported and read for where they are now.
+   */
+  async appContentChange<T>(appId: string, work: (em: EntityManager) => Promise<T>, opts: { relocated?: boolean } = {}): Promise<T> {
     const { result, moved } = await this.repo.transaction(async (em) => {
       const result = await work(em);
       await this.repo.lockMembership(em);
+      if (opts.relocated) await this.repo.forgetSnapshotRows(em, appId);
       return { result, moved: await this.repo.appContentChanged(em, appId) };
     });
     await this.queue.enqueue(moved);

@@ -34,6 +34,8 @@ export class ProjectNamespacesRepository {
     check: (heldElsewhere: string[], stillUsed: string[]) => void,
   ): Promise<void> {
     return this.ds.transaction(async (em) => {
+      // Two replacements of one project's set run one after the other, never mixed.
+      await em.query('SELECT 1 FROM projects WHERE id = $1 FOR UPDATE', [projectId]);
       const elsewhere = await em.query<Array<{ namespace: string }>>(
         'SELECT namespace FROM project_namespaces WHERE namespace = ANY($1::text[]) AND project_id <> $2 ORDER BY namespace',
         [namespaces, projectId],

@@ -21,9 +21,14 @@ export class SecretOwnership1763800000006 implements MigrationInterface {
       `SELECT a.namespace || '/' || s.name AS target FROM secrets s JOIN apps a ON a.id = s.app_id
         GROUP BY a.namespace, s.name HAVING count(*) > 1 ORDER BY 1 LIMIT 20`,
     )) as Array<{ target: string }>;
+    // The API never grants kube-* namespaces; an app already there must move first.
+    const systemNamespaces = (await q.query(
+      `SELECT DISTINCT namespace FROM apps WHERE namespace LIKE 'kube-%' ORDER BY namespace LIMIT 20`,
+    )) as Array<{ namespace: string }>;
+    sharedNamespaces.push(...systemNamespaces);
     if (sharedNamespaces.length || sharedTargets.length) {
       throw new Error(
-        'secret ownership: these namespaces are used by several projects, or these Secrets by several apps; ' +
+        'secret ownership: these namespaces are used by several projects (or are kube-* system namespaces), or these Secrets by several apps; ' +
           'give each one owner (move or delete apps/secrets) and start again: ' +
           [
             ...sharedNamespaces.map((r: { namespace: string }) => r.namespace),
