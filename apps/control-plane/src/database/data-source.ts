@@ -1,4 +1,5 @@
 import { DataSource } from 'typeorm';
+import { isTransientDependencyError } from '../common/transient-errors.js';
 import { migrations } from './migrations/index.js';
 import { entities } from './entities.js';
 
@@ -25,15 +26,28 @@ export function createDataSource(url: string): DataSource {
   });
 }
 
-/** Connects and applies pending migrations. */
+/** How long start-up keeps trying a PostgreSQL that is busy or briefly away before giving up. */
+const STARTUP_RETRY_MS = 30_000;
+
+/**
+ * Connects and applies pending migrations. A busy or briefly absent PostgreSQL (a connect
+ * timeout, a refused or dropped connection) is retried with backoff for up to 30 s rather than
+ * failing the start: replicas and a database often start together. Anything else fails at once.
+ */
 export async function openDatabase(url: string): Promise<DataSource> {
   const ds = createDataSource(url);
-  await ds.initialize();
-  try {
-    await ds.runMigrations({ transaction: 'each' });
-  } catch (err) {
-    await ds.destroy();
-    throw err;
+  const until = Date.now() + STARTUP_RETRY_MS;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 4_000)) {
+    try {
+      if (!ds.isInitialized) await ds.initialize();
+      await ds.runMigrations({ transaction: 'each' }); // each migration commits on its own: a retry resumes
+      return ds;
+    } catch (err) {
+      if (!isTransientDependencyError(err) || Date.now() + delay > until) {
+        if (ds.isInitialized) await ds.destroy();
+        throw err;
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
   }
-  return ds;
 }
