@@ -192,7 +192,7 @@ describe('agent enrollment and mTLS', () => {
     await wa.waitFor((g) => g.length >= 1);
     await wb.waitFor((g) => g.length >= 1);
     await ds.query('UPDATE clusters SET desired_generation = 7, built_generation = 7 WHERE id = $1', [b.enrollment!.clusterId]);
-    await t.app.get(ClusterEvents).publish({ type: 'desired', clusterId: b.enrollment!.clusterId, generation: '7' });
+    await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [b.enrollment!.clusterId] });
     await wb.waitFor((g) => g.includes(7n));
     expect(wa.generations.every((g) => g <= 1n)).toBe(true);
     expect((await b.desiredState()).generation).toBe(7n);

@@ -59,7 +59,7 @@ describe('Watch pushes trust PostgreSQL, not the generation in a Redis event', (
     // Forged, as another "replica" would send it: well-formed, for a real cluster, absurd generation.
     const receivers = await redis.publish(
       channel,
-      JSON.stringify({ type: 'desired', clusterId: id, generation: '9223372036854775000', origin: 'forged' }),
+      JSON.stringify({ type: 'desired', clusterIds: [id], generation: '9223372036854775000', origin: 'forged' }),
     );
     expect(receivers).toBeGreaterThanOrEqual(1); // the control plane is listening on this channel
     await new Promise((r) => setTimeout(r, 300));
@@ -70,7 +70,7 @@ describe('Watch pushes trust PostgreSQL, not the generation in a Redis event', (
     let announced = Date.now();
     await redis.publish(
       channel,
-      JSON.stringify({ type: 'desired', clusterId: id, generation: (start + 1n).toString(), origin: 'replica-b' }),
+      JSON.stringify({ type: 'desired', clusterIds: [id], generation: (start + 1n).toString(), origin: 'replica-b' }),
     );
     await w.waitFor((g) => g.includes(start + 1n), 2_000);
     expect(Date.now() - announced).toBeLessThan(Math.min(1_000, SWEEP_INTERVAL_MS));
@@ -78,7 +78,7 @@ describe('Watch pushes trust PostgreSQL, not the generation in a Redis event', (
     // And one published on this replica.
     await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [id, (start + 2n).toString()]);
     announced = Date.now();
-    await t.app.get(ClusterEvents).publish({ type: 'desired', clusterId: id, generation: (start + 2n).toString() });
+    await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [id] });
     await w.waitFor((g) => g.includes(start + 2n), 2_000);
     expect(Date.now() - announced).toBeLessThan(1_000);
     expect(w.generations.every((g) => g <= start + 2n)).toBe(true);
@@ -93,7 +93,7 @@ describe('Watch pushes trust PostgreSQL, not the generation in a Redis event', (
     await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [id, (start + 1n).toString()]);
     await redis.publish(
       channel,
-      JSON.stringify({ type: 'desired', clusterId: id, generation: (start + 50n).toString(), origin: 'forged' }),
+      JSON.stringify({ type: 'desired', clusterIds: [id], generation: (start + 50n).toString(), origin: 'forged' }),
     );
     await w.waitFor((g) => g.includes(start + 1n), 2_000);
     await new Promise((r) => setTimeout(r, 200));

@@ -128,6 +128,6 @@ export class AgentStateService {
       );
     }
     // Publication long-polls on any replica re-read now instead of polling.
-    await this.events.publish({ type: 'status', clusterId: principal.id });
+    await this.events.publish({ type: 'status', clusterIds: [principal.id] });
   }
 }

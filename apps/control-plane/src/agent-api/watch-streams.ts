@@ -50,12 +50,10 @@ export class WatchStreams implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleInit(): void {
-    this.unsubscribe = this.events.on((e, source) => {
+    this.unsubscribe = this.events.on((e) => {
       if (e.type === 'access-changed') void this.recheck(e.clusterId);
-      // This process's own events follow its own commit: their generation is PostgreSQL's.
-      // Redis ones are hints, confirmed against PostgreSQL before anything is pushed.
-      else if (e.type === 'desired' && source === 'local') this.push(e.clusterId, BigInt(e.generation));
-      else if (e.type === 'desired') this.hint(e.clusterId, e.generation);
+      // Events are hints, confirmed against PostgreSQL before anything is pushed.
+      else if (e.type === 'desired') for (const id of e.clusterIds) this.hint(id, '');
     });
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS).unref();
   }

@@ -55,7 +55,7 @@ export class DeliveryBuilder {
       if (built.done) {
         if (built.generation !== undefined) {
           this.metrics.deliveriesBuilt.inc();
-          await this.events.publish({ type: 'desired', clusterId, generation: built.generation.toString() });
+          await this.events.publish({ type: 'desired', clusterIds: [clusterId] });
         }
         return built.generation;
       }

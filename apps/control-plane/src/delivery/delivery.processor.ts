@@ -45,7 +45,7 @@ export class DeliveryProcessor extends WorkerHost {
       const code = (err as { code?: unknown }).code;
       this.logger.warn({ err: { message, code }, clusterId: job.data.clusterId, attempt: job.attemptsMade + 1 }, 'delivery job failed');
       await this.repo.setDeliveryError(job.data.clusterId, message).catch(() => undefined);
-      await this.events.publish({ type: 'status', clusterId: job.data.clusterId }); // waiters see the failure
+      await this.events.publish({ type: 'status', clusterIds: [job.data.clusterId] }); // waiters see the failure
       throw err;
     }
   }

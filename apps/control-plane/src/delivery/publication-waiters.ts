@@ -107,8 +107,11 @@ export class PublicationWaiters implements OnModuleInit, OnModuleDestroy {
   }
 
   private onEvent(e: ClusterEvent): void {
-    const woken = e.type === 'placement-changed' ? this.byApp.get(e.appId) : this.byCluster.get(e.clusterId);
-    if (woken) for (const w of woken) w.wake();
+    if (e.type === 'placement-changed') {
+      for (const w of this.byApp.get(e.appId) ?? []) w.wake();
+      return;
+    }
+    for (const id of e.type === 'access-changed' ? [e.clusterId] : e.clusterIds) for (const w of this.byCluster.get(id) ?? []) w.wake();
   }
 
   private add(w: Waiter): void {

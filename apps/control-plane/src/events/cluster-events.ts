@@ -10,10 +10,13 @@ import { RedisConnection, redisOptions } from '../redis/redis.module.js';
 export type ClusterEvent =
   /** Disabled, deleted or re-enrolled: drop its open streams and any cached authorisation. */
   | { type: 'access-changed'; clusterId: string }
-  /** What the cluster should hold changed: push the new generation to its stream. */
-  | { type: 'desired'; clusterId: string; generation: string }
-  /** The agent reported what it applied, or delivering to the cluster failed: publication status moved. */
-  | { type: 'status'; clusterId: string }
+  /**
+   * New snapshots were built for these clusters: send them to their streams. No generation: the
+   * stream reads the built one (and the rows) from PostgreSQL, so an event can only wake it.
+   */
+  | { type: 'desired'; clusterIds: string[] }
+  /** Agents of these clusters reported what they applied, or delivering to them failed: publication status moved. */
+  | { type: 'status'; clusterIds: string[] }
   /** The app was published or unpublished: where it should be moved. */
   | { type: 'placement-changed'; appId: string };
 
@@ -25,20 +28,24 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  * Whether a message from Redis has an event's shape. Anyone who can write to Redis can still
  * send a well-formed one: consumers treat every event as a hint and act on PostgreSQL's facts.
  */
-function isClusterEvent(m: { type?: unknown; clusterId?: unknown; appId?: unknown; generation?: unknown }): boolean {
+function isClusterEvent(m: { type?: unknown; clusterId?: unknown; clusterIds?: unknown; appId?: unknown }): boolean {
   const id = (v: unknown) => typeof v === 'string' && UUID.test(v);
+  const ids = (v: unknown) => Array.isArray(v) && v.length > 0 && v.length <= MAX_EVENT_CLUSTERS && v.every(id);
   switch (m.type) {
     case 'placement-changed':
       return id(m.appId);
     case 'access-changed':
-    case 'status':
       return id(m.clusterId);
+    case 'status':
     case 'desired':
-      return id(m.clusterId) && typeof m.generation === 'string' && /^\d{1,20}$/.test(m.generation);
+      return ids(m.clusterIds);
     default:
       return false;
   }
 }
+
+/** Events name at most this many clusters; publishers split larger sets (a message stays well under 100 KiB). */
+export const MAX_EVENT_CLUSTERS = 2_000;
 
 /**
  * Cluster events across replicas over Redis pub/sub. The replica that publishes also delivers
@@ -83,12 +90,18 @@ export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
   }
 
   async publish(event: ClusterEvent): Promise<void> {
+    if ('clusterIds' in event && event.clusterIds.length > MAX_EVENT_CLUSTERS) {
+      for (let i = 0; i < event.clusterIds.length; i += MAX_EVENT_CLUSTERS)
+        await this.publish({ ...event, clusterIds: event.clusterIds.slice(i, i + MAX_EVENT_CLUSTERS) });
+      return;
+    }
+    if ('clusterIds' in event && event.clusterIds.length === 0) return;
     this.deliver(event, 'local');
     try {
       await this.redis.client.publish(this.channel, JSON.stringify({ ...event, origin: this.origin }));
     } catch (err) {
       this.logger.warn(
-        { err, event: event.type, ...('clusterId' in event ? { clusterId: event.clusterId } : { appId: event.appId }) },
+        { err, event: event.type, ...('appId' in event ? { appId: event.appId } : 'clusterId' in event ? { clusterId: event.clusterId } : { clusters: event.clusterIds.length }) },
         'could not publish a cluster event; other replicas catch up on their next sweep',
       );
     }

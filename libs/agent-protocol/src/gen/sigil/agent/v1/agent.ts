@@ -10,10 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
-  type ClientReadableStream,
   type ClientUnaryCall,
-  type handleServerStreamingCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -161,41 +161,82 @@ export interface RenewCertificateResponse {
   notAfter: Date | undefined;
 }
 
-export interface WatchRequest {
-  /** The generation the agent has applied (0: none), so the first push can be skipped when equal. */
+/** What the agent sends on Sync: a Hello first, exactly once, then any of the others. */
+export interface SyncRequest {
+  message:
+    | { $case: "hello"; value: Hello }
+    | { $case: "applied"; value: Applied }
+    | { $case: "resync"; value: Resync }
+    | undefined;
+}
+
+export interface Hello {
+  /**
+   * The generation the agent holds, complete and applied (0: none). When it equals the one the
+   * control plane has built, nothing is sent until the next build; otherwise the first state
+   * sent is complete.
+   */
   appliedGeneration: bigint;
   agentVersion: string;
 }
 
-export interface WatchResponse {
-  desiredGeneration: bigint;
+/**
+ * The agent applied a state (acknowledges DesiredState generation), or reports statuses found
+ * since (then generation is the one it already acknowledged). Statuses: every secret the state
+ * carried in full, every Secret deleted, and every secret not currently applied (failed or in
+ * conflict), so a persisting failure is never hidden by a delta that did not mention it.
+ */
+export interface Applied {
+  generation: bigint;
+  secrets: SecretStatus[];
 }
 
-export interface GetDesiredStateRequest {
-  /**
-   * 0 on the first page (whatever is built now); on later pages the generation the first page
-   * returned. A generation that is no longer the built one is refused with ABORTED.
-   */
-  generation: bigint;
-  /** Empty for the first page; otherwise next_page_token of the previous page (opaque). */
-  pageToken: string;
+/**
+ * The agent cannot apply a delta (its base is not what it holds) or lost track: send the
+ * complete state of the current generation.
+ */
+export interface Resync {
 }
 
-export interface GetDesiredStateResponse {
+/** What the control plane sends on Sync. */
+export interface SyncResponse {
+  message: { $case: "desiredState"; value: DesiredState } | undefined;
+}
+
+/**
+ * One part of the desired state of one generation. A state is one or more parts, sent
+ * consecutively (part 0, 1, ..., the last with more = false); a part 0 of another generation
+ * abandons an unfinished one. Every secret of the generation appears in exactly one part, either
+ * in full (secrets) or, in a delta, by reference (unchanged: the agent already holds it at that
+ * version). The agent acts, deletions included, only on the assembled state, after checking that
+ * it holds exactly secret_count secrets.
+ */
+export interface DesiredState {
   generation: bigint;
   /**
-   * This page's secrets, at most a page budget of bytes (at least one secret per page). The
-   * union over all pages is the complete desired state: anything else managed must be deleted,
-   * but only once the last page has arrived.
+   * 0: a complete state, every secret in full. Otherwise a delta: secrets changed since
+   * base_generation are in full, the rest are in unchanged. An agent that has not applied
+   * base_generation sends Resync.
    */
+  baseGeneration: bigint;
+  part: number;
+  more: boolean;
   secrets: DesiredSecret[];
+  unchanged: UnchangedSecret[];
   /**
-   * Cluster delivery keys (SGK1) the envelopes of this listing may need: the current one and,
-   * during a key rotation, the previous one. The same on every page.
+   * Cluster delivery keys (SGK1) the envelopes may need: the current one and, during a key
+   * rotation, the previous one. On part 0.
    */
   clusterKeyEnvelopes: Buffer[];
-  /** Empty on the last page; otherwise pass it as page_token (with generation) for the next one. */
-  nextPageToken: string;
+  /** How many secrets the assembled state holds (on the last part). */
+  secretCount: number;
+}
+
+/** A secret the agent holds already (same secret_id at the same version and generation). */
+export interface UnchangedSecret {
+  secretId: string;
+  version: number;
+  generation: bigint;
 }
 
 /** Where a Kubernetes Secret lives. */
@@ -235,14 +276,6 @@ export interface SecretStatus {
   /** A constant, machine-readable reason (e.g. "Conflict", "DecryptFailed"); never a value. */
   reason: string;
   message: string;
-}
-
-export interface ReportStatusRequest {
-  appliedGeneration: bigint;
-  secrets: SecretStatus[];
-}
-
-export interface ReportStatusResponse {
 }
 
 function createBaseEnrollRequest(): EnrollRequest {
@@ -757,12 +790,134 @@ export const RenewCertificateResponse: MessageFns<RenewCertificateResponse> = {
   },
 };
 
-function createBaseWatchRequest(): WatchRequest {
+function createBaseSyncRequest(): SyncRequest {
+  return { message: undefined };
+}
+
+export const SyncRequest: MessageFns<SyncRequest> = {
+  encode(message: SyncRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.message?.$case) {
+      case "hello":
+        Hello.encode(message.message.value, writer.uint32(10).fork()).join();
+        break;
+      case "applied":
+        Applied.encode(message.message.value, writer.uint32(18).fork()).join();
+        break;
+      case "resync":
+        Resync.encode(message.message.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.message = { $case: "hello", value: Hello.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = { $case: "applied", value: Applied.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = { $case: "resync", value: Resync.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncRequest {
+    return {
+      message: isSet(object.hello)
+        ? { $case: "hello", value: Hello.fromJSON(object.hello) }
+        : isSet(object.applied)
+        ? { $case: "applied", value: Applied.fromJSON(object.applied) }
+        : isSet(object.resync)
+        ? { $case: "resync", value: Resync.fromJSON(object.resync) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SyncRequest): unknown {
+    const obj: any = {};
+    if (message.message?.$case === "hello") {
+      obj.hello = Hello.toJSON(message.message.value);
+    } else if (message.message?.$case === "applied") {
+      obj.applied = Applied.toJSON(message.message.value);
+    } else if (message.message?.$case === "resync") {
+      obj.resync = Resync.toJSON(message.message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SyncRequest>): SyncRequest {
+    return SyncRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SyncRequest>): SyncRequest {
+    const message = createBaseSyncRequest();
+    switch (object.message?.$case) {
+      case "hello": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "hello", value: Hello.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "applied": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "applied", value: Applied.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "resync": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "resync", value: Resync.fromPartial(object.message.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseHello(): Hello {
   return { appliedGeneration: 0n, agentVersion: "" };
 }
 
-export const WatchRequest: MessageFns<WatchRequest> = {
-  encode(message: WatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const Hello: MessageFns<Hello> = {
+  encode(message: Hello, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.appliedGeneration !== 0n) {
       if (BigInt.asUintN(64, message.appliedGeneration) !== message.appliedGeneration) {
         throw new globalThis.Error("value provided for field message.appliedGeneration of type uint64 too large");
@@ -775,7 +930,7 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): WatchRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): Hello {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -784,7 +939,7 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseWatchRequest();
+      const message = createBaseHello();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -816,7 +971,7 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     }
   },
 
-  fromJSON(object: any): WatchRequest {
+  fromJSON(object: any): Hello {
     return {
       appliedGeneration: isSet(object.appliedGeneration)
         ? BigInt(object.appliedGeneration)
@@ -831,7 +986,7 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     };
   },
 
-  toJSON(message: WatchRequest): unknown {
+  toJSON(message: Hello): unknown {
     const obj: any = {};
     if (message.appliedGeneration !== 0n) {
       obj.appliedGeneration = message.appliedGeneration.toString();
@@ -842,11 +997,11 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     return obj;
   },
 
-  create(base?: DeepPartial<WatchRequest>): WatchRequest {
-    return WatchRequest.fromPartial(base ?? {});
+  create(base?: DeepPartial<Hello>): Hello {
+    return Hello.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<WatchRequest>): WatchRequest {
-    const message = createBaseWatchRequest();
+  fromPartial(object: DeepPartial<Hello>): Hello {
+    const message = createBaseHello();
     message.appliedGeneration = (object.appliedGeneration !== undefined && object.appliedGeneration !== null)
       ? BigInt(object.appliedGeneration)
       : 0n;
@@ -855,184 +1010,12 @@ export const WatchRequest: MessageFns<WatchRequest> = {
   },
 };
 
-function createBaseWatchResponse(): WatchResponse {
-  return { desiredGeneration: 0n };
+function createBaseApplied(): Applied {
+  return { generation: 0n, secrets: [] };
 }
 
-export const WatchResponse: MessageFns<WatchResponse> = {
-  encode(message: WatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.desiredGeneration !== 0n) {
-      if (BigInt.asUintN(64, message.desiredGeneration) !== message.desiredGeneration) {
-        throw new globalThis.Error("value provided for field message.desiredGeneration of type uint64 too large");
-      }
-      writer.uint32(8).uint64(message.desiredGeneration);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): WatchResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseWatchResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.desiredGeneration = reader.uint64() as bigint;
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): WatchResponse {
-    return {
-      desiredGeneration: isSet(object.desiredGeneration)
-        ? BigInt(object.desiredGeneration)
-        : isSet(object.desired_generation)
-        ? BigInt(object.desired_generation)
-        : 0n,
-    };
-  },
-
-  toJSON(message: WatchResponse): unknown {
-    const obj: any = {};
-    if (message.desiredGeneration !== 0n) {
-      obj.desiredGeneration = message.desiredGeneration.toString();
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<WatchResponse>): WatchResponse {
-    return WatchResponse.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<WatchResponse>): WatchResponse {
-    const message = createBaseWatchResponse();
-    message.desiredGeneration = (object.desiredGeneration !== undefined && object.desiredGeneration !== null)
-      ? BigInt(object.desiredGeneration)
-      : 0n;
-    return message;
-  },
-};
-
-function createBaseGetDesiredStateRequest(): GetDesiredStateRequest {
-  return { generation: 0n, pageToken: "" };
-}
-
-export const GetDesiredStateRequest: MessageFns<GetDesiredStateRequest> = {
-  encode(message: GetDesiredStateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.generation !== 0n) {
-      if (BigInt.asUintN(64, message.generation) !== message.generation) {
-        throw new globalThis.Error("value provided for field message.generation of type uint64 too large");
-      }
-      writer.uint32(16).uint64(message.generation);
-    }
-    if (message.pageToken !== "") {
-      writer.uint32(26).string(message.pageToken);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): GetDesiredStateRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetDesiredStateRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.generation = reader.uint64() as bigint;
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.pageToken = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): GetDesiredStateRequest {
-    return {
-      generation: isSet(object.generation) ? BigInt(object.generation) : 0n,
-      pageToken: isSet(object.pageToken)
-        ? globalThis.String(object.pageToken)
-        : isSet(object.page_token)
-        ? globalThis.String(object.page_token)
-        : "",
-    };
-  },
-
-  toJSON(message: GetDesiredStateRequest): unknown {
-    const obj: any = {};
-    if (message.generation !== 0n) {
-      obj.generation = message.generation.toString();
-    }
-    if (message.pageToken !== "") {
-      obj.pageToken = message.pageToken;
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<GetDesiredStateRequest>): GetDesiredStateRequest {
-    return GetDesiredStateRequest.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<GetDesiredStateRequest>): GetDesiredStateRequest {
-    const message = createBaseGetDesiredStateRequest();
-    message.generation = (object.generation !== undefined && object.generation !== null)
-      ? BigInt(object.generation)
-      : 0n;
-    message.pageToken = object.pageToken ?? "";
-    return message;
-  },
-};
-
-function createBaseGetDesiredStateResponse(): GetDesiredStateResponse {
-  return { generation: 0n, secrets: [], clusterKeyEnvelopes: [], nextPageToken: "" };
-}
-
-export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
-  encode(message: GetDesiredStateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const Applied: MessageFns<Applied> = {
+  encode(message: Applied, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.generation !== 0n) {
       if (BigInt.asUintN(64, message.generation) !== message.generation) {
         throw new globalThis.Error("value provided for field message.generation of type uint64 too large");
@@ -1040,18 +1023,12 @@ export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
       writer.uint32(8).uint64(message.generation);
     }
     for (const v of message.secrets) {
-      DesiredSecret.encode(v!, writer.uint32(26).fork()).join();
-    }
-    for (const v of message.clusterKeyEnvelopes) {
-      writer.uint32(42).bytes(v!);
-    }
-    if (message.nextPageToken !== "") {
-      writer.uint32(50).string(message.nextPageToken);
+      SecretStatus.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): GetDesiredStateResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): Applied {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1060,7 +1037,7 @@ export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetDesiredStateResponse();
+      const message = createBaseApplied();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1072,28 +1049,12 @@ export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
             message.generation = reader.uint64() as bigint;
             continue;
           }
-          case 3: {
-            if (tag !== 26) {
+          case 2: {
+            if (tag !== 18) {
               break;
             }
 
-            message.secrets.push(DesiredSecret.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.clusterKeyEnvelopes.push(Buffer.from(reader.bytes()));
-            continue;
-          }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.nextPageToken = reader.string();
+            message.secrets.push(SecretStatus.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -1108,53 +1069,495 @@ export const GetDesiredStateResponse: MessageFns<GetDesiredStateResponse> = {
     }
   },
 
-  fromJSON(object: any): GetDesiredStateResponse {
+  fromJSON(object: any): Applied {
     return {
       generation: isSet(object.generation) ? BigInt(object.generation) : 0n,
       secrets: globalThis.Array.isArray(object?.secrets)
+        ? object.secrets.map((e: any) => SecretStatus.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Applied): unknown {
+    const obj: any = {};
+    if (message.generation !== 0n) {
+      obj.generation = message.generation.toString();
+    }
+    if (message.secrets?.length) {
+      obj.secrets = message.secrets.map((e) => SecretStatus.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Applied>): Applied {
+    return Applied.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Applied>): Applied {
+    const message = createBaseApplied();
+    message.generation = (object.generation !== undefined && object.generation !== null)
+      ? BigInt(object.generation)
+      : 0n;
+    message.secrets = object.secrets?.map((e) => SecretStatus.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseResync(): Resync {
+  return {};
+}
+
+export const Resync: MessageFns<Resync> = {
+  encode(_: Resync, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Resync {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResync();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): Resync {
+    return {};
+  },
+
+  toJSON(_: Resync): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<Resync>): Resync {
+    return Resync.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<Resync>): Resync {
+    const message = createBaseResync();
+    return message;
+  },
+};
+
+function createBaseSyncResponse(): SyncResponse {
+  return { message: undefined };
+}
+
+export const SyncResponse: MessageFns<SyncResponse> = {
+  encode(message: SyncResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.message?.$case) {
+      case "desiredState":
+        DesiredState.encode(message.message.value, writer.uint32(10).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.message = { $case: "desiredState", value: DesiredState.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncResponse {
+    return {
+      message: isSet(object.desiredState)
+        ? { $case: "desiredState", value: DesiredState.fromJSON(object.desiredState) }
+        : isSet(object.desired_state)
+        ? { $case: "desiredState", value: DesiredState.fromJSON(object.desired_state) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SyncResponse): unknown {
+    const obj: any = {};
+    if (message.message?.$case === "desiredState") {
+      obj.desiredState = DesiredState.toJSON(message.message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SyncResponse>): SyncResponse {
+    return SyncResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SyncResponse>): SyncResponse {
+    const message = createBaseSyncResponse();
+    switch (object.message?.$case) {
+      case "desiredState": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "desiredState", value: DesiredState.fromPartial(object.message.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseDesiredState(): DesiredState {
+  return {
+    generation: 0n,
+    baseGeneration: 0n,
+    part: 0,
+    more: false,
+    secrets: [],
+    unchanged: [],
+    clusterKeyEnvelopes: [],
+    secretCount: 0,
+  };
+}
+
+export const DesiredState: MessageFns<DesiredState> = {
+  encode(message: DesiredState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generation !== 0n) {
+      if (BigInt.asUintN(64, message.generation) !== message.generation) {
+        throw new globalThis.Error("value provided for field message.generation of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.generation);
+    }
+    if (message.baseGeneration !== 0n) {
+      if (BigInt.asUintN(64, message.baseGeneration) !== message.baseGeneration) {
+        throw new globalThis.Error("value provided for field message.baseGeneration of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.baseGeneration);
+    }
+    if (message.part !== 0) {
+      writer.uint32(24).uint32(message.part);
+    }
+    if (message.more !== false) {
+      writer.uint32(32).bool(message.more);
+    }
+    for (const v of message.secrets) {
+      DesiredSecret.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.unchanged) {
+      UnchangedSecret.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.clusterKeyEnvelopes) {
+      writer.uint32(58).bytes(v!);
+    }
+    if (message.secretCount !== 0) {
+      writer.uint32(64).uint32(message.secretCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DesiredState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDesiredState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.generation = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.baseGeneration = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.part = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.more = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.secrets.push(DesiredSecret.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.unchanged.push(UnchangedSecret.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.clusterKeyEnvelopes.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.secretCount = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DesiredState {
+    return {
+      generation: isSet(object.generation) ? BigInt(object.generation) : 0n,
+      baseGeneration: isSet(object.baseGeneration)
+        ? BigInt(object.baseGeneration)
+        : isSet(object.base_generation)
+        ? BigInt(object.base_generation)
+        : 0n,
+      part: isSet(object.part) ? globalThis.Number(object.part) : 0,
+      more: isSet(object.more) ? globalThis.Boolean(object.more) : false,
+      secrets: globalThis.Array.isArray(object?.secrets)
         ? object.secrets.map((e: any) => DesiredSecret.fromJSON(e))
+        : [],
+      unchanged: globalThis.Array.isArray(object?.unchanged)
+        ? object.unchanged.map((e: any) => UnchangedSecret.fromJSON(e))
         : [],
       clusterKeyEnvelopes: globalThis.Array.isArray(object?.clusterKeyEnvelopes)
         ? object.clusterKeyEnvelopes.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : globalThis.Array.isArray(object?.cluster_key_envelopes)
         ? object.cluster_key_envelopes.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
-      nextPageToken: isSet(object.nextPageToken)
-        ? globalThis.String(object.nextPageToken)
-        : isSet(object.next_page_token)
-        ? globalThis.String(object.next_page_token)
-        : "",
+      secretCount: isSet(object.secretCount)
+        ? globalThis.Number(object.secretCount)
+        : isSet(object.secret_count)
+        ? globalThis.Number(object.secret_count)
+        : 0,
     };
   },
 
-  toJSON(message: GetDesiredStateResponse): unknown {
+  toJSON(message: DesiredState): unknown {
     const obj: any = {};
     if (message.generation !== 0n) {
       obj.generation = message.generation.toString();
     }
+    if (message.baseGeneration !== 0n) {
+      obj.baseGeneration = message.baseGeneration.toString();
+    }
+    if (message.part !== 0) {
+      obj.part = Math.round(message.part);
+    }
+    if (message.more !== false) {
+      obj.more = message.more;
+    }
     if (message.secrets?.length) {
       obj.secrets = message.secrets.map((e) => DesiredSecret.toJSON(e));
+    }
+    if (message.unchanged?.length) {
+      obj.unchanged = message.unchanged.map((e) => UnchangedSecret.toJSON(e));
     }
     if (message.clusterKeyEnvelopes?.length) {
       obj.clusterKeyEnvelopes = message.clusterKeyEnvelopes.map((e) => base64FromBytes(e));
     }
-    if (message.nextPageToken !== "") {
-      obj.nextPageToken = message.nextPageToken;
+    if (message.secretCount !== 0) {
+      obj.secretCount = Math.round(message.secretCount);
     }
     return obj;
   },
 
-  create(base?: DeepPartial<GetDesiredStateResponse>): GetDesiredStateResponse {
-    return GetDesiredStateResponse.fromPartial(base ?? {});
+  create(base?: DeepPartial<DesiredState>): DesiredState {
+    return DesiredState.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<GetDesiredStateResponse>): GetDesiredStateResponse {
-    const message = createBaseGetDesiredStateResponse();
+  fromPartial(object: DeepPartial<DesiredState>): DesiredState {
+    const message = createBaseDesiredState();
     message.generation = (object.generation !== undefined && object.generation !== null)
       ? BigInt(object.generation)
       : 0n;
+    message.baseGeneration = (object.baseGeneration !== undefined && object.baseGeneration !== null)
+      ? BigInt(object.baseGeneration)
+      : 0n;
+    message.part = object.part ?? 0;
+    message.more = object.more ?? false;
     message.secrets = object.secrets?.map((e) => DesiredSecret.fromPartial(e)) || [];
+    message.unchanged = object.unchanged?.map((e) => UnchangedSecret.fromPartial(e)) || [];
     message.clusterKeyEnvelopes = object.clusterKeyEnvelopes?.map((e) => e) || [];
-    message.nextPageToken = object.nextPageToken ?? "";
+    message.secretCount = object.secretCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseUnchangedSecret(): UnchangedSecret {
+  return { secretId: "", version: 0, generation: 0n };
+}
+
+export const UnchangedSecret: MessageFns<UnchangedSecret> = {
+  encode(message: UnchangedSecret, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.secretId !== "") {
+      writer.uint32(10).string(message.secretId);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).uint32(message.version);
+    }
+    if (message.generation !== 0n) {
+      if (BigInt.asUintN(64, message.generation) !== message.generation) {
+        throw new globalThis.Error("value provided for field message.generation of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.generation);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnchangedSecret {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnchangedSecret();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secretId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.generation = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnchangedSecret {
+    return {
+      secretId: isSet(object.secretId)
+        ? globalThis.String(object.secretId)
+        : isSet(object.secret_id)
+        ? globalThis.String(object.secret_id)
+        : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      generation: isSet(object.generation) ? BigInt(object.generation) : 0n,
+    };
+  },
+
+  toJSON(message: UnchangedSecret): unknown {
+    const obj: any = {};
+    if (message.secretId !== "") {
+      obj.secretId = message.secretId;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.generation !== 0n) {
+      obj.generation = message.generation.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UnchangedSecret>): UnchangedSecret {
+    return UnchangedSecret.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnchangedSecret>): UnchangedSecret {
+    const message = createBaseUnchangedSecret();
+    message.secretId = object.secretId ?? "";
+    message.version = object.version ?? 0;
+    message.generation = (object.generation !== undefined && object.generation !== null)
+      ? BigInt(object.generation)
+      : 0n;
     return message;
   },
 };
@@ -1663,154 +2066,6 @@ export const SecretStatus: MessageFns<SecretStatus> = {
   },
 };
 
-function createBaseReportStatusRequest(): ReportStatusRequest {
-  return { appliedGeneration: 0n, secrets: [] };
-}
-
-export const ReportStatusRequest: MessageFns<ReportStatusRequest> = {
-  encode(message: ReportStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.appliedGeneration !== 0n) {
-      if (BigInt.asUintN(64, message.appliedGeneration) !== message.appliedGeneration) {
-        throw new globalThis.Error("value provided for field message.appliedGeneration of type uint64 too large");
-      }
-      writer.uint32(8).uint64(message.appliedGeneration);
-    }
-    for (const v of message.secrets) {
-      SecretStatus.encode(v!, writer.uint32(18).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ReportStatusRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseReportStatusRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.appliedGeneration = reader.uint64() as bigint;
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.secrets.push(SecretStatus.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ReportStatusRequest {
-    return {
-      appliedGeneration: isSet(object.appliedGeneration)
-        ? BigInt(object.appliedGeneration)
-        : isSet(object.applied_generation)
-        ? BigInt(object.applied_generation)
-        : 0n,
-      secrets: globalThis.Array.isArray(object?.secrets)
-        ? object.secrets.map((e: any) => SecretStatus.fromJSON(e))
-        : [],
-    };
-  },
-
-  toJSON(message: ReportStatusRequest): unknown {
-    const obj: any = {};
-    if (message.appliedGeneration !== 0n) {
-      obj.appliedGeneration = message.appliedGeneration.toString();
-    }
-    if (message.secrets?.length) {
-      obj.secrets = message.secrets.map((e) => SecretStatus.toJSON(e));
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<ReportStatusRequest>): ReportStatusRequest {
-    return ReportStatusRequest.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<ReportStatusRequest>): ReportStatusRequest {
-    const message = createBaseReportStatusRequest();
-    message.appliedGeneration = (object.appliedGeneration !== undefined && object.appliedGeneration !== null)
-      ? BigInt(object.appliedGeneration)
-      : 0n;
-    message.secrets = object.secrets?.map((e) => SecretStatus.fromPartial(e)) || [];
-    return message;
-  },
-};
-
-function createBaseReportStatusResponse(): ReportStatusResponse {
-  return {};
-}
-
-export const ReportStatusResponse: MessageFns<ReportStatusResponse> = {
-  encode(_: ReportStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ReportStatusResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseReportStatusResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): ReportStatusResponse {
-    return {};
-  },
-
-  toJSON(_: ReportStatusResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create(base?: DeepPartial<ReportStatusResponse>): ReportStatusResponse {
-    return ReportStatusResponse.fromPartial(base ?? {});
-  },
-  fromPartial(_: DeepPartial<ReportStatusResponse>): ReportStatusResponse {
-    const message = createBaseReportStatusResponse();
-    return message;
-  },
-};
-
 /**
  * AgentService is what an edge agent calls on the control plane. Every call except Enroll
  * requires the client certificate issued at enrollment (mTLS); each call acts only on the
@@ -1845,46 +2100,22 @@ export const AgentServiceService = {
     responseDeserialize: (value: Buffer): RenewCertificateResponse => RenewCertificateResponse.decode(value),
   },
   /**
-   * Watch pushes the cluster's desired generation: first the current one, then every change.
-   * Generations only grow; a notification is a hint to call GetDesiredState.
+   * Sync is the agent's one long-lived stream, authenticated once when it opens. Down: the
+   * cluster's desired state, complete or as a delta, whenever the control plane built a new
+   * generation. Up: a hello, then an acknowledgement of every state applied (with per-secret
+   * statuses), and statuses found between states (drift repairs that failed). Flow control: the
+   * control plane sends a new generation only after the previous one was acknowledged, so a slow
+   * agent holds at most one state in the control plane's memory; newer builds coalesce. Rules
+   * and limits: docs/agent-protocol.md, "The Sync stream"; docs/decisions/010.
    */
-  watch: {
-    path: "/sigil.agent.v1.AgentService/Watch" as const,
-    requestStream: false as const,
+  sync: {
+    path: "/sigil.agent.v1.AgentService/Sync" as const,
+    requestStream: true as const,
     responseStream: true as const,
-    requestSerialize: (value: WatchRequest): Buffer => Buffer.from(WatchRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): WatchRequest => WatchRequest.decode(value),
-    responseSerialize: (value: WatchResponse): Buffer => Buffer.from(WatchResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): WatchResponse => WatchResponse.decode(value),
-  },
-  /**
-   * GetDesiredState lists everything the cluster should hold, one page per call: always the
-   * complete desired state of one built generation, never a delta. The agent follows
-   * next_page_token until it is empty and acts (deletes) only on the assembled listing. When the
-   * snapshot moves on between pages the call fails with ABORTED (sigil-error-code
-   * snapshot_changed) and the agent starts the listing again. Limits: docs/agent-protocol.md.
-   */
-  getDesiredState: {
-    path: "/sigil.agent.v1.AgentService/GetDesiredState" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: GetDesiredStateRequest): Buffer =>
-      Buffer.from(GetDesiredStateRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): GetDesiredStateRequest => GetDesiredStateRequest.decode(value),
-    responseSerialize: (value: GetDesiredStateResponse): Buffer =>
-      Buffer.from(GetDesiredStateResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): GetDesiredStateResponse => GetDesiredStateResponse.decode(value),
-  },
-  /** ReportStatus tells the control plane what the agent applied, per secret. */
-  reportStatus: {
-    path: "/sigil.agent.v1.AgentService/ReportStatus" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ReportStatusRequest): Buffer => Buffer.from(ReportStatusRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ReportStatusRequest => ReportStatusRequest.decode(value),
-    responseSerialize: (value: ReportStatusResponse): Buffer =>
-      Buffer.from(ReportStatusResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ReportStatusResponse => ReportStatusResponse.decode(value),
+    requestSerialize: (value: SyncRequest): Buffer => Buffer.from(SyncRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SyncRequest => SyncRequest.decode(value),
+    responseSerialize: (value: SyncResponse): Buffer => Buffer.from(SyncResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SyncResponse => SyncResponse.decode(value),
   },
 } as const;
 
@@ -1898,20 +2129,15 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   /** RenewCertificate issues a fresh certificate for a new CSR before the current one expires. */
   renewCertificate: handleUnaryCall<RenewCertificateRequest, RenewCertificateResponse>;
   /**
-   * Watch pushes the cluster's desired generation: first the current one, then every change.
-   * Generations only grow; a notification is a hint to call GetDesiredState.
+   * Sync is the agent's one long-lived stream, authenticated once when it opens. Down: the
+   * cluster's desired state, complete or as a delta, whenever the control plane built a new
+   * generation. Up: a hello, then an acknowledgement of every state applied (with per-secret
+   * statuses), and statuses found between states (drift repairs that failed). Flow control: the
+   * control plane sends a new generation only after the previous one was acknowledged, so a slow
+   * agent holds at most one state in the control plane's memory; newer builds coalesce. Rules
+   * and limits: docs/agent-protocol.md, "The Sync stream"; docs/decisions/010.
    */
-  watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
-  /**
-   * GetDesiredState lists everything the cluster should hold, one page per call: always the
-   * complete desired state of one built generation, never a delta. The agent follows
-   * next_page_token until it is empty and acts (deletes) only on the assembled listing. When the
-   * snapshot moves on between pages the call fails with ABORTED (sigil-error-code
-   * snapshot_changed) and the agent starts the listing again. Limits: docs/agent-protocol.md.
-   */
-  getDesiredState: handleUnaryCall<GetDesiredStateRequest, GetDesiredStateResponse>;
-  /** ReportStatus tells the control plane what the agent applied, per secret. */
-  reportStatus: handleUnaryCall<ReportStatusRequest, ReportStatusResponse>;
+  sync: handleBidiStreamingCall<SyncRequest, SyncResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -1952,53 +2178,17 @@ export interface AgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: RenewCertificateResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Watch pushes the cluster's desired generation: first the current one, then every change.
-   * Generations only grow; a notification is a hint to call GetDesiredState.
+   * Sync is the agent's one long-lived stream, authenticated once when it opens. Down: the
+   * cluster's desired state, complete or as a delta, whenever the control plane built a new
+   * generation. Up: a hello, then an acknowledgement of every state applied (with per-secret
+   * statuses), and statuses found between states (drift repairs that failed). Flow control: the
+   * control plane sends a new generation only after the previous one was acknowledged, so a slow
+   * agent holds at most one state in the control plane's memory; newer builds coalesce. Rules
+   * and limits: docs/agent-protocol.md, "The Sync stream"; docs/decisions/010.
    */
-  watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
-  watch(
-    request: WatchRequest,
-    metadata?: Metadata,
-    options?: Partial<CallOptions>,
-  ): ClientReadableStream<WatchResponse>;
-  /**
-   * GetDesiredState lists everything the cluster should hold, one page per call: always the
-   * complete desired state of one built generation, never a delta. The agent follows
-   * next_page_token until it is empty and acts (deletes) only on the assembled listing. When the
-   * snapshot moves on between pages the call fails with ABORTED (sigil-error-code
-   * snapshot_changed) and the agent starts the listing again. Limits: docs/agent-protocol.md.
-   */
-  getDesiredState(
-    request: GetDesiredStateRequest,
-    callback: (error: ServiceError | null, response: GetDesiredStateResponse) => void,
-  ): ClientUnaryCall;
-  getDesiredState(
-    request: GetDesiredStateRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: GetDesiredStateResponse) => void,
-  ): ClientUnaryCall;
-  getDesiredState(
-    request: GetDesiredStateRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: GetDesiredStateResponse) => void,
-  ): ClientUnaryCall;
-  /** ReportStatus tells the control plane what the agent applied, per secret. */
-  reportStatus(
-    request: ReportStatusRequest,
-    callback: (error: ServiceError | null, response: ReportStatusResponse) => void,
-  ): ClientUnaryCall;
-  reportStatus(
-    request: ReportStatusRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ReportStatusResponse) => void,
-  ): ClientUnaryCall;
-  reportStatus(
-    request: ReportStatusRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ReportStatusResponse) => void,
-  ): ClientUnaryCall;
+  sync(): ClientDuplexStream<SyncRequest, SyncResponse>;
+  sync(options: Partial<CallOptions>): ClientDuplexStream<SyncRequest, SyncResponse>;
+  sync(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SyncRequest, SyncResponse>;
 }
 
 export const AgentServiceClient = makeGenericClientConstructor(
