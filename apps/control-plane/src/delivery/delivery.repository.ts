@@ -305,10 +305,10 @@ export class DeliveryRepository {
 
   /**
    * Replaces the snapshots of many clusters and marks each built at its generation, in one
-   * statement (the rows of `saves` are locked by the caller). A row keeps its generation unless
-   * its sealed value or key version changed, or it was marked changed (generation 0, see
-   * markSnapshotRowsChanged): agents receive in full exactly the rows whose generation is newer
-   * than what they hold. The DELETE and the upsert touch disjoint rows, so they share a statement.
+   * statement (the rows of `saves` are locked by the caller, so nothing else writes their rows
+   * meanwhile). A row keeps its generation unless its sealed value, version or key version
+   * changed, or it was marked changed (generation 0, see markSnapshotRowsChanged): agents
+   * receive in full exactly the rows whose generation is newer than what they hold. The DELETE and the upsert touch disjoint rows, so they share a statement.
    */
   async saveSnapshots(
     em: EntityManager,
@@ -324,15 +324,18 @@ export class DeliveryRepository {
        ), gone AS (
          DELETE FROM cluster_secrets cs USING k
           WHERE cs.cluster_id = k.c AND NOT EXISTS (SELECT 1 FROM x WHERE x.c = cs.cluster_id AND x.s = cs.secret_id)
+       ), changed AS (
+         -- Only rows that are new or differ: an upsert of an unchanged row would still lock and dirty it.
+         SELECT x.c, x.s, x.a, x.v, x.sv, k.g, k.kv FROM x JOIN k ON k.c = x.c
+           LEFT JOIN cluster_secrets cs ON cs.cluster_id = x.c AND cs.secret_id = x.s
+          WHERE cs.cluster_id IS NULL OR cs.sealed_value_id <> x.sv OR cs.cluster_key_version <> k.kv OR cs.generation = 0
+             OR cs.app_id <> x.a OR cs.secret_version <> x.v
        ), upserted AS (
          INSERT INTO cluster_secrets (cluster_id, secret_id, app_id, secret_version, sealed_value_id, generation, cluster_key_version)
-         SELECT x.c, x.s, x.a, x.v, x.sv, k.g, k.kv FROM x JOIN k ON k.c = x.c
+         SELECT c, s, a, v, sv, g, kv FROM changed
          ON CONFLICT (cluster_id, secret_id) DO UPDATE
            SET secret_version = EXCLUDED.secret_version, sealed_value_id = EXCLUDED.sealed_value_id, app_id = EXCLUDED.app_id,
                cluster_key_version = EXCLUDED.cluster_key_version, generation = EXCLUDED.generation
-           WHERE cluster_secrets.sealed_value_id <> EXCLUDED.sealed_value_id
-              OR cluster_secrets.cluster_key_version <> EXCLUDED.cluster_key_version
-              OR cluster_secrets.generation = 0
        )
        UPDATE clusters c SET built_generation = k.g, delivery_error = NULL FROM k WHERE c.id = k.c`,
       [
