@@ -334,8 +334,11 @@ describe('batched delivery builds', () => {
         `HSM-only via Sigil's pool ${s(poolMs)}, raw pkcs11js floor ${s(rawMs)}; ` +
         `rotate build ${s(rotateMs)}; unpublish transaction+view ${s(unpublishMs)}, its build ${s(unpublishBuildMs)}\n`,
     );
-    // Loose bound for a shared 2-core box: the build is the HSM work plus a little.
-    expect(buildMs).toBeLessThan(Math.max(poolMs * 2, 3_000));
+    // Loose bounds for a shared 2-core box: within 1.5× the raw floor (which unwraps every data
+    // key for every cluster; Sigil unwraps a data key once per HSM message), and a rotation, one
+    // wrap per cluster, faster than the publish.
+    expect(buildMs).toBeLessThan(1.5 * (rawMs ?? poolMs * 2));
+    expect(rotateMs).toBeLessThan(buildMs);
   }, 600_000);
 });
 
