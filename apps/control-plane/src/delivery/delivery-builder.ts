@@ -1,94 +1,120 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { HsmService } from '../hsm/hsm.service.js';
-import { ClusterKeyRepository } from '../keys/cluster-key.repository.js';
 import { MetricsService } from '../metrics/metrics.service.js';
-import { DeliveryRepository, type DesiredRow } from './delivery.repository.js';
+import { DeliveryRepository, type BuildTarget, type DesiredClusterRow } from './delivery.repository.js';
+
+/** How many times a batch looks again at clusters that moved or were locked meanwhile, before leaving them to a new job. */
+const ROUNDS = 3;
+
+export interface BatchOutcome {
+  /** Clusters whose snapshot this build moved forward. */
+  built: string[];
+  /** Clusters still behind that this build could not finish (their state kept moving, or another transaction held them). */
+  left: string[];
+}
 
 /**
- * The delivery job: brings one cluster's snapshot up to its desired generation. Data keys are
- * wrapped for the cluster (HSM) only where no wrapped copy for its current delivery key exists,
- * so a re-delivery, a reconnect or a rebuild after a lost job costs no HSM work. The snapshot is
- * replaced under the cluster's row lock and only ever moves forward; then every replica hears
- * the new generation and pushes it to the cluster's stream.
+ * The delivery job: brings a batch of clusters' snapshots up to their desired generation, at a
+ * cost per batch rather than per cluster — one statement finds the clusters still behind with
+ * their delivery key, one reads the desired rows of all of them, one HSM call wraps every data
+ * key none of them has a wrapped copy of (so a re-delivery, a reconnect or a rebuild after a lost
+ * job costs no HSM work), one statement saves those, and one transaction writes all snapshots.
+ * Snapshots only move forward, under the clusters' row locks; then one event wakes the streams.
  */
 @Injectable()
 export class DeliveryBuilder {
   constructor(
     @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
-    @Inject(ClusterKeyRepository) private readonly clusterKeys: ClusterKeyRepository,
     @Inject(HsmService) private readonly hsm: HsmService,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
     @Inject(MetricsService) private readonly metrics: MetricsService,
   ) {}
 
-  /** Returns the generation built, or undefined when there was nothing to do. */
-  async build(clusterId: string): Promise<bigint | undefined> {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      // Read before the rows: every change bumps desired_generation in its own transaction, so
-      // if it is unchanged under the lock below, the rows read here are still the desired ones.
-      const seen = await this.repo.generations(this.repo.manager, clusterId);
-      if (!seen || seen.built >= seen.desired) return undefined; // a stale job: already built
-      const key = await this.clusterKeys.active(clusterId);
-      if (!key) return undefined; // not enrolled yet: enrollment triggers a build
-      const wanted = await this.repo.desired(this.repo.manager, clusterId);
-      await this.wrapMissing(clusterId, key, wanted);
-      const built = await this.repo.transaction(async (em) => {
-        const g = await this.repo.lockForBuild(em, clusterId);
-        if (!g || g.built >= g.desired) return { done: true as const, generation: undefined };
-        if (g.keyVersion !== key.version) return { done: false as const };
-        let rows = wanted;
-        if (g.desired !== seen.desired) {
-          // Something changed meanwhile: read again under the lock; it may need keys not wrapped yet.
-          rows = await this.repo.desired(em, clusterId);
-          const have = await this.repo.wrappedFor(
-            em,
-            clusterId,
-            key.version,
-            rows.map((r) => r.sealedValueId),
-          );
-          if (rows.some((r) => !have.has(r.sealedValueId))) return { done: false as const };
-        }
-        await this.repo.saveSnapshot(em, clusterId, g.desired, key.version, rows);
-        return { done: true as const, generation: g.desired };
-      });
-      if (built.done) {
-        if (built.generation !== undefined) {
-          this.metrics.deliveriesBuilt.inc();
-          await this.events.publish({ type: 'desired', clusterIds: [clusterId] });
-        }
-        return built.generation;
+  async build(clusterIds: string[]): Promise<BatchOutcome> {
+    const built: string[] = [];
+    let pending = clusterIds;
+    for (let round = 0; round < ROUNDS && pending.length > 0; round++) {
+      if (round > 0) await new Promise((r) => setTimeout(r, 20 * round)); // let the transaction holding them commit
+      const r = await this.round(pending);
+      if (r.built.length > 0) {
+        built.push(...r.built);
+        this.metrics.deliveriesBuilt.inc(r.built.length);
+        await this.events.publish({ type: 'desired', clusterIds: r.built });
       }
+      pending = r.again;
     }
-    throw new Error('the desired state kept changing while building; retrying the job');
+    return { built, left: pending };
   }
 
-  private async wrapMissing(
-    clusterId: string,
-    key: { version: number; rootKeyVersion: number; wrappedKey: Buffer },
-    rows: DesiredRow[],
-  ): Promise<void> {
-    const have = await this.repo.wrappedFor(
-      this.repo.manager,
-      clusterId,
-      key.version,
-      rows.map((r) => r.sealedValueId),
+  private async round(clusterIds: string[]): Promise<{ built: string[]; again: string[] }> {
+    // Read before the rows: every change bumps desired_generation in its own transaction, so a
+    // cluster whose generation (and key) is unchanged under the lock below still wants these rows.
+    const targets = await this.repo.behindWithKeys(this.repo.manager, clusterIds);
+    if (targets.length === 0) return { built: [], again: [] }; // a duplicate job, or not enrolled yet (enrollment triggers a build)
+    const rows = await this.repo.desiredFor(this.repo.manager, targets);
+    await this.wrapMissing(targets, rows);
+    return this.repo.transaction(async (em) => {
+      const locked = new Map(
+        (
+          await this.repo.lockBatch(
+            em,
+            targets.map((t) => t.clusterId),
+          )
+        ).map((l) => [l.clusterId, l]),
+      );
+      const saves: Array<{ clusterId: string; generation: bigint; keyVersion: number }> = [];
+      const again: string[] = [];
+      for (const t of targets) {
+        const l = locked.get(t.clusterId);
+        if (!l)
+          again.push(t.clusterId); // held by another builder or a change: look again
+        else if (l.built >= l.desired)
+          continue; // built meanwhile
+        else if (l.desired !== t.desired || l.keyVersion !== t.keyVersion)
+          again.push(t.clusterId); // moved: rows to read again
+        else saves.push({ clusterId: t.clusterId, generation: t.desired, keyVersion: t.keyVersion });
+      }
+      const saving = new Set(saves.map((s) => s.clusterId));
+      await this.repo.saveSnapshots(
+        em,
+        saves,
+        rows.filter((r) => saving.has(r.clusterId)),
+      );
+      return { built: saves.map((s) => s.clusterId), again };
+    });
+  }
+
+  /** One HSM call for every data key of the batch that has no copy wrapped for its cluster yet (split over the HSM workers). */
+  private async wrapMissing(targets: BuildTarget[], rows: DesiredClusterRow[]): Promise<void> {
+    const missing = new Map<string, DesiredClusterRow[]>();
+    for (const r of rows) {
+      if (!r.wrappedDek) continue;
+      const list = missing.get(r.clusterId);
+      if (list) list.push(r);
+      else missing.set(r.clusterId, [r]);
+    }
+    if (missing.size === 0) return;
+    const keys = new Map(targets.map((t) => [t.clusterId, t]));
+    const groups = [...missing];
+    const wrapped = await this.hsm.wrapForClusters(
+      groups.map(([clusterId, list]) => {
+        const key = keys.get(clusterId)!;
+        return {
+          clusterKey: { rootKeyVersion: key.rootKeyVersion, wrapped: key.wrappedKey },
+          deks: list.map((r) => ({ rootKeyVersion: r.rootKeyVersion, wrapped: r.wrappedDek! })),
+        };
+      }),
     );
-    const missing = rows.filter((r) => !have.has(r.sealedValueId));
-    if (missing.length === 0) return;
-    const [wrapped] = await this.hsm.wrapForClusters([
-      {
-        clusterKey: { rootKeyVersion: key.rootKeyVersion, wrapped: key.wrappedKey },
-        deks: missing.map((r) => ({ rootKeyVersion: r.rootKeyVersion, wrapped: r.wrappedDek })),
-      },
-    ]);
-    this.metrics.hsmWraps.inc(missing.length);
-    await this.repo.saveWrapped(
-      this.repo.manager,
-      clusterId,
-      key.version,
-      missing.map((r) => r.sealedValueId),
-      wrapped!,
+    const saves = groups.flatMap(([clusterId, list], i) =>
+      list.map((r, j) => ({
+        clusterId,
+        keyVersion: keys.get(clusterId)!.keyVersion,
+        sealedValueId: r.sealedValueId,
+        wrapped: wrapped[i]![j]!,
+      })),
     );
+    this.metrics.hsmWraps.inc(saves.length);
+    await this.repo.saveWrappedMany(this.repo.manager, saves);
   }
 }

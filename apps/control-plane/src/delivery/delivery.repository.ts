@@ -16,14 +16,26 @@ export interface ClusterLabels {
   labels: Record<string, string>;
 }
 
-/** One secret a cluster should hold, as the delivery job computes it. */
-export interface DesiredRow {
+/** A cluster a batch build works on: its desired generation and active delivery key as first read. */
+export interface BuildTarget {
+  clusterId: string;
+  desired: bigint;
+  keyVersion: number;
+  rootKeyVersion: number;
+  /** The delivery key, wrapped under root key `rootKeyVersion`. */
+  wrappedKey: Buffer;
+}
+
+/** One secret one cluster of a batch should hold; `wrappedDek` is set only when the cluster has no wrapped copy yet. */
+export interface DesiredClusterRow {
+  clusterId: string;
   secretId: string;
   appId: string;
   version: number;
   sealedValueId: string;
   rootKeyVersion: number;
-  wrappedDek: Buffer;
+  /** The root-wrapped data key, present only when it still has to be wrapped for the cluster. */
+  wrappedDek: Buffer | null;
 }
 
 /** One secret of a cluster's built snapshot, with what an agent needs to open it. */
@@ -164,9 +176,39 @@ export class DeliveryRepository {
     return this.setPublished(em, appId, ids, true);
   }
 
-  /** Drops the app's rows from every cluster's snapshot; the next build adds them back (its wrapped keys stay cached). */
-  async forgetSnapshotRows(em: EntityManager, appId: string): Promise<void> {
-    await em.query('DELETE FROM cluster_secrets WHERE app_id = $1', [appId]);
+  /**
+   * What an agent writes for the app's secrets besides their values — app name, namespace,
+   * delivery mode; each secret's name, type and target namespace — as comparable strings.
+   */
+  async deliveryShape(em: EntityManager, appId: string): Promise<{ app: string; secrets: Map<string, string> } | undefined> {
+    const rows = await em.query<Array<{ app: string; secrets: Record<string, string> }>>(
+      `SELECT json_build_array(a.name, a.namespace, a.delivery_mode, a.project_id)::text AS app,
+              coalesce(json_object_agg(s.id, json_build_array(s.name, s.type, s.namespace)::text) FILTER (WHERE s.id IS NOT NULL), '{}')
+                AS secrets
+         FROM apps a LEFT JOIN secrets s ON s.app_id = a.id WHERE a.id = $1 GROUP BY a.id`,
+      [appId],
+    );
+    return rows[0] && { app: rows[0].app, secrets: new Map(Object.entries(rows[0].secrets)) };
+  }
+
+  /**
+   * Marks the snapshot rows of the app (or only of `secretIds`) as changed although their sealed
+   * value is the same (a move, another delivery mode, a rename): the next build gives them its
+   * generation, so a delta sends them in full. Generation 0 is never a built generation; until
+   * that build a delta would list such a row by reference at 0, which no agent holds, and the
+   * agent asks for a complete state. The rows stay, so a complete state read meanwhile still
+   * carries every secret (deleting them would make agents delete the Secrets until the build).
+   */
+  async markSnapshotRowsChanged(em: EntityManager, appId: string, secretIds?: string[]): Promise<void> {
+    if (secretIds) {
+      if (secretIds.length === 0) return;
+      await em.query('UPDATE cluster_secrets SET generation = 0 WHERE app_id = $1 AND secret_id = ANY($2::uuid[]) AND generation <> 0', [
+        appId,
+        secretIds,
+      ]);
+    } else {
+      await em.query('UPDATE cluster_secrets SET generation = 0 WHERE app_id = $1 AND generation <> 0', [appId]);
+    }
   }
 
   /** The cluster must be rebuilt for reasons of its own (a new delivery key). */
@@ -180,94 +222,127 @@ export class DeliveryRepository {
 
   /**
    * Enrolled clusters whose built snapshot is behind what they should hold (the reconciler's
-   * work list). Clusters not enrolled yet have nothing to build for: enrollment triggers it.
+   * work list), in id order so that every replica cuts the same batches. Clusters not enrolled
+   * yet have nothing to build for: enrollment triggers it.
    */
   behind(limit: number): Promise<Array<{ id: string; g: string }>> {
     return this.ds.query(
       `SELECT id, desired_generation AS g FROM clusters
-        WHERE built_generation < desired_generation AND state = 'enrolled' ORDER BY updated_at LIMIT $1`,
+        WHERE built_generation < desired_generation AND state = 'enrolled' ORDER BY id LIMIT $1`,
       [limit],
     );
   }
 
-  async generations(em: EntityManager, clusterId: string, lock = false): Promise<{ desired: bigint; built: bigint } | undefined> {
-    const rows = await em.query<Array<{ d: string; b: string }>>(
-      `SELECT desired_generation AS d, built_generation AS b FROM clusters WHERE id = $1 ${lock ? 'FOR UPDATE' : ''}`,
-      [clusterId],
+  /**
+   * Of `clusterIds`, those whose snapshot is behind and that hold an active delivery key, with
+   * that key: the first statement of a batch build, and the only one of a duplicate build.
+   */
+  async behindWithKeys(em: EntityManager, clusterIds: string[]): Promise<BuildTarget[]> {
+    const rows = await em.query<Array<{ id: string; d: string; v: number; r: number; w: Buffer }>>(
+      `SELECT c.id, c.desired_generation::text AS d, k.version AS v, k.root_key_version AS r, k.wrapped_key AS w
+         FROM clusters c JOIN cluster_keys k ON k.cluster_id = c.id AND k.state = 'active'
+        WHERE c.id = ANY($1::uuid[]) AND c.built_generation < c.desired_generation
+        ORDER BY c.id`,
+      [clusterIds],
     );
-    return rows[0] && { desired: BigInt(rows[0].d), built: BigInt(rows[0].b) };
+    return rows.map((r) => ({ clusterId: r.id, desired: BigInt(r.d), keyVersion: r.v, rootKeyVersion: r.r, wrappedKey: r.w }));
   }
 
-  /** Locks the cluster row for a build; its generations and the version of its active delivery key. */
-  async lockForBuild(
-    em: EntityManager,
-    clusterId: string,
-  ): Promise<{ desired: bigint; built: bigint; keyVersion: number | null } | undefined> {
-    const rows = await em.query<Array<{ d: string; b: string; k: number | null }>>(
-      `SELECT c.desired_generation AS d, c.built_generation AS b,
-              (SELECT version FROM cluster_keys k WHERE k.cluster_id = c.id AND k.state = 'active') AS k
-         FROM clusters c WHERE c.id = $1 FOR UPDATE OF c`,
-      [clusterId],
-    );
-    return rows[0] && { desired: BigInt(rows[0].d), built: BigInt(rows[0].b), keyVersion: rows[0].k };
-  }
-
-  /** What the cluster should hold now: the current version of every secret of every app published to it. */
-  desired(em: EntityManager, clusterId: string): Promise<DesiredRow[]> {
+  /**
+   * What each cluster should hold now — the current version of every secret of every app
+   * published to it — and, per row, whether a data key wrapped under the cluster's delivery key
+   * at `keyVersion` exists already (if not, the row carries the root-wrapped data key to wrap).
+   * One set-based statement for the whole batch.
+   */
+  desiredFor(em: EntityManager, targets: Array<Pick<BuildTarget, 'clusterId' | 'keyVersion'>>): Promise<DesiredClusterRow[]> {
+    if (targets.length === 0) return Promise.resolve([]);
     return em.query(
-      `SELECT s.id AS "secretId", s.app_id AS "appId", v.version, v.sealed_value_id AS "sealedValueId",
-              sv.root_key_version AS "rootKeyVersion", sv.wrapped_dek AS "wrappedDek"
-         FROM cluster_apps ca
+      `SELECT x.c AS "clusterId", s.id AS "secretId", s.app_id AS "appId", v.version, v.sealed_value_id AS "sealedValueId",
+              sv.root_key_version AS "rootKeyVersion",
+              CASE WHEN wk.cluster_id IS NULL THEN sv.wrapped_dek END AS "wrappedDek"
+         FROM unnest($1::uuid[], $2::int[]) AS x(c, k)
+         JOIN cluster_apps ca ON ca.cluster_id = x.c AND ca.published
          JOIN secrets s ON s.app_id = ca.app_id
          JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
          JOIN sealed_values sv ON sv.id = v.sealed_value_id
-        WHERE ca.cluster_id = $1 AND ca.published
-        ORDER BY s.id`,
-      [clusterId],
+         LEFT JOIN cluster_wrapped_keys wk
+           ON wk.cluster_id = x.c AND wk.sealed_value_id = v.sealed_value_id AND wk.cluster_key_version = x.k
+        ORDER BY x.c, s.id`,
+      [targets.map((t) => t.clusterId), targets.map((t) => t.keyVersion)],
     );
   }
 
-  async wrappedFor(em: EntityManager, clusterId: string, keyVersion: number, sealedValueIds: string[]): Promise<Set<string>> {
-    const rows = await em.query<Array<{ id: string }>>(
-      `SELECT sealed_value_id AS id FROM cluster_wrapped_keys
-        WHERE cluster_id = $1 AND cluster_key_version = $2 AND sealed_value_id = ANY($3::uuid[])`,
-      [clusterId, keyVersion, sealedValueIds],
-    );
-    return new Set(rows.map((r) => r.id));
-  }
-
-  async saveWrapped(em: EntityManager, clusterId: string, keyVersion: number, sealedValueIds: string[], wrapped: Buffer[]): Promise<void> {
-    if (sealedValueIds.length === 0) return;
+  /** Saves data keys wrapped for many clusters in one statement (a cache: a concurrent copy wins). */
+  async saveWrappedMany(
+    em: EntityManager,
+    rows: Array<{ clusterId: string; keyVersion: number; sealedValueId: string; wrapped: Buffer }>,
+  ): Promise<void> {
+    if (rows.length === 0) return;
     await em.query(
       `INSERT INTO cluster_wrapped_keys (cluster_id, sealed_value_id, cluster_key_version, wrapped_dek)
-       SELECT $1, s, $2, w FROM unnest($3::uuid[], $4::bytea[]) AS v(s, w) ON CONFLICT DO NOTHING`,
-      [clusterId, keyVersion, sealedValueIds, wrapped],
+       SELECT c, s, k, w FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::bytea[]) AS v(c, s, k, w) ON CONFLICT DO NOTHING`,
+      [rows.map((r) => r.clusterId), rows.map((r) => r.sealedValueId), rows.map((r) => r.keyVersion), rows.map((r) => r.wrapped)],
     );
   }
 
   /**
-   * Replaces the cluster's snapshot with `rows` at generation `g` (unchanged rows keep their
-   * generation) and marks it built: one statement, since this runs once per cluster per change.
-   * The DELETE and the upsert touch disjoint rows, so they can share a statement.
+   * Locks the rows of `clusterIds` that no one else holds, in id order (two builders of
+   * overlapping batches never wait on each other, so they cannot deadlock), with their
+   * generations and active key version. Clusters locked elsewhere are simply not returned.
    */
-  async saveSnapshot(em: EntityManager, clusterId: string, g: bigint, keyVersion: number, rows: DesiredRow[]): Promise<void> {
+  async lockBatch(
+    em: EntityManager,
+    clusterIds: string[],
+  ): Promise<Array<{ clusterId: string; desired: bigint; built: bigint; keyVersion: number | null }>> {
+    const rows = await em.query<Array<{ id: string; d: string; b: string; k: number | null }>>(
+      `SELECT c.id, c.desired_generation::text AS d, c.built_generation::text AS b,
+              (SELECT version FROM cluster_keys k WHERE k.cluster_id = c.id AND k.state = 'active') AS k
+         FROM clusters c WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE OF c SKIP LOCKED`,
+      [clusterIds],
+    );
+    return rows.map((r) => ({ clusterId: r.id, desired: BigInt(r.d), built: BigInt(r.b), keyVersion: r.k }));
+  }
+
+  /**
+   * Replaces the snapshots of many clusters and marks each built at its generation, in one
+   * statement (the rows of `saves` are locked by the caller, so nothing else writes their rows
+   * meanwhile). A row keeps its generation unless its sealed value, version or key version
+   * changed, or it was marked changed (generation 0, see markSnapshotRowsChanged): agents
+   * receive in full exactly the rows whose generation is newer than what they hold. The DELETE and the upsert touch disjoint rows, so they share a statement.
+   */
+  async saveSnapshots(
+    em: EntityManager,
+    saves: Array<{ clusterId: string; generation: bigint; keyVersion: number }>,
+    rows: DesiredClusterRow[],
+  ): Promise<void> {
+    if (saves.length === 0) return;
     await em.query(
-      `WITH gone AS (
-         DELETE FROM cluster_secrets WHERE cluster_id = $1 AND NOT (secret_id = ANY($4::uuid[]))
+      `WITH k AS (
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::int[]) AS k(c, g, kv)
+       ), x AS (
+         SELECT * FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::int[], $8::uuid[]) AS x(c, s, a, v, sv)
+       ), gone AS (
+         DELETE FROM cluster_secrets cs USING k
+          WHERE cs.cluster_id = k.c AND NOT EXISTS (SELECT 1 FROM x WHERE x.c = cs.cluster_id AND x.s = cs.secret_id)
+       ), changed AS (
+         -- Only rows that are new or differ: an upsert of an unchanged row would still lock and dirty it.
+         SELECT x.c, x.s, x.a, x.v, x.sv, k.g, k.kv FROM x JOIN k ON k.c = x.c
+           LEFT JOIN cluster_secrets cs ON cs.cluster_id = x.c AND cs.secret_id = x.s
+          WHERE cs.cluster_id IS NULL OR cs.sealed_value_id <> x.sv OR cs.cluster_key_version <> k.kv OR cs.generation = 0
+             OR cs.app_id <> x.a OR cs.secret_version <> x.v
        ), upserted AS (
          INSERT INTO cluster_secrets (cluster_id, secret_id, app_id, secret_version, sealed_value_id, generation, cluster_key_version)
-         SELECT $1, s, a, v, sv, $2, $3 FROM unnest($4::uuid[], $5::uuid[], $6::int[], $7::uuid[]) AS x(s, a, v, sv)
+         SELECT c, s, a, v, sv, g, kv FROM changed
          ON CONFLICT (cluster_id, secret_id) DO UPDATE
            SET secret_version = EXCLUDED.secret_version, sealed_value_id = EXCLUDED.sealed_value_id, app_id = EXCLUDED.app_id,
                cluster_key_version = EXCLUDED.cluster_key_version, generation = EXCLUDED.generation
-           WHERE cluster_secrets.sealed_value_id <> EXCLUDED.sealed_value_id
-              OR cluster_secrets.cluster_key_version <> EXCLUDED.cluster_key_version
        )
-       UPDATE clusters SET built_generation = $2, delivery_error = NULL WHERE id = $1`,
+       UPDATE clusters c SET built_generation = k.g, delivery_error = NULL FROM k WHERE c.id = k.c`,
       [
-        clusterId,
-        g.toString(),
-        keyVersion,
+        saves.map((s) => s.clusterId),
+        saves.map((s) => s.generation.toString()),
+        saves.map((s) => s.keyVersion),
+        rows.map((r) => r.clusterId),
         rows.map((r) => r.secretId),
         rows.map((r) => r.appId),
         rows.map((r) => r.version),
@@ -276,8 +351,10 @@ export class DeliveryRepository {
     );
   }
 
-  async setDeliveryError(clusterId: string, error: string): Promise<void> {
-    await this.ds.query('UPDATE clusters SET delivery_error = $2 WHERE id = $1', [clusterId, error.slice(0, 500)]);
+  /** Records a failed build on each cluster (shown as `DeliveryFailed`), in one statement. */
+  async setDeliveryError(clusterIds: string[], error: string): Promise<void> {
+    if (clusterIds.length === 0) return;
+    await this.ds.query('UPDATE clusters SET delivery_error = $2 WHERE id = ANY($1::uuid[])', [clusterIds, error.slice(0, 500)]);
   }
 
   /**

@@ -132,18 +132,30 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
   }
 
   /**
-   * Runs `work` (which changes the values of app `appId`) in a transaction that also moves every
-   * cluster holding the app to a new generation; enqueues their builds after it commits.
-   */
-  /**
-   * `relocated`: the app's Secrets now go elsewhere (a new namespace): its snapshot rows are
-   * rebuilt at the new generation, so status is reported and read for where they are now.
+   * Runs `work` (which changes app `appId`: its values, its secrets, or the app itself) in a
+   * transaction that also moves every cluster holding the app to a new generation; enqueues
+   * their builds after it commits. Snapshot rows whose value stayed but whose delivery did not
+   * (the app moved namespace or delivery mode, a secret was renamed or retyped) are marked
+   * changed, so the build gives them the new generation and deltas carry them in full.
+   * `relocated` marks every row of the app whatever the comparison finds.
    */
   async appContentChange<T>(appId: string, work: (em: EntityManager) => Promise<T>, opts: { relocated?: boolean } = {}): Promise<T> {
     const { result, moved } = await this.repo.transaction(async (em) => {
+      const before = await this.repo.deliveryShape(em, appId);
       const result = await work(em);
       await this.repo.lockMembership(em);
-      if (opts.relocated) await this.repo.forgetSnapshotRows(em, appId);
+      const after = await this.repo.deliveryShape(em, appId);
+      if (before && after) {
+        if (opts.relocated || before.app !== after.app) await this.repo.markSnapshotRowsChanged(em, appId);
+        else {
+          const changed = [...after.secrets].filter(([id, shape]) => before.secrets.has(id) && before.secrets.get(id) !== shape);
+          await this.repo.markSnapshotRowsChanged(
+            em,
+            appId,
+            changed.map(([id]) => id),
+          );
+        }
+      }
       return { result, moved: await this.repo.appContentChanged(em, appId) };
     });
     await this.queue.enqueue(moved);

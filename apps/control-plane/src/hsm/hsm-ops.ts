@@ -400,26 +400,39 @@ export function createClusterKey(
   }
 }
 
-/** Per-cluster envelopes: each data key re-wrapped under the cluster's delivery key, never in clear. */
-export function wrapForCluster(
+/**
+ * Per-cluster envelopes: each data key re-wrapped under each cluster's delivery key, never in
+ * clear. A data key shared by several clusters of the batch (one publish to many clusters) is
+ * unwrapped once for all of them, which halves the HSM operations of a fan-out; every key
+ * unwrapped here is a session object destroyed before returning.
+ */
+export function wrapForClusters(
   p: Pkcs11,
   session: Handle,
   roots: (version: number) => Handle,
-  clusterKey: WrappedKey,
-  deks: WrappedKey[],
-): Buffer[] {
-  const cdk = p.C_UnwrapKey(session, KWP, roots(clusterKey.rootKeyVersion), clusterKey.wrapped, CDK_UNWRAP);
+  items: Array<{ clusterKey: WrappedKey; deks: WrappedKey[] }>,
+): Buffer[][] {
+  const deks = new Map<string, Handle>();
+  const dek = (d: WrappedKey): Handle => {
+    const id = `${d.rootKeyVersion}:${d.wrapped.toString('base64')}`;
+    let h = deks.get(id);
+    if (h === undefined) {
+      h = p.C_UnwrapKey(session, KWP, roots(d.rootKeyVersion), d.wrapped, DEK_UNWRAP);
+      deks.set(id, h);
+    }
+    return h;
+  };
   try {
-    return deks.map((d) => {
-      const dek = p.C_UnwrapKey(session, KWP, roots(d.rootKeyVersion), d.wrapped, DEK_UNWRAP);
+    return items.map(({ clusterKey, deks: wanted }) => {
+      const cdk = p.C_UnwrapKey(session, KWP, roots(clusterKey.rootKeyVersion), clusterKey.wrapped, CDK_UNWRAP);
       try {
-        return Buffer.from(p.C_WrapKey(session, KWP, cdk, dek, Buffer.alloc(64)));
+        return wanted.map((d) => Buffer.from(p.C_WrapKey(session, KWP, cdk, dek(d), Buffer.alloc(64))));
       } finally {
-        p.C_DestroyObject(session, dek);
+        p.C_DestroyObject(session, cdk);
       }
     });
   } finally {
-    p.C_DestroyObject(session, cdk);
+    for (const h of deks.values()) p.C_DestroyObject(session, h);
   }
 }
 

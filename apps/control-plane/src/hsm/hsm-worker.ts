@@ -140,14 +140,14 @@ function execute(s: Handle, task: HsmTask): unknown {
         task.oaep,
       );
     case 'wrapForClusters':
-      return task.items.map(({ clusterKey, deks }) =>
-        ops.wrapForCluster(
-          p,
-          s,
-          root,
-          { rootKeyVersion: clusterKey.rootKeyVersion, wrapped: buf(clusterKey.wrapped) },
-          deks.map((d) => ({ rootKeyVersion: d.rootKeyVersion, wrapped: buf(d.wrapped) })),
-        ),
+      return ops.wrapForClusters(
+        p,
+        s,
+        root,
+        task.items.map(({ clusterKey, deks }) => ({
+          clusterKey: { rootKeyVersion: clusterKey.rootKeyVersion, wrapped: buf(clusterKey.wrapped) },
+          deks: deks.map((d) => ({ rootKeyVersion: d.rootKeyVersion, wrapped: buf(d.wrapped) })),
+        })),
       );
   }
 }
