@@ -61,7 +61,7 @@ export class KubeReconciler {
   /** The session's reconcile: applies one state in the worker; resolves with its statuses. */
   reconcile(state: AssembledState): Promise<SecretStatus[]> {
     return new Promise<SecretStatus[]>((resolve, reject) => {
-      this.nextState = { state, done: (r) => r.then(resolve, reject) };
+      this.nextState = { state, done: (r) => void r.then(resolve, reject) };
       this.kick();
     });
   }

@@ -74,7 +74,7 @@ export class StateAssembler {
     } else if (part.generation !== this.generation || part.part !== this.nextPart) {
       return this.giveUp('out-of-sequence');
     }
-    const secrets = this.secrets!;
+    const secrets = this.secrets;
     const carried = this.carried!;
     for (const s of part.secrets) {
       if (secrets.has(s.secretId)) return this.giveUp('duplicate-secret');

@@ -8,12 +8,12 @@ import type { SyncLogger } from './session.js';
 /** A secret's values, obtainable only at the moment of writing. */
 export interface SecretValues {
   /** Decrypts now. Every buffer it returns is zeroed as soon as the write returns. */
-  open(): Map<string, Buffer>;
+  open: () => Map<string, Buffer>;
   /**
    * Whether a Secret this agent wrote for `owner` may pass to this secret: only when the current
    * complete desired state no longer names `owner` (an orphan of an earlier state).
    */
-  ownerRetired(owner: string): boolean;
+  ownerRetired: (owner: string) => boolean;
 }
 
 export type WriteResult =
