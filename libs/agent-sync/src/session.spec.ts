@@ -1,6 +1,6 @@
 import { constants, createCipheriv, generateKeyPairSync, publicEncrypt, randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { credentials, Metadata, Server, ServerCredentials, status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { credentials, Metadata, Server, ServerCredentials, status, type handleUnaryCall, type ServerDuplexStream } from '@grpc/grpc-js';
 import {
   AgentServiceClient,
   AgentServiceService,
@@ -88,6 +88,8 @@ class ServerStream {
   }
 }
 
+const unimplemented: handleUnaryCall<unknown, unknown> = (_call, cb) => cb({ code: status.UNIMPLEMENTED });
+
 let server: Server;
 let address: string;
 const streams: ServerStream[] = [];
@@ -105,8 +107,8 @@ async function stream(n: number, timeoutMs = 5_000): Promise<ServerStream> {
 beforeAll(async () => {
   server = new Server();
   server.addService(AgentServiceService, {
-    enroll: (_call: unknown, cb: (err: unknown) => void) => cb({ code: status.UNIMPLEMENTED }),
-    renewCertificate: (_call: unknown, cb: (err: unknown) => void) => cb({ code: status.UNIMPLEMENTED }),
+    enroll: unimplemented,
+    renewCertificate: unimplemented,
     sync: (call: ServerDuplexStream<SyncRequest, SyncResponse>) => {
       openedAt.push(Date.now());
       streams.push(new ServerStream(call));
