@@ -201,6 +201,7 @@ export class TestAgent {
       },
       onEnd: (err) => {
         this.held = session.heldState;
+        this.pending = undefined; // it can no longer be acknowledged
         stream.end(err ? failureOf(err) : 'ok');
         return 'stop';
       },
