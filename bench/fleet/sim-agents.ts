@@ -1,6 +1,6 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { credentials, Metadata, status, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import {
   AGENT_MESSAGE_LIMITS,
   AgentServiceClient,
@@ -9,22 +9,19 @@ import {
   derToPem,
   type EnrollResponse,
   ReconnectBackoff,
-  type ReportStatusResponse,
   retryAfterMs,
-  SecretState,
   unary,
-  type WatchResponse,
 } from '@sigil/agent-protocol';
-import { decodeClusterKeyEnvelope, decodeSecretPayload, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
-import { fetchDesiredState } from '../../apps/agent/src/desired-state.js';
+import { MemorySink, SecretSync, SyncSession } from '@sigil/agent-sync';
 import { now, type DeliveryKey, type Expectation, type FromSim, type SimAgentSpec, type ToSim } from './sim-protocol.js';
 
 /**
  * A process hosting many simulated agents. Each speaks the real protocol on its own mTLS
- * connection (its own key and certificate, so its own HTTP/2 session): Enroll, Watch with
- * jittered reconnect, GetDesiredState, open every envelope with its cluster key, write the
- * result into an in-memory stand-in for Kubernetes, ReportStatus. What the real agent does
- * with Kubernetes is the only part left out (bench/latency measures that one).
+ * connection (its own key and certificate, so its own HTTP/2 session): Enroll, then the Sync
+ * stream with the agent's own client (@sigil/agent-sync SyncSession: hello, assembly, deltas,
+ * acknowledgements, jittered reconnect) and sync logic (SecretSync: every changed envelope
+ * opened with its cluster key) into an in-memory stand-in for Kubernetes. What the real agent
+ * does with Kubernetes is the only part left out (bench/latency measures that one).
  */
 
 const send = (m: FromSim) => process.send!(m);
@@ -52,17 +49,11 @@ let lastError: string | undefined;
 class SimAgent {
   identity: Identity | undefined;
   private client: AgentServiceClient | undefined;
-  private stream: ClientReadableStream<WatchResponse> | undefined;
-  private readonly backoff = new ReconnectBackoff({ baseMs: 500, capMs: 10_000 });
-  private applied = 0n;
-  private syncing = false;
-  private dirty = false;
-  private stopped = false;
+  private session: SyncSession | undefined;
   connected = false;
   rejected = 0;
-  /** The in-memory Kubernetes: namespace/name → version. */
-  private readonly sink = new Map<string, { namespace: string; name: string; version: number }>();
-  private readonly clusterKeys = new Map<number, Buffer>();
+  /** The in-memory Kubernetes. */
+  private readonly sink = new MemorySink();
   private readonly phasesMet = new Set<string>();
 
   constructor(
@@ -108,101 +99,39 @@ class SimAgent {
     }
   }
 
+  /** Opens the Sync stream (once; it reconnects by itself). */
   watch(): void {
-    if (this.stopped || !this.identity) return;
-    this.client ??= new AgentServiceClient(
+    if (this.session || !this.identity) return;
+    const identity = this.identity;
+    this.client = new AgentServiceClient(
       address,
-      agentChannelCredentials(caPem, { keyPem: this.identity.keyPem, certificatePem: this.identity.certificatePem }),
+      agentChannelCredentials(caPem, { keyPem: identity.keyPem, certificatePem: identity.certificatePem }),
       OWN_CONNECTION,
     );
-    let first = true;
-    const stream = this.client.watch({ appliedGeneration: this.applied, agentVersion: 'sim-agent/1' });
-    this.stream = stream;
-    stream.on('data', (m: WatchResponse) => {
-      this.connected = true;
-      this.backoff.reset();
-      // After any gap, a full resync; otherwise only when something newer is desired.
-      if (first || m.desiredGeneration > this.applied) this.requestSync();
-      first = false;
-    });
-    const again = (err?: ServiceError) => {
-      if (this.stream !== stream) return;
-      this.stream = undefined;
-      this.connected = false;
-      if (err?.code === status.UNAVAILABLE && retryAfterMs(err.metadata) !== undefined) this.rejected++;
-      if (!this.stopped) setTimeout(() => this.watch(), this.backoff.next(retryAfterMs(err?.metadata)));
-    };
-    stream.on('error', again);
-    stream.on('end', () => again());
-  }
-
-  private requestSync(): void {
-    if (this.syncing) {
-      this.dirty = true;
-      return;
-    }
-    this.syncing = true;
-    void this.sync()
-      .catch((err: unknown) => {
-        syncErrors++;
-        lastError = (err as Error).message;
-        // The watch's next message (or reconnect) asks again; retry once on our own too.
-        setTimeout(() => this.requestSync(), 500 + Math.random() * 1000);
-      })
-      .finally(() => {
-        this.syncing = false;
-        if (this.dirty) {
-          this.dirty = false;
-          this.requestSync();
+    const secretSync = new SecretSync({ sink: this.sink, deliveryKey: deliveryKeys[identity.deliveryKey]!.privateKey });
+    this.session = new SyncSession({
+      client: () => this.client!,
+      agentVersion: 'sim-agent/1',
+      backoff: new ReconnectBackoff({ baseMs: 500, capMs: 10_000 }),
+      reconcile: async (state) => {
+        try {
+          const { statuses } = await secretSync.apply(state);
+          syncs++;
+          this.check();
+          return statuses;
+        } catch (err) {
+          syncErrors++;
+          lastError = (err as Error).message;
+          throw err;
         }
-      });
-  }
-
-  private async sync(): Promise<void> {
-    const client = this.client!;
-    // Every page, assembled, exactly as the real agent lists it.
-    const state = await fetchDesiredState(client);
-    const privateKey = deliveryKeys[this.identity!.deliveryKey]!.privateKey;
-    for (const env of state.clusterKeyEnvelopes) {
-      const version = decodeClusterKeyEnvelope(env).clusterKeyVersion;
-      if (!this.clusterKeys.has(version)) this.clusterKeys.set(version, openClusterKeyEnvelope(privateKey, env).key);
-    }
-    // The listing is always the complete state: whatever is not in it is gone.
-    this.sink.clear();
-    const statuses = state.secrets.map((s) => {
-      const payload = openSecretEnvelope(s.envelope, this.clusterKeys, {
-        projectId: s.projectId,
-        app: s.app,
-        secret: s.secret,
-        secretId: s.secretId,
-        version: s.version,
-      });
-      // "Write" it: decode as the real agent does, then drop the plaintext.
-      for (const v of decodeSecretPayload(payload).values()) v.fill(0);
-      payload.fill(0);
-      const t = s.target!;
-      this.sink.set(`${t.namespace}/${t.name}`, { namespace: t.namespace, name: t.name, version: Number(s.version) });
-      return {
-        target: s.target,
-        secretId: s.secretId,
-        version: s.version,
-        generation: s.generation,
-        state: SecretState.SECRET_STATE_APPLIED,
-        reason: '',
-        message: '',
-      };
+      },
+      onConnected: (connected) => (this.connected = connected),
+      onEnd: (err) => {
+        if (err?.code === status.UNAVAILABLE && retryAfterMs(err.metadata) !== undefined) this.rejected++;
+        else if (err && err.code !== status.UNAVAILABLE && err.code !== status.CANCELLED) lastError = `${err.code} ${err.details}`;
+      },
     });
-    await unary<ReportStatusResponse>((cb) =>
-      client.reportStatus(
-        { appliedGeneration: state.generation, secrets: statuses },
-        new Metadata(),
-        { deadline: Date.now() + 60_000 },
-        cb,
-      ),
-    );
-    this.applied = state.generation;
-    syncs++;
-    this.check();
+    this.session.start();
   }
 
   /** Counts this agent for the current phase once its acked state satisfies it. */
@@ -211,7 +140,7 @@ class SimAgent {
     if (!e || this.phasesMet.has(e.phase)) return;
     let count = 0;
     let versionOk = e.version === undefined;
-    for (const s of this.sink.values()) {
+    for (const s of this.sink.secrets.values()) {
       if (s.namespace !== e.namespace) continue;
       count++;
       if (e.version && s.name === e.version.name && s.version >= e.version.atLeast) versionOk = true;
@@ -225,8 +154,7 @@ class SimAgent {
   }
 
   stop(): void {
-    this.stopped = true;
-    this.stream?.cancel();
+    this.session?.stop();
     this.client?.close();
   }
 }

@@ -35,7 +35,7 @@ describe('agent access across replicas', () => {
         state: 'enrolled',
         agentVersion: 'test-agent/1',
       });
-      const watch = agent.watch();
+      const watch = agent.open();
       await watch.waitFor((g) => g.length >= 1);
 
       const started = Date.now();

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { REPO_ROOT } from '../harness/control-plane-process.js';
 import { ADMIN_TOKEN, startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { uniqueName } from '../harness/test-env.js';
-import { TestAgent, type WatchSession } from '../harness/test-agent.js';
+import { TestAgent, type TestSyncStream } from '../harness/test-agent.js';
 
 // A release pipeline driven by the `sigil` CLI against a running control plane, with agents
 // (protocol-level test clients) that apply what they are sent — one of them unable to.
@@ -23,7 +23,7 @@ describe('sigil CLI in a pipeline', () => {
   let dir: string;
   let env: Record<string, string>;
   const project = uniqueName('shop');
-  const agents: Array<{ agent: TestAgent; watch: WatchSession }> = [];
+  const agents: Array<{ agent: TestAgent; watch: TestSyncStream }> = [];
   const failing = new Set<string>();
 
   /** Runs the CLI asynchronously (the agents in this process must keep answering meanwhile). */
@@ -47,16 +47,7 @@ describe('sigil CLI in a pipeline', () => {
     const caPem = (await cp.admin.get('/agents/trust')).body.caCertificatePem as string;
     const agent = new TestAgent(cp.cp.grpcAddress, caPem, cluster);
     await agent.enroll({ $case: 'bootstrapToken', value: token });
-    const watch = agent.watch();
-    let chain = Promise.resolve();
-    watch.stream.on('data', () => {
-      chain = chain.then(() =>
-        agent.sync({ fail: () => (failing.has(cluster) ? 'Conflict' : undefined) }).then(
-          () => undefined,
-          () => undefined,
-        ),
-      );
-    });
+    const watch = agent.open({ autoApply: { fail: () => (failing.has(cluster) ? 'Conflict' : undefined) } });
     agents.push({ agent, watch });
   }
 

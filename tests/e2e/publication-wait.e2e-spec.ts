@@ -65,7 +65,7 @@ describe('waiting for a publication', () => {
     const caPem = (await a.admin.get<{ caCertificatePem: string }>('/agents/trust')).body.caCertificatePem;
     const agent = new TestAgent(a.cp.grpcAddress, caPem, cluster);
     await agent.enroll({ $case: 'bootstrapToken', value: token });
-    const watch = agent.watch();
+    const watch = agent.open();
     try {
       await watch.waitFor((g) => g.length > 0);
       await agent.sync();

@@ -45,7 +45,7 @@ describe('publishing across replicas', () => {
     const caPem = (await b.admin.get<{ caCertificatePem: string }>('/agents/trust')).body.caCertificatePem;
     const agent = new TestAgent(b.cp.grpcAddress, caPem, name);
     await agent.enroll({ $case: 'bootstrapToken', value: token });
-    const watch = agent.watch();
+    const watch = agent.open();
     try {
       await watch.waitFor((g) => g.length > 0);
       await agent.sync();

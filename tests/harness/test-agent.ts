@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import type { ClientReadableStream, ServiceError, status } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import {
   AGENT_MESSAGE_LIMITS,
   AgentServiceClient,
@@ -7,16 +7,14 @@ import {
   createCsrForKey,
   createTlsKeyAndCsr,
   derToPem,
+  type DesiredSecret,
   type EnrollResponse,
-  type GetDesiredStateResponse,
   type RenewCertificateResponse,
-  type ReportStatusResponse,
-  SecretState,
+  type SecretStatus,
   unary,
-  type WatchResponse,
 } from '@sigil/agent-protocol';
-import { decodeSecretPayload, generateAgentKeyPair, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
-import { fetchDesiredState, type DesiredState } from '../../apps/agent/src/desired-state.js';
+import { MemorySink, SecretSync, SyncSession, type AssembledState, type HeldState } from '@sigil/agent-sync';
+import { generateAgentKeyPair } from '@sigil/envelope';
 
 export type Credential = { $case: 'bootstrapToken'; value: string } | { $case: 'serviceAccountToken'; value: string };
 
@@ -33,32 +31,77 @@ export function failureOf(err: unknown): CallFailure {
   return { code: e.code, errorCode: typeof ec === 'string' ? ec : undefined, details: e.details };
 }
 
-/** An open Watch: what it received, and how it ended. */
-export class WatchSession {
+/** The agent's Sync stream as a test watches it: the generations it was sent, and how it ended. */
+export class TestSyncStream {
+  /** The generation of every assembled state received, in order. */
   readonly generations: bigint[] = [];
   readonly ended: Promise<CallFailure | 'ok'>;
+  private settle!: (end: CallFailure | 'ok') => void;
 
-  constructor(readonly stream: ClientReadableStream<WatchResponse>) {
-    stream.on('data', (m: WatchResponse) => this.generations.push(m.desiredGeneration));
-    this.ended = new Promise((resolve) => {
-      stream.on('error', (err) => resolve(failureOf(err)));
-      stream.on('end', () => resolve('ok'));
-    });
+  constructor(private readonly session: SyncSession) {
+    this.ended = new Promise((resolve) => (this.settle = resolve));
+  }
+
+  /** @internal */
+  end(end: CallFailure | 'ok'): void {
+    this.settle(end);
   }
 
   async waitFor(predicate: (gens: bigint[]) => boolean, timeoutMs = 5_000): Promise<void> {
     const until = Date.now() + timeoutMs;
     while (!predicate(this.generations)) {
-      if (Date.now() > until) throw new Error(`watch did not see the expected generations (saw ${this.generations.join(',')})`);
+      if (Date.now() > until) throw new Error(`the sync stream did not see the expected generations (saw ${this.generations.join(',')})`);
       await new Promise((r) => setTimeout(r, 10));
     }
   }
 
   cancel(): void {
-    this.stream.cancel();
+    this.session.stop();
+    this.settle({ code: status.CANCELLED, errorCode: undefined, details: 'cancelled by the test' });
   }
 }
 
+/** A state received and not yet applied: the session waits for its acknowledgement. */
+interface Pending {
+  state: AssembledState;
+  ack: (statuses: SecretStatus[]) => void;
+}
+
+/**
+ * Opens Sync on `client` with Hello(0) and returns the first complete state, unacknowledged;
+ * rejects with the stream's error (a refused certificate, a disabled cluster).
+ */
+export function syncOnce(
+  client: AgentServiceClient,
+  timeoutMs = 10_000,
+): Promise<{ generation: bigint; secrets: DesiredSecret[]; clusterKeyEnvelopes: Buffer[] }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      session.stop();
+      reject(new Error(`no desired state within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const session = new SyncSession({
+      client: () => client,
+      agentVersion: 'test-agent/1',
+      reconcile: (state) => {
+        clearTimeout(timer);
+        session.stop();
+        resolve({
+          generation: state.generation,
+          secrets: [...state.secrets.values()],
+          clusterKeyEnvelopes: [...state.clusterKeyEnvelopes],
+        });
+        return Promise.resolve([]);
+      },
+      onEnd: (err) => {
+        clearTimeout(timer);
+        reject(err ?? new Error('the sync stream ended without a state'));
+        return 'stop';
+      },
+    });
+    session.start();
+  });
+}
 /**
  * An agent as the protocol sees it, over real TLS: its own keys (made here, never sent), Enroll
  * with a credential, then mTLS calls with the certificate it got.
@@ -69,6 +112,16 @@ export class TestAgent {
   certificatePem: string | undefined;
   enrollment: EnrollResponse | undefined;
   private authed: AgentServiceClient | undefined;
+  private session: SyncSession | undefined;
+  private stream: TestSyncStream | undefined;
+  private held: HeldState | undefined;
+  private pending: Pending | undefined;
+  private readonly waiters: Array<() => void> = [];
+  private autoApply: { fail?: (target: string) => string | undefined } | undefined;
+  private failing: ((target: string) => string | undefined) | undefined;
+  /** The test agent's Kubernetes: Secrets in memory, values kept for the tests to look at. */
+  readonly sink = new MemorySink({ keepValues: true, fail: (target) => this.failing?.(target) });
+  private readonly secretSync = new SecretSync({ sink: this.sink, deliveryKey: this.delivery.privateKeyPem });
 
   constructor(
     readonly address: string,
@@ -123,20 +176,51 @@ export class TestAgent {
     return this.authed;
   }
 
-  watch(appliedGeneration = 0n): WatchSession {
-    return new WatchSession(this.client().watch({ appliedGeneration, agentVersion: 'test-agent/1' }));
+  /**
+   * The agent's Sync stream (one per agent, opened on first use; a new one after it ended,
+   * from the state held). Without `autoApply`, each state waits for sync() to apply and
+   * acknowledge it, so a test decides when the control plane hears back.
+   */
+  open(opts: { autoApply?: { fail?: (target: string) => string | undefined } } = {}): TestSyncStream {
+    if (this.session?.running && this.stream) return this.stream;
+    if (opts.autoApply) this.autoApply = opts.autoApply;
+    const session = new SyncSession({
+      client: () => this.client(),
+      agentVersion: 'test-agent/1',
+      held: this.held,
+      reconcile: (state) => {
+        stream.generations.push(state.generation);
+        return new Promise<SecretStatus[]>((ack) => {
+          const p = { state, ack };
+          if (this.autoApply) void this.apply(p, this.autoApply.fail);
+          else {
+            this.pending = p;
+            for (const w of this.waiters.splice(0)) w();
+          }
+        });
+      },
+      onEnd: (err) => {
+        this.held = session.heldState;
+        this.pending = undefined; // it can no longer be acknowledged
+        stream.end(err ? failureOf(err) : 'ok');
+        return 'stop';
+      },
+    });
+    const stream = new TestSyncStream(session);
+    this.session = session;
+    this.stream = stream;
+    session.start();
+    return stream;
   }
 
-  /** One page of the listing, as the control plane answers it. */
-  desiredStatePage(req: { generation?: bigint; pageToken?: string } = {}): Promise<GetDesiredStateResponse> {
-    return unary<GetDesiredStateResponse>((cb) =>
-      this.client().getDesiredState({ generation: req.generation ?? 0n, pageToken: req.pageToken ?? '' }, cb),
-    );
+  /** The complete desired state, on a Sync stream of its own that acknowledges nothing. */
+  desiredState(): Promise<{ generation: bigint; secrets: DesiredSecret[]; clusterKeyEnvelopes: Buffer[] }> {
+    return syncOnce(this.client());
   }
 
-  /** The complete desired state, every page, listed by the agent's own code. */
-  desiredState(): Promise<DesiredState> {
-    return fetchDesiredState(this.client());
+  /** The last state this agent applied (its cluster key envelopes, its secrets). */
+  get lastState(): HeldState | undefined {
+    return this.session?.heldState ?? this.held;
   }
 
   async renew(): Promise<X509Certificate> {
@@ -147,50 +231,63 @@ export class TestAgent {
   }
 
   /**
-   * What a real agent does on a notification: fetch the complete desired state (every page, with
-   * the agent's own fetchDesiredState), open every envelope with
-   * the cluster keys only this agent can unwrap, and report it applied. Returns the values by
-   * `namespace/name`, and the generation.
+   * What a real agent does with a state: the next one the Sync stream assembles (the one
+   * waiting, or, if none comes within `waitMs`, the complete state a Resync asks for) is applied
+   * with the shared sync logic into memory, its envelopes opened with the cluster keys only this
+   * agent can unwrap, and acknowledged with its statuses (`fail`: a target reported failed).
+   * Returns every applied Secret's values by `namespace/name`, and the generation.
    */
   async sync(
-    opts: { fail?: (target: string) => string | undefined } = {},
+    opts: { fail?: (target: string) => string | undefined; waitMs?: number } = {},
   ): Promise<{ generation: bigint; secrets: Map<string, Record<string, string>> }> {
-    const state = await this.desiredState();
-    const keys = new Map(
-      state.clusterKeyEnvelopes.map((e) => {
-        const k = openClusterKeyEnvelope(this.delivery.privateKeyPem, e);
-        return [k.version, k.key] as const;
-      }),
-    );
-    const secrets = new Map<string, Record<string, string>>();
-    const statuses = state.secrets.map((s) => {
-      const target = `${s.target!.namespace}/${s.target!.name}`;
-      const failure = opts.fail?.(target);
-      if (!failure) {
-        const payload = openSecretEnvelope(s.envelope, keys, {
-          projectId: s.projectId,
-          app: s.app,
-          secret: s.secret,
-          secretId: s.secretId,
-          version: s.version,
-        });
-        secrets.set(target, Object.fromEntries([...decodeSecretPayload(payload)].map(([k, v]) => [k, v.toString()])));
-      }
-      return {
-        target: s.target,
-        secretId: s.secretId,
-        version: s.version,
-        generation: s.generation,
-        state: failure ? SecretState.SECRET_STATE_FAILED : SecretState.SECRET_STATE_APPLIED,
-        reason: failure ?? '',
-        message: '',
-      };
-    });
-    await unary<ReportStatusResponse>((cb) => this.client().reportStatus({ appliedGeneration: state.generation, secrets: statuses }, cb));
-    return { generation: state.generation, secrets };
+    const stream = this.open();
+    let p = this.pending ?? (await this.nextPending(opts.waitMs ?? 1_000, stream));
+    if (!p) {
+      this.session!.resync();
+      p = await this.nextPending(15_000, stream);
+    }
+    if (!p) throw new Error('no desired state arrived on the sync stream');
+    this.pending = undefined;
+    return this.apply(p, opts.fail);
   }
 
+  private async nextPending(timeoutMs: number, stream: TestSyncStream): Promise<Pending | undefined> {
+    if (this.pending) return this.pending;
+    let timer: NodeJS.Timeout | undefined;
+    const ended = stream.ended.then((e) => {
+      throw Object.assign(new Error(`the sync stream ended: ${e === 'ok' ? 'ok' : `${e.code} ${e.errorCode ?? ''}`}`), e === 'ok' ? {} : e);
+    });
+    await Promise.race([
+      new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+      ended,
+    ]).finally(() => clearTimeout(timer));
+    return this.pending;
+  }
+
+  private async apply(
+    p: Pending,
+    fail: ((target: string) => string | undefined) | undefined,
+  ): Promise<{ generation: bigint; secrets: Map<string, Record<string, string>> }> {
+    this.failing = fail;
+    let statuses: SecretStatus[];
+    try {
+      statuses = (await this.secretSync.apply(p.state)).statuses;
+    } finally {
+      this.failing = undefined;
+    }
+    p.ack(statuses);
+    const secrets = new Map<string, Record<string, string>>();
+    for (const k of this.secretSync.desired.keys()) {
+      const held = this.sink.secrets.get(k);
+      if (held?.values && this.secretSync.applied(k)) secrets.set(k, held.values);
+    }
+    return { generation: p.state.generation, secrets };
+  }
   close(): void {
+    this.session?.stop();
     this.authed?.close();
   }
 }

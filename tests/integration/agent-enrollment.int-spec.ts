@@ -15,7 +15,7 @@ import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { uniqueName } from '../harness/test-env.js';
-import { failureOf, TestAgent, unary, type CallFailure } from '../harness/test-agent.js';
+import { failureOf, syncOnce, TestAgent, unary, type CallFailure } from '../harness/test-agent.js';
 
 // Enrollment by bootstrap token and per-cluster authorisation over real mTLS gRPC, against the
 // control plane's modules on the harness' PostgreSQL, Redis and SoftHSM.
@@ -143,16 +143,8 @@ describe('agent enrollment and mTLS', () => {
     const client = new AgentServiceClient(endpoint.address, agentChannelCredentials(endpoint.caPem));
     try {
       const failures = [
-        await refused(unary((cb) => client.getDesiredState({ generation: 0n, pageToken: '' }, cb))),
-        await refused(unary<ReportStatusResponse>((cb) => client.reportStatus({ appliedGeneration: 0n, secrets: [] }, cb))),
         await refused(unary((cb) => client.renewCertificate({ csrDer: Buffer.alloc(0) }, cb))),
-        await refused(
-          new Promise((resolve, reject) => {
-            const s = client.watch({ appliedGeneration: 0n, agentVersion: 'x' });
-            s.on('error', reject);
-            s.on('data', resolve);
-          }),
-        ),
+        await refused(syncOnce(client)),
       ];
       for (const f of failures) expect(f).toMatchObject({ code: status.UNAUTHENTICATED, errorCode: 'client_certificate_required' });
     } finally {
@@ -179,7 +171,7 @@ describe('agent enrollment and mTLS', () => {
       }),
     );
     try {
-      const f = await refused(unary((cb) => impostor.getDesiredState({ generation: 0n, pageToken: '' }, cb)));
+      const f = await refused(syncOnce(impostor));
       expect(f.code).toBe(status.UNAUTHENTICATED);
     } finally {
       impostor.close();
@@ -188,7 +180,7 @@ describe('agent enrollment and mTLS', () => {
 
   it('authorises streams per cluster: each hears only its own generations', async () => {
     const [a, b] = [await enrolled(), await enrolled()];
-    const [wa, wb] = [a.watch(), b.watch()];
+    const [wa, wb] = [a.open(), b.open()];
     await wa.waitFor((g) => g.length >= 1);
     await wb.waitFor((g) => g.length >= 1);
     await ds.query('UPDATE clusters SET desired_generation = 7, built_generation = 7 WHERE id = $1', [b.enrollment!.clusterId]);
@@ -206,7 +198,7 @@ describe('agent enrollment and mTLS', () => {
 
   it('disabling a cluster closes its stream within 1 s and refuses its certificate until it is enabled', async () => {
     const a = await enrolled();
-    const w = a.watch();
+    const w = a.open();
     await w.waitFor((g) => g.length >= 1);
     const started = Date.now();
     await clusters.setEnabled(a.cluster, false, undefined);
@@ -220,7 +212,7 @@ describe('agent enrollment and mTLS', () => {
 
   it('deleting a cluster closes its stream within 1 s; its certificate is refused from then on', async () => {
     const a = await enrolled();
-    const w = a.watch();
+    const w = a.open();
     await w.waitFor((g) => g.length >= 1);
     const started = Date.now();
     await clusters.delete(a.cluster, undefined);
@@ -231,7 +223,7 @@ describe('agent enrollment and mTLS', () => {
 
   it('a new enrollment supersedes the previous agent’s certificate and stream', async () => {
     const first = await enrolled();
-    const w = first.watch();
+    const w = first.open();
     await w.waitFor((g) => g.length >= 1);
     const second = agentFor(first.cluster);
     await second.enroll(await token(first.cluster));

@@ -8,9 +8,9 @@ import { ProjectsService } from '../../apps/control-plane/src/projects/projects.
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { uniqueName } from '../harness/test-env.js';
-import { TestAgent, type WatchSession } from '../harness/test-agent.js';
+import { TestAgent, type TestSyncStream } from '../harness/test-agent.js';
 
-// Publish → per-cluster jobs → snapshot → Watch push → agent pulls, opens, reports → status.
+// Publish → batched builds → snapshot → Sync stream → agent applies, opens, acknowledges → status.
 // Real PostgreSQL, Redis (BullMQ), SoftHSM and mTLS gRPC; the agents are test clients.
 
 const admin = new Actor('00000000-0000-4000-8000-000000000001', 'test-admin', 'admin', null);
@@ -21,10 +21,10 @@ describe('publish and unpublish', () => {
   let clusters: ClustersService;
   let secrets: SecretsService;
   const project = uniqueName('p');
-  const agents: Array<{ agent: TestAgent; watch: WatchSession }> = [];
+  const agents: Array<{ agent: TestAgent; watch: TestSyncStream }> = [];
 
   /** Waits until every watch saw a generation above what it had, returning how long that took. */
-  async function notified(sessions: WatchSession[], after: bigint[], started: number): Promise<number[]> {
+  async function notified(sessions: TestSyncStream[], after: bigint[], started: number): Promise<number[]> {
     return Promise.all(
       sessions.map(async (w, i) => {
         await w.waitFor((g) => g.some((x) => x > after[i]!), 5_000);
@@ -32,7 +32,7 @@ describe('publish and unpublish', () => {
       }),
     );
   }
-  const last = (w: WatchSession) => w.generations.at(-1) ?? 0n;
+  const last = (w: TestSyncStream) => w.generations.at(-1) ?? 0n;
 
   beforeAll(async () => {
     t = await startTestApp();
@@ -52,7 +52,7 @@ describe('publish and unpublish', () => {
       const agent = new TestAgent(address, caPem, name);
       await agent.enroll({ $case: 'bootstrapToken', value: (await clusters.createEnrollmentToken(admin, name)).token });
       await agent.sync();
-      agents.push({ agent, watch: agent.watch() });
+      agents.push({ agent, watch: agent.open() });
     }
     await Promise.all(agents.map((a) => a.watch.waitFor((g) => g.length > 0)));
   });
@@ -86,7 +86,7 @@ describe('publish and unpublish', () => {
       expect(r.secrets.get('shop/checkout-api')).toEqual({ TOKEN: 'tok-1' });
     }
     // Cluster B cannot open what was built for cluster A (its delivery key differs).
-    const stateA = await agents[0]!.agent.desiredState();
+    const stateA = agents[0]!.agent.lastState!;
     const intruder = agents[1]!.agent;
     const { openClusterKeyEnvelope } = await import('@sigil/envelope');
     expect(() => openClusterKeyEnvelope(intruder.delivery.privateKeyPem, stateA.clusterKeyEnvelopes[0]!)).toThrow();

@@ -41,3 +41,29 @@ export function agentMetricsRegistry(): Registry {
   }
   return registry;
 }
+
+/** The agent's own series (docs/agent.md). */
+export function agentMetrics(registry: Registry) {
+  return {
+    connected: new Gauge({ name: 'sigil_agent_connected', help: '1 while the Sync stream is open', registers: [registry] }),
+    generation: new Gauge({
+      name: 'sigil_agent_applied_generation',
+      help: 'Last applied desired-state generation',
+      registers: [registry],
+    }),
+    managed: new Gauge({ name: 'sigil_agent_managed_secrets', help: 'Secrets this agent manages', registers: [registry] }),
+    syncs: new Counter({
+      name: 'sigil_agent_syncs_total',
+      help: 'Desired-state syncs by outcome',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    repairs: new Counter({
+      name: 'sigil_agent_drift_repairs_total',
+      help: 'Managed Secrets restored after a manual edit or deletion',
+      registers: [registry],
+    }),
+  };
+}
+
+export type AgentMetrics = ReturnType<typeof agentMetrics>;

@@ -1,6 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
 import type { DesiredSecret } from '@sigil/agent-protocol';
-import { holdsExactly } from './kube-secrets.js';
 import { byTarget, resolveContested, sourceOf } from './ownership.js';
 
 const entry = (projectId: string, secret: string, name = 'db'): DesiredSecret =>
@@ -26,20 +25,5 @@ describe('one owner per Kubernetes Secret', () => {
     expect(resolveContested([a, b], 'p3/shop/db')).toEqual({ kept: undefined, refused: [a, b] });
     const a2 = entry('p1', 'db');
     expect(resolveContested([a, a2], sourceOf(a))).toEqual({ kept: undefined, refused: [a, a2] });
-  });
-});
-
-describe('holdsExactly (data compared, not the checksum annotation)', () => {
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const values = () => new Map([['PASSWORD', Buffer.from('v1')]]);
-
-  it('is true only for the same keys with the same bytes', () => {
-    expect(holdsExactly({ PASSWORD: b64('v1') }, values())).toBe(true);
-    expect(holdsExactly({ PASSWORD: b64('v2') }, values())).toBe(false);
-    expect(holdsExactly({ PASSWORD: b64('v11') }, values())).toBe(false);
-    expect(holdsExactly({ PASSWORD: b64('v1'), EXTRA: b64('x') }, values())).toBe(false);
-    expect(holdsExactly({ OTHER: b64('v1') }, values())).toBe(false);
-    expect(holdsExactly(undefined, values())).toBe(false);
-    expect(holdsExactly({ toString: b64('v1') }, new Map([['toString', Buffer.from('v1')]]))).toBe(true);
   });
 });

@@ -6,7 +6,7 @@ export const sourceOf = (s: Pick<DesiredSecret, 'projectId' | 'app' | 'secret'>)
 export const targetKey = (namespace: string, name: string) => `${namespace}/${name}`;
 
 /** The desired entries by target `namespace/name`, in the order received. */
-export function byTarget(secrets: DesiredSecret[]): Map<string, DesiredSecret[]> {
+export function byTarget(secrets: Iterable<DesiredSecret>): Map<string, DesiredSecret[]> {
   const groups = new Map<string, DesiredSecret[]>();
   for (const s of secrets) {
     const k = targetKey(s.target!.namespace, s.target!.name);
