@@ -288,7 +288,12 @@ export class Fleet {
   /** Waits for the next stats message of every simulator process, so counters read after it are current. */
   async freshStats(): Promise<void> {
     const before = this.sims.map((s) => s.stats);
-    await this.until(() => this.sims.every((s, i) => s.stats !== before[i]), 5_000, 'fresh simulator stats', () => '');
+    await this.until(
+      () => this.sims.every((s, i) => s.stats !== before[i]),
+      5_000,
+      'fresh simulator stats',
+      () => '',
+    );
   }
 
   /** Compares every agent's acked generation with its cluster's built generation in PostgreSQL. */
@@ -401,7 +406,12 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * flight) and returns each one's one-time enrollment token. Any failure fails the setup: a
  * fleet with holes would measure something else.
  */
-async function registerClusters(stack: BenchStack, names: string[], labels: Record<string, string>, concurrency: number): Promise<string[]> {
+async function registerClusters(
+  stack: BenchStack,
+  names: string[],
+  labels: Record<string, string>,
+  concurrency: number,
+): Promise<string[]> {
   const base = `${stack.admin.baseUrl}/api/v1`;
   const headers = { Authorization: `Bearer ${stack.admin.token!}`, 'Content-Type': 'application/json' };
   const post = async <T>(url: string, body: unknown): Promise<T> => {

@@ -71,7 +71,7 @@ export async function queueFloor(redisUrl: string, clusters: number, perJob = 1)
   await queue.waitUntilReady();
   const started = now();
   const all = Array.from({ length: jobs }, (_, j) => {
-    const ids = Array.from({ length: Math.min(perJob, clusters - j * perJob) }, (_, i) => randomUUID());
+    const ids = Array.from({ length: Math.min(perJob, clusters - j * perJob) }, () => randomUUID());
     return {
       name: 'build',
       data: perJob === 1 ? { clusterId: ids[0], generation: '1' } : { clusterIds: ids },
@@ -85,7 +85,11 @@ export async function queueFloor(redisUrl: string, clusters: number, perJob = 1)
   await queue.obliterate({ force: true });
   await queue.close();
   return perJob === 1
-    ? { name: 'BullMQ fan-out', what: `${jobs} no-op jobs, one per cluster, added in bulk and completed (concurrency 16)`, ms: last - started }
+    ? {
+        name: 'BullMQ fan-out',
+        what: `${jobs} no-op jobs, one per cluster, added in bulk and completed (concurrency 16)`,
+        ms: last - started,
+      }
     : {
         name: 'BullMQ batches',
         what: `${jobs} no-op jobs of ${perJob} cluster ids each, added in bulk and completed (concurrency 16)`,
