@@ -16,6 +16,9 @@ class SimProcess {
   connected = 0;
   rejected = 0;
   stats: Extract<FromSim, { type: 'stats' }> | undefined;
+  /** Set when the process exited without being told to (a crash fails the run at once). */
+  crashed: string | undefined;
+  private stopping = false;
   private generationsWaiter: ((m: Extract<FromSim, { type: 'generations' }>) => void) | undefined;
   private ready: Promise<number> = Promise.resolve(0);
 
@@ -28,8 +31,14 @@ class SimProcess {
   spawn(init: Omit<Extract<ToSim, { type: 'init' }>, 'type' | 'agents' | 'stateFile'>, stateDir: string): Promise<number> {
     this.child = fork(SIM, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     this.connected = 0;
+    this.stopping = false;
+    this.crashed = undefined;
+    this.child.on('error', () => undefined); // a send racing an exit; the exit is what counts
     this.ready = new Promise((resolve, reject) => {
-      this.child.once('exit', (code, signal) => reject(new Error(`sim process ${this.index} exited (${code ?? signal})`)));
+      this.child.once('exit', (code, signal) => {
+        if (!this.stopping) this.crashed = `sim process ${this.index} exited (${code ?? signal})`;
+        reject(new Error(`sim process ${this.index} exited (${code ?? signal})`));
+      });
       this.child.on('message', (raw) => {
         const m = raw as FromSim;
         switch (m.type) {
@@ -64,7 +73,7 @@ class SimProcess {
   }
 
   send(m: ToSim): void {
-    this.child.send(m);
+    if (this.child.connected) this.child.send(m);
   }
 
   /** Each agent's cluster and the generation it applied and acked. */
@@ -76,6 +85,7 @@ class SimProcess {
   }
 
   kill(): Promise<void> {
+    this.stopping = true;
     if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
     const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
     this.child.kill('SIGKILL');
@@ -330,6 +340,8 @@ export class Fleet {
   async inSync(timeoutMs: number, onProgress?: (n: number) => void): Promise<{ at: number; check: SyncCheck }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      const crashed = this.sims.find((s) => s.crashed)?.crashed;
+      if (crashed) throw new Error(`${crashed} while waiting for every agent in sync`);
       if (this.connected >= this.size) {
         const check = await this.syncCheck();
         onProgress?.(Math.min(check.agentsInSync, check.recordedInSync));
@@ -374,13 +386,7 @@ export class Fleet {
   }
 
   async stop(): Promise<void> {
-    for (const s of this.sims) {
-      try {
-        s.send({ type: 'stop' });
-      } catch {
-        // already gone
-      }
-    }
+    for (const s of this.sims) s.send({ type: 'stop' });
     await sleep(300);
     await Promise.all(this.sims.map((s) => s.kill()));
   }
@@ -389,6 +395,8 @@ export class Fleet {
     const deadline = Date.now() + timeoutMs;
     let lastReport = 0;
     while (!done()) {
+      const crashed = this.sims.find((s) => s.crashed)?.crashed;
+      if (crashed) throw new Error(`${crashed} while waiting for ${what}: ${describe()}`);
       if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${describe()}`);
       if (Date.now() - lastReport > 2000) {
         lastReport = Date.now();
