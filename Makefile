@@ -14,7 +14,7 @@ export PATH := $(NODE_BIN):$(SIGIL_CACHE)/bin:$(PATH)
 export npm_config_nodedir := $(abspath $(NODE_BIN)/..)
 NPM := npm --loglevel=error --no-audit --no-fund
 
-.PHONY: help up test check generate build lint typecheck format deps deps-apt deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-faults clean
+.PHONY: help up test check generate build lint typecheck format deps deps-apt deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-fleet-sizes bench-faults clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,8 +74,11 @@ bench-hsm: deps-apt build ## HSM benchmark: Sigil's operations vs the raw pkcs11
 
 bench: bench-hsm bench-latency bench-fleet bench-faults ## every benchmark (~30 min); results in bench/results/, numbers in docs/benchmarks.md
 
-bench-fleet: deps-apt build ## fan-out: BENCH_AGENTS (10000) simulated agents; enroll, streams, publish/rotate/unpublish vs floors
+bench-fleet: deps-apt build ## fan-out: BENCH_AGENTS (10000) simulated agents, BENCH_REPLICAS (1); enroll, streams, publish/rotate/reconnect/unpublish vs floors
 	@node dist/bench/fleet/fleet-bench.js
+
+bench-fleet-sizes: deps-apt build ## bench-fleet at 1,000, 3,000, 10,000 and 10,000 on 2 replicas (~1 h), then the growth table
+	@node dist/bench/fleet/fleet-sizes.js
 
 bench-faults: deps-apt build ## faults during a 1,000-cluster publish: SIGKILL, Redis/PostgreSQL restart, agent restarts, HSM session loss
 	@node dist/bench/fleet/faults-bench.js

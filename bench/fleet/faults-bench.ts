@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { BenchStack } from '../lib/stack.js';
 import { fmtMs, log, machineLine, mark, table, writeResults } from '../lib/results.js';
@@ -7,7 +8,8 @@ import { now } from './sim-protocol.js';
 
 /**
  * bench/faults: one fault injected in the middle of each 1,000-cluster publish, against the same
- * simulated fleet as bench/fleet. A round passes when every agent ends up holding (and has
+ * simulated fleet as bench/fleet (clusters registered through the REST API, one Sync stream per
+ * agent). A round passes when every agent ends up holding (and has
  * acked) exactly the app's K secrets, the control plane reports every cluster provisioned, and
  * no cluster's snapshot holds a stale version: converged, nothing lost, nothing stale.
  *
@@ -31,7 +33,22 @@ const FAULTS: Fault[] = [
   {
     name: 'control plane SIGKILL',
     how: 'SIGKILL the only control-plane process, start it again (same ports)',
-    inject: (stack) => stack.restartControlPlane('SIGKILL'),
+    async inject(stack) {
+      await stack.restartControlPlane('SIGKILL');
+    },
+  },
+  {
+    name: 'Redis FLUSHALL',
+    how: 'FLUSHALL on the running Redis: every queued job, lock and stored key gone at once',
+    async inject(stack) {
+      const redis = new Redis(stack.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      try {
+        await redis.connect();
+        await redis.flushall();
+      } finally {
+        redis.disconnect();
+      }
+    },
   },
   {
     name: 'Redis restart',
@@ -59,7 +76,7 @@ const FAULTS: Fault[] = [
   {
     name: 'HSM session loss',
     how: 'every PKCS#11 session of the control plane closed (C_CloseAllSessions) mid-build',
-    inject: (stack) => Promise.resolve(void stack.cp.child.kill('SIGUSR2')),
+    inject: (stack) => Promise.resolve(void stack.cps.forEach((cp) => cp.child.kill('SIGUSR2'))),
   },
 ];
 
@@ -177,7 +194,7 @@ async function main(): Promise<void> {
     await writeResults(`faults-${N}`, { agents: N, secrets: K, rounds }, md);
     if (rounds.some((r) => !r.passed)) throw new Error('a fault round did not converge cleanly');
   } catch (err) {
-    const errors = stack.cp
+    const errors = stack
       .logs()
       .split('\n')
       .filter((l) => /error/i.test(l));

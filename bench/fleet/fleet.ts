@@ -1,10 +1,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { generateAgentKeyPair } from '@sigil/envelope';
-import { hashToken } from '../../apps/control-plane/src/auth/bootstrap-admin-token.js';
 import type { BenchStack } from '../lib/stack.js';
 import { now, type DeliveryKey, type Expectation, type FromSim, type SimAgentSpec, type ToSim } from './sim-protocol.js';
 
@@ -18,6 +16,10 @@ class SimProcess {
   connected = 0;
   rejected = 0;
   stats: Extract<FromSim, { type: 'stats' }> | undefined;
+  /** Set when the process exited without being told to (a crash fails the run at once). */
+  crashed: string | undefined;
+  private stopping = false;
+  private generationsWaiter: ((m: Extract<FromSim, { type: 'generations' }>) => void) | undefined;
   private ready: Promise<number> = Promise.resolve(0);
 
   constructor(
@@ -29,8 +31,14 @@ class SimProcess {
   spawn(init: Omit<Extract<ToSim, { type: 'init' }>, 'type' | 'agents' | 'stateFile'>, stateDir: string): Promise<number> {
     this.child = fork(SIM, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     this.connected = 0;
+    this.stopping = false;
+    this.crashed = undefined;
+    this.child.on('error', () => undefined); // a send racing an exit; the exit is what counts
     this.ready = new Promise((resolve, reject) => {
-      this.child.once('exit', (code, signal) => reject(new Error(`sim process ${this.index} exited (${code ?? signal})`)));
+      this.child.once('exit', (code, signal) => {
+        if (!this.stopping) this.crashed = `sim process ${this.index} exited (${code ?? signal})`;
+        reject(new Error(`sim process ${this.index} exited (${code ?? signal})`));
+      });
       this.child.on('message', (raw) => {
         const m = raw as FromSim;
         switch (m.type) {
@@ -53,6 +61,10 @@ class SimProcess {
           case 'stats':
             this.stats = m;
             break;
+          case 'generations':
+            this.generationsWaiter?.(m);
+            this.generationsWaiter = undefined;
+            break;
         }
       });
     });
@@ -61,10 +73,19 @@ class SimProcess {
   }
 
   send(m: ToSim): void {
-    this.child.send(m);
+    if (this.child.connected) this.child.send(m);
+  }
+
+  /** Each agent's cluster and the generation it applied and acked. */
+  generations(): Promise<Extract<FromSim, { type: 'generations' }>> {
+    return new Promise((resolve) => {
+      this.generationsWaiter = resolve;
+      this.send({ type: 'report' });
+    });
   }
 
   kill(): Promise<void> {
+    this.stopping = true;
     if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
     const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
     this.child.kill('SIGKILL');
@@ -82,16 +103,37 @@ export interface EnrollResult {
   latencyP50Ms: number;
   latencyP99Ms: number;
   errors: string[];
+  /** Failures by kind → how many (empty when none failed). */
+  errorKinds: Record<string, number>;
+}
+
+/** Registering the fleet through the REST API: setup, not a measured phase, but timed. */
+export interface Registration {
+  clusters: number;
+  durationMs: number;
+  perSecond: number;
+  concurrency: number;
+}
+
+/** Agents at the built generation, from both sides: what each agent acked, and what the control plane recorded. */
+export interface SyncCheck {
+  /** Agents whose acked generation equals their cluster's built_generation. */
+  agentsInSync: number;
+  /** Clusters whose recorded applied_generation equals built_generation. */
+  recordedInSync: number;
+  /** A few that are not, for the log. */
+  behind: string[];
 }
 
 export const percentile = (sorted: number[], p: number): number =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 /**
- * N simulated agents spread over P processes. Clusters and their one-time enrollment tokens
- * are inserted with SQL exactly as `POST /clusters` and `POST /clusters/{c}/enrollment-tokens`
- * store them (the REST rate limit of 50 requests/s per token would make registering 10,000
- * clusters take minutes, and registration is not what is measured).
+ * N simulated agents spread over P processes (each process on one replica's gRPC port, round
+ * robin). Clusters are registered through the real path, the REST API: `POST /clusters` with
+ * labels (which places the cluster in matching publications), then
+ * `POST /clusters/{c}/enrollment-tokens`, `concurrency` requests in flight, with the stack's
+ * raised rate limit. That is setup, timed but not a measured phase.
  */
 export class Fleet {
   private readonly sims: SimProcess[];
@@ -99,6 +141,7 @@ export class Fleet {
   private readonly met = new Map<string, { agents: Set<number>; lastAt: number }>();
   private expectation: Expectation | undefined;
   private readonly deliveryKeys: DeliveryKey[];
+  registration: Registration | undefined;
 
   private constructor(
     private readonly stack: BenchStack,
@@ -126,30 +169,18 @@ export class Fleet {
     );
   }
 
-  static async create(stack: BenchStack, opts: { size: number; processes: number; prefix: string; labels: Record<string, string> }) {
-    const agents: SimAgentSpec[] = Array.from({ length: opts.size }, (_, i) => ({
-      cluster: `${opts.prefix}-${String(i).padStart(5, '0')}`,
-      token: `sge_${randomBytes(32).toString('base64url')}`,
-    }));
-    const db = new pg.Client({ connectionString: stack.databaseUrl });
-    await db.connect();
-    try {
-      await db.query('BEGIN');
-      const ids = await db.query<{ id: string }>(
-        `INSERT INTO clusters (name, labels, state, version)
-         SELECT name, $2::jsonb, 'registered', 1 FROM unnest($1::text[]) AS name RETURNING id`,
-        [agents.map((a) => a.cluster), JSON.stringify(opts.labels)],
-      );
-      await db.query(
-        `INSERT INTO enrollment_tokens (cluster_id, token_hash, expires_at, created_by)
-         SELECT id, hash, now() + interval '1 day', 'bench' FROM unnest($1::uuid[], $2::bytea[]) AS t(id, hash)`,
-        [ids.rows.map((r) => r.id), agents.map((a) => hashToken(a.token))],
-      );
-      await db.query('COMMIT');
-    } finally {
-      await db.end();
-    }
+  static async create(
+    stack: BenchStack,
+    opts: { size: number; processes: number; prefix: string; labels: Record<string, string>; registerConcurrency?: number },
+  ): Promise<Fleet> {
+    const names = Array.from({ length: opts.size }, (_, i) => `${opts.prefix}-${String(i).padStart(5, '0')}`);
+    const concurrency = opts.registerConcurrency ?? 16;
+    const started = now();
+    const tokens = await registerClusters(stack, names, opts.labels, concurrency);
+    const durationMs = now() - started;
+    const agents: SimAgentSpec[] = names.map((cluster, i) => ({ cluster, token: tokens[i]! }));
     const fleet = new Fleet(stack, opts.size, agents, Math.min(opts.processes, opts.size), await stack.caPem());
+    fleet.registration = { clusters: opts.size, durationMs, perSecond: opts.size / (durationMs / 1000), concurrency };
     await fleet.spawnAll();
     return fleet;
   }
@@ -157,7 +188,15 @@ export class Fleet {
   private spawnAll(): Promise<number[]> {
     return Promise.all(
       this.sims.map((s) =>
-        s.spawn({ address: this.stack.grpcAddress, caPem: this.caPem, deliveryKeys: this.deliveryKeys }, this.stack.dir),
+        s.spawn(
+          {
+            // Agents spread across the replicas' gRPC ports, a process at a time.
+            address: this.stack.grpcAddresses[s.index % this.stack.grpcAddresses.length]!,
+            caPem: this.caPem,
+            deliveryKeys: this.deliveryKeys,
+          },
+          this.stack.dir,
+        ),
       ),
     );
   }
@@ -174,6 +213,8 @@ export class Fleet {
     const done = this.sims.map((s) => s.enrollDone!);
     const latencies = done.flatMap((d) => d.latenciesMs).sort((a, b) => a - b);
     const ok = done.reduce((n, d) => n + d.ok, 0);
+    const errorKinds: Record<string, number> = {};
+    for (const d of done) for (const [k, n] of Object.entries(d.errorKinds)) errorKinds[k] = (errorKinds[k] ?? 0) + n;
     return {
       agents: this.size,
       ok,
@@ -184,6 +225,7 @@ export class Fleet {
       latencyP50Ms: percentile(latencies, 50),
       latencyP99Ms: percentile(latencies, 99),
       errors: done.flatMap((d) => d.errors).slice(0, 5),
+      errorKinds,
     };
   }
 
@@ -195,7 +237,7 @@ export class Fleet {
     return this.sims.reduce((n, s) => n + s.rejected, 0);
   }
 
-  /** Opens every agent's Watch; resolves when all streams are up (or throws after `timeoutMs`). */
+  /** Opens every agent's Sync stream; resolves when all streams are up (or throws after `timeoutMs`). */
   async watch(timeoutMs: number, onProgress?: (connected: number) => void): Promise<number> {
     const started = now();
     for (const s of this.sims) s.send({ type: 'watch' });
@@ -245,6 +287,76 @@ export class Fleet {
     return this.met.get(phase)?.agents.size ?? 0;
   }
 
+  /** Desired states the agents received (assembled), in all and complete ones, since their processes started. */
+  get statesReceived(): { states: number; complete: number } {
+    return {
+      states: this.sims.reduce((n, s) => n + (s.stats?.states ?? 0), 0),
+      complete: this.sims.reduce((n, s) => n + (s.stats?.completeStates ?? 0), 0),
+    };
+  }
+
+  /** Waits for the next stats message of every simulator process, so counters read after it are current. */
+  async freshStats(): Promise<void> {
+    const before = this.sims.map((s) => s.stats);
+    await this.until(
+      () => this.sims.every((s, i) => s.stats !== before[i]),
+      5_000,
+      'fresh simulator stats',
+      () => '',
+    );
+  }
+
+  /** Compares every agent's acked generation with its cluster's built generation in PostgreSQL. */
+  async syncCheck(): Promise<SyncCheck> {
+    const reports = await Promise.all(this.sims.map((s) => s.generations()));
+    const db = new pg.Client({ connectionString: this.stack.databaseUrl });
+    await db.connect();
+    let rows: Array<{ name: string; built: string; applied: string }>;
+    try {
+      rows = (
+        await db.query<{ name: string; built: string; applied: string }>(
+          `SELECT name, built_generation::text AS built, applied_generation::text AS applied FROM clusters WHERE name = ANY($1::text[])`,
+          [reports.flatMap((r) => r.clusters)],
+        )
+      ).rows;
+    } finally {
+      await db.end();
+    }
+    const built = new Map(rows.map((r) => [r.name, r.built]));
+    let agentsInSync = 0;
+    const behind: string[] = [];
+    for (const r of reports)
+      r.clusters.forEach((c, i) => {
+        if (built.get(c) === r.applied[i]) agentsInSync++;
+        else if (behind.length < 5) behind.push(`${c}: agent acked ${r.applied[i]}, built ${built.get(c) ?? '?'}`);
+      });
+    return { agentsInSync, recordedInSync: rows.filter((r) => r.built === r.applied).length, behind };
+  }
+
+  /**
+   * Polls until every agent's stream is open and at its cluster's built generation (checked
+   * from both sides, see syncCheck). Returns when that was first seen.
+   */
+  async inSync(timeoutMs: number, onProgress?: (n: number) => void): Promise<{ at: number; check: SyncCheck }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const crashed = this.sims.find((s) => s.crashed)?.crashed;
+      if (crashed) throw new Error(`${crashed} while waiting for every agent in sync`);
+      if (this.connected >= this.size) {
+        const check = await this.syncCheck();
+        onProgress?.(Math.min(check.agentsInSync, check.recordedInSync));
+        if (check.agentsInSync >= this.size && check.recordedInSync >= this.size) return { at: now(), check };
+        if (Date.now() > deadline)
+          throw new Error(`timed out after ${timeoutMs} ms waiting for every agent in sync: ${JSON.stringify(check)}`);
+      } else {
+        onProgress?.(this.connected);
+        if (Date.now() > deadline)
+          throw new Error(`timed out after ${timeoutMs} ms waiting for streams: ${this.connected}/${this.size} connected`);
+      }
+      await sleep(100);
+    }
+  }
+
   describeSims(): string {
     const syncs = this.sims.reduce((n, s) => n + (s.stats?.syncs ?? 0), 0);
     const errors = this.sims.reduce((n, s) => n + (s.stats?.syncErrors ?? 0), 0);
@@ -274,13 +386,7 @@ export class Fleet {
   }
 
   async stop(): Promise<void> {
-    for (const s of this.sims) {
-      try {
-        s.send({ type: 'stop' });
-      } catch {
-        // already gone
-      }
-    }
+    for (const s of this.sims) s.send({ type: 'stop' });
     await sleep(300);
     await Promise.all(this.sims.map((s) => s.kill()));
   }
@@ -289,6 +395,8 @@ export class Fleet {
     const deadline = Date.now() + timeoutMs;
     let lastReport = 0;
     while (!done()) {
+      const crashed = this.sims.find((s) => s.crashed)?.crashed;
+      if (crashed) throw new Error(`${crashed} while waiting for ${what}: ${describe()}`);
       if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${describe()}`);
       if (Date.now() - lastReport > 2000) {
         lastReport = Date.now();
@@ -300,3 +408,44 @@ export class Fleet {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Registers every cluster through the REST API of replica 0 (`concurrency` requests in
+ * flight) and returns each one's one-time enrollment token. Any failure fails the setup: a
+ * fleet with holes would measure something else.
+ */
+async function registerClusters(
+  stack: BenchStack,
+  names: string[],
+  labels: Record<string, string>,
+  concurrency: number,
+): Promise<string[]> {
+  const base = `${stack.admin.baseUrl}/api/v1`;
+  const headers = { Authorization: `Bearer ${stack.admin.token!}`, 'Content-Type': 'application/json' };
+  const post = async <T>(url: string, body: unknown): Promise<T> => {
+    for (let attempt = 0; ; attempt++) {
+      const res = await fetch(`${base}${url}`, { method: 'POST', headers, body: JSON.stringify(body) });
+      const text = await res.text();
+      if (res.status === 201) return JSON.parse(text) as T;
+      // Only a busy answer is worth another try; anything else is a broken setup.
+      if ((res.status === 429 || res.status === 503) && attempt < 10) {
+        await sleep(Number(res.headers.get('retry-after') ?? 1) * 1000);
+        continue;
+      }
+      throw new Error(`POST ${url}: HTTP ${res.status} ${text.slice(0, 300)}`);
+    }
+  };
+  const tokens: string[] = new Array<string>(names.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, names.length) }, async () => {
+      while (next < names.length) {
+        const i = next++;
+        const name = names[i]!;
+        await post('/clusters', { name, labels });
+        tokens[i] = (await post<{ token: string }>(`/clusters/${encodeURIComponent(name)}/enrollment-tokens`, {})).token;
+      }
+    }),
+  );
+  return tokens;
+}

@@ -1,6 +1,7 @@
-import { execFileSync, fork } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,12 +50,17 @@ export async function hsmFloor(token: { module: string; tokenLabel: string; pinF
   };
 }
 
-/** N no-op jobs through BullMQ on the same Redis: addBulk, one worker at Sigil's concurrency, until all completed. */
-export async function queueFloor(redisUrl: string, jobs: number): Promise<Floor> {
+/**
+ * No-op jobs through BullMQ on the same Redis: added in bulk, one worker at Sigil's concurrency
+ * (16), until all completed. `perJob` clusters per job: 1 is the old per-cluster shape (N jobs),
+ * more is the batched builds' shape (N / perJob jobs, each naming its clusters by id).
+ */
+export async function queueFloor(redisUrl: string, clusters: number, perJob = 1): Promise<Floor> {
   const u = new URL(redisUrl);
   const connection = { host: u.hostname, port: Number(u.port), password: decodeURIComponent(u.password) || undefined };
   const prefix = 'bench-floor';
   const queue = new Queue('noop', { connection, prefix });
+  const jobs = Math.ceil(clusters / perJob);
   let done = 0;
   let last = 0;
   const worker = new Worker('noop', () => Promise.resolve(undefined), { connection, prefix, concurrency: 16, autorun: false });
@@ -64,74 +70,139 @@ export async function queueFloor(redisUrl: string, jobs: number): Promise<Floor>
   });
   await queue.waitUntilReady();
   const started = now();
-  const all = Array.from({ length: jobs }, (_, i) => ({
-    name: 'build',
-    data: { clusterId: `c${i}`, generation: '1' },
-    opts: { jobId: `c${i}.1`, removeOnComplete: true, removeOnFail: true },
-  }));
+  const all = Array.from({ length: jobs }, (_, j) => {
+    const ids = Array.from({ length: Math.min(perJob, clusters - j * perJob) }, () => randomUUID());
+    return {
+      name: 'build',
+      data: perJob === 1 ? { clusterId: ids[0], generation: '1' } : { clusterIds: ids },
+      opts: { jobId: `j${j}.1`, removeOnComplete: true, removeOnFail: true },
+    };
+  });
   for (let i = 0; i < all.length; i += 1_000) await queue.addBulk(all.slice(i, i + 1_000));
   void worker.run();
   while (done < jobs) await new Promise((r) => setTimeout(r, 5));
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
-  return { name: 'BullMQ fan-out', what: `${jobs} no-op jobs added in bulk and completed (concurrency 16)`, ms: last - started };
+  return perJob === 1
+    ? {
+        name: 'BullMQ fan-out',
+        what: `${jobs} no-op jobs, one per cluster, added in bulk and completed (concurrency 16)`,
+        ms: last - started,
+      }
+    : {
+        name: 'BullMQ batches',
+        what: `${jobs} no-op jobs of ${perJob} cluster ids each, added in bulk and completed (concurrency 16)`,
+        ms: last - started,
+      };
+}
+
+/** A CA, a server certificate (localhost) and one client certificate, P-256, as the agent port uses. */
+function floorCertificates(dir: string): void {
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore', cwd: dir });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  openssl('req', '-x509', ...ec, '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=floor-ca');
+  for (const [who, ext] of [
+    ['server', 'subjectAltName=DNS:localhost'],
+    ['client', 'extendedKeyUsage=clientAuth'],
+  ] as const) {
+    openssl('req', ...ec, '-keyout', `${who}-key.pem`, '-out', `${who}.csr`, '-subj', `/CN=floor-${who}`);
+    writeFileSync(path.join(dir, `${who}.ext`), `${ext}\n`);
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${who}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca-key.pem',
+      '-CAcreateserial',
+      '-out',
+      `${who}-cert.pem`,
+      '-days',
+      '1',
+      '-extfile',
+      `${who}.ext`,
+    );
+  }
 }
 
 /**
- * N unary round trips, one on each of N TLS connections opened beforehand, to a grpc-js server
- * that answers at once, in its own process; the clients spread over `processes` processes.
+ * The gRPC floors, each against a grpc-js server that does nothing else, in its own process
+ * (grpc-floor.ts), the clients spread over `processes` processes, mTLS as the agent port does:
+ *
+ * - stream open: N TLS connections, each with one bidi stream and a hello message on it, from
+ *   the first connect until the server holds all N streams (what a reconnect storm costs at least);
+ * - stream round trip: on N open streams, one message of `downBytes` down each and one small
+ *   answer up, until the last answer arrived (what a publish costs at least in gRPC);
+ * - unary round trips: N unary calls, one on each of N connections opened beforehand (Enroll's shape).
  */
-export async function grpcFloor(calls: number, processes: number, dir: string): Promise<Floor> {
-  const key = path.join(dir, 'floor-key.pem');
-  const cert = path.join(dir, 'floor-cert.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost',
-    ],
-    { stdio: 'ignore' },
-  );
+export async function grpcFloors(n: number, processes: number, dir: string, downBytes: number): Promise<Floor[]> {
+  const certs = path.join(dir, 'floor-certs');
+  mkdirSync(certs, { recursive: true });
+  floorCertificates(certs);
   const script = fileURLToPath(new URL('./grpc-floor.js', import.meta.url));
-  const server = fork(script, ['server', key, cert], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  try {
-    const [{ port }] = (await once(server, 'message')) as [{ port: number }];
-    const per = Math.ceil(calls / processes);
-    const clients = Array.from({ length: processes }, (_, i) =>
-      fork(script, ['client', cert, String(port), String(Math.min(per, calls - i * per))], {
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      }),
+  const ipc = { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] as Array<'ignore' | 'inherit' | 'ipc'> };
+  const next = <T>(c: ChildProcess, type: string): Promise<T> =>
+    new Promise((resolve) => {
+      const on = (m: { type: string }) => {
+        if (m.type !== type) return;
+        c.off('message', on);
+        resolve(m as T);
+      };
+      c.on('message', on);
+    });
+  const server = fork(script, ['server', certs, String(downBytes)], ipc);
+  const per = Math.ceil(n / processes);
+  const spawnClients = (mode: string, port: number) =>
+    Array.from({ length: Math.min(processes, Math.ceil(n / per)) }, (_, i) =>
+      fork(script, [mode, certs, String(port), String(Math.min(per, n - i * per))], ipc),
     );
+  const floors: Floor[] = [];
+  try {
+    const { port } = await next<{ port: number }>(server, 'port');
+
+    const streamClients = spawnClients('stream', port);
     try {
-      await Promise.all(clients.map((c) => once(c, 'message'))); // connected
-      const started = now();
-      const finished = clients.map(async (c) => {
-        const [m] = (await once(c, 'message')) as [{ lastAt: number }];
-        return m.lastAt;
+      const connected = await Promise.all(streamClients.map((c) => next<{ startedAt: number }>(c, 'connected')));
+      let held = 0;
+      while (held < n) {
+        const reply = next<{ streams: number }>(server, 'count');
+        server.send({ type: 'count' });
+        held = (await reply).streams;
+        if (held < n) await new Promise((r) => setTimeout(r, 20));
+      }
+      const openMs = now() - Math.min(...connected.map((c) => c.startedAt));
+      floors.push({ name: 'gRPC stream open', what: `${n} mTLS connections with one bidi stream each, ${CONNECT_NOTE}`, ms: openMs });
+      const acked = next<{ lastAt: number }>(server, 'acked');
+      const sent = next<{ startedAt: number }>(server, 'sent');
+      server.send({ type: 'go' });
+      const ms = (await acked).lastAt - (await sent).startedAt;
+      floors.push({
+        name: 'gRPC stream round trip',
+        what: `one ${downBytes}-byte message down and a 64-byte answer up on each of ${n} open streams`,
+        ms,
       });
-      for (const c of clients) c.send('go');
-      const last = Math.max(...(await Promise.all(finished)));
-      return { name: 'gRPC round trips', what: `${calls} unary calls, one per open TLS connection`, ms: last - started };
     } finally {
-      for (const c of clients) c.kill('SIGKILL');
+      for (const c of streamClients) c.kill('SIGKILL');
+    }
+
+    const unaryClients = spawnClients('unary', port);
+    try {
+      await Promise.all(unaryClients.map((c) => next(c, 'connected')));
+      const started = now();
+      const finished = unaryClients.map((c) => next<{ lastAt: number }>(c, 'done'));
+      for (const c of unaryClients) c.send('go');
+      const last = Math.max(...(await Promise.all(finished)).map((m) => m.lastAt));
+      floors.push({ name: 'gRPC unary round trips', what: `${n} unary calls, one per open mTLS connection`, ms: last - started });
+    } finally {
+      for (const c of unaryClients) c.kill('SIGKILL');
     }
   } finally {
     server.kill('SIGKILL');
   }
+  return floors;
 }
+
+const CONNECT_NOTE = '200 at a time per client process';

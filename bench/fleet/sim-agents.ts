@@ -13,7 +13,15 @@ import {
   unary,
 } from '@sigil/agent-protocol';
 import { MemorySink, SecretSync, SyncSession } from '@sigil/agent-sync';
-import { now, type DeliveryKey, type Expectation, type FromSim, type SimAgentSpec, type ToSim } from './sim-protocol.js';
+import {
+  now,
+  type DeliveryKey,
+  type Expectation,
+  type FromSim,
+  type SimAgentContract,
+  type SimAgentSpec,
+  type ToSim,
+} from './sim-protocol.js';
 
 /**
  * A process hosting many simulated agents. Each speaks the real protocol on its own mTLS
@@ -46,8 +54,10 @@ let syncs = 0;
 let syncErrors = 0;
 let lastError: string | undefined;
 
-class SimAgent {
+class SimAgent implements SimAgentContract {
   identity: Identity | undefined;
+  statesReceived = 0;
+  completeStatesReceived = 0;
   private client: AgentServiceClient | undefined;
   private session: SyncSession | undefined;
   connected = false;
@@ -114,6 +124,8 @@ class SimAgent {
       agentVersion: 'sim-agent/1',
       backoff: new ReconnectBackoff({ baseMs: 500, capMs: 10_000 }),
       reconcile: async (state) => {
+        this.statesReceived++;
+        if (state.baseGeneration === 0n) this.completeStatesReceived++;
         try {
           const { statuses } = await secretSync.apply(state);
           syncs++;
@@ -132,6 +144,10 @@ class SimAgent {
       },
     });
     this.session.start();
+  }
+
+  get appliedGeneration(): bigint {
+    return this.session?.appliedGeneration ?? 0n;
   }
 
   /** Counts this agent for the current phase once its acked state satisfies it. */
@@ -160,14 +176,25 @@ class SimAgent {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-let agents: SimAgent[] = [];
+
+// ---- The process: IPC with the bench (bench/fleet/fleet.ts), over the SimAgentContract only. ----
+
+let agents: SimAgentContract[] = [];
 let stateFile = '';
+
+/** A failure's kind for the report: status and message, with this agent's cluster name taken out. */
+function errorKind(err: unknown, cluster: string): string {
+  const e = err as Partial<ServiceError>;
+  const code = typeof e.code === 'number' ? `${status[e.code] ?? e.code}: ` : '';
+  return `${code}${String(e.details ?? e.message ?? err)}`.split(cluster).join('<cluster>').slice(0, 200);
+}
 
 async function enrollAll(concurrency: number): Promise<void> {
   let ok = 0;
   let failed = 0;
   let retries = 0;
   const errors: string[] = [];
+  const errorKinds: Record<string, number> = {};
   const latenciesMs: number[] = [];
   const progress = setInterval(() => send({ type: 'enroll-progress', ok, failed, retries }), 250);
   let next = 0;
@@ -175,14 +202,17 @@ async function enrollAll(concurrency: number): Promise<void> {
     Array.from({ length: Math.min(concurrency, agents.length) }, async () => {
       while (next < agents.length) {
         const i = next++;
+        const agent = agents[i]!;
         const started = now();
         try {
-          retries += (await agents[i]!.enroll(i)).retries;
+          retries += (await agent.enroll(i)).retries;
           ok++;
           latenciesMs.push(now() - started);
         } catch (err) {
           failed++;
-          if (errors.length < 5) errors.push(`${agents[i]!.spec.cluster}: ${(err as Error).message}`);
+          const kind = errorKind(err, agent.spec.cluster);
+          errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+          if (errors.length < 5) errors.push(`${agent.spec.cluster}: ${(err as Error).message}`);
         }
       }
     }),
@@ -190,7 +220,7 @@ async function enrollAll(concurrency: number): Promise<void> {
   clearInterval(progress);
   // The agent's persisted identity (a Secret in real life): restarted processes reuse it.
   writeFileSync(stateFile, JSON.stringify(agents.map((a) => a.identity ?? null)), { mode: 0o600 });
-  send({ type: 'enroll-done', ok, failed, retries, errors, latenciesMs });
+  send({ type: 'enroll-done', ok, failed, retries, errors, errorKinds, latenciesMs });
 }
 
 process.on('message', (raw) => {
@@ -228,6 +258,13 @@ process.on('message', (raw) => {
       expectation = m.expectation;
       for (const a of agents) a.check();
       break;
+    case 'report':
+      send({
+        type: 'generations',
+        clusters: agents.map((a) => a.spec.cluster),
+        applied: agents.map((a) => a.appliedGeneration.toString()),
+      });
+      break;
     case 'stop':
       for (const a of agents) a.stop();
       setTimeout(() => process.exit(0), 200);
@@ -245,12 +282,16 @@ setInterval(() => {
 setInterval(() => {
   let connected = 0;
   let rejected = 0;
+  let states = 0;
+  let completeStates = 0;
   for (const a of agents) {
     if (a.connected) connected++;
     rejected += a.rejected;
+    states += a.statesReceived;
+    completeStates += a.completeStatesReceived;
   }
   send({ type: 'watching', connected, rejected });
-  send({ type: 'stats', syncs, syncErrors, rssMiB: process.memoryUsage.rss() / 2 ** 20, lastError });
+  send({ type: 'stats', syncs, syncErrors, rssMiB: process.memoryUsage.rss() / 2 ** 20, lastError, states, completeStates });
 }, 500).unref();
 
 process.on('disconnect', () => process.exit(0));

@@ -8,8 +8,9 @@ export type Roles = Record<string, (pid: number, comm: string) => boolean>;
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
 
-function ticksByRole(roles: Roles): Map<string, number> {
-  const out = new Map<string, number>();
+/** utime + stime ticks and command name of every process now. */
+function ticksByPid(): Map<number, { comm: string; ticks: number }> {
+  const out = new Map<number, { comm: string; ticks: number }>();
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid)) continue;
@@ -21,22 +22,27 @@ function ticksByRole(roles: Roles): Map<string, number> {
     }
     const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
-    const role = Object.entries(roles).find(([, match]) => match(pid, comm))?.[0] ?? 'other';
-    out.set(role, (out.get(role) ?? 0) + ticks);
+    out.set(pid, { comm, ticks: Number(fields[11]) + Number(fields[12]) });
   }
   return out;
 }
 
-/** Starts counting; the returned function gives CPU milliseconds per role since then. */
+/**
+ * Starts counting; the returned function gives CPU milliseconds per role since then. Counted
+ * per process, so a process started meanwhile (a restarted control plane) counts from zero;
+ * roles are matched when the function is called. What a process used before it exited inside
+ * the window is not seen (/proc has forgotten it).
+ */
 export function cpuMeter(roles: Roles): () => Record<string, number> {
-  const before = ticksByRole(roles);
+  const before = ticksByPid();
   return () => {
-    const after = ticksByRole(roles);
-    return Object.fromEntries<number>(
-      [...after]
-        .map(([role, t]): [string, number] => [role, Math.max(0, t - (before.get(role) ?? 0)) * TICK_MS])
-        .sort((a, b) => Number(b[1]) - Number(a[1])),
-    );
+    const out = new Map<string, number>();
+    for (const [pid, { comm, ticks }] of ticksByPid()) {
+      const was = before.get(pid);
+      const delta = was && was.comm === comm ? ticks - was.ticks : ticks;
+      const role = Object.entries(roles).find(([, match]) => match(pid, comm))?.[0] ?? 'other';
+      out.set(role, (out.get(role) ?? 0) + Math.max(0, delta));
+    }
+    return Object.fromEntries<number>([...out].map(([role, t]): [string, number] => [role, t * TICK_MS]).sort((a, b) => b[1] - a[1]));
   };
 }

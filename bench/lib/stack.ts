@@ -10,15 +10,23 @@ import { ControlPlaneProcess } from '../../tests/harness/control-plane-process.j
 
 const ADMIN_TOKEN = `sgl_bench-admin-${'0'.repeat(32)}`;
 
+/** REST requests per second (and burst) per API token during a benchmark: setup registers thousands of clusters. */
+const BENCH_RATE_LIMIT = '100000';
+
 /**
  * What a benchmark runs against, each part a real one on loopback and restartable on the same
- * port: PostgreSQL and Redis as `make up` runs them (durable), a fresh SoftHSM token, and one
- * control-plane process started from the build. Everything lives in one temp dir.
+ * port: PostgreSQL and Redis as `make up` runs them (durable), a fresh SoftHSM token, and one or
+ * more control-plane processes started from the build (`replicas`: each with every role, its own
+ * HTTP and gRPC port, all on the same PostgreSQL, Redis, HSM token and data dir). Everything
+ * lives in one temp dir.
  */
 export class BenchStack {
-  cp!: ControlPlaneProcess;
+  /** The control-plane processes, one per replica; a restart replaces them. */
+  cps: ControlPlaneProcess[] = [];
+  /** The REST client of replica 0, the one the benchmarks publish through. */
   readonly admin: ApiClient;
-  readonly grpcAddress: string;
+  /** host:port of every replica's agent gRPC server, replica 0 first. */
+  readonly grpcAddresses: string[];
   databaseUrl = '';
 
   private constructor(
@@ -26,22 +34,30 @@ export class BenchStack {
     readonly postgres: EmbeddedPostgres,
     readonly redis: EmbeddedRedis,
     private readonly cpEnv: Record<string, string>,
-    readonly httpPort: number,
-    grpcPort: number,
+    private readonly ports: Array<{ http: number; grpc: number }>,
   ) {
-    this.admin = new ApiClient(`http://127.0.0.1:${httpPort}`, ADMIN_TOKEN);
-    this.grpcAddress = `localhost:${grpcPort}`;
+    this.admin = new ApiClient(`http://127.0.0.1:${ports[0]!.http}`, ADMIN_TOKEN);
+    this.grpcAddresses = ports.map((p) => `localhost:${p.grpc}`);
   }
 
-  static async start(env: Record<string, string> = {}): Promise<BenchStack> {
+  /** `replicas` control-plane processes (default 1). `env` adds to (or overrides) their environment. */
+  static async start(env: Record<string, string> = {}, opts: { replicas?: number } = {}): Promise<BenchStack> {
+    const replicas = opts.replicas ?? 1;
     const dir = await mkdtemp(path.join(tmpdir(), 'sigil-bench-'));
     await chmod(dir, 0o711); // PostgreSQL's unprivileged server user must be able to enter it
-    const [pgPort, redisPort, httpPort, grpcPort] = (await Promise.all([1, 2, 3, 4].map(() => freeLoopbackPort()))) as [
-      number,
-      number,
-      number,
-      number,
-    ];
+    // Distinct ports: the kernel may hand out a just-closed one again.
+    const taken = new Set<number>();
+    const free = async (): Promise<number> => {
+      for (;;) {
+        const port = await freeLoopbackPort();
+        if (taken.has(port)) continue;
+        taken.add(port);
+        return port;
+      }
+    };
+    const [pgPort, redisPort] = [await free(), await free()];
+    const ports: Array<{ http: number; grpc: number }> = [];
+    for (let i = 0; i < replicas; i++) ports.push({ http: await free(), grpc: await free() });
     const postgres = new EmbeddedPostgres({
       dir: path.join(dir, 'postgres'),
       database: 'sigil',
@@ -60,8 +76,6 @@ export class BenchStack {
     const databaseUrl = process.env.BENCH_PG_OPTIONS ? `${pgUrl}?options=${encodeURIComponent(process.env.BENCH_PG_OPTIONS)}` : pgUrl;
     const cpEnv = {
       SIGIL_DATA_DIR: path.join(dir, 'cp'),
-      SIGIL_HTTP_PORT: String(httpPort),
-      SIGIL_GRPC_PORT: String(grpcPort),
       DATABASE_URL: databaseUrl,
       REDIS_URL: redisUrl,
       SOFTHSM2_CONF: process.env.SOFTHSM2_CONF!,
@@ -70,14 +84,36 @@ export class BenchStack {
       SIGIL_PKCS11_PIN_FILE: path.join(dir, 'softhsm', 'pin'),
       SIGIL_BOOTSTRAP_ADMIN_TOKEN: ADMIN_TOKEN,
       SIGIL_LOG_LEVEL: 'warn',
+      // Registration goes through the REST API (bench/fleet/fleet.ts): 20,000 requests at the
+      // default 50/s per token would be minutes of setup, so the run raises the limit.
+      SIGIL_RATE_LIMIT_RPS: BENCH_RATE_LIMIT,
+      SIGIL_RATE_LIMIT_BURST: BENCH_RATE_LIMIT,
       // e.g. BENCH_CP_NODE_OPTIONS=--cpu-prof to see where the control plane's time goes.
       ...(process.env.BENCH_CP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_CP_NODE_OPTIONS } : {}),
       ...env,
     };
-    const stack = new BenchStack(dir, postgres, redis, cpEnv, httpPort, grpcPort);
+    const stack = new BenchStack(dir, postgres, redis, cpEnv, ports);
     stack.databaseUrl = databaseUrl;
     await stack.startControlPlane();
     return stack;
+  }
+
+  /** The first replica (the only one unless `replicas` > 1). */
+  get cp(): ControlPlaneProcess {
+    return this.cps[0]!;
+  }
+
+  get grpcAddress(): string {
+    return this.grpcAddresses[0]!;
+  }
+
+  get replicas(): number {
+    return this.ports.length;
+  }
+
+  /** PIDs of the running control-plane processes. */
+  get controlPlanePids(): number[] {
+    return this.cps.map((c) => c.child.pid!);
   }
 
   get hsmToken(): { module: string; tokenLabel: string; pinFile: string } {
@@ -92,18 +128,37 @@ export class BenchStack {
     return this.cpEnv.REDIS_URL!;
   }
 
+  /** Starts every replica (in parallel) and waits until each one is ready. */
   async startControlPlane(): Promise<void> {
-    this.cp = ControlPlaneProcess.spawn(this.cpEnv);
-    await waitFor('control plane', async () => (await fetch(`${this.admin.baseUrl}/readyz`)).ok, {
-      timeoutMs: 120_000,
-      child: this.cp.child,
-      describe: () => this.cp.logs().slice(-2000),
-    });
+    this.cps = this.ports.map((p) =>
+      ControlPlaneProcess.spawn({ ...this.cpEnv, SIGIL_HTTP_PORT: String(p.http), SIGIL_GRPC_PORT: String(p.grpc) }),
+    );
+    await Promise.all(
+      this.cps.map((cp) =>
+        waitFor('control plane', async () => (await fetch(`${cp.url}/readyz`)).ok, {
+          timeoutMs: 120_000,
+          child: cp.child,
+          describe: () => cp.logs().slice(-2000),
+        }),
+      ),
+    );
   }
 
-  async restartControlPlane(signal: NodeJS.Signals): Promise<void> {
-    await this.cp.stop(signal);
+  /**
+   * Stops every replica with `signal` (at once) and starts them again on the same ports, data
+   * dir and services. Returns when the stop finished and when all were ready again (epoch ms,
+   * comparable with the simulators' clocks).
+   */
+  async restartControlPlane(signal: NodeJS.Signals): Promise<{ stoppedAt: number; readyAt: number }> {
+    await Promise.all(this.cps.map((cp) => cp.stop(signal)));
+    const stoppedAt = performance.timeOrigin + performance.now();
     await this.startControlPlane();
+    return { stoppedAt, readyAt: performance.timeOrigin + performance.now() };
+  }
+
+  /** Every replica's log, concatenated. */
+  logs(): string {
+    return this.cps.map((c) => c.logs()).join('\n');
   }
 
   /** The trust bundle agents use, written where sim processes can read it. */
@@ -138,14 +193,18 @@ export class BenchStack {
     };
   }
 
-  /** Resident set of the control-plane process, MiB. */
-  async controlPlaneRssMiB(): Promise<number> {
-    const status = await readFile(`/proc/${this.cp.child.pid}/status`, 'utf8');
-    return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+  /** Resident set of each control-plane process, MiB, replica 0 first. */
+  async controlPlaneRssMiB(): Promise<number[]> {
+    return Promise.all(
+      this.cps.map(async (cp) => {
+        const status = await readFile(`/proc/${cp.child.pid}/status`, 'utf8');
+        return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+      }),
+    );
   }
 
   async stop(): Promise<void> {
-    await this.cp?.stop('SIGTERM');
+    await Promise.all(this.cps.map((cp) => cp.stop('SIGTERM')));
     await Promise.allSettled([this.postgres.stop(), this.redis.stop()]);
     if (process.env.SIGIL_KEEP_BENCH_DIR !== '1') await rm(this.dir, { recursive: true, force: true });
   }
