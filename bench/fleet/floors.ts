@@ -38,6 +38,8 @@ export async function hsmFloor(token: { module: string; tokenLabel: string; pinF
     op: 'envelope',
     ms,
     secretsPerCluster: 10,
+    // The minimum a batched build needs: each cluster key unwrapped once, each data key once per batch.
+    shareDataKeys: true,
   };
   const workers = Array.from({ length: threads }, () => new Thread(script, { workerData: input }));
   const counts = await Promise.all(workers.map(async (w) => (await once(w, 'message'))[0] as number));
@@ -45,7 +47,7 @@ export async function hsmFloor(token: { module: string; tokenLabel: string; pinF
   const perSecond = counts.reduce((a, b) => a + b, 0) / (ms / 1000);
   return {
     name: 'HSM wraps',
-    what: `${wraps} data-key wraps at the raw pkcs11js rate (${Math.round(perSecond)}/s on ${threads} sessions)`,
+    what: `${wraps} data-key wraps at the raw pkcs11js rate (${Math.round(perSecond)}/s on ${threads} sessions; per cluster one key unwrap, data keys unwrapped once)`,
     ms: (wraps / perSecond) * 1000,
   };
 }

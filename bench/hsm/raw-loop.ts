@@ -14,6 +14,11 @@ export interface RawLoopInput {
   op: 'ingest' | 'envelope';
   ms: number;
   secretsPerCluster: number;
+  /**
+   * Unwrap each data key once and wrap it for every cluster (what a batched delivery build does:
+   * one HSM message per batch of clusters), instead of once per cluster.
+   */
+  shareDataKeys?: boolean;
 }
 
 const KWP = { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD };
@@ -75,6 +80,9 @@ function run(p: Pkcs11, s: Handle, input: RawLoopInput): number {
       return Buffer.from(wrap(k));
     });
     const unwrapTemplate = (attrs: Array<[number, boolean]>) => aes(attrs, false);
+    const shared = input.shareDataKeys
+      ? wrappedDeks.map((w) => p.C_UnwrapKey(s, KWP, kek, w, unwrapTemplate([[pkcs11js.CKA_EXTRACTABLE, true]])))
+      : undefined;
     while (performance.now() < deadline) {
       const cdk = p.C_UnwrapKey(
         s,
@@ -86,14 +94,22 @@ function run(p: Pkcs11, s: Handle, input: RawLoopInput): number {
           [pkcs11js.CKA_EXTRACTABLE, true],
         ]),
       );
-      for (const w of wrappedDeks) {
-        const dek = p.C_UnwrapKey(s, KWP, kek, w, unwrapTemplate([[pkcs11js.CKA_EXTRACTABLE, true]]));
-        p.C_WrapKey(s, KWP, cdk, dek, Buffer.alloc(64));
-        p.C_DestroyObject(s, dek);
-        ops++;
+      if (shared) {
+        for (const dek of shared) {
+          p.C_WrapKey(s, KWP, cdk, dek, Buffer.alloc(64));
+          ops++;
+        }
+      } else {
+        for (const w of wrappedDeks) {
+          const dek = p.C_UnwrapKey(s, KWP, kek, w, unwrapTemplate([[pkcs11js.CKA_EXTRACTABLE, true]]));
+          p.C_WrapKey(s, KWP, cdk, dek, Buffer.alloc(64));
+          p.C_DestroyObject(s, dek);
+          ops++;
+        }
       }
       p.C_DestroyObject(s, cdk);
     }
+    for (const dek of shared ?? []) p.C_DestroyObject(s, dek);
   }
   p.C_DestroyObject(s, kek);
   return ops;
