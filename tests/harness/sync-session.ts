@@ -175,6 +175,15 @@ export class SyncSession {
     }
   }
 
+  /** Stops reading (the server's writes then wait on HTTP/2 flow control), and starts again. */
+  pause(): void {
+    this.stream.pause();
+  }
+
+  resume(): void {
+    this.stream.resume();
+  }
+
   cancel(): void {
     this.done = true;
     this.stream.cancel();
