@@ -121,7 +121,13 @@ export class SyncSession {
         resolve('ok');
       });
     });
-    if (hello) this.send({ message: { $case: 'hello', value: { appliedGeneration: hello.appliedGeneration, agentVersion: hello.agentVersion ?? 'sync-test/1' } } });
+    if (hello)
+      this.send({
+        message: {
+          $case: 'hello',
+          value: { appliedGeneration: hello.appliedGeneration, agentVersion: hello.agentVersion ?? 'sync-test/1' },
+        },
+      });
   }
 
   send(m: SyncRequest): void {
@@ -170,7 +176,8 @@ export class SyncSession {
       const s = this.states.find(predicate);
       if (s) return s;
       if (this.done) throw new Error('the stream ended');
-      if (Date.now() > until) throw new Error(`no matching state after ${timeoutMs} ms (got ${this.states.map((x) => x.generation).join(',')})`);
+      if (Date.now() > until)
+        throw new Error(`no matching state after ${timeoutMs} ms (got ${this.states.map((x) => x.generation).join(',')})`);
       await new Promise((r) => setTimeout(r, 10));
     }
   }

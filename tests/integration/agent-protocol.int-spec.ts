@@ -108,7 +108,11 @@ describe('sigil.agent.v1 Sync over gRPC', () => {
       [2n ** 62n + 1n, 1, false],
     ]);
     expect(parts[0]!.baseGeneration).toBe(2n ** 62n);
-    expect(parts[0]!.secrets[0]).toMatchObject({ version: 3, deliveryMode: DeliveryMode.DELIVERY_MODE_ENV, target: { namespace: 'shop', name: 'checkout-db' } });
+    expect(parts[0]!.secrets[0]).toMatchObject({
+      version: 3,
+      deliveryMode: DeliveryMode.DELIVERY_MODE_ENV,
+      target: { namespace: 'shop', name: 'checkout-db' },
+    });
     expect(Buffer.from(parts[0]!.secrets[0]!.envelope).equals(envelope)).toBe(true);
     expect(parts[0]!.unchanged).toEqual([{ secretId: 'u', version: 7, generation: 2n ** 60n }]);
     expect(parts[0]!.clusterKeyEnvelopes.map((e) => Buffer.from(e).toString())).toEqual(['SGK1']);

@@ -131,7 +131,10 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
       }),
     );
     return new Map<string, Buffer>(
-      st.secrets.map((x) => [`${x.target!.namespace}/${x.target!.name}`, decodeSecretPayload(openSecretEnvelope(x.envelope, keys, x)).get('v')!] as const),
+      st.secrets.map(
+        (x) =>
+          [`${x.target!.namespace}/${x.target!.name}`, decodeSecretPayload(openSecretEnvelope(x.envelope, keys, x)).get('v')!] as const,
+      ),
     );
   };
 
@@ -167,7 +170,11 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
     expect(delta.secrets.map((x) => x.secret)).toEqual(['a7-s3']);
     expect(delta.unchanged).toHaveLength(APPS * PER_APP - 1);
     expect(delta.secretCount).toBe(APPS * PER_APP);
-    expect(open({ ...delta, keyEnvelopes: first.keyEnvelopes }).get('ns-7/a7-s3')!.toString()).toBe('rotated');
+    expect(
+      open({ ...delta, keyEnvelopes: first.keyEnvelopes })
+        .get('ns-7/a7-s3')!
+        .toString(),
+    ).toBe('rotated');
     s.ackState(delta);
   }, 60_000);
 

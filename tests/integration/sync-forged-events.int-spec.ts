@@ -43,7 +43,10 @@ describe('Sync sends what PostgreSQL holds, whatever a Redis event says', () => 
     agent = await enrollAgent(address, caPem, name, (await clusters.createEnrollmentToken(admin, name)).token);
     // Enrollment's first build: wait until PostgreSQL holds it, then take and acknowledge it.
     for (const until = Date.now() + 15_000; ; await sleep(100)) {
-      const [row] = await ds.query<Array<{ d: string; b: string }>>('SELECT desired_generation AS d, built_generation AS b FROM clusters WHERE id = $1', [agent.clusterId]);
+      const [row] = await ds.query<Array<{ d: string; b: string }>>(
+        'SELECT desired_generation AS d, built_generation AS b FROM clusters WHERE id = $1',
+        [agent.clusterId],
+      );
       if (row && row.d === row.b && row.b !== '0') break;
       if (Date.now() > until) throw new Error('no first build');
     }

@@ -41,7 +41,10 @@ describe('the Sync stream', () => {
     const a = await enrollAgent(address, caPem, name, (await clusters.createEnrollmentToken(admin, name)).token);
     agents.push(a);
     const until = Date.now() + 30_000;
-    while ((await ds.query<Array<{ n: number }>>('SELECT count(*)::int AS n FROM cluster_secrets WHERE cluster_id = $1', [a.clusterId]))[0]!.n < SECRETS.length) {
+    while (
+      (await ds.query<Array<{ n: number }>>('SELECT count(*)::int AS n FROM cluster_secrets WHERE cluster_id = $1', [a.clusterId]))[0]!.n <
+      SECRETS.length
+    ) {
       if (Date.now() > until) throw new Error('the first build did not happen');
       await sleep(100);
     }
@@ -65,7 +68,9 @@ describe('the Sync stream', () => {
     return new Map(
       s.secrets.map((x) => [
         x.secret,
-        decodeSecretPayload(openSecretEnvelope(x.envelope, keys, x)).get('v')!.toString(),
+        decodeSecretPayload(openSecretEnvelope(x.envelope, keys, x))
+          .get('v')!
+          .toString(),
       ]),
     );
   };
@@ -164,7 +169,10 @@ describe('the Sync stream', () => {
     firsts.forEach((f, i) => ss[i]!.ackState(f));
     await sleep(300); // acks written
     const ids = many.map((a) => a.clusterId);
-    await ds.query('UPDATE clusters SET desired_generation = built_generation + 1, built_generation = built_generation + 1 WHERE id = ANY($1::uuid[])', [ids]);
+    await ds.query(
+      'UPDATE clusters SET desired_generation = built_generation + 1, built_generation = built_generation + 1 WHERE id = ANY($1::uuid[])',
+      [ids],
+    );
     const reads = streams.loader.statements;
     await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: ids });
     const deltas = await Promise.all(ss.map((s) => s.state(2, 3_000)));

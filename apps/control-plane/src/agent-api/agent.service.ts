@@ -13,7 +13,7 @@ import { RuntimeConfig } from '../config/runtime-config.js';
 import { EnrollmentService } from '../enrollment/enrollment.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { AdmissionRamp } from './admission.js';
-import { AgentAuthenticator, type AgentCall, type ClusterPrincipal } from './agent-authenticator.js';
+import { AgentAuthenticator, type AgentCall } from './agent-authenticator.js';
 import { grpcError, toGrpcError } from './grpc-errors.js';
 import { SyncStreams, type SyncCall } from './sync-streams.js';
 

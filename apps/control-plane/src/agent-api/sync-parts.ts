@@ -30,12 +30,16 @@ export function fillPart(part: DesiredState, rows: SnapshotRow[]): void {
       target: { namespace: b.namespace, name: b.secret },
       type: b.type,
       deliveryMode: b.deliveryMode === 'env' ? DeliveryMode.DELIVERY_MODE_ENV : DeliveryMode.DELIVERY_MODE_VOLUME,
-      envelope: encodeSecretEnvelope({ clusterKeyVersion: b.clusterKeyVersion, wrappedDek: b.wrappedDek, iv: b.iv, ciphertext: b.ciphertext }),
+      envelope: encodeSecretEnvelope({
+        clusterKeyVersion: b.clusterKeyVersion,
+        wrappedDek: b.wrappedDek,
+        iv: b.iv,
+        ciphertext: b.ciphertext,
+      }),
       generation: BigInt(r.generation),
     });
   }
 }
-
 
 /** A part and what it costs in memory until gRPC has written it. */
 export interface Part {

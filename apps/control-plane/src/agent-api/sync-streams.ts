@@ -174,7 +174,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
           s.force = true;
           s.inFlight = 0n; // the agent abandoned it
           return this.wake(s);
-        default:
+        case undefined:
           throw grpcError(status.INVALID_ARGUMENT, 'unknown_message', 'unknown Sync message');
       }
     } catch (err) {
