@@ -198,3 +198,11 @@ export class SyncSession {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** How the control plane ends a Sync stream that sends a Hello (for calls that must be refused). */
+export async function syncRefusal(client: AgentServiceClient): Promise<WireFailure> {
+  const s = new SyncSession(client, { appliedGeneration: 0n });
+  const end = await s.ended;
+  if (end === 'ok') throw new Error('expected the stream to be refused');
+  return end;
+}
