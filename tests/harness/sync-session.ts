@@ -37,6 +37,9 @@ export interface EnrolledAgent {
   clusterId: string;
   client: AgentServiceClient;
   delivery: ReturnType<typeof generateAgentKeyPair>;
+  /** The TLS key and certificate (PEM), for clients of other processes. */
+  keyPem: string;
+  certificatePem: string;
   close(): void;
 }
 
@@ -61,12 +64,13 @@ export async function enrollAgent(address: string, caPem: string, cluster: strin
   } finally {
     anonymous.close();
   }
+  const certificatePem = derToPem(res.certificateDer, 'CERTIFICATE');
   const client = new AgentServiceClient(
     address,
-    agentChannelCredentials(caPem, { keyPem: tls.keyPem, certificatePem: derToPem(res.certificateDer, 'CERTIFICATE') }),
+    agentChannelCredentials(caPem, { keyPem: tls.keyPem, certificatePem }),
     AGENT_MESSAGE_LIMITS,
   );
-  return { clusterId: res.clusterId, client, delivery, close: () => client.close() };
+  return { clusterId: res.clusterId, client, delivery, keyPem: tls.keyPem, certificatePem, close: () => client.close() };
 }
 
 /** One generation as assembled from its parts. */
