@@ -10,7 +10,8 @@ import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.
 import { CA_SUBJECT, ClusterCertificateAuthority, clusterUri } from '../../apps/control-plane/src/enrollment/cluster-ca.service.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { uniqueName } from '../harness/test-env.js';
-import { failureOf, syncOnce, TestAgent, type CallFailure } from '../harness/test-agent.js';
+import { failureOf, TestAgent, type CallFailure } from '../harness/test-agent.js';
+import { syncRefusal } from '../harness/sync-session.js';
 
 // The control plane verifies an agent's certificate chain itself, whatever the TLS library
 // exposes. grpc-js 1.14.3 handed unverified peer certificates to getAuthContext(); the crafted
@@ -155,8 +156,7 @@ describe('agent client certificates are verified against the cluster CA by Sigil
         agentChannelCredentials(endpoint.caPem, { keyPem: agent.tls!.keyPem, certificatePem: derToPem(der, 'CERTIFICATE') }),
       );
       clients.push(client);
-      const f = await refused(syncOnce(client));
-      seen.push(f.code);
+      seen.push((await syncRefusal(client)).code);
     }
     // The self-signed one reaches the handler, which finds no verified certificate. TLS aborts the
     // handshake for the one whose issuer name matches the CA but whose signature does not verify.

@@ -4,17 +4,23 @@ import {
   AgentServiceClient,
   AgentServiceService,
   DeliveryMode,
+  SecretState,
   type AgentServiceServer,
-  type GetDesiredStateResponse,
-  type WatchResponse,
+  type DesiredState,
+  type SyncRequest,
+  type SyncResponse,
 } from '@sigil/agent-protocol';
 
 // The generated sigil.agent.v1 stubs, over a real gRPC connection on loopback. (Transport
-// security and enrollment are the agent-protocol feature's; this checks the wire contract.)
+// security, enrollment and the control plane's stream logic are tested elsewhere; this checks
+// the wire contract of the Sync stream.)
 
 const envelope = Buffer.from('SGE1-bytes-for-the-test');
-const desired: GetDesiredStateResponse = {
-  generation: 42n,
+const state = (generation: bigint, part: number, more: boolean): DesiredState => ({
+  generation,
+  baseGeneration: generation - 1n,
+  part,
+  more,
   secrets: [
     {
       projectId: 'p',
@@ -29,22 +35,28 @@ const desired: GetDesiredStateResponse = {
       generation: 41n,
     },
   ],
-  clusterKeyEnvelopes: [Buffer.from('SGK1')],
-  nextPageToken: '',
-};
+  unchanged: [{ secretId: 'u', version: 7, generation: 2n ** 60n }],
+  clusterKeyEnvelopes: part === 0 ? [Buffer.from('SGK1')] : [],
+  secretCount: more ? 0 : 2,
+});
 
-describe('sigil.agent.v1 over gRPC', () => {
+describe('sigil.agent.v1 Sync over gRPC', () => {
   const server = new grpc.Server();
   let client: AgentServiceClient;
+  const received: SyncRequest[] = [];
 
   beforeAll(async () => {
+    // An echo of the protocol's shape: Hello → a two-part state; Applied → end.
     const impl: Partial<AgentServiceServer> = {
-      getDesiredState: (call, callback) => callback(null, { ...desired, generation: call.request.generation + 42n }),
-      watch: (call) => {
-        const w = (g: bigint): WatchResponse => ({ desiredGeneration: g });
-        call.write(w(call.request.appliedGeneration + 1n));
-        call.write(w(call.request.appliedGeneration + 2n));
-        call.end();
+      sync: (call) => {
+        call.on('data', (m: SyncRequest) => {
+          received.push(m);
+          if (m.message?.$case === 'hello') {
+            const g = m.message.value.appliedGeneration + 1n;
+            call.write({ message: { $case: 'desiredState', value: state(g, 0, true) } } satisfies SyncResponse);
+            call.write({ message: { $case: 'desiredState', value: state(g, 1, false) } } satisfies SyncResponse);
+          } else if (m.message?.$case === 'applied') call.end();
+        });
       },
     };
     server.addService(AgentServiceService, impl as AgentServiceServer);
@@ -59,31 +71,54 @@ describe('sigil.agent.v1 over gRPC', () => {
     server.forceShutdown();
   });
 
-  it('carries the desired state: 64-bit generations, bytes and enums intact', async () => {
-    const res = await new Promise<GetDesiredStateResponse>((resolve, reject) =>
-      client.getDesiredState({ generation: 0n, pageToken: '' }, (err, r) => (err ? reject(err) : resolve(r))),
-    );
-    expect(res.generation).toBe(42n);
-    expect(res.secrets[0]).toMatchObject({
-      version: 3,
-      deliveryMode: DeliveryMode.DELIVERY_MODE_ENV,
-      target: { namespace: 'shop', name: 'checkout-db' },
+  it('carries hello, parts and acks both ways: 64-bit generations, bytes, enums and oneofs intact', async () => {
+    const stream = client.sync();
+    const parts: DesiredState[] = [];
+    stream.on('data', (m: SyncResponse) => {
+      if (m.message?.$case !== 'desiredState') return;
+      parts.push(m.message.value);
+      if (!m.message.value.more)
+        stream.write({
+          message: {
+            $case: 'applied',
+            value: {
+              generation: m.message.value.generation,
+              secrets: [
+                {
+                  target: { namespace: 'shop', name: 'checkout-db' },
+                  secretId: 's',
+                  version: 3,
+                  generation: 41n,
+                  state: SecretState.SECRET_STATE_CONFLICT,
+                  reason: 'Conflict',
+                  message: '',
+                },
+              ],
+            },
+          },
+        } satisfies SyncRequest);
     });
-    expect(Buffer.from(res.secrets[0]!.envelope).equals(envelope)).toBe(true);
-    const big = await new Promise<GetDesiredStateResponse>((resolve, reject) =>
-      client.getDesiredState({ generation: 2n ** 60n, pageToken: '' }, (err, r) => (err ? reject(err) : resolve(r))),
-    );
-    expect(big.generation).toBe(2n ** 60n + 42n);
-  });
-
-  it('streams Watch notifications', async () => {
-    const seen: bigint[] = [];
-    const stream = client.watch({ appliedGeneration: 7n, agentVersion: 'test' });
-    stream.on('data', (m: WatchResponse) => seen.push(m.desiredGeneration));
+    stream.write({ message: { $case: 'hello', value: { appliedGeneration: 2n ** 62n, agentVersion: 'test' } } } satisfies SyncRequest);
     await new Promise((resolve, reject) => {
       stream.on('end', resolve);
       stream.on('error', reject);
     });
-    expect(seen).toEqual([8n, 9n]);
+    expect(parts.map((p) => [p.generation, p.part, p.more])).toEqual([
+      [2n ** 62n + 1n, 0, true],
+      [2n ** 62n + 1n, 1, false],
+    ]);
+    expect(parts[0]!.baseGeneration).toBe(2n ** 62n);
+    expect(parts[0]!.secrets[0]).toMatchObject({
+      version: 3,
+      deliveryMode: DeliveryMode.DELIVERY_MODE_ENV,
+      target: { namespace: 'shop', name: 'checkout-db' },
+    });
+    expect(Buffer.from(parts[0]!.secrets[0]!.envelope).equals(envelope)).toBe(true);
+    expect(parts[0]!.unchanged).toEqual([{ secretId: 'u', version: 7, generation: 2n ** 60n }]);
+    expect(parts[0]!.clusterKeyEnvelopes.map((e) => Buffer.from(e).toString())).toEqual(['SGK1']);
+    expect(parts[1]!.secretCount).toBe(2);
+    expect(received.map((m) => m.message?.$case)).toEqual(['hello', 'applied']);
+    const applied = received[1]!.message;
+    expect(applied?.$case === 'applied' && applied.value.secrets[0]!.state).toBe(SecretState.SECRET_STATE_CONFLICT);
   });
 });

@@ -1,8 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { DESIRED_STATE_PAGE_BYTES, GetDesiredStateResponse, MAX_AGENT_MESSAGE_BYTES } from '@sigil/agent-protocol';
-import { encodeSecretPayload } from '@sigil/envelope';
+import { DESIRED_STATE_PAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, SyncResponse } from '@sigil/agent-protocol';
+import { decodeSecretPayload, encodeSecretPayload, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
 import { DataSource } from 'typeorm';
 import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
@@ -12,11 +11,12 @@ import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-val
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
-import { failureOf, TestAgent } from '../harness/test-agent.js';
+import { enrollAgent, sleep, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
 import { uniqueName } from '../harness/test-env.js';
 
 // A cluster's desired state far above any single gRPC message: 100 apps × 50 secrets, five of
-// them 1 MiB, reaches one agent over real mTLS gRPC, page by page, and opens completely.
+// them 1 MiB, reaches one agent over real mTLS gRPC on its Sync stream, part by part, and opens
+// completely; a generation built while its parts are being sent replaces it from part 0.
 // The bulk is sealed by the real HSM in batches and inserted in a few statements (creating
 // 5,000 secrets one by one would take minutes); the 1 MiB ones go through SecretsService.
 
@@ -28,7 +28,9 @@ const MiB = 1024 * 1024;
 
 describe('a desired state of 5,000 secrets and 1 MiB values', () => {
   let t: TestApp;
-  let agent: TestAgent;
+  let agent: EnrolledAgent;
+  let s: SyncSession;
+  let first: AssembledState;
   const project = uniqueName('p');
   const cluster = uniqueName('big');
   /** namespace/name → the value of its one key "v" */
@@ -102,97 +104,98 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
     await publications.setProjectSelector(admin, project, {});
     for (let i = 0; i < APPS; i++) await publications.publish(admin, project, target(i).app, { clusters: [cluster] });
     const { address, caPem } = agentEndpoint(t.app);
-    agent = new TestAgent(address, caPem, cluster);
-    await agent.enroll({ $case: 'bootstrapToken', value: (await clusters.createEnrollmentToken(admin, cluster)).token });
-  }, 120_000);
+    agent = await enrollAgent(address, caPem, cluster, (await clusters.createEnrollmentToken(admin, cluster)).token);
+    // Until the build has caught up with every publish.
+    for (const until = Date.now() + 90_000; ; await sleep(500)) {
+      const [row] = await ds.query<Array<{ n: number; settled: boolean }>>(
+        `SELECT (SELECT count(*)::int FROM cluster_secrets WHERE cluster_id = c.id) AS n, c.built_generation = c.desired_generation AS settled
+           FROM clusters c WHERE c.id = $1`,
+        [agent.clusterId],
+      );
+      if (row?.n === APPS * PER_APP && row.settled) break;
+      if (Date.now() > until) throw new Error(`only ${row?.n} secrets built after 90 s`);
+    }
+  }, 240_000);
 
   afterAll(async () => {
+    s?.cancel();
     agent?.close();
     await t?.dispose();
   });
 
-  /** Lists until the build has caught up with every publish. */
-  async function complete(): Promise<{ generation: bigint; count: number }> {
-    const until = Date.now() + 60_000;
-    for (;;) {
-      const s = await agent.desiredState();
-      if (s.secrets.length === APPS * PER_APP) return { generation: s.generation, count: s.secrets.length };
-      if (Date.now() > until) throw new Error(`only ${s.secrets.length} secrets desired after 60 s`);
-      await new Promise((r) => setTimeout(r, 1_000));
-    }
-  }
-
-  it('delivers all of it to the agent over mTLS gRPC, in pages under the message limit, and every envelope opens', async () => {
-    await complete();
-    const { secrets } = await agent.sync();
-    expect(secrets.size).toBe(APPS * PER_APP);
-    // Every text value arrived as written; the random 1 MiB ones are compared byte for byte below.
-    const big = new Set(Array.from({ length: BIG }, (_, i) => `${target(i).namespace}/a${i}-s0`));
-    const wrong = [...expected].filter(([k, v]) => !big.has(k) && secrets.get(k)?.v !== v.toString());
-    expect(wrong.map(([k]) => k)).toEqual([]);
-    expect([...expected.keys()].filter((k) => !secrets.has(k))).toEqual([]);
-
-    // Page by page, as the wire carries it.
-    let total = 0;
-    let pages = 0;
-    const first = await agent.desiredStatePage();
-    const generation = first.generation;
-    for (let page = first; ;) {
-      pages++;
-      const bytes = GetDesiredStateResponse.encode(page).finish().length;
-      expect(bytes).toBeLessThanOrEqual(DESIRED_STATE_PAGE_BYTES + 64 * 1024);
-      expect(bytes).toBeLessThan(MAX_AGENT_MESSAGE_BYTES);
-      total += bytes;
-      expect(page.generation).toBe(generation);
-      if (!page.nextPageToken) break;
-      page = await agent.desiredStatePage({ generation, pageToken: page.nextPageToken });
-    }
-    expect(total).toBeGreaterThan(4 * MiB + 2 * MiB);
-    expect(pages).toBeGreaterThanOrEqual(4);
-  }, 90_000);
-
-  it('delivers the 1 MiB values byte for byte', async () => {
-    const { openClusterKeyEnvelope, openSecretEnvelope, decodeSecretPayload } = await import('@sigil/envelope');
-    const state = await agent.desiredState();
+  const open = (st: AssembledState) => {
     const keys = new Map(
-      state.clusterKeyEnvelopes.map((e) => {
+      st.keyEnvelopes.map((e) => {
         const k = openClusterKeyEnvelope(agent.delivery.privateKeyPem, e);
         return [k.version, k.key] as const;
       }),
     );
-    for (let i = 0; i < BIG; i++) {
-      const s = state.secrets.find((x) => x.secret === `a${i}-s0`)!;
-      const payload = openSecretEnvelope(s.envelope, keys, s);
-      expect(
-        decodeSecretPayload(payload)
-          .get('v')!
-          .equals(expected.get(`${target(i).namespace}/a${i}-s0`)!),
-      ).toBe(true);
-    }
-  });
+    return new Map<string, Buffer>(
+      st.secrets.map(
+        (x) =>
+          [`${x.target!.namespace}/${x.target!.name}`, decodeSecretPayload(openSecretEnvelope(x.envelope, keys, x)).get('v')!] as const,
+      ),
+    );
+  };
 
-  it('refuses to continue a listing across generations (ABORTED snapshot_changed); the agent lists again', async () => {
-    const page1 = await agent.desiredStatePage();
-    expect(page1.nextPageToken).not.toBe('');
-    await t.app.get(SecretsService).update(admin, project, 'a7', 'a7-s3', { data: { v: 'rotated' } }, undefined);
-    const until = Date.now() + 30_000;
-    while ((await agent.desiredStatePage()).generation === page1.generation) {
-      if (Date.now() > until) throw new Error('the snapshot was not rebuilt');
-      await new Promise((r) => setTimeout(r, 200));
+  it('sends all of it as one complete state in parts under the message limit, and every envelope opens', async () => {
+    s = new SyncSession(agent.client, { appliedGeneration: 0n });
+    first = await s.state(1, 60_000);
+    expect(first.baseGeneration).toBe(0n);
+    expect(first.secretCount).toBe(APPS * PER_APP);
+    expect(first.secrets).toHaveLength(APPS * PER_APP);
+    expect(first.parts.map((p) => p.part)).toEqual(first.parts.map((_, i) => i));
+    expect(first.parts.map((p) => p.more)).toEqual(first.parts.map((_, i) => i < first.parts.length - 1));
+    expect(first.parts.slice(1).every((p) => p.clusterKeyEnvelopes.length === 0)).toBe(true);
+    let total = 0;
+    for (const p of first.parts) {
+      const bytes = SyncResponse.encode({ message: { $case: 'desiredState', value: p } }).finish().length;
+      expect(bytes).toBeLessThanOrEqual(DESIRED_STATE_PAGE_BYTES + 64 * 1024);
+      expect(bytes).toBeLessThan(MAX_AGENT_MESSAGE_BYTES);
+      total += bytes;
     }
-    const err = await agent.desiredStatePage({ generation: page1.generation, pageToken: page1.nextPageToken }).catch((e: unknown) => e);
-    expect(failureOf(err)).toMatchObject({ code: status.ABORTED, errorCode: 'snapshot_changed' });
-    const { secrets, generation } = await agent.sync();
-    expect(generation).toBeGreaterThan(page1.generation);
-    expect(secrets.size).toBe(APPS * PER_APP);
-    expect(secrets.get('ns-7/a7-s3')).toEqual({ v: 'rotated' });
+    expect(total).toBeGreaterThan(4 * MiB + 2 * MiB);
+    expect(first.parts.length).toBeGreaterThanOrEqual(4);
+    const values = open(first);
+    // Every value arrived as written, the random 1 MiB ones byte for byte.
+    const wrong = [...expected].filter(([k, v]) => !values.get(k)?.equals(v));
+    expect(wrong.map(([k]) => k)).toEqual([]);
+  }, 90_000);
+
+  it('after the ack, a rotation arrives as a delta: one secret in full, the other 4,999 by reference', async () => {
+    s.ackState(first);
+    await t.app.get(SecretsService).update(admin, project, 'a7', 'a7-s3', { data: { v: 'rotated' } }, undefined);
+    const delta = await s.state(2, 30_000);
+    expect(delta.baseGeneration).toBe(first.generation);
+    expect(delta.secrets.map((x) => x.secret)).toEqual(['a7-s3']);
+    expect(delta.unchanged).toHaveLength(APPS * PER_APP - 1);
+    expect(delta.secretCount).toBe(APPS * PER_APP);
+    expect(
+      open({ ...delta, keyEnvelopes: first.keyEnvelopes })
+        .get('ns-7/a7-s3')!
+        .toString(),
+    ).toBe('rotated');
+    s.ackState(delta);
   }, 60_000);
 
-  it('refuses a page token it did not issue, and a later page without its generation', async () => {
-    const bad = await agent.desiredStatePage({ generation: 1n, pageToken: 'not-a-token' }).catch((e: unknown) => e);
-    expect(failureOf(bad)).toMatchObject({ code: status.INVALID_ARGUMENT, errorCode: 'invalid_page_token' });
-    const page1 = await agent.desiredStatePage();
-    const noGen = await agent.desiredStatePage({ pageToken: page1.nextPageToken }).catch((e: unknown) => e);
-    expect(failureOf(noGen)).toMatchObject({ code: status.INVALID_ARGUMENT, errorCode: 'generation_required' });
-  });
+  it('a generation built while a state is being sent replaces it from part 0; the old one never completes', async () => {
+    const ds = t.app.get(DataSource);
+    // A new stream (so a complete state), read one part at a time.
+    s.cancel();
+    s = new SyncSession(agent.client, { appliedGeneration: 0n });
+    for (const until = Date.now() + 10_000; s.messages.length === 0; await sleep(5)) if (Date.now() > until) throw new Error('no part');
+    s.pause();
+    const g = s.messages[0]!.generation;
+    await ds.query('UPDATE clusters SET desired_generation = built_generation + 1, built_generation = built_generation + 1 WHERE id = $1', [
+      agent.clusterId,
+    ]);
+    s.resume();
+    const st = await s.state(1, 60_000);
+    expect(st.generation).toBe(g + 1n);
+    expect(st.parts[0]!.part).toBe(0);
+    expect(st.secrets).toHaveLength(APPS * PER_APP);
+    const ofOld = s.messages.filter((m) => m.generation === g);
+    expect(ofOld.length).toBeGreaterThanOrEqual(1);
+    expect(ofOld.every((m) => m.more)).toBe(true); // the old sequence was abandoned, not finished
+  }, 90_000);
 });

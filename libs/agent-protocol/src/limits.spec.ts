@@ -1,13 +1,18 @@
 import { describe, expect, it } from '@jest/globals';
-import { DeliveryMode, GetDesiredStateResponse } from './gen/sigil/agent/v1/agent.js';
+import { DeliveryMode, DesiredState } from './gen/sigil/agent/v1/agent.js';
 import { DESIRED_SECRET_OVERHEAD_BYTES, DESIRED_STATE_PAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, MAX_SECRET_PAYLOAD_BYTES } from './limits.js';
 
 describe('agent protocol limits', () => {
   it('bounds what a secret costs on the wire beyond its ciphertext, with every name at its longest', () => {
     const ciphertext = 1_398_200; // a 1 MiB value's payload plus the GCM tag
     const longest = (n: number) => 'a'.repeat(n);
-    const res = GetDesiredStateResponse.encode({
+    const res = DesiredState.encode({
       generation: 2n ** 63n - 1n,
+      baseGeneration: 2n ** 63n - 1n,
+      part: 2 ** 32 - 1,
+      more: true,
+      secretCount: 2 ** 32 - 1,
+      unchanged: [],
       secrets: [
         {
           projectId: '3f1c0a9d-5e7b-4c44-86f0-a1b2c3d4e5f6',
@@ -24,7 +29,6 @@ describe('agent protocol limits', () => {
         },
       ],
       clusterKeyEnvelopes: [],
-      nextPageToken: '',
     }).finish();
     expect(res.length - ciphertext).toBeLessThanOrEqual(DESIRED_SECRET_OVERHEAD_BYTES);
   });

@@ -26,7 +26,7 @@ export const MAX_SECRET_PAYLOAD_BYTES = 1.5 * MiB;
  */
 export const DESIRED_SECRET_OVERHEAD_BYTES = 1024;
 
-/** The byte budget of one GetDesiredState page (secrets only; the control plane sizes pages by it). */
+/** The byte budget of one DesiredState part (secrets only; the control plane sizes parts by it). */
 export const DESIRED_STATE_PAGE_BYTES = 2 * MiB;
 
 /**

@@ -5,15 +5,15 @@ import { AgentCaController } from './agent-ca.controller.js';
 import { AgentClusterRepository } from './agent-cluster.repository.js';
 import { AgentAuthenticator } from './agent-authenticator.js';
 import { AgentGrpcServer } from './agent-grpc.server.js';
-import { AgentStateService } from './agent-state.service.js';
 import { AgentService } from './agent.service.js';
-import { WatchStreams } from './watch-streams.js';
+import { SyncStreams } from './sync-streams.js';
+import { SnapshotRepository } from '../delivery/snapshot.repository.js';
 
-/** The gRPC API agents call: mTLS server, per-cluster authorisation, Watch streams, state. */
+/** The gRPC API agents call: mTLS server, per-cluster authorisation, Sync streams. */
 @Module({
   imports: [EnrollmentModule, KeysModule], // DeliveryModule is global
   controllers: [AgentCaController],
-  providers: [AgentClusterRepository, AgentAuthenticator, WatchStreams, AgentStateService, AgentService, AgentGrpcServer],
-  exports: [AgentGrpcServer, WatchStreams],
+  providers: [AgentClusterRepository, AgentAuthenticator, SnapshotRepository, SyncStreams, AgentService, AgentGrpcServer],
+  exports: [AgentGrpcServer, SyncStreams],
 })
 export class AgentApiModule {}

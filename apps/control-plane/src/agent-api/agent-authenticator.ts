@@ -37,6 +37,8 @@ export class AgentAuthenticator implements OnModuleInit, OnModuleDestroy {
   /** Chain verdicts by the certificate's SHA-256 (hex). */
   private readonly verdicts = new Map<string, CertificateVerdict>();
   private trusted: X509Certificate[] | undefined;
+  /** Cluster lookups asked for in this event-loop turn: one statement serves them all. */
+  private lookups: Map<string, Array<{ resolve: (a: ClusterAccess | null) => void; reject: (e: unknown) => void }>> | undefined;
   private unsubscribe: (() => void) | undefined;
 
   constructor(
@@ -110,9 +112,33 @@ export class AgentAuthenticator implements OnModuleInit, OnModuleDestroy {
   private async clusterAccess(id: string): Promise<ClusterAccess | null> {
     const cached = this.access.get(id);
     if (cached && Date.now() - cached.at < ACCESS_TTL_MS) return cached.value;
-    const value = await this.clusters.access(id);
+    const value = await this.lookup(id);
     if (this.access.size > 50_000) this.access.clear();
     this.access.set(id, { value, at: Date.now() });
     return value;
+  }
+
+  /** Batched like a DataLoader: 10,000 agents reconnecting cost a few statements, not 10,000. */
+  private lookup(id: string): Promise<ClusterAccess | null> {
+    return new Promise((resolve, reject) => {
+      if (!this.lookups) {
+        this.lookups = new Map();
+        setImmediate(() => void this.flushLookups());
+      }
+      const waiting = this.lookups.get(id);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.lookups.set(id, [{ resolve, reject }]);
+    });
+  }
+
+  private async flushLookups(): Promise<void> {
+    const batch = this.lookups!;
+    this.lookups = undefined;
+    try {
+      const byId = await this.clusters.accessOf([...batch.keys()]);
+      for (const [id, waiting] of batch) for (const w of waiting) w.resolve(byId.get(id) ?? null);
+    } catch (err) {
+      for (const waiting of batch.values()) for (const w of waiting) w.reject(err);
+    }
   }
 }

@@ -18,14 +18,6 @@ export interface ClusterAccess {
 export class AgentClusterRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  async access(id: string): Promise<ClusterAccess | null> {
-    const rows = await this.ds.query<ClusterAccess[]>(
-      `SELECT name, state, agent_key_sha256 AS "agentKeySha256" FROM clusters WHERE id = $1`,
-      [id],
-    );
-    return rows[0] ?? null;
-  }
-
   async accessOf(ids: string[]): Promise<Map<string, ClusterAccess>> {
     if (ids.length === 0) return new Map();
     const rows = await this.ds.query<Array<{ id: string } & ClusterAccess>>(
@@ -35,7 +27,7 @@ export class AgentClusterRepository {
     return new Map(rows.map(({ id, ...a }) => [id, a]));
   }
 
-  /** The generation of each cluster's built snapshot: what agents are told to fetch. */
+  /** The generation of each cluster's built snapshot: what the Sync streams compare with what they sent. */
   async builtGenerations(ids: string[]): Promise<Map<string, bigint>> {
     if (ids.length === 0) return new Map();
     const rows = await this.ds.query<Array<{ id: string; g: string }>>(
@@ -43,14 +35,5 @@ export class AgentClusterRepository {
       [ids],
     );
     return new Map(rows.map((r) => [r.id, BigInt(r.g)]));
-  }
-
-  /** A Watch began: notes the agent's version; returns the built generation. */
-  async connected(id: string, agentVersion: string): Promise<bigint> {
-    const rows = await this.ds.query<[Array<{ g: string }>, number]>(
-      `UPDATE clusters SET agent_version = $2, last_seen_at = now() WHERE id = $1 RETURNING built_generation AS g`,
-      [id, agentVersion],
-    );
-    return BigInt(rows[0][0]?.g ?? 0);
   }
 }

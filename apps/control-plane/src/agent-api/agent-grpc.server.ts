@@ -11,7 +11,7 @@ import { ServerIdentity } from './server-identity.js';
  * Connection settings for thousands of mostly idle agents: the server pings each connection
  * every minute to notice dead peers (and keep NAT entries alive), accepts client pings no more
  * often than every 20 s, and bounds streams per connection. Messages are bounded by the limit the
- * agent uses too (MAX_AGENT_MESSAGE_BYTES, both directions): GetDesiredState pages stay below it.
+ * agent uses too (MAX_AGENT_MESSAGE_BYTES, both directions): Sync parts stay below it.
  */
 export const SERVER_OPTIONS = {
   'grpc.keepalive_time_ms': 60_000,

@@ -1,32 +1,25 @@
-import { status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
 import type {
   AgentServiceServer,
   EnrollRequest,
   EnrollResponse,
-  GetDesiredStateRequest,
-  GetDesiredStateResponse,
   RenewCertificateRequest,
   RenewCertificateResponse,
-  ReportStatusRequest,
-  ReportStatusResponse,
-  WatchRequest,
-  WatchResponse,
 } from '@sigil/agent-protocol';
 import { PinoLogger } from 'nestjs-pino';
 import { RateLimiter } from '../auth/rate-limiter.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import { AGENT_VERSION, EnrollmentService } from '../enrollment/enrollment.service.js';
+import { EnrollmentService } from '../enrollment/enrollment.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { AdmissionRamp } from './admission.js';
-import { AgentAuthenticator, type AgentCall, type ClusterPrincipal } from './agent-authenticator.js';
-import { AgentStateService } from './agent-state.service.js';
+import { AgentAuthenticator, type AgentCall } from './agent-authenticator.js';
 import { grpcError, toGrpcError } from './grpc-errors.js';
-import { WatchStreams } from './watch-streams.js';
+import { SyncStreams, type SyncCall } from './sync-streams.js';
 
 /**
  * sigil.agent.v1.AgentService: maps each call onto the enrollment, authorisation, stream and
- * state services. Every method except Enroll starts by authenticating the caller's certificate
+ * Sync stream services. Every method except Enroll starts by authenticating the caller's certificate
  * and then acts on that cluster only — there is no request field naming another cluster.
  */
 @Injectable()
@@ -38,8 +31,7 @@ export class AgentService {
   constructor(
     @Inject(AgentAuthenticator) private readonly auth: AgentAuthenticator,
     @Inject(EnrollmentService) private readonly enrollment: EnrollmentService,
-    @Inject(WatchStreams) private readonly streams: WatchStreams,
-    @Inject(AgentStateService) private readonly state: AgentStateService,
+    @Inject(SyncStreams) private readonly streams: SyncStreams,
     @Inject(MetricsService) private readonly metrics: MetricsService,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
     @Inject(RuntimeConfig) config: RuntimeConfig,
@@ -53,9 +45,7 @@ export class AgentService {
     return {
       enroll: (call, cb) => this.unary('Enroll', call, cb, () => this.enroll(call)),
       renewCertificate: (call, cb) => this.unary('RenewCertificate', call, cb, () => this.renew(call)),
-      getDesiredState: (call, cb) => this.unary('GetDesiredState', call, cb, () => this.getDesiredState(call)),
-      reportStatus: (call, cb) => this.unary('ReportStatus', call, cb, () => this.reportStatus(call)),
-      watch: (call) => void this.watch(call),
+      sync: (call) => void this.sync(call),
     };
   }
 
@@ -102,33 +92,22 @@ export class AgentService {
     return { certificateDer: cert.certificateDer, notAfter: cert.notAfter };
   }
 
-  private async getDesiredState(call: ServerUnaryCall<GetDesiredStateRequest, GetDesiredStateResponse>): Promise<GetDesiredStateResponse> {
-    const principal = await this.auth.authenticate(call);
-    return this.state.desiredState(principal, call.request);
-  }
-
-  private async reportStatus(call: ServerUnaryCall<ReportStatusRequest, ReportStatusResponse>): Promise<ReportStatusResponse> {
-    const principal = await this.auth.authenticate(call);
-    await this.state.report(principal, call.request);
-    return {};
-  }
-
-  private async watch(call: ServerWritableStream<WatchRequest, WatchResponse>): Promise<void> {
-    let principal: ClusterPrincipal;
+  /**
+   * Sync: the certificate is checked once, when the stream opens (revocation later ends the
+   * stream: access-changed events and the sweep), then the admission ramp; the stream itself
+   * (Hello first, states, acknowledgements) is SyncStreams'.
+   */
+  private async sync(call: SyncCall): Promise<void> {
     try {
-      principal = await this.auth.authenticate(call);
+      const principal = await this.auth.authenticate(call);
       this.admit();
-      if (!AGENT_VERSION.test(call.request.agentVersion)) {
-        throw grpcError(status.INVALID_ARGUMENT, 'invalid_agent_version', 'agent_version must be at most 64 printable characters');
-      }
-      const generation = await this.state.connected(principal, call.request.agentVersion);
       if (call.cancelled) return;
-      this.streams.open(principal, call, generation);
-      this.metrics.agentCalls.inc({ method: 'Watch', code: 'OK' });
+      this.streams.open(principal, call);
+      this.metrics.agentCalls.inc({ method: 'Sync', code: 'OK' });
     } catch (err) {
       const { error, internal } = toGrpcError(err);
-      if (internal) this.logger.error({ err, method: 'Watch' }, 'agent call failed');
-      this.metrics.agentCalls.inc({ method: 'Watch', code: status[error.code!] });
+      if (internal) this.logger.error({ err, method: 'Sync' }, 'agent call failed');
+      this.metrics.agentCalls.inc({ method: 'Sync', code: status[error.code!] });
       call.emit('error', error);
     }
   }

@@ -64,7 +64,7 @@ const envSchema = z
         (names) => names.length > 0 && names.every((n) => isIP(n) !== 0 || /^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(n)),
         'must be a comma-separated list of DNS names or IP addresses',
       ),
-    SIGIL_GRPC_ADMISSION_RPS: positiveInt(250),
+    SIGIL_GRPC_ADMISSION_RPS: positiveInt(1000),
     SIGIL_AGENT_AUDIENCE: z
       .string()
       .trim()

@@ -38,23 +38,6 @@ export interface DesiredClusterRow {
   wrappedDek: Buffer | null;
 }
 
-/** One secret of a cluster's built snapshot, with what an agent needs to open it. */
-export interface SnapshotRow {
-  secretId: string;
-  secret: string;
-  type: string;
-  version: number;
-  projectId: string;
-  app: string;
-  namespace: string;
-  deliveryMode: 'env' | 'volume';
-  generation: string;
-  clusterKeyVersion: number;
-  wrappedDek: Buffer;
-  iv: Buffer;
-  ciphertext: Buffer;
-}
-
 export interface AppClusterStatusRow {
   clusterId: string;
   cluster: string;
@@ -357,69 +340,6 @@ export class DeliveryRepository {
     await this.ds.query('UPDATE clusters SET delivery_error = $2 WHERE id = ANY($1::uuid[])', [clusterIds, error.slice(0, 500)]);
   }
 
-  /**
-   * One page of the built snapshot, with its generation and the delivery-key envelopes it needs,
-   * in one statement (one consistent view without a transaction: every agent reads this on every
-   * change). Keyset-paged by secret id (the primary key's order, an index range scan): rows after
-   * `after` while their estimated wire size — ciphertext plus `rowOverhead` — adds up to at most
-   * `budget`, and always at least one. Sizes come from the TOAST header (octet_length), so rows
-   * beyond the page are never read in full. `next`: where the next page starts, if rows remain.
-   */
-  async snapshotPage(
-    clusterId: string,
-    after: string | undefined,
-    budget: number,
-    rowOverhead: number,
-  ): Promise<{ generation: bigint; rows: SnapshotRow[]; keyEnvelopes: Buffer[]; next: string | undefined }> {
-    const rows = await this.ds.query<
-      Array<Partial<SnapshotRow> & { builtGeneration: string; keyEnvelopes: Buffer[]; more: boolean; lastId: string | null }>
-    >(
-      `WITH candidates AS (
-         SELECT cs.secret_id, cs.app_id, cs.sealed_value_id, cs.secret_version, cs.generation, cs.cluster_key_version,
-                sum(octet_length(sv.ciphertext) + $4::int) OVER w AS running, row_number() OVER w AS n
-           FROM cluster_secrets cs
-           JOIN sealed_values sv ON sv.id = cs.sealed_value_id
-          WHERE cs.cluster_id = $1 AND cs.secret_id > $2::uuid
-         WINDOW w AS (ORDER BY cs.secret_id)
-          ORDER BY cs.secret_id
-          LIMIT $3::int / $4::int + 1
-       ), page AS (
-         SELECT * FROM candidates WHERE n = 1 OR running <= $3::int
-       )
-       SELECT c.built_generation::text AS "builtGeneration",
-              ARRAY(SELECT agent_envelope FROM cluster_keys
-                     WHERE cluster_id = $1
-                       AND (state = 'active' OR version IN (SELECT DISTINCT cluster_key_version FROM cluster_secrets WHERE cluster_id = $1))
-                     ORDER BY version DESC) AS "keyEnvelopes",
-              (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more,
-              (SELECT secret_id::text FROM page ORDER BY n DESC LIMIT 1) AS "lastId",
-              x.*
-         FROM clusters c
-         LEFT JOIN LATERAL (
-           SELECT p.secret_id AS "secretId", s.name AS secret, s.type, p.secret_version AS version, s.project_id AS "projectId",
-                  a.name AS app, a.namespace, a.delivery_mode AS "deliveryMode", p.generation::text AS generation,
-                  p.cluster_key_version AS "clusterKeyVersion", wk.wrapped_dek AS "wrappedDek", sv.iv, sv.ciphertext
-             FROM page p
-             JOIN secrets s ON s.id = p.secret_id
-             JOIN apps a ON a.id = p.app_id
-             JOIN sealed_values sv ON sv.id = p.sealed_value_id
-             JOIN cluster_wrapped_keys wk
-               ON wk.cluster_id = c.id AND wk.sealed_value_id = p.sealed_value_id AND wk.cluster_key_version = p.cluster_key_version
-         ) x ON true
-        WHERE c.id = $1
-        ORDER BY x."secretId"`,
-      [clusterId, after ?? '00000000-0000-0000-0000-000000000000', budget, rowOverhead],
-    );
-    const first = rows[0];
-    return {
-      generation: BigInt(first?.builtGeneration ?? 0),
-      rows: rows.filter((r) => r.secretId) as SnapshotRow[],
-      keyEnvelopes: first?.keyEnvelopes ?? [],
-      // The page's last candidate, even if a join dropped it: the next page starts after it.
-      next: first?.more && first.lastId ? first.lastId : undefined,
-    };
-  }
-
   /** Per cluster, where `appId` stands: its entry, what the agent applied, and failures it reported. */
   appStatus(appId: string): Promise<AppClusterStatusRow[]> {
     return this.ds.query(
@@ -437,52 +357,5 @@ export class DeliveryRepository {
         ORDER BY c.name`,
       [appId],
     );
-  }
-
-  /**
-   * What the agent applied, and its per-secret statuses, in one statement. Returns false (and
-   * writes nothing) when `generation` is beyond any generation built for the cluster.
-   */
-  async reportApplied(
-    clusterId: string,
-    generation: bigint,
-    statuses: Array<{
-      namespace: string;
-      name: string;
-      secretId: string | null;
-      version: number;
-      generation: string;
-      state: string;
-      reason: string;
-      message: string;
-    }>,
-  ): Promise<boolean> {
-    const rows = await this.ds.query<Array<{ n: number }>>(
-      `WITH c AS (
-         UPDATE clusters SET applied_generation = $2, last_seen_at = now() WHERE id = $1 AND built_generation >= $2 RETURNING id
-       ), saved AS (
-         INSERT INTO secret_statuses (cluster_id, namespace, name, secret_id, version, generation, state, reason, message)
-         SELECT c.id, n, m, s, v, g, st, r, msg
-           FROM c, unnest($3::text[], $4::text[], $5::uuid[], $6::int[], $7::bigint[], $8::text[], $9::text[], $10::text[])
-             AS x(n, m, s, v, g, st, r, msg)
-         ON CONFLICT (cluster_id, namespace, name) DO UPDATE SET secret_id = EXCLUDED.secret_id, version = EXCLUDED.version,
-           generation = EXCLUDED.generation, state = EXCLUDED.state, reason = EXCLUDED.reason, message = EXCLUDED.message,
-           reported_at = now()
-       )
-       SELECT count(*)::int AS n FROM c`,
-      [
-        clusterId,
-        generation.toString(),
-        statuses.map((s) => s.namespace),
-        statuses.map((s) => s.name),
-        statuses.map((s) => s.secretId),
-        statuses.map((s) => s.version),
-        statuses.map((s) => s.generation),
-        statuses.map((s) => s.state),
-        statuses.map((s) => s.reason),
-        statuses.map((s) => s.message),
-      ],
-    );
-    return rows[0]!.n > 0;
   }
 }

@@ -1,0 +1,420 @@
+import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import {
+  DESIRED_SECRET_OVERHEAD_BYTES,
+  DESIRED_STATE_PAGE_BYTES,
+  type Applied,
+  type DesiredState,
+  type SyncRequest,
+  type SyncResponse,
+} from '@sigil/agent-protocol';
+import { PinoLogger } from 'nestjs-pino';
+import { SnapshotRepository, type ClusterState } from '../delivery/snapshot.repository.js';
+import { AGENT_VERSION } from '../enrollment/enrollment.service.js';
+import { ClusterEvents } from '../events/cluster-events.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import { AgentAuthenticator, type ClusterPrincipal } from './agent-authenticator.js';
+import { AgentClusterRepository } from './agent-cluster.repository.js';
+import { parseStatuses } from './agent-reports.js';
+import { ByteBudget } from './byte-budget.js';
+import { grpcError, toGrpcError } from './grpc-errors.js';
+import { SnapshotLoader } from './snapshot-loader.js';
+import { StatusWriter } from './status-writer.js';
+import { fillPart, newPart, splitState, UNCHANGED_REF_BYTES } from './sync-parts.js';
+
+export type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse>;
+
+/** How often open streams are re-checked against PostgreSQL, in case an event was lost. */
+export const SWEEP_INTERVAL_MS = 5_000;
+/** Bytes of desired states held across all streams at most (read and not yet written by gRPC). */
+export const STATE_MEMORY_BYTES = 64 * 1024 * 1024;
+/** A part gRPC could not write for this long (the agent stopped reading): the stream is ended. */
+export const STALLED_WRITE_MS = 60_000;
+/** A stream that sent no Hello within this long is ended. */
+const HELLO_WITHIN_MS = 30_000;
+
+/**
+ * One agent's Sync stream: a few fields, no timers (10,000 of them are mostly idle).
+ *
+ *   acked         the generation the agent acknowledged on this stream (first: Hello's claim)
+ *   inFlight      the generation sent and not yet acknowledged (0: none) — at most one
+ *   sent          the highest generation sent; nothing lower is ever sent (ordering)
+ *   needComplete  until the first acknowledgement on this stream, and after a Resync
+ */
+class SyncStream {
+  hello = false;
+  acked = 0n;
+  inFlight = 0n;
+  sent = 0n;
+  needComplete = true;
+  /** Send the current generation even if it is the acknowledged one (Resync, a failed send). */
+  force = false;
+  phase: 'idle' | 'reading' | 'sending' = 'idle';
+  /** A wake-up came while busy: read again once idle. */
+  dirty = false;
+  closed = false;
+  /** Bytes of this stream's parts gRPC has not written yet, and since when it waits (0: not waiting). */
+  held = 0;
+  writingSince = 0;
+  written: (() => void) | undefined;
+  readonly openedAt = Date.now();
+
+  constructor(
+    readonly principal: ClusterPrincipal,
+    readonly call: SyncCall,
+  ) {}
+}
+
+/**
+ * The Sync streams this replica holds, by cluster. Events (local or from Redis) only wake a
+ * stream: what it sends is what PostgreSQL holds, read in batches (SnapshotLoader) — so a
+ * forged event can neither announce a generation nor hold one back. Acknowledgements are
+ * written in batches (StatusWriter). A periodic sweep re-reads built generations and access for
+ * every stream in two statements, so a lost event delays but never prevents delivery or
+ * revocation. Rules: docs/agent-protocol.md, "The Sync stream".
+ */
+@Injectable()
+export class SyncStreams implements OnModuleInit, OnModuleDestroy {
+  private readonly byCluster = new Map<string, Set<SyncStream>>();
+  readonly budget = new ByteBudget(STATE_MEMORY_BYTES);
+  readonly loader: SnapshotLoader;
+  readonly writer: StatusWriter;
+  private unsubscribe: (() => void) | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private sweeping = false;
+
+  constructor(
+    @Inject(ClusterEvents) private readonly events: ClusterEvents,
+    @Inject(AgentAuthenticator) private readonly auth: AgentAuthenticator,
+    @Inject(AgentClusterRepository) private readonly clusters: AgentClusterRepository,
+    @Inject(SnapshotRepository) private readonly snapshots: SnapshotRepository,
+    @Inject(MetricsService) private readonly metrics: MetricsService,
+    @Inject(PinoLogger) private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('sync-streams');
+    this.loader = new SnapshotLoader(snapshots, this.budget);
+    this.writer = new StatusWriter(
+      snapshots,
+      // Publication long-polls on any replica re-read now; a lost event only delays them (they poll too).
+      (clusterIds) => void this.events.publish({ type: 'status', clusterIds }).catch(() => undefined),
+      (err) => this.logger.warn({ err }, 'could not record agent reports; retrying'),
+    );
+  }
+
+  onModuleInit(): void {
+    this.unsubscribe = this.events.on((e) => {
+      if (e.type === 'access-changed') void this.recheck(e.clusterId);
+      else if (e.type === 'desired') for (const id of e.clusterIds) for (const s of this.byCluster.get(id) ?? []) this.wake(s);
+    });
+    this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS).unref();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.unsubscribe?.();
+    clearInterval(this.sweeper);
+    for (const set of this.byCluster.values()) for (const s of set) s.call.end();
+    this.byCluster.clear();
+    await this.writer.flush().catch(() => undefined);
+    this.writer.stop();
+  }
+
+  /** Streams open here (tests, metrics). */
+  get size(): number {
+    let n = 0;
+    for (const set of this.byCluster.values()) n += set.size;
+    return n;
+  }
+
+  /** Takes over an authenticated call: Hello first, then acknowledgements and resyncs. */
+  open(principal: ClusterPrincipal, call: SyncCall): void {
+    const s = new SyncStream(principal, call);
+    let set = this.byCluster.get(principal.id);
+    if (!set) this.byCluster.set(principal.id, (set = new Set()));
+    set.add(s);
+    this.metrics.agentStreams.inc();
+    const forget = () => {
+      if (s.closed) return;
+      s.closed = true;
+      this.releaseHeld(s);
+      if (set.delete(s) && set.size === 0 && this.byCluster.get(principal.id) === set) this.byCluster.delete(principal.id);
+      this.metrics.agentStreams.dec();
+    };
+    call.on('data', (m: SyncRequest) => this.receive(s, m));
+    call.on('end', () => {
+      forget();
+      call.end();
+    });
+    call.on('cancelled', forget);
+    call.on('close', forget);
+    call.on('finish', forget);
+    call.on('error', forget);
+  }
+
+  private receive(s: SyncStream, m: SyncRequest): void {
+    if (s.closed) return;
+    try {
+      const msg = m.message;
+      if (!s.hello) {
+        if (msg?.$case !== 'hello') throw grpcError(status.INVALID_ARGUMENT, 'hello_expected', 'the first message on Sync must be a Hello');
+        if (!AGENT_VERSION.test(msg.value.agentVersion))
+          throw grpcError(status.INVALID_ARGUMENT, 'invalid_agent_version', 'agent_version must be at most 64 printable characters');
+        s.hello = true;
+        s.acked = msg.value.appliedGeneration;
+        this.writer.add(s.principal.id, null, msg.value.agentVersion, []);
+        this.wake(s);
+        return;
+      }
+      switch (msg?.$case) {
+        case 'hello':
+          throw grpcError(status.INVALID_ARGUMENT, 'unexpected_hello', 'Hello is sent once, first');
+        case 'applied':
+          return this.applied(s, msg.value);
+        case 'resync':
+          s.needComplete = true;
+          s.force = true;
+          s.inFlight = 0n; // the agent abandoned it
+          return this.wake(s);
+        case undefined:
+          throw grpcError(status.INVALID_ARGUMENT, 'unknown_message', 'unknown Sync message');
+      }
+    } catch (err) {
+      this.fail(s, err);
+    }
+  }
+
+  /** An acknowledgement of the state in flight, or statuses at the acknowledged generation; nothing else. */
+  private applied(s: SyncStream, a: Applied): void {
+    const statuses = parseStatuses(a.secrets);
+    if (s.inFlight !== 0n && a.generation === s.inFlight) {
+      s.acked = a.generation;
+      s.inFlight = 0n;
+      s.needComplete = false;
+    } else if (a.generation !== s.acked) {
+      throw grpcError(
+        status.INVALID_ARGUMENT,
+        'unexpected_generation',
+        `generation ${a.generation} is neither the one in flight nor the one acknowledged on this stream`,
+      );
+    }
+    if (!this.writer.add(s.principal.id, a.generation, null, statuses)) {
+      throw grpcError(status.UNAVAILABLE, 'busy', 'the control plane cannot record reports right now; reconnect shortly', 2_000);
+    }
+    if (s.dirty && s.inFlight === 0n && s.phase === 'idle') this.wake(s);
+  }
+
+  /** Something may have changed for the stream's cluster: read what PostgreSQL holds (batched with others). */
+  private wake(s: SyncStream): void {
+    if (s.closed || !s.hello) return;
+    if (s.phase !== 'idle' || (s.inFlight !== 0n && !s.force)) {
+      s.dirty = true; // one state in flight per stream: newer builds coalesce into the next send
+      return;
+    }
+    s.phase = 'reading';
+    s.dirty = false;
+    const base = s.needComplete ? 0n : s.acked;
+    this.loader.load({
+      clusterId: s.principal.id,
+      base,
+      unless: s.force ? undefined : s.acked,
+      served: (state, reserved) => this.served(s, base, state, reserved),
+      failed: (err) => {
+        s.phase = 'idle';
+        s.force ||= s.needComplete; // the sweep retries
+        this.logger.warn({ err, cluster: s.principal.name }, 'could not read a desired state; the sweep retries');
+      },
+    });
+  }
+
+  private served(s: SyncStream, base: bigint, state: ClusterState, reserved: number): void {
+    s.phase = 'idle';
+    if (s.closed) return this.budget.release(reserved);
+    const built = state.generation;
+    // A Resync arrived while reading a delta, or a Hello claimed more than was ever built.
+    if (s.needComplete && base !== 0n) {
+      this.budget.release(reserved);
+      return this.wake(s);
+    }
+    if (built < s.acked && s.sent === 0n) s.acked = 0n;
+    const newer = built > s.acked && built > s.sent;
+    if (!newer && !(s.force && built >= s.sent && built > 0n)) {
+      this.budget.release(reserved);
+      if (s.dirty) this.wake(s);
+      return;
+    }
+    s.force = false;
+    s.inFlight = built;
+    s.sent = built;
+    s.phase = 'sending';
+    const sending =
+      state.kind === 'full'
+        ? this.sendParts(s, splitState(built, base, state.keyEnvelopes, state.rows), reserved)
+        : (this.budget.release(reserved), this.sendPaged(s, base));
+    sending.then(
+      () => {
+        s.phase = 'idle';
+        if (s.dirty && (s.inFlight === 0n || s.force)) this.wake(s);
+      },
+      (err: unknown) => {
+        s.phase = 'idle';
+        s.inFlight = 0n;
+        s.force = true; // the sweep sends it again, from part 0
+        this.logger.warn({ err, cluster: s.principal.name }, 'could not send a desired state; the sweep retries');
+      },
+    );
+  }
+
+  private async sendParts(s: SyncStream, parts: Array<{ message: DesiredState; bytes: number }>, reserved: number): Promise<void> {
+    let left = reserved;
+    for (const p of parts) {
+      const bytes = Math.min(left, p.bytes);
+      left -= bytes;
+      if (s.closed) {
+        this.budget.release(bytes + left);
+        return;
+      }
+      await this.write(s, p.message, bytes);
+    }
+    this.budget.release(left);
+  }
+
+  /**
+   * A state too large for a batched read, page by page: each page is read (reserving its bytes)
+   * only after the previous part was written. If the built generation moves between pages, the
+   * sequence starts again at part 0 of the new one (the agent abandons the unfinished one).
+   */
+  private async sendPaged(s: SyncStream, base: bigint): Promise<void> {
+    let after: string | undefined;
+    let part = 0;
+    let count = 0;
+    let generation: bigint | undefined;
+    for (;;) {
+      const reserved = await this.budget.take(DESIRED_STATE_PAGE_BYTES + 64 * 1024);
+      if (s.closed) return this.budget.release(reserved);
+      let page: Awaited<ReturnType<SnapshotRepository['snapshotPage']>>;
+      try {
+        page = await this.snapshots.snapshotPage(
+          s.principal.id,
+          after,
+          base,
+          DESIRED_STATE_PAGE_BYTES,
+          DESIRED_SECRET_OVERHEAD_BYTES,
+          UNCHANGED_REF_BYTES,
+        );
+      } catch (err) {
+        this.budget.release(reserved);
+        throw err;
+      }
+      if (generation !== undefined && page.generation !== generation) {
+        this.budget.release(reserved);
+        generation = undefined;
+        after = undefined;
+        part = 0;
+        count = 0;
+        continue;
+      }
+      if (generation === undefined) {
+        generation = page.generation;
+        s.inFlight = generation;
+        s.sent = generation;
+      }
+      const message = newPart(generation, base, part);
+      fillPart(message, page.rows);
+      count += page.rows.length;
+      if (part === 0) message.clusterKeyEnvelopes = page.keyEnvelopes;
+      message.more = page.next !== undefined;
+      if (!message.more) message.secretCount = count;
+      await this.write(s, message, reserved);
+      if (!message.more || s.closed) return;
+      after = page.next;
+      part++;
+    }
+  }
+
+  /**
+   * Writes one part and resolves once gRPC has written it to the connection (its callback):
+   * nothing more is written on the stream before, so grpc-js never buffers more than one part
+   * per stream (write() returning false cannot happen with one message queued; waiting for the
+   * callback is the stricter 'drain'). The part's bytes stay reserved until then.
+   */
+  private write(s: SyncStream, message: DesiredState, bytes: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      s.held += bytes;
+      s.writingSince = Date.now();
+      const done = () => {
+        if (s.written !== done) return;
+        s.written = undefined;
+        s.writingSince = 0;
+        s.held -= bytes;
+        this.budget.release(bytes);
+        resolve();
+      };
+      s.written = done;
+      s.call.write({ message: { $case: 'desiredState', value: message } } satisfies SyncResponse, () => done());
+    });
+  }
+
+  /** The stream ended: whatever it held goes back to the budget, and a waiting write resolves. */
+  private releaseHeld(s: SyncStream): void {
+    const done = s.written;
+    if (done) done();
+    if (s.held > 0) {
+      this.budget.release(s.held);
+      s.held = 0;
+    }
+  }
+
+  private fail(s: SyncStream, err: unknown): void {
+    const { error, internal } = toGrpcError(err);
+    if (internal) this.logger.error({ err, cluster: s.principal.name }, 'Sync stream failed');
+    this.end(s, error);
+  }
+
+  private end(s: SyncStream, error: object): void {
+    if (s.closed) return;
+    s.call.emit('error', error);
+  }
+
+  /** Re-checks the cluster's streams after its access changed; ends those no longer allowed. */
+  async recheck(clusterId: string): Promise<void> {
+    const set = this.byCluster.get(clusterId);
+    if (!set?.size) return;
+    const allowed = await this.auth.stillAllowed([...set].map((s) => s.principal)).catch(() => new Set<ClusterPrincipal>());
+    for (const s of [...set]) if (!allowed.has(s.principal)) this.revoke(s);
+  }
+
+  private revoke(s: SyncStream): void {
+    this.logger.info({ cluster: s.principal.name }, 'closing a revoked cluster’s stream');
+    this.end(s, grpcError(status.PERMISSION_DENIED, 'access_revoked', 'this cluster’s access was revoked'));
+  }
+
+  /**
+   * Every SWEEP_INTERVAL_MS, two statements for all streams: access (revoked ones end) and built
+   * generations (streams behind are woken). Streams without a Hello, or whose agent stopped
+   * reading a part, are ended here rather than by timers of their own.
+   */
+  private async sweep(): Promise<void> {
+    if (this.sweeping || this.byCluster.size === 0) return;
+    this.sweeping = true;
+    try {
+      const now = Date.now();
+      const streams = [...this.byCluster.values()].flatMap((set) => [...set]);
+      for (const s of streams) {
+        if (!s.hello && now - s.openedAt > HELLO_WITHIN_MS)
+          this.end(s, grpcError(status.INVALID_ARGUMENT, 'hello_expected', 'no Hello was sent'));
+        else if (s.writingSince && now - s.writingSince > STALLED_WRITE_MS)
+          this.end(s, grpcError(status.UNAVAILABLE, 'stalled', 'the agent stopped reading; reconnect', 1_000));
+      }
+      const allowed = await this.auth.stillAllowed(streams.map((s) => s.principal));
+      for (const s of streams) if (!allowed.has(s.principal)) this.revoke(s);
+      const built = await this.clusters.builtGenerations([...this.byCluster.keys()]);
+      for (const s of streams) {
+        const b = built.get(s.principal.id);
+        if (b !== undefined && s.hello && (b > s.acked || s.force) && b > s.inFlight) this.wake(s);
+      }
+    } catch (err) {
+      this.logger.warn({ err }, 'stream sweep failed; retrying on the next one');
+    } finally {
+      this.sweeping = false;
+    }
+  }
+}

@@ -1,0 +1,103 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Redis } from 'ioredis';
+import { DataSource } from 'typeorm';
+import { SWEEP_INTERVAL_MS } from '../../apps/control-plane/src/agent-api/sync-streams.js';
+import { Actor } from '../../apps/control-plane/src/auth/policy.js';
+import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
+import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
+import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
+import { enrollAgent, sleep, SyncSession, type EnrolledAgent } from '../harness/sync-session.js';
+import { testEnv, uniqueName } from '../harness/test-env.js';
+
+// Redis is not the system of record: a `desired` event on the cluster-events channel only wakes
+// a Sync stream, and what the stream sends is the generation and rows PostgreSQL holds. Anyone
+// able to publish on Redis (plain pub/sub) can neither announce a generation nor hold one back.
+
+const admin = new Actor('test', 'test-admin', 'admin', null);
+
+describe('Sync sends what PostgreSQL holds, whatever a Redis event says', () => {
+  let t: TestApp;
+  let ds: DataSource;
+  let redis: Redis;
+  let agent: EnrolledAgent;
+  let channel: string;
+  let s: SyncSession;
+
+  const bump = async (id: string) => {
+    const [[row]] = await ds.query<[Array<{ g: string }>, number]>(
+      'UPDATE clusters SET desired_generation = built_generation + 1, built_generation = built_generation + 1 WHERE id = $1 RETURNING built_generation AS g',
+      [id],
+    );
+    return BigInt(row!.g);
+  };
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    ds = t.app.get(DataSource);
+    redis = new Redis(testEnv().redis.url);
+    channel = `${t.keyLabelPrefix}:cluster-events`;
+    const clusters = t.app.get(ClustersService);
+    const name = uniqueName('c');
+    await clusters.register(name, {});
+    const { address, caPem } = agentEndpoint(t.app);
+    agent = await enrollAgent(address, caPem, name, (await clusters.createEnrollmentToken(admin, name)).token);
+    // Enrollment's first build: wait until PostgreSQL holds it, then take and acknowledge it.
+    for (const until = Date.now() + 15_000; ; await sleep(100)) {
+      const [row] = await ds.query<Array<{ d: string; b: string }>>(
+        'SELECT desired_generation AS d, built_generation AS b FROM clusters WHERE id = $1',
+        [agent.clusterId],
+      );
+      if (row && row.d === row.b && row.b !== '0') break;
+      if (Date.now() > until) throw new Error('no first build');
+    }
+    s = new SyncSession(agent.client, { appliedGeneration: 0n });
+    s.ackState(await s.state(1));
+  });
+
+  afterAll(async () => {
+    s?.cancel();
+    agent?.close();
+    redis?.disconnect();
+    await t?.dispose();
+  });
+
+  it('a forged event announces nothing; a real change announced over Redis arrives well before any sweep', async () => {
+    const id = agent.clusterId;
+    const before = s.states.length;
+    // Forged, as another "replica" would send it: well-formed, for a real cluster, with a made-up generation.
+    const receivers = await redis.publish(
+      channel,
+      JSON.stringify({ type: 'desired', clusterIds: [id], generation: '9223372036854775000', origin: 'forged' }),
+    );
+    expect(receivers).toBeGreaterThanOrEqual(1); // the control plane is listening on this channel
+    await sleep(400);
+    expect(s.states.length).toBe(before);
+
+    const g = await bump(id);
+    const announced = Date.now();
+    await redis.publish(channel, JSON.stringify({ type: 'desired', clusterIds: [id], origin: 'replica-b' }));
+    const delta = await s.until((x) => x.generation === g, 2_000);
+    expect(Date.now() - announced).toBeLessThan(Math.min(1_000, SWEEP_INTERVAL_MS));
+    expect(delta.baseGeneration).toBe(g - 1n);
+    s.ackState(delta);
+  });
+
+  it('a flood of forged events cannot hold a generation back; one published here arrives at once', async () => {
+    const id = agent.clusterId;
+    for (let i = 0; i < 50; i++) await redis.publish(channel, JSON.stringify({ type: 'desired', clusterIds: [id], origin: 'forged' }));
+    const g = await bump(id);
+    const announced = Date.now();
+    await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [id] });
+    const got = await s.until((x) => x.generation === g, 2_000);
+    expect(Date.now() - announced).toBeLessThan(1_000);
+    expect(s.states.every((x) => x.generation <= g)).toBe(true);
+    s.ackState(got);
+  });
+
+  it('a change with no event at all (lost) still arrives, by the sweep', async () => {
+    await sleep(500); // the forged flood above has drained
+    const g = await bump(agent.clusterId);
+    const got = await s.until((x) => x.generation === g, SWEEP_INTERVAL_MS + 3_000);
+    expect(got.baseGeneration).toBe(g - 1n);
+  }, 15_000);
+});

@@ -1,0 +1,221 @@
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { openClusterKeyEnvelope, openSecretEnvelope, decodeSecretPayload } from '@sigil/envelope';
+import { DataSource } from 'typeorm';
+import { SyncStreams } from '../../apps/control-plane/src/agent-api/sync-streams.js';
+import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
+import { Actor } from '../../apps/control-plane/src/auth/policy.js';
+import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
+import { PublicationsService } from '../../apps/control-plane/src/delivery/publications.service.js';
+import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
+import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
+import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
+import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
+import { enrollAgent, sleep, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
+import { uniqueName } from '../harness/test-env.js';
+
+// The control plane's side of Sync over real mTLS gRPC, PostgreSQL, Redis and SoftHSM, driven
+// by a raw client (tests/harness/sync-session.ts) so each test sees exactly what is on the wire.
+
+const admin = new Actor('test', 'test-admin', 'admin', null);
+const SECRETS = ['db', 'api', 'tls'];
+
+describe('the Sync stream', () => {
+  let t: TestApp;
+  let ds: DataSource;
+  let streams: SyncStreams;
+  const project = uniqueName('p');
+  const agents: EnrolledAgent[] = [];
+  const sessions: SyncSession[] = [];
+
+  const built = async (id: string) =>
+    BigInt((await ds.query<Array<{ b: string }>>('SELECT built_generation AS b FROM clusters WHERE id = $1', [id]))[0]!.b);
+
+  /** A cluster with the app published, enrolled, and its first build done. */
+  async function enrolledCluster(): Promise<EnrolledAgent> {
+    const clusters = t.app.get(ClustersService);
+    const name = uniqueName('c');
+    await clusters.register(name, { suite: 'sync' });
+    await t.app.get(PublicationsService).publish(admin, project, 'shop', { clusters: [name] });
+    const { address, caPem } = agentEndpoint(t.app);
+    const a = await enrollAgent(address, caPem, name, (await clusters.createEnrollmentToken(admin, name)).token);
+    agents.push(a);
+    const until = Date.now() + 30_000;
+    while (
+      (await ds.query<Array<{ n: number }>>('SELECT count(*)::int AS n FROM cluster_secrets WHERE cluster_id = $1', [a.clusterId]))[0]!.n <
+      SECRETS.length
+    ) {
+      if (Date.now() > until) throw new Error('the first build did not happen');
+      await sleep(100);
+    }
+    return a;
+  }
+
+  /** A stream with Hello{applied_generation} first (null: no Hello). */
+  const open = (a: EnrolledAgent, appliedGeneration: bigint | null = 0n) => {
+    const s = new SyncSession(a.client, appliedGeneration === null ? undefined : { appliedGeneration });
+    sessions.push(s);
+    return s;
+  };
+
+  const values = (a: EnrolledAgent, s: AssembledState) => {
+    const keys = new Map(
+      s.keyEnvelopes.map((e) => {
+        const k = openClusterKeyEnvelope(a.delivery.privateKeyPem, e);
+        return [k.version, k.key] as const;
+      }),
+    );
+    return new Map(
+      s.secrets.map((x) => [
+        x.secret,
+        decodeSecretPayload(openSecretEnvelope(x.envelope, keys, x))
+          .get('v')!
+          .toString(),
+      ]),
+    );
+  };
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    ds = t.app.get(DataSource);
+    streams = t.app.get(SyncStreams);
+    await t.app.get(ProjectsService).create({ name: project });
+    await t.app.get(ProjectsService).setNamespaces(admin, project, ['shop']);
+    await t.app.get(PublicationsService).setProjectSelector(admin, project, {});
+    await t.app.get(AppsService).create(admin, project, { name: 'shop', namespace: 'shop', deliveryMode: 'env' });
+    for (const n of SECRETS) await t.app.get(SecretsService).create(admin, project, 'shop', { name: n, data: { v: `${n}-1` } });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const s of sessions) s.cancel();
+    for (const a of agents) a.close();
+    await t?.dispose();
+  });
+
+  it('sends a complete state first, of the generation PostgreSQL built, and it opens', async () => {
+    const a = await enrolledCluster();
+    const s = open(a);
+    const first = await s.state(1);
+    expect(first.generation).toBe(await built(a.clusterId));
+    expect(first.baseGeneration).toBe(0n);
+    expect(first.unchanged).toEqual([]);
+    expect(first.secretCount).toBe(SECRETS.length);
+    expect(values(a, first)).toEqual(new Map(SECRETS.map((n) => [n, `${n}-1`])));
+  });
+
+  it('sends nothing to a Hello at the built generation, and a complete state at the next build', async () => {
+    const a = await enrolledCluster();
+    const g = await built(a.clusterId);
+    const s = open(a, g);
+    await sleep(800);
+    expect(s.messages).toEqual([]);
+    // The next build: no ack on this stream yet, so it is complete, not a delta.
+    await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [a.clusterId, (g + 1n).toString()]);
+    await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [a.clusterId] });
+    const next = await s.state(1, 3_000);
+    expect(next).toMatchObject({ generation: g + 1n, baseGeneration: 0n, secretCount: SECRETS.length });
+    expect(next.secrets).toHaveLength(SECRETS.length);
+  });
+
+  it('after an ack, sends a delta against it: only the changed row in full, the others by reference', async () => {
+    const a = await enrolledCluster();
+    const s = open(a);
+    const first = await s.state(1);
+    s.ackState(first);
+    await t.app.get(SecretsService).update(admin, project, 'shop', 'api', { data: { v: 'api-2' } }, undefined);
+    const delta = await s.state(2, 15_000);
+    expect(delta.generation).toBeGreaterThan(first.generation);
+    expect(delta.baseGeneration).toBe(first.generation);
+    expect(delta.secrets.map((x) => x.secret)).toEqual(['api']);
+    expect(values(a, { ...delta, keyEnvelopes: delta.keyEnvelopes.length ? delta.keyEnvelopes : first.keyEnvelopes })).toEqual(
+      new Map([['api', 'api-2']]),
+    );
+    const unchanged = first.secrets.filter((x) => x.secret !== 'api');
+    expect(delta.unchanged.map((u) => [u.secretId, u.version, u.generation]).sort()).toEqual(
+      unchanged.map((x) => [x.secretId, x.version, x.generation]).sort(),
+    );
+    expect(delta.secretCount).toBe(SECRETS.length);
+    // A Resync: the complete state of the current generation.
+    s.resync();
+    const complete = await s.state(3);
+    expect(complete).toMatchObject({ generation: delta.generation, baseGeneration: 0n, secretCount: SECRETS.length });
+    expect(complete.secrets).toHaveLength(SECRETS.length);
+  }, 30_000);
+
+  it('sends no newer generation before the ack, then one send of the newest (coalesced)', async () => {
+    const a = await enrolledCluster();
+    const s = open(a);
+    const first = await s.state(1);
+    const g = first.generation;
+    for (const next of [g + 1n, g + 2n, g + 3n]) {
+      await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [a.clusterId, next.toString()]);
+      await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [a.clusterId] });
+      await sleep(150);
+    }
+    await sleep(500);
+    expect(s.states).toHaveLength(1);
+    s.ackState(first);
+    const coalesced = await s.state(2, 3_000);
+    expect(coalesced).toMatchObject({ generation: g + 3n, baseGeneration: g, secrets: [] });
+    expect(coalesced.unchanged).toHaveLength(SECRETS.length);
+    await sleep(300);
+    expect(s.states).toHaveLength(2);
+  });
+
+  it('serves one desired event for many clusters with one read, and writes their acks in few statements', async () => {
+    const many = await Promise.all(Array.from({ length: 12 }, () => enrolledCluster()));
+    const ss = many.map((a) => open(a));
+    const firsts = await Promise.all(ss.map((s) => s.state(1)));
+    firsts.forEach((f, i) => ss[i]!.ackState(f));
+    await sleep(300); // acks written
+    const ids = many.map((a) => a.clusterId);
+    await ds.query(
+      'UPDATE clusters SET desired_generation = built_generation + 1, built_generation = built_generation + 1 WHERE id = ANY($1::uuid[])',
+      [ids],
+    );
+    const reads = streams.loader.statements;
+    await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: ids });
+    const deltas = await Promise.all(ss.map((s) => s.state(2, 3_000)));
+    expect(streams.loader.statements - reads).toBe(1);
+    deltas.forEach((d, i) => expect(d).toMatchObject({ generation: firsts[i]!.generation + 1n, baseGeneration: firsts[i]!.generation }));
+    const writes = streams.writer.statements;
+    deltas.forEach((d, i) => ss[i]!.ackState(d));
+    const until = Date.now() + 3_000;
+    for (;;) {
+      const rows = await ds.query<Array<{ ok: boolean }>>(
+        'SELECT applied_generation = built_generation AS ok FROM clusters WHERE id = ANY($1::uuid[])',
+        [ids],
+      );
+      if (rows.every((r) => r.ok)) break;
+      if (Date.now() > until) throw new Error('acks were not recorded');
+      await sleep(20);
+    }
+    expect(streams.writer.statements - writes).toBeLessThanOrEqual(2);
+  }, 60_000);
+
+  it('refuses a stream whose first message is not a Hello, and a second Hello', async () => {
+    const a = await enrolledCluster();
+    const noHello = open(a, null);
+    noHello.ack(1n);
+    expect(await noHello.ended).toMatchObject({ code: status.INVALID_ARGUMENT, errorCode: 'hello_expected' });
+    const twice = open(a);
+    await twice.state(1);
+    twice.send({ message: { $case: 'hello', value: { appliedGeneration: 0n, agentVersion: 'x' } } });
+    expect(await twice.ended).toMatchObject({ code: status.INVALID_ARGUMENT, errorCode: 'unexpected_hello' });
+  });
+
+  it('refuses an ack of a generation it never sent, and records nothing beyond what was built', async () => {
+    const a = await enrolledCluster();
+    const s = open(a);
+    const first = await s.state(1);
+    s.ack(first.generation + 5n);
+    expect(await s.ended).toMatchObject({ code: status.INVALID_ARGUMENT, errorCode: 'unexpected_generation' });
+    await sleep(100);
+    const [row] = await ds.query<Array<{ a: string }>>('SELECT applied_generation::text AS a FROM clusters WHERE id = $1', [a.clusterId]);
+    expect(BigInt(row!.a)).toBeLessThanOrEqual(first.generation);
+    // A Hello claiming a future generation, then statuses "at" it: never recorded beyond the build.
+    const liar = open(a, first.generation + 100n);
+    await liar.state(1);
+    expect((await liar.state(1)).baseGeneration).toBe(0n);
+  });
+});
