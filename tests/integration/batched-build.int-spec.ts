@@ -354,7 +354,15 @@ async function rawHsmFloor(wraps: number): Promise<number | undefined> {
   if (!existsSync(script)) return undefined;
   const token = testHsmToken();
   const ms = 3000;
-  const input = { module: token.module, tokenLabel: token.tokenLabel, pin: testHsmPin(), op: 'envelope', ms, secretsPerCluster: 10, shareDataKeys: true };
+  const input = {
+    module: token.module,
+    tokenLabel: token.tokenLabel,
+    pin: testHsmPin(),
+    op: 'envelope',
+    ms,
+    secretsPerCluster: 10,
+    shareDataKeys: true,
+  };
   const workers = Array.from({ length: availableParallelism() }, () => new Thread(script, { workerData: input }));
   const counts = await Promise.all(workers.map(async (w) => (await once(w, 'message'))[0] as number));
   await Promise.all(workers.map((w) => w.terminate()));

@@ -101,7 +101,15 @@ export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
       await this.redis.client.publish(this.channel, JSON.stringify({ ...event, origin: this.origin }));
     } catch (err) {
       this.logger.warn(
-        { err, event: event.type, ...('appId' in event ? { appId: event.appId } : 'clusterId' in event ? { clusterId: event.clusterId } : { clusters: event.clusterIds.length }) },
+        {
+          err,
+          event: event.type,
+          ...('appId' in event
+            ? { appId: event.appId }
+            : 'clusterId' in event
+              ? { clusterId: event.clusterId }
+              : { clusters: event.clusterIds.length }),
+        },
         'could not publish a cluster event; other replicas catch up on their next sweep',
       );
     }
