@@ -13,6 +13,7 @@ import { ClusterKeyService } from '../keys/cluster-keys.service.js';
 import { KeyCustodyError } from '../keys/keys.errors.js';
 import { AgentWorkQueue } from '../database/agent-work-queue.js';
 import { ClusterCertificateAuthority, spkiSha256 } from './cluster-ca.service.js';
+import type { VerifiedCsr } from './client-certificate.js';
 import { EnrollmentRepository, type EnrollingCluster } from './enrollment.repository.js';
 import { ServiceAccountTokenRefused, ServiceAccountTokenVerifier } from './service-account-tokens.js';
 
@@ -47,6 +48,9 @@ const SA_TOKEN_REFUSED = 'the service-account token was not accepted for this cl
 /** What the locked rows say this enrollment is. */
 interface Admitted {
   cluster: EnrollingCluster;
+  csr: VerifiedCsr;
+  /** SHA-256 of the CSR's key: what the cluster's certificates will be bound to. */
+  keySha256: Buffer;
   /** The token to consume (bootstrap path, first use). */
   tokenId: string | null;
   /**
@@ -92,18 +96,16 @@ export class EnrollmentService {
     try {
       this.checkShape(req);
       const credential = req.credential!;
-      // CPU work and the token check come before the transaction: fetching an issuer's keys can take seconds.
-      const csr = this.ca.checkCsr(req.csrDer);
-      const keySha256 = spkiSha256(csr.spkiDer);
+      // The token is checked before the transaction: fetching an issuer's keys can take seconds.
       const identity =
         'serviceAccountToken' in credential ? await this.verifyServiceAccount(req.cluster, credential.serviceAccountToken) : undefined;
       const result = await this.gate.run(() =>
         this.repo.transaction(async (em) => {
           const admitted =
             'serviceAccountToken' in credential
-              ? await this.lockVerifiedCluster(em, req, identity!, keySha256)
-              : await this.byBootstrapToken(em, req, credential.bootstrapToken, keySha256);
-          const { cluster } = admitted;
+              ? await this.lockVerifiedCluster(em, req, identity!)
+              : await this.byBootstrapToken(em, req, credential.bootstrapToken);
+          const { cluster, csr, keySha256 } = admitted;
           if (cluster.state === 'disabled') throw new SigilError('forbidden', 'cluster_disabled', `cluster ${cluster.name} is disabled`);
           const ttlSeconds = this.config.agents.certTtlSeconds;
           // The certificate (an HSM signature) and the delivery key (an HSM wrap) in parallel, on two workers.
@@ -127,7 +129,7 @@ export class EnrollmentService {
             cert,
             envelope,
             generation,
-            superseded: !cluster.agentKeySha256?.equals(keySha256) || cluster.state !== 'enrolled',
+            superseded: !cluster.agentKeySha256?.equals(keySha256),
           };
         }),
       );
@@ -191,7 +193,7 @@ export class EnrollmentService {
     }
   }
 
-  private async byBootstrapToken(em: EntityManager, req: EnrollRequest, token: string, keySha256: Buffer): Promise<Admitted> {
+  private async byBootstrapToken(em: EntityManager, req: EnrollRequest, token: string): Promise<Admitted> {
     const refused = (why: string) => {
       this.logger.debug({ cluster: req.cluster, why }, 'bootstrap token refused');
       return new SigilError('unauthenticated', 'enrollment_token_invalid', TOKEN_REFUSED);
@@ -203,12 +205,19 @@ export class EnrollmentService {
     if (row.expiresAt.getTime() <= Date.now()) throw refused('expired');
     const { cluster } = row;
     if (cluster.name !== req.cluster) throw refused('for another cluster');
+    const { csr, keySha256 } = this.checkCsr(req);
     if (row.usedAt) {
       // Only the agent that used it, asking again for what it was given (see the class comment).
       if (!this.isRetry(cluster, req, keySha256)) throw refused('already used');
-      return { cluster, tokenId: null, retry: true };
+      return { cluster, csr, keySha256, tokenId: null, retry: true };
     }
-    return { cluster, tokenId: row.id, retry: false };
+    return { cluster, csr, keySha256, tokenId: row.id, retry: false };
+  }
+
+  /** The CSR's key, once its signature proves the caller holds it (checked after the credential, as before). */
+  private checkCsr(req: EnrollRequest): { csr: VerifiedCsr; keySha256: Buffer } {
+    const csr = this.ca.checkCsr(req.csrDer);
+    return { csr, keySha256: spkiSha256(csr.spkiDer) };
   }
 
   /** The cluster is enrolled, and with this TLS key (the CSR proves the caller holds it) and this delivery key. */
@@ -248,12 +257,13 @@ export class EnrollmentService {
    * The identity can be presented any number of times, so a retry needs no special case; the
    * same keys again change nothing (no new generation, no access change) beyond a certificate.
    */
-  private async lockVerifiedCluster(em: EntityManager, req: EnrollRequest, verifiedIdentity: string, keySha256: Buffer): Promise<Admitted> {
+  private async lockVerifiedCluster(em: EntityManager, req: EnrollRequest, verifiedIdentity: string): Promise<Admitted> {
     const cluster = await this.repo.lockClusterByName(em, req.cluster);
     if (!cluster || JSON.stringify(cluster.kubernetesIdentity) !== verifiedIdentity) {
       throw new SigilError('unauthenticated', 'kubernetes_identity_changed', `cluster ${req.cluster} changed while enrolling; try again`);
     }
-    return { cluster, tokenId: null, retry: this.isRetry(cluster, req, keySha256) };
+    const { csr, keySha256 } = this.checkCsr(req);
+    return { cluster, csr, keySha256, tokenId: null, retry: this.isRetry(cluster, req, keySha256) };
   }
 
   private record(req: EnrollRequest, method: string, outcome: 'success' | 'denied', status: number, target: string): Promise<void> {
