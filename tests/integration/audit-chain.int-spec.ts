@@ -6,6 +6,7 @@ import { legacyHash, recordMessage } from '../../apps/control-plane/src/audit/au
 import { AuditService } from '../../apps/control-plane/src/audit/audit.service.js';
 import { FailedAttempts } from '../../apps/control-plane/src/audit/failed-attempts.js';
 import { EnrollmentService } from '../../apps/control-plane/src/enrollment/enrollment.service.js';
+import { HsmService } from '../../apps/control-plane/src/hsm/hsm.service.js';
 import { startTestApp, type TestApp } from '../harness/app-context.js';
 
 // The audit chain on real PostgreSQL and SoftHSM: HMAC records under an HSM key, a MACed head,
@@ -51,7 +52,7 @@ const rows = () =>
   ds.query<Row[]>(
     `SELECT seq::text AS seq, scheme, at, actor_id AS "actorId", actor_name AS "actorName", action, method, path, target,
             project_id AS "projectId", outcome, status, request_id AS "requestId", prev_hash AS "prevHash", hash
-       FROM audit_events ORDER BY seq`,
+       FROM audit_events ORDER BY audit_events.seq`, // the column, not the text alias
   );
 
 beforeAll(async () => {
@@ -84,6 +85,32 @@ describe('audit chain keyed in the HSM', () => {
     expect(v.head).toMatchObject({ count: '6', lastSeq: last.seq, lastHash: last.hash.toString('hex') });
     expect(v.head.mac).toMatch(/^[0-9a-f]{64}$/);
     expect((await rows()).every((r) => r.scheme === 2)).toBe(true);
+  });
+
+  it('concurrent appends are MACed a batch per HSM call, and the chain still verifies record by record', async () => {
+    const hsm = t.app.get(HsmService);
+    const calls: number[] = [];
+    const original = hsm.auditAppendBatch.bind(hsm);
+    hsm.auditAppendBatch = (task) => {
+      calls.push(task.records.length);
+      return original(task);
+    };
+    try {
+      await Promise.all(Array.from({ length: 300 }, (_, i) => audit.record(event(1000 + i))));
+    } finally {
+      hsm.auditAppendBatch = original;
+    }
+    expect(calls.reduce((a, b) => a + b, 0)).toBe(300);
+    expect(Math.max(...calls)).toBeGreaterThan(1); // batched: fewer HSM calls than records
+    const v = await audit.verify();
+    expect(v).toMatchObject({ ok: true, checked: 306 });
+    // Each record links to the MAC before it, across batch boundaries too; and each MAC is checked on its own.
+    const all = await rows();
+    expect(all).toHaveLength(306);
+    for (let i = 1; i < all.length; i++) expect(all[i]!.prevHash.equals(all[i - 1]!.hash)).toBe(true);
+    const edited = all[150]!;
+    await ds.query(`UPDATE audit_events SET target = 'secret=other' WHERE seq = $1`, [edited.seq]);
+    expect(await audit.verify()).toMatchObject({ ok: false, code: 'mac_mismatch', brokenAt: edited.seq });
   });
 
   it('detects the newest records being deleted (truncation)', async () => {

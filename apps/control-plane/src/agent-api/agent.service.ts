@@ -9,6 +9,7 @@ import type {
 } from '@sigil/agent-protocol';
 import { PinoLogger } from 'nestjs-pino';
 import { RateLimiter } from '../auth/rate-limiter.js';
+import { SigilError } from '../common/sigil-error.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { EnrollmentService } from '../enrollment/enrollment.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
@@ -81,7 +82,8 @@ export class AgentService {
       };
     } catch (err) {
       this.metrics.enrollments.inc({ method, outcome: 'refused' });
-      this.enrollFailures.take(peer);
+      // Only refused credentials count: a busy control plane must not lock out the agents retrying it.
+      if (err instanceof SigilError && (err.kind === 'unauthenticated' || err.kind === 'forbidden')) this.enrollFailures.take(peer);
       throw err;
     }
   }

@@ -1,6 +1,6 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { RETRY_AFTER_METADATA } from '@sigil/agent-protocol';
-import { SigilError, type ErrorKind } from '../common/sigil-error.js';
+import { RetryLaterError, SigilError, type ErrorKind } from '../common/sigil-error.js';
 import { isTransientDependencyError } from '../common/transient-errors.js';
 
 const STATUS: Record<ErrorKind, status> = {
@@ -43,11 +43,14 @@ export const grpcError = (code: status, errorCode: string, details: string, retr
 const BUSY_RETRY_MS = 2_000;
 
 /**
- * SigilErrors keep their message and code; a busy or briefly unreachable database is
+ * SigilErrors keep their message and code (a RetryLaterError its window, as retry-after
+ * metadata: the agent work queue's `busy`); a busy or briefly unreachable database is
  * UNAVAILABLE with a retry window (agents retry it); anything else is an internal error with no
  * details. Both of the latter are logged by the caller (`internal`).
  */
 export function toGrpcError(err: unknown): { error: Partial<ServiceError>; internal: boolean } {
+  if (err instanceof RetryLaterError)
+    return { error: grpcError(STATUS[err.kind], err.code, err.message, err.retryAfterSeconds * 1000), internal: false };
   if (err instanceof SigilError) return { error: grpcError(STATUS[err.kind], err.code, err.message), internal: false };
   if (err instanceof GrpcStatusError) return { error: err, internal: false };
   if (isTransientDependencyError(err))

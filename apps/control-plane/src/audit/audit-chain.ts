@@ -28,6 +28,17 @@ export function recordMessage(seq: string, prev: Buffer, r: AuditRecord): Buffer
   return Buffer.from(JSON.stringify(['sigil/audit/v2', seq, prev.toString('hex'), ...fields(r)]), 'utf8');
 }
 
+/**
+ * recordMessage split around the previous MAC: `before ‖ hex(prev) ‖ after`, so the HSM worker
+ * can chain a whole batch (each record's prev is the MAC it just computed) in one call. A hex
+ * string needs no JSON escaping, so the concatenation is exactly recordMessage's bytes.
+ */
+export function recordMessageParts(seq: string, r: AuditRecord): { before: Buffer; after: Buffer } {
+  const head = JSON.stringify(['sigil/audit/v2', seq]); // ["sigil/audit/v2","<seq>"]
+  const tail = JSON.stringify(fields(r)); // [<fields>]
+  return { before: Buffer.from(`${head.slice(0, -1)},"`, 'utf8'), after: Buffer.from(`",${tail.slice(1)}`, 'utf8') };
+}
+
 /** The head's MAC covers this prefix followed by the raw 32-byte last hash. */
 export function headPrefix(count: string, lastSeq: string, at: Date): Buffer {
   return Buffer.from(JSON.stringify(['sigil/audit-head/v1', count, lastSeq, at.toISOString()]), 'utf8');

@@ -37,8 +37,16 @@ const COLUMNS = `seq, scheme, at, actor_id AS "actorId", actor_name AS "actorNam
   outcome, status, request_id AS "requestId", prev_hash AS "prevHash", hash`;
 const HEAD_COLUMNS = `count::text AS count, last_seq::text AS "lastSeq", last_hash AS "lastHash", at, mac`;
 
-/** Computes the new record's MAC and the new head's MAC (in the HSM) from what the locked head says. */
-export type AuditSealer = (record: AuditRecord, seq: string, head: AuditHead, at: Date) => Promise<{ mac: Buffer; headMac: Buffer | null }>;
+/**
+ * Computes the records' chained MACs and the new head's MAC (in the HSM) from what the locked
+ * head says: `seqs[i]` is records[i]'s sequence number, `at` the new head's time.
+ */
+export type AuditSealer = (
+  records: AuditRecord[],
+  seqs: string[],
+  head: AuditHead,
+  at: Date,
+) => Promise<{ macs: Buffer[]; headMac: Buffer | null }>;
 
 @Injectable()
 export class AuditRepository {
@@ -60,24 +68,25 @@ export class AuditRepository {
         `SELECT nextval(pg_get_serial_sequence('audit_events', 'seq'))::text AS seq FROM generate_series(1, $1)`,
         [records.length],
       );
-      let head = locked;
-      const macs: Buffer[] = [];
-      const prevs: Buffer[] = [];
-      for (const [i, record] of records.entries()) {
-        const seq = seqs[i]!.seq;
-        const at = new Date();
-        const { mac, headMac } = await seal(record, seq, head, at);
-        prevs.push(head.lastHash);
-        macs.push(mac);
-        head = { count: (BigInt(head.count) + 1n).toString(), lastSeq: seq, lastHash: mac, at, mac: headMac };
-      }
+      const seqList = seqs.map((r) => r.seq);
+      const at = new Date();
+      const { macs, headMac } = await seal(records, seqList, locked, at);
+      if (macs.length !== records.length) throw new Error('audit sealer returned the wrong number of MACs');
+      const prevs = [locked.lastHash, ...macs.slice(0, -1)];
+      const head: AuditHead = {
+        count: (BigInt(locked.count) + BigInt(records.length)).toString(),
+        lastSeq: seqList.at(-1)!,
+        lastHash: macs.at(-1)!,
+        at,
+        mac: headMac,
+      };
       const col = <K extends keyof AuditRecord>(k: K) => records.map((r) => r[k]);
       await em.query(
         `INSERT INTO audit_events (seq, scheme, at, actor_id, actor_name, action, method, path, target, project_id, outcome, status, request_id, prev_hash, hash)
          SELECT * FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                               $9::text[], $10::uuid[], $11::text[], $12::int[], $13::text[], $14::bytea[], $15::bytea[])`,
         [
-          seqs.map((r) => r.seq),
+          seqList,
           records.map(() => 2),
           col('at'),
           col('actorId'),

@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { HsmService } from '../hsm/hsm.service.js';
-import { GENESIS, headMessage, headPrefix, legacyHash, recordMessage } from './audit-chain.js';
+import { GENESIS, headMessage, headPrefix, legacyHash, recordMessage, recordMessageParts } from './audit-chain.js';
 import { AuditRepository, type AuditHead, type AuditRecord, type StoredAuditRecord } from './audit.repository.js';
 
 /** Why a verification failed; `brokenAt` names the first bad record where there is one. */
@@ -36,7 +36,7 @@ export interface ChainVerification {
 }
 
 const BATCH = 1000;
-/** Records per append transaction (one HSM round trip each, under the head lock). */
+/** Records per append transaction: one HSM call MACs them all, under the head lock. */
 const APPEND_BATCH = 200;
 const REASONS: Record<ChainProblem, string> = {
   link_mismatch: 'link to the previous record does not match (a record was removed, inserted or altered)',
@@ -133,7 +133,7 @@ export class AuditService implements OnApplicationBootstrap, OnApplicationShutdo
 
   /**
    * Group commit: appends wait here (in memory, bounded by the requests in flight) and are
-   * written together, one transaction and one pooled connection per batch, instead of each
+   * written together, one transaction, one pooled connection and one HSM call per batch, instead of each
    * holding a connection while it queues for the head lock. Each caller still returns only once
    * its own record is committed, and sees the batch's error if it failed.
    */
@@ -143,10 +143,11 @@ export class AuditService implements OnApplicationBootstrap, OnApplicationShutdo
       try {
         await this.repo.append(
           batch.map((p) => p.record),
-          (record, seq, head, at) =>
-            this.hsm.auditAppend({
-              record: recordMessage(seq, head.lastHash, record),
-              headPrefix: headPrefix((BigInt(head.count) + 1n).toString(), seq, at),
+          (records, seqs, head, at) =>
+            this.hsm.auditAppendBatch({
+              records: records.map((record, i) => recordMessageParts(seqs[i]!, record)),
+              prevHash: head.lastHash,
+              headPrefix: headPrefix((BigInt(head.count) + BigInt(records.length)).toString(), seqs.at(-1)!, at),
               previousHead: head.mac ? { message: headMessage(head), mac: head.mac } : null,
             }),
         );

@@ -16,7 +16,8 @@ export class RuntimeConfig {
   readonly bootstrapAdminToken: string | undefined;
   readonly rateLimit: SigilConfig['rateLimit'];
   readonly audit: SigilConfig['audit'];
-  readonly db: { url: string };
+  readonly db: { url: string; poolSize: number };
+  readonly agentWork: SigilConfig['agentWork'];
   readonly redis: { url: string; /** prefix of every key Sigil writes; lets tests share one Redis */ prefix: string };
   readonly hsm: { token: HsmToken; poolSize: number; keyLabelPrefix: string; faultInjection: boolean };
 
@@ -31,7 +32,8 @@ export class RuntimeConfig {
     this.bootstrapAdminToken = config.bootstrapAdminToken;
     this.rateLimit = config.rateLimit;
     this.audit = config.audit;
-    this.db = { url: services.databaseUrl };
+    this.db = { url: services.databaseUrl, poolSize: config.db.poolSize };
+    this.agentWork = config.agentWork;
     this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? config.redisPrefix };
     this.hsm = {
       token: services.hsmToken,

@@ -101,6 +101,10 @@ const envSchema = z
       .default('sigil')
       .refine((v) => /^[a-z0-9][a-z0-9-]{0,19}$/.test(v), 'must be 1-20 lowercase letters, digits or dashes'),
     SIGIL_HSM_POOL_SIZE: positiveInt(Math.min(4, availableParallelism())),
+    // PostgreSQL connections per replica; bursts of agent work queue in front of the pool (database/work-queue.ts).
+    SIGIL_DB_POOL_SIZE: positiveInt(20).refine((v) => v >= 2 && v <= 500, 'must be between 2 and 500'),
+    // Enrollments and renewals allowed to wait for a database slot before they are told to retry later.
+    SIGIL_AGENT_WORK_QUEUE_DEPTH: positiveInt(2_000),
     // Benchmarks only: SIGUSR2 then drops every HSM session (bench/fleet's fault suite). Off by default.
     SIGIL_FAULT_INJECTION: z.enum(['0', '1']).default('0'),
     SIGIL_RATE_LIMIT_RPS: positiveInt(50),
@@ -152,6 +156,10 @@ export interface SigilConfig {
   shutdownTimeoutMs: number;
   /** `undefined` means "run the embedded default" (see embedded/). */
   databaseUrl: string | undefined;
+  /** poolSize: PostgreSQL connections per replica. */
+  db: { poolSize: number };
+  /** workQueueDepth: enrollments/renewals that may wait for a database slot (the rest: UNAVAILABLE busy). */
+  agentWork: { queueDepth: number };
   redisUrl: string | undefined;
   redisPrefix: string;
   /** `token` undefined means "use the development SoftHSM token under the data dir". */
@@ -207,6 +215,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
     log: { level: e.SIGIL_LOG_LEVEL },
     shutdownTimeoutMs: e.SIGIL_SHUTDOWN_TIMEOUT_MS,
     databaseUrl: e.DATABASE_URL,
+    db: { poolSize: e.SIGIL_DB_POOL_SIZE },
+    agentWork: { queueDepth: e.SIGIL_AGENT_WORK_QUEUE_DEPTH },
     redisUrl: e.REDIS_URL,
     redisPrefix: e.SIGIL_REDIS_PREFIX,
     hsm: {

@@ -7,7 +7,10 @@ import { entities } from './entities.js';
  * The one TypeORM DataSource. Schema changes go through migrations only (run at start,
  * serialised across replicas by TypeORM's migration lock); `synchronize` is never used.
  */
-export function createDataSource(url: string): DataSource {
+/** Default connections per replica (SIGIL_DB_POOL_SIZE). */
+export const DEFAULT_POOL_SIZE = 20;
+
+export function createDataSource(url: string, poolSize = DEFAULT_POOL_SIZE): DataSource {
   return new DataSource({
     type: 'postgres',
     url,
@@ -17,8 +20,9 @@ export function createDataSource(url: string): DataSource {
     synchronize: false,
     logging: false,
     extra: {
-      max: 20,
-      // Fail fast while PostgreSQL is away, so /readyz reports it within seconds.
+      max: poolSize,
+      // Fail fast while PostgreSQL is away, so /readyz reports it within seconds. Bursts of agent
+      // work wait in a WorkQueue in front of the pool (work-queue.ts), not here.
       connectionTimeoutMillis: 2_000,
       idleTimeoutMillis: 30_000,
       application_name: 'sigil-control-plane',
@@ -34,8 +38,8 @@ const STARTUP_RETRY_MS = 30_000;
  * timeout, a refused or dropped connection) is retried with backoff for up to 30 s rather than
  * failing the start: replicas and a database often start together. Anything else fails at once.
  */
-export async function openDatabase(url: string): Promise<DataSource> {
-  const ds = createDataSource(url);
+export async function openDatabase(url: string, poolSize = DEFAULT_POOL_SIZE): Promise<DataSource> {
+  const ds = createDataSource(url, poolSize);
   const until = Date.now() + STARTUP_RETRY_MS;
   for (let delay = 250; ; delay = Math.min(delay * 2, 4_000)) {
     try {

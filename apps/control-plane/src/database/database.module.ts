@@ -2,6 +2,7 @@ import { Global, Inject, Injectable, Module, type OnApplicationShutdown } from '
 import { DataSource } from 'typeorm';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { openDatabase } from './data-source.js';
+import { AgentWorkQueue } from './agent-work-queue.js';
 
 @Injectable()
 export class DatabaseHealth implements OnApplicationShutdown {
@@ -20,9 +21,14 @@ export class DatabaseHealth implements OnApplicationShutdown {
 @Global()
 @Module({
   providers: [
-    { provide: DataSource, inject: [RuntimeConfig], useFactory: (config: RuntimeConfig) => openDatabase(config.db.url) },
+    {
+      provide: DataSource,
+      inject: [RuntimeConfig],
+      useFactory: (config: RuntimeConfig) => openDatabase(config.db.url, config.db.poolSize),
+    },
     DatabaseHealth,
+    AgentWorkQueue,
   ],
-  exports: [DataSource, DatabaseHealth],
+  exports: [DataSource, DatabaseHealth, AgentWorkQueue],
 })
 export class DatabaseModule {}

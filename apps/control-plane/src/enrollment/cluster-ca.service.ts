@@ -8,6 +8,7 @@ import { SigilError } from '../common/sigil-error.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { RootKeyRepository } from '../keys/root-key.repository.js';
 import { ClusterCaRepository } from './cluster-ca.repository.js';
+import { ClientCertificateTemplate, CsrRejected, randomSerial, verifyCsr, type VerifiedCsr } from './client-certificate.js';
 
 // @peculiar/x509 is typed against the DOM's WebCrypto; Node's is the same API.
 type Crypto = Parameters<typeof x509.cryptoProvider.set>[0];
@@ -36,6 +37,7 @@ export const clusterUri = (clusterId: string) => `urn:sigil:cluster:${clusterId}
 @Injectable()
 export class ClusterCertificateAuthority implements OnApplicationBootstrap {
   private ca: x509.X509Certificate | undefined;
+  private template: ClientCertificateTemplate | undefined;
   /** WebCrypto with `sign` done by the HSM's CA key; everything else is Node's. */
   private readonly hsmCrypto: Crypto;
   private readonly hsmKey = {
@@ -144,51 +146,60 @@ export class ClusterCertificateAuthority implements OnApplicationBootstrap {
   /**
    * A client certificate for a cluster's agent, from its CSR (whose signature proves it holds the
    * key). Subject CN = cluster name; subjectAltName URI = urn:sigil:cluster:<id>; clientAuth only.
+   * Built from the CA's template (client-certificate.ts); the HSM signs its to-be-signed bytes.
    */
   async issueClientCertificate(req: {
     csrDer: Buffer;
     clusterId: string;
     clusterName: string;
     ttlSeconds?: number;
-  }): Promise<{ certificateDer: Buffer; notAfter: Date; publicKeySha256: Buffer }> {
-    let csr: x509.Pkcs10CertificateRequest;
+  }): Promise<IssuedClientCertificate> {
+    return this.signClientCertificate(this.checkCsr(req.csrDer), req);
+  }
+
+  /** The CSR's key, once its signature verifies (the agent holds the private key). */
+  checkCsr(csrDer: Buffer): VerifiedCsr {
     try {
-      csr = new x509.Pkcs10CertificateRequest(req.csrDer);
-    } catch {
-      throw new SigilError('invalid', 'invalid_csr', 'not a DER PKCS#10 certificate request');
+      return verifyCsr(csrDer);
+    } catch (err) {
+      if (err instanceof CsrRejected) throw new SigilError('invalid', 'invalid_csr', err.message);
+      throw err;
     }
-    if (!(await csr.verify().catch(() => false))) throw new SigilError('invalid', 'invalid_csr', 'the CSR signature does not verify');
-    const algorithm = csr.publicKey.algorithm as { name?: string; namedCurve?: string; modulusLength?: number };
-    const acceptable =
-      (algorithm.name === 'ECDSA' && ['P-256', 'P-384'].includes(algorithm.namedCurve ?? '')) ||
-      (algorithm.name === 'RSASSA-PKCS1-v1_5' && (algorithm.modulusLength ?? 0) >= 2048);
-    if (!acceptable) throw new SigilError('invalid', 'invalid_csr', 'the CSR key must be ECDSA P-256/P-384 or RSA ≥ 2048 bits');
+  }
+
+  /** A client certificate for a key whose CSR `checkCsr` verified. */
+  async signClientCertificate(
+    csr: VerifiedCsr,
+    req: { clusterId: string; clusterName: string; ttlSeconds?: number },
+  ): Promise<IssuedClientCertificate> {
     const ttl = Math.min(req.ttlSeconds ?? DEFAULT_CLIENT_CERT_TTL_S, MAX_CLIENT_CERT_TTL_S);
-    const ca = await this.certificate();
+    const template = await this.clientTemplate();
     const now = Date.now();
     const notAfter = new Date(now + ttl * 1000);
-    const cert = await x509.X509CertificateGenerator.create(
-      {
-        serialNumber: serial(),
-        subject: `CN=${req.clusterName}, O=Sigil clusters`,
-        issuer: ca.subject,
-        notBefore: new Date(now - 60_000),
-        notAfter,
-        publicKey: csr.publicKey.rawData,
-        signingKey: this.hsmKey,
-        signingAlgorithm: ECDSA_P256,
-        extensions: [
-          new x509.BasicConstraintsExtension(false, undefined, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
-          new x509.SubjectAlternativeNameExtension([{ type: 'url', value: clusterUri(req.clusterId) }], false),
-          await x509.AuthorityKeyIdentifierExtension.create(ca, false, this.hsmCrypto),
-        ],
-      },
-      this.hsmCrypto,
-    );
-    return { certificateDer: Buffer.from(cert.rawData), notAfter, publicKeySha256: spkiSha256(Buffer.from(csr.publicKey.rawData)) };
+    const tbs = template.toBeSigned({
+      serial: randomSerial(),
+      notBefore: new Date(now - 60_000),
+      notAfter,
+      commonName: req.clusterName,
+      spkiDer: csr.spkiDer,
+      uri: clusterUri(req.clusterId),
+    });
+    const signature = await this.hsm.caSign(createHash('sha256').update(tbs).digest());
+    return { certificateDer: template.assemble(tbs, signature), notAfter, publicKeySha256: spkiSha256(csr.spkiDer) };
   }
+
+  private async clientTemplate(): Promise<ClientCertificateTemplate> {
+    if (this.template) return this.template;
+    const ca = await this.certificate();
+    return (this.template = new ClientCertificateTemplate(Buffer.from(ca.rawData)));
+  }
+}
+
+export interface IssuedClientCertificate {
+  certificateDer: Buffer;
+  notAfter: Date;
+  /** SHA-256 of the certified key's SPKI DER: what clusters.agent_key_sha256 records. */
+  publicKeySha256: Buffer;
 }
 
 /** What a cluster's certificates are bound to: the SHA-256 of the agent's TLS public key (SPKI DER). */

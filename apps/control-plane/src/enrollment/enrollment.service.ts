@@ -9,10 +9,11 @@ import { SigilError, invalid } from '../common/sigil-error.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { MembershipService } from '../delivery/membership.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
-import { ClusterKeyRepository } from '../keys/cluster-key.repository.js';
 import { ClusterKeyService } from '../keys/cluster-keys.service.js';
 import { KeyCustodyError } from '../keys/keys.errors.js';
-import { ClusterCertificateAuthority } from './cluster-ca.service.js';
+import { AgentWorkQueue } from '../database/agent-work-queue.js';
+import { ClusterCertificateAuthority, spkiSha256 } from './cluster-ca.service.js';
+import type { VerifiedCsr } from './client-certificate.js';
 import { EnrollmentRepository, type EnrollingCluster } from './enrollment.repository.js';
 import { ServiceAccountTokenRefused, ServiceAccountTokenVerifier } from './service-account-tokens.js';
 
@@ -44,11 +45,33 @@ const TOKEN_REFUSED = 'the enrollment token is unknown, expired, already used, o
 /** The one answer to every refused service-account token. */
 const SA_TOKEN_REFUSED = 'the service-account token was not accepted for this cluster';
 
+/** What the locked rows say this enrollment is. */
+interface Admitted {
+  cluster: EnrollingCluster;
+  csr: VerifiedCsr;
+  /** SHA-256 of the CSR's key: what the cluster's certificates will be bound to. */
+  keySha256: Buffer;
+  /** The token to consume (bootstrap path, first use). */
+  tokenId: string | null;
+  /**
+   * A retry of an enrollment that already completed (the agent did not see the answer): the
+   * same token (or identity) and the same TLS and delivery keys. Nothing changes but a fresh
+   * certificate for the same key; the stored envelope is returned again.
+   */
+  retry: boolean;
+}
+
 /**
- * Enrollment: an agent proves its cluster's identity once and exchanges a CSR for a short-lived
+ * Enrollment: an agent proves its cluster's identity and exchanges a CSR for a short-lived
  * client certificate plus the cluster delivery key wrapped to its RSA key. Everything is done
  * in one transaction that holds the token and cluster rows locked, so a token is consumed
  * exactly when a certificate is issued, and a failed enrollment leaves nothing behind.
+ *
+ * Retries are idempotent: a used, unexpired token is accepted again only from the agent that
+ * used it — the CSR (signed by its TLS key) is for the key the cluster's enrollment certified,
+ * the delivery key is the active one's, and the cluster is still enrolled with them — and then
+ * only re-issues a certificate for that key. Any other use of a used token gets the one refusal.
+ * Work queues at the agent work gate (database/agent-work-queue.ts) in front of the pool.
  */
 @Injectable()
 export class EnrollmentService {
@@ -56,12 +79,12 @@ export class EnrollmentService {
     @Inject(EnrollmentRepository) private readonly repo: EnrollmentRepository,
     @Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority,
     @Inject(ClusterKeyService) private readonly clusterKeys: ClusterKeyService,
-    @Inject(ClusterKeyRepository) private readonly clusterKeyRows: ClusterKeyRepository,
     @Inject(ServiceAccountTokenVerifier) private readonly saTokens: ServiceAccountTokenVerifier,
     @Inject(AuditService) private readonly audit: AuditService,
     @Inject(FailedAttempts) private readonly failedAttempts: FailedAttempts,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
     @Inject(MembershipService) private readonly membership: MembershipService,
+    @Inject(AgentWorkQueue) private readonly gate: AgentWorkQueue,
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {
@@ -76,32 +99,49 @@ export class EnrollmentService {
       // The token is checked before the transaction: fetching an issuer's keys can take seconds.
       const identity =
         'serviceAccountToken' in credential ? await this.verifyServiceAccount(req.cluster, credential.serviceAccountToken) : undefined;
-      const result = await this.repo.transaction(async (em) => {
-        const cluster =
-          'serviceAccountToken' in credential
-            ? await this.lockVerifiedCluster(em, req.cluster, identity!)
-            : await this.byBootstrapToken(em, req.cluster, credential.bootstrapToken);
-        if (cluster.state === 'disabled') throw new SigilError('forbidden', 'cluster_disabled', `cluster ${cluster.name} is disabled`);
-        const cert = await this.ca.issueClientCertificate({
-          csrDer: req.csrDer,
-          clusterId: cluster.id,
-          clusterName: cluster.name,
-          ttlSeconds: this.config.agents.certTtlSeconds,
-        });
-        // The same agent key enrolling again keeps its delivery key, so nothing sealed for it goes stale.
-        const active = await this.clusterKeyRows.active(cluster.id, em);
-        const envelope = active?.agentPublicKey.equals(req.deliveryPublicKeyDer)
-          ? active.agentEnvelope
-          : (await this.clusterKeys.issue(cluster.id, req.deliveryPublicKeyDer, em)).envelope;
-        await this.repo.markEnrolled(em, cluster.id, cert.publicKeySha256, req.agentVersion);
-        return { cluster, cert, envelope };
-      });
-      // Certificates of a previous enrollment stop working now, on every replica.
-      await this.events.publish({ type: 'access-changed', clusterId: result.cluster.id });
-      // Its snapshot is rebuilt for the (possibly new) delivery key before the agent is told to fetch it.
-      await this.membership.rebuild(result.cluster.id);
-      await this.record(req, method, 'success', 200, result.cluster.name);
-      this.logger.info({ cluster: result.cluster.name, method, agentVersion: req.agentVersion }, 'cluster enrolled');
+      const result = await this.gate.run(() =>
+        this.repo.transaction(async (em) => {
+          const admitted =
+            'serviceAccountToken' in credential
+              ? await this.lockVerifiedCluster(em, req, identity!)
+              : await this.byBootstrapToken(em, req, credential.bootstrapToken);
+          const { cluster, csr, keySha256 } = admitted;
+          if (cluster.state === 'disabled') throw new SigilError('forbidden', 'cluster_disabled', `cluster ${cluster.name} is disabled`);
+          const ttlSeconds = this.config.agents.certTtlSeconds;
+          // The certificate (an HSM signature) and the delivery key (an HSM wrap) in parallel, on two workers.
+          const [cert, envelope] = await Promise.all([
+            this.ca.signClientCertificate(csr, { clusterId: cluster.id, clusterName: cluster.name, ttlSeconds }),
+            // The same agent key enrolling again keeps its delivery key, so nothing sealed for it goes stale.
+            cluster.activeKey?.agentPublicKey.equals(req.deliveryPublicKeyDer)
+              ? cluster.activeKey.envelope
+              : this.clusterKeys.issue(cluster.id, req.deliveryPublicKeyDer, em).then((k) => k.envelope),
+          ]);
+          const generation = admitted.retry
+            ? undefined
+            : await this.repo.markEnrolled(em, {
+                clusterId: cluster.id,
+                tokenId: admitted.tokenId,
+                agentKeySha256: keySha256,
+                agentVersion: req.agentVersion,
+              });
+          return {
+            cluster,
+            cert,
+            envelope,
+            generation,
+            superseded: !cluster.agentKeySha256?.equals(keySha256),
+          };
+        }),
+      );
+      if (result.generation !== undefined) {
+        // Certificates of a previous enrollment stop working now, on every replica (nothing to stop for a retry).
+        if (result.superseded) await this.events.publish({ type: 'access-changed', clusterId: result.cluster.id });
+        // Its snapshot is built for the (possibly new) delivery key; the agent's stream hears of it when it is.
+        await this.membership.enqueue(new Map([[result.cluster.id, result.generation]]));
+      }
+      const retry = result.generation === undefined;
+      await this.record(req, retry ? `${method}, retry` : method, 'success', 200, result.cluster.name);
+      this.logger.info({ cluster: result.cluster.name, method, retry, agentVersion: req.agentVersion }, 'cluster enrolled');
       return {
         clusterId: result.cluster.id,
         certificateDer: result.cert.certificateDer,
@@ -129,13 +169,13 @@ export class EnrollmentService {
   /** A fresh certificate for a new CSR from an enrolled agent; a new key replaces the old one. */
   async renew(cluster: { id: string; name: string }, csrDer: Buffer): Promise<{ certificateDer: Buffer; notAfter: Date }> {
     if (csrDer.length === 0 || csrDer.length > 16 * 1024) throw invalid('invalid_csr', 'csr_der must be a DER PKCS#10 request');
-    const cert = await this.ca.issueClientCertificate({
-      csrDer,
+    const csr = this.ca.checkCsr(csrDer);
+    const cert = await this.ca.signClientCertificate(csr, {
       clusterId: cluster.id,
       clusterName: cluster.name,
       ttlSeconds: this.config.agents.certTtlSeconds,
     });
-    await this.repo.setAgentKey(cluster.id, cert.publicKeySha256);
+    await this.gate.run(() => this.repo.setAgentKey(cluster.id, cert.publicKeySha256));
     return { certificateDer: cert.certificateDer, notAfter: cert.notAfter };
   }
 
@@ -153,21 +193,42 @@ export class EnrollmentService {
     }
   }
 
-  private async byBootstrapToken(em: EntityManager, name: string, token: string): Promise<EnrollingCluster> {
+  private async byBootstrapToken(em: EntityManager, req: EnrollRequest, token: string): Promise<Admitted> {
     const refused = (why: string) => {
-      this.logger.debug({ cluster: name, why }, 'bootstrap token refused');
+      this.logger.debug({ cluster: req.cluster, why }, 'bootstrap token refused');
       return new SigilError('unauthenticated', 'enrollment_token_invalid', TOKEN_REFUSED);
     };
     // Looked up by its SHA-256: the lookup's timing depends on the digest, which the caller cannot
     // steer towards a stored one, so it leaks nothing about valid tokens (a constant-time compare).
     const row = TOKEN_SHAPE.test(token) ? await this.repo.lockToken(em, hashToken(token)) : undefined;
     if (!row) throw refused('unknown');
-    if (row.usedAt) throw refused('already used');
     if (row.expiresAt.getTime() <= Date.now()) throw refused('expired');
-    const cluster = await this.repo.lockClusterById(em, row.clusterId);
-    if (!cluster || cluster.name !== name) throw refused('for another cluster');
-    await this.repo.markTokenUsed(em, row.id);
-    return cluster;
+    const { cluster } = row;
+    if (cluster.name !== req.cluster) throw refused('for another cluster');
+    const { csr, keySha256 } = this.checkCsr(req);
+    if (row.usedAt) {
+      // Only the agent that used it, asking again for what it was given (see the class comment).
+      if (!this.isRetry(cluster, req, keySha256)) throw refused('already used');
+      return { cluster, csr, keySha256, tokenId: null, retry: true };
+    }
+    return { cluster, csr, keySha256, tokenId: row.id, retry: false };
+  }
+
+  /** The CSR's key, once its signature proves the caller holds it (checked after the credential, as before). */
+  private checkCsr(req: EnrollRequest): { csr: VerifiedCsr; keySha256: Buffer } {
+    const csr = this.ca.checkCsr(req.csrDer);
+    return { csr, keySha256: spkiSha256(csr.spkiDer) };
+  }
+
+  /** The cluster is enrolled, and with this TLS key (the CSR proves the caller holds it) and this delivery key. */
+  private isRetry(cluster: EnrollingCluster, req: EnrollRequest, keySha256: Buffer): boolean {
+    return (
+      cluster.state === 'enrolled' &&
+      cluster.agentKeySha256 !== null &&
+      cluster.agentKeySha256.equals(keySha256) &&
+      cluster.activeKey !== null &&
+      cluster.activeKey.agentPublicKey.equals(req.deliveryPublicKeyDer)
+    );
   }
 
   /**
@@ -191,13 +252,18 @@ export class EnrollmentService {
     return JSON.stringify(cluster.kubernetesIdentity);
   }
 
-  /** The cluster, locked, provided its identity is still the one the token was verified against. */
-  private async lockVerifiedCluster(em: EntityManager, name: string, verifiedIdentity: string): Promise<EnrollingCluster> {
-    const cluster = await this.repo.lockClusterByName(em, name);
+  /**
+   * The cluster, locked, provided its identity is still the one the token was verified against.
+   * The identity can be presented any number of times, so a retry needs no special case; the
+   * same keys again change nothing (no new generation, no access change) beyond a certificate.
+   */
+  private async lockVerifiedCluster(em: EntityManager, req: EnrollRequest, verifiedIdentity: string): Promise<Admitted> {
+    const cluster = await this.repo.lockClusterByName(em, req.cluster);
     if (!cluster || JSON.stringify(cluster.kubernetesIdentity) !== verifiedIdentity) {
-      throw new SigilError('unauthenticated', 'kubernetes_identity_changed', `cluster ${name} changed while enrolling; try again`);
+      throw new SigilError('unauthenticated', 'kubernetes_identity_changed', `cluster ${req.cluster} changed while enrolling; try again`);
     }
-    return cluster;
+    const { csr, keySha256 } = this.checkCsr(req);
+    return { cluster, csr, keySha256, tokenId: null, retry: this.isRetry(cluster, req, keySha256) };
   }
 
   private record(req: EnrollRequest, method: string, outcome: 'success' | 'denied', status: number, target: string): Promise<void> {

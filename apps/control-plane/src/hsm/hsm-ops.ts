@@ -211,19 +211,30 @@ export function hmacVerify(p: Pkcs11, session: Handle, key: Handle, data: Buffer
 }
 
 /**
- * One audit append in one task: checks the stored head's MAC, MACs the new record, then MACs
- * the new head (`headPrefix || record MAC`). A head that does not verify is never extended
- * with a valid MAC (headMac null), so an append cannot launder a truncated or edited log.
+ * A whole batch of audit appends in one task: checks the stored head's MAC once, MACs each
+ * record in order (record i's message is `before ‖ hex(MAC of record i-1) ‖ after`, the first
+ * one chained to `prevHash`), then MACs the new head (`headPrefix ‖ last MAC`) — null if the
+ * stored head did not verify, so an append cannot launder a truncated or edited log.
  */
-export function auditAppend(
+export function auditAppendBatch(
   p: Pkcs11,
   session: Handle,
   key: Handle,
-  task: { record: Buffer; headPrefix: Buffer; previousHead: { message: Buffer; mac: Buffer } | null },
-): { mac: Buffer; headMac: Buffer | null } {
+  task: {
+    records: Array<{ before: Buffer; after: Buffer }>;
+    prevHash: Buffer;
+    headPrefix: Buffer;
+    previousHead: { message: Buffer; mac: Buffer } | null;
+  },
+): { macs: Buffer[]; headMac: Buffer | null } {
   const previousOk = task.previousHead !== null && hmacVerify(p, session, key, task.previousHead.message, task.previousHead.mac);
-  const mac = hmac(p, session, key, task.record);
-  return { mac, headMac: previousOk ? hmac(p, session, key, Buffer.concat([task.headPrefix, mac])) : null };
+  const macs: Buffer[] = [];
+  let prev = task.prevHash;
+  for (const r of task.records) {
+    prev = hmac(p, session, key, Buffer.concat([r.before, Buffer.from(prev.toString('hex'), 'utf8'), r.after]));
+    macs.push(prev);
+  }
+  return { macs, headMac: previousOk ? hmac(p, session, key, Buffer.concat([task.headPrefix, prev])) : null };
 }
 
 /** The cluster CA's signing key: EC P-256, generated in the HSM; the private half never leaves it. */

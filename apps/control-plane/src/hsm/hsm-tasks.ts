@@ -12,7 +12,13 @@ export type HsmTask =
   | { op: 'ensureAuditKey' }
   | { op: 'auditMac'; items: Uint8Array[] }
   | { op: 'auditVerify'; items: Array<{ message: Uint8Array; mac: Uint8Array }> }
-  | { op: 'auditAppend'; record: Uint8Array; headPrefix: Uint8Array; previousHead: { message: Uint8Array; mac: Uint8Array } | null }
+  | {
+      op: 'auditAppendBatch';
+      records: Array<{ before: Uint8Array; after: Uint8Array }>;
+      prevHash: Uint8Array;
+      headPrefix: Uint8Array;
+      previousHead: { message: Uint8Array; mac: Uint8Array } | null;
+    }
   | { op: 'caPublicKey' }
   | { op: 'caSign'; digest: Uint8Array }
   | { op: 'fingerprint'; items: Uint8Array[] }
@@ -32,7 +38,7 @@ export interface HsmTaskResults {
   ensureAuditKey: null;
   auditMac: Buffer[];
   auditVerify: boolean[];
-  auditAppend: { mac: Buffer; headMac: Buffer | null };
+  auditAppendBatch: { macs: Buffer[]; headMac: Buffer | null };
   caPublicKey: Buffer;
   caSign: Buffer;
   fingerprint: Buffer[];

@@ -104,11 +104,12 @@ function execute(s: Handle, task: HsmTask): unknown {
       const key = (auditKey ??= ops.findAuditKey(p, s, config.keyLabelPrefix));
       return task.items.map((i) => ops.hmacVerify(p, s, key, buf(i.message), buf(i.mac)));
     }
-    case 'auditAppend': {
+    case 'auditAppendBatch': {
       const key = (auditKey ??= ops.findAuditKey(p, s, config.keyLabelPrefix));
       const prev = task.previousHead;
-      return ops.auditAppend(p, s, key, {
-        record: buf(task.record),
+      return ops.auditAppendBatch(p, s, key, {
+        records: task.records.map((r) => ({ before: buf(r.before), after: buf(r.after) })),
+        prevHash: buf(task.prevHash),
         headPrefix: buf(task.headPrefix),
         previousHead: prev ? { message: buf(prev.message), mac: buf(prev.mac) } : null,
       });

@@ -177,16 +177,21 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
     );
   }
 
-  /** One audit append: verify the stored head, MAC the record, MAC the new head (null if the stored head was not genuine). */
-  auditAppend(task: {
-    record: Buffer;
+  /**
+   * A batch of chained audit appends in one worker call (one HSM round trip for the whole group
+   * commit): each record's MAC chains to the previous one's, from `prevHash`; then the new head.
+   */
+  auditAppendBatch(task: {
+    records: Array<{ before: Buffer; after: Buffer }>;
+    prevHash: Buffer;
     headPrefix: Buffer;
     previousHead: { message: Buffer; mac: Buffer } | null;
-  }): Promise<{ mac: Buffer; headMac: Buffer | null }> {
+  }): Promise<{ macs: Buffer[]; headMac: Buffer | null }> {
     const prev = task.previousHead;
     return this.workers.run({
-      op: 'auditAppend',
-      record: own(task.record),
+      op: 'auditAppendBatch',
+      records: task.records.map((r) => ({ before: own(r.before), after: own(r.after) })),
+      prevHash: own(task.prevHash),
       headPrefix: own(task.headPrefix),
       previousHead: prev ? { message: own(prev.message), mac: own(prev.mac) } : null,
     });
