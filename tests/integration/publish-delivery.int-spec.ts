@@ -7,6 +7,7 @@ import type { PublicationView } from '../../apps/control-plane/src/delivery/publ
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
+import { eventually } from '../harness/eventually.js';
 import { uniqueName } from '../harness/test-env.js';
 import { TestAgent, type TestSyncStream } from '../harness/test-agent.js';
 
@@ -129,12 +130,16 @@ describe('publish and unpublish', () => {
     await agents[0]!.agent.sync({ fail: (target) => (target === 'shop/checkout-api' ? 'Conflict' : undefined) });
     await agents[1]!.agent.sync();
     await agents[2]!.agent.sync();
-    const view = await status();
+    // Acks are group-committed at the centre a few ms after they are sent.
+    const view = await eventually('the three reports recorded', async () => {
+      const v = await status();
+      return v.summary.converged ? v : undefined;
+    });
     const failed = view.deliveries.find((d) => d.cluster === agents[0]!.agent.cluster)!;
     expect(failed).toMatchObject({ state: 'failed', reason: 'Conflict: shop/checkout-api' });
     expect(view.summary).toMatchObject({ provisioned: 2, failed: 1, converged: true });
     await agents[0]!.agent.sync(); // fixed
-    expect((await status()).summary.provisioned).toBe(3);
+    await eventually('the fixed cluster provisioned', async () => ((await status()).summary.provisioned === 3 ? true : undefined), 5_000);
   });
 
   it('relabelling a cluster moves it out of (and back into) the publication', async () => {
