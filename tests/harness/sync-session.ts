@@ -92,9 +92,12 @@ export class SyncSession {
   private readonly stream: ClientDuplexStream<SyncRequest, SyncResponse>;
   private partial: DesiredState[] = [];
   private done = false;
+  /** Resolves when the control plane sent the stream's headers: it authenticated and admitted it. */
+  readonly accepted: Promise<void>;
 
   constructor(client: AgentServiceClient, hello: { appliedGeneration: bigint; agentVersion?: string } | undefined) {
     this.stream = client.sync();
+    this.accepted = new Promise((resolve) => this.stream.once('metadata', () => resolve()));
     this.stream.on('data', (m: SyncResponse) => {
       if (m.message?.$case !== 'desiredState') return;
       const p = m.message.value;

@@ -107,6 +107,8 @@ describe('the Sync stream', () => {
     const a = await enrolledCluster();
     const g = await built(a.clusterId);
     const s = open(a, g);
+    // Accepted all the same: the headers tell the agent it is connected (its readiness).
+    await s.accepted;
     await sleep(800);
     expect(s.messages).toEqual([]);
     // The next build: no ack on this stream yet, so it is complete, not a delta.

@@ -1,4 +1,4 @@
-import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
 import type {
   AgentServiceServer,
@@ -105,6 +105,9 @@ export class AgentService {
       this.admit();
       if (call.cancelled) return;
       this.streams.open(principal, call);
+      // Accepted: an agent whose Hello names the built generation may hear nothing else until the
+      // next build, and the headers are how it knows it is connected (readiness, metrics).
+      call.sendMetadata(new Metadata());
       this.metrics.agentCalls.inc({ method: 'Sync', code: 'OK' });
     } catch (err) {
       const { error, internal } = toGrpcError(err);
