@@ -2,7 +2,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import {
-  AGENT_MESSAGE_LIMITS,
+  AGENT_CHANNEL_OPTIONS,
   AgentServiceClient,
   agentChannelCredentials,
   createTlsKeyAndCsr,
@@ -34,7 +34,7 @@ import {
 
 const send = (m: FromSim) => process.send!(m);
 // Only a channel of its own gives each agent its own TCP/TLS connection, as in real life.
-const OWN_CONNECTION = { 'grpc.use_local_subchannel_pool': 1, ...AGENT_MESSAGE_LIMITS };
+const OWN_CONNECTION = { 'grpc.use_local_subchannel_pool': 1, ...AGENT_CHANNEL_OPTIONS };
 const RETRYABLE = new Set<number>([status.UNAVAILABLE, status.RESOURCE_EXHAUSTED, status.DEADLINE_EXCEEDED]);
 
 interface Identity {

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import {
+  AGENT_CHANNEL_OPTIONS,
   AGENT_MESSAGE_LIMITS,
   AgentServiceClient,
   agentChannelCredentials,
@@ -171,7 +172,7 @@ export class TestAgent {
     this.authed ??= new AgentServiceClient(
       this.address,
       agentChannelCredentials(this.caPem, { keyPem: this.tls.keyPem, certificatePem: this.certificatePem }),
-      AGENT_MESSAGE_LIMITS,
+      AGENT_CHANNEL_OPTIONS,
     );
     return this.authed;
   }

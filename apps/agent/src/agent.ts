@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
-import { AgentServiceClient, AGENT_MESSAGE_LIMITS, ReconnectBackoff, agentChannelCredentials, retryAfterMs } from '@sigil/agent-protocol';
+import { AgentServiceClient, AGENT_CHANNEL_OPTIONS, ReconnectBackoff, agentChannelCredentials, retryAfterMs } from '@sigil/agent-protocol';
 import { SyncSession } from '@sigil/agent-sync';
 import type { Logger } from '@sigil/logging';
 import { DriftWatch } from './drift-watch.js';
@@ -124,7 +124,7 @@ export class Agent {
     this.client = new AgentServiceClient(
       this.opts.address,
       agentChannelCredentials(this.opts.caPem, { keyPem: id.tlsKeyPem, certificatePem: id.certificatePem }),
-      { 'grpc.keepalive_time_ms': 60_000, 'grpc.keepalive_timeout_ms': 20_000, ...AGENT_MESSAGE_LIMITS },
+      AGENT_CHANNEL_OPTIONS,
     );
   }
 

@@ -42,6 +42,22 @@ export const AGENT_MESSAGE_LIMITS = {
   'grpc.max_receive_message_length': MAX_AGENT_MESSAGE_BYTES,
 } as const;
 
+/**
+ * What every agent channel sets: the message limits, keepalive like the server's (a ping a
+ * minute), and grpc-js's own reconnect backoff bounded. grpc-js backs a failed connection off
+ * up to 120 s by default, beneath the agent's jittered stream backoff: after a control-plane
+ * restart of ~15 s, agents would find their transport still waiting out that backoff, and come
+ * back over minutes instead of seconds. The agent's ReconnectBackoff (full jitter, cap 30 s)
+ * decides when to try; the transport must not add more.
+ */
+export const AGENT_CHANNEL_OPTIONS = {
+  ...AGENT_MESSAGE_LIMITS,
+  'grpc.keepalive_time_ms': 60_000,
+  'grpc.keepalive_timeout_ms': 20_000,
+  'grpc.initial_reconnect_backoff_ms': 500,
+  'grpc.max_reconnect_backoff_ms': 5_000,
+} as const;
+
 // The chain above must hold; a change that breaks it fails at import, not in the field.
 if (MAX_SECRET_PAYLOAD_BYTES + DESIRED_SECRET_OVERHEAD_BYTES > DESIRED_STATE_PAGE_BYTES)
   throw new Error('agent protocol limits: one secret must fit a page');

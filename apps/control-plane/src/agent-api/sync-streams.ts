@@ -24,6 +24,9 @@ import { fillPart, newPart, splitState, UNCHANGED_REF_BYTES } from './sync-parts
 
 export type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse>;
 
+/** The window in which agents cut off by a shutdown reconnect (each at a random moment in it). */
+export const SHUTDOWN_RETRY_WINDOW_MS = 5_000;
+
 /** How often open streams are re-checked against PostgreSQL, in case an event was lost. */
 export const SWEEP_INTERVAL_MS = 5_000;
 /** Bytes of desired states held across all streams at most (read and not yet written by gRPC). */
@@ -112,7 +115,16 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
   async onModuleDestroy(): Promise<void> {
     this.unsubscribe?.();
     clearInterval(this.sweeper);
-    for (const set of this.byCluster.values()) for (const s of set) s.call.end();
+    // Told to come back within a window, at a random moment each: cut off all at once, 10,000
+    // agents would otherwise reconnect in the same instant, to this process while it is still
+    // shutting down (stealing its CPU with TLS handshakes) and then to the next one all together.
+    const shuttingDown = grpcError(
+      status.UNAVAILABLE,
+      'shutting_down',
+      'this control plane is shutting down; reconnect',
+      SHUTDOWN_RETRY_WINDOW_MS,
+    );
+    for (const set of this.byCluster.values()) for (const s of set) if (!s.call.cancelled) s.call.emit('error', shuttingDown);
     this.byCluster.clear();
     await this.writer.flush().catch(() => undefined);
     this.writer.stop();

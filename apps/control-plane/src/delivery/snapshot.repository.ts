@@ -269,14 +269,19 @@ export class SnapshotRepository {
    * Agents' reports, many clusters in ONE statement (group commit): each cluster's applied
    * generation (only if it was built: an agent is never recorded beyond what it was given),
    * agent version and last-seen time, and the statuses of the clusters whose generation was
-   * accepted. Callers merge reports per cluster and per target first (an upsert may not touch
+   * accepted (failures and conflicts kept, applied or deleted targets cleared). Callers merge reports per cluster and per target first (an upsert may not touch
    * a row twice). Rows are locked in id order, as the builder locks them, so concurrent batches
    * cannot deadlock. Returns the clusters whose generation was recorded.
    */
   async writeReports(reports: AgentReport[]): Promise<Set<string>> {
     if (reports.length === 0) return new Set();
     const sorted = [...reports].sort((a, b) => (a.clusterId < b.clusterId ? -1 : a.clusterId > b.clusterId ? 1 : 0));
-    const statuses = sorted.flatMap((r) => (r.generation === null ? [] : r.statuses.map((s) => ({ c: r.clusterId, ...s }))));
+    const reported = sorted.flatMap((r) => (r.generation === null ? [] : r.statuses.map((s) => ({ c: r.clusterId, ...s }))));
+    // Only what is not applied is kept (publication status reads failures and conflicts; an
+    // applied Secret is told by applied_generation and the snapshot). An applied or deleted
+    // target clears its row. A healthy fleet's acks therefore write no status rows at all.
+    const statuses = reported.filter((s) => s.state === 'failed' || s.state === 'conflict');
+    const cleared = reported.filter((s) => s.state !== 'failed' && s.state !== 'conflict');
     const rows = await this.ds.query<[Array<{ id: string }>, number] | Array<{ id: string }>>(
       `WITH r AS (
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r(id, g, v)
@@ -290,6 +295,11 @@ export class SnapshotRepository {
            FROM r
           WHERE c.id = r.id AND c.id IN (SELECT id FROM locked)
          RETURNING c.id, (r.g IS NOT NULL AND c.built_generation >= r.g) AS ok
+       ), cleared AS (
+         DELETE FROM secret_statuses ss
+          USING unnest($13::uuid[], $14::text[], $15::text[]) AS y(c, n, m)
+          JOIN c ON c.id = y.c AND c.ok
+          WHERE ss.cluster_id = y.c AND ss.namespace = y.n AND ss.name = y.m
        ), saved AS (
          INSERT INTO secret_statuses (cluster_id, namespace, name, secret_id, version, generation, state, reason, message)
          SELECT x.c, x.n, x.m, x.s, x.v, x.g, x.st, x.rs, x.msg
@@ -314,6 +324,9 @@ export class SnapshotRepository {
         statuses.map((s) => s.state),
         statuses.map((s) => s.reason),
         statuses.map((s) => s.message),
+        cleared.map((s) => s.c),
+        cleared.map((s) => s.namespace),
+        cleared.map((s) => s.name),
       ],
     );
     return new Set((rows as Array<{ id: string }>).map((r) => r.id));
