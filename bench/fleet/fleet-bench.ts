@@ -79,10 +79,13 @@ async function main(): Promise<void> {
       });
     const centre = (cpu: Record<string, number>) => (cpu['control plane'] ?? 0) + (cpu.PostgreSQL ?? 0);
 
+    const enrollStatements = await stack.statementStats();
     const enrollCpu = meter();
     log(`enrolling ${N} agents…`);
     const enroll: EnrollResult = await fleet.enroll(ENROLL_CONCURRENCY, progress('enrolled'));
     const enrollCpuMs = enrollCpu();
+    const enrollTop = await enrollStatements();
+    if (enrollTop) log(`statements that cost PostgreSQL most during enrollment:\n${enrollTop}`);
     log(`  ${enroll.ok} enrolled, ${enroll.failed} failed in ${fmtMs(enroll.durationMs)} (${Math.round(enroll.perSecond)}/s)`);
     // Zero failures is a target, not a statistic: a store whose agent fails here is locked out.
     if (enroll.failed > 0)
@@ -118,6 +121,7 @@ async function main(): Promise<void> {
     const phases: Phase[] = [];
     const run = async (name: string, request: () => Promise<void>, expectation: Parameters<Fleet['expect']>[0]) => {
       log(`${name}…`);
+      const statements = await stack.statementStats();
       const cpu = meter();
       const t0 = now();
       await request();
@@ -126,15 +130,14 @@ async function main(): Promise<void> {
       const cpuMs = cpu();
       phases.push({ name, ackedMs: lastAck - t0, restMs, cpuMs, cpuPerClusterMs: centre(cpuMs) / N });
       log(`  every agent acked ${fmtMs(lastAck - t0)} after the request (REST answered in ${fmtMs(restMs)}); ${f.describeSims()}`);
+      const top = await statements();
+      if (top) log(`statements that cost PostgreSQL most during ${name}:\n${top}`);
     };
-    const statements = await stack.statementStats();
     await run(
       'publish',
       async () => ok(await api.post('/projects/bench/apps/pos/publish', { selector: { matchLabels: { fleet: 'bench' } } }), 'publish'),
       { phase: 'publish', secrets: K, namespace: NAMESPACE },
     );
-    const top = await statements();
-    if (top) log(`statements that cost PostgreSQL most during publish:\n${top}`);
     const published = (await api.get<{ summary: Record<string, unknown> }>('/projects/bench/apps/pos/publication')).body.summary;
     await run(
       'rotate one value',

@@ -139,7 +139,8 @@ class SimAgent implements SimAgentContract {
       },
       onConnected: (connected) => (this.connected = connected),
       onEnd: (err) => {
-        if (err?.code === status.UNAVAILABLE && retryAfterMs(err.metadata) !== undefined) this.rejected++;
+        // Only the admission ramp's refusals: a shutdown's "reconnect within 5 s" is not one.
+        if (err?.code === status.UNAVAILABLE && err.metadata?.get('sigil-error-code')[0] === 'admission_ramp') this.rejected++;
         else if (err && err.code !== status.UNAVAILABLE && err.code !== status.CANCELLED) lastError = `${err.code} ${err.details}`;
       },
     });
