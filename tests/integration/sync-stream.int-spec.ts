@@ -75,6 +75,15 @@ describe('the Sync stream', () => {
     );
   };
 
+  const eventuallyApplied = async (clusterId: string, g: bigint) => {
+    for (let i = 0; i < 50; i++) {
+      const [row] = await ds.query<Array<{ a: string }>>('SELECT applied_generation::text AS a FROM clusters WHERE id = $1', [clusterId]);
+      if (BigInt(row!.a) === g) return;
+      await sleep(100);
+    }
+    throw new Error(`applied_generation never reached ${g}`);
+  };
+
   beforeAll(async () => {
     t = await startTestApp();
     ds = t.app.get(DataSource);
@@ -106,6 +115,8 @@ describe('the Sync stream', () => {
   it('sends nothing to a Hello at the built generation, and a complete state at the next build', async () => {
     const a = await enrolledCluster();
     const g = await built(a.clusterId);
+    // As an agent that applied g and acked it on an earlier stream.
+    await ds.query('UPDATE clusters SET applied_generation = $2 WHERE id = $1', [a.clusterId, g.toString()]);
     const s = open(a, g);
     // Accepted all the same: the headers tell the agent it is connected (its readiness).
     await s.accepted;
@@ -117,6 +128,24 @@ describe('the Sync stream', () => {
     const next = await s.state(1, 3_000);
     expect(next).toMatchObject({ generation: g + 1n, baseGeneration: 0n, secretCount: SECRETS.length });
     expect(next.secrets).toHaveLength(SECRETS.length);
+  });
+
+  it('sends the state again to a Hello at the built generation that the centre never recorded applied (a lost ack)', async () => {
+    const a = await enrolledCluster();
+    const g = await built(a.clusterId);
+    // As after a replica was killed with the agent's ack still unwritten: the agent holds g, the centre says less.
+    await ds.query('UPDATE clusters SET applied_generation = 0 WHERE id = $1', [a.clusterId]);
+    const s = open(a, g);
+    const again = await s.state(1, 5_000);
+    expect(again).toMatchObject({ generation: g, baseGeneration: 0n, secretCount: SECRETS.length });
+    s.ackState(again);
+    await eventuallyApplied(a.clusterId, g);
+    // Recorded now: the next Hello at g hears nothing.
+    s.cancel();
+    const quiet = open(a, g);
+    await quiet.accepted;
+    await sleep(800);
+    expect(quiet.messages).toEqual([]);
   });
 
   it('after an ack, sends a delta against it: only the changed row in full, the others by reference', async () => {

@@ -8,6 +8,8 @@ export interface StateRequest {
   base: bigint;
   /** The generation the agent holds: if it is still the built one, nothing is read. */
   unless: bigint | undefined;
+  /** The stream's first read after its Hello: `unless` must also be what the centre recorded as applied. */
+  hello?: boolean;
   /** Called with what PostgreSQL holds, and the bytes reserved for it (the caller releases them). */
   served(state: ClusterState, reserved: number): void;
   failed(err: unknown): void;
@@ -65,7 +67,7 @@ export class SnapshotLoader {
     this.statements++;
     try {
       const states = await this.repo.states(
-        batch.map((r) => ({ clusterId: r.clusterId, base: r.base, unless: r.unless })),
+        batch.map((r) => ({ clusterId: r.clusterId, base: r.base, unless: r.unless, hello: r.hello })),
         DESIRED_STATE_PAGE_BYTES,
         reserved,
         DESIRED_SECRET_OVERHEAD_BYTES,

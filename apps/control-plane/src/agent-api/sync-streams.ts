@@ -228,6 +228,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
       clusterId: s.principal.id,
       base,
       unless: s.force ? undefined : s.acked,
+      hello: s.sent === 0n,
       served: (state, reserved) => this.served(s, base, state, reserved),
       failed: (err) => {
         s.phase = 'idle';
@@ -248,7 +249,10 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
     }
     if (built < s.acked && s.sent === 0n) s.acked = 0n;
     const newer = built > s.acked && built > s.sent;
-    if (!newer && !(s.force && built >= s.sent && built > 0n)) {
+    // The agent holds the built generation, but the centre never recorded it applied (its ack
+    // was lost with a killed replica): send it again; the agent's ack records it and its statuses.
+    const unrecorded = s.sent === 0n && built === s.acked && built > 0n && state.kind !== 'current';
+    if (!newer && !unrecorded && !(s.force && built >= s.sent && built > 0n)) {
       this.budget.release(reserved);
       if (s.dirty) this.wake(s);
       return;

@@ -71,14 +71,15 @@ export class SnapshotRepository {
    * of its generation and rows). Per cluster: the built generation, the delivery-key envelopes,
    * every row's reference, and bodies only for rows changed since `base` (0: all of them) —
    * or, when the built generation is `unless` (what the agent already holds), nothing more
-   * (`current`: a reconnect storm of agents that are up to date reads no rows).
+   * (`current`: a reconnect storm of agents that are up to date reads no rows). With `hello`,
+   * only if the centre also recorded that generation as applied.
    * Memory is bounded before any body is read — sizes come from the TOAST header: a cluster
    * whose bodies exceed `clusterBudget` comes back `paged`; once the bodies of the clusters
    * before it (in request order) exceed `readBudget`, the rest come back `deferred`. The first
    * cluster that fits is always served, so every read makes progress.
    */
   async states(
-    requests: Array<{ clusterId: string; base: bigint; unless?: bigint }>,
+    requests: Array<{ clusterId: string; base: bigint; unless?: bigint; hello?: boolean }>,
     clusterBudget: number,
     readBudget: number,
     rowOverhead: number,
@@ -96,8 +97,11 @@ export class SnapshotRepository {
     } & Partial<SnapshotBody>;
     const rows = await this.ds.query<Row[]>(
       `WITH req AS (
-         SELECT r.*, c.built_generation AS built
-           FROM unnest($1::uuid[], $2::bigint[], $6::bigint[]) WITH ORDINALITY AS r(cluster_id, base, unless, ord)
+         SELECT r.cluster_id, r.base, r.ord, c.built_generation AS built,
+                -- after a Hello, "current" also needs the claim on record: an ack the centre lost
+                -- (a killed replica's unwritten batch) is made good by sending the state again
+                CASE WHEN r.hello AND c.applied_generation < r.unless THEN -1 ELSE r.unless END AS unless
+           FROM unnest($1::uuid[], $2::bigint[], $6::bigint[], $7::bool[]) WITH ORDINALITY AS r(cluster_id, base, unless, hello, ord)
            JOIN clusters c ON c.id = r.cluster_id
        ), sized AS (
          SELECT r.*, CASE WHEN r.built = r.unless THEN 0 ELSE
@@ -150,6 +154,7 @@ export class SnapshotRepository {
         readBudget,
         rowOverhead,
         requests.map((r) => (r.unless ?? -1n).toString()),
+        requests.map((r) => r.hello === true),
       ],
     );
     const out = new Map<string, ClusterState>();
