@@ -19,7 +19,11 @@ export interface DeliveryJob {
  * another and bounds what a failing batch holds up. Measured in tests/integration/batched-build.
  */
 export const BATCH_CLUSTERS = 250;
-/** How long enqueues gather before they become jobs: enrollments arrive one at a time. */
+/**
+ * At most one flush per this long: enqueues that arrive meanwhile (enrollments come one at a
+ * time, hundreds a second) gather into the next one. A change after a quiet spell is flushed at
+ * once, so a single rotation waits for nothing.
+ */
 const COALESCE_MS = 20;
 /** How often the reconciler looks for clusters whose snapshot is behind, and how many per pass. */
 const RECONCILE_INTERVAL_MS = 5_000;
@@ -49,6 +53,7 @@ export class DeliveryQueue implements OnApplicationBootstrap, OnApplicationShutd
   private seenBehind = new Map<string, string>();
   private pending = new Map<string, string>();
   private flushTimer: NodeJS.Timeout | undefined;
+  private lastFlushAt = 0;
   private flushed: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(
@@ -89,7 +94,7 @@ export class DeliveryQueue implements OnApplicationBootstrap, OnApplicationShutd
     }
     const { promise } = this.flushed;
     if (this.pending.size >= BATCH_CLUSTERS) void this.flush();
-    else this.flushTimer ??= setTimeout(() => void this.flush(), COALESCE_MS);
+    else this.flushTimer ??= setTimeout(() => void this.flush(), Math.max(0, this.lastFlushAt + COALESCE_MS - Date.now()));
     return promise;
   }
 
@@ -106,6 +111,7 @@ export class DeliveryQueue implements OnApplicationBootstrap, OnApplicationShutd
   private async flush(): Promise<void> {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
+    this.lastFlushAt = Date.now();
     const pending = this.pending;
     const done = this.flushed;
     this.pending = new Map();
