@@ -148,6 +148,28 @@ describe('the Sync stream', () => {
     expect(quiet.messages).toEqual([]);
   });
 
+  it('carries rows marked changed (generation 0, before their build) in full, in complete states and deltas alike', async () => {
+    const a = await enrolledCluster();
+    const first = await open(a).state(1);
+    // As between a rename or a namespace move and the build that re-dates the rows.
+    await ds.query('UPDATE cluster_secrets SET generation = 0 WHERE cluster_id = $1', [a.clusterId]);
+    const complete = await open(a).state(1);
+    expect(complete.baseGeneration).toBe(0n);
+    expect(complete.unchanged).toEqual([]);
+    expect(complete.secrets).toHaveLength(SECRETS.length);
+    const s = open(a);
+    s.ackState(await s.state(1));
+    await ds.query(
+      'UPDATE clusters SET desired_generation = desired_generation + 1, built_generation = built_generation + 1 WHERE id = $1',
+      [a.clusterId],
+    );
+    await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [a.clusterId] });
+    const delta = await s.state(2, 5_000);
+    expect(delta.baseGeneration).toBe(first.generation);
+    expect(delta.unchanged).toEqual([]);
+    expect(delta.secrets).toHaveLength(SECRETS.length);
+  });
+
   it('after an ack, sends a delta against it: only the changed row in full, the others by reference', async () => {
     const a = await enrolledCluster();
     const s = open(a);

@@ -56,14 +56,21 @@ export class SnapshotLoader {
 
   private async read(): Promise<void> {
     if (this.running >= CONCURRENT_READS || this.queue.length === 0) return;
-    // At least one part's worth, or wait for parts in flight to be written.
-    const reserved = this.budget.tryTake(READ_BUDGET_BYTES) || (await this.budget.take(DESIRED_STATE_PAGE_BYTES * 2));
+    // The slot first, so reads waiting for budget still count against CONCURRENT_READS.
+    this.running++;
+    // At least two parts' worth (a read always serves its first cluster in full, up to a
+    // part), or wait for parts in flight to be written.
+    const minimum = DESIRED_STATE_PAGE_BYTES * 2;
+    const reserved =
+      this.budget.available >= minimum
+        ? this.budget.tryTake(READ_BUDGET_BYTES) || (await this.budget.take(minimum))
+        : await this.budget.take(minimum);
     const batch = this.queue.splice(0, READ_BATCH_CLUSTERS);
     if (batch.length === 0) {
       this.budget.release(reserved);
+      this.running--;
       return;
     }
-    this.running++;
     this.statements++;
     try {
       const states = await this.repo.states(

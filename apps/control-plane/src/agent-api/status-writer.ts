@@ -10,6 +10,8 @@ const RETRY_MAX_MS = 5_000;
 
 interface Pending {
   generation: bigint | null;
+  /** Whether `generation` was acknowledged as applied (an ack of a state this stream sent), not only reported at. */
+  acked: boolean;
   agentVersion: string | null;
   /** By namespace/name: the latest status of each target wins. */
   statuses: Map<string, ReportedStatus>;
@@ -42,11 +44,15 @@ export class StatusWriter {
   ) {}
 
   /** Queues a report; false when the cluster already has too many statuses waiting. */
-  add(clusterId: string, generation: bigint | null, agentVersion: string | null, statuses: ReportedStatus[]): boolean {
+  add(clusterId: string, generation: bigint | null, agentVersion: string | null, statuses: ReportedStatus[], acked = false): boolean {
     let p = this.pending.get(clusterId);
-    if (!p) this.pending.set(clusterId, (p = { generation: null, agentVersion: null, statuses: new Map() }));
+    if (!p) this.pending.set(clusterId, (p = { generation: null, acked: false, agentVersion: null, statuses: new Map() }));
     if (p.statuses.size + statuses.length > MAX_PENDING_STATUSES) return false;
-    if (generation !== null) p.generation = generation;
+    // Never backwards: a stale stream of the same cluster (an old agent pod) may report an older one.
+    if (generation !== null && (p.generation === null || generation >= p.generation)) {
+      p.acked = generation === p.generation ? p.acked || acked : acked;
+      p.generation = generation;
+    }
     if (agentVersion !== null) p.agentVersion = agentVersion;
     for (const s of statuses) p.statuses.set(`${s.namespace}/${s.name}`, s);
     this.schedule();
@@ -75,6 +81,7 @@ export class StatusWriter {
     const reports: AgentReport[] = [...batch].map(([clusterId, p]) => ({
       clusterId,
       generation: p.generation,
+      acked: p.acked,
       agentVersion: p.agentVersion,
       statuses: [...p.statuses.values()],
     }));
@@ -91,7 +98,10 @@ export class StatusWriter {
         const now = this.pending.get(id);
         if (!now) this.pending.set(id, old);
         else {
-          now.generation ??= old.generation;
+          if (old.generation !== null && (now.generation === null || old.generation > now.generation)) {
+            now.generation = old.generation;
+            now.acked = old.acked;
+          } else if (old.generation !== null && old.generation === now.generation) now.acked ||= old.acked;
           now.agentVersion ??= old.agentVersion;
           for (const [k, s] of old.statuses) if (!now.statuses.has(k)) now.statuses.set(k, s);
         }
@@ -100,6 +110,15 @@ export class StatusWriter {
     } finally {
       this.writing = false;
       if (this.pending.size > 0) this.schedule();
+    }
+  }
+
+  /** Writes everything pending, waiting out a write in progress (shutdown: no acknowledgement left behind). */
+  async drain(timeoutMs = 5_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while ((this.writing || this.pending.size > 0) && Date.now() < until) {
+      if (this.writing) await new Promise((r) => setTimeout(r, 10));
+      else await this.flush();
     }
   }
 

@@ -11,6 +11,7 @@ import {
 import { PinoLogger } from 'nestjs-pino';
 import { SnapshotRepository, type ClusterState } from '../delivery/snapshot.repository.js';
 import { AGENT_VERSION } from '../enrollment/enrollment.service.js';
+import { WorkQueue } from '../database/work-queue.js';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { AgentAuthenticator, type ClusterPrincipal } from './agent-authenticator.js';
@@ -33,6 +34,9 @@ export const SWEEP_INTERVAL_MS = 5_000;
 export const STATE_MEMORY_BYTES = 64 * 1024 * 1024;
 /** A part gRPC could not write for this long (the agent stopped reading): the stream is ended. */
 export const STALLED_WRITE_MS = 60_000;
+/** Streams one cluster may hold on a replica at once (see open()). */
+export const MAX_STREAMS_PER_CLUSTER = 2;
+
 /** A stream that sent no Hello within this long is ended. */
 const HELLO_WITHIN_MS = 30_000;
 
@@ -82,6 +86,8 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
   readonly budget = new ByteBudget(STATE_MEMORY_BYTES);
   readonly loader: SnapshotLoader;
   readonly writer: StatusWriter;
+  /** Page reads of states too large for a batched read: two at a time (the batched reads also run two). */
+  private readonly pageReads = new WorkQueue({ name: 'desired-state pages', concurrency: 2, maxWaiting: 10_000, maxWaitMs: 60_000 });
   private unsubscribe: (() => void) | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private sweeping = false;
@@ -126,7 +132,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
     );
     for (const set of this.byCluster.values()) for (const s of set) if (!s.call.cancelled) s.call.emit('error', shuttingDown);
     this.byCluster.clear();
-    await this.writer.flush().catch(() => undefined);
+    await this.writer.drain().catch(() => undefined);
     this.writer.stop();
   }
 
@@ -142,6 +148,10 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
     const s = new SyncStream(principal, call);
     let set = this.byCluster.get(principal.id);
     if (!set) this.byCluster.set(principal.id, (set = new Set()));
+    // A cluster has one agent; two streams cover a rollout (old pod and new). More would let
+    // one certificate multiply what it costs here (reads, buffered states): the oldest goes.
+    for (const old of [...set].slice(0, Math.max(0, set.size + 1 - MAX_STREAMS_PER_CLUSTER)))
+      this.end(old, grpcError(status.RESOURCE_EXHAUSTED, 'superseded', 'a newer stream of this cluster replaced this one'));
     set.add(s);
     this.metrics.agentStreams.inc();
     const forget = () => {
@@ -182,6 +192,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
         case 'applied':
           return this.applied(s, msg.value);
         case 'resync':
+          if (s.force && s.needComplete) return; // one is already being answered: no read per repeat
           s.needComplete = true;
           s.force = true;
           s.inFlight = 0n; // the agent abandoned it
@@ -197,7 +208,8 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
   /** An acknowledgement of the state in flight, or statuses at the acknowledged generation; nothing else. */
   private applied(s: SyncStream, a: Applied): void {
     const statuses = parseStatuses(a.secrets);
-    if (s.inFlight !== 0n && a.generation === s.inFlight) {
+    const ack = s.inFlight !== 0n && a.generation === s.inFlight;
+    if (ack) {
       s.acked = a.generation;
       s.inFlight = 0n;
       s.needComplete = false;
@@ -208,7 +220,9 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
         `generation ${a.generation} is neither the one in flight nor the one acknowledged on this stream`,
       );
     }
-    if (!this.writer.add(s.principal.id, a.generation, null, statuses)) {
+    // Only an acknowledgement of what this stream sent records the generation as applied; a
+    // report at the Hello's claim (nothing sent yet) carries statuses only.
+    if (!this.writer.add(s.principal.id, a.generation, null, statuses, ack)) {
       throw grpcError(status.UNAVAILABLE, 'busy', 'the control plane cannot record reports right now; reconnect shortly', 2_000);
     }
     if (s.dirty && s.inFlight === 0n && s.phase === 'idle') this.wake(s);
@@ -308,13 +322,16 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
       if (s.closed) return this.budget.release(reserved);
       let page: Awaited<ReturnType<SnapshotRepository['snapshotPage']>>;
       try {
-        page = await this.snapshots.snapshotPage(
-          s.principal.id,
-          after,
-          base,
-          DESIRED_STATE_PAGE_BYTES,
-          DESIRED_SECRET_OVERHEAD_BYTES,
-          UNCHANGED_REF_BYTES,
+        // Page reads share the pool with builds and enrollment: a few at a time, the rest wait here.
+        page = await this.pageReads.run(() =>
+          this.snapshots.snapshotPage(
+            s.principal.id,
+            after,
+            base,
+            DESIRED_STATE_PAGE_BYTES,
+            DESIRED_SECRET_OVERHEAD_BYTES,
+            UNCHANGED_REF_BYTES,
+          ),
         );
       } catch (err) {
         this.budget.release(reserved);

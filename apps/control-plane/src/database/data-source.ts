@@ -5,7 +5,7 @@ import { entities } from './entities.js';
 
 /**
  * The one TypeORM DataSource. Schema changes go through migrations only (run at start,
- * serialised across replicas by TypeORM's migration lock); `synchronize` is never used.
+ * serialised across replicas by an advisory lock (migrate() below)); `synchronize` is never used.
  */
 /** Default connections per replica (SIGIL_DB_POOL_SIZE). */
 export const DEFAULT_POOL_SIZE = 20;
@@ -44,7 +44,7 @@ export async function openDatabase(url: string, poolSize = DEFAULT_POOL_SIZE): P
   for (let delay = 250; ; delay = Math.min(delay * 2, 4_000)) {
     try {
       if (!ds.isInitialized) await ds.initialize();
-      await ds.runMigrations({ transaction: 'each' }); // each migration commits on its own: a retry resumes
+      await migrate(ds);
       return ds;
     } catch (err) {
       if (!isTransientDependencyError(err) || Date.now() + delay > until) {
@@ -53,5 +53,29 @@ export async function openDatabase(url: string, poolSize = DEFAULT_POOL_SIZE): P
       }
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
+  }
+}
+
+/** Held while migrating, so replicas that start together on a fresh database take turns. */
+const MIGRATION_LOCK = 0x5161_0010;
+
+/**
+ * Applies pending migrations under a session advisory lock: TypeORM takes none, and two
+ * replicas starting on an empty database both try to create its migrations table (one fails
+ * with a duplicate pg_type row). The lock goes with the session if the process dies. Each
+ * migration commits on its own, so a retry resumes where a failure stopped.
+ */
+async function migrate(ds: DataSource): Promise<void> {
+  const lock = ds.createQueryRunner();
+  await lock.connect();
+  try {
+    await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    try {
+      await ds.runMigrations({ transaction: 'each' });
+    } finally {
+      await lock.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    }
+  } finally {
+    await lock.release();
   }
 }

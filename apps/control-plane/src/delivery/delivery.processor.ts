@@ -52,6 +52,10 @@ export class DeliveryProcessor extends WorkerHost {
   async process(job: Job<DeliveryJob | { clusterId: string }>): Promise<void> {
     const all = 'clusterIds' in job.data ? job.data.clusterIds : [job.data.clusterId]; // jobs queued before batching
     const ids = all.filter((id) => !this.inFlight.has(id));
+    // Clusters another job here is building may have moved on since it read them: look again
+    // shortly rather than leaving them to the reconciler (5-10 s).
+    const busy = all.filter((id) => this.inFlight.has(id));
+    if (busy.length > 0) await this.queue.enqueueAgain(busy, AGAIN_DELAY_MS);
     if (ids.length === 0) return;
     for (const id of ids) this.inFlight.add(id);
     try {

@@ -145,6 +145,8 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
       const result = await work(em);
       await this.repo.lockMembership(em);
       const after = await this.repo.deliveryShape(em, appId);
+      // Clusters first, then their snapshot rows: the order builds lock them in (no deadlock).
+      const moved = await this.repo.appContentChanged(em, appId);
       if (before && after) {
         if (opts.relocated || before.app !== after.app) await this.repo.markSnapshotRowsChanged(em, appId);
         else {
@@ -156,7 +158,7 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
           );
         }
       }
-      return { result, moved: await this.repo.appContentChanged(em, appId) };
+      return { result, moved };
     });
     await this.queue.enqueue(moved);
     return result;

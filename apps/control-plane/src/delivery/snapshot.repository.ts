@@ -38,8 +38,13 @@ export type ClusterState =
 /** One agent report for the group commit: what it applied (or null: a hello) and its statuses. */
 export interface AgentReport {
   clusterId: string;
-  /** The generation acknowledged; null when only the agent's version / liveness is recorded. */
+  /** The generation reported at; null when only the agent's version / liveness is recorded. */
   generation: bigint | null;
+  /**
+   * Whether `generation` is an acknowledgement of a state the control plane sent on the stream
+   * (only that moves applied_generation; statuses at the acknowledged generation do not).
+   */
+  acked?: boolean;
   agentVersion: string | null;
   statuses: ReportedStatus[];
 }
@@ -107,7 +112,7 @@ export class SnapshotRepository {
          SELECT r.*, CASE WHEN r.built = r.unless THEN 0 ELSE
                   coalesce((SELECT sum(octet_length(sv.ciphertext) + $5::int)
                               FROM cluster_secrets cs JOIN sealed_values sv ON sv.id = cs.sealed_value_id
-                             WHERE cs.cluster_id = r.cluster_id AND cs.generation > r.base), 0) END AS bytes
+                             WHERE cs.cluster_id = r.cluster_id AND (cs.generation > r.base OR cs.generation = 0)), 0) END AS bytes
            FROM req r
        ), admitted AS (
          SELECT s.*, s.bytes <= $3::bigint AS fits,
@@ -131,7 +136,7 @@ export class SnapshotRepository {
          FROM verdicts v
          LEFT JOIN LATERAL (
            SELECT cs.secret_id::text AS "secretId", cs.secret_version AS version, cs.generation::text AS generation,
-                  cs.generation > v.base AS full, cs.secret_id, cs.app_id, cs.sealed_value_id, cs.cluster_key_version,
+                  (cs.generation > v.base OR cs.generation = 0) AS full, cs.secret_id, cs.app_id, cs.sealed_value_id, cs.cluster_key_version,
                   row_number() OVER (ORDER BY cs.secret_id) AS n
              FROM cluster_secrets cs
             WHERE cs.cluster_id = v.cluster_id AND v.verdict = 'full'
@@ -215,7 +220,7 @@ export class SnapshotRepository {
     >(
       `WITH candidates AS (
          SELECT cs.secret_id, cs.app_id, cs.sealed_value_id, cs.secret_version, cs.generation, cs.cluster_key_version,
-                sum(CASE WHEN cs.generation > $5::bigint THEN octet_length(sv.ciphertext) + $4::int ELSE $6::int END) OVER w AS running,
+                sum(CASE WHEN cs.generation > $5::bigint OR cs.generation = 0 THEN octet_length(sv.ciphertext) + $4::int ELSE $6::int END) OVER w AS running,
                 row_number() OVER w AS n
            FROM cluster_secrets cs
            JOIN sealed_values sv ON sv.id = cs.sealed_value_id
@@ -237,11 +242,11 @@ export class SnapshotRepository {
          FROM clusters c
          LEFT JOIN LATERAL (
            SELECT p.secret_id::text AS "secretId", p.secret_version AS version, p.generation::text AS generation,
-                  p.generation > $5::bigint AS full,
+                  (p.generation > $5::bigint OR p.generation = 0) AS full,
                   s.name AS secret, s.type, s.project_id AS "projectId", a.name AS app, a.namespace, a.delivery_mode AS "deliveryMode",
                   p.cluster_key_version AS "clusterKeyVersion", wk.wrapped_dek AS "wrappedDek",
-                  CASE WHEN p.generation > $5::bigint THEN sv.iv END AS iv,
-                  CASE WHEN p.generation > $5::bigint THEN sv.ciphertext END AS ciphertext
+                  CASE WHEN p.generation > $5::bigint OR p.generation = 0 THEN sv.iv END AS iv,
+                  CASE WHEN p.generation > $5::bigint OR p.generation = 0 THEN sv.ciphertext END AS ciphertext
              FROM page p
              JOIN secrets s ON s.id = p.secret_id
              JOIN apps a ON a.id = p.app_id
@@ -289,12 +294,13 @@ export class SnapshotRepository {
     const cleared = reported.filter((s) => s.state !== 'failed' && s.state !== 'conflict');
     const rows = await this.ds.query<[Array<{ id: string }>, number] | Array<{ id: string }>>(
       `WITH r AS (
-         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r(id, g, v)
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $16::bool[]) AS r(id, g, v, ack)
        ), locked AS (
          SELECT c.id FROM clusters c WHERE c.id IN (SELECT id FROM r) ORDER BY c.id FOR NO KEY UPDATE
        ), c AS (
          UPDATE clusters c
-            SET applied_generation = CASE WHEN r.g IS NOT NULL AND c.built_generation >= r.g THEN r.g ELSE c.applied_generation END,
+            SET applied_generation = CASE WHEN r.ack AND r.g IS NOT NULL AND c.built_generation >= r.g
+                                          THEN GREATEST(c.applied_generation, r.g) ELSE c.applied_generation END,
                 agent_version = coalesce(r.v, c.agent_version),
                 last_seen_at = now()
            FROM r
@@ -311,6 +317,8 @@ export class SnapshotRepository {
            FROM unnest($4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::int[], $9::bigint[], $10::text[], $11::text[], $12::text[])
              AS x(c, n, m, s, v, g, st, rs, msg)
            JOIN c ON c.id = x.c AND c.ok
+          -- only secrets the cluster's snapshot holds: invented targets cannot grow the table
+          WHERE EXISTS (SELECT 1 FROM cluster_secrets cs WHERE cs.cluster_id = x.c AND cs.secret_id = x.s)
          ON CONFLICT (cluster_id, namespace, name) DO UPDATE SET secret_id = EXCLUDED.secret_id, version = EXCLUDED.version,
            generation = EXCLUDED.generation, state = EXCLUDED.state, reason = EXCLUDED.reason, message = EXCLUDED.message,
            reported_at = now()
@@ -332,6 +340,7 @@ export class SnapshotRepository {
         cleared.map((s) => s.c),
         cleared.map((s) => s.namespace),
         cleared.map((s) => s.name),
+        sorted.map((r) => r.acked === true),
       ],
     );
     return new Set((rows as Array<{ id: string }>).map((r) => r.id));
