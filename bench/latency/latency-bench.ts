@@ -493,7 +493,7 @@ async function main(): Promise<void> {
             { stage: 'queue: job added → picked up by a worker', stats: diff((_s, p) => p.active - p.added) },
             { stage: 'build: HSM wrap, snapshot, generation → agent stream pushed', stats: diff((_s, p) => p.built - p.active) },
             {
-              stage: 'agent: push → GetDesiredState, decrypt, kube GET + PUT → watch event',
+              stage: 'agent: state on the Sync stream → decrypt, kube GET + PUT → watch event',
               stats: diff((s, p) => s.total - p.built),
             },
             { stage: '(REST response after the job was added)', stats: diff((s, p) => s.rest - p.added) },
