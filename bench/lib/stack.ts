@@ -94,7 +94,13 @@ export class BenchStack {
     };
     const stack = new BenchStack(dir, postgres, redis, cpEnv, ports);
     stack.databaseUrl = databaseUrl;
-    await stack.startControlPlane();
+    try {
+      await stack.startControlPlane();
+    } catch (err) {
+      // A replica that failed to start must not leave the others, PostgreSQL and Redis running.
+      await stack.stop().catch(() => undefined);
+      throw err;
+    }
     return stack;
   }
 
