@@ -1,5 +1,7 @@
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
+import { isIP, type Socket } from 'node:net';
+import { connect, createSecureContext, type SecureContext } from 'node:tls';
+import { CallCredentials, ChannelCredentials } from '@grpc/grpc-js';
 import { createCsr } from './csr.js';
 
 export const derToPem = (der: Uint8Array | ArrayBuffer, label: string): string =>
@@ -24,10 +26,85 @@ export function createCsrForKey(commonName: string, keyPem: string): Buffer {
 
 /**
  * TLS to the control plane: the server must present a certificate from the Sigil CA (`caPem`);
- * with `client`, the agent's certificate is offered (every call but Enroll needs it).
+ * with `client`, the agent's certificate is offered (every call but Enroll needs it). The latest
+ * TLS session is kept and offered on the next connection, so a reconnect (after a restart of
+ * the control plane, whose replicas share ticket keys) resumes it instead of a full handshake.
  */
 export function agentChannelCredentials(caPem: string, client?: { keyPem: string; certificatePem: string }): ChannelCredentials {
-  return client
-    ? credentials.createSsl(Buffer.from(caPem), Buffer.from(client.keyPem), Buffer.from(client.certificatePem))
-    : credentials.createSsl(Buffer.from(caPem));
+  return new ResumingCredentials(
+    createSecureContext({ ca: caPem, ...(client ? { key: client.keyPem, cert: client.certificatePem } : {}) }),
+  );
+}
+
+type ConnectorArgs = Parameters<ChannelCredentials['_createSecureConnector']>;
+
+/**
+ * grpc-js's own secure credentials with one addition: session resumption (grpc-js never passes
+ * a session to `tls.connect`). It implements grpc-js's connector contract
+ * (`_createSecureConnector`, grpc-js 1.10+); tests/integration/agent-tls-resumption.int-spec.ts
+ * fails if an upgrade changes it.
+ */
+class ResumingCredentials extends ChannelCredentials {
+  /** The newest ticket the server gave; one identity, one server fleet. */
+  private session: Buffer | undefined;
+
+  constructor(private readonly context: SecureContext) {
+    super();
+  }
+
+  _isSecure(): boolean {
+    return true;
+  }
+
+  _equals(other: ChannelCredentials): boolean {
+    return other === this;
+  }
+
+  _createSecureConnector(target: ConnectorArgs[0], _options: ConnectorArgs[1], callCredentials?: ConnectorArgs[2]) {
+    const host = hostOf(target.path);
+    const calls = callCredentials ?? CallCredentials.createEmpty();
+    return {
+      connect: (socket: Socket) =>
+        new Promise<{ socket: Socket; secure: boolean }>((resolve, reject) => {
+          const tls = connect(
+            {
+              socket,
+              secureContext: this.context,
+              host,
+              // SNI takes names only; the certificate is still checked against the IP address.
+              ...(isIP(host) ? {} : { servername: host }),
+              ALPNProtocols: ['h2'],
+              session: this.session,
+            },
+            () => {
+              if (!tls.authorized) {
+                reject(tls.authorizationError);
+                tls.destroy();
+                return;
+              }
+              resolve({ socket: tls, secure: true });
+            },
+          );
+          tls.on('session', (session: Buffer) => {
+            this.session = session;
+          });
+          tls.on('error', (err: Error) => {
+            // A ticket the server no longer accepts must not be offered again.
+            this.session = undefined;
+            reject(err);
+          });
+        }),
+      waitForReady: () => Promise.resolve(),
+      getCallCredentials: () => calls,
+      destroy: () => undefined,
+    };
+  }
+}
+
+/** The host of a `host:port` or `[v6]:port` target. */
+function hostOf(authority: string): string {
+  const v6 = /^\[([^\]]+)\](?::\d+)?$/.exec(authority);
+  if (v6) return v6[1]!;
+  const colon = authority.lastIndexOf(':');
+  return colon > 0 && authority.indexOf(':') === colon ? authority.slice(0, colon) : authority;
 }

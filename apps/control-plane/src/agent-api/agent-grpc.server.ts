@@ -1,11 +1,21 @@
-import { experimental, Server, type ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { AGENT_MESSAGE_LIMITS, AgentServiceService } from '@sigil/agent-protocol';
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
+import { HsmService } from '../hsm/hsm.service.js';
+import { RootKeyRepository } from '../keys/root-key.repository.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import { AgentListener } from './agent-listener.js';
 import { AgentService } from './agent.service.js';
 import { ServerIdentity } from './server-identity.js';
+import { SessionTickets } from './session-tickets.js';
+
+/** A handshake takes milliseconds; one still going after this holds a slot for nothing. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** A ticket resumes within its epoch of ticket keys (SessionTickets) and never longer than this. */
+const TICKET_LIFETIME_S = 12 * 3600;
 
 /**
  * Connection settings for thousands of mostly idle agents: the server pings each connection
@@ -25,12 +35,16 @@ export const SERVER_OPTIONS = {
 /**
  * The agent-facing gRPC server (role `grpc`). TLS always: the server presents a certificate
  * from the cluster CA and asks every client for one, without requiring it — Enroll is the one
- * call made before a client has a certificate; every other call is refused without one.
+ * call made before a client has a certificate; every other call is refused without one. TLS
+ * is AgentListener's (bounded handshakes, sessions resumed with HSM-derived ticket keys);
+ * grpc-js serves HTTP/2 on the connections it hands over.
  */
 @Injectable()
 export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShutdown {
   private server: Server | undefined;
+  private listener: AgentListener | undefined;
   private identity: ServerIdentity | undefined;
+  private tickets: SessionTickets | undefined;
   /** The port actually bound (SIGIL_GRPC_PORT=0 picks a free one). */
   port: number | undefined;
 
@@ -38,6 +52,9 @@ export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShu
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
     @Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority,
     @Inject(AgentService) private readonly service: AgentService,
+    @Inject(HsmService) private readonly hsm: HsmService,
+    @Inject(RootKeyRepository) private readonly keyLock: RootKeyRepository,
+    @Inject(MetricsService) private readonly metrics: MetricsService,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {
     logger.setContext('agent-grpc');
@@ -45,19 +62,31 @@ export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShu
 
   async onApplicationBootstrap(): Promise<void> {
     if (!this.config.roles.includes('grpc')) return;
-    this.identity = new ServerIdentity(this.ca, this.config.grpc.serverNames, (err) =>
+    const identity = new ServerIdentity(this.ca, this.config.grpc.serverNames, (err) =>
       this.logger.error({ err }, 'could not renew the gRPC server certificate; retrying in a minute'),
     );
-    await this.identity.start();
-    // One provider serves both the CA and the identity (grpc-js takes them as two arguments).
-    const credentials: ServerCredentials = experimental.createCertificateProviderServerCredentials(this.identity, this.identity, false);
+    this.identity = identity;
+    await identity.start();
     const server = new Server(SERVER_OPTIONS);
     server.addService(AgentServiceService, this.service.implementation());
-    const address = `${this.config.grpc.host.includes(':') ? `[${this.config.grpc.host}]` : this.config.grpc.host}:${this.config.grpc.port}`;
-    this.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))),
+    const listener = new AgentListener(server, identity.current, {
+      maxHandshakes: this.config.grpc.maxHandshakes,
+      handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+      sessionLifetimeS: TICKET_LIFETIME_S,
+      onRefused: (reason) => this.metrics.agentConnectionsRefused.inc({ reason }),
+      onEstablished: (resumed) => this.metrics.agentTlsSessions.inc({ handshake: resumed ? 'resumed' : 'full' }),
+    });
+    identity.onRenewed(() => listener.setIdentity(identity.current));
+    this.tickets = new SessionTickets(
+      this.hsm,
+      (fn) => this.keyLock.withLock(fn),
+      (keys) => listener.setTicketKeys(keys),
+      (err) => this.logger.error({ err }, 'could not derive TLS session-ticket keys; retrying in a minute'),
     );
+    await this.tickets.start();
+    this.port = await listener.listen(this.config.grpc.host, this.config.grpc.port);
     this.server = server;
+    this.listener = listener;
     this.logger.info({ host: this.config.grpc.host, port: this.port, names: this.config.grpc.serverNames }, 'agent gRPC listening');
   }
 
@@ -68,8 +97,10 @@ export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShu
 
   async onApplicationShutdown(): Promise<void> {
     this.identity?.stop();
+    this.tickets?.stop();
     const server = this.server;
     if (!server) return;
+    const closed = this.listener!.close();
     // Streams are long-lived: give unary calls a moment, then cut the rest (agents reconnect elsewhere).
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
@@ -81,5 +112,6 @@ export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShu
         resolve();
       });
     });
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
   }
 }

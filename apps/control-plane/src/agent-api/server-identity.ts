@@ -1,26 +1,22 @@
 import { generateKeyPairSync } from 'node:crypto';
-import type { experimental } from '@grpc/grpc-js';
 import { derToPem as pem } from '@sigil/agent-protocol';
 import type { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
-
-type CaListener = experimental.CaCertificateUpdateListener;
-type IdentityListener = experimental.IdentityCertificateUpdateListener;
+import type { ListenerIdentity } from './agent-listener.js';
 
 /** The server certificate's lifetime; it is renewed in place at two thirds of it. */
 const SERVER_CERT_TTL_S = 7 * 24 * 3600;
 
 /**
- * What the gRPC server's TLS uses: the cluster CA (to verify agents' client certificates) and
+ * What the agent listener's TLS uses: the cluster CA (to verify agents' client certificates) and
  * this replica's own serving certificate, whose P-256 key is made in memory at start and never
- * written anywhere. The certificate is renewed before it expires without a restart: grpc-js
- * rebuilds its secure context when a provider announces an update.
+ * written anywhere. The certificate is renewed before it expires without a restart: the
+ * listener takes the new one for new handshakes (`onRenewed`).
  */
-export class ServerIdentity implements experimental.CertificateProvider {
-  private caListeners = new Set<CaListener>();
-  private identityListeners = new Set<IdentityListener>();
-  private ca: experimental.CaCertificateUpdate | undefined;
-  private identity: experimental.IdentityCertificateUpdate | undefined;
+export class ServerIdentity {
+  private caPemText: string | undefined;
+  private identity: ListenerIdentity | undefined;
   private renewal: NodeJS.Timeout | undefined;
+  private readonly renewed = new Set<() => void>();
 
   constructor(
     private readonly authority: ClusterCertificateAuthority,
@@ -29,7 +25,7 @@ export class ServerIdentity implements experimental.CertificateProvider {
   ) {}
 
   async start(): Promise<void> {
-    this.ca = { caCertificate: Buffer.from(pem(Buffer.from((await this.authority.certificate()).rawData), 'CERTIFICATE')) };
+    this.caPemText = pem(Buffer.from((await this.authority.certificate()).rawData), 'CERTIFICATE');
     await this.renew();
   }
 
@@ -39,7 +35,16 @@ export class ServerIdentity implements experimental.CertificateProvider {
 
   /** The PEM bundle agents trust for the server (and that verifies their own certificates). */
   get caPem(): string {
-    return this.ca!.caCertificate.toString();
+    return this.caPemText!;
+  }
+
+  /** The certificate chain (server, then CA), its key and the CA, as the listener takes them. */
+  get current(): ListenerIdentity {
+    return this.identity!;
+  }
+
+  onRenewed(listener: () => void): void {
+    this.renewed.add(listener);
   }
 
   private async renew(): Promise<void> {
@@ -52,8 +57,9 @@ export class ServerIdentity implements experimental.CertificateProvider {
     this.identity = {
       certificate: Buffer.from(pem(cert.certificateDer, 'CERTIFICATE') + this.caPem),
       privateKey: Buffer.from(privateKey.export({ type: 'pkcs8', format: 'pem' })),
+      caCertificate: Buffer.from(this.caPem),
     };
-    for (const l of this.identityListeners) l(this.identity);
+    for (const l of this.renewed) l();
     this.scheduleRenewal(Math.max(60_000, ((cert.notAfter.getTime() - Date.now()) * 2) / 3));
   }
 
@@ -65,24 +71,5 @@ export class ServerIdentity implements experimental.CertificateProvider {
       });
     };
     this.renewal = setTimeout(attempt, Math.min(inMs, 2 ** 31 - 1)).unref();
-  }
-
-  addCaCertificateListener(listener: CaListener): void {
-    this.caListeners.add(listener);
-    // Asynchronously, as grpc-js expects: it registers its own watcher only after adding this listener.
-    if (this.ca) process.nextTick(listener, this.ca);
-  }
-
-  removeCaCertificateListener(listener: CaListener): void {
-    this.caListeners.delete(listener);
-  }
-
-  addIdentityCertificateListener(listener: IdentityListener): void {
-    this.identityListeners.add(listener);
-    if (this.identity) process.nextTick(listener, this.identity);
-  }
-
-  removeIdentityCertificateListener(listener: IdentityListener): void {
-    this.identityListeners.delete(listener);
   }
 }

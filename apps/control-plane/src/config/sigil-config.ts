@@ -65,6 +65,7 @@ const envSchema = z
         'must be a comma-separated list of DNS names or IP addresses',
       ),
     SIGIL_GRPC_ADMISSION_RPS: positiveInt(1000),
+    SIGIL_GRPC_MAX_HANDSHAKES: positiveInt(64),
     SIGIL_AGENT_AUDIENCE: z
       .string()
       .trim()
@@ -146,8 +147,11 @@ export interface HsmToken {
 
 export interface SigilConfig {
   http: { host: string; port: number };
-  /** serverNames: what the gRPC server certificate names (agents dial one of them). admissionPerSecond: see AdmissionRamp. */
-  grpc: { host: string; port: number; serverNames: string[]; admissionPerSecond: number };
+  /**
+   * serverNames: what the gRPC server certificate names (agents dial one of them). admissionPerSecond: see AdmissionRamp.
+   * maxHandshakes: TLS handshakes in progress at once; see AgentListener.
+   */
+  grpc: { host: string; port: number; serverNames: string[]; admissionPerSecond: number; maxHandshakes: number };
   /** audience: what agents' service-account tokens must be for. certTtlSeconds: client certificate lifetime. */
   agents: { audience: string; certTtlSeconds: number };
   dataDir: string;
@@ -208,6 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
       port: e.SIGIL_GRPC_PORT,
       serverNames: e.SIGIL_GRPC_SERVER_NAMES,
       admissionPerSecond: e.SIGIL_GRPC_ADMISSION_RPS,
+      maxHandshakes: e.SIGIL_GRPC_MAX_HANDSHAKES,
     },
     agents: { audience: e.SIGIL_AGENT_AUDIENCE, certTtlSeconds: e.SIGIL_AGENT_CERT_TTL_S },
     dataDir: path.resolve(e.SIGIL_DATA_DIR),

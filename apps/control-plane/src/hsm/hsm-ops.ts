@@ -199,6 +199,36 @@ export function findAuditKey(p: Pkcs11, session: Handle, prefix: string): Handle
 }
 
 /** HMAC-SHA256 checked inside the HSM (C_Verify); a wrong or malformed MAC is `false`, not an error. */
+/**
+ * The TLS session-ticket key: HMAC-SHA256, generated in the HSM, usable only to sign. Every
+ * replica derives the same ticket keys from it per epoch (sessionTicketKeys), so an agent's
+ * ticket resumes its session after a restart or on another replica; the key itself never
+ * leaves the HSM, and a derived key opens tickets of its epoch only.
+ */
+export const ticketKeyLabel = (prefix: string) => `${prefix}-tls-tickets-v1`;
+
+export function ensureTicketKey(p: Pkcs11, session: Handle, prefix: string): void {
+  const label = ticketKeyLabel(prefix);
+  if (findByLabel(p, session, label).length > 0) return;
+  p.C_GenerateKey(
+    session,
+    { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN },
+    tokenKeyTemplate(label, pkcs11js.CKK_GENERIC_SECRET, ['sign']),
+  );
+}
+
+export function findTicketKey(p: Pkcs11, session: Handle, prefix: string): Handle {
+  const found = findByLabel(p, session, ticketKeyLabel(prefix));
+  if (found.length !== 1) throw new HsmKeyError(`session-ticket key ${ticketKeyLabel(prefix)} found ${found.length} times`);
+  return found[0]!;
+}
+
+/** The 48 bytes Node's `setTicketKeys` takes (name, HMAC key, AES key) for one epoch. */
+export function sessionTicketKeys(p: Pkcs11, session: Handle, key: Handle, epoch: number): Buffer {
+  const part = (n: string) => hmac(p, session, key, Buffer.from(`sigil tls session tickets v1|${epoch}|${n}`, 'utf8'));
+  return Buffer.concat([part('a'), part('b')]).subarray(0, 48);
+}
+
 export function hmacVerify(p: Pkcs11, session: Handle, key: Handle, data: Buffer, mac: Buffer): boolean {
   p.C_VerifyInit(session, { mechanism: pkcs11js.CKM_SHA256_HMAC }, key);
   try {

@@ -10,6 +10,8 @@ export type HsmTask =
   | { op: 'ensureFingerprintKey' }
   | { op: 'ensureCaKey' }
   | { op: 'ensureAuditKey' }
+  | { op: 'ensureTicketKey' }
+  | { op: 'sessionTicketKeys'; epoch: number }
   | { op: 'auditMac'; items: Uint8Array[] }
   | { op: 'auditVerify'; items: Array<{ message: Uint8Array; mac: Uint8Array }> }
   | {
@@ -36,6 +38,8 @@ export interface HsmTaskResults {
   ensureFingerprintKey: null;
   ensureCaKey: null;
   ensureAuditKey: null;
+  ensureTicketKey: null;
+  sessionTicketKeys: Buffer;
   auditMac: Buffer[];
   auditVerify: boolean[];
   auditAppendBatch: { macs: Buffer[]; headMac: Buffer | null };

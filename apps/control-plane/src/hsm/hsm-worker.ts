@@ -30,6 +30,7 @@ let session: Handle | undefined;
 let fingerprintKey: Handle | undefined;
 let caKey: Handle | undefined;
 let auditKey: Handle | undefined;
+let ticketKey: Handle | undefined;
 
 function open(): Handle {
   const slot = findSlotByLabel(p, config.tokenLabel);
@@ -51,6 +52,7 @@ function reset(): void {
   fingerprintKey = undefined;
   caKey = undefined;
   auditKey = undefined;
+  ticketKey = undefined;
   if (session !== undefined) {
     try {
       p.C_CloseSession(session);
@@ -96,6 +98,13 @@ function execute(s: Handle, task: HsmTask): unknown {
     case 'ensureAuditKey':
       ops.ensureAuditKey(p, s, config.keyLabelPrefix);
       return null;
+    case 'ensureTicketKey':
+      ops.ensureTicketKey(p, s, config.keyLabelPrefix);
+      return null;
+    case 'sessionTicketKeys': {
+      const key = (ticketKey ??= ops.findTicketKey(p, s, config.keyLabelPrefix));
+      return ops.sessionTicketKeys(p, s, key, task.epoch);
+    }
     case 'auditMac': {
       const key = (auditKey ??= ops.findAuditKey(p, s, config.keyLabelPrefix));
       return task.items.map((m) => ops.hmac(p, s, key, buf(m)));

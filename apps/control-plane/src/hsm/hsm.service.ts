@@ -165,6 +165,16 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
     return this.workers.run({ op: 'ensureAuditKey' });
   }
 
+  /** The TLS session-ticket key (docs/crypto.md, "Agent TLS sessions"), generated in the HSM on first use. */
+  ensureTicketKey(): Promise<null> {
+    return this.workers.run({ op: 'ensureTicketKey' });
+  }
+
+  /** The ticket keys of one epoch, the same on every replica (48 bytes for `tls.Server.setTicketKeys`). */
+  sessionTicketKeys(epoch: number): Promise<Buffer> {
+    return this.workers.run({ op: 'sessionTicketKeys', epoch });
+  }
+
   /** HMAC-SHA256 of each message under the audit key. */
   auditMac(messages: Buffer[]): Promise<Buffer[]> {
     return this.workers.run({ op: 'auditMac', items: messages.map(own) });

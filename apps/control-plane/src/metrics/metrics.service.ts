@@ -30,7 +30,7 @@ export class MetricsService {
 
   readonly agentStreams = new Gauge({
     name: 'sigil_agent_streams',
-    help: 'Agent Watch streams open on this replica',
+    help: 'Agent Sync streams open on this replica',
     registers: [this.registry],
   });
 
@@ -38,6 +38,20 @@ export class MetricsService {
     name: 'sigil_agent_calls_total',
     help: 'Agent gRPC calls by method and status code',
     labelNames: ['method', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly agentConnectionsRefused = new Counter({
+    name: 'sigil_agent_connections_refused_total',
+    help: 'Agent connections dropped before TLS finished: handshakes_full (the handshake bound), handshake_failed',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly agentTlsSessions = new Counter({
+    name: 'sigil_agent_tls_sessions_total',
+    help: 'Agent TLS connections established, by whether they resumed a session (resumed, full)',
+    labelNames: ['handshake'] as const,
     registers: [this.registry],
   });
 
