@@ -44,11 +44,12 @@ export const AGENT_MESSAGE_LIMITS = {
 
 /**
  * What every agent channel sets: the message limits, keepalive like the server's (a ping a
- * minute), and grpc-js's own reconnect backoff bounded. grpc-js backs a failed connection off
- * up to 120 s by default, beneath the agent's jittered stream backoff: after a control-plane
- * restart of ~15 s, agents would find their transport still waiting out that backoff, and come
- * back over minutes instead of seconds. The agent's ReconnectBackoff (full jitter, cap 30 s)
- * decides when to try; the transport must not add more.
+ * minute), and grpc-js's own reconnect backoff bounded (its default grows to 120 s). While
+ * the channel is not connected, the Sync session waits for it (SyncSession.connectFirst), so
+ * this backoff alone decides how soon an agent tries again after a restart or after the
+ * control plane reset a connection beyond its handshake bound: at most ~5 s (grpc-js adds
+ * ±20% jitter). A refused TCP connection costs the server next to nothing; the agent's own
+ * ReconnectBackoff (full jitter, cap 30 s) spaces out streams that the server ended or refused.
  */
 export const AGENT_CHANNEL_OPTIONS = {
   ...AGENT_MESSAGE_LIMITS,

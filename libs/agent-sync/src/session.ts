@@ -1,4 +1,4 @@
-import { status as grpcStatus, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { connectivityState, status as grpcStatus, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import {
   ReconnectBackoff,
   retryAfterMs,
@@ -41,6 +41,8 @@ export interface SyncSessionOptions {
 }
 
 const HEALTHY_STREAM_MS = 30_000;
+/** How long one wait for a connection lasts before it is renewed (the channel keeps retrying either way). */
+const CONNECT_WAIT_MS = 60_000;
 
 /**
  * The agent's side of the Sync stream (proto/sigil/agent/v1/agent.proto, docs/agent-protocol.md):
@@ -65,6 +67,8 @@ export class SyncSession {
   /** Resync already asked on this stream and not yet answered by a part 0. */
   private resyncAsked = false;
   private accepted = false;
+  /** The client whose channel is being waited for (see connectFirst). */
+  private waitingForChannel: AgentServiceClient | undefined;
 
   constructor(private readonly opts: SyncSessionOptions) {
     this.backoff = opts.backoff ?? new ReconnectBackoff();
@@ -97,6 +101,7 @@ export class SyncSession {
 
   stop(): void {
     this.stopped = true;
+    this.waitingForChannel = undefined;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     const call = this.call;
@@ -111,6 +116,7 @@ export class SyncSession {
     this.teardown();
     call?.cancel();
     clearTimeout(this.reconnectTimer);
+    this.waitingForChannel = undefined;
     this.open();
   }
 
@@ -139,7 +145,34 @@ export class SyncSession {
   private open(): void {
     this.reconnectTimer = undefined;
     if (this.stopped) return;
-    const call = this.opts.client().sync();
+    const client = this.opts.client();
+    if (client.getChannel().getConnectivityState(true) !== connectivityState.READY) {
+      this.connectFirst(client);
+      return;
+    }
+    this.openStream(client);
+  }
+
+  /**
+   * Not connected: wait for the channel, which retries with its own bounded backoff
+   * (AGENT_CHANNEL_OPTIONS, ≤ 5 s), instead of failing the stream and letting this session's
+   * backoff grow. A control plane that restarts, or resets connections beyond its handshake
+   * bound, then sees each agent again within seconds of being able to take it, not after a
+   * backoff that grew while it could not.
+   */
+  private connectFirst(client: AgentServiceClient): void {
+    this.waitingForChannel = client;
+    client.waitForReady(Date.now() + CONNECT_WAIT_MS, (err) => {
+      if (this.waitingForChannel !== client) return; // stop() or reconnect() meanwhile
+      this.waitingForChannel = undefined;
+      if (this.stopped) return;
+      if (err) this.connectFirst(client);
+      else this.openStream(client);
+    });
+  }
+
+  private openStream(client: AgentServiceClient): void {
+    const call = client.sync();
     this.call = call;
     this.accepted = false;
     this.resyncAsked = false;
