@@ -1,3 +1,5 @@
+import type { Metadata } from '@grpc/grpc-js';
+
 /**
  * The protocol's error vocabulary, shared by the control plane (which sends it), the agent, the
  * test agent and the bench's simulated agents (which act on it). docs/agent-protocol.md lists
@@ -6,6 +8,12 @@
 
 /** Trailing-metadata key of Sigil's machine-readable code on a refused call or an ended stream. */
 export const ERROR_CODE_METADATA = 'sigil-error-code';
+
+/** The `sigil-error-code` of a failed call (a ServiceError), if the control plane sent one. */
+export function errorCodeOf(err: { metadata?: Metadata } | null | undefined): string | undefined {
+  const code = err?.metadata?.get(ERROR_CODE_METADATA)[0];
+  return typeof code === 'string' ? code : undefined;
+}
 
 /**
  * The codes the agent API itself sends in `sigil-error-code` (enrollment's own refusals, such as
