@@ -2,11 +2,13 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import {
+  AgentApiErrorCode,
   AGENT_CHANNEL_OPTIONS,
   AgentServiceClient,
   agentChannelCredentials,
   createTlsKeyAndCsr,
   derToPem,
+  errorCodeOf,
   type EnrollResponse,
   ReconnectBackoff,
   retryAfterMs,
@@ -140,7 +142,7 @@ class SimAgent implements SimAgentContract {
       onConnected: (connected) => (this.connected = connected),
       onEnd: (err) => {
         // Only the admission ramp's refusals: a shutdown's "reconnect within 5 s" is not one.
-        if (err?.code === status.UNAVAILABLE && err.metadata?.get('sigil-error-code')[0] === 'admission_ramp') this.rejected++;
+        if (err?.code === status.UNAVAILABLE && errorCodeOf(err) === AgentApiErrorCode.AdmissionRamp) this.rejected++;
         else if (err && err.code !== status.UNAVAILABLE && err.code !== status.CANCELLED) lastError = `${err.code} ${err.details}`;
       },
     });

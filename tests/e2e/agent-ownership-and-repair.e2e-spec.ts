@@ -32,6 +32,11 @@ describe('edge agent: ownership, served namespaces, and repair that does not dep
   const decoded = (s: k8s.V1Secret | undefined) =>
     s?.data ? Object.fromEntries(Object.entries(s.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()])) : undefined;
   const publication = async (app: string) => (await api().get(`/projects/${project}/apps/${app}/publication`)).body;
+  /** The agent's sigil_agent_secret_failures_total for one reason (0 before the first). */
+  const secretFailures = async (reason: string) => {
+    const text = await (await fetch(`${agent!.metricsUrl}/metrics`)).text();
+    return Number(new RegExp(`^sigil_agent_secret_failures_total\\{reason="${reason}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  };
   const valueIs = (name: string, want: Record<string, string>) => async () =>
     JSON.stringify(decoded(await readSecret(ns, name))) === JSON.stringify(want) ? true : undefined;
   const startAgent = (extra: string[] = []) =>
@@ -104,6 +109,7 @@ describe('edge agent: ownership, served namespaces, and repair that does not dep
       return v.summary.failed === 1 ? v : undefined;
     });
     expect(view.deliveries[0].reason).toBe(`Conflict: ${ns}/taken`);
+    expect(await secretFailures('Conflict')).toBeGreaterThanOrEqual(1);
     const s = await readSecret(ns, 'taken');
     expect(decoded(s)).toEqual({ MINE: 'other-project-value' });
     expect(s?.metadata?.annotations?.['sigil.dev/source']).toBe('another-project-id/other-app/taken');
@@ -120,6 +126,7 @@ describe('edge agent: ownership, served namespaces, and repair that does not dep
     });
     expect(view.deliveries[0].reason).toBe(`NamespaceNotServed: ${nsOut}/leak`);
     expect(await readSecret(nsOut, 'leak')).toBeUndefined();
+    expect(await secretFailures('NamespaceNotServed')).toBeGreaterThanOrEqual(1);
   });
 
   it('after a restart, repairs a Secret whose data was edited while it was down (checksum annotation intact)', async () => {

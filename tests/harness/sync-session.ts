@@ -5,6 +5,7 @@ import {
   agentChannelCredentials,
   createTlsKeyAndCsr,
   derToPem,
+  errorCodeOf,
   SecretState,
   unary,
   type DesiredSecret,
@@ -28,8 +29,7 @@ export interface WireFailure {
 
 export function wireFailure(err: unknown): WireFailure {
   const e = err as ServiceError;
-  const ec = e.metadata?.get('sigil-error-code')[0];
-  return { code: e.code, errorCode: typeof ec === 'string' ? ec : undefined, details: e.details };
+  return { code: e.code, errorCode: errorCodeOf(e), details: e.details };
 }
 
 /** An enrolled cluster's credentials: a client presenting its certificate, and its delivery key. */

@@ -8,6 +8,8 @@ import {
   createCsrForKey,
   createTlsKeyAndCsr,
   derToPem,
+  errorCodeOf,
+  type SecretFailureReason,
   type DesiredSecret,
   type EnrollResponse,
   type RenewCertificateResponse,
@@ -28,8 +30,7 @@ export interface CallFailure {
 
 export function failureOf(err: unknown): CallFailure {
   const e = err as ServiceError;
-  const ec = e.metadata?.get('sigil-error-code')[0];
-  return { code: e.code, errorCode: typeof ec === 'string' ? ec : undefined, details: e.details };
+  return { code: e.code, errorCode: errorCodeOf(e), details: e.details };
 }
 
 /** The agent's Sync stream as a test watches it: the generations it was sent, and how it ended. */
@@ -118,8 +119,8 @@ export class TestAgent {
   private held: HeldState | undefined;
   private pending: Pending | undefined;
   private readonly waiters: Array<() => void> = [];
-  private autoApply: { fail?: (target: string) => string | undefined } | undefined;
-  private failing: ((target: string) => string | undefined) | undefined;
+  private autoApply: { fail?: (target: string) => SecretFailureReason | undefined } | undefined;
+  private failing: ((target: string) => SecretFailureReason | undefined) | undefined;
   /** The test agent's Kubernetes: Secrets in memory, values kept for the tests to look at. */
   readonly sink = new MemorySink({ keepValues: true, fail: (target) => this.failing?.(target) });
   private readonly secretSync = new SecretSync({ sink: this.sink, deliveryKey: this.delivery.privateKeyPem });
@@ -182,7 +183,7 @@ export class TestAgent {
    * from the state held). Without `autoApply`, each state waits for sync() to apply and
    * acknowledge it, so a test decides when the control plane hears back.
    */
-  open(opts: { autoApply?: { fail?: (target: string) => string | undefined } } = {}): TestSyncStream {
+  open(opts: { autoApply?: { fail?: (target: string) => SecretFailureReason | undefined } } = {}): TestSyncStream {
     if (this.session?.running && this.stream) return this.stream;
     if (opts.autoApply) this.autoApply = opts.autoApply;
     const session = new SyncSession({
@@ -239,7 +240,7 @@ export class TestAgent {
    * Returns every applied Secret's values by `namespace/name`, and the generation.
    */
   async sync(
-    opts: { fail?: (target: string) => string | undefined; waitMs?: number } = {},
+    opts: { fail?: (target: string) => SecretFailureReason | undefined; waitMs?: number } = {},
   ): Promise<{ generation: bigint; secrets: Map<string, Record<string, string>> }> {
     const stream = this.open();
     let p = this.pending ?? (await this.nextPending(opts.waitMs ?? 1_000, stream));
@@ -270,7 +271,7 @@ export class TestAgent {
 
   private async apply(
     p: Pending,
-    fail: ((target: string) => string | undefined) | undefined,
+    fail: ((target: string) => SecretFailureReason | undefined) | undefined,
   ): Promise<{ generation: bigint; secrets: Map<string, Record<string, string>> }> {
     this.failing = fail;
     let statuses: SecretStatus[];

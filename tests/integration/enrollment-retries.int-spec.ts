@@ -5,6 +5,7 @@ import {
   AgentServiceClient,
   agentChannelCredentials,
   AGENT_MESSAGE_LIMITS,
+  ERROR_CODE_METADATA,
   createTlsKeyAndCsr,
   RETRY_AFTER_METADATA,
   unary,
@@ -37,7 +38,7 @@ function failureOf(err: unknown): Failure {
   const e = err as { code?: status; metadata?: { get(k: string): unknown[] } };
   const meta = (k: string) => e.metadata?.get(k)[0] as string | undefined;
   const retry = meta(RETRY_AFTER_METADATA);
-  return { code: e.code, errorCode: meta('sigil-error-code'), retryAfterMs: retry === undefined ? undefined : Number(retry) };
+  return { code: e.code, errorCode: meta(ERROR_CODE_METADATA), retryAfterMs: retry === undefined ? undefined : Number(retry) };
 }
 
 async function refusal(p: Promise<unknown>): Promise<Failure> {

@@ -1,6 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
-import { AgentServiceClient, AGENT_CHANNEL_OPTIONS, ReconnectBackoff, agentChannelCredentials, retryAfterMs } from '@sigil/agent-protocol';
+import {
+  AgentApiErrorCode,
+  AgentServiceClient,
+  AGENT_CHANNEL_OPTIONS,
+  ReconnectBackoff,
+  agentChannelCredentials,
+  errorCodeOf,
+  retryAfterMs,
+} from '@sigil/agent-protocol';
 import { SyncSession } from '@sigil/agent-sync';
 import type { Logger } from '@sigil/logging';
 import { DriftWatch } from './drift-watch.js';
@@ -132,7 +140,7 @@ export class Agent {
   private onStreamEnd(err: ServiceError | undefined): void {
     if (err?.code !== grpcStatus.UNAUTHENTICATED && err?.code !== grpcStatus.PERMISSION_DENIED) return;
     this.logger.warn({ code: err.code, details: err.details }, 'the control plane refused this agent');
-    if (certificateExpired(this.identity!.certificatePem) || err.metadata?.get('sigil-error-code')[0] === 'certificate_superseded') {
+    if (certificateExpired(this.identity!.certificatePem) || errorCodeOf(err) === AgentApiErrorCode.CertificateSuperseded) {
       void this.store.save({ ...this.identity!, certificatePem: '' }).catch(() => undefined);
     }
   }

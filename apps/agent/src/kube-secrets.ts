@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { SecretFailureReason } from '@sigil/agent-protocol';
 import { KubeError, type KubeClient } from './kube/kube-client.js';
 import type { List, Secret } from './kube/types.js';
 import {
@@ -39,7 +40,7 @@ export type WriteOutcome =
   | { state: 'applied'; changed: boolean; resourceVersion: string | undefined }
   /** `unmanaged`: no managed-by label; `other-owner`: managed by Sigil for another (project, app, secret). */
   | { state: 'conflict'; holder: 'unmanaged' | 'other-owner' }
-  | { state: 'failed'; reason: string; message: string };
+  | { state: 'failed'; reason: SecretFailureReason; message: string };
 
 export const checksumOf = (envelope: Buffer) => createHash('sha256').update(envelope).digest('hex');
 
@@ -130,13 +131,13 @@ export class KubeSecrets {
         // 409: someone changed it between our read and write (or created it): read again.
         if (statusOf(err) === 409) continue;
         if (statusOf(err) === 404)
-          return { state: 'failed', reason: 'NamespaceNotFound', message: `namespace ${s.namespace} does not exist` };
+          return { state: 'failed', reason: SecretFailureReason.NamespaceNotFound, message: `namespace ${s.namespace} does not exist` };
         return failed(err);
       } finally {
         for (const v of values.values()) v.fill(0);
       }
     }
-    return { state: 'failed', reason: 'WriteConflict', message: 'the Secret kept changing while being written' };
+    return { state: 'failed', reason: SecretFailureReason.WriteConflict, message: 'the Secret kept changing while being written' };
   }
 
   /** The owner (`sigil.dev/source`) of a managed Secret; undefined when absent or not managed. */
@@ -203,7 +204,7 @@ export function holdsExactly(data: Record<string, string> | undefined, values: M
 
 const notServed = (namespace: string): WriteOutcome => ({
   state: 'failed',
-  reason: 'NamespaceNotServed',
+  reason: SecretFailureReason.NamespaceNotServed,
   message: `this agent does not serve namespace ${namespace}`,
 });
 
@@ -221,6 +222,7 @@ function handsOver(existing: Secret, s: SecretToWrite): boolean {
 
 function failed(err: unknown): WriteOutcome {
   const code = statusOf(err);
-  if (code === 403) return { state: 'failed', reason: 'Forbidden', message: 'the agent may not write Secrets in this namespace' };
-  return { state: 'failed', reason: 'KubernetesError', message: `Kubernetes API error${code ? ` ${code}` : ''}` };
+  if (code === 403)
+    return { state: 'failed', reason: SecretFailureReason.Forbidden, message: 'the agent may not write Secrets in this namespace' };
+  return { state: 'failed', reason: SecretFailureReason.KubernetesError, message: `Kubernetes API error${code ? ` ${code}` : ''}` };
 }

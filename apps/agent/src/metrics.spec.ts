@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { agentMetricsRegistry, Counter } from './metrics.js';
+import { SecretFailureReason, SecretState, type SecretStatus } from '@sigil/agent-protocol';
+import { agentMetrics, agentMetricsRegistry, countSecretFailures, Counter } from './metrics.js';
 
 describe('agentMetricsRegistry', () => {
   it('serves the process metrics under prom-client’s default names, read when scraped', async () => {
@@ -24,5 +25,30 @@ describe('agentMetricsRegistry', () => {
     syncs.inc({ outcome: 'ok' });
     syncs.inc({ outcome: 'ok' });
     expect(await r.metrics()).toContain('sigil_agent_syncs_total{outcome="ok"} 2');
+  });
+
+  it('counts failed and conflicting Secret writes by their constant reason, and nothing else', async () => {
+    const r = agentMetricsRegistry();
+    const m = agentMetrics(r);
+    const status = (state: SecretState, reason: string): SecretStatus => ({
+      target: { namespace: 'shop', name: 'env' },
+      secretId: 's',
+      version: 1,
+      generation: 1n,
+      state,
+      reason,
+      message: '',
+    });
+    countSecretFailures(m.secretFailures, [
+      status(SecretState.SECRET_STATE_FAILED, SecretFailureReason.Forbidden),
+      status(SecretState.SECRET_STATE_FAILED, SecretFailureReason.Forbidden),
+      status(SecretState.SECRET_STATE_CONFLICT, SecretFailureReason.Conflict),
+      status(SecretState.SECRET_STATE_APPLIED, ''),
+      status(SecretState.SECRET_STATE_DELETED, ''),
+    ]);
+    const text = await r.metrics();
+    expect(text).toContain('sigil_agent_secret_failures_total{reason="Forbidden"} 2');
+    expect(text).toContain('sigil_agent_secret_failures_total{reason="Conflict"} 1');
+    expect(text).not.toContain('sigil_agent_secret_failures_total{reason=""}');
   });
 });

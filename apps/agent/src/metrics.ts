@@ -5,6 +5,7 @@ import osMemoryHeap from 'prom-client/lib/metrics/osMemoryHeap.js';
 import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
 import version from 'prom-client/lib/metrics/version.js';
 import Registry from 'prom-client/lib/registry.js';
+import { SecretState, type SecretStatus } from '@sigil/agent-protocol';
 
 /**
  * The agent's /metrics, from prom-client's own registry, gauge and counter modules rather than
@@ -58,6 +59,12 @@ export function agentMetrics(registry: Registry) {
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),
+    secretFailures: new Counter({
+      name: 'sigil_agent_secret_failures_total',
+      help: 'Secret writes that failed or met a conflict, by reason (the constant reasons of SecretFailureReason)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     repairs: new Counter({
       name: 'sigil_agent_drift_repairs_total',
       help: 'Managed Secrets restored after a manual edit or deletion',
@@ -67,3 +74,9 @@ export function agentMetrics(registry: Registry) {
 }
 
 export type AgentMetrics = ReturnType<typeof agentMetrics>;
+
+/** Counts the failed and conflicting writes among `statuses` by their constant reason (a bounded label set, never a value). */
+export function countSecretFailures(counter: AgentMetrics['secretFailures'], statuses: readonly SecretStatus[]): void {
+  for (const s of statuses)
+    if (s.state === SecretState.SECRET_STATE_FAILED || s.state === SecretState.SECRET_STATE_CONFLICT) counter.inc({ reason: s.reason });
+}

@@ -5,7 +5,7 @@ import { SecretSync, type AssembledState, type SyncOutcome } from '@sigil/agent-
 import type { Logger } from '@sigil/logging';
 import type { KubeSecrets } from './kube-secrets.js';
 import { KubeSink } from './kube-sink.js';
-import type { AgentMetrics } from './metrics.js';
+import { countSecretFailures, type AgentMetrics } from './metrics.js';
 import type { WorkloadRestarter } from './restarts.js';
 
 export interface ReconcilerOptions {
@@ -107,6 +107,7 @@ export class KubeReconciler {
     try {
       const outcome = await this.sync.apply(state);
       metrics.syncs.inc({ outcome: 'ok' });
+      countSecretFailures(metrics.secretFailures, outcome.statuses);
       metrics.generation.set(Number(state.generation));
       metrics.managed.set(this.sync.desired.size);
       logger.info(
@@ -139,6 +140,7 @@ export class KubeReconciler {
       this.opts.metrics.repairs.inc();
       this.opts.logger.info({ target: k }, 'repaired a managed Secret changed outside Sigil');
     }
+    countSecretFailures(this.opts.metrics.secretFailures, [r.status]);
     if (r.report) this.opts.report([r.status]);
   }
 

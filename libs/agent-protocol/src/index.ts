@@ -3,5 +3,6 @@
 export * from './gen/sigil/agent/v1/agent.js';
 export * from './backoff.js';
 export * from './credentials.js';
+export * from './errors.js';
 export * from './limits.js';
 export * from './unary.js';

@@ -1,4 +1,4 @@
-import type { DesiredSecret, SecretRef } from '@sigil/agent-protocol';
+import type { DesiredSecret, SecretFailureReason, SecretRef } from '@sigil/agent-protocol';
 import { sourceOf, targetKey } from './ownership.js';
 import type { SecretSink, SecretValues, WriteResult } from './secret-sync.js';
 
@@ -20,7 +20,7 @@ export interface MemorySinkOptions {
   /** Keep the decrypted values (the test agent returns them); the bench only proves they open. */
   keepValues?: boolean;
   /** A reason to fail the write of a target (`namespace/name`), or undefined to write it. */
-  fail?(target: string): string | undefined;
+  fail?(target: string): SecretFailureReason | undefined;
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { SecretState, type DesiredSecret, type SecretRef, type SecretStatus } from '@sigil/agent-protocol';
+import { SecretFailureReason, SecretState, type DesiredSecret, type SecretRef, type SecretStatus } from '@sigil/agent-protocol';
 import { decodeSecretPayload, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
 import type { AssembledState } from './assembler.js';
 import { byTarget, resolveContested, sourceOf, targetKey } from './ownership.js';
@@ -17,7 +17,9 @@ export interface SecretValues {
 }
 
 export type WriteResult =
-  { state: 'applied'; changed: boolean } | { state: 'conflict'; message: string } | { state: 'failed'; reason: string; message: string };
+  | { state: 'applied'; changed: boolean }
+  | { state: 'conflict'; message: string }
+  | { state: 'failed'; reason: SecretFailureReason; message: string };
 
 /**
  * Where the Secrets go: Kubernetes for the agent, memory for the test agent and the bench's
@@ -105,7 +107,12 @@ export class SecretSync {
         this.opts.logger?.warn({ target: k }, 'a desired Secret is outside the namespaces this agent serves; not written');
         for (const e of entries)
           statuses.push(
-            statusOf(e, SecretState.SECRET_STATE_FAILED, 'NamespaceNotServed', `this agent does not serve namespace ${target.namespace}`),
+            statusOf(
+              e,
+              SecretState.SECRET_STATE_FAILED,
+              SecretFailureReason.NamespaceNotServed,
+              `this agent does not serve namespace ${target.namespace}`,
+            ),
           );
         continue;
       }
@@ -122,7 +129,9 @@ export class SecretSync {
       const { kept, refused } = resolveContested(entries, owner);
       this.opts.logger?.warn({ target: k, entries: entries.length, kept: kept !== undefined }, 'several desired Secrets name one target');
       for (const e of refused)
-        statuses.push(statusOf(e, SecretState.SECRET_STATE_CONFLICT, 'Conflict', 'another Sigil secret targets the same Secret'));
+        statuses.push(
+          statusOf(e, SecretState.SECRET_STATE_CONFLICT, SecretFailureReason.Conflict, 'another Sigil secret targets the same Secret'),
+        );
       if (kept) wanted.set(k, kept);
     }
     this.wanted = wanted;
@@ -196,7 +205,7 @@ export class SecretSync {
       r = await this.opts.sink.write(s, values);
     } catch (err) {
       this.opts.logger?.warn({ target: k, error: (err as Error).name }, 'could not open or write a Secret');
-      r = { state: 'failed', reason: 'DecryptFailed', message: '' };
+      r = { state: 'failed', reason: SecretFailureReason.DecryptFailed, message: '' };
     } finally {
       for (const v of opened) for (const b of v.values()) b.fill(0);
     }
@@ -206,7 +215,7 @@ export class SecretSync {
     }
     this.failing.add(k);
     return r.state === 'conflict'
-      ? { status: statusOf(s, SecretState.SECRET_STATE_CONFLICT, 'Conflict', r.message), changed: false }
+      ? { status: statusOf(s, SecretState.SECRET_STATE_CONFLICT, SecretFailureReason.Conflict, r.message), changed: false }
       : { status: statusOf(s, SecretState.SECRET_STATE_FAILED, r.reason, r.message), changed: false };
   }
 
@@ -224,7 +233,8 @@ export class SecretSync {
   }
 }
 
-const statusOf = (s: DesiredSecret, state: SecretState, reason: string, message: string): SecretStatus => ({
+/** `reason`: empty when applied or deleted. */
+const statusOf = (s: DesiredSecret, state: SecretState, reason: SecretFailureReason | '', message: string): SecretStatus => ({
   target: s.target,
   secretId: s.secretId,
   version: s.version,

@@ -10,6 +10,7 @@ import {
   SecretState,
   type DeepPartial,
   type DesiredSecret,
+  type SecretFailureReason,
   type SyncRequest,
   type SyncResponse,
 } from '@sigil/agent-protocol';
@@ -123,7 +124,7 @@ beforeAll(async () => {
 afterAll(() => server.forceShutdown());
 
 /** An agent with the shared session and sync logic over an in-memory sink. */
-function agent(opts: { fail?: (target: string) => string | undefined; backoff?: ReconnectBackoff } = {}) {
+function agent(opts: { fail?: (target: string) => SecretFailureReason | undefined; backoff?: ReconnectBackoff } = {}) {
   const client = new AgentServiceClient(address, credentials.createInsecure());
   const sink = new MemorySink({ keepValues: true, ...(opts.fail ? { fail: opts.fail } : {}) });
   const secretSync = new SecretSync({ sink, deliveryKey: agentKey.privateKey });

@@ -1,5 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import { status, type ServerUnaryCall } from '@grpc/grpc-js';
+import type { ServerUnaryCall } from '@grpc/grpc-js';
+import { AgentApiErrorCode } from '@sigil/agent-protocol';
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
@@ -60,22 +61,21 @@ export class AgentAuthenticator implements OnModuleInit, OnModuleDestroy {
   async authenticate(call: AgentCall): Promise<ClusterPrincipal> {
     const peer = call.getAuthContext()?.sslPeerCertificate;
     if (!peer?.raw) {
-      throw grpcError(status.UNAUTHENTICATED, 'client_certificate_required', 'a client certificate issued at enrollment is required');
+      throw grpcError(AgentApiErrorCode.ClientCertificateRequired, 'a client certificate issued at enrollment is required');
     }
     const verdict = await this.verify(peer.raw);
     if (!verdict.ok)
-      throw grpcError(status.UNAUTHENTICATED, 'invalid_client_certificate', 'the client certificate is not a Sigil cluster certificate');
+      throw grpcError(AgentApiErrorCode.InvalidClientCertificate, 'the client certificate is not a Sigil cluster certificate');
     const { cert } = verdict;
     const now = Date.now();
     if (cert.notAfter <= now)
-      throw grpcError(status.UNAUTHENTICATED, 'client_certificate_expired', 'the client certificate has expired; enroll again');
-    if (cert.notBefore > now)
-      throw grpcError(status.UNAUTHENTICATED, 'invalid_client_certificate', 'the client certificate is not valid yet');
+      throw grpcError(AgentApiErrorCode.ClientCertificateExpired, 'the client certificate has expired; enroll again');
+    if (cert.notBefore > now) throw grpcError(AgentApiErrorCode.InvalidClientCertificate, 'the client certificate is not valid yet');
     const access = await this.clusterAccess(cert.clusterId);
-    if (!access) throw grpcError(status.UNAUTHENTICATED, 'cluster_not_found', 'the cluster of this certificate no longer exists');
-    if (access.state === 'disabled') throw grpcError(status.PERMISSION_DENIED, 'cluster_disabled', `cluster ${access.name} is disabled`);
+    if (!access) throw grpcError(AgentApiErrorCode.ClusterNotFound, 'the cluster of this certificate no longer exists');
+    if (access.state === 'disabled') throw grpcError(AgentApiErrorCode.ClusterDisabled, `cluster ${access.name} is disabled`);
     if (access.state !== 'enrolled' || !access.agentKeySha256?.equals(cert.keySha256)) {
-      throw grpcError(status.UNAUTHENTICATED, 'certificate_superseded', 'this certificate was replaced by a newer enrollment');
+      throw grpcError(AgentApiErrorCode.CertificateSuperseded, 'this certificate was replaced by a newer enrollment');
     }
     return { id: cert.clusterId, name: access.name, keySha256: cert.keySha256 };
   }

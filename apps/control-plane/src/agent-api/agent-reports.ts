@@ -1,5 +1,4 @@
-import { status } from '@grpc/grpc-js';
-import { SecretState, type SecretStatus } from '@sigil/agent-protocol';
+import { AgentApiErrorCode, SecretState, type SecretStatus } from '@sigil/agent-protocol';
 import type { ReportedStatus } from '../delivery/snapshot.repository.js';
 import { grpcError } from './grpc-errors.js';
 
@@ -21,15 +20,15 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  */
 export function parseStatuses(secrets: SecretStatus[]): ReportedStatus[] {
   if (secrets.length > MAX_REPORTED_SECRETS) {
-    throw grpcError(status.INVALID_ARGUMENT, 'too_many_statuses', `at most ${MAX_REPORTED_SECRETS} secret statuses per report`);
+    throw grpcError(AgentApiErrorCode.TooManyStatuses, `at most ${MAX_REPORTED_SECRETS} secret statuses per report`);
   }
   return secrets.map((s, i) => {
     const state = STATE_NAMES[s.state];
     if (!state || !s.target?.namespace || !s.target.name || s.target.namespace.length > 63 || s.target.name.length > 253) {
-      throw grpcError(status.INVALID_ARGUMENT, 'invalid_status', `secrets[${i}] needs a target and a state`);
+      throw grpcError(AgentApiErrorCode.InvalidStatus, `secrets[${i}] needs a target and a state`);
     }
     if (s.reason && !REASON.test(s.reason))
-      throw grpcError(status.INVALID_ARGUMENT, 'invalid_status', `secrets[${i}].reason must be a CamelCase word`);
+      throw grpcError(AgentApiErrorCode.InvalidStatus, `secrets[${i}].reason must be a CamelCase word`);
     return {
       namespace: s.target.namespace,
       name: s.target.name,

@@ -1,11 +1,12 @@
 import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
-import type {
-  AgentServiceServer,
-  EnrollRequest,
-  EnrollResponse,
-  RenewCertificateRequest,
-  RenewCertificateResponse,
+import {
+  AgentApiErrorCode,
+  type AgentServiceServer,
+  type EnrollRequest,
+  type EnrollResponse,
+  type RenewCertificateRequest,
+  type RenewCertificateResponse,
 } from '@sigil/agent-protocol';
 import { PinoLogger } from 'nestjs-pino';
 import { RateLimiter } from '../auth/rate-limiter.js';
@@ -53,7 +54,7 @@ export class AgentService {
   private async enroll(call: ServerUnaryCall<EnrollRequest, EnrollResponse>): Promise<EnrollResponse> {
     const peer = peerAddress(call);
     if (this.enrollFailures.blocked(peer)) {
-      throw grpcError(status.RESOURCE_EXHAUSTED, 'rate_limited', 'too many failed enrollments from this address', 5_000);
+      throw grpcError(AgentApiErrorCode.RateLimited, 'too many failed enrollments from this address', 5_000);
     }
     this.admit();
     const r = call.request;
@@ -120,8 +121,7 @@ export class AgentService {
   /** New sessions wait their turn while a (re)started replica ramps up. */
   private admit(): void {
     const wait = this.admission.admit();
-    if (wait > 0)
-      throw grpcError(status.UNAVAILABLE, 'admission_ramp', 'the control plane is admitting agents gradually; retry later', wait);
+    if (wait > 0) throw grpcError(AgentApiErrorCode.AdmissionRamp, 'the control plane is admitting agents gradually; retry later', wait);
   }
 
   private unary<Req, Res>(

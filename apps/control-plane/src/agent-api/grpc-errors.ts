@@ -1,9 +1,13 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { RETRY_AFTER_METADATA } from '@sigil/agent-protocol';
-import { RetryLaterError, SigilError, type ErrorKind } from '../common/sigil-error.js';
-import { isTransientDependencyError } from '../common/transient-errors.js';
+import { AgentApiErrorCode, ERROR_CODE_METADATA, RETRY_AFTER_METADATA } from '@sigil/agent-protocol';
+import { asDependencyError } from '../common/dependency.errors.js';
+import { SigilError, type ErrorKind } from '../common/sigil-error.js';
 
-const STATUS: Record<ErrorKind, status> = {
+/**
+ * The gRPC status of each kind of SigilError (every feature's code has a kind, so with this table
+ * total every code maps, or the build fails).
+ */
+export const GRPC_STATUS: Readonly<Record<ErrorKind, status>> = {
   invalid: status.INVALID_ARGUMENT,
   unauthenticated: status.UNAUTHENTICATED,
   forbidden: status.PERMISSION_DENIED,
@@ -15,8 +19,32 @@ const STATUS: Record<ErrorKind, status> = {
   unavailable: status.UNAVAILABLE,
 };
 
-/** The machine-readable reason, in trailing metadata next to the human-readable details. */
-export const ERROR_CODE_METADATA = 'sigil-error-code';
+/** The gRPC status of each code the agent API sends itself (libs/agent-protocol). */
+export const AGENT_API_STATUS: Readonly<Record<AgentApiErrorCode, status>> = {
+  [AgentApiErrorCode.RateLimited]: status.RESOURCE_EXHAUSTED,
+  [AgentApiErrorCode.AdmissionRamp]: status.UNAVAILABLE,
+  [AgentApiErrorCode.Busy]: status.UNAVAILABLE,
+  [AgentApiErrorCode.HsmUnavailable]: status.UNAVAILABLE,
+  [AgentApiErrorCode.ShuttingDown]: status.UNAVAILABLE,
+  [AgentApiErrorCode.Stalled]: status.UNAVAILABLE,
+  [AgentApiErrorCode.Superseded]: status.RESOURCE_EXHAUSTED,
+  [AgentApiErrorCode.AccessRevoked]: status.PERMISSION_DENIED,
+  [AgentApiErrorCode.ClientCertificateRequired]: status.UNAUTHENTICATED,
+  [AgentApiErrorCode.InvalidClientCertificate]: status.UNAUTHENTICATED,
+  [AgentApiErrorCode.ClientCertificateExpired]: status.UNAUTHENTICATED,
+  [AgentApiErrorCode.CertificateSuperseded]: status.UNAUTHENTICATED,
+  // The certificate names a cluster that no longer exists: the credential, not a lookup, failed.
+  [AgentApiErrorCode.ClusterNotFound]: status.UNAUTHENTICATED,
+  [AgentApiErrorCode.ClusterDisabled]: status.PERMISSION_DENIED,
+  [AgentApiErrorCode.HelloExpected]: status.INVALID_ARGUMENT,
+  [AgentApiErrorCode.UnexpectedHello]: status.INVALID_ARGUMENT,
+  [AgentApiErrorCode.UnknownMessage]: status.INVALID_ARGUMENT,
+  [AgentApiErrorCode.InvalidAgentVersion]: status.INVALID_ARGUMENT,
+  [AgentApiErrorCode.UnexpectedGeneration]: status.INVALID_ARGUMENT,
+  [AgentApiErrorCode.TooManyStatuses]: status.INVALID_ARGUMENT,
+  [AgentApiErrorCode.InvalidStatus]: status.INVALID_ARGUMENT,
+  [AgentApiErrorCode.Internal]: status.INTERNAL,
+};
 
 /** A gRPC status as an Error (grpc-js sends its code, details and metadata as the call's status). */
 export class GrpcStatusError extends Error implements Partial<ServiceError> {
@@ -35,25 +63,24 @@ export class GrpcStatusError extends Error implements Partial<ServiceError> {
   }
 }
 
-/** A gRPC error with Sigil's stable code and, when the caller should wait, the window to retry in. */
-export const grpcError = (code: status, errorCode: string, details: string, retryAfterMs?: number) =>
-  new GrpcStatusError(code, errorCode, details, retryAfterMs);
+/** A refusal of the agent API's own, with its status from AGENT_API_STATUS and, when the caller should wait, the window. */
+export const grpcError = (code: AgentApiErrorCode, details: string, retryAfterMs?: number) =>
+  new GrpcStatusError(AGENT_API_STATUS[code], code, details, retryAfterMs);
 
-/** How long an agent should spread its retries over when the control plane's database is overloaded. */
-const BUSY_RETRY_MS = 2_000;
+const fromSigilError = (e: SigilError) =>
+  new GrpcStatusError(GRPC_STATUS[e.kind], e.code, e.message, e.retryAfterSeconds === undefined ? undefined : e.retryAfterSeconds * 1000);
 
 /**
- * SigilErrors keep their message and code (a RetryLaterError its window, as retry-after
- * metadata: the agent work queue's `busy`); a busy or briefly unreachable database is
- * UNAVAILABLE with a retry window (agents retry it); anything else is an internal error with no
- * details. Both of the latter are logged by the caller (`internal`).
+ * SigilErrors (every feature's, key custody's) keep their code and message, with their retry
+ * window as retry-after metadata (the agent work queue's `busy`); a busy or briefly unreachable
+ * database, or an HSM outage, is UNAVAILABLE `busy` / `hsm_unavailable` with a retry window
+ * (agents retry it); anything else is an internal error with no details. Both of the latter are
+ * logged by the caller (`internal`).
  */
 export function toGrpcError(err: unknown): { error: Partial<ServiceError>; internal: boolean } {
-  if (err instanceof RetryLaterError)
-    return { error: grpcError(STATUS[err.kind], err.code, err.message, err.retryAfterSeconds * 1000), internal: false };
-  if (err instanceof SigilError) return { error: grpcError(STATUS[err.kind], err.code, err.message), internal: false };
+  if (err instanceof SigilError) return { error: fromSigilError(err), internal: false };
   if (err instanceof GrpcStatusError) return { error: err, internal: false };
-  if (isTransientDependencyError(err))
-    return { error: grpcError(status.UNAVAILABLE, 'busy', 'the control plane is busy; retry shortly', BUSY_RETRY_MS), internal: true };
-  return { error: grpcError(status.INTERNAL, 'internal', 'internal error'), internal: true };
+  const dependency = asDependencyError(err);
+  if (dependency) return { error: fromSigilError(dependency), internal: true };
+  return { error: grpcError(AgentApiErrorCode.Internal, 'internal error'), internal: true };
 }

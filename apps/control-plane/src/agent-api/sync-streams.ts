@@ -1,6 +1,7 @@
-import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import {
+  AgentApiErrorCode,
   DESIRED_SECRET_OVERHEAD_BYTES,
   DESIRED_STATE_PAGE_BYTES,
   type Applied,
@@ -125,8 +126,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
     // agents would otherwise reconnect in the same instant, to this process while it is still
     // shutting down (stealing its CPU with TLS handshakes) and then to the next one all together.
     const shuttingDown = grpcError(
-      status.UNAVAILABLE,
-      'shutting_down',
+      AgentApiErrorCode.ShuttingDown,
       'this control plane is shutting down; reconnect',
       SHUTDOWN_RETRY_WINDOW_MS,
     );
@@ -151,7 +151,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
     // A cluster has one agent; two streams cover a rollout (old pod and new). More would let
     // one certificate multiply what it costs here (reads, buffered states): the oldest goes.
     for (const old of [...set].slice(0, Math.max(0, set.size + 1 - MAX_STREAMS_PER_CLUSTER)))
-      this.end(old, grpcError(status.RESOURCE_EXHAUSTED, 'superseded', 'a newer stream of this cluster replaced this one'));
+      this.end(old, grpcError(AgentApiErrorCode.Superseded, 'a newer stream of this cluster replaced this one'));
     set.add(s);
     this.metrics.agentStreams.inc();
     const forget = () => {
@@ -177,9 +177,9 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
     try {
       const msg = m.message;
       if (!s.hello) {
-        if (msg?.$case !== 'hello') throw grpcError(status.INVALID_ARGUMENT, 'hello_expected', 'the first message on Sync must be a Hello');
+        if (msg?.$case !== 'hello') throw grpcError(AgentApiErrorCode.HelloExpected, 'the first message on Sync must be a Hello');
         if (!AGENT_VERSION.test(msg.value.agentVersion))
-          throw grpcError(status.INVALID_ARGUMENT, 'invalid_agent_version', 'agent_version must be at most 64 printable characters');
+          throw grpcError(AgentApiErrorCode.InvalidAgentVersion, 'agent_version must be at most 64 printable characters');
         s.hello = true;
         s.acked = msg.value.appliedGeneration;
         this.writer.add(s.principal.id, null, msg.value.agentVersion, []);
@@ -188,7 +188,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
       }
       switch (msg?.$case) {
         case 'hello':
-          throw grpcError(status.INVALID_ARGUMENT, 'unexpected_hello', 'Hello is sent once, first');
+          throw grpcError(AgentApiErrorCode.UnexpectedHello, 'Hello is sent once, first');
         case 'applied':
           return this.applied(s, msg.value);
         case 'resync':
@@ -198,7 +198,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
           s.inFlight = 0n; // the agent abandoned it
           return this.wake(s);
         case undefined:
-          throw grpcError(status.INVALID_ARGUMENT, 'unknown_message', 'unknown Sync message');
+          throw grpcError(AgentApiErrorCode.UnknownMessage, 'unknown Sync message');
       }
     } catch (err) {
       this.fail(s, err);
@@ -215,15 +215,14 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
       s.needComplete = false;
     } else if (a.generation !== s.acked) {
       throw grpcError(
-        status.INVALID_ARGUMENT,
-        'unexpected_generation',
+        AgentApiErrorCode.UnexpectedGeneration,
         `generation ${a.generation} is neither the one in flight nor the one acknowledged on this stream`,
       );
     }
     // Only an acknowledgement of what this stream sent records the generation as applied; a
     // report at the Hello's claim (nothing sent yet) carries statuses only.
     if (!this.writer.add(s.principal.id, a.generation, null, statuses, ack)) {
-      throw grpcError(status.UNAVAILABLE, 'busy', 'the control plane cannot record reports right now; reconnect shortly', 2_000);
+      throw grpcError(AgentApiErrorCode.Busy, 'the control plane cannot record reports right now; reconnect shortly', 2_000);
     }
     if (s.dirty && s.inFlight === 0n && s.phase === 'idle') this.wake(s);
   }
@@ -417,7 +416,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
 
   private revoke(s: SyncStream): void {
     this.logger.info({ cluster: s.principal.name }, 'closing a revoked cluster’s stream');
-    this.end(s, grpcError(status.PERMISSION_DENIED, 'access_revoked', 'this cluster’s access was revoked'));
+    this.end(s, grpcError(AgentApiErrorCode.AccessRevoked, 'this cluster’s access was revoked'));
   }
 
   /**
@@ -432,10 +431,9 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
       const now = Date.now();
       const streams = [...this.byCluster.values()].flatMap((set) => [...set]);
       for (const s of streams) {
-        if (!s.hello && now - s.openedAt > HELLO_WITHIN_MS)
-          this.end(s, grpcError(status.INVALID_ARGUMENT, 'hello_expected', 'no Hello was sent'));
+        if (!s.hello && now - s.openedAt > HELLO_WITHIN_MS) this.end(s, grpcError(AgentApiErrorCode.HelloExpected, 'no Hello was sent'));
         else if (s.writingSince && now - s.writingSince > STALLED_WRITE_MS)
-          this.end(s, grpcError(status.UNAVAILABLE, 'stalled', 'the agent stopped reading; reconnect', 1_000));
+          this.end(s, grpcError(AgentApiErrorCode.Stalled, 'the agent stopped reading; reconnect', 1_000));
       }
       const allowed = await this.auth.stillAllowed(streams.map((s) => s.principal));
       for (const s of streams) if (!allowed.has(s.principal)) this.revoke(s);

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
-import { SigilError, conflict, notFound } from '../common/sigil-error.js';
+import { AppsError, AppsErrorCode } from './apps.errors.js';
 import { violatedConstraint } from '../database/constraint-violation.js';
 import type { ProjectEntity } from '../projects/project.entity.js';
 import { ProjectsService, isUniqueViolation } from '../projects/projects.service.js';
@@ -22,7 +22,7 @@ export class AppsService {
   async resolve(actor: Actor, project: string, name: string): Promise<{ project: ProjectEntity; app: AppEntity }> {
     const p = await this.projects.resolve(actor, project);
     const app = dns1123LabelProblem(name) ? null : await this.repo.findByName(p.id, name);
-    if (!app) throw notFound(`app ${JSON.stringify(name)}`, 'app_not_found');
+    if (!app) throw new AppsError(AppsErrorCode.AppNotFound, `app ${JSON.stringify(name)} not found`);
     return { project: p, app };
   }
 
@@ -52,7 +52,10 @@ export class AppsService {
     } catch (err) {
       if (violatedConstraint(err)?.constraint === 'apps_namespace_claimed') throw namespaceNotGranted(p, dto.namespace);
       if (isUniqueViolation(err))
-        throw conflict('app_exists', `app ${JSON.stringify(dto.name)} already exists in project ${JSON.stringify(project)}`);
+        throw new AppsError(
+          AppsErrorCode.AppExists,
+          `app ${JSON.stringify(dto.name)} already exists in project ${JSON.stringify(project)}`,
+        );
       throw err;
     }
   }
@@ -85,14 +88,14 @@ export class AppsService {
       const v = violatedConstraint(err)?.constraint;
       if (v === 'apps_namespace_claimed') throw namespaceNotGranted(p, dto.namespace!);
       if (v === 'secrets_target_unique') {
-        throw conflict(
-          'secret_target_conflict',
+        throw new AppsError(
+          AppsErrorCode.SecretTargetConflict,
           `another app already delivers a Secret of the same name in namespace ${dto.namespace}; each Kubernetes Secret has one owner`,
         );
       }
       throw err;
     }
-    if (!app) throw notFound(`app ${JSON.stringify(name)}`, 'app_not_found');
+    if (!app) throw new AppsError(AppsErrorCode.AppNotFound, `app ${JSON.stringify(name)} not found`);
     return { project: p, app };
   }
 
@@ -105,15 +108,17 @@ export class AppsService {
     const { project: p, app } = await this.resolve(actor, project, name);
     checkVersion(expectedVersion, app.version);
     if (await this.repo.isPublished(app.id)) {
-      throw conflict('app_published', `app ${JSON.stringify(name)} is published; unpublish it first so clusters delete its Secrets`);
+      throw new AppsError(
+        AppsErrorCode.AppPublished,
+        `app ${JSON.stringify(name)} is published; unpublish it first so clusters delete its Secrets`,
+      );
     }
     await this.repo.delete(p.id, app.id); // its secrets and versions go with it (ON DELETE CASCADE)
   }
 }
 
 const namespaceNotGranted = (p: ProjectEntity, namespace: string) =>
-  new SigilError(
-    'forbidden',
-    'namespace_not_granted',
+  new AppsError(
+    AppsErrorCode.NamespaceNotGranted,
     `project ${p.name} does not hold namespace ${namespace}; an admin grants it (PUT /projects/${p.name}/namespaces)`,
   );

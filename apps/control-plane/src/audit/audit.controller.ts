@@ -4,7 +4,7 @@ import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProperty, ApiQuery, ApiT
 import { CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
 import { pageLimit } from '../common/http.js';
-import { invalid } from '../common/sigil-error.js';
+import { AuditError, AuditErrorCode } from './audit.errors.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import { AuditService } from './audit.service.js';
 
@@ -77,11 +77,13 @@ export class AuditController {
     @Query('limit') limit?: string,
   ): Promise<AuditPage> {
     if (outcome !== undefined && !['attempted', 'success', 'denied', 'failed'].includes(outcome))
-      throw invalid('invalid_outcome', 'outcome must be attempted, success, denied or failed');
-    if (before !== undefined && !/^\d{1,18}$/.test(before)) throw invalid('invalid_cursor', 'before must be an event seq');
+      throw new AuditError(AuditErrorCode.InvalidOutcome, 'outcome must be attempted, success, denied or failed');
+    if (before !== undefined && !/^\d{1,18}$/.test(before))
+      throw new AuditError(AuditErrorCode.InvalidCursor, 'before must be an event seq');
     if (action !== undefined && (typeof action !== 'string' || !/^[a-z][a-z.-]{0,99}$/.test(action)))
-      throw invalid('invalid_action', 'action must look like secret.update');
-    if (project !== undefined && typeof project !== 'string') throw invalid('invalid_project', 'project must be given once');
+      throw new AuditError(AuditErrorCode.InvalidAction, 'action must look like secret.update');
+    if (project !== undefined && typeof project !== 'string')
+      throw new AuditError(AuditErrorCode.InvalidProject, 'project must be given once');
     let projectId: string | null | undefined = project === undefined ? undefined : (await this.projects.resolve(actor, project)).id;
     if (actor.projectId !== null) projectId = actor.projectId; // scoped tokens: their project only
     const n = pageLimit(limit);

@@ -3,8 +3,9 @@ import type { NextFunction, Request, Response } from 'express';
 import { PinoLogger } from 'nestjs-pino';
 import type { Observable } from 'rxjs';
 import type { AuthenticatedRequest } from '../auth/auth.decorators.js';
-import { SigilError } from '../common/sigil-error.js';
+import { DependencyError, DependencyErrorCode } from '../common/dependency.errors.js';
 import { isHsmUnavailableError } from '../common/transient-errors.js';
+import { AuditError, AuditErrorCode } from './audit.errors.js';
 import type { AuditRecord } from './audit.repository.js';
 import { AuditService } from './audit.service.js';
 import { FailedAttempts } from './failed-attempts.js';
@@ -55,12 +56,11 @@ export class AuditInterceptor implements NestInterceptor {
       } catch (err) {
         // The chain is MACed in the HSM: an HSM outage shows here first, and is named as such.
         if (isHsmUnavailableError(err))
-          throw new SigilError(
-            'unavailable',
-            'hsm_unavailable',
+          throw new DependencyError(
+            DependencyErrorCode.HsmUnavailable,
             'the HSM is unavailable, so the audit log cannot be written; nothing was changed',
           );
-        throw new SigilError('unavailable', 'audit_unavailable', 'the audit log cannot be written; nothing was changed');
+        throw new AuditError(AuditErrorCode.AuditUnavailable, 'the audit log cannot be written; nothing was changed');
       }
     }
     return next.handle();

@@ -3,7 +3,7 @@ import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
 import { IsIn, IsString, Length } from 'class-validator';
 import type { Response } from 'express';
-import { notFound, invalid } from '../common/sigil-error.js';
+import { AuthError, AuthErrorCode } from './auth.errors.js';
 import { IsAbsentOr, IsDns1123Label } from '../common/validators.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import { ApiTokenRepository } from './api-token.repository.js';
@@ -68,7 +68,7 @@ export class ApiTokensController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<CreatedApiTokenView> {
     if (dto.role === 'admin' && dto.project !== undefined)
-      throw invalid('admin_token_scoped', 'admin tokens cannot be limited to a project');
+      throw new AuthError(AuthErrorCode.AdminTokenScoped, 'admin tokens cannot be limited to a project');
     const projectId = dto.project === undefined ? null : (await this.projects.resolve(actor, dto.project)).id;
     const token = generateToken();
     const saved = await this.tokens.insert({ name: dto.name, role: dto.role, projectId, tokenHash: hashToken(token) });
@@ -89,6 +89,6 @@ export class ApiTokensController {
   @Audited('token.revoke')
   @ApiOperation({ summary: 'Revoke a token; it stops working at once' })
   async revoke(@Param('id', new ParseUUIDPipe()) id: string): Promise<void> {
-    if (!(await this.tokens.revoke(id))) throw notFound('active token', 'token_not_found');
+    if (!(await this.tokens.revoke(id))) throw new AuthError(AuthErrorCode.TokenNotFound, 'active token not found');
   }
 }

@@ -2,7 +2,7 @@ import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@ne
 import { Reflector } from '@nestjs/core';
 import type { Response } from 'express';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import { SigilError } from '../common/sigil-error.js';
+import { AuthError, AuthErrorCode } from './auth.errors.js';
 import { ApiTokenRepository } from './api-token.repository.js';
 import { AUDIT_ACTION, PUBLIC, REQUIRES, type AuthenticatedRequest } from './auth.decorators.js';
 import { hashToken } from './bootstrap-admin-token.js';
@@ -42,11 +42,10 @@ export class AuthGuard implements CanActivate {
       const wait = this.failures.take((req as { ip?: string }).ip ?? 'unknown');
       if (wait > 0) {
         ctx.switchToHttp().getResponse<Response>().setHeader('Retry-After', String(wait));
-        throw new SigilError('rate_limited', 'rate_limited', `too many failed authentications; retry in ${wait} s`);
+        throw new AuthError(AuthErrorCode.RateLimited, `too many failed authentications; retry in ${wait} s`);
       }
-      throw new SigilError(
-        'unauthenticated',
-        'unauthenticated',
+      throw new AuthError(
+        AuthErrorCode.Unauthenticated,
         match ? 'the API token is unknown or revoked' : 'an API token is required: Authorization: Bearer <token>',
       );
     }
@@ -55,13 +54,13 @@ export class AuthGuard implements CanActivate {
     const wait = this.limiter.take(token.id);
     if (wait > 0) {
       ctx.switchToHttp().getResponse<Response>().setHeader('Retry-After', String(wait));
-      throw new SigilError('rate_limited', 'rate_limited', `too many requests for this token; retry in ${wait} s`);
+      throw new AuthError(AuthErrorCode.RateLimited, `too many requests for this token; retry in ${wait} s`);
     }
 
     const permission = this.reflector.getAllAndOverride<Permission>(REQUIRES, targets);
-    if (!permission) throw new SigilError('forbidden', 'forbidden', 'this route declares no permission');
+    if (!permission) throw new AuthError(AuthErrorCode.Forbidden, 'this route declares no permission');
     if (!req.actor.can(permission))
-      throw new SigilError('forbidden', 'forbidden', `role ${token.role} may not ${permission.replace(':', ' ')}`);
+      throw new AuthError(AuthErrorCode.Forbidden, `role ${token.role} may not ${permission.replace(':', ' ')}`);
     return true;
   }
 }

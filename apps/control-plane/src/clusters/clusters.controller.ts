@@ -6,7 +6,7 @@ import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
 import { afterCursor, ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
 import { labelKeyProblem, labelValueProblem } from '../common/kubernetes-names.js';
-import { invalid } from '../common/sigil-error.js';
+import { ClustersError, ClustersErrorCode } from './clusters.errors.js';
 import {
   ClusterPage,
   ClusterView,
@@ -27,7 +27,7 @@ function parseLabelFilter(raw: string | undefined): Record<string, string> | und
   for (const part of raw.split(',')) {
     const [k, v, ...rest] = part.split('=');
     if (k === undefined || v === undefined || rest.length > 0 || labelKeyProblem(k) || labelValueProblem(v)) {
-      throw invalid('invalid_label_filter', 'labels must look like key=value,key2=value2');
+      throw new ClustersError(ClustersErrorCode.InvalidLabelFilter, 'labels must look like key=value,key2=value2');
     }
     out[k] = v;
   }

@@ -4,7 +4,7 @@ import type { Actor } from '../auth/policy.js';
 import { hashToken } from '../auth/bootstrap-admin-token.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
-import { conflict, notFound } from '../common/sigil-error.js';
+import { ClustersError, ClustersErrorCode } from './clusters.errors.js';
 import { isUniqueViolation } from '../projects/projects.service.js';
 import { matches, type LabelSelector } from '../delivery/label-selector.js';
 import { MembershipService } from '../delivery/membership.service.js';
@@ -32,7 +32,7 @@ export class ClustersService {
 
   async get(name: string): Promise<ClusterEntity> {
     const c = dns1123LabelProblem(name) ? null : await this.repo.findByName(name);
-    if (!c) throw notFound(`cluster ${JSON.stringify(name)}`, 'cluster_not_found');
+    if (!c) throw new ClustersError(ClustersErrorCode.ClusterNotFound, `cluster ${JSON.stringify(name)} not found`);
     return c;
   }
 
@@ -40,7 +40,8 @@ export class ClustersService {
   async getVisible(actor: Actor, name: string): Promise<ClusterEntity> {
     const c = await this.get(name);
     const scope = await this.scope(actor);
-    if (scope !== 'all' && !scope.some((s) => matches(s, c.labels))) throw notFound(`cluster ${JSON.stringify(name)}`, 'cluster_not_found');
+    if (scope !== 'all' && !scope.some((s) => matches(s, c.labels)))
+      throw new ClustersError(ClustersErrorCode.ClusterNotFound, `cluster ${JSON.stringify(name)} not found`);
     return c;
   }
 
@@ -78,7 +79,8 @@ export class ClustersService {
     try {
       cluster = await this.repo.insert({ name, labels, kubernetesIdentity: kubernetesIdentity ?? null });
     } catch (err) {
-      if (isUniqueViolation(err)) throw conflict('cluster_exists', `cluster ${JSON.stringify(name)} already exists`);
+      if (isUniqueViolation(err))
+        throw new ClustersError(ClustersErrorCode.ClusterExists, `cluster ${JSON.stringify(name)} already exists`);
       throw err;
     }
     // It joins the placements whose selectors match (if it died right here, the periodic membership pass would).
@@ -120,7 +122,7 @@ export class ClustersService {
           checkVersion(expectedVersion, c.version);
           mutate(c);
         });
-    if (!updated) throw notFound(`cluster ${JSON.stringify(name)}`, 'cluster_not_found');
+    if (!updated) throw new ClustersError(ClustersErrorCode.ClusterNotFound, `cluster ${JSON.stringify(name)} not found`);
     return updated;
   }
 
@@ -138,7 +140,8 @@ export class ClustersService {
     ttlSeconds = DEFAULT_ENROLLMENT_TTL_S,
   ): Promise<{ id: string; token: string; expiresAt: Date; cluster: string }> {
     const c = await this.get(name);
-    if (c.state === 'disabled') throw conflict('cluster_disabled', `cluster ${JSON.stringify(name)} is disabled; enable it first`);
+    if (c.state === 'disabled')
+      throw new ClustersError(ClustersErrorCode.ClusterDisabled, `cluster ${JSON.stringify(name)} is disabled; enable it first`);
     const token = `sge_${randomBytes(32).toString('base64url')}`;
     const expiresAt = new Date(Date.now() + Math.min(ttlSeconds, MAX_ENROLLMENT_TTL_S) * 1000);
     const row = await this.repo.insertEnrollmentToken({ clusterId: c.id, tokenHash: hashToken(token), expiresAt, createdBy: actor.name });
@@ -155,9 +158,9 @@ export class ClustersService {
   async revokeEnrollmentToken(name: string, id: string): Promise<void> {
     const c = await this.get(name);
     if (!UUID.test(id) || !(await this.repo.deleteEnrollmentToken(c.id, id))) {
-      throw notFound(
-        `enrollment token ${JSON.stringify(id.slice(0, 64))} of cluster ${JSON.stringify(name)}`,
-        'enrollment_token_not_found',
+      throw new ClustersError(
+        ClustersErrorCode.EnrollmentTokenNotFound,
+        `enrollment token ${JSON.stringify(id.slice(0, 64))} of cluster ${JSON.stringify(name)} not found`,
       );
     }
   }

@@ -1,5 +1,5 @@
 import type { Response } from 'express';
-import { SigilError } from './sigil-error.js';
+import { CommonError, CommonErrorCode } from './common.errors.js';
 
 /** Strong ETag from a row version. */
 export function setEtag(res: Response, version: number): void {
@@ -10,13 +10,13 @@ export function setEtag(res: Response, version: number): void {
 export function ifMatchVersion(header: string | undefined): number | undefined {
   if (header === undefined || header.trim() === '*') return undefined;
   const m = /^\s*(?:W\/)?"(\d{1,10})"\s*$/.exec(header);
-  if (!m) throw new SigilError('precondition_failed', 'precondition_failed', 'If-Match must be an ETag returned by this API, e.g. "3"');
+  if (!m) throw new CommonError(CommonErrorCode.PreconditionFailed, 'If-Match must be an ETag returned by this API, e.g. "3"');
   return Number(m[1]);
 }
 
 export function checkVersion(expected: number | undefined, actual: number): void {
   if (expected !== undefined && expected !== actual) {
-    throw new SigilError('precondition_failed', 'precondition_failed', `the resource changed (now version ${actual}); fetch it again`);
+    throw new CommonError(CommonErrorCode.PreconditionFailed, `the resource changed (now version ${actual}); fetch it again`);
   }
 }
 
@@ -33,14 +33,14 @@ export const MAX_PAGE = 500;
 export function afterCursor(after: unknown): string | undefined {
   if (after === undefined) return undefined;
   if (typeof after !== 'string' || !/^[a-z0-9.-]{1,253}$/.test(after))
-    throw new SigilError('invalid', 'invalid_cursor', 'after must be the `next` value of a previous page');
+    throw new CommonError(CommonErrorCode.InvalidCursor, 'after must be the `next` value of a previous page');
   return after;
 }
 
 export function pageLimit(limit: string | undefined): number {
   if (limit === undefined) return DEFAULT_PAGE;
   if (typeof limit !== 'string' || !/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > MAX_PAGE) {
-    throw new SigilError('invalid', 'invalid_limit', `limit must be an integer between 1 and ${MAX_PAGE}`);
+    throw new CommonError(CommonErrorCode.InvalidLimit, `limit must be an integer between 1 and ${MAX_PAGE}`);
   }
   return Number(limit);
 }

@@ -1,7 +1,9 @@
 /**
- * Base of every feature's errors. Services throw these (never HTTP exceptions); the REST
- * filter maps `kind` to a status and `code` is the stable machine-readable identifier.
- * Messages must never contain secret values.
+ * Base of every feature's errors. Services throw their feature's subclass (never HTTP
+ * exceptions), constructed from a member of the feature's code enum; the feature's table gives
+ * each code its `kind`, and the REST filter and the gRPC mapper map the kind to a status. Both
+ * tables are total (`Record`), so a code without a kind, or a kind without a status, does not
+ * compile. Messages must never contain secret values.
  */
 export type ErrorKind =
   | 'invalid'
@@ -14,44 +16,48 @@ export type ErrorKind =
   | 'rate_limited'
   | 'unavailable';
 
-export const HTTP_STATUS: Record<ErrorKind, number> = {
-  invalid: 400,
-  unauthenticated: 401,
-  forbidden: 403,
-  not_found: 404,
-  conflict: 409,
-  precondition_failed: 412,
-  too_large: 413,
-  rate_limited: 429,
-  unavailable: 503,
-};
+/** A feature's codes, each with the kind of refusal it is (one kind per code within a feature). */
+export type ErrorKinds<C extends string> = Readonly<Record<C, ErrorKind>>;
+
+/** Field-level details for validation errors: `{ field: 'data.KEY', problem: '…' }`. */
+export interface ProblemField {
+  field: string;
+  problem: string;
+}
+
+export interface SigilErrorOptions {
+  details?: ProblemField[];
+  /** The caller should retry after this long; REST sends it as `Retry-After`, gRPC as retry-after metadata. */
+  retryAfterSeconds?: number;
+}
 
 export class SigilError extends Error {
-  constructor(
+  readonly details?: ProblemField[];
+  readonly retryAfterSeconds?: number;
+
+  protected constructor(
     readonly kind: ErrorKind,
     readonly code: string,
     message: string,
-    /** Field-level details for validation errors: `{ field: 'data.KEY', problem: '…' }`. */
-    readonly details?: Array<{ field: string; problem: string }>,
+    options: SigilErrorOptions = {},
   ) {
     super(message);
-    this.name = 'SigilError';
+    this.name = new.target.name;
+    if (options.details) this.details = options.details;
+    if (options.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 
-export const notFound = (what: string, code = 'not_found') => new SigilError('not_found', code, `${what} not found`);
-export const invalid = (code: string, message: string, details?: Array<{ field: string; problem: string }>) =>
-  new SigilError('invalid', code, message, details);
-export const conflict = (code: string, message: string) => new SigilError('conflict', code, message);
+/**
+ * The base of a feature's error class: `class SecretsError extends featureError(KINDS) {}`. Its
+ * constructor takes only the feature's codes; the kind comes from the feature's table.
+ */
+export function featureError<C extends string>(kinds: ErrorKinds<C>) {
+  return class extends SigilError {
+    declare readonly code: C;
 
-/** A refusal to retry after `retryAfterSeconds`; REST sends it as `Retry-After`. */
-export class RetryLaterError extends SigilError {
-  constructor(
-    kind: 'rate_limited' | 'unavailable',
-    code: string,
-    message: string,
-    readonly retryAfterSeconds: number,
-  ) {
-    super(kind, code, message);
-  }
+    constructor(code: C, message: string, options?: SigilErrorOptions) {
+      super(kinds[code], code, message, options);
+    }
+  };
 }

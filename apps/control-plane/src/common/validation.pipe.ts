@@ -1,6 +1,7 @@
 import { Injectable, type ArgumentMetadata, type PipeTransform } from '@nestjs/common';
 import { validate, type ValidationError } from 'class-validator';
-import { invalid } from './sigil-error.js';
+import { CommonError, CommonErrorCode } from './common.errors.js';
+import type { ProblemField } from './sigil-error.js';
 
 const PRIMITIVES = new Set<unknown>([String, Number, Boolean, Array, Object]);
 
@@ -13,9 +14,9 @@ export class DtoValidationPipe implements PipeTransform {
   async transform(value: unknown, meta: ArgumentMetadata): Promise<unknown> {
     if ((meta.type !== 'body' && meta.type !== 'query') || !meta.metatype || PRIMITIVES.has(meta.metatype)) return value;
     if (value === undefined && meta.type === 'body')
-      throw invalid('invalid_body', 'request body must be a JSON object (Content-Type: application/json)');
+      throw new CommonError(CommonErrorCode.InvalidBody, 'request body must be a JSON object (Content-Type: application/json)');
     if (value === null || typeof value !== 'object' || Array.isArray(value))
-      throw invalid('invalid_body', 'request body must be a JSON object');
+      throw new CommonError(CommonErrorCode.InvalidBody, 'request body must be a JSON object');
     const instance = Object.assign(Object.create(meta.metatype.prototype as object) as object, value);
     const errors = await validate(instance, {
       whitelist: true,
@@ -25,13 +26,13 @@ export class DtoValidationPipe implements PipeTransform {
     });
     if (errors.length > 0) {
       const details = flatten(errors);
-      throw invalid('validation_failed', details.map((d) => `${d.field}: ${d.problem}`).join('; '), details);
+      throw new CommonError(CommonErrorCode.ValidationFailed, details.map((d) => `${d.field}: ${d.problem}`).join('; '), { details });
     }
     return instance;
   }
 }
 
-function flatten(errors: ValidationError[], parent = ''): Array<{ field: string; problem: string }> {
+function flatten(errors: ValidationError[], parent = ''): ProblemField[] {
   return errors.flatMap((e) => {
     const field = parent ? `${parent}.${e.property}` : e.property;
     const own = Object.values(e.constraints ?? {}).map((problem) => ({ field, problem: problem.replace(/^\S+ /, '') }));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { RetryLaterError } from '../common/sigil-error.js';
+import { DependencyError } from '../common/dependency.errors.js';
 import { WorkQueue } from './work-queue.js';
 
 const gate = () => {
@@ -38,9 +38,9 @@ describe('WorkQueue', () => {
     const running = q.run(() => g.p);
     const waiting = q.run(() => Promise.resolve('late'));
     const refused = await q.run(() => Promise.resolve('never')).catch((e: unknown) => e);
-    expect(refused).toBeInstanceOf(RetryLaterError);
+    expect(refused).toBeInstanceOf(DependencyError);
     expect(refused).toMatchObject({ kind: 'unavailable', code: 'busy' });
-    expect((refused as RetryLaterError).retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect((refused as DependencyError).retryAfterSeconds).toBeGreaterThanOrEqual(1);
     expect(await waiting.catch((e: unknown) => e)).toMatchObject({ code: 'busy' }); // waited 50 ms: refused
     g.open();
     await running;

@@ -1,4 +1,4 @@
-import { RetryLaterError } from '../common/sigil-error.js';
+import { DependencyError, DependencyErrorCode } from '../common/dependency.errors.js';
 
 export interface WorkQueueOptions {
   /** For the refusal's message and metrics: what kind of work waits here. */
@@ -19,8 +19,9 @@ const MAX_RETRY_AFTER_S = 30;
  * An admission gate in front of the database pool. Bursts (10,000 agents enrolling at once)
  * wait here, in order, with a bound on how many and for how long, instead of inside pg's pool,
  * whose acquire timeout fails them with "timeout exceeded when trying to connect" and leaves
- * every other caller of the pool starved. Beyond the bounds the caller gets a RetryLaterError
- * (UNAVAILABLE `busy` with Retry-After on gRPC, 503 on REST), which agents retry.
+ * every other caller of the pool starved. Beyond the bounds the caller gets a DependencyError `busy`
+ * with a retry window (UNAVAILABLE `busy` with retry-after on gRPC, 503 with Retry-After on REST),
+ * which agents retry.
  */
 export class WorkQueue {
   private running = 0;
@@ -74,9 +75,11 @@ export class WorkQueue {
     else this.running -= 1;
   }
 
-  private busy(): RetryLaterError {
+  private busy(): DependencyError {
     const drainS = ((this.waiting.length + this.running) * this.meanMs) / this.options.concurrency / 1000;
     const retryAfter = Math.min(MAX_RETRY_AFTER_S, Math.max(MIN_RETRY_AFTER_S, Math.ceil(drainS)));
-    return new RetryLaterError('unavailable', 'busy', `the control plane is busy (${this.options.name}); retry shortly`, retryAfter);
+    return new DependencyError(DependencyErrorCode.Busy, `the control plane is busy (${this.options.name}); retry shortly`, {
+      retryAfterSeconds: retryAfter,
+    });
   }
 }

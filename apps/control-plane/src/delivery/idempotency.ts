@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Actor } from '../auth/policy.js';
-import { SigilError, invalid } from '../common/sigil-error.js';
+import { DeliveryError, DeliveryErrorCode } from './delivery.errors.js';
 
 const KEY = /^[\x21-\x7e]{1,128}$/;
 const RETENTION = '24 hours';
@@ -18,7 +18,8 @@ export class IdempotencyService {
 
   async run<T>(actor: Actor, key: string | undefined, request: unknown, fn: () => Promise<T>): Promise<{ body: T; replayed: boolean }> {
     if (key === undefined) return { body: await fn(), replayed: false };
-    if (!KEY.test(key)) throw invalid('invalid_idempotency_key', 'Idempotency-Key must be 1-128 printable characters');
+    if (!KEY.test(key))
+      throw new DeliveryError(DeliveryErrorCode.InvalidIdempotencyKey, 'Idempotency-Key must be 1-128 printable characters');
     const hash = createHash('sha256').update(JSON.stringify(request)).digest();
     const [stored] = await this.ds.query<Array<{ request_hash: Buffer; response: T }>>(
       `SELECT request_hash, response FROM idempotency_keys WHERE token_id = $1 AND key = $2 AND created_at > now() - interval '${RETENTION}'`,
@@ -26,7 +27,7 @@ export class IdempotencyService {
     );
     if (stored) {
       if (!stored.request_hash.equals(hash)) {
-        throw new SigilError('conflict', 'idempotency_key_reused', 'this Idempotency-Key was used for a different request');
+        throw new DeliveryError(DeliveryErrorCode.IdempotencyKeyReused, 'this Idempotency-Key was used for a different request');
       }
       return { body: stored.response, replayed: true };
     }

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
-import { RetryLaterError } from '../common/sigil-error.js';
+import { DeliveryError, DeliveryErrorCode } from './delivery.errors.js';
 import { ClusterEvents, type ClusterEvent } from '../events/cluster-events.js';
 
 /** Long-polls (`GET …/publication?wait=`) one API token may hold open at once, per replica. */
@@ -51,20 +51,16 @@ export class PublicationWaiters implements OnModuleInit, OnModuleDestroy {
   admit(tokenId: string): () => void {
     const mine = this.perToken.get(tokenId) ?? 0;
     if (mine >= WAITERS_PER_TOKEN) {
-      throw new RetryLaterError(
-        'rate_limited',
-        'too_many_waiters',
+      throw new DeliveryError(
+        DeliveryErrorCode.TooManyWaiters,
         `at most ${WAITERS_PER_TOKEN} waiting requests per API token; retry once one has answered`,
-        REFUSED_RETRY_AFTER_S,
+        { retryAfterSeconds: REFUSED_RETRY_AFTER_S },
       );
     }
     if (this.total >= WAITERS_PER_REPLICA) {
-      throw new RetryLaterError(
-        'rate_limited',
-        'too_many_waiters',
-        'too many waiting requests on this server; retry shortly',
-        REFUSED_RETRY_AFTER_S,
-      );
+      throw new DeliveryError(DeliveryErrorCode.TooManyWaiters, 'too many waiting requests on this server; retry shortly', {
+        retryAfterSeconds: REFUSED_RETRY_AFTER_S,
+      });
     }
     this.perToken.set(tokenId, mine + 1);
     this.total++;

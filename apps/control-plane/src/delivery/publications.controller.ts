@@ -4,7 +4,7 @@ import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
 import { ApiProblems } from '../common/api-problems.js';
-import { invalid } from '../common/sigil-error.js';
+import { DeliveryError, DeliveryErrorCode } from './delivery.errors.js';
 import { IdempotencyService } from './idempotency.js';
 import { ProjectClusterSelectorDto, PublicationView, PublishDto, UnpublishDto } from './publications.dto.js';
 import { WAITERS_PER_TOKEN } from './publication-waiters.js';
@@ -13,7 +13,8 @@ import { PublicationsService } from './publications.service.js';
 function waitSeconds(raw: string | undefined): number {
   if (raw === undefined || raw === '') return 0;
   const m = /^(\d{1,3})s?$/.exec(raw);
-  if (!m || Number(m[1]) > 300) throw invalid('invalid_wait', 'wait must be a number of seconds from 0 to 300 (e.g. 30 or 30s)');
+  if (!m || Number(m[1]) > 300)
+    throw new DeliveryError(DeliveryErrorCode.InvalidWait, 'wait must be a number of seconds from 0 to 300 (e.g. 30 or 30s)');
   return Number(m[1]);
 }
 

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Actor } from '../auth/policy.js';
 import { AppsService } from '../apps/apps.service.js';
-import { SigilError, invalid } from '../common/sigil-error.js';
+import { DeliveryError, DeliveryErrorCode } from './delivery.errors.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import { DeliveryRepository, type AppClusterStatusRow, type Placement } from './delivery.repository.js';
 import { matches, selectorKey, type LabelSelector } from './label-selector.js';
@@ -31,18 +31,19 @@ export class PublicationsService {
     app: string,
     req: { clusters?: string[]; selector?: LabelSelector },
   ): Promise<PublicationView> {
-    if (!req.clusters?.length && !req.selector) throw invalid('target_required', 'give clusters, a selector, or both');
+    if (!req.clusters?.length && !req.selector)
+      throw new DeliveryError(DeliveryErrorCode.TargetRequired, 'give clusters, a selector, or both');
     const r = await this.apps.resolve(actor, project, app);
     const moved = await this.repo.membershipTransaction(async (em) => {
       const clusters = await this.repo.clusters(em);
       const known = new Map(clusters.map((c) => [c.name, c]));
       const unknown = (req.clusters ?? []).filter((n) => !known.has(n));
-      if (unknown.length) throw new SigilError('not_found', 'cluster_not_found', `unknown clusters: ${unknown.slice(0, 20).join(', ')}`);
+      if (unknown.length)
+        throw new DeliveryError(DeliveryErrorCode.ClusterNotFound, `unknown clusters: ${unknown.slice(0, 20).join(', ')}`);
       const allowed = (await this.repo.projectSelectors(em)).get(r.project.id) ?? null;
       if (allowed === null) {
-        throw new SigilError(
-          'forbidden',
-          'no_clusters_allowed',
+        throw new DeliveryError(
+          DeliveryErrorCode.NoClustersAllowed,
           `project ${r.project.name} may not publish to any cluster yet; an admin sets its cluster selector`,
         );
       }
@@ -59,9 +60,8 @@ export class PublicationsService {
       };
       const refused = [...names].filter((n) => !matches(allowed, known.get(n)!.labels));
       if (refused.length) {
-        throw new SigilError(
-          'forbidden',
-          'cluster_not_allowed',
+        throw new DeliveryError(
+          DeliveryErrorCode.ClusterNotAllowed,
           `project ${r.project.name} may not publish to: ${refused.slice(0, 20).join(', ')}`,
         );
       }

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import type { webcrypto as wc } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import * as x509 from '@peculiar/x509';
-import { SigilError } from '../common/sigil-error.js';
+import { EnrollmentError, EnrollmentErrorCode } from './enrollment.errors.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { RootKeyRepository } from '../keys/root-key.repository.js';
 import { ClusterCaRepository } from './cluster-ca.repository.js';
@@ -162,7 +162,7 @@ export class ClusterCertificateAuthority implements OnApplicationBootstrap {
     try {
       return verifyCsr(csrDer);
     } catch (err) {
-      if (err instanceof CsrRejected) throw new SigilError('invalid', 'invalid_csr', err.message);
+      if (err instanceof CsrRejected) throw new EnrollmentError(EnrollmentErrorCode.InvalidCsr, err.message);
       throw err;
     }
   }

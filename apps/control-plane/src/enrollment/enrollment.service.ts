@@ -5,7 +5,8 @@ import { AuditService } from '../audit/audit.service.js';
 import { FailedAttempts } from '../audit/failed-attempts.js';
 import { hashToken } from '../auth/bootstrap-admin-token.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
-import { SigilError, invalid } from '../common/sigil-error.js';
+import { SigilError } from '../common/sigil-error.js';
+import { EnrollmentError, EnrollmentErrorCode } from './enrollment.errors.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { MembershipService } from '../delivery/membership.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
@@ -106,7 +107,8 @@ export class EnrollmentService {
               ? await this.lockVerifiedCluster(em, req, identity!)
               : await this.byBootstrapToken(em, req, credential.bootstrapToken);
           const { cluster, csr, keySha256 } = admitted;
-          if (cluster.state === 'disabled') throw new SigilError('forbidden', 'cluster_disabled', `cluster ${cluster.name} is disabled`);
+          if (cluster.state === 'disabled')
+            throw new EnrollmentError(EnrollmentErrorCode.ClusterDisabled, `cluster ${cluster.name} is disabled`);
           const ttlSeconds = this.config.agents.certTtlSeconds;
           // The certificate (an HSM signature) and the delivery key (an HSM wrap) in parallel, on two workers.
           const [cert, envelope] = await Promise.all([
@@ -168,7 +170,8 @@ export class EnrollmentService {
 
   /** A fresh certificate for a new CSR from an enrolled agent; a new key replaces the old one. */
   async renew(cluster: { id: string; name: string }, csrDer: Buffer): Promise<{ certificateDer: Buffer; notAfter: Date }> {
-    if (csrDer.length === 0 || csrDer.length > 16 * 1024) throw invalid('invalid_csr', 'csr_der must be a DER PKCS#10 request');
+    if (csrDer.length === 0 || csrDer.length > 16 * 1024)
+      throw new EnrollmentError(EnrollmentErrorCode.InvalidCsr, 'csr_der must be a DER PKCS#10 request');
     const csr = this.ca.checkCsr(csrDer);
     const cert = await this.ca.signClientCertificate(csr, {
       clusterId: cluster.id,
@@ -180,15 +183,19 @@ export class EnrollmentService {
   }
 
   private checkShape(req: EnrollRequest): void {
-    if (dns1123LabelProblem(req.cluster)) throw invalid('invalid_cluster', 'cluster must be a registered cluster name');
-    if (!req.credential) throw invalid('credential_required', 'give a bootstrap_token or a service_account_token');
-    if (req.csrDer.length === 0 || req.csrDer.length > 16 * 1024) throw invalid('invalid_csr', 'csr_der must be a DER PKCS#10 request');
+    if (dns1123LabelProblem(req.cluster))
+      throw new EnrollmentError(EnrollmentErrorCode.InvalidCluster, 'cluster must be a registered cluster name');
+    if (!req.credential)
+      throw new EnrollmentError(EnrollmentErrorCode.CredentialRequired, 'give a bootstrap_token or a service_account_token');
+    if (req.csrDer.length === 0 || req.csrDer.length > 16 * 1024)
+      throw new EnrollmentError(EnrollmentErrorCode.InvalidCsr, 'csr_der must be a DER PKCS#10 request');
     if (!AGENT_VERSION.test(req.agentVersion))
-      throw invalid('invalid_agent_version', 'agent_version must be at most 64 printable characters');
+      throw new EnrollmentError(EnrollmentErrorCode.InvalidAgentVersion, 'agent_version must be at most 64 printable characters');
     try {
       ClusterKeyService.checkAgentKey(req.deliveryPublicKeyDer);
     } catch (err) {
-      if (err instanceof KeyCustodyError) throw invalid('invalid_delivery_key', `delivery_public_key_der: ${err.message}`);
+      if (err instanceof KeyCustodyError)
+        throw new EnrollmentError(EnrollmentErrorCode.InvalidDeliveryKey, `delivery_public_key_der: ${err.message}`);
       throw err;
     }
   }
@@ -196,7 +203,7 @@ export class EnrollmentService {
   private async byBootstrapToken(em: EntityManager, req: EnrollRequest, token: string): Promise<Admitted> {
     const refused = (why: string) => {
       this.logger.debug({ cluster: req.cluster, why }, 'bootstrap token refused');
-      return new SigilError('unauthenticated', 'enrollment_token_invalid', TOKEN_REFUSED);
+      return new EnrollmentError(EnrollmentErrorCode.EnrollmentTokenInvalid, TOKEN_REFUSED);
     };
     // Looked up by its SHA-256: the lookup's timing depends on the digest, which the caller cannot
     // steer towards a stored one, so it leaks nothing about valid tokens (a constant-time compare).
@@ -245,7 +252,7 @@ export class EnrollmentService {
     } catch (err) {
       if (err instanceof ServiceAccountTokenRefused) {
         this.logger.info({ cluster: name.slice(0, 63), why: err.reason, detail: err.message }, 'service-account token refused');
-        throw new SigilError('unauthenticated', 'service_account_token_invalid', SA_TOKEN_REFUSED);
+        throw new EnrollmentError(EnrollmentErrorCode.ServiceAccountTokenInvalid, SA_TOKEN_REFUSED);
       }
       throw err;
     }
@@ -260,7 +267,7 @@ export class EnrollmentService {
   private async lockVerifiedCluster(em: EntityManager, req: EnrollRequest, verifiedIdentity: string): Promise<Admitted> {
     const cluster = await this.repo.lockClusterByName(em, req.cluster);
     if (!cluster || JSON.stringify(cluster.kubernetesIdentity) !== verifiedIdentity) {
-      throw new SigilError('unauthenticated', 'kubernetes_identity_changed', `cluster ${req.cluster} changed while enrolling; try again`);
+      throw new EnrollmentError(EnrollmentErrorCode.KubernetesIdentityChanged, `cluster ${req.cluster} changed while enrolling; try again`);
     }
     const { csr, keySha256 } = this.checkCsr(req);
     return { cluster, csr, keySha256, tokenId: null, retry: this.isRetry(cluster, req, keySha256) };
@@ -284,6 +291,5 @@ export class EnrollmentService {
 
 function toSigilError(err: unknown): SigilError {
   if (err instanceof SigilError) return err;
-  if (err instanceof KeyCustodyError) return new SigilError('unavailable', err.code, err.message);
   throw err;
 }

@@ -2,11 +2,24 @@ import { ArgumentsHost, Catch, HttpException, HttpStatus, type ExceptionFilter }
 import type { Request, Response } from 'express';
 import type { PinoLogger } from 'nestjs-pino';
 import { QueryFailedError } from 'typeorm';
-import { HTTP_STATUS, RetryLaterError, SigilError } from '../common/sigil-error.js';
-import { isHsmUnavailableError, isTransientDependencyError } from '../common/transient-errors.js';
+import { asDependencyError, DEPENDENCY_RETRY_AFTER_S } from '../common/dependency.errors.js';
+import { SigilError, type ErrorKind } from '../common/sigil-error.js';
 
-/** How long clients should wait before retrying when the database or the HSM is busy or away. */
-export const UNAVAILABLE_RETRY_AFTER_S = 2;
+/**
+ * The REST status of each kind of error. Every feature's code has a kind (its `ErrorKinds`
+ * table), so with this table total too, every code maps to a status or the build fails.
+ */
+export const HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
+  invalid: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  precondition_failed: 412,
+  too_large: 413,
+  rate_limited: 429,
+  unavailable: 503,
+};
 
 /** RFC 9457 problem details; `code` is the stable, machine-readable part. */
 export interface Problem {
@@ -81,22 +94,27 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     const req = ctx.getRequest<Request & { id?: string }>();
     const res = ctx.getResponse<Response>();
     const requestId = req.id === undefined ? undefined : String(req.id);
-    const p = this.toProblem(exception, requestId);
-    const retryAfter =
-      exception instanceof RetryLaterError ? exception.retryAfterSeconds : p.status === 503 ? UNAVAILABLE_RETRY_AFTER_S : undefined;
+    const { problem: p, retryAfterSeconds } = this.toProblem(exception, requestId);
+    const retryAfter = retryAfterSeconds ?? (p.status === 503 ? DEPENDENCY_RETRY_AFTER_S : undefined);
     if (retryAfter !== undefined) res.setHeader('Retry-After', String(retryAfter));
     p.instance = req.originalUrl.split('?')[0];
     if (requestId !== undefined) p.requestId = requestId;
     res.status(p.status).type('application/problem+json').send(JSON.stringify(p));
   }
 
-  private toProblem(exception: unknown, requestId: string | undefined): Problem {
-    if (exception instanceof SigilError) {
-      return {
-        ...problem(HTTP_STATUS[exception.kind], exception.code, exception.message),
-        ...(exception.details ? { errors: exception.details } : {}),
-      };
+  private toProblem(exception: unknown, requestId: string | undefined): { problem: Problem; retryAfterSeconds?: number } {
+    if (exception instanceof SigilError) return fromSigilError(exception);
+    // A busy or briefly gone dependency is the client's cue to retry (as the agent API's
+    // UNAVAILABLE 'busy'), not a server bug: 503 with Retry-After, and a warning, not an error.
+    const dependency = asDependencyError(exception);
+    if (dependency) {
+      this.logger.warn({ err: summary(exception), requestId, code: dependency.code }, 'dependency busy or unavailable');
+      return fromSigilError(dependency);
     }
+    return { problem: this.otherProblem(exception, requestId) };
+  }
+
+  private otherProblem(exception: unknown, requestId: string | undefined): Problem {
     // Body-parser errors arrive raw or wrapped by Nest (as `cause`); their messages can quote the
     // body (V8's JSON.parse does), so only our fixed text is returned.
     const parser = (exception as { type?: unknown }).type ?? (exception as { cause?: { type?: unknown } }).cause?.type;
@@ -117,20 +135,18 @@ export class ProblemDetailsFilter implements ExceptionFilter {
       const detail = typeof body === 'string' ? body : describeBody(body);
       return problem(status, CODES[status] ?? 'client_error', detail);
     }
-    // A busy or briefly gone dependency is the client's cue to retry (as the agent API's
-    // UNAVAILABLE 'busy'), not a server bug: 503 with Retry-After, and a warning, not an error.
-    if (isTransientDependencyError(exception)) {
-      this.logger.warn({ err: summary(exception), requestId }, 'database busy or unreachable');
-      return problem(503, 'busy', 'the database is busy or briefly unreachable; retry shortly');
-    }
-    if (isHsmUnavailableError(exception)) {
-      this.logger.warn({ err: summary(exception), requestId }, 'HSM unavailable');
-      return problem(503, 'hsm_unavailable', 'the HSM is unavailable; retry shortly');
-    }
     const status = exception instanceof HttpException ? exception.getStatus() : 500;
     this.logger.error({ err: exception, requestId }, 'request failed');
     return problem(status, status === 503 ? 'unavailable' : 'internal', 'Internal error; quote the request id to the operators.');
   }
+}
+
+/** A SigilError (every feature's, key custody's, a dependency's) by its kind; never anything but its own message. */
+export function fromSigilError(e: SigilError): { problem: Problem; retryAfterSeconds?: number } {
+  return {
+    problem: { ...problem(HTTP_STATUS[e.kind], e.code, e.message), ...(e.details ? { errors: e.details } : {}) },
+    ...(e.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: e.retryAfterSeconds }),
+  };
 }
 
 /** Message and code only: a driver error carries the query's parameters. */

@@ -1,3 +1,5 @@
+import { featureError, type ErrorKinds } from '../common/sigil-error.js';
+
 export enum KeyCustodyErrorCode {
   NoActiveRootKey = 'no_active_root_key',
   RotationInProgress = 'rotation_in_progress',
@@ -9,13 +11,20 @@ export enum KeyCustodyErrorCode {
   InvalidAgentKey = 'invalid_agent_key',
 }
 
+/**
+ * A missing active root key, cluster key or sealed value is a state the installation is in (not
+ * yet initialised, or changed concurrently), not a fault of the request: callers retry (503).
+ */
+export const KEY_CUSTODY_ERROR_KINDS: ErrorKinds<KeyCustodyErrorCode> = {
+  [KeyCustodyErrorCode.NoActiveRootKey]: 'unavailable',
+  [KeyCustodyErrorCode.RotationInProgress]: 'conflict',
+  [KeyCustodyErrorCode.RootKeyNotRetired]: 'conflict',
+  [KeyCustodyErrorCode.RootKeyInUse]: 'conflict',
+  [KeyCustodyErrorCode.RootKeyNotFound]: 'not_found',
+  [KeyCustodyErrorCode.ClusterKeyMissing]: 'unavailable',
+  [KeyCustodyErrorCode.SealedValueMissing]: 'unavailable',
+  [KeyCustodyErrorCode.InvalidAgentKey]: 'invalid',
+};
+
 /** Errors of key custody; mapped to HTTP / gRPC status at the edges, never carrying key material. */
-export class KeyCustodyError extends Error {
-  constructor(
-    readonly code: KeyCustodyErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'KeyCustodyError';
-  }
-}
+export class KeyCustodyError extends featureError(KEY_CUSTODY_ERROR_KINDS) {}

@@ -3,7 +3,7 @@ import { QueryFailedError } from 'typeorm';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
-import { conflict, invalid, notFound } from '../common/sigil-error.js';
+import { ProjectsError, ProjectsErrorCode } from './projects.errors.js';
 import { violatedConstraint } from '../database/constraint-violation.js';
 import { ProjectNamespacesRepository } from './project-namespaces.repository.js';
 import type { ProjectEntity } from './project.entity.js';
@@ -24,7 +24,7 @@ export class ProjectsService {
   async resolve(actor: Actor, name: string): Promise<ProjectEntity> {
     // A name that cannot exist is not looked up (and a NUL byte never reaches PostgreSQL).
     const p = dns1123LabelProblem(name) ? null : await this.repo.findByName(name);
-    if (!p || !actor.sees(p.id)) throw notFound(`project ${JSON.stringify(name)}`, 'project_not_found');
+    if (!p || !actor.sees(p.id)) throw new ProjectsError(ProjectsErrorCode.ProjectNotFound, `project ${JSON.stringify(name)} not found`);
     return p;
   }
 
@@ -36,7 +36,8 @@ export class ProjectsService {
     try {
       return await this.repo.insert({ name: dto.name, description: dto.description ?? '' });
     } catch (err) {
-      if (isUniqueViolation(err)) throw conflict('project_exists', `project ${JSON.stringify(dto.name)} already exists`);
+      if (isUniqueViolation(err))
+        throw new ProjectsError(ProjectsErrorCode.ProjectExists, `project ${JSON.stringify(dto.name)} already exists`);
       throw err;
     }
   }
@@ -47,7 +48,7 @@ export class ProjectsService {
       checkVersion(expectedVersion, locked.version);
       if (dto.description !== undefined) locked.description = dto.description;
     });
-    if (!p) throw notFound(`project ${JSON.stringify(name)}`, 'project_not_found');
+    if (!p) throw new ProjectsError(ProjectsErrorCode.ProjectNotFound, `project ${JSON.stringify(name)} not found`);
     return p;
   }
 
@@ -55,7 +56,8 @@ export class ProjectsService {
     const found = await this.resolve(actor, name);
     await this.repo.deleteLocked(found.id, (p, hasApps) => {
       checkVersion(expectedVersion, p.version);
-      if (hasApps) throw conflict('project_not_empty', `project ${JSON.stringify(name)} still has apps; delete them first`);
+      if (hasApps)
+        throw new ProjectsError(ProjectsErrorCode.ProjectNotEmpty, `project ${JSON.stringify(name)} still has apps; delete them first`);
     });
   }
 
@@ -79,10 +81,10 @@ export class ProjectsService {
     const wanted = [...new Set(requested)].sort();
     const reserved = wanted.filter((n) => RESERVED_NAMESPACE.test(n));
     if (reserved.length) {
-      throw invalid(
-        'namespace_reserved',
+      throw new ProjectsError(
+        ProjectsErrorCode.NamespaceReserved,
         `namespaces of the Kubernetes system (kube-*) cannot be granted: ${reserved.join(', ')}`,
-        reserved.map((n) => ({ field: 'namespaces', problem: `${n} is reserved` })),
+        { details: reserved.map((n) => ({ field: 'namespaces', problem: `${n} is reserved` })) },
       );
     }
     try {
@@ -104,10 +106,13 @@ export class ProjectsService {
 const RESERVED_NAMESPACE = /^kube-/;
 
 const namespaceClaimed = (ns: string[]) =>
-  conflict('namespace_claimed', `another project holds ${ns.length === 1 ? 'namespace' : 'namespaces'} ${ns.slice(0, 20).join(', ')}`);
+  new ProjectsError(
+    ProjectsErrorCode.NamespaceClaimed,
+    `another project holds ${ns.length === 1 ? 'namespace' : 'namespaces'} ${ns.slice(0, 20).join(', ')}`,
+  );
 const namespaceInUse = (ns: string[]) =>
-  conflict(
-    'namespace_in_use',
+  new ProjectsError(
+    ProjectsErrorCode.NamespaceInUse,
     ns.length
       ? `apps of this project still use ${ns.slice(0, 20).join(', ')}; move or delete them first`
       : 'an app of this project still uses a namespace being dropped; move or delete it first',

@@ -6,7 +6,7 @@ import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
 import { afterCursor, ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
-import { invalid } from '../common/sigil-error.js';
+import { SecretsError, SecretsErrorCode } from './secrets.errors.js';
 import { renderPodSpec } from './pod-spec.js';
 import type { SecretEntity, SecretVersionEntity } from './secret.entity.js';
 import { CreateSecretDto, PodSpecView, RollbackDto, SecretPage, SecretVersionView, SecretView, UpdateSecretDto } from './secrets.dto.js';
@@ -174,7 +174,7 @@ export class SecretsController {
     @Query('container') container?: string,
   ): Promise<PodSpecView> {
     if (container !== undefined && dns1123LabelProblem(container))
-      throw invalid('invalid_container', `container ${dns1123LabelProblem(container)}`);
+      throw new SecretsError(SecretsErrorCode.InvalidContainer, `container ${dns1123LabelProblem(container)}`);
     const r = await this.secrets.names(actor, project, app);
     return { deliveryMode: r.app.deliveryMode, podSpec: renderPodSpec(r.app, r.names, container) };
   }

@@ -7,7 +7,7 @@ import { AppsService } from '../apps/apps.service.js';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123SubdomainProblem as secretNameProblem, secretKeyProblem } from '../common/kubernetes-names.js';
-import { SigilError, conflict, invalid, notFound } from '../common/sigil-error.js';
+import { SecretsError, SecretsErrorCode } from './secrets.errors.js';
 import { violatedConstraint } from '../database/constraint-violation.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { SealedValueService } from '../keys/sealed-values.service.js';
@@ -46,7 +46,7 @@ export class SecretsService {
   async get(actor: Actor, project: string, app: string, name: string): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
     const secret = await this.findSecret(r.app.id, name);
-    if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
+    if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
     const current = await this.repo.findVersion(secret.id, secret.currentVersion);
     return { ...r, secret, current: current! };
   }
@@ -88,14 +88,18 @@ export class SecretsService {
     } catch (err) {
       const v = violatedConstraint(err)?.constraint;
       if (v === 'secrets_target_unique') {
-        throw conflict(
-          'secret_target_conflict',
+        throw new SecretsError(
+          SecretsErrorCode.SecretTargetConflict,
           `another app already delivers a Secret named ${dto.name} in namespace ${r.app.namespace}; each Kubernetes Secret has one owner`,
         );
       }
-      if (v === 'secrets_app_namespace') throw conflict('app_changed', `app ${JSON.stringify(app)} changed namespace meanwhile; try again`);
+      if (v === 'secrets_app_namespace')
+        throw new SecretsError(SecretsErrorCode.AppChanged, `app ${JSON.stringify(app)} changed namespace meanwhile; try again`);
       if (isUniqueViolation(err))
-        throw conflict('secret_exists', `secret ${JSON.stringify(dto.name)} already exists in app ${JSON.stringify(app)}`);
+        throw new SecretsError(
+          SecretsErrorCode.SecretExists,
+          `secret ${JSON.stringify(dto.name)} already exists in app ${JSON.stringify(app)}`,
+        );
       throw err;
     } finally {
       for (const v of values.values()) v.fill(0);
@@ -113,12 +117,12 @@ export class SecretsService {
   ): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
     const existing = await this.findSecret(r.app.id, name);
-    if (!existing) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
+    if (!existing) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
     const values = parseValues(dto, existing.type);
     try {
       return await this.membership.appContentChange(r.app.id, async (em) => {
         const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
-        if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
+        if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
         checkVersion(expectedVersion, secret.version);
         const next = secret.latestVersion + 1;
         const current = await this.writeVersion(em, actor, r, secret, next, values);
@@ -143,10 +147,11 @@ export class SecretsService {
     const r = await this.apps.resolve(actor, project, app);
     return this.membership.appContentChange(r.app.id, async (em) => {
       const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
-      if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
+      if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
       checkVersion(expectedVersion, secret.version);
       const target = await this.repo.findVersion(secret.id, version, em);
-      if (!target) throw notFound(`version ${version} of secret ${JSON.stringify(name)}`, 'secret_version_not_found');
+      if (!target)
+        throw new SecretsError(SecretsErrorCode.SecretVersionNotFound, `version ${version} of secret ${JSON.stringify(name)} not found`);
       secret.currentVersion = version;
       return { ...r, secret: await this.repo.saveSecret(em, secret), current: target };
     });
@@ -156,7 +161,7 @@ export class SecretsService {
     const r = await this.apps.resolve(actor, project, app);
     await this.membership.appContentChange(r.app.id, async (em) => {
       const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
-      if (!secret) throw notFound(`secret ${JSON.stringify(name)}`, 'secret_not_found');
+      if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
       checkVersion(expectedVersion, secret.version);
       await this.repo.delete(em, secret.id); // versions cascade; a trigger deletes their ciphertext
     });
@@ -212,23 +217,27 @@ export function parseValues(dto: SecretValuesDto, type: string): Map<string, Buf
     }
   }
   if (problems.length === 0 && values.size === 0) problems.push({ field: 'data', problem: 'a secret needs at least one key' });
-  if (problems.length > 0) throw invalid('invalid_secret', problems.map((p) => `${p.field}: ${p.problem}`).join('; '), problems);
+  if (problems.length > 0)
+    throw new SecretsError(SecretsErrorCode.InvalidSecret, problems.map((p) => `${p.field}: ${p.problem}`).join('; '), {
+      details: problems,
+    });
   const size = [...values].reduce((n, [k, v]) => n + Buffer.byteLength(k) + v.length, 0);
   if (size > MAX_SECRET_BYTES)
-    throw new SigilError(
-      'too_large',
-      'secret_too_large',
+    throw new SecretsError(
+      SecretsErrorCode.SecretTooLarge,
       `a Kubernetes Secret holds at most ${MAX_SECRET_BYTES} bytes; this one has ${size}`,
     );
   // What is sealed and delivered must fit one GetDesiredState page (libs/agent-protocol limits).
   const encoded = encodedSecretPayloadLength(values);
   if (encoded > MAX_SECRET_PAYLOAD_BYTES)
-    throw new SigilError(
-      'too_large',
-      'secret_too_large',
+    throw new SecretsError(
+      SecretsErrorCode.SecretTooLarge,
       `a secret's encoded payload may be at most ${MAX_SECRET_PAYLOAD_BYTES} bytes; this one encodes to ${encoded} (fewer, longer keys encode smaller)`,
     );
   const typeIssues = typeProblems(type, values);
-  if (typeIssues.length > 0) throw invalid('invalid_secret_type', typeIssues.map((p) => `${p.field}: ${p.problem}`).join('; '), typeIssues);
+  if (typeIssues.length > 0)
+    throw new SecretsError(SecretsErrorCode.InvalidSecretType, typeIssues.map((p) => `${p.field}: ${p.problem}`).join('; '), {
+      details: typeIssues,
+    });
   return values;
 }

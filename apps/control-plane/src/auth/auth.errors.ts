@@ -1,0 +1,20 @@
+import { featureError, type ErrorKinds } from '../common/sigil-error.js';
+
+/** Codes of API-token authentication and authorisation. */
+export enum AuthErrorCode {
+  Unauthenticated = 'unauthenticated',
+  RateLimited = 'rate_limited',
+  Forbidden = 'forbidden',
+  AdminTokenScoped = 'admin_token_scoped',
+  TokenNotFound = 'token_not_found',
+}
+
+export const AUTH_ERROR_KINDS: ErrorKinds<AuthErrorCode> = {
+  [AuthErrorCode.Unauthenticated]: 'unauthenticated',
+  [AuthErrorCode.RateLimited]: 'rate_limited',
+  [AuthErrorCode.Forbidden]: 'forbidden',
+  [AuthErrorCode.AdminTokenScoped]: 'invalid',
+  [AuthErrorCode.TokenNotFound]: 'not_found',
+};
+
+export class AuthError extends featureError(AUTH_ERROR_KINDS) {}
