@@ -32,7 +32,8 @@ try {
   delete process.env.npm_package_version; // the document's version is the code's, not npm's
   const { previewOpenApiDocument } = await import(pathToFileURL(path.join(scratch, 'apps/control-plane/src/http/openapi.js')).href);
   const document = await previewOpenApiDocument();
-  const types = astToString(await openapiTS(document, { alphabetize: true }));
+  // defaultNonNullable: false — a request field with a server-side default stays optional.
+  const types = astToString(await openapiTS(document, { alphabetize: true, defaultNonNullable: false }));
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(
     out,

@@ -13,10 +13,14 @@ export const EXIT = {
   timeout: 5,
 } as const;
 
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
 export class CliError extends Error {
   constructor(
-    readonly exitCode: number,
+    readonly exitCode: ExitCode,
     message: string,
+    /** The server's problem+json `code` when the error is its answer: what commands branch on. */
+    readonly problemCode?: string,
   ) {
     super(message);
     this.name = 'CliError';

@@ -713,7 +713,7 @@ export interface components {
                  * @description let discovery / JWKS fetches reach loopback, private and link-local addresses (checked on every resolved address); off by default
                  * @default false
                  */
-                allowPrivateAddresses: boolean;
+                allowPrivateAddresses?: boolean;
                 /** @description PEM bundle to verify jwksUri / discovery with, instead of the system roots */
                 caCert?: string;
                 /** @description the `iss` of the cluster’s service-account tokens (--service-account-issuer) */
@@ -772,7 +772,7 @@ export interface components {
              * @default /etc/sigil
              * @example /etc/sigil
              */
-            mountPath: string;
+            mountPath?: string;
             /**
              * @description DNS-1123 label, unique within the project
              * @example checkout
@@ -787,7 +787,7 @@ export interface components {
              * @default Opaque
              * @enum {string}
              */
-            secretType: "Opaque" | "kubernetes.io/tls" | "kubernetes.io/dockerconfigjson" | "kubernetes.io/basic-auth" | "kubernetes.io/ssh-auth";
+            secretType?: "Opaque" | "kubernetes.io/tls" | "kubernetes.io/dockerconfigjson" | "kubernetes.io/basic-auth" | "kubernetes.io/ssh-auth";
         };
         CreatedApiTokenView: {
             /** Format: date-time */
@@ -813,7 +813,7 @@ export interface components {
              * @default 3600
              * @example 3600
              */
-            ttlSeconds: number;
+            ttlSeconds?: number;
         };
         CreateProjectDto: {
             /** @example Payment services */
@@ -912,7 +912,7 @@ export interface components {
                  * @description let discovery / JWKS fetches reach loopback, private and link-local addresses (checked on every resolved address); off by default
                  * @default false
                  */
-                allowPrivateAddresses: boolean;
+                allowPrivateAddresses?: boolean;
                 /** @description PEM bundle to verify jwksUri / discovery with, instead of the system roots */
                 caCert?: string;
                 /** @description the `iss` of the cluster’s service-account tokens (--service-account-issuer) */
@@ -1110,7 +1110,7 @@ export interface components {
                  * @description let discovery / JWKS fetches reach loopback, private and link-local addresses (checked on every resolved address); off by default
                  * @default false
                  */
-                allowPrivateAddresses: boolean;
+                allowPrivateAddresses?: boolean;
                 /** @description PEM bundle to verify jwksUri / discovery with, instead of the system roots */
                 caCert?: string;
                 /** @description the `iss` of the cluster’s service-account tokens (--service-account-issuer) */

@@ -10,7 +10,8 @@ import { RootKeyService } from './root-keys.service.js';
 
 /** A root key version in a path: a positive int4, so nothing out of the column's range reaches PostgreSQL. */
 function rootKeyVersion(raw: string): number {
-  if (!/^[1-9]\d{0,9}$/.test(raw) || Number(raw) > 2 ** 31 - 1) throw invalid('invalid_root_key_version', 'version must be a positive integer');
+  if (!/^[1-9]\d{0,9}$/.test(raw) || Number(raw) > 2 ** 31 - 1)
+    throw invalid('invalid_root_key_version', 'version must be a positive integer');
   return Number(raw);
 }
 
