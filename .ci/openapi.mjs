@@ -2,33 +2,18 @@
 // named by the first argument, default apps/cli/src/gen/openapi.ts: `make generate` and the
 // staleness check in .ci/check-generated.sh. The document is built from the code in Nest's
 // preview mode (no PostgreSQL, Redis or HSM), compiled with SWC into a scratch folder here.
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import openapiTS, { astToString } from 'openapi-typescript';
+import { compile } from './swc.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const out = path.resolve(root, process.argv[2] ?? 'apps/cli/src/gen/openapi.ts');
 // Inside the repository, so the compiled code finds node_modules.
 const scratch = mkdtempSync(path.join(root, '.openapi-build-'));
 try {
-  execFileSync(
-    process.execPath,
-    [
-      'node_modules/@swc/cli/bin/swc.js',
-      'apps/control-plane/src',
-      'libs',
-      '-d',
-      scratch,
-      '--config-file',
-      '.swcrc',
-      '--ignore',
-      '**/*.spec.ts,**/*.int-spec.ts,**/*.e2e-spec.ts',
-      '--quiet',
-    ],
-    { cwd: root, stdio: 'inherit' },
-  );
+  compile(['apps/control-plane/src', 'libs'], scratch);
   delete process.env.npm_package_version; // the document's version is the code's, not npm's
   const { previewOpenApiDocument } = await import(pathToFileURL(path.join(scratch, 'apps/control-plane/src/http/openapi.js')).href);
   const document = await previewOpenApiDocument();

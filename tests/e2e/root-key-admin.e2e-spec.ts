@@ -1,7 +1,9 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import openapiTS, { astToString } from 'openapi-typescript';
+import { REPO_ROOT } from '../harness/control-plane-process.js';
 import { eventually } from '../harness/eventually.js';
 import { ADMIN_TOKEN, startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { runSigil } from '../harness/sigil-cli.js';
@@ -155,5 +157,13 @@ describe('root-key rotation by an admin', () => {
       ['success', 'version=1'],
       ['success', 'version=2'],
     ]);
+  });
+
+  it('serves the OpenAPI document the CLI’s committed types were generated from', async () => {
+    // .ci/check-generated.sh builds the document in Nest's preview mode; this is the live one.
+    const served = await (await fetch(`${cp.cp.url}/api/docs-json`)).json();
+    const types = astToString(await openapiTS(served as Parameters<typeof openapiTS>[0], { alphabetize: true, defaultNonNullable: false }));
+    const committed = await readFile(path.join(REPO_ROOT, 'apps/cli/src/gen/openapi.ts'), 'utf8');
+    expect(committed.slice(committed.indexOf('\n') + 1)).toBe(types);
   });
 });

@@ -67,7 +67,7 @@ export class Api {
 
 /** An error answer as the exit code its status means and a one-line message: detail, field problems, code. */
 export function problemError(status: number, body: unknown): CliError {
-  const p: Partial<Problem> = typeof body === 'object' && body !== null ? (body as Partial<Problem>) : {};
+  const p: Partial<Problem> = typeof body === 'object' && body !== null ? body : {};
   const detail = [p.detail ?? p.title ?? `HTTP ${status}`, ...(p.errors ?? []).map((e) => `${e.field}: ${e.problem}`)].join('; ');
   const code = typeof p.code === 'string' ? p.code : undefined;
   const message = `${detail}${code ? ` (${code})` : ''}`;

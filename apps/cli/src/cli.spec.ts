@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { runCli } from './cli.js';
 import { EXIT } from './exit-codes.js';
@@ -70,9 +71,7 @@ async function sigil(args: string[], opts: { token?: string | null; stdin?: stri
   const code = await runCli(['node', 'sigil', ...args], {
     env: { SIGIL_CONFIG: path.join(dir, 'config.json'), SIGIL_SERVER: url, ...(token ? { SIGIL_TOKEN: token } : {}), ...opts.env },
     fetch: globalThis.fetch,
-    stdin: (async function* () {
-      if (opts.stdin !== undefined) yield Buffer.from(opts.stdin);
-    })(),
+    stdin: Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]),
     stdout: { write: (s: string) => (stdout += s) },
     stderr: { write: (s: string) => (stderr += s) },
   });
