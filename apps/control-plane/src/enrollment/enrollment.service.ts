@@ -284,6 +284,5 @@ export class EnrollmentService {
 
 function toSigilError(err: unknown): SigilError {
   if (err instanceof SigilError) return err;
-  if (err instanceof KeyCustodyError) return new SigilError('unavailable', err.code, err.message);
   throw err;
 }
