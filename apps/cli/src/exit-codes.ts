@@ -5,7 +5,7 @@ export const EXIT = {
   failed: 1,
   /** bad flags or arguments, or the server refused the input (4xx) */
   usage: 2,
-  /** the control plane could not be reached or is not ready */
+  /** the control plane could not be reached, is not ready, or answered 5xx / 429 */
   unavailable: 3,
   /** no token, or the token is unknown, revoked or lacks the permission */
   auth: 4,

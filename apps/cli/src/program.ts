@@ -14,7 +14,7 @@ Exit codes:
   0  success (with --wait: every cluster converged, or the rotation completed)
   1  with --wait: at least one cluster failed (named on stderr), or the rotation failed
   2  bad input: flags, arguments, or the server refused the request
-  3  the control plane is unreachable or not ready
+  3  the control plane is unreachable, not ready, or answered 5xx or 429 (retry later)
   4  authentication or permission refused
   5  with --wait: --timeout elapsed before every cluster converged (or the rotation finished)`;
 
