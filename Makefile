@@ -29,8 +29,9 @@ check: deps-npm lint typecheck ## lint, type-check, formatting, buf lint, genera
 	@node_modules/.bin/prettier --check --log-level=warn .
 	@bash .ci/check-generated.sh
 
-generate: deps-npm ## regenerate the TypeScript of proto/ (buf + ts-proto) into libs/agent-protocol
+generate: deps-npm ## regenerate committed code: gRPC types of proto/ (buf + ts-proto), the CLI's REST types (openapi-typescript)
 	@rm -rf libs/agent-protocol/src/gen && node_modules/.bin/buf generate
+	@node .ci/openapi.mjs
 
 build: deps-npm ## compile apps/ and libs/ to dist/
 	@node .ci/build.mjs

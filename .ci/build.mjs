@@ -1,28 +1,16 @@
 // Compiles apps/, libs/ and the test harness to dist/ with SWC (decorators + metadata,
 // tsconfig path aliases rewritten to relative imports), then links the edge agent into one file.
 // Type-checking is `make check`'s job.
-import { execFileSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { compile } from './swc.mjs';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 rmSync(new URL('../dist', import.meta.url), { recursive: true, force: true });
-execFileSync(
-  process.execPath,
-  [
-    'node_modules/@swc/cli/bin/swc.js',
-    // Container builds copy only apps/ and libs/.
-    ...['apps', 'libs', 'tests/harness', 'bench'].filter((dir) => existsSync(new URL(`../${dir}`, import.meta.url))),
-    '-d',
-    'dist',
-    '--config-file',
-    '.swcrc',
-    '--ignore',
-    '**/*.spec.ts,**/*.int-spec.ts,**/*.e2e-spec.ts',
-    '--quiet',
-  ],
-  { cwd: root, stdio: 'inherit' },
+// Container builds copy only apps/ and libs/.
+compile(
+  ['apps', 'libs', 'tests/harness', 'bench'].filter((dir) => existsSync(new URL(`../${dir}`, import.meta.url))),
+  'dist',
 );
 
 // The edge agent ships as one CommonJS file (AGENT_ENTRY in apps/agent/src/runtime-flags.ts):

@@ -1,22 +1,15 @@
-import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { REPO_ROOT } from '../harness/control-plane-process.js';
 import { ADMIN_TOKEN, startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
+import { runSigil, type SigilRun } from '../harness/sigil-cli.js';
 import { uniqueName } from '../harness/test-env.js';
 import { TestAgent, type TestSyncStream } from '../harness/test-agent.js';
 
 // A release pipeline driven by the `sigil` CLI against a running control plane, with agents
 // (protocol-level test clients) that apply what they are sent — one of them unable to.
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 describe('sigil CLI in a pipeline', () => {
   let cp: RunningControlPlane;
@@ -26,20 +19,8 @@ describe('sigil CLI in a pipeline', () => {
   const agents: Array<{ agent: TestAgent; watch: TestSyncStream }> = [];
   const failing = new Set<string>();
 
-  /** Runs the CLI asynchronously (the agents in this process must keep answering meanwhile). */
-  const sigil = (args: string[], input?: string, extraEnv: Record<string, string> = {}): Promise<Run> =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, ['dist/apps/cli/src/main.js', ...args], {
-        cwd: REPO_ROOT,
-        env: { PATH: process.env.PATH ?? '', ...env, ...extraEnv },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      child.on('exit', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.end(input ?? '');
-    });
+  const sigil = (args: string[], input?: string, extraEnv: Record<string, string> = {}): Promise<SigilRun> =>
+    runSigil(args, { ...env, ...extraEnv }, input);
 
   /** An agent that applies every generation it is told about (and fails where told to). */
   async function agentFor(cluster: string): Promise<void> {

@@ -119,8 +119,8 @@ describe('key custody against SoftHSM', () => {
     expect(b.open(env.get(b.clusterId)![0]!, ctx('AFTER'))).toBe('after-loss');
   });
 
-  it('rotates a cluster key: new envelopes use the new version, the agent opens both', async () => {
-    const rotated = await clusterKeys.rotate(a.clusterId);
+  it('a new cluster key version: new envelopes use it, the agent opens both', async () => {
+    const rotated = await clusterKeys.issue(a.clusterId, a.keys.publicKeyDer);
     expect(rotated.version).toBe(2);
     a.receive(rotated.envelope);
     const [id] = await sealer.seal([{ value: Buffer.from('v2-key'), context: ctx('ROTATED') }]);

@@ -9,11 +9,13 @@ export interface CliConfigFile {
   contexts: Record<string, { server: string; token: string }>;
 }
 
-export const configPath = () =>
-  process.env.SIGIL_CONFIG ?? path.join(process.env.XDG_CONFIG_HOME ?? path.join(homedir(), '.config'), 'sigil', 'config.json');
+type Env = NodeJS.ProcessEnv;
 
-export function readConfig(): CliConfigFile {
-  const file = configPath();
+export const configPath = (env: Env) =>
+  env.SIGIL_CONFIG ?? path.join(env.XDG_CONFIG_HOME ?? path.join(homedir(), '.config'), 'sigil', 'config.json');
+
+export function readConfig(env: Env): CliConfigFile {
+  const file = configPath(env);
   if (!existsSync(file)) return { contexts: {} };
   try {
     const parsed = JSON.parse(readFileSync(file, 'utf8')) as CliConfigFile;
@@ -23,8 +25,8 @@ export function readConfig(): CliConfigFile {
   }
 }
 
-export function writeConfig(cfg: CliConfigFile): string {
-  const file = configPath();
+export function writeConfig(cfg: CliConfigFile, env: Env): string {
+  const file = configPath(env);
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.tmp`;
   writeFileSync(tmp, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
@@ -34,14 +36,17 @@ export function writeConfig(cfg: CliConfigFile): string {
 }
 
 /** Flags beat the environment, which beats the config file's (current or named) context. */
-export function resolveTarget(opts: { server?: string; token?: string; context?: string }): { server: string; token: string | undefined } {
-  const cfg = readConfig();
-  const name = opts.context ?? process.env.SIGIL_CONTEXT ?? cfg.currentContext;
+export function resolveTarget(
+  opts: { server?: string; token?: string; context?: string },
+  env: Env,
+): { server: string; token: string | undefined } {
+  const cfg = readConfig(env);
+  const name = opts.context ?? env.SIGIL_CONTEXT ?? cfg.currentContext;
   if (opts.context && !cfg.contexts[opts.context])
-    throw new CliError(EXIT.usage, `no context ${JSON.stringify(opts.context)} in ${configPath()}`);
+    throw new CliError(EXIT.usage, `no context ${JSON.stringify(opts.context)} in ${configPath(env)}`);
   const ctx = name ? cfg.contexts[name] : undefined;
   return {
-    server: opts.server ?? process.env.SIGIL_SERVER ?? ctx?.server ?? 'http://127.0.0.1:8080',
-    token: opts.token ?? process.env.SIGIL_TOKEN ?? ctx?.token,
+    server: opts.server ?? env.SIGIL_SERVER ?? ctx?.server ?? 'http://127.0.0.1:8080',
+    token: opts.token ?? env.SIGIL_TOKEN ?? ctx?.token,
   };
 }

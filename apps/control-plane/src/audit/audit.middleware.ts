@@ -12,7 +12,7 @@ import { FailedAttempts } from './failed-attempts.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 /** Route parameters that name what a call acts on; never bodies, never query strings. */
-const TARGET_PARAMS = ['project', 'app', 'secret', 'cluster', 'id'];
+const TARGET_PARAMS = ['project', 'app', 'secret', 'cluster', 'id', 'version'];
 
 type AuditedRequest = Request & AuthenticatedRequest;
 

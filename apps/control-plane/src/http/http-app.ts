@@ -1,16 +1,14 @@
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Request, Response } from 'express';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import { Logger as PinoNestLogger, PinoLogger } from 'nestjs-pino';
 import { MAX_SECRET_PAYLOAD_BYTES } from '@sigil/agent-protocol';
 import type { Logger } from '@sigil/logging';
 import { AppModule } from '../app.module.js';
 import type { RuntimeConfig } from '../config/runtime-config.js';
-import { ProblemView } from '../common/api-problems.js';
+import { API_PREFIX, UNPREFIXED_ROUTES, openApiDocument } from './openapi.js';
 import { ProblemDetailsFilter, problem } from './problem-details.filter.js';
-
-export const API_PREFIX = 'api/v1';
 
 /** A request with a body must say it is JSON; anything else is refused before parsing. */
 function requireJsonBodies(req: Request, res: Response, next: () => void): void {
@@ -45,19 +43,10 @@ export async function createHttpApp(config: RuntimeConfig, logger: Logger): Prom
   app.useBodyParser('json', { limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] });
   app.disable('x-powered-by');
   app.set('trust proxy', false);
-  app.setGlobalPrefix(API_PREFIX, { exclude: ['healthz', 'readyz', 'metrics'] });
+  app.setGlobalPrefix(API_PREFIX, { exclude: UNPREFIXED_ROUTES });
   app.useGlobalFilters(new ProblemDetailsFilter(await app.resolve(PinoLogger)));
 
-  const document = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('Sigil control plane')
-      .setDescription('Configure application secrets, publish them to clusters, follow delivery. Secret values are write-only.')
-      .setVersion(process.env.npm_package_version ?? '0.1.0')
-      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API token (sgl_…)' })
-      .build(),
-    { extraModels: [ProblemView] },
-  );
+  const document = openApiDocument(app);
   SwaggerModule.setup('api/docs', app, document, { jsonDocumentUrl: 'api/docs-json', yamlDocumentUrl: 'api/docs-yaml' });
   await app.init();
   // Nest answers unknown paths under the API prefix; this covers every other path.

@@ -61,30 +61,4 @@ export class ClusterKeyRepository {
       [row.clusterId, row.version, row.rootKeyVersion, row.wrappedKey, row.agentPublicKey, row.agentEnvelope],
     );
   }
-
-  async lockBatchNotAt(
-    em: EntityManager,
-    version: number,
-    limit: number,
-  ): Promise<Array<{ id: string; rootKeyVersion: number; wrapped: Buffer }>> {
-    const rows = await em.query<Array<{ id: string; root_key_version: number; wrapped_key: Buffer }>>(
-      `SELECT id, root_key_version, wrapped_key FROM cluster_keys WHERE root_key_version <> $1
-        ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
-      [version, limit],
-    );
-    return rows.map((r) => ({ id: r.id, rootKeyVersion: r.root_key_version, wrapped: r.wrapped_key }));
-  }
-
-  async setWrapped(em: EntityManager, version: number, ids: string[], wrapped: Buffer[]): Promise<void> {
-    await em.query(
-      `UPDATE cluster_keys AS c SET wrapped_key = v.w, root_key_version = $1
-         FROM unnest($2::uuid[], $3::bytea[]) AS v(id, w) WHERE c.id = v.id`,
-      [version, ids, wrapped],
-    );
-  }
-
-  async countNotAt(version: number, em: EntityManager = this.ds.manager): Promise<number> {
-    const rows = await em.query<Array<{ n: string }>>('SELECT count(*) AS n FROM cluster_keys WHERE root_key_version <> $1', [version]);
-    return Number(rows[0]?.n ?? 0);
-  }
 }

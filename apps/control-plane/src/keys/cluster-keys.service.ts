@@ -43,7 +43,7 @@ export class ClusterKeyService {
   }
 
   /**
-   * Issues a new delivery key for `clusterId` (first enrollment, new agent key, or rotation),
+   * Issues a new delivery key for `clusterId` (first enrollment, or re-enrollment with a new agent key),
    * in `em`'s transaction when given (enrollment commits it with the rest).
    */
   async issue(clusterId: string, agentPublicKeyDer: Buffer, em?: EntityManager): Promise<{ version: number; envelope: Buffer }> {
@@ -66,13 +66,6 @@ export class ClusterKeyService {
       return { version, envelope };
     };
     return em ? work(em) : this.repo.transaction(work);
-  }
-
-  /** A fresh delivery key for the same agent key; envelopes built afterwards use it. */
-  async rotate(clusterId: string): Promise<{ version: number; envelope: Buffer }> {
-    const active = await this.repo.active(clusterId);
-    if (!active) throw new KeyCustodyError(KeyCustodyErrorCode.ClusterKeyMissing, `cluster ${clusterId} has no delivery key`);
-    return this.issue(clusterId, active.agentPublicKey);
   }
 
   /** The SGK1 envelope of the active key, for (re)delivery to the agent. */

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
+import type { WrappedKey } from '../hsm/hsm-ops.js';
 
 export interface RotationRow {
   id: string;
@@ -12,6 +13,16 @@ export interface RotationRow {
   startedAt: Date;
   finishedAt: Date | null;
 }
+
+/** What a root-key rotation re-wraps: data keys of sealed values, and cluster delivery keys. */
+export type RewrapKind = 'dek' | 'cdk';
+export const REWRAP_KINDS: readonly RewrapKind[] = ['dek', 'cdk'];
+
+/** Where each kind is stored: the table, and the column holding the key wrapped under `root_key_version`. */
+const STORED: Record<RewrapKind, { table: string; wrapped: string }> = {
+  dek: { table: 'sealed_values', wrapped: 'wrapped_dek' },
+  cdk: { table: 'cluster_keys', wrapped: 'wrapped_key' },
+};
 
 const COLUMNS = `id, from_version AS "fromVersion", to_version AS "toVersion", state, total, done, error,
   started_at AS "startedAt", finished_at AS "finishedAt"`;
@@ -49,5 +60,35 @@ export class RootKeyRotationRepository {
       `UPDATE root_key_rotations SET state = 'completed', finished_at = now(), done = total WHERE id = $1 AND state = 'running'`,
       [id],
     );
+  }
+
+  /** A batch of `kind` still wrapped under another root key, locked so concurrent rotators skip it. */
+  async lockBatchNotAt(em: EntityManager, kind: RewrapKind, version: number, limit: number): Promise<Array<WrappedKey & { id: string }>> {
+    const { table, wrapped } = STORED[kind];
+    const rows = await em.query<Array<{ id: string; root_key_version: number; wrapped: Buffer }>>(
+      `SELECT id, root_key_version, ${wrapped} AS wrapped FROM ${table} WHERE root_key_version <> $1
+        ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+      [version, limit],
+    );
+    return rows.map((r) => ({ id: r.id, rootKeyVersion: r.root_key_version, wrapped: r.wrapped }));
+  }
+
+  async setWrapped(em: EntityManager, kind: RewrapKind, version: number, ids: string[], wrapped: Buffer[]): Promise<void> {
+    const { table, wrapped: column } = STORED[kind];
+    await em.query(
+      `UPDATE ${table} AS t SET ${column} = v.w, root_key_version = $1
+         FROM unnest($2::uuid[], $3::bytea[]) AS v(id, w) WHERE t.id = v.id`,
+      [version, ids, wrapped],
+    );
+  }
+
+  /** How many stored keys of every kind are not yet wrapped under `version`. */
+  async countNotAt(version: number, em: EntityManager = this.ds.manager): Promise<number> {
+    const rows = await em.query<Array<{ n: string }>>(
+      `SELECT (SELECT count(*) FROM sealed_values WHERE root_key_version <> $1)
+            + (SELECT count(*) FROM cluster_keys WHERE root_key_version <> $1) AS n`,
+      [version],
+    );
+    return Number(rows[0]?.n ?? 0);
   }
 }

@@ -3,12 +3,10 @@ import { PinoLogger } from 'nestjs-pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { HsmService } from '../hsm/hsm.service.js';
-import { ClusterKeyRepository } from './cluster-key.repository.js';
 import { KeyCustodyError, KeyCustodyErrorCode } from './keys.errors.js';
 import { RootKeyRepository } from './root-key.repository.js';
-import { RootKeyRotationRepository, type RotationRow } from './root-key-rotation.repository.js';
+import { REWRAP_KINDS, RootKeyRotationRepository, type RotationRow } from './root-key-rotation.repository.js';
 import { RootKeyService } from './root-keys.service.js';
-import { SealedValueRepository } from './sealed-value.repository.js';
 
 const BATCH = 500;
 const RETRY_MS = 5_000;
@@ -33,8 +31,6 @@ export class RootKeyRotationService implements OnApplicationBootstrap, OnApplica
     @Inject(RootKeyService) private readonly rootKeys: RootKeyService,
     @Inject(RootKeyRepository) private readonly rootKeyRepo: RootKeyRepository,
     @Inject(RootKeyRotationRepository) private readonly repo: RootKeyRotationRepository,
-    @Inject(SealedValueRepository) private readonly sealedValues: SealedValueRepository,
-    @Inject(ClusterKeyRepository) private readonly clusterKeys: ClusterKeyRepository,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {
     logger.setContext('root-key-rotation');
@@ -77,7 +73,7 @@ export class RootKeyRotationService implements OnApplicationBootstrap, OnApplica
       await this.hsm.generateRootKey(to); // idempotent: a crash here leaves a key the retry reuses
       await this.rootKeyRepo.retire(em, from);
       await this.rootKeyRepo.insertActive(em, to);
-      const total = (await this.sealedValues.countNotAt(to, em)) + (await this.clusterKeys.countNotAt(to, em));
+      const total = await this.repo.countNotAt(to, em);
       return this.repo.insert(em, from, to, total);
     });
     this.logger.info(
@@ -105,7 +101,7 @@ export class RootKeyRotationService implements OnApplicationBootstrap, OnApplica
       if (n === 0) {
         // An empty batch may only mean other rotators hold the remaining rows (SKIP LOCKED):
         // done is when nothing at all is left under an older root key.
-        const left = (await this.sealedValues.countNotAt(rotation.toVersion)) + (await this.clusterKeys.countNotAt(rotation.toVersion));
+        const left = await this.repo.countNotAt(rotation.toVersion);
         if (left > 0) {
           await sleep(200);
           continue;
@@ -119,33 +115,25 @@ export class RootKeyRotationService implements OnApplicationBootstrap, OnApplica
     return total;
   }
 
+  /** One batch: data keys first, then cluster delivery keys; 0 when this rotator finds nothing unlocked left. */
   private async step(rotation: RotationRow): Promise<number> {
     const to = rotation.toVersion;
     return this.repo.transaction(async (em) => {
-      const values = await this.sealedValues.lockBatchNotAt(em, to, BATCH);
-      if (values.length > 0) {
-        const wrapped = await this.hsm.rewrap('dek', to, values);
-        await this.sealedValues.setWrapped(
+      for (const kind of REWRAP_KINDS) {
+        const batch = await this.repo.lockBatchNotAt(em, kind, to, BATCH);
+        if (batch.length === 0) continue;
+        const wrapped = await this.hsm.rewrap(kind, to, batch);
+        await this.repo.setWrapped(
           em,
+          kind,
           to,
-          values.map((v) => v.id),
+          batch.map((k) => k.id),
           wrapped,
         );
-        await this.repo.addDone(em, rotation.id, values.length);
-        return values.length;
+        await this.repo.addDone(em, rotation.id, batch.length);
+        return batch.length;
       }
-      const keys = await this.clusterKeys.lockBatchNotAt(em, to, BATCH);
-      if (keys.length > 0) {
-        const wrapped = await this.hsm.rewrap('cdk', to, keys);
-        await this.clusterKeys.setWrapped(
-          em,
-          to,
-          keys.map((k) => k.id),
-          wrapped,
-        );
-        await this.repo.addDone(em, rotation.id, keys.length);
-      }
-      return keys.length;
+      return 0;
     });
   }
 

@@ -45,31 +45,4 @@ export class SealedValueRepository {
     );
     return new Map(rows.map((r) => [r.id, toSealed(r)]));
   }
-
-  /** A batch still wrapped under another root key, locked so concurrent rotators skip it. */
-  async lockBatchNotAt(
-    em: EntityManager,
-    version: number,
-    limit: number,
-  ): Promise<Array<{ id: string; rootKeyVersion: number; wrapped: Buffer }>> {
-    const rows = await em.query<Row[]>(
-      `SELECT id, root_key_version, wrapped_dek FROM sealed_values WHERE root_key_version <> $1
-        ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
-      [version, limit],
-    );
-    return rows.map((r) => ({ id: r.id, rootKeyVersion: r.root_key_version, wrapped: r.wrapped_dek }));
-  }
-
-  async setWrapped(em: EntityManager, version: number, ids: string[], wrapped: Buffer[]): Promise<void> {
-    await em.query(
-      `UPDATE sealed_values AS s SET wrapped_dek = v.w, root_key_version = $1
-         FROM unnest($2::uuid[], $3::bytea[]) AS v(id, w) WHERE s.id = v.id`,
-      [version, ids, wrapped],
-    );
-  }
-
-  async countNotAt(version: number, em: EntityManager = this.ds.manager): Promise<number> {
-    const rows = await em.query<Array<{ n: string }>>('SELECT count(*) AS n FROM sealed_values WHERE root_key_version <> $1', [version]);
-    return Number(rows[0]?.n ?? 0);
-  }
 }

@@ -1,0 +1,320 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { runCli } from './cli.js';
+import { EXIT } from './exit-codes.js';
+
+/** A stand-in control plane on loopback: each test says how it answers; every request is recorded. */
+interface Answer {
+  status: number;
+  body?: unknown;
+  /** sent as is instead of JSON */
+  raw?: string;
+}
+type Route = (req: { method: string; path: string; query: URLSearchParams; body: unknown; headers: IncomingMessage['headers'] }) => Answer;
+
+let server: Server;
+let url: string;
+let routes: Record<string, Route>;
+let seen: Array<{ method: string; path: string; body: unknown; authorization?: string; idempotencyKey?: string }>;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    let text = '';
+    req.on('data', (c: Buffer) => (text += c.toString()));
+    req.on('end', () => {
+      const u = new URL(req.url ?? '/', 'http://x');
+      const body = text ? (JSON.parse(text) as unknown) : undefined;
+      seen.push({
+        method: req.method ?? '',
+        path: u.pathname,
+        body,
+        authorization: req.headers.authorization,
+        idempotencyKey: req.headers['idempotency-key'] as string | undefined,
+      });
+      const route = routes[`${req.method} ${u.pathname}`];
+      const a = route
+        ? route({ method: req.method ?? '', path: u.pathname, query: u.searchParams, body, headers: req.headers })
+        : problem(404, 'not_found', `no route ${req.method} ${u.pathname}`);
+      const type = a.raw !== undefined ? 'text/html' : a.status >= 400 ? 'application/problem+json' : 'application/json';
+      res.writeHead(a.status, { 'content-type': type });
+      res.end(a.raw ?? (a.body === undefined ? '' : JSON.stringify(a.body)));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+});
+
+beforeEach(() => {
+  routes = {};
+  seen = [];
+});
+
+function problem(status: number, code: string, detail: string, errors?: Array<{ field: string; problem: string }>): Answer {
+  return { status, body: { type: 'about:blank', title: 'error', status, code, detail, ...(errors ? { errors } : {}) } };
+}
+
+/** Runs `sigil …` against the stand-in with a config file of its own; returns the exit code and output. */
+async function sigil(args: string[], opts: { token?: string | null; stdin?: string; env?: Record<string, string> } = {}) {
+  let stdout = '';
+  let stderr = '';
+  const dir = mkdtempSync(path.join(tmpdir(), 'sigil-cli-spec-'));
+  const token = opts.token === undefined ? 'sgl_test-token' : opts.token;
+  const code = await runCli(['node', 'sigil', ...args], {
+    env: { SIGIL_CONFIG: path.join(dir, 'config.json'), SIGIL_SERVER: url, ...(token ? { SIGIL_TOKEN: token } : {}), ...opts.env },
+    fetch: globalThis.fetch,
+    stdin: Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]),
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s) },
+  });
+  return { code, stdout, stderr, dir };
+}
+
+const publication = (states: Array<[string, string, string | null]>) => {
+  const count = (s: string) => states.filter(([, st]) => st === s).length;
+  return {
+    project: 'shop',
+    app: 'checkout',
+    clusters: states.map(([c]) => c),
+    selectors: [],
+    excluded: [],
+    summary: {
+      clusters: states.length,
+      pending: count('pending'),
+      provisioned: count('provisioned'),
+      failed: count('failed'),
+      deprovisioning: count('deprovisioning'),
+      deprovisioned: count('deprovisioned'),
+      converged: count('pending') + count('deprovisioning') === 0,
+    },
+    deliveries: states.map(([cluster, state, reason]) => ({
+      cluster,
+      state,
+      reason,
+      desiredGeneration: '2',
+      appliedGeneration: '1',
+      since: '2026-12-02T00:00:00.000Z',
+    })),
+  };
+};
+
+describe('sigil exit codes', () => {
+  it('exits 4 without a token, before any request', async () => {
+    const r = await sigil(['projects', 'list'], { token: null });
+    expect(r.code).toBe(EXIT.auth);
+    expect(r.stderr).toContain('no API token');
+    expect(seen).toEqual([]);
+  });
+
+  it('exits 3 when nothing listens at the server', async () => {
+    const r = await sigil(['--server', 'http://127.0.0.1:9', 'projects', 'list']);
+    expect(r.code).toBe(EXIT.unavailable);
+    expect(r.stderr).toContain('cannot reach http://127.0.0.1:9');
+  });
+
+  it('exits 2 for a --server that is not a URL', async () => {
+    const r = await sigil(['--server', 'not a url', 'projects', 'list']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toContain('is not a URL');
+  });
+
+  it.each([
+    [401, 'unauthenticated', EXIT.auth],
+    [403, 'forbidden', EXIT.auth],
+    [400, 'validation_failed', EXIT.usage],
+    [404, 'project_not_found', EXIT.usage],
+    [409, 'conflict', EXIT.usage],
+    [429, 'rate_limited', EXIT.unavailable],
+    [503, 'hsm_unavailable', EXIT.unavailable],
+    [500, 'internal', EXIT.unavailable],
+  ])('maps a %i problem (%s) to exit %i, quoting its detail and code', async (status, code, exit) => {
+    routes['GET /api/v1/projects'] = () => problem(status, code, `refused with ${status}`);
+    const r = await sigil(['projects', 'list']);
+    expect(r.code).toBe(exit);
+    expect(r.stderr).toBe(`sigil: refused with ${status} (${code})\n`);
+  });
+
+  it('lists the field problems of a validation error', async () => {
+    routes['POST /api/v1/projects'] = () =>
+      problem(400, 'validation_failed', 'invalid request', [{ field: 'name', problem: 'must be a DNS-1123 label' }]);
+    const r = await sigil(['projects', 'create', 'Not_Valid']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toBe('sigil: invalid request; name: must be a DNS-1123 label (validation_failed)\n');
+  });
+
+  it('names the status when the answer is not problem+json (a proxy’s 502 page)', async () => {
+    routes['GET /api/v1/projects'] = () => ({ status: 502, raw: '<html>bad gateway</html>' });
+    const r = await sigil(['projects', 'list']);
+    expect(r.code).toBe(EXIT.unavailable);
+    expect(r.stderr).toBe('sigil: HTTP 502\n');
+  });
+
+  it('exits 2 on a bad flag or argument, 0 on --help', async () => {
+    expect((await sigil(['publish', 'shop', 'checkout', '--timeout', 'soon'])).code).toBe(EXIT.usage);
+    expect((await sigil(['no-such-command'])).code).toBe(EXIT.usage);
+    expect((await sigil(['root-keys', 'destroy', 'one'])).code).toBe(EXIT.usage);
+    const help = await sigil(['--help']);
+    expect(help.code).toBe(EXIT.ok);
+    expect(help.stdout).toContain('5  with --wait: --timeout elapsed');
+    expect(seen).toEqual([]);
+  });
+
+  it('health: exit 0 when ready, 3 naming what is not', async () => {
+    routes['GET /readyz'] = () => ({ status: 200, body: { status: 'ok' } });
+    expect(await sigil(['health'], { token: null })).toMatchObject({ code: EXIT.ok, stdout: 'ready\n' });
+    routes['GET /readyz'] = () => ({ status: 503, body: { status: 'unavailable', failed: ['redis'] } });
+    expect(await sigil(['health'], { token: null })).toMatchObject({ code: EXIT.unavailable, stdout: 'not ready: redis\n', stderr: '' });
+  });
+});
+
+describe('sigil secrets set', () => {
+  const base = '/api/v1/projects/shop/apps/checkout/secrets';
+
+  it('creates the secret when the server answers secret_not_found, never sending a value anywhere else', async () => {
+    routes[`PUT ${base}/db`] = () => problem(404, 'secret_not_found', 'secret "db" not found');
+    routes[`POST ${base}`] = () => ({ status: 201, body: { name: 'db', currentVersion: 1 } });
+    const r = await sigil(['secrets', 'set', 'shop', 'checkout', 'db', '--stdin', 'PASSWORD'], { stdin: 'stdin-canary' });
+    expect(r).toMatchObject({ code: EXIT.ok, stdout: 'secret db: version 1 written (1 keys)\n' });
+    expect(seen.map((s) => `${s.method} ${s.path}`)).toEqual([`PUT ${base}/db`, `POST ${base}`]);
+    expect(seen[1]!.body).toEqual({ name: 'db', binaryData: { PASSWORD: Buffer.from('stdin-canary').toString('base64') } });
+    expect(r.stdout + r.stderr).not.toContain('stdin-canary');
+  });
+
+  it('does not create anything when the app is missing (another not-found code)', async () => {
+    routes[`PUT ${base}/db`] = () => problem(404, 'app_not_found', 'app "checkout" not found');
+    const r = await sigil(['secrets', 'set', 'shop', 'checkout', 'db', '--from-literal', 'A=1']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toContain('(app_not_found)');
+    expect(seen.map((s) => s.method)).toEqual(['PUT']);
+  });
+
+  it('does not fall back on a message that merely mentions secret_not_found', async () => {
+    routes[`PUT ${base}/db`] = () => problem(409, 'conflict', 'secret_not_found appears in this text only');
+    const r = await sigil(['secrets', 'set', 'shop', 'checkout', 'db', '--from-literal', 'A=1']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(seen.map((s) => s.method)).toEqual(['PUT']);
+  });
+
+  it('exits 2 without values, before any request', async () => {
+    const r = await sigil(['secrets', 'set', 'shop', 'checkout', 'db']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toContain('give values with');
+    expect(seen).toEqual([]);
+  });
+});
+
+describe('sigil publish --wait', () => {
+  const publish = '/api/v1/projects/shop/apps/checkout/publish';
+  const status = '/api/v1/projects/shop/apps/checkout/publication';
+
+  it('long-polls until converged and exits 0, sending the idempotency key', async () => {
+    routes[`POST ${publish}`] = () => ({ status: 200, body: publication([['a', 'pending', null]]) });
+    routes[`GET ${status}`] = ({ query }) => {
+      expect(query.get('wait')).toMatch(/^\d+$/);
+      return { status: 200, body: publication([['a', 'provisioned', null]]) };
+    };
+    const r = await sigil(['publish', 'shop', 'checkout', '--clusters', 'a', '--wait', '--idempotency-key', 'k1']);
+    expect(r).toMatchObject({ code: EXIT.ok, stdout: 'shop/checkout published: 1 of 1 clusters provisioned\n' });
+    expect(r.stderr).toBe('0 of 1 clusters provisioned, 1 pending\n');
+    expect(seen[0]).toMatchObject({ body: { clusters: ['a'] }, idempotencyKey: 'k1', authorization: 'Bearer sgl_test-token' });
+  });
+
+  it('exits 1 naming each failed cluster with its reason', async () => {
+    routes[`POST ${publish}`] = () => ({
+      status: 200,
+      body: publication([
+        ['a', 'provisioned', null],
+        ['b', 'failed', 'Conflict: shop/db'],
+      ]),
+    });
+    const r = await sigil(['publish', 'shop', 'checkout', '--selector', 'tier=store', '--wait']);
+    expect(r.code).toBe(EXIT.failed);
+    expect(r.stderr).toContain('failed on 1 cluster(s): b (Conflict: shop/db)');
+    expect(seen[0]!.body).toEqual({ selector: { matchLabels: { tier: 'store' } } });
+  });
+
+  it('exits 5 when --timeout passes, naming the clusters still pending', async () => {
+    routes[`POST ${publish}`] = () => ({ status: 200, body: publication([['lonely', 'pending', null]]) });
+    routes[`GET ${status}`] = () => ({ status: 200, body: publication([['lonely', 'pending', null]]) });
+    const r = await sigil(['publish', 'shop', 'checkout', '--clusters', 'lonely', '--wait', '--timeout', '1']);
+    expect(r.code).toBe(EXIT.timeout);
+    expect(r.stderr).toContain('timed out after 1 s; still waiting for: lonely');
+  });
+
+  it('exits 2 without --clusters or --selector', async () => {
+    expect((await sigil(['publish', 'shop', 'checkout'])).code).toBe(EXIT.usage);
+    expect(seen).toEqual([]);
+  });
+});
+
+describe('sigil root-keys', () => {
+  const rotation = (state: string, done: number) => ({
+    id: '0b7e2b9c-3c1e-4f7a-9d55-5b1f0f3e8a21',
+    fromVersion: 1,
+    toVersion: 2,
+    state,
+    total: 1000,
+    done,
+    startedAt: '2026-12-02T00:00:00.000Z',
+    finishedAt: state === 'running' ? null : '2026-12-02T00:00:01.000Z',
+  });
+
+  it('rotate --wait polls the rotation until it completes', async () => {
+    routes['POST /api/v1/root-keys/rotations'] = () => ({ status: 201, body: rotation('running', 0) });
+    let polls = 0;
+    routes[`GET /api/v1/root-keys/rotations/${rotation('running', 0).id}`] = () =>
+      ++polls < 2 ? { status: 200, body: rotation('running', 500) } : { status: 200, body: rotation('completed', 1000) };
+    const r = await sigil(['root-keys', 'rotate', '--wait']);
+    expect(r.code).toBe(EXIT.ok);
+    expect(r.stdout).toContain('root key version 2 active (was 1)');
+    expect(r.stdout).toContain('completed: re-wrapped 1000 of 1000');
+    expect(r.stderr).toContain('re-wrapped 500 of 1000');
+  });
+
+  it('a non-admin token exits 4', async () => {
+    routes['POST /api/v1/root-keys/rotations'] = () => problem(403, 'forbidden', 'this token may not root-keys:manage');
+    const r = await sigil(['root-keys', 'rotate']);
+    expect(r.code).toBe(EXIT.auth);
+    expect(r.stderr).toContain('(forbidden)');
+  });
+
+  it('destroy refuses the active key with the server’s code', async () => {
+    routes['DELETE /api/v1/root-keys/2'] = () => problem(409, 'root_key_not_retired', 'root key version 2 is active, not retired');
+    const r = await sigil(['root-keys', 'destroy', '2']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toContain('(root_key_not_retired)');
+    routes['DELETE /api/v1/root-keys/1'] = () => ({ status: 204 });
+    expect(await sigil(['root-keys', 'destroy', '1'])).toMatchObject({
+      code: EXIT.ok,
+      stdout: 'root key version 1 destroyed in the HSM\n',
+    });
+  });
+});
+
+describe('sigil login', () => {
+  it('checks the token, then stores it 0600 without printing it', async () => {
+    routes['GET /api/v1/projects'] = ({ headers }) =>
+      headers.authorization === 'Bearer sgl_from-stdin'
+        ? { status: 200, body: { items: [], next: null } }
+        : problem(401, 'unauthenticated', 'no');
+    const r = await sigil(['--server', url, 'login', '--name', 'ci'], { token: null, stdin: 'sgl_from-stdin\n' });
+    expect(r.code).toBe(EXIT.ok);
+    expect(r.stdout).not.toContain('sgl_from-stdin');
+    const file = path.join(r.dir, 'config.json');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toMatchObject({
+      currentContext: 'ci',
+      contexts: { ci: { server: url, token: 'sgl_from-stdin' } },
+    });
+    const bad = await sigil(['--server', url, 'login'], { token: null, stdin: 'sgl_wrong' });
+    expect(bad.code).toBe(EXIT.auth);
+  });
+});
