@@ -15,7 +15,13 @@ describe('loadConfig', () => {
   it('applies the documented defaults', () => {
     const c = loadConfig({});
     expect(c.http).toEqual({ host: '127.0.0.1', port: 8080 });
-    expect(c.grpc).toEqual({ host: '127.0.0.1', port: 8443, serverNames: ['localhost', '127.0.0.1'], admissionPerSecond: 1000, maxHandshakes: 64 });
+    expect(c.grpc).toEqual({
+      host: '127.0.0.1',
+      port: 8443,
+      serverNames: ['localhost', '127.0.0.1'],
+      admissionPerSecond: 1000,
+      maxHandshakes: 64,
+    });
     expect(c.agents).toEqual({ audience: 'sigil', certTtlSeconds: 86400 });
     expect(c.dataDir).toMatch(/\/\.data$/);
     expect(c.roles).toEqual(['http', 'grpc', 'worker']);
