@@ -201,7 +201,7 @@ async function main(): Promise<void> {
           ],
           [
             `reconnect after a restart: all ${N} in sync`,
-            `${fmtMs(reconnect.ms)} after SIGTERM (restart ${fmtMs(reconnect.restartMs)}, then ${fmtMs(reconnect.afterReadyMs)}); ${reconnect.statesResent} states resent, ${reconnect.admissionRetries} admission-ramp retries`,
+            `${fmtMs(reconnect.ms)} after SIGTERM (restart ${fmtMs(reconnect.restartMs)}, then ${fmtMs(reconnect.afterReadyMs)}); ${reconnect.statesResent} states resent, ${reconnect.admissionRetries} admission-ramp retries; TLS ${reconnect.tls.resumed} resumed, ${reconnect.tls.full} full, ${reconnect.tls.refused} reset at the handshake bound`,
             ratio(reconnect.afterReadyMs, floor('gRPC stream open')),
             `≤ 30 s ${mark(reconnect.ms <= TARGETS.reconnectMs)}, 0 resent ${mark(reconnect.statesResent === 0)}`,
           ],
@@ -305,7 +305,15 @@ async function reconnectPhase(stack: BenchStack, fleet: Fleet, meter: () => () =
   const cpuMs = cpu();
   await fleet.freshStats();
   const after = fleet.statesReceived;
+  // The restarted processes count from zero: everything they counted is this phase's.
+  const tls = {
+    resumed: await stack.counter('sigil_agent_tls_sessions_total', 'handshake="resumed"'),
+    full: await stack.counter('sigil_agent_tls_sessions_total', 'handshake="full"'),
+    refused: await stack.counter('sigil_agent_connections_refused_total', 'reason="handshakes_full"'),
+  };
+  log(`  TLS: ${tls.resumed} sessions resumed, ${tls.full} full handshakes, ${tls.refused} connections reset at the handshake bound`);
   return {
+    tls,
     ms: at - t0,
     restartMs: readyAt - t0,
     afterReadyMs: at - readyAt,

@@ -37,6 +37,8 @@ export interface Reconnect {
   statesResent: number;
   completeStatesResent: number;
   admissionRetries: number;
+  /** Connections the restarted control plane took: sessions resumed, full handshakes, resets at the handshake bound. */
+  tls: { resumed: number; full: number; refused: number };
   check: SyncCheck;
   cpuMs: Record<string, number>;
 }

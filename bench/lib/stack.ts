@@ -155,6 +155,17 @@ export class BenchStack {
    * dir and services. Returns when the stop finished and when all were ready again (epoch ms,
    * comparable with the simulators' clocks).
    */
+  /** Sum of a Prometheus counter (all label sets matching `labels`) over every control plane. */
+  async counter(name: string, labels: string): Promise<number> {
+    const re = new RegExp(`^${name}\\{[^}]*${labels}[^}]*\\} (\\d+)$`, 'gm');
+    let sum = 0;
+    for (const cp of this.cps) {
+      const text = await (await fetch(`${cp.url}/metrics`)).text();
+      for (const m of text.matchAll(re)) sum += Number(m[1]);
+    }
+    return sum;
+  }
+
   async restartControlPlane(signal: NodeJS.Signals): Promise<{ stoppedAt: number; readyAt: number }> {
     await Promise.all(this.cps.map((cp) => cp.stop(signal)));
     const stoppedAt = performance.timeOrigin + performance.now();
