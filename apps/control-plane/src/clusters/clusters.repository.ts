@@ -1,7 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { updateLocked } from '../database/locked-update.js';
 import { DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
-import type { LabelSelector } from '../delivery/label-selector.js';
 import { ClusterEntity, EnrollmentTokenEntity } from './cluster.entity.js';
 
 @Injectable()
@@ -25,15 +24,6 @@ export class ClustersRepository {
     return q.getMany();
   }
 
-  /** The cluster selectors of one project, or of every project: what they may publish to (null: nothing). */
-  async projectClusterSelectors(projectId?: string): Promise<Array<LabelSelector | null>> {
-    const rows = await this.clusters.manager.query<Array<{ s: LabelSelector | null }>>(
-      projectId === undefined ? 'SELECT cluster_selector AS s FROM projects' : 'SELECT cluster_selector AS s FROM projects WHERE id = $1',
-      projectId === undefined ? [] : [projectId],
-    );
-    return rows.map((r) => r.s);
-  }
-
   insert(c: Pick<ClusterEntity, 'name' | 'labels' | 'kubernetesIdentity'>): Promise<ClusterEntity> {
     return this.clusters.save(
       this.clusters.create({
@@ -44,6 +34,8 @@ export class ClustersRepository {
         lastSeenAt: null,
         desiredGeneration: 0n,
         appliedGeneration: 0n,
+        builtGeneration: 0n,
+        deliveryError: null,
       }),
     );
   }

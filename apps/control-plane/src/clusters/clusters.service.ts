@@ -5,10 +5,11 @@ import { hashToken } from '../auth/bootstrap-admin-token.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { conflict, notFound } from '../common/sigil-error.js';
-import { isUniqueViolation } from '../projects/projects.service.js';
-import { matches, type LabelSelector } from '../delivery/label-selector.js';
+import { isUniqueViolation } from '../database/constraint-violation.js';
+import { matches, type LabelSelector } from '../common/label-selector.js';
 import { MembershipService } from '../delivery/membership.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
+import { ProjectsService } from '../projects/projects.service.js';
 import type { ClusterEntity, EnrollmentTokenEntity } from './cluster.entity.js';
 import type { KubernetesIdentity } from './kubernetes-identity.js';
 import { ClustersRepository } from './clusters.repository.js';
@@ -28,6 +29,7 @@ export class ClustersService {
     @Inject(ClustersRepository) private readonly repo: ClustersRepository,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
     @Inject(MembershipService) private readonly membership: MembershipService,
+    @Inject(ProjectsService) private readonly projects: ProjectsService,
   ) {}
 
   async get(name: string): Promise<ClusterEntity> {
@@ -69,7 +71,8 @@ export class ClustersService {
    */
   private async scope(actor: Actor): Promise<'all' | LabelSelector[]> {
     if (actor.role === 'admin') return 'all';
-    const selectors = await this.repo.projectClusterSelectors(actor.projectId ?? undefined);
+    const all = await this.projects.clusterSelectors();
+    const selectors = actor.projectId === null ? [...all.values()] : [all.get(actor.projectId) ?? null];
     return selectors.filter((s): s is LabelSelector => s !== null);
   }
 

@@ -5,7 +5,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { DeliveryBuilder } from './delivery-builder.js';
-import { DeliveryRepository } from './delivery.repository.js';
+import { SnapshotBuildRepository } from './snapshot-build.repository.js';
 import { DELIVERY_QUEUE, DeliveryQueue, type DeliveryJob } from './delivery-queue.js';
 
 /**
@@ -30,7 +30,7 @@ export class DeliveryProcessor extends WorkerHost {
 
   constructor(
     @Inject(DeliveryBuilder) private readonly builder: DeliveryBuilder,
-    @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
+    @Inject(SnapshotBuildRepository) private readonly repo: SnapshotBuildRepository,
     @Inject(DeliveryQueue) private readonly queue: DeliveryQueue,
     @Inject(MetricsService) private readonly metrics: MetricsService,
     @Inject(PinoLogger) private readonly logger: PinoLogger,

@@ -1,9 +1,9 @@
 import { ArgumentsHost, Catch, HttpException, HttpStatus, type ExceptionFilter } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { PinoLogger } from 'nestjs-pino';
-import { QueryFailedError } from 'typeorm';
 import { HTTP_STATUS, RetryLaterError, SigilError } from '../common/sigil-error.js';
 import { isHsmUnavailableError, isTransientDependencyError } from '../common/transient-errors.js';
+import { sqlState } from '../database/constraint-violation.js';
 
 /** How long clients should wait before retrying when the database or the HSM is busy or away. */
 export const UNAVAILABLE_RETRY_AFTER_S = 2;
@@ -106,10 +106,8 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     }
     // A last line of defence for races the services do not foresee: PostgreSQL's verdict on the
     // input, as a 4xx, never its message (it can quote values).
-    if (exception instanceof QueryFailedError) {
-      const code = (exception.driverError as { code?: string }).code;
-      if (code && DATABASE_CODES[code]) return problem(...DATABASE_CODES[code]);
-    }
+    const code = sqlState(exception);
+    if (code && DATABASE_CODES[code]) return problem(...DATABASE_CODES[code]);
     if (exception instanceof HttpException && exception.getStatus() < 500) {
       const status = exception.getStatus();
       const body = exception.getResponse();

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource } from 'typeorm';
+import { inTransaction, managerOf, type Tx } from '../database/transaction.js';
 
 export interface RotationRow {
   id: string;
@@ -20,28 +21,32 @@ const COLUMNS = `id, from_version AS "fromVersion", to_version AS "toVersion", s
 export class RootKeyRotationRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  transaction<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.ds.transaction(fn);
+  private em(tx: Tx | undefined) {
+    return managerOf(this.ds, tx);
   }
 
-  async running(em: EntityManager = this.ds.manager): Promise<RotationRow | undefined> {
-    return (await em.query<RotationRow[]>(`SELECT ${COLUMNS} FROM root_key_rotations WHERE state = 'running'`))[0];
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return inTransaction(this.ds, fn);
+  }
+
+  async running(tx?: Tx): Promise<RotationRow | undefined> {
+    return (await this.em(tx).query<RotationRow[]>(`SELECT ${COLUMNS} FROM root_key_rotations WHERE state = 'running'`))[0];
   }
 
   async find(id: string): Promise<RotationRow | undefined> {
     return (await this.ds.query<RotationRow[]>(`SELECT ${COLUMNS} FROM root_key_rotations WHERE id = $1`, [id]))[0];
   }
 
-  async insert(em: EntityManager, fromVersion: number, toVersion: number, total: number): Promise<RotationRow> {
-    const rows = await em.query<RotationRow[]>(
+  async insert(tx: Tx, fromVersion: number, toVersion: number, total: number): Promise<RotationRow> {
+    const rows = await this.em(tx).query<RotationRow[]>(
       `INSERT INTO root_key_rotations (from_version, to_version, state, total) VALUES ($1, $2, 'running', $3) RETURNING ${COLUMNS}`,
       [fromVersion, toVersion, total],
     );
     return rows[0]!;
   }
 
-  async addDone(em: EntityManager, id: string, n: number): Promise<void> {
-    await em.query('UPDATE root_key_rotations SET done = done + $2 WHERE id = $1', [id, n]);
+  async addDone(tx: Tx, id: string, n: number): Promise<void> {
+    await this.em(tx).query('UPDATE root_key_rotations SET done = done + $2 WHERE id = $1', [id, n]);
   }
 
   async complete(id: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource } from 'typeorm';
+import { managerOf, type Tx } from '../database/transaction.js';
 import type { SealedValue } from '../hsm/hsm-ops.js';
 
 export interface StoredSealedValue extends SealedValue {
@@ -27,9 +28,13 @@ const toSealed = (r: Row): StoredSealedValue => ({
 export class SealedValueRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  async insertMany(values: SealedValue[], em: EntityManager = this.ds.manager): Promise<string[]> {
+  private em(tx: Tx | undefined) {
+    return managerOf(this.ds, tx);
+  }
+
+  async insertMany(values: SealedValue[], tx?: Tx): Promise<string[]> {
     if (values.length === 0) return [];
-    const rows = await em.query<Array<{ id: string }>>(
+    const rows = await this.em(tx).query<Array<{ id: string }>>(
       `INSERT INTO sealed_values (root_key_version, wrapped_dek, iv, ciphertext)
        SELECT * FROM unnest($1::int[], $2::bytea[], $3::bytea[], $4::bytea[])
        RETURNING id`,
@@ -38,8 +43,8 @@ export class SealedValueRepository {
     return rows.map((r) => r.id);
   }
 
-  async findByIds(ids: string[], em: EntityManager = this.ds.manager): Promise<Map<string, StoredSealedValue>> {
-    const rows = await em.query<Row[]>(
+  async findByIds(ids: string[], tx?: Tx): Promise<Map<string, StoredSealedValue>> {
+    const rows = await this.em(tx).query<Row[]>(
       'SELECT id, root_key_version, wrapped_dek, iv, ciphertext FROM sealed_values WHERE id = ANY($1::uuid[])',
       [ids],
     );
@@ -47,12 +52,8 @@ export class SealedValueRepository {
   }
 
   /** A batch still wrapped under another root key, locked so concurrent rotators skip it. */
-  async lockBatchNotAt(
-    em: EntityManager,
-    version: number,
-    limit: number,
-  ): Promise<Array<{ id: string; rootKeyVersion: number; wrapped: Buffer }>> {
-    const rows = await em.query<Row[]>(
+  async lockBatchNotAt(tx: Tx, version: number, limit: number): Promise<Array<{ id: string; rootKeyVersion: number; wrapped: Buffer }>> {
+    const rows = await this.em(tx).query<Row[]>(
       `SELECT id, root_key_version, wrapped_dek FROM sealed_values WHERE root_key_version <> $1
         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
       [version, limit],
@@ -60,16 +61,18 @@ export class SealedValueRepository {
     return rows.map((r) => ({ id: r.id, rootKeyVersion: r.root_key_version, wrapped: r.wrapped_dek }));
   }
 
-  async setWrapped(em: EntityManager, version: number, ids: string[], wrapped: Buffer[]): Promise<void> {
-    await em.query(
+  async setWrapped(tx: Tx, version: number, ids: string[], wrapped: Buffer[]): Promise<void> {
+    await this.em(tx).query(
       `UPDATE sealed_values AS s SET wrapped_dek = v.w, root_key_version = $1
          FROM unnest($2::uuid[], $3::bytea[]) AS v(id, w) WHERE s.id = v.id`,
       [version, ids, wrapped],
     );
   }
 
-  async countNotAt(version: number, em: EntityManager = this.ds.manager): Promise<number> {
-    const rows = await em.query<Array<{ n: string }>>('SELECT count(*) AS n FROM sealed_values WHERE root_key_version <> $1', [version]);
+  async countNotAt(version: number, tx?: Tx): Promise<number> {
+    const rows = await this.em(tx).query<Array<{ n: string }>>('SELECT count(*) AS n FROM sealed_values WHERE root_key_version <> $1', [
+      version,
+    ]);
     return Number(rows[0]?.n ?? 0);
   }
 }
