@@ -19,6 +19,7 @@ const PUBLIC_FILES = [
   'auth/api-token\\.repository\\.ts', // AuthModule exports it: api-tokens/ manages the tokens auth owns
   'audit/failed-attempts\\.ts', //       AuditModule exports it: enrollment aggregates failed attempts
   'clusters/kubernetes-identity\\.ts', // the identity a cluster enrolls with (type and checks)
+  'clusters/cluster-enrollment\\.repository\\.ts', // ClustersModule exports it: enrollment locks and enrolls the rows clusters/ owns
   'delivery/delivery-queue\\.ts', //     DeliveryModule exports it
   'delivery/delivery-builder\\.ts', //   DeliveryModule exports it
   'agent-api/agent-grpc\\.server\\.ts', // AgentApiModule exports it

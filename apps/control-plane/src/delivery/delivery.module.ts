@@ -1,5 +1,6 @@
 import { BullModule } from '@nestjs/bullmq';
 import { Module, type DynamicModule } from '@nestjs/common';
+import { ClustersModule } from '../clusters/clusters.module.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { EventsModule } from '../events/cluster-events.js';
 import { HsmModule } from '../hsm/hsm.module.js';
@@ -25,11 +26,12 @@ import { SnapshotBuildRepository } from './snapshot-build.repository.js';
     }),
     BullModule.registerQueue({ name: DELIVERY_QUEUE }),
     ProjectsModule,
+    ClustersModule,
     EventsModule,
     HsmModule,
   ],
   providers: [PlacementRepository, SnapshotBuildRepository, DeliveryQueue, DeliveryBuilder, MembershipService],
-  exports: [MembershipService, DeliveryQueue, DeliveryBuilder, SnapshotBuildRepository, EventsModule],
+  exports: [MembershipService, DeliveryQueue, DeliveryBuilder, EventsModule, ClustersModule],
 })
 export class DeliveryModule {}
 

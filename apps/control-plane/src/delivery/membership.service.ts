@@ -1,11 +1,12 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
+import { ClustersService, type ClusterLabels } from '../clusters/clusters.service.js';
 import { matches, type LabelSelector } from '../common/label-selector.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import type { Tx } from '../database/transaction.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import { DeliveryQueue } from './delivery-queue.js';
-import { PlacementRepository, type ClusterLabels, type Placement } from './placement.repository.js';
+import { PlacementRepository, type Placement } from './placement.repository.js';
 
 export type { ClusterLabels, Placement };
 
@@ -40,17 +41,22 @@ export function placementTargets(
  * a delivery job once the transaction has committed.
  */
 @Injectable()
-export class MembershipService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class MembershipService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     @Inject(PlacementRepository) private readonly repo: PlacementRepository,
     @Inject(ProjectsService) private readonly projects: ProjectsService,
+    @Inject(ClustersService) private readonly clusterRegistry: ClustersService,
     @Inject(DeliveryQueue) private readonly queue: DeliveryQueue,
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {
     logger.setContext('membership');
+  }
+
+  onModuleInit(): void {
+    this.clusterRegistry.onClusterChanged((clusterId) => this.clusterChanged(clusterId));
   }
 
   onApplicationBootstrap(): void {
@@ -77,7 +83,7 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
 
   /** Every cluster with its labels, as membership sees them in `tx`. */
   clusters(tx: Tx): Promise<ClusterLabels[]> {
-    return this.repo.clusters(tx);
+    return this.clusterRegistry.labels(tx);
   }
 
   /** Applies `placement` to app `appId` of `projectId`; returns the clusters that moved. */
@@ -91,8 +97,19 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
   ): Promise<Map<string, string>> {
     await this.repo.savePlacement(tx, placement);
     const projectSelector = read ? read.projectSelector : ((await this.projects.clusterSelectors(tx)).get(projectId) ?? null);
-    const clusters = read?.clusters ?? (await this.repo.clusters(tx));
+    const clusters = read?.clusters ?? (await this.clusterRegistry.labels(tx));
     return this.reapply(tx, appId, placementTargets(placement, projectSelector, clusters));
+  }
+
+  /**
+   * Publishes (or unpublishes) `appId` on `clusterIds`: each cluster's desired generation grows,
+   * and the app's entry records that generation. Returns the clusters with their new generation.
+   */
+  private async setPublished(tx: Tx, appId: string, clusterIds: string[], published: boolean): Promise<Map<string, string>> {
+    if (clusterIds.length === 0) return new Map();
+    const bumped = await this.clusterRegistry.bumpDesiredGeneration(tx, clusterIds);
+    await this.repo.recordMembership(tx, appId, bumped, published);
+    return bumped;
   }
 
   /** Makes the app's membership exactly `targets`; returns the clusters that moved, with their generation. */
@@ -100,15 +117,15 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
     const current = await this.repo.publishedClusters(tx, appId);
     const add = [...targets].filter((id) => !current.has(id));
     const remove = [...current].filter((id) => !targets.has(id));
-    const moved = await this.repo.setPublished(tx, appId, add, true);
-    for (const [id, g] of await this.repo.setPublished(tx, appId, remove, false)) moved.set(id, g);
+    const moved = await this.setPublished(tx, appId, add, true);
+    for (const [id, g] of await this.setPublished(tx, appId, remove, false)) moved.set(id, g);
     return moved;
   }
 
   /** A cluster was registered or relabelled: it joins or leaves placements accordingly. */
   async clusterChanged(clusterId: string): Promise<void> {
     const moved = await this.repo.membershipTransaction(async (tx) => {
-      const [cluster] = await this.repo.clusters(tx, [clusterId]);
+      const [cluster] = await this.clusterRegistry.labels(tx, [clusterId]);
       if (!cluster) return new Map<string, string>();
       const selectors = await this.projects.clusterSelectors(tx);
       const current = await this.repo.publishedApps(tx, clusterId);
@@ -116,7 +133,7 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
       for (const p of await this.repo.placementsOfProject(tx, undefined)) {
         const wanted = placementTargets(p, selectors.get(p.projectId) ?? null, [cluster]).has(clusterId);
         if (wanted !== current.has(p.appId)) {
-          for (const [id, g] of await this.repo.setPublished(tx, p.appId, [clusterId], wanted)) moved.set(id, g);
+          for (const [id, g] of await this.setPublished(tx, p.appId, [clusterId], wanted)) moved.set(id, g);
         }
       }
       return moved;
@@ -128,7 +145,7 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
   async reconcileAll(): Promise<number> {
     const moved = await this.repo.membershipTransaction(async (tx) => {
       const selectors = await this.projects.clusterSelectors(tx);
-      const clusters = await this.repo.clusters(tx);
+      const clusters = await this.clusterRegistry.labels(tx);
       const moved = new Map<string, string>();
       for (const p of await this.repo.placementsOfProject(tx, undefined)) {
         for (const [id, g] of await this.reapply(tx, p.appId, placementTargets(p, selectors.get(p.projectId) ?? null, clusters)))
@@ -144,7 +161,7 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
   async projectSelectorChanged(tx: Tx, projectId: string): Promise<Map<string, string>> {
     const moved = new Map<string, string>();
     const read = {
-      clusters: await this.repo.clusters(tx),
+      clusters: await this.clusterRegistry.labels(tx),
       projectSelector: (await this.projects.clusterSelectors(tx)).get(projectId) ?? null,
     };
     for (const p of await this.repo.placementsOfProject(tx, projectId)) {
@@ -168,7 +185,7 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
       await this.repo.lockMembership(tx);
       const after = await this.repo.deliveryShape(tx, appId);
       // Clusters first, then their snapshot rows: the order builds lock them in (no deadlock).
-      const moved = await this.repo.appContentChanged(tx, appId);
+      const moved = await this.setPublished(tx, appId, [...(await this.repo.publishedClusters(tx, appId))], true);
       if (before && after) {
         if (opts.relocated || before.app !== after.app) await this.repo.markSnapshotRowsChanged(tx, appId);
         else {
@@ -188,7 +205,7 @@ export class MembershipService implements OnApplicationBootstrap, OnApplicationS
 
   /** The cluster must be rebuilt (a new delivery key after enrollment). */
   async rebuild(clusterId: string): Promise<void> {
-    await this.queue.enqueue(await this.repo.bump(undefined, [clusterId]));
+    await this.queue.enqueue(await this.clusterRegistry.bumpDesiredGeneration(undefined, [clusterId]));
   }
 
   enqueue(moved: Map<string, string>): Promise<void> {

@@ -11,19 +11,13 @@ export interface Placement {
   updatedAt: Date;
 }
 
-export interface ClusterLabels {
-  id: string;
-  name: string;
-  labels: Record<string, string>;
-}
-
 /** Serialises every change of who-gets-what (publish, unpublish, relabel, project selector). */
 const MEMBERSHIP_LOCK = 0x5161_0005;
 
 /**
  * Who gets what: placements (where an app is published), membership (cluster_apps, the apps each
- * cluster holds at which generation) and the clusters' desired generation it moves. Every write
- * runs under the membership lock, in the caller's transaction.
+ * cluster holds at which generation). Every write runs under the membership lock, in the caller's
+ * transaction; the clusters' desired generations it moves belong to clusters/ (ClustersService).
  */
 @Injectable()
 export class PlacementRepository {
@@ -75,12 +69,6 @@ export class PlacementRepository {
     );
   }
 
-  clusters(tx: Tx, ids?: string[]): Promise<ClusterLabels[]> {
-    return ids
-      ? this.em(tx).query('SELECT id, name, labels FROM clusters WHERE id = ANY($1::uuid[])', [ids])
-      : this.em(tx).query('SELECT id, name, labels FROM clusters');
-  }
-
   async publishedClusters(tx: Tx, appId: string): Promise<Set<string>> {
     const rows = await this.em(tx).query<Array<{ id: string }>>(
       'SELECT cluster_id AS id FROM cluster_apps WHERE app_id = $1 AND published',
@@ -98,25 +86,17 @@ export class PlacementRepository {
   }
 
   /**
-   * Publishes (or unpublishes) `appId` on `clusterIds`: each cluster's desired generation grows,
-   * and the app's entry records that generation. Returns the clusters with their new generation.
+   * Records that `appId` is (or is no longer) published on each cluster of `generations`, at the
+   * cluster's new desired generation (ClustersService.bumpDesiredGeneration), in one statement.
    */
-  async setPublished(tx: Tx, appId: string, clusterIds: string[], published: boolean): Promise<Map<string, string>> {
-    if (clusterIds.length === 0) return new Map();
-    const bumped = await this.bump(tx, clusterIds);
+  async recordMembership(tx: Tx, appId: string, generations: Map<string, string>, published: boolean): Promise<void> {
+    if (generations.size === 0) return;
     await this.em(tx).query(
       `INSERT INTO cluster_apps (cluster_id, app_id, published, generation)
        SELECT c, $2, $3, g FROM unnest($1::uuid[], $4::bigint[]) AS v(c, g)
        ON CONFLICT (cluster_id, app_id) DO UPDATE SET published = $3, generation = EXCLUDED.generation, changed_at = now()`,
-      [[...bumped.keys()], appId, published, [...bumped.values()]],
+      [[...generations.keys()], appId, published, [...generations.values()]],
     );
-    return bumped;
-  }
-
-  /** The app's content changed (a value rotated, rolled back, added or removed): every cluster holding it moves on. */
-  async appContentChanged(tx: Tx, appId: string): Promise<Map<string, string>> {
-    const ids = [...(await this.publishedClusters(tx, appId))];
-    return this.setPublished(tx, appId, ids, true);
   }
 
   /**
@@ -152,14 +132,5 @@ export class PlacementRepository {
     } else {
       await this.em(tx).query('UPDATE cluster_secrets SET generation = 0 WHERE app_id = $1 AND generation <> 0', [appId]);
     }
-  }
-
-  /** The cluster must be rebuilt for reasons of its own (a new delivery key). */
-  async bump(tx: Tx | undefined, clusterIds: string[]): Promise<Map<string, string>> {
-    const rows = await this.em(tx).query<[Array<{ id: string; g: string }>, number]>(
-      'UPDATE clusters SET desired_generation = desired_generation + 1 WHERE id = ANY($1::uuid[]) RETURNING id, desired_generation AS g',
-      [clusterIds],
-    );
-    return new Map(rows[0].map((r) => [r.id, r.g]));
   }
 }

@@ -171,10 +171,4 @@ export class SnapshotBuildRepository {
       ],
     );
   }
-
-  /** Records a failed build on each cluster (shown as `DeliveryFailed`), in one statement. */
-  async setDeliveryError(clusterIds: string[], error: string): Promise<void> {
-    if (clusterIds.length === 0) return;
-    await this.ds.query('UPDATE clusters SET delivery_error = $2 WHERE id = ANY($1::uuid[])', [clusterIds, error.slice(0, 500)]);
-  }
 }

@@ -14,7 +14,7 @@ import { AgentWorkQueue } from '../database/agent-work-queue.js';
 import type { Tx } from '../database/transaction.js';
 import { ClusterCertificateAuthority, spkiSha256 } from './cluster-ca.service.js';
 import type { VerifiedCsr } from './client-certificate.js';
-import { EnrollmentRepository, type EnrollingCluster } from './enrollment.repository.js';
+import { ClusterEnrollmentRepository, type EnrollingCluster } from '../clusters/cluster-enrollment.repository.js';
 import { ServiceAccountTokenRefused, ServiceAccountTokenVerifier } from './service-account-tokens.js';
 
 export type EnrollmentCredential = { bootstrapToken: string } | { serviceAccountToken: string };
@@ -76,7 +76,7 @@ interface Admitted {
 @Injectable()
 export class EnrollmentService {
   constructor(
-    @Inject(EnrollmentRepository) private readonly repo: EnrollmentRepository,
+    @Inject(ClusterEnrollmentRepository) private readonly repo: ClusterEnrollmentRepository,
     @Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority,
     @Inject(ClusterKeyService) private readonly clusterKeys: ClusterKeyService,
     @Inject(ServiceAccountTokenVerifier) private readonly saTokens: ServiceAccountTokenVerifier,

@@ -1,8 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { inTransaction, managerOf, type Tx } from '../database/transaction.js';
-import type { ClusterState } from '../clusters/cluster.entity.js';
-import type { KubernetesIdentity } from '../clusters/kubernetes-identity.js';
+import type { ClusterState } from './cluster.entity.js';
+import type { KubernetesIdentity } from './kubernetes-identity.js';
 
 export interface EnrollingCluster {
   id: string;
@@ -47,12 +47,14 @@ const cluster = (r: ClusterRow): EnrollingCluster => ({
 });
 
 /**
- * The rows enrollment reads and writes, each under a row lock inside the caller's transaction.
+ * The cluster and enrollment-token rows enrollment (enrollment/enrollment.service.ts) reads and
+ * writes, each under a row lock inside the caller's transaction; here because clusters/ owns
+ * both tables, exported by ClustersModule for enrollment alone.
  * Statements are few on purpose (PostgreSQL's cost is per statement): one read that locks the
  * token and its cluster, one write that consumes the token and enrolls the cluster.
  */
 @Injectable()
-export class EnrollmentRepository {
+export class ClusterEnrollmentRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
   private em(tx: Tx | undefined) {
