@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { inTransaction, managerOf, type Tx } from '../database/transaction.js';
+import { managerOf, type Tx } from '../database/transaction.js';
 import type { ClusterState } from './cluster.entity.js';
 import type { KubernetesIdentity } from './kubernetes-identity.js';
 
@@ -59,10 +59,6 @@ export class ClusterEnrollmentRepository {
 
   private em(tx: Tx | undefined) {
     return managerOf(this.ds, tx);
-  }
-
-  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return inTransaction(this.ds, fn);
   }
 
   /** The token with its cluster (and that cluster's active delivery key), both rows locked. */

@@ -58,7 +58,7 @@ export class ClustersService {
 
   /** What the clusters should hold changed: each moves to a new desired generation (returned), in `tx` when given. */
   bumpDesiredGeneration(tx: Tx | undefined, clusterIds: string[]): Promise<Map<string, string>> {
-    if (clusterIds.length === 0) return Promise.resolve(new Map());
+    if (clusterIds.length === 0) return Promise.resolve(new Map<string, string>());
     return this.repo.bumpDesiredGeneration(tx, clusterIds);
   }
 

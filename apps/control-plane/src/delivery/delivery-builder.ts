@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
+import { UnitOfWork } from '../database/transaction.js';
 import { SnapshotBuildRepository, type BuildTarget, type DesiredClusterRow } from './snapshot-build.repository.js';
 
 /** How many times a batch looks again at clusters that moved or were locked meanwhile, before leaving them to a new job. */
@@ -26,6 +27,7 @@ export interface BatchOutcome {
 export class DeliveryBuilder {
   constructor(
     @Inject(SnapshotBuildRepository) private readonly repo: SnapshotBuildRepository,
+    @Inject(UnitOfWork) private readonly uow: UnitOfWork,
     @Inject(HsmService) private readonly hsm: HsmService,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
     @Inject(MetricsService) private readonly metrics: MetricsService,
@@ -54,7 +56,7 @@ export class DeliveryBuilder {
     if (targets.length === 0) return { built: [], again: [] }; // a duplicate job, or not enrolled yet (enrollment triggers a build)
     const rows = await this.repo.desiredFor(undefined, targets);
     await this.wrapMissing(targets, rows);
-    return this.repo.transaction(async (tx) => {
+    return this.uow.run(async (tx) => {
       const locked = new Map(
         (
           await this.repo.lockBatch(

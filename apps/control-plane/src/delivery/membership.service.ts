@@ -3,7 +3,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { ClustersService, type ClusterLabels } from '../clusters/clusters.service.js';
 import { matches, type LabelSelector } from '../common/label-selector.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import type { Tx } from '../database/transaction.js';
+import { UnitOfWork, type Tx } from '../database/transaction.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import { DeliveryQueue } from './delivery-queue.js';
 import { PlacementRepository, type Placement } from './placement.repository.js';
@@ -46,6 +46,7 @@ export class MembershipService implements OnModuleInit, OnApplicationBootstrap, 
 
   constructor(
     @Inject(PlacementRepository) private readonly repo: PlacementRepository,
+    @Inject(UnitOfWork) private readonly uow: UnitOfWork,
     @Inject(ProjectsService) private readonly projects: ProjectsService,
     @Inject(ClustersService) private readonly clusterRegistry: ClustersService,
     @Inject(DeliveryQueue) private readonly queue: DeliveryQueue,
@@ -179,7 +180,7 @@ export class MembershipService implements OnModuleInit, OnApplicationBootstrap, 
    * `relocated` marks every row of the app whatever the comparison finds.
    */
   async appContentChange<T>(appId: string, work: (tx: Tx) => Promise<T>, opts: { relocated?: boolean } = {}): Promise<T> {
-    const { result, moved } = await this.repo.transaction(async (tx) => {
+    const { result, moved } = await this.uow.run(async (tx) => {
       const before = await this.repo.deliveryShape(tx, appId);
       const result = await work(tx);
       await this.repo.lockMembership(tx);

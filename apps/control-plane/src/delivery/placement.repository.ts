@@ -35,10 +35,6 @@ export class PlacementRepository {
     });
   }
 
-  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return inTransaction(this.ds, fn);
-  }
-
   /** Takes the membership lock inside a caller's transaction (held until it ends). */
   async lockMembership(tx: Tx): Promise<void> {
     await this.em(tx).query('SELECT pg_advisory_xact_lock($1)', [MEMBERSHIP_LOCK]);

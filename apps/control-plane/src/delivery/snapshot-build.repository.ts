@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { inTransaction, managerOf, type Tx } from '../database/transaction.js';
+import { managerOf, type Tx } from '../database/transaction.js';
 
 /** A cluster a batch build works on: its desired generation and active delivery key as first read. */
 export interface BuildTarget {
@@ -35,10 +35,6 @@ export class SnapshotBuildRepository {
 
   private em(tx: Tx | undefined) {
     return managerOf(this.ds, tx);
-  }
-
-  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return inTransaction(this.ds, fn);
   }
 
   /**

@@ -11,7 +11,7 @@ import { ClusterEvents } from '../events/cluster-events.js';
 import { ClusterKeyService } from '../keys/cluster-keys.service.js';
 import { KeyCustodyError } from '../keys/keys.errors.js';
 import { AgentWorkQueue } from '../database/agent-work-queue.js';
-import type { Tx } from '../database/transaction.js';
+import { UnitOfWork, type Tx } from '../database/transaction.js';
 import { ClusterCertificateAuthority, spkiSha256 } from './cluster-ca.service.js';
 import type { VerifiedCsr } from './client-certificate.js';
 import { ClusterEnrollmentRepository, type EnrollingCluster } from '../clusters/cluster-enrollment.repository.js';
@@ -77,6 +77,7 @@ interface Admitted {
 export class EnrollmentService {
   constructor(
     @Inject(ClusterEnrollmentRepository) private readonly repo: ClusterEnrollmentRepository,
+    @Inject(UnitOfWork) private readonly uow: UnitOfWork,
     @Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority,
     @Inject(ClusterKeyService) private readonly clusterKeys: ClusterKeyService,
     @Inject(ServiceAccountTokenVerifier) private readonly saTokens: ServiceAccountTokenVerifier,
@@ -100,7 +101,7 @@ export class EnrollmentService {
       const identity =
         'serviceAccountToken' in credential ? await this.verifyServiceAccount(req.cluster, credential.serviceAccountToken) : undefined;
       const result = await this.gate.run(() =>
-        this.repo.transaction(async (tx) => {
+        this.uow.run(async (tx) => {
           const admitted =
             'serviceAccountToken' in credential
               ? await this.lockVerifiedCluster(tx, req, identity!)

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, MoreThan, type FindOptionsWhere } from 'typeorm';
-import { inTransaction, managerOf, type Tx } from '../database/transaction.js';
+import { managerOf, type Tx } from '../database/transaction.js';
 import { SecretEntity, SecretVersionEntity } from './secret.entity.js';
 
 @Injectable()
@@ -9,10 +9,6 @@ export class SecretsRepository {
 
   private em(tx: Tx | undefined) {
     return managerOf(this.ds, tx);
-  }
-
-  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return inTransaction(this.ds, fn);
   }
 
   findByName(appId: string, name: string, tx?: Tx): Promise<SecretEntity | null> {
