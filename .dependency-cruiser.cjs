@@ -108,6 +108,20 @@ module.exports = {
       to: { path: '^apps/agent/src/.+/', pathNot: '^apps/agent/src/kube/(kube-client|types)\\.ts$' },
     },
     {
+      name: 'apps-apart',
+      comment: 'The control plane, the agent and the CLI share code only through libs/ (the CLI speaks the REST API, the agent gRPC).',
+      severity: 'error',
+      from: { path: '^apps/([^/]+)/' },
+      to: { path: '^apps/', pathNot: '^apps/$1/' },
+    },
+    {
+      name: 'libs-below-apps',
+      comment: 'libs/ is what apps share: it imports no app.',
+      severity: 'error',
+      from: { path: '^libs/' },
+      to: { path: '^apps/' },
+    },
+    {
       name: 'no-circular',
       comment: 'No file imports itself, however indirectly.',
       severity: 'error',
