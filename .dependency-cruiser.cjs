@@ -29,9 +29,9 @@ const PUBLIC = `${CP}/(${FEATURES}/[^/]+\\.(module|service|dto|errors)\\.ts|${PU
 
 /** Internals the integration tests drive directly, beyond the public surface (keep this short). */
 const TEST_ENTRIES = [
-  `${CP}/agent-api/agent-authenticator\\.ts$`, // sync-forged-events: a forged certificate is refused
-  `${CP}/enrollment/https-get\\.ts$`, //          agent-enrollment: issuer fetches over pinned TLS
-  `${CP}/audit/audit-chain\\.ts$`, //             audit-chain: the HMAC chain's verification
+  `${CP}/agent-api/agent-authenticator\\.ts$`, // agent-client-certificates: which certificates are refused
+  `${CP}/enrollment/https-get\\.ts$`, //          agent-kubernetes-identity: the issuer's keys over the test kube-apiserver's TLS
+  `${CP}/audit/audit-chain\\.ts$`, //             audit-chain: records in the legacy and the HMAC format
 ];
 
 module.exports = {
