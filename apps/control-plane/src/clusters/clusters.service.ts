@@ -106,8 +106,7 @@ export class ClustersService {
    */
   private async scope(actor: Actor): Promise<'all' | LabelSelector[]> {
     if (actor.role === 'admin') return 'all';
-    const all = await this.projects.clusterSelectors();
-    const selectors = actor.projectId === null ? [...all.values()] : [all.get(actor.projectId) ?? null];
+    const selectors = [...(await this.projects.clusterSelectors(undefined, actor.projectId ?? undefined)).values()];
     return selectors.filter((s): s is LabelSelector => s !== null);
   }
 

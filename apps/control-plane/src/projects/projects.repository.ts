@@ -45,11 +45,12 @@ export class ProjectsRepository {
     });
   }
 
-  /** Every project's cluster selector (null: may publish nowhere), by project id. */
-  async clusterSelectors(tx?: Tx): Promise<Map<string, LabelSelector | null>> {
-    const rows = await managerOf(this.ds, tx).query<Array<{ id: string; s: LabelSelector | null }>>(
-      'SELECT id, cluster_selector AS s FROM projects',
-    );
+  /** Every project's (or only `onlyId`'s) cluster selector (null: may publish nowhere), by project id. */
+  async clusterSelectors(tx?: Tx, onlyId?: string): Promise<Map<string, LabelSelector | null>> {
+    const em = managerOf(this.ds, tx);
+    const rows = await (onlyId === undefined
+      ? em.query<Array<{ id: string; s: LabelSelector | null }>>('SELECT id, cluster_selector AS s FROM projects')
+      : em.query<Array<{ id: string; s: LabelSelector | null }>>('SELECT id, cluster_selector AS s FROM projects WHERE id = $1', [onlyId]));
     return new Map(rows.map((r) => [r.id, r.s]));
   }
 

@@ -58,11 +58,11 @@ export class ProjectsService {
   }
 
   /**
-   * Which clusters each project may publish to (null: none), by project id; in `tx` when given
+   * Which clusters each project (or only `onlyProjectId`) may publish to (null: none), by project id; in `tx` when given
    * (delivery reads them under its membership lock).
    */
-  clusterSelectors(tx?: Tx): Promise<Map<string, LabelSelector | null>> {
-    return this.repo.clusterSelectors(tx);
+  clusterSelectors(tx?: Tx, onlyProjectId?: string): Promise<Map<string, LabelSelector | null>> {
+    return this.repo.clusterSelectors(tx, onlyProjectId);
   }
 
   /** Admin: sets which clusters the project may publish to, in the caller's transaction (delivery re-applies its placements in it). */
