@@ -14,7 +14,7 @@ export PATH := $(NODE_BIN):$(SIGIL_CACHE)/bin:$(PATH)
 export npm_config_nodedir := $(abspath $(NODE_BIN)/..)
 NPM := npm --loglevel=error --no-audit --no-fund
 
-.PHONY: help up test check generate build lint typecheck format deps deps-apt deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-fleet-sizes bench-faults clean
+.PHONY: help up test check generate build lint typecheck boundaries format deps deps-apt deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-fleet-sizes bench-faults clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ up: deps-apt deps-npm build ## run the control plane on embedded defaults (Ctrl-
 test: deps check ## install what is missing, run `make check`, then every test (unit, integration, e2e)
 	@bash .ci/jest.sh
 
-check: deps-npm lint typecheck ## lint, type-check, formatting, buf lint, generated-code staleness
+check: deps-npm lint typecheck boundaries ## lint, type-check, import boundaries, formatting, buf lint, generated-code staleness
 	@node_modules/.bin/prettier --check --log-level=warn .
 	@bash .ci/check-generated.sh
 
@@ -41,6 +41,11 @@ lint: deps-npm
 
 typecheck: deps-npm
 	@node_modules/.bin/tsc -p tsconfig.json --noEmit
+
+# Who may import what (TypeORM, pkcs11js, the agent's kube adapter, features' internals, tests'
+# entry points, cycles): .dependency-cruiser.cjs, explained in docs/architecture.md.
+boundaries: deps-npm
+	@node_modules/.bin/depcruise --config .dependency-cruiser.cjs --output-type err apps libs tests bench
 
 format: deps-npm ## rewrite files with Prettier
 	@node_modules/.bin/prettier --write --log-level=warn .

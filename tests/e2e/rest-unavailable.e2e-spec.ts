@@ -12,7 +12,7 @@ import { createTestDatabase, testEnv, uniqueName } from '../harness/test-env.js'
 // are 503 with Retry-After and a machine-readable code, never a 500, and nothing half-written.
 
 const ADMIN = `sgl_e2e-admin-${'5'.repeat(32)}`;
-/** DeliveryRepository's membership lock: every publish waits for it inside its transaction. */
+/** PlacementRepository's membership lock (delivery/placement.repository.ts): every publish waits for it inside its transaction. */
 const MEMBERSHIP_LOCK = 0x5161_0005;
 /** The control plane's pool size (database/data-source.ts). */
 const POOL_MAX = 20;

@@ -10,7 +10,7 @@ import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { DeliveryBuilder } from '../../apps/control-plane/src/delivery/delivery-builder.js';
 import { BATCH_CLUSTERS } from '../../apps/control-plane/src/delivery/delivery-queue.js';
-import { PublicationsService } from '../../apps/control-plane/src/delivery/publications.service.js';
+import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
 import { HsmService } from '../../apps/control-plane/src/hsm/hsm.service.js';
 import { ClusterKeyService } from '../../apps/control-plane/src/keys/cluster-keys.service.js';
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';

@@ -12,7 +12,7 @@ import { status } from '@grpc/grpc-js';
 import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
-import { PublicationsService } from '../../apps/control-plane/src/delivery/publications.service.js';
+import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { DataSource } from 'typeorm';
 import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
-import { PublicationsService } from '../../apps/control-plane/src/delivery/publications.service.js';
+import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
 import { EmbeddedRedis } from '../../apps/control-plane/src/embedded/embedded-redis.js';
 import { ClusterKeyService } from '../../apps/control-plane/src/keys/cluster-keys.service.js';
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';

@@ -143,7 +143,7 @@ describe('enrollment throughput (in-process, real services)', () => {
     const keys = t.app.get(ClusterKeyService);
     const svc = enrollment as unknown as Record<string, Record<string, unknown>>;
     timed(stages, 'enroll (total)', enrollment, 'enroll');
-    timed(stages, 'transaction (total)', svc.repo!, 'transaction');
+    timed(stages, 'transaction (total)', svc.uow!, 'run');
     timed(stages, 'ca.issueClientCertificate', ca, 'issueClientCertificate');
     timed(stages, 'hsm.caSign', hsm, 'caSign');
     timed(stages, 'clusterKeys.issue', keys, 'issue');

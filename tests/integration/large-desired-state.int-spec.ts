@@ -6,7 +6,7 @@ import { DataSource } from 'typeorm';
 import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
-import { PublicationsService } from '../../apps/control-plane/src/delivery/publications.service.js';
+import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
 import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-values.service.js';
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';

@@ -6,7 +6,7 @@ import { SyncStreams } from '../../apps/control-plane/src/agent-api/sync-streams
 import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
-import { PublicationsService } from '../../apps/control-plane/src/delivery/publications.service.js';
+import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
 import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';

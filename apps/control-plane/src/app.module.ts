@@ -12,7 +12,10 @@ import { DtoValidationPipe } from './common/validation.pipe.js';
 import { EnrollmentModule } from './enrollment/enrollment.module.js';
 import { EventsModule } from './events/cluster-events.js';
 import { AgentApiModule } from './agent-api/agent-api.module.js';
-import { DeliveryModule } from './delivery/delivery.module.js';
+import { DeliveryModule, DeliveryWorkerModule } from './delivery/delivery.module.js';
+import { entities } from './entities.js';
+import { ApiTokensModule } from './api-tokens/api-tokens.module.js';
+import { PublicationsModule } from './publications/publications.module.js';
 import { HsmModule } from './hsm/hsm.module.js';
 import { ProjectsModule } from './projects/projects.module.js';
 import { SecretsModule } from './secrets/secrets.module.js';
@@ -28,22 +31,27 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [
+        // Global: configuration, logging, metrics and the database are used everywhere and depend
+        // on no feature. Everything else is imported by the modules that use it.
         { module: ConfigHolder, global: true, providers: [{ provide: RuntimeConfig, useValue: config }], exports: [RuntimeConfig] },
         LoggingModule.forRoot(logger),
         MetricsModule,
-        DatabaseModule,
+        DatabaseModule.forRoot(entities),
         RedisModule,
         EventsModule,
-        DeliveryModule.register(config),
         HsmModule,
         HealthModule,
         KeysModule,
         AuthModule,
+        ApiTokensModule,
         AuditModule,
         ProjectsModule,
         AppsModule,
         SecretsModule,
         ClustersModule,
+        DeliveryModule,
+        DeliveryWorkerModule.register(config),
+        PublicationsModule,
         EnrollmentModule,
         AgentApiModule,
       ],

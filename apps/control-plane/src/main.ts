@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { createLogger } from '@sigil/logging';
-import { DataSource } from 'typeorm';
+import { ApiTokenRepository } from './auth/api-token.repository.js';
 import { bootstrapAdminToken } from './auth/bootstrap-admin-token.js';
 import { RuntimeConfig } from './config/runtime-config.js';
 import { ConfigError, loadConfig } from './config/sigil-config.js';
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
 
   try {
     app = await createHttpApp(runtime, logger);
-    const admin = await bootstrapAdminToken(app.get(DataSource), config.dataDir, config.bootstrapAdminToken);
+    const admin = await bootstrapAdminToken(app.get(ApiTokenRepository), config.dataDir, config.bootstrapAdminToken);
     await app.listen(config.http.port, config.http.host);
     const readiness = await app.get(ReadinessService).evaluate();
     const base = `http://${config.http.host}:${config.http.port}`;

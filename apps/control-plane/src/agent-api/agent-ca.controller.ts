@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Controller, Get, Inject } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { derToPem } from '@sigil/agent-protocol';
-import { Public } from '../auth/auth.decorators.js';
+import { Public } from '../common/public-route.js';
 import { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
 
 export class AgentTrustView {

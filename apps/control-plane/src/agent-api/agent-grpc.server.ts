@@ -5,11 +5,11 @@ import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
 import { HsmService } from '../hsm/hsm.service.js';
-import { RootKeyRepository } from '../keys/root-key.repository.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { AgentListener } from './agent-listener.js';
 import { AgentService } from './agent.service.js';
 import { ServerIdentity } from './server-identity.js';
+import { SessionTicketRepository } from './session-ticket.repository.js';
 import { SessionTickets } from './session-tickets.js';
 
 /** A handshake takes milliseconds; one still going after this holds a slot for nothing. */
@@ -53,7 +53,7 @@ export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShu
     @Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority,
     @Inject(AgentService) private readonly service: AgentService,
     @Inject(HsmService) private readonly hsm: HsmService,
-    @Inject(RootKeyRepository) private readonly keyLock: RootKeyRepository,
+    @Inject(SessionTicketRepository) private readonly ticketLock: SessionTicketRepository,
     @Inject(MetricsService) private readonly metrics: MetricsService,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {
@@ -79,7 +79,7 @@ export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShu
     identity.onRenewed(() => listener.setIdentity(identity.current));
     this.tickets = new SessionTickets(
       this.hsm,
-      (fn) => this.keyLock.withLock(fn),
+      (fn) => this.ticketLock.withCreationLock(fn),
       (keys) => listener.setTicketKeys(keys),
       (err) => this.logger.error({ err }, 'could not derive TLS session-ticket keys; retrying in a minute'),
     );

@@ -1,5 +1,5 @@
 import { AgentApiErrorCode, SecretState, type SecretStatus } from '@sigil/agent-protocol';
-import type { ReportedStatus } from '../delivery/snapshot.repository.js';
+import type { ReportedStatus } from './snapshot.repository.js';
 import { grpcError } from './grpc-errors.js';
 
 /** Statuses in one Applied at most (a state of 10,000 secrets reports each of them). */

@@ -9,7 +9,7 @@ import {
   type RenewCertificateResponse,
 } from '@sigil/agent-protocol';
 import { PinoLogger } from 'nestjs-pino';
-import { RateLimiter } from '../auth/rate-limiter.js';
+import { RateLimiter } from '../common/rate-limiter.js';
 import { SigilError } from '../common/sigil-error.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { EnrollmentService } from '../enrollment/enrollment.service.js';

@@ -1,5 +1,5 @@
 import { DESIRED_SECRET_OVERHEAD_BYTES, DESIRED_STATE_PAGE_BYTES } from '@sigil/agent-protocol';
-import type { ClusterState, SnapshotRepository } from '../delivery/snapshot.repository.js';
+import type { ClusterState, SnapshotRepository } from './snapshot.repository.js';
 import type { ByteBudget } from './byte-budget.js';
 
 /** A stream's request: the cluster and the base of the delta it can take (0: complete). */

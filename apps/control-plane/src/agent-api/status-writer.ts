@@ -1,4 +1,4 @@
-import type { AgentReport, ReportedStatus, SnapshotRepository } from '../delivery/snapshot.repository.js';
+import type { AgentReport, ReportedStatus, SnapshotRepository } from './snapshot.repository.js';
 
 /** How long a report waits for others to share its statement, at most. */
 export const FLUSH_DELAY_MS = 15;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { DESIRED_STATE_PAGE_BYTES } from '@sigil/agent-protocol';
-import type { SnapshotRow } from '../delivery/snapshot.repository.js';
+import type { SnapshotRow } from './snapshot.repository.js';
 import { splitState, UNCHANGED_REF_BYTES } from './sync-parts.js';
 
 const full = (i: number, bytes: number): SnapshotRow => ({

@@ -1,6 +1,6 @@
 import { DESIRED_SECRET_OVERHEAD_BYTES, DESIRED_STATE_PAGE_BYTES, DeliveryMode, type DesiredState } from '@sigil/agent-protocol';
 import { encodeSecretEnvelope } from '@sigil/envelope';
-import type { SnapshotRow } from '../delivery/snapshot.repository.js';
+import type { SnapshotRow } from './snapshot.repository.js';
 
 /**
  * What one UnchangedSecret costs on the wire, at most: a 36-character id, a version and a

@@ -10,7 +10,7 @@ import {
   type SyncResponse,
 } from '@sigil/agent-protocol';
 import { PinoLogger } from 'nestjs-pino';
-import { SnapshotRepository, type ClusterState } from '../delivery/snapshot.repository.js';
+import { SnapshotRepository, type ClusterState } from './snapshot.repository.js';
 import { AGENT_VERSION } from '../enrollment/enrollment.service.js';
 import { WorkQueue } from '../database/work-queue.js';
 import { ClusterEvents } from '../events/cluster-events.js';

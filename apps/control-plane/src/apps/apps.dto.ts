@@ -1,7 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, Matches, MaxLength } from 'class-validator';
 import { IsAbsentOr, IsDns1123Label } from '../common/validators.js';
-import { SECRET_TYPES } from '../secrets/secret-types.js';
+import { SECRET_TYPES } from '../common/secret-types.js';
 import type { AppEntity, DeliveryMode } from './app.entity.js';
 
 const MOUNT_PATH = /^\/[A-Za-z0-9._\-/]{0,255}$/;

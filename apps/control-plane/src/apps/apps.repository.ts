@@ -1,13 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, MoreThan, type FindOptionsWhere, type Repository } from 'typeorm';
 import { updateLocked } from '../database/locked-update.js';
-import { DataSource, MoreThan, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
+import { managerOf, type Tx } from '../database/transaction.js';
 import { AppEntity } from './app.entity.js';
 
 @Injectable()
 export class AppsRepository {
   private readonly repo: Repository<AppEntity>;
 
-  constructor(@Inject(DataSource) ds: DataSource) {
+  constructor(@Inject(DataSource) private readonly ds: DataSource) {
     this.repo = ds.getRepository(AppEntity);
   }
 
@@ -26,8 +27,8 @@ export class AppsRepository {
   }
 
   /** Row-locked read-modify-write (see updateLocked). */
-  updateLocked(id: string, mutate: (a: AppEntity) => void, em: EntityManager = this.repo.manager): Promise<AppEntity | null> {
-    return updateLocked(em, AppEntity, { id }, mutate);
+  updateLocked(id: string, mutate: (a: AppEntity) => void, tx?: Tx): Promise<AppEntity | null> {
+    return updateLocked(managerOf(this.ds, tx), AppEntity, { id }, mutate);
   }
 
   /** Whether any cluster should hold the app (its Secrets would be orphaned by deleting it). */

@@ -3,9 +3,9 @@ import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { AppsError, AppsErrorCode } from './apps.errors.js';
-import { violatedConstraint } from '../database/constraint-violation.js';
+import { isUniqueViolation, violatedConstraint } from '../database/constraint-violation.js';
 import type { ProjectEntity } from '../projects/project.entity.js';
-import { ProjectsService, isUniqueViolation } from '../projects/projects.service.js';
+import { ProjectsService } from '../projects/projects.service.js';
 import type { AppEntity } from './app.entity.js';
 import type { CreateAppDto, UpdateAppDto } from './apps.dto.js';
 import { AppsRepository } from './apps.repository.js';
@@ -70,7 +70,7 @@ export class AppsService {
       // agents write the Secrets where they now belong and delete them where they were.
       app = await this.membership.appContentChange(
         found.id,
-        (em) =>
+        (tx) =>
           this.repo.updateLocked(
             found.id,
             (a) => {
@@ -80,7 +80,7 @@ export class AppsService {
               if (dto.secretType !== undefined) a.secretType = dto.secretType;
               if (dto.mountPath !== undefined) a.mountPath = dto.mountPath;
             },
-            em,
+            tx,
           ),
         { relocated: dto.namespace !== undefined && dto.namespace !== found.namespace },
       );

@@ -1,4 +1,5 @@
 import { Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { HsmModule } from '../hsm/hsm.module.js';
 import { ProjectsModule } from '../projects/projects.module.js';
 import { AuditController } from './audit.controller.js';
 import { APP_INTERCEPTOR } from '@nestjs/core';
@@ -8,7 +9,7 @@ import { AuditService } from './audit.service.js';
 import { FailedAttempts } from './failed-attempts.js';
 
 @Module({
-  imports: [ProjectsModule],
+  imports: [ProjectsModule, HsmModule],
   providers: [AuditRepository, AuditService, FailedAttempts, { provide: APP_INTERCEPTOR, useClass: AuditInterceptor }],
   controllers: [AuditController],
   exports: [AuditService, FailedAttempts],

@@ -2,12 +2,8 @@ import { SetMetadata, createParamDecorator, type ExecutionContext } from '@nestj
 import type { Permission } from './policy.js';
 import type { Actor } from './policy.js';
 
-export const PUBLIC = 'sigil:public';
 export const REQUIRES = 'sigil:requires';
 export const AUDIT_ACTION = 'sigil:audit-action';
-
-/** No token needed (health, metrics, API docs). */
-export const Public = () => SetMetadata(PUBLIC, true);
 
 /** The permission a route needs; every non-public route must declare one. */
 export const Requires = (permission: Permission) => SetMetadata(REQUIRES, permission);

@@ -4,10 +4,11 @@ import type { Response } from 'express';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { AuthError, AuthErrorCode } from './auth.errors.js';
 import { ApiTokenRepository } from './api-token.repository.js';
-import { AUDIT_ACTION, PUBLIC, REQUIRES, type AuthenticatedRequest } from './auth.decorators.js';
+import { PUBLIC } from '../common/public-route.js';
+import { AUDIT_ACTION, REQUIRES, type AuthenticatedRequest } from './auth.decorators.js';
 import { hashToken } from './bootstrap-admin-token.js';
 import { Actor, type Permission } from './policy.js';
-import { RateLimiter } from './rate-limiter.js';
+import { RateLimiter } from '../common/rate-limiter.js';
 
 /**
  * Every request: a bearer API token (stored only as SHA-256), a per-token rate limit, and the

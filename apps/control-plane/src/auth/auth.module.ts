@@ -1,15 +1,14 @@
-import { Global, Module } from '@nestjs/common';
+import { Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
-import { ProjectsModule } from '../projects/projects.module.js';
 import { ApiTokenRepository } from './api-token.repository.js';
-import { ApiTokensController } from './api-tokens.controller.js';
 import { AuthGuard } from './auth.guard.js';
 
-@Global()
+/**
+ * API tokens (the api_tokens table) and the guard every REST request passes. Not global: the
+ * guard is registered app-wide through APP_GUARD; modules that manage tokens import this one.
+ */
 @Module({
-  imports: [ProjectsModule],
   providers: [ApiTokenRepository, { provide: APP_GUARD, useClass: AuthGuard }],
-  controllers: [ApiTokensController],
   exports: [ApiTokenRepository],
 })
 export class AuthModule {}

@@ -1,11 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { DataSource } from 'typeorm';
-import { ApiTokenEntity } from './api-token.entity.js';
+import type { ApiTokenRepository } from './api-token.repository.js';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
-const LOCK_KEY = 0x5161_0001; // pg advisory lock: one replica bootstraps at a time
 
 export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
@@ -20,24 +18,26 @@ export type BootstrapOutcome = { kind: 'existing' } | { kind: 'from-environment'
 /**
  * Makes sure an admin can get in on a fresh install. With SIGIL_BOOTSTRAP_ADMIN_TOKEN set,
  * that token is registered (idempotently). Otherwise, if no admin token exists yet, one is
- * generated and written to `<data dir>/admin-token` with mode 0600 — never logged.
+ * generated and written to `<data dir>/admin-token` with mode 0600 — never logged. Replicas
+ * starting together take turns (the repository's bootstrap lock).
  */
-export async function bootstrapAdminToken(ds: DataSource, dataDir: string, fromEnv: string | undefined): Promise<BootstrapOutcome> {
-  return ds.transaction(async (em) => {
-    await em.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
-    const repo = em.getRepository(ApiTokenEntity);
+export async function bootstrapAdminToken(
+  tokens: ApiTokenRepository,
+  dataDir: string,
+  fromEnv: string | undefined,
+): Promise<BootstrapOutcome> {
+  return tokens.bootstrapTransaction(async (tx) => {
+    const admin = { name: 'bootstrap-admin', role: 'admin' as const, projectId: null };
     if (fromEnv !== undefined) {
       const tokenHash = hashToken(fromEnv);
-      if (!(await repo.existsBy({ tokenHash }))) {
-        await repo.insert({ name: 'bootstrap-admin', role: 'admin', projectId: null, tokenHash, revokedAt: null });
-      }
+      if (!(await tokens.existsByHash(tokenHash, tx))) await tokens.insert({ ...admin, tokenHash }, tx);
       return { kind: 'from-environment' };
     }
-    if (await repo.existsBy({ role: 'admin' })) return { kind: 'existing' };
+    if (await tokens.adminExists(tx)) return { kind: 'existing' };
     const token = generateToken();
     const file = path.join(dataDir, ADMIN_TOKEN_FILE);
     await writeFile(file, `${token}\n`, { mode: 0o600 });
-    await repo.insert({ name: 'bootstrap-admin', role: 'admin', projectId: null, tokenHash: hashToken(token), revokedAt: null });
+    await tokens.insert({ ...admin, tokenHash: hashToken(token) }, tx);
     return { kind: 'generated', file };
   });
 }

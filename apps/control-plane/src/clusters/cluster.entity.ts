@@ -40,6 +40,17 @@ export class ClusterEntity {
   @Column({ name: 'desired_generation', type: 'bigint', transformer: bigintColumn })
   desiredGeneration!: bigint;
 
+  /**
+   * The generation of the cluster's built snapshot (cluster_secrets): the delivery job moves it
+   * up to desiredGeneration (delivery/snapshot-build.repository.ts, set-based, many clusters a statement).
+   */
+  @Column({ name: 'built_generation', type: 'bigint', transformer: bigintColumn, default: 0 })
+  builtGeneration!: bigint;
+
+  /** Why the last build for the cluster failed (shown as `DeliveryFailed`); cleared by the next build. */
+  @Column({ name: 'delivery_error', type: 'text', nullable: true })
+  deliveryError!: string | null;
+
   /** The last generation the agent reported as applied. */
   @Column({ name: 'applied_generation', type: 'bigint', transformer: bigintColumn })
   appliedGeneration!: bigint;

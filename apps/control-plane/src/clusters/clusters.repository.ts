@@ -1,17 +1,51 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { updateLocked } from '../database/locked-update.js';
 import { DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
-import type { LabelSelector } from '../delivery/label-selector.js';
+import { updateLocked } from '../database/locked-update.js';
+import { managerOf, type Tx } from '../database/transaction.js';
 import { ClusterEntity, EnrollmentTokenEntity } from './cluster.entity.js';
 
+/** What placements select on: a cluster's id, name and labels. */
+export interface ClusterLabels {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+}
+
+/** The clusters and enrollment_tokens tables (registration, labels, state, tokens, generations). */
 @Injectable()
 export class ClustersRepository {
   private readonly clusters: Repository<ClusterEntity>;
   private readonly tokens: Repository<EnrollmentTokenEntity>;
 
-  constructor(@Inject(DataSource) ds: DataSource) {
+  constructor(@Inject(DataSource) private readonly ds: DataSource) {
     this.clusters = ds.getRepository(ClusterEntity);
     this.tokens = ds.getRepository(EnrollmentTokenEntity);
+  }
+
+  /** Every cluster (or those of `ids`) with its labels, in `tx` when given. */
+  labels(tx: Tx | undefined, ids?: string[]): Promise<ClusterLabels[]> {
+    const em = managerOf(this.ds, tx);
+    return ids
+      ? em.query('SELECT id, name, labels FROM clusters WHERE id = ANY($1::uuid[])', [ids])
+      : em.query('SELECT id, name, labels FROM clusters');
+  }
+
+  /**
+   * What the clusters should hold changed (membership, content, a new delivery key): each moves
+   * to a new desired generation, in one statement. Returns each cluster with its new generation.
+   */
+  async bumpDesiredGeneration(tx: Tx | undefined, clusterIds: string[]): Promise<Map<string, string>> {
+    const rows = await managerOf(this.ds, tx).query<[Array<{ id: string; g: string }>, number]>(
+      'UPDATE clusters SET desired_generation = desired_generation + 1 WHERE id = ANY($1::uuid[]) RETURNING id, desired_generation AS g',
+      [clusterIds],
+    );
+    return new Map(rows[0].map((r) => [r.id, r.g]));
+  }
+
+  /** Records a failed build on each cluster (shown as `DeliveryFailed`), in one statement. */
+  async setDeliveryError(clusterIds: string[], error: string): Promise<void> {
+    if (clusterIds.length === 0) return;
+    await this.ds.query('UPDATE clusters SET delivery_error = $2 WHERE id = ANY($1::uuid[])', [clusterIds, error.slice(0, 500)]);
   }
 
   findByName(name: string): Promise<ClusterEntity | null> {
@@ -25,15 +59,6 @@ export class ClustersRepository {
     return q.getMany();
   }
 
-  /** The cluster selectors of one project, or of every project: what they may publish to (null: nothing). */
-  async projectClusterSelectors(projectId?: string): Promise<Array<LabelSelector | null>> {
-    const rows = await this.clusters.manager.query<Array<{ s: LabelSelector | null }>>(
-      projectId === undefined ? 'SELECT cluster_selector AS s FROM projects' : 'SELECT cluster_selector AS s FROM projects WHERE id = $1',
-      projectId === undefined ? [] : [projectId],
-    );
-    return rows.map((r) => r.s);
-  }
-
   insert(c: Pick<ClusterEntity, 'name' | 'labels' | 'kubernetesIdentity'>): Promise<ClusterEntity> {
     return this.clusters.save(
       this.clusters.create({
@@ -44,6 +69,8 @@ export class ClustersRepository {
         lastSeenAt: null,
         desiredGeneration: 0n,
         appliedGeneration: 0n,
+        builtGeneration: 0n,
+        deliveryError: null,
       }),
     );
   }

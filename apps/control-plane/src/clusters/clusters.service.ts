@@ -5,13 +5,19 @@ import { hashToken } from '../auth/bootstrap-admin-token.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { ClustersError, ClustersErrorCode } from './clusters.errors.js';
-import { isUniqueViolation } from '../projects/projects.service.js';
-import { matches, type LabelSelector } from '../delivery/label-selector.js';
-import { MembershipService } from '../delivery/membership.service.js';
+import { isUniqueViolation } from '../database/constraint-violation.js';
+import type { Tx } from '../database/transaction.js';
+import { matches, type LabelSelector } from '../common/label-selector.js';
 import { ClusterEvents } from '../events/cluster-events.js';
+import { ProjectsService } from '../projects/projects.service.js';
 import type { ClusterEntity, EnrollmentTokenEntity } from './cluster.entity.js';
 import type { KubernetesIdentity } from './kubernetes-identity.js';
-import { ClustersRepository } from './clusters.repository.js';
+import { ClustersRepository, type ClusterLabels } from './clusters.repository.js';
+
+export type { ClusterLabels };
+
+/** Told, and awaited, when a cluster was registered or relabelled (delivery re-applies placements to it). */
+export type ClusterChangeListener = (clusterId: string) => Promise<void>;
 
 export const DEFAULT_ENROLLMENT_TTL_S = 3600;
 /** Rows read per round when a listing is filtered by the caller's scope. */
@@ -24,11 +30,42 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 @Injectable()
 export class ClustersService {
+  private readonly listeners: ClusterChangeListener[] = [];
+
   constructor(
     @Inject(ClustersRepository) private readonly repo: ClustersRepository,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
-    @Inject(MembershipService) private readonly membership: MembershipService,
+    @Inject(ProjectsService) private readonly projects: ProjectsService,
   ) {}
+
+  /**
+   * Who must hear of registrations and relabels. Delivery subscribes (MembershipService), so
+   * clusters/ depends on no feature that depends on it; the change is applied before the
+   * request answers, as when clusters called delivery directly.
+   */
+  onClusterChanged(listener: ClusterChangeListener): void {
+    this.listeners.push(listener);
+  }
+
+  private async changed(clusterId: string): Promise<void> {
+    for (const listener of this.listeners) await listener(clusterId);
+  }
+
+  /** Every cluster (or those of `ids`) with its labels; in `tx` when given (membership reads them under its lock). */
+  labels(tx: Tx | undefined, ids?: string[]): Promise<ClusterLabels[]> {
+    return this.repo.labels(tx, ids);
+  }
+
+  /** What the clusters should hold changed: each moves to a new desired generation (returned), in `tx` when given. */
+  bumpDesiredGeneration(tx: Tx | undefined, clusterIds: string[]): Promise<Map<string, string>> {
+    if (clusterIds.length === 0) return Promise.resolve(new Map<string, string>());
+    return this.repo.bumpDesiredGeneration(tx, clusterIds);
+  }
+
+  /** A build for the clusters failed: shown as `DeliveryFailed` until the next build succeeds. */
+  setDeliveryError(clusterIds: string[], error: string): Promise<void> {
+    return this.repo.setDeliveryError(clusterIds, error);
+  }
 
   async get(name: string): Promise<ClusterEntity> {
     const c = dns1123LabelProblem(name) ? null : await this.repo.findByName(name);
@@ -70,7 +107,7 @@ export class ClustersService {
    */
   private async scope(actor: Actor): Promise<'all' | LabelSelector[]> {
     if (actor.role === 'admin') return 'all';
-    const selectors = await this.repo.projectClusterSelectors(actor.projectId ?? undefined);
+    const selectors = [...(await this.projects.clusterSelectors(undefined, actor.projectId ?? undefined)).values()];
     return selectors.filter((s): s is LabelSelector => s !== null);
   }
 
@@ -84,14 +121,14 @@ export class ClustersService {
       throw err;
     }
     // It joins the placements whose selectors match (if it died right here, the periodic membership pass would).
-    await this.membership.clusterChanged(cluster.id);
+    await this.changed(cluster.id);
     return cluster;
   }
 
   /** New labels move the cluster into or out of selector-based publications. */
   async relabel(name: string, labels: Record<string, string>, expectedVersion: number | undefined): Promise<ClusterEntity> {
     const c = await this.update(name, expectedVersion, (c) => (c.labels = labels));
-    await this.membership.clusterChanged(c.id);
+    await this.changed(c.id);
     return c;
   }
 

@@ -1,7 +1,6 @@
-import { DataSource } from 'typeorm';
+import { DataSource, type DataSourceOptions } from 'typeorm';
 import { isTransientDependencyError } from '../common/transient-errors.js';
 import { migrations } from './migrations/index.js';
-import { entities } from './entities.js';
 
 /**
  * The one TypeORM DataSource. Schema changes go through migrations only (run at start,
@@ -10,7 +9,8 @@ import { entities } from './entities.js';
 /** Default connections per replica (SIGIL_DB_POOL_SIZE). */
 export const DEFAULT_POOL_SIZE = 20;
 
-export function createDataSource(url: string, poolSize = DEFAULT_POOL_SIZE): DataSource {
+/** `entities`: what the composition root maps (apps/control-plane/src/entities.ts); none for migrations alone. */
+export function createDataSource(url: string, poolSize = DEFAULT_POOL_SIZE, entities: DataSourceOptions['entities'] = []): DataSource {
   return new DataSource({
     type: 'postgres',
     url,
@@ -38,8 +38,12 @@ const STARTUP_RETRY_MS = 30_000;
  * timeout, a refused or dropped connection) is retried with backoff for up to 30 s rather than
  * failing the start: replicas and a database often start together. Anything else fails at once.
  */
-export async function openDatabase(url: string, poolSize = DEFAULT_POOL_SIZE): Promise<DataSource> {
-  const ds = createDataSource(url, poolSize);
+export async function openDatabase(
+  url: string,
+  poolSize = DEFAULT_POOL_SIZE,
+  entities: DataSourceOptions['entities'] = [],
+): Promise<DataSource> {
+  const ds = createDataSource(url, poolSize, entities);
   const until = Date.now() + STARTUP_RETRY_MS;
   for (let delay = 250; ; delay = Math.min(delay * 2, 4_000)) {
     try {

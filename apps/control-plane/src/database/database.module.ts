@@ -1,8 +1,9 @@
-import { Global, Inject, Injectable, Module, type OnApplicationShutdown } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { Global, Inject, Injectable, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
+import { DataSource, type DataSourceOptions } from 'typeorm';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { openDatabase } from './data-source.js';
 import { AgentWorkQueue } from './agent-work-queue.js';
+import { UnitOfWork } from './transaction.js';
 
 @Injectable()
 export class DatabaseHealth implements OnApplicationShutdown {
@@ -18,17 +19,28 @@ export class DatabaseHealth implements OnApplicationShutdown {
   }
 }
 
+/**
+ * The DataSource, the UnitOfWork and the agents' work queue. Global, as configuration and
+ * logging are: every feature's repositories use it, and it imports no feature (the composition
+ * root passes the entity list in, apps/control-plane/src/entities.ts), so it hides no cycle.
+ */
 @Global()
-@Module({
-  providers: [
-    {
-      provide: DataSource,
-      inject: [RuntimeConfig],
-      useFactory: (config: RuntimeConfig) => openDatabase(config.db.url, config.db.poolSize),
-    },
-    DatabaseHealth,
-    AgentWorkQueue,
-  ],
-  exports: [DataSource, DatabaseHealth, AgentWorkQueue],
-})
-export class DatabaseModule {}
+@Module({})
+export class DatabaseModule {
+  static forRoot(entities: DataSourceOptions['entities']): DynamicModule {
+    return {
+      module: DatabaseModule,
+      providers: [
+        {
+          provide: DataSource,
+          inject: [RuntimeConfig],
+          useFactory: (config: RuntimeConfig) => openDatabase(config.db.url, config.db.poolSize, entities),
+        },
+        DatabaseHealth,
+        AgentWorkQueue,
+        UnitOfWork,
+      ],
+      exports: [DataSource, DatabaseHealth, AgentWorkQueue, UnitOfWork],
+    };
+  }
+}

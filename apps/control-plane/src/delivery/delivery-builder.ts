@@ -2,7 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
-import { DeliveryRepository, type BuildTarget, type DesiredClusterRow } from './delivery.repository.js';
+import { UnitOfWork } from '../database/transaction.js';
+import { SnapshotBuildRepository, type BuildTarget, type DesiredClusterRow } from './snapshot-build.repository.js';
 
 /** How many times a batch looks again at clusters that moved or were locked meanwhile, before leaving them to a new job. */
 const ROUNDS = 3;
@@ -25,7 +26,8 @@ export interface BatchOutcome {
 @Injectable()
 export class DeliveryBuilder {
   constructor(
-    @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
+    @Inject(SnapshotBuildRepository) private readonly repo: SnapshotBuildRepository,
+    @Inject(UnitOfWork) private readonly uow: UnitOfWork,
     @Inject(HsmService) private readonly hsm: HsmService,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
     @Inject(MetricsService) private readonly metrics: MetricsService,
@@ -50,15 +52,15 @@ export class DeliveryBuilder {
   private async round(clusterIds: string[]): Promise<{ built: string[]; again: string[] }> {
     // Read before the rows: every change bumps desired_generation in its own transaction, so a
     // cluster whose generation (and key) is unchanged under the lock below still wants these rows.
-    const targets = await this.repo.behindWithKeys(this.repo.manager, clusterIds);
+    const targets = await this.repo.behindWithKeys(undefined, clusterIds);
     if (targets.length === 0) return { built: [], again: [] }; // a duplicate job, or not enrolled yet (enrollment triggers a build)
-    const rows = await this.repo.desiredFor(this.repo.manager, targets);
+    const rows = await this.repo.desiredFor(undefined, targets);
     await this.wrapMissing(targets, rows);
-    return this.repo.transaction(async (em) => {
+    return this.uow.run(async (tx) => {
       const locked = new Map(
         (
           await this.repo.lockBatch(
-            em,
+            tx,
             targets.map((t) => t.clusterId),
           )
         ).map((l) => [l.clusterId, l]),
@@ -77,7 +79,7 @@ export class DeliveryBuilder {
       }
       const saving = new Set(saves.map((s) => s.clusterId));
       await this.repo.saveSnapshots(
-        em,
+        tx,
         saves,
         rows.filter((r) => saving.has(r.clusterId)),
       );
@@ -115,6 +117,6 @@ export class DeliveryBuilder {
       })),
     );
     this.metrics.hsmWraps.inc(saves.length);
-    await this.repo.saveWrappedMany(this.repo.manager, saves);
+    await this.repo.saveWrappedMany(undefined, saves);
   }
 }

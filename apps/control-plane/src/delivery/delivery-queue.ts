@@ -4,7 +4,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import type { JobsOptions, Queue } from 'bullmq';
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import { DeliveryRepository } from './delivery.repository.js';
+import { SnapshotBuildRepository } from './snapshot-build.repository.js';
 
 export const DELIVERY_QUEUE = 'delivery';
 
@@ -58,7 +58,7 @@ export class DeliveryQueue implements OnApplicationBootstrap, OnApplicationShutd
 
   constructor(
     @InjectQueue(DELIVERY_QUEUE) private readonly queue: Queue<DeliveryJob>,
-    @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
+    @Inject(SnapshotBuildRepository) private readonly repo: SnapshotBuildRepository,
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {

@@ -2,10 +2,10 @@ import { OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
 import { Inject } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import { PinoLogger } from 'nestjs-pino';
+import { ClustersService } from '../clusters/clusters.service.js';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { DeliveryBuilder } from './delivery-builder.js';
-import { DeliveryRepository } from './delivery.repository.js';
 import { DELIVERY_QUEUE, DeliveryQueue, type DeliveryJob } from './delivery-queue.js';
 
 /**
@@ -30,7 +30,7 @@ export class DeliveryProcessor extends WorkerHost {
 
   constructor(
     @Inject(DeliveryBuilder) private readonly builder: DeliveryBuilder,
-    @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
+    @Inject(ClustersService) private readonly clusters: ClustersService,
     @Inject(DeliveryQueue) private readonly queue: DeliveryQueue,
     @Inject(MetricsService) private readonly metrics: MetricsService,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
@@ -68,7 +68,7 @@ export class DeliveryProcessor extends WorkerHost {
       const code = (err as { code?: unknown }).code;
       const attempt = job.attemptsMade + 1;
       this.logger.warn({ err: { message, code }, clusters: ids.length, first: ids[0], attempt }, 'delivery job failed');
-      await this.repo.setDeliveryError(ids, message).catch(() => undefined);
+      await this.clusters.setDeliveryError(ids, message).catch(() => undefined);
       await this.events.publish({ type: 'status', clusterIds: ids }); // waiters see the failure
       if (ids.length > 1 && attempt >= SPLIT_AFTER_ATTEMPTS) {
         const half = Math.ceil(ids.length / 2);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { freeLoopbackPort, serviceEnv, spawnService, stopChild, stopLeftover, tailOf, waitFor } from './local-process.js';
-import { readOrCreateSecretFile } from './secret-file.js';
+import { readOrCreateSecretFile } from '../common/secret-file.js';
 
 /**
  * A PostgreSQL server for `make up` and the tests, from the binaries that the

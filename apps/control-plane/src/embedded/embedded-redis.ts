@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { freeLoopbackPort, spawnService, stopChild, stopLeftover, tailOf, waitFor } from './local-process.js';
-import { readOrCreateSecretFile } from './secret-file.js';
+import { readOrCreateSecretFile } from '../common/secret-file.js';
 
 /**
  * A redis-server on loopback for `make up` and the tests. Password-protected (generated,

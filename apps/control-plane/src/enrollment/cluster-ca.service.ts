@@ -6,7 +6,6 @@ import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common'
 import * as x509 from '@peculiar/x509';
 import { EnrollmentError, EnrollmentErrorCode } from './enrollment.errors.js';
 import { HsmService } from '../hsm/hsm.service.js';
-import { RootKeyRepository } from '../keys/root-key.repository.js';
 import { ClusterCaRepository } from './cluster-ca.repository.js';
 import { ClientCertificateTemplate, CsrRejected, randomSerial, verifyCsr, type VerifiedCsr } from './client-certificate.js';
 
@@ -50,7 +49,6 @@ export class ClusterCertificateAuthority implements OnApplicationBootstrap {
   constructor(
     @Inject(HsmService) private readonly hsm: HsmService,
     @Inject(ClusterCaRepository) private readonly repo: ClusterCaRepository,
-    @Inject(RootKeyRepository) private readonly rootKeys: RootKeyRepository,
   ) {
     const subtle = webcrypto.subtle;
     const sign = async (_alg: unknown, _key: unknown, data: wc.BufferSource): Promise<ArrayBuffer> => {
@@ -76,8 +74,8 @@ export class ClusterCertificateAuthority implements OnApplicationBootstrap {
     if (this.ca) return this.ca;
     const existing = await this.repo.current();
     if (existing) return (this.ca = new x509.X509Certificate(existing));
-    const der = await this.rootKeys.withLock(async (em) => {
-      const again = await this.repo.current(em);
+    const der = await this.repo.creationTransaction(async (tx) => {
+      const again = await this.repo.current(tx);
       if (again) return again;
       await this.hsm.ensureCaKey();
       const spki = await this.hsm.caPublicKey();
@@ -101,7 +99,7 @@ export class ClusterCertificateAuthority implements OnApplicationBootstrap {
         this.hsmCrypto,
       );
       const raw = Buffer.from(cert.rawData);
-      await this.repo.insert(em, 1, raw);
+      await this.repo.insert(tx, 1, raw);
       return raw;
     });
     return (this.ca = new x509.X509Certificate(der));

@@ -1,6 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
-import type { EntityManager } from 'typeorm';
 import { AuditService } from '../audit/audit.service.js';
 import { FailedAttempts } from '../audit/failed-attempts.js';
 import { hashToken } from '../auth/bootstrap-admin-token.js';
@@ -13,9 +12,10 @@ import { ClusterEvents } from '../events/cluster-events.js';
 import { ClusterKeyService } from '../keys/cluster-keys.service.js';
 import { KeyCustodyError } from '../keys/keys.errors.js';
 import { AgentWorkQueue } from '../database/agent-work-queue.js';
+import { UnitOfWork, type Tx } from '../database/transaction.js';
 import { ClusterCertificateAuthority, spkiSha256 } from './cluster-ca.service.js';
 import type { VerifiedCsr } from './client-certificate.js';
-import { EnrollmentRepository, type EnrollingCluster } from './enrollment.repository.js';
+import { ClusterEnrollmentRepository, type EnrollingCluster } from '../clusters/cluster-enrollment.repository.js';
 import { ServiceAccountTokenRefused, ServiceAccountTokenVerifier } from './service-account-tokens.js';
 
 export type EnrollmentCredential = { bootstrapToken: string } | { serviceAccountToken: string };
@@ -77,7 +77,8 @@ interface Admitted {
 @Injectable()
 export class EnrollmentService {
   constructor(
-    @Inject(EnrollmentRepository) private readonly repo: EnrollmentRepository,
+    @Inject(ClusterEnrollmentRepository) private readonly repo: ClusterEnrollmentRepository,
+    @Inject(UnitOfWork) private readonly uow: UnitOfWork,
     @Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority,
     @Inject(ClusterKeyService) private readonly clusterKeys: ClusterKeyService,
     @Inject(ServiceAccountTokenVerifier) private readonly saTokens: ServiceAccountTokenVerifier,
@@ -101,11 +102,11 @@ export class EnrollmentService {
       const identity =
         'serviceAccountToken' in credential ? await this.verifyServiceAccount(req.cluster, credential.serviceAccountToken) : undefined;
       const result = await this.gate.run(() =>
-        this.repo.transaction(async (em) => {
+        this.uow.run(async (tx) => {
           const admitted =
             'serviceAccountToken' in credential
-              ? await this.lockVerifiedCluster(em, req, identity!)
-              : await this.byBootstrapToken(em, req, credential.bootstrapToken);
+              ? await this.lockVerifiedCluster(tx, req, identity!)
+              : await this.byBootstrapToken(tx, req, credential.bootstrapToken);
           const { cluster, csr, keySha256 } = admitted;
           if (cluster.state === 'disabled')
             throw new EnrollmentError(EnrollmentErrorCode.ClusterDisabled, `cluster ${cluster.name} is disabled`);
@@ -116,11 +117,11 @@ export class EnrollmentService {
             // The same agent key enrolling again keeps its delivery key, so nothing sealed for it goes stale.
             cluster.activeKey?.agentPublicKey.equals(req.deliveryPublicKeyDer)
               ? cluster.activeKey.envelope
-              : this.clusterKeys.issue(cluster.id, req.deliveryPublicKeyDer, em).then((k) => k.envelope),
+              : this.clusterKeys.issue(cluster.id, req.deliveryPublicKeyDer, tx).then((k) => k.envelope),
           ]);
           const generation = admitted.retry
             ? undefined
-            : await this.repo.markEnrolled(em, {
+            : await this.repo.markEnrolled(tx, {
                 clusterId: cluster.id,
                 tokenId: admitted.tokenId,
                 agentKeySha256: keySha256,
@@ -200,14 +201,14 @@ export class EnrollmentService {
     }
   }
 
-  private async byBootstrapToken(em: EntityManager, req: EnrollRequest, token: string): Promise<Admitted> {
+  private async byBootstrapToken(tx: Tx, req: EnrollRequest, token: string): Promise<Admitted> {
     const refused = (why: string) => {
       this.logger.debug({ cluster: req.cluster, why }, 'bootstrap token refused');
       return new EnrollmentError(EnrollmentErrorCode.EnrollmentTokenInvalid, TOKEN_REFUSED);
     };
     // Looked up by its SHA-256: the lookup's timing depends on the digest, which the caller cannot
     // steer towards a stored one, so it leaks nothing about valid tokens (a constant-time compare).
-    const row = TOKEN_SHAPE.test(token) ? await this.repo.lockToken(em, hashToken(token)) : undefined;
+    const row = TOKEN_SHAPE.test(token) ? await this.repo.lockToken(tx, hashToken(token)) : undefined;
     if (!row) throw refused('unknown');
     if (row.expiresAt.getTime() <= Date.now()) throw refused('expired');
     const { cluster } = row;
@@ -264,8 +265,8 @@ export class EnrollmentService {
    * The identity can be presented any number of times, so a retry needs no special case; the
    * same keys again change nothing (no new generation, no access change) beyond a certificate.
    */
-  private async lockVerifiedCluster(em: EntityManager, req: EnrollRequest, verifiedIdentity: string): Promise<Admitted> {
-    const cluster = await this.repo.lockClusterByName(em, req.cluster);
+  private async lockVerifiedCluster(tx: Tx, req: EnrollRequest, verifiedIdentity: string): Promise<Admitted> {
+    const cluster = await this.repo.lockClusterByName(tx, req.cluster);
     if (!cluster || JSON.stringify(cluster.kubernetesIdentity) !== verifiedIdentity) {
       throw new EnrollmentError(EnrollmentErrorCode.KubernetesIdentityChanged, `cluster ${req.cluster} changed while enrolling; try again`);
     }

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Global, Inject, Injectable, Module, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Module, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import { RedisConnection, redisOptions } from '../redis/redis.module.js';
+import { RedisConnection, RedisModule, redisOptions } from '../redis/redis.module.js';
 
 /** Something every replica must hear about a cluster (or an app's placement), whichever replica caused it. */
 export type ClusterEvent =
@@ -140,6 +140,5 @@ export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
   }
 }
 
-@Global()
-@Module({ providers: [ClusterEvents], exports: [ClusterEvents] })
+@Module({ imports: [RedisModule], providers: [ClusterEvents], exports: [ClusterEvents] })
 export class EventsModule {}

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { HsmToken } from '../config/sigil-config.js';
-import { readOrCreateSecretFile } from '../embedded/secret-file.js';
+import { readOrCreateSecretFile } from '../common/secret-file.js';
 import { acquireLibrary, findSlotByLabel, paddedLabel, pkcs11js, releaseLibrary } from './pkcs11-library.js';
 
 /**

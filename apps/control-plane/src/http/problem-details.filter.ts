@@ -1,9 +1,9 @@
 import { ArgumentsHost, Catch, HttpException, HttpStatus, type ExceptionFilter } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { PinoLogger } from 'nestjs-pino';
-import { QueryFailedError } from 'typeorm';
 import { asDependencyError, DEPENDENCY_RETRY_AFTER_S } from '../common/dependency.errors.js';
 import { SigilError, type ErrorKind } from '../common/sigil-error.js';
+import { sqlState } from '../database/constraint-violation.js';
 
 /**
  * The REST status of each kind of error. Every feature's code has a kind (its `ErrorKinds`
@@ -124,10 +124,8 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     }
     // A last line of defence for races the services do not foresee: PostgreSQL's verdict on the
     // input, as a 4xx, never its message (it can quote values).
-    if (exception instanceof QueryFailedError) {
-      const code = (exception.driverError as { code?: string }).code;
-      if (code && DATABASE_CODES[code]) return problem(...DATABASE_CODES[code]);
-    }
+    const code = sqlState(exception);
+    if (code && DATABASE_CODES[code]) return problem(...DATABASE_CODES[code]);
     if (exception instanceof HttpException && exception.getStatus() < 500) {
       const status = exception.getStatus();
       const body = exception.getResponse();

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource } from 'typeorm';
+import { inTransaction, managerOf, type Tx } from '../database/transaction.js';
 
 export interface ClusterKeyRow {
   id: string;
@@ -22,19 +23,24 @@ const COLUMNS = `id, cluster_id AS "clusterId", version, state, root_key_version
 export class ClusterKeyRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  transaction<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.ds.transaction(fn);
+  private em(tx: Tx | undefined) {
+    return managerOf(this.ds, tx);
   }
 
-  async active(clusterId: string, em: EntityManager = this.ds.manager): Promise<ClusterKeyRow | undefined> {
-    const rows = await em.query<ClusterKeyRow[]>(`SELECT ${COLUMNS} FROM cluster_keys WHERE cluster_id = $1 AND state = 'active'`, [
-      clusterId,
-    ]);
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return inTransaction(this.ds, fn);
+  }
+
+  async active(clusterId: string, tx?: Tx): Promise<ClusterKeyRow | undefined> {
+    const rows = await this.em(tx).query<ClusterKeyRow[]>(
+      `SELECT ${COLUMNS} FROM cluster_keys WHERE cluster_id = $1 AND state = 'active'`,
+      [clusterId],
+    );
     return rows[0];
   }
 
-  async activeFor(clusterIds: string[], em: EntityManager = this.ds.manager): Promise<Map<string, ClusterKeyRow>> {
-    const rows = await em.query<ClusterKeyRow[]>(
+  async activeFor(clusterIds: string[], tx?: Tx): Promise<Map<string, ClusterKeyRow>> {
+    const rows = await this.em(tx).query<ClusterKeyRow[]>(
       `SELECT ${COLUMNS} FROM cluster_keys WHERE cluster_id = ANY($1::uuid[]) AND state = 'active'`,
       [clusterIds],
     );
@@ -42,20 +48,20 @@ export class ClusterKeyRepository {
   }
 
   /** Locks the cluster's key rows (serialises concurrent issue/rotate) and returns the next version. */
-  async lockNextVersion(em: EntityManager, clusterId: string): Promise<number> {
-    await em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cluster-key:${clusterId}`]);
-    const rows = await em.query<Array<{ v: number | null }>>('SELECT max(version) AS v FROM cluster_keys WHERE cluster_id = $1', [
+  async lockNextVersion(tx: Tx, clusterId: string): Promise<number> {
+    await this.em(tx).query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cluster-key:${clusterId}`]);
+    const rows = await this.em(tx).query<Array<{ v: number | null }>>('SELECT max(version) AS v FROM cluster_keys WHERE cluster_id = $1', [
       clusterId,
     ]);
     return (rows[0]?.v ?? 0) + 1;
   }
 
-  async retireActive(em: EntityManager, clusterId: string): Promise<void> {
-    await em.query(`UPDATE cluster_keys SET state = 'retired' WHERE cluster_id = $1 AND state = 'active'`, [clusterId]);
+  async retireActive(tx: Tx, clusterId: string): Promise<void> {
+    await this.em(tx).query(`UPDATE cluster_keys SET state = 'retired' WHERE cluster_id = $1 AND state = 'active'`, [clusterId]);
   }
 
-  async insert(em: EntityManager, row: Omit<ClusterKeyRow, 'id' | 'state'>): Promise<void> {
-    await em.query(
+  async insert(tx: Tx, row: Omit<ClusterKeyRow, 'id' | 'state'>): Promise<void> {
+    await this.em(tx).query(
       `INSERT INTO cluster_keys (cluster_id, version, state, root_key_version, wrapped_key, agent_public_key, agent_envelope)
        VALUES ($1, $2, 'active', $3, $4, $5, $6)`,
       [row.clusterId, row.version, row.rootKeyVersion, row.wrappedKey, row.agentPublicKey, row.agentEnvelope],

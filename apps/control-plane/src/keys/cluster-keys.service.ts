@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
 import { EnvelopeFormatError, encodeClusterKeyEnvelope, rsaPublicKeyComponents } from '@sigil/envelope';
+import type { Tx } from '../database/transaction.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { ClusterKeyRepository } from './cluster-key.repository.js';
 import { KeyCustodyError, KeyCustodyErrorCode } from './keys.errors.js';
@@ -44,18 +44,18 @@ export class ClusterKeyService {
 
   /**
    * Issues a new delivery key for `clusterId` (first enrollment, or re-enrollment with a new agent key),
-   * in `em`'s transaction when given (enrollment commits it with the rest).
+   * in transaction `tx` when given (enrollment commits it with the rest).
    */
-  async issue(clusterId: string, agentPublicKeyDer: Buffer, em?: EntityManager): Promise<{ version: number; envelope: Buffer }> {
+  async issue(clusterId: string, agentPublicKeyDer: Buffer, tx?: Tx): Promise<{ version: number; envelope: Buffer }> {
     const components = ClusterKeyService.checkAgentKey(agentPublicKeyDer);
-    const work = async (em: EntityManager) => {
-      const version = await this.repo.lockNextVersion(em, clusterId);
-      const rootKeyVersion = await this.rootKeys.activeForSealing(em);
+    const work = async (tx: Tx) => {
+      const version = await this.repo.lockNextVersion(tx, clusterId);
+      const rootKeyVersion = await this.rootKeys.activeForSealing(tx);
       if (rootKeyVersion === undefined) throw new KeyCustodyError(KeyCustodyErrorCode.NoActiveRootKey, 'no active root key');
       const key = await this.hsm.createClusterKey(rootKeyVersion, components);
       const envelope = encodeClusterKeyEnvelope({ clusterKeyVersion: version, oaepHash: key.oaep, wrappedKey: key.forAgent });
-      await this.repo.retireActive(em, clusterId);
-      await this.repo.insert(em, {
+      await this.repo.retireActive(tx, clusterId);
+      await this.repo.insert(tx, {
         clusterId,
         version,
         rootKeyVersion,
@@ -65,7 +65,7 @@ export class ClusterKeyService {
       });
       return { version, envelope };
     };
-    return em ? work(em) : this.repo.transaction(work);
+    return tx ? work(tx) : this.repo.transaction(work);
   }
 
   /** The SGK1 envelope of the active key, for (re)delivery to the agent. */

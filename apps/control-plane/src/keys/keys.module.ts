@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { HsmModule } from '../hsm/hsm.module.js';
 import { ClusterKeyRepository } from './cluster-key.repository.js';
 import { ClusterKeyService } from './cluster-keys.service.js';
 import { EnvelopeService } from './envelopes.service.js';
@@ -12,6 +13,7 @@ import { SealedValueService } from './sealed-values.service.js';
 
 /** Key custody: root keys, sealed values, cluster delivery keys, envelopes, rotation; the admin API of root keys. */
 @Module({
+  imports: [HsmModule],
   controllers: [RootKeysController],
   providers: [
     RootKeyRepository,

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource } from 'typeorm';
 import type { WrappedKey } from '../hsm/hsm-ops.js';
+import { inTransaction, managerOf, type Tx } from '../database/transaction.js';
 
 export interface RotationRow {
   id: string;
@@ -31,28 +32,32 @@ const COLUMNS = `id, from_version AS "fromVersion", to_version AS "toVersion", s
 export class RootKeyRotationRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  transaction<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.ds.transaction(fn);
+  private em(tx: Tx | undefined) {
+    return managerOf(this.ds, tx);
   }
 
-  async running(em: EntityManager = this.ds.manager): Promise<RotationRow | undefined> {
-    return (await em.query<RotationRow[]>(`SELECT ${COLUMNS} FROM root_key_rotations WHERE state = 'running'`))[0];
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return inTransaction(this.ds, fn);
+  }
+
+  async running(tx?: Tx): Promise<RotationRow | undefined> {
+    return (await this.em(tx).query<RotationRow[]>(`SELECT ${COLUMNS} FROM root_key_rotations WHERE state = 'running'`))[0];
   }
 
   async find(id: string): Promise<RotationRow | undefined> {
     return (await this.ds.query<RotationRow[]>(`SELECT ${COLUMNS} FROM root_key_rotations WHERE id = $1`, [id]))[0];
   }
 
-  async insert(em: EntityManager, fromVersion: number, toVersion: number, total: number): Promise<RotationRow> {
-    const rows = await em.query<RotationRow[]>(
+  async insert(tx: Tx, fromVersion: number, toVersion: number, total: number): Promise<RotationRow> {
+    const rows = await this.em(tx).query<RotationRow[]>(
       `INSERT INTO root_key_rotations (from_version, to_version, state, total) VALUES ($1, $2, 'running', $3) RETURNING ${COLUMNS}`,
       [fromVersion, toVersion, total],
     );
     return rows[0]!;
   }
 
-  async addDone(em: EntityManager, id: string, n: number): Promise<void> {
-    await em.query('UPDATE root_key_rotations SET done = done + $2 WHERE id = $1', [id, n]);
+  async addDone(tx: Tx, id: string, n: number): Promise<void> {
+    await this.em(tx).query('UPDATE root_key_rotations SET done = done + $2 WHERE id = $1', [id, n]);
   }
 
   async complete(id: string): Promise<void> {
@@ -63,9 +68,9 @@ export class RootKeyRotationRepository {
   }
 
   /** A batch of `kind` still wrapped under another root key, locked so concurrent rotators skip it. */
-  async lockBatchNotAt(em: EntityManager, kind: RewrapKind, version: number, limit: number): Promise<Array<WrappedKey & { id: string }>> {
+  async lockBatchNotAt(tx: Tx, kind: RewrapKind, version: number, limit: number): Promise<Array<WrappedKey & { id: string }>> {
     const { table, wrapped } = STORED[kind];
-    const rows = await em.query<Array<{ id: string; root_key_version: number; wrapped: Buffer }>>(
+    const rows = await this.em(tx).query<Array<{ id: string; root_key_version: number; wrapped: Buffer }>>(
       `SELECT id, root_key_version, ${wrapped} AS wrapped FROM ${table} WHERE root_key_version <> $1
         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
       [version, limit],
@@ -73,9 +78,9 @@ export class RootKeyRotationRepository {
     return rows.map((r) => ({ id: r.id, rootKeyVersion: r.root_key_version, wrapped: r.wrapped }));
   }
 
-  async setWrapped(em: EntityManager, kind: RewrapKind, version: number, ids: string[], wrapped: Buffer[]): Promise<void> {
+  async setWrapped(tx: Tx, kind: RewrapKind, version: number, ids: string[], wrapped: Buffer[]): Promise<void> {
     const { table, wrapped: column } = STORED[kind];
-    await em.query(
+    await this.em(tx).query(
       `UPDATE ${table} AS t SET ${column} = v.w, root_key_version = $1
          FROM unnest($2::uuid[], $3::bytea[]) AS v(id, w) WHERE t.id = v.id`,
       [version, ids, wrapped],
@@ -83,8 +88,8 @@ export class RootKeyRotationRepository {
   }
 
   /** How many stored keys of every kind are not yet wrapped under `version`. */
-  async countNotAt(version: number, em: EntityManager = this.ds.manager): Promise<number> {
-    const rows = await em.query<Array<{ n: string }>>(
+  async countNotAt(version: number, tx?: Tx): Promise<number> {
+    const rows = await this.em(tx).query<Array<{ n: string }>>(
       `SELECT (SELECT count(*) FROM sealed_values WHERE root_key_version <> $1)
             + (SELECT count(*) FROM cluster_keys WHERE root_key_version <> $1) AS n`,
       [version],

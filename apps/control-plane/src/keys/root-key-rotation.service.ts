@@ -64,17 +64,17 @@ export class RootKeyRotationService implements OnApplicationBootstrap, OnApplica
 
   /** Generates root key N+1 in the HSM, makes it active, and starts re-wrapping everything else. */
   async start(): Promise<RotationRow> {
-    const rotation = await this.rootKeyRepo.withLock(async (em) => {
-      if (await this.repo.running(em))
+    const rotation = await this.rootKeyRepo.withLock(async (tx) => {
+      if (await this.repo.running(tx))
         throw new KeyCustodyError(KeyCustodyErrorCode.RotationInProgress, 'a root key rotation is already running');
-      const from = await this.rootKeyRepo.active(em);
+      const from = await this.rootKeyRepo.active(tx);
       if (from === undefined) throw new KeyCustodyError(KeyCustodyErrorCode.NoActiveRootKey, 'no active root key');
-      const to = (await this.rootKeyRepo.maxVersion(em)) + 1;
+      const to = (await this.rootKeyRepo.maxVersion(tx)) + 1;
       await this.hsm.generateRootKey(to); // idempotent: a crash here leaves a key the retry reuses
-      await this.rootKeyRepo.retire(em, from);
-      await this.rootKeyRepo.insertActive(em, to);
-      const total = await this.repo.countNotAt(to, em);
-      return this.repo.insert(em, from, to, total);
+      await this.rootKeyRepo.retire(tx, from);
+      await this.rootKeyRepo.insertActive(tx, to);
+      const total = await this.repo.countNotAt(to, tx);
+      return this.repo.insert(tx, from, to, total);
     });
     this.logger.info(
       { rotation: rotation.id, from: rotation.fromVersion, to: rotation.toVersion, total: rotation.total },
@@ -118,19 +118,19 @@ export class RootKeyRotationService implements OnApplicationBootstrap, OnApplica
   /** One batch: data keys first, then cluster delivery keys; 0 when this rotator finds nothing unlocked left. */
   private async step(rotation: RotationRow): Promise<number> {
     const to = rotation.toVersion;
-    return this.repo.transaction(async (em) => {
+    return this.repo.transaction(async (tx) => {
       for (const kind of REWRAP_KINDS) {
-        const batch = await this.repo.lockBatchNotAt(em, kind, to, BATCH);
+        const batch = await this.repo.lockBatchNotAt(tx, kind, to, BATCH);
         if (batch.length === 0) continue;
         const wrapped = await this.hsm.rewrap(kind, to, batch);
         await this.repo.setWrapped(
-          em,
+          tx,
           kind,
           to,
           batch.map((k) => k.id),
           wrapped,
         );
-        await this.repo.addDone(em, rotation.id, batch.length);
+        await this.repo.addDone(tx, rotation.id, batch.length);
         return batch.length;
       }
       return 0;

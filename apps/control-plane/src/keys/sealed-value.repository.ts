@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource } from 'typeorm';
+import { managerOf, type Tx } from '../database/transaction.js';
 import type { SealedValue } from '../hsm/hsm-ops.js';
 
 export interface StoredSealedValue extends SealedValue {
@@ -27,9 +28,13 @@ const toSealed = (r: Row): StoredSealedValue => ({
 export class SealedValueRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  async insertMany(values: SealedValue[], em: EntityManager = this.ds.manager): Promise<string[]> {
+  private em(tx: Tx | undefined) {
+    return managerOf(this.ds, tx);
+  }
+
+  async insertMany(values: SealedValue[], tx?: Tx): Promise<string[]> {
     if (values.length === 0) return [];
-    const rows = await em.query<Array<{ id: string }>>(
+    const rows = await this.em(tx).query<Array<{ id: string }>>(
       `INSERT INTO sealed_values (root_key_version, wrapped_dek, iv, ciphertext)
        SELECT * FROM unnest($1::int[], $2::bytea[], $3::bytea[], $4::bytea[])
        RETURNING id`,
@@ -38,8 +43,8 @@ export class SealedValueRepository {
     return rows.map((r) => r.id);
   }
 
-  async findByIds(ids: string[], em: EntityManager = this.ds.manager): Promise<Map<string, StoredSealedValue>> {
-    const rows = await em.query<Row[]>(
+  async findByIds(ids: string[], tx?: Tx): Promise<Map<string, StoredSealedValue>> {
+    const rows = await this.em(tx).query<Row[]>(
       'SELECT id, root_key_version, wrapped_dek, iv, ciphertext FROM sealed_values WHERE id = ANY($1::uuid[])',
       [ids],
     );

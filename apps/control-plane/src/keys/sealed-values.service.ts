@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { valueAad, type ValueContext } from '@sigil/envelope';
-import type { EntityManager } from 'typeorm';
+import type { Tx } from '../database/transaction.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { KeyCustodyError, KeyCustodyErrorCode } from './keys.errors.js';
 import { RootKeyRepository } from './root-key.repository.js';
@@ -21,23 +21,23 @@ export class SealedValueService {
     @Inject(SealedValueRepository) private readonly repo: SealedValueRepository,
   ) {}
 
-  /** Seals and stores each value; returns the sealed-value ids in input order. Pass `em` to join a transaction. */
-  async seal(items: ValueToSeal[], em?: EntityManager): Promise<string[]> {
+  /** Seals and stores each value; returns the sealed-value ids in input order. Pass `tx` to join a transaction. */
+  async seal(items: ValueToSeal[], tx?: Tx): Promise<string[]> {
     try {
-      if (!em) return await this.rootKeys.transaction((own) => this.sealIn(own, items));
-      return await this.sealIn(em, items);
+      if (!tx) return await this.rootKeys.transaction((own) => this.sealIn(own, items));
+      return await this.sealIn(tx, items);
     } finally {
       for (const i of items) i.value.fill(0);
     }
   }
 
-  private async sealIn(em: EntityManager, items: ValueToSeal[]): Promise<string[]> {
-    const version = await this.rootKeys.activeForSealing(em);
+  private async sealIn(tx: Tx, items: ValueToSeal[]): Promise<string[]> {
+    const version = await this.rootKeys.activeForSealing(tx);
     if (version === undefined) throw new KeyCustodyError(KeyCustodyErrorCode.NoActiveRootKey, 'no active root key');
     const sealed = await this.hsm.seal(
       version,
       items.map((i) => ({ plaintext: i.value, aad: valueAad(i.context) })),
     );
-    return this.repo.insertMany(sealed, em);
+    return this.repo.insertMany(sealed, tx);
   }
 }

@@ -1,4 +1,5 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn, VersionColumn } from 'typeorm';
+import type { LabelSelector } from '../common/label-selector.js';
 
 @Entity({ name: 'projects' })
 export class ProjectEntity {
@@ -10,6 +11,10 @@ export class ProjectEntity {
 
   @Column({ type: 'text', default: '' })
   description!: string;
+
+  /** The clusters the project's apps may be published to (null: none yet); an admin sets it. */
+  @Column({ name: 'cluster_selector', type: 'jsonb', nullable: true })
+  clusterSelector!: LabelSelector | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;

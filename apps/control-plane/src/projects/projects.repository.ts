@@ -1,13 +1,15 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { updateLocked } from '../database/locked-update.js';
 import { DataSource, MoreThan, type FindOptionsWhere, type Repository } from 'typeorm';
+import type { LabelSelector } from '../common/label-selector.js';
+import { updateLocked } from '../database/locked-update.js';
+import { managerOf, type Tx } from '../database/transaction.js';
 import { ProjectEntity } from './project.entity.js';
 
 @Injectable()
 export class ProjectsRepository {
   private readonly repo: Repository<ProjectEntity>;
 
-  constructor(@Inject(DataSource) ds: DataSource) {
+  constructor(@Inject(DataSource) private readonly ds: DataSource) {
     this.repo = ds.getRepository(ProjectEntity);
   }
 
@@ -41,5 +43,22 @@ export class ProjectsRepository {
       check(p, apps.length > 0);
       await em.delete(ProjectEntity, { id });
     });
+  }
+
+  /** Every project's (or only `onlyId`'s) cluster selector (null: may publish nowhere), by project id. */
+  async clusterSelectors(tx?: Tx, onlyId?: string): Promise<Map<string, LabelSelector | null>> {
+    const em = managerOf(this.ds, tx);
+    const rows = await (onlyId === undefined
+      ? em.query<Array<{ id: string; s: LabelSelector | null }>>('SELECT id, cluster_selector AS s FROM projects')
+      : em.query<Array<{ id: string; s: LabelSelector | null }>>('SELECT id, cluster_selector AS s FROM projects WHERE id = $1', [onlyId]));
+    return new Map(rows.map((r) => [r.id, r.s]));
+  }
+
+  /** An operator edit: bumps the row's version (its ETag). */
+  async setClusterSelector(tx: Tx, projectId: string, selector: LabelSelector | null): Promise<void> {
+    await managerOf(this.ds, tx).query(
+      'UPDATE projects SET cluster_selector = $2, updated_at = now(), version = version + 1 WHERE id = $1',
+      [projectId, selector === null ? null : JSON.stringify(selector)],
+    );
   }
 }

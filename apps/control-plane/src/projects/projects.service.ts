@@ -1,17 +1,15 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { QueryFailedError } from 'typeorm';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { ProjectsError, ProjectsErrorCode } from './projects.errors.js';
-import { violatedConstraint } from '../database/constraint-violation.js';
+import type { LabelSelector } from '../common/label-selector.js';
+import { isUniqueViolation, violatedConstraint } from '../database/constraint-violation.js';
+import type { Tx } from '../database/transaction.js';
 import { ProjectNamespacesRepository } from './project-namespaces.repository.js';
 import type { ProjectEntity } from './project.entity.js';
 import type { CreateProjectDto, UpdateProjectDto } from './projects.dto.js';
 import { ProjectsRepository } from './projects.repository.js';
-
-export const isUniqueViolation = (err: unknown) =>
-  err instanceof QueryFailedError && (err.driverError as { code?: string }).code === '23505';
 
 @Injectable()
 export class ProjectsService {
@@ -59,6 +57,19 @@ export class ProjectsService {
       if (hasApps)
         throw new ProjectsError(ProjectsErrorCode.ProjectNotEmpty, `project ${JSON.stringify(name)} still has apps; delete them first`);
     });
+  }
+
+  /**
+   * Which clusters each project (or only `onlyProjectId`) may publish to (null: none), by project id; in `tx` when given
+   * (delivery reads them under its membership lock).
+   */
+  clusterSelectors(tx?: Tx, onlyProjectId?: string): Promise<Map<string, LabelSelector | null>> {
+    return this.repo.clusterSelectors(tx, onlyProjectId);
+  }
+
+  /** Admin: sets which clusters the project may publish to, in the caller's transaction (delivery re-applies its placements in it). */
+  setClusterSelector(tx: Tx, projectId: string, selector: LabelSelector | null): Promise<void> {
+    return this.repo.setClusterSelector(tx, projectId, selector);
   }
 
   /** The namespaces the project's apps may write Secrets to. */

@@ -1,4 +1,4 @@
-import { Global, Inject, Injectable, Module, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { RuntimeConfig } from '../config/runtime-config.js';
 
@@ -51,6 +51,5 @@ export class RedisConnection implements OnApplicationShutdown {
   }
 }
 
-@Global()
 @Module({ providers: [RedisConnection], exports: [RedisConnection] })
 export class RedisModule {}

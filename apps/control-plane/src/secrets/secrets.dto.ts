@@ -1,7 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsInt, Max, Min } from 'class-validator';
 import { IsAbsentOr, IsDns1123Subdomain, IsStringMap } from '../common/validators.js';
-import { SECRET_TYPES } from './secret-types.js';
+import { SECRET_TYPES } from '../common/secret-types.js';
 
 export class SecretValuesDto {
   @ApiPropertyOptional({

@@ -1,12 +1,14 @@
 import { Module } from '@nestjs/common';
 import { AppsModule } from '../apps/apps.module.js';
+import { DeliveryModule } from '../delivery/delivery.module.js';
+import { HsmModule } from '../hsm/hsm.module.js';
 import { KeysModule } from '../keys/keys.module.js';
 import { SecretsController } from './secrets.controller.js';
 import { SecretsRepository } from './secrets.repository.js';
 import { SecretsService } from './secrets.service.js';
 
 @Module({
-  imports: [AppsModule, KeysModule],
+  imports: [AppsModule, KeysModule, DeliveryModule, HsmModule],
   providers: [SecretsRepository, SecretsService],
   controllers: [SecretsController],
   exports: [SecretsService],

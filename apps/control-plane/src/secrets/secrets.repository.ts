@@ -1,17 +1,18 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource, MoreThan, type EntityManager, type FindOptionsWhere } from 'typeorm';
+import { DataSource, MoreThan, type FindOptionsWhere } from 'typeorm';
+import { managerOf, type Tx } from '../database/transaction.js';
 import { SecretEntity, SecretVersionEntity } from './secret.entity.js';
 
 @Injectable()
 export class SecretsRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  transaction<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.ds.transaction(fn);
+  private em(tx: Tx | undefined) {
+    return managerOf(this.ds, tx);
   }
 
-  findByName(appId: string, name: string, em: EntityManager = this.ds.manager): Promise<SecretEntity | null> {
-    return em.getRepository(SecretEntity).findOneBy({ appId, name });
+  findByName(appId: string, name: string, tx?: Tx): Promise<SecretEntity | null> {
+    return this.em(tx).getRepository(SecretEntity).findOneBy({ appId, name });
   }
 
   /** Locks the secret row for a new version or a rollback. */
@@ -19,8 +20,10 @@ export class SecretsRepository {
    * FOR NO KEY UPDATE: serialises writers of the secret without blocking rows that merely
    * reference it (a delivery job writing cluster_secrets takes FOR KEY SHARE on it).
    */
-  lockByName(em: EntityManager, appId: string, name: string): Promise<SecretEntity | null> {
-    return em.getRepository(SecretEntity).findOne({ where: { appId, name }, lock: { mode: 'for_no_key_update' } });
+  lockByName(tx: Tx, appId: string, name: string): Promise<SecretEntity | null> {
+    return this.em(tx)
+      .getRepository(SecretEntity)
+      .findOne({ where: { appId, name }, lock: { mode: 'for_no_key_update' } });
   }
 
   list(appId: string, after: string | undefined, limit: number): Promise<SecretEntity[]> {
@@ -33,18 +36,18 @@ export class SecretsRepository {
     return this.ds.getRepository(SecretEntity).find({ where: { appId }, select: { name: true }, order: { name: 'ASC' } });
   }
 
-  saveSecret(em: EntityManager, s: Partial<SecretEntity>): Promise<SecretEntity> {
-    const repo = em.getRepository(SecretEntity);
+  saveSecret(tx: Tx, s: Partial<SecretEntity>): Promise<SecretEntity> {
+    const repo = this.em(tx).getRepository(SecretEntity);
     return repo.save(repo.create(s));
   }
 
-  insertVersion(em: EntityManager, v: Omit<SecretVersionEntity, 'id' | 'createdAt'>): Promise<SecretVersionEntity> {
-    const repo = em.getRepository(SecretVersionEntity);
+  insertVersion(tx: Tx, v: Omit<SecretVersionEntity, 'id' | 'createdAt'>): Promise<SecretVersionEntity> {
+    const repo = this.em(tx).getRepository(SecretVersionEntity);
     return repo.save(repo.create(v));
   }
 
-  findVersion(secretId: string, version: number, em: EntityManager = this.ds.manager): Promise<SecretVersionEntity | null> {
-    return em.getRepository(SecretVersionEntity).findOneBy({ secretId, version });
+  findVersion(secretId: string, version: number, tx?: Tx): Promise<SecretVersionEntity | null> {
+    return this.em(tx).getRepository(SecretVersionEntity).findOneBy({ secretId, version });
   }
 
   /** Current version of each secret, in one query (for listings). */
@@ -63,7 +66,7 @@ export class SecretsRepository {
     return this.ds.getRepository(SecretVersionEntity).find({ where: { secretId }, order: { version: 'DESC' } });
   }
 
-  async delete(em: EntityManager, id: string): Promise<void> {
-    await em.getRepository(SecretEntity).delete({ id });
+  async delete(tx: Tx, id: string): Promise<void> {
+    await this.em(tx).getRepository(SecretEntity).delete({ id });
   }
 }

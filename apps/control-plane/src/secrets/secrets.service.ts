@@ -8,12 +8,12 @@ import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123SubdomainProblem as secretNameProblem, secretKeyProblem } from '../common/kubernetes-names.js';
 import { SecretsError, SecretsErrorCode } from './secrets.errors.js';
-import { violatedConstraint } from '../database/constraint-violation.js';
+import { isUniqueViolation, violatedConstraint } from '../database/constraint-violation.js';
+import type { Tx } from '../database/transaction.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { SealedValueService } from '../keys/sealed-values.service.js';
 import type { ProjectEntity } from '../projects/project.entity.js';
-import { isUniqueViolation } from '../projects/projects.service.js';
-import { typeProblems } from './secret-types.js';
+import { typeProblems } from '../common/secret-types.js';
 import type { SecretEntity, SecretVersionEntity } from './secret.entity.js';
 import type { CreateSecretDto, SecretValuesDto } from './secrets.dto.js';
 import { SecretsRepository } from './secrets.repository.js';
@@ -72,8 +72,8 @@ export class SecretsService {
     const type = dto.type ?? r.app.secretType;
     const values = parseValues(dto, type);
     try {
-      return await this.membership.appContentChange(r.app.id, async (em) => {
-        const secret = await this.repo.saveSecret(em, {
+      return await this.membership.appContentChange(r.app.id, async (tx) => {
+        const secret = await this.repo.saveSecret(tx, {
           projectId: r.project.id,
           appId: r.app.id,
           namespace: r.app.namespace,
@@ -82,7 +82,7 @@ export class SecretsService {
           currentVersion: 1,
           latestVersion: 1,
         });
-        const current = await this.writeVersion(em, actor, r, secret, 1, values);
+        const current = await this.writeVersion(tx, actor, r, secret, 1, values);
         return { ...r, secret, current };
       });
     } catch (err) {
@@ -120,15 +120,15 @@ export class SecretsService {
     if (!existing) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
     const values = parseValues(dto, existing.type);
     try {
-      return await this.membership.appContentChange(r.app.id, async (em) => {
-        const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
+      return await this.membership.appContentChange(r.app.id, async (tx) => {
+        const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
         if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
         checkVersion(expectedVersion, secret.version);
         const next = secret.latestVersion + 1;
-        const current = await this.writeVersion(em, actor, r, secret, next, values);
+        const current = await this.writeVersion(tx, actor, r, secret, next, values);
         secret.latestVersion = next;
         secret.currentVersion = next;
-        return { ...r, secret: await this.repo.saveSecret(em, secret), current };
+        return { ...r, secret: await this.repo.saveSecret(tx, secret), current };
       });
     } finally {
       for (const v of values.values()) v.fill(0);
@@ -145,25 +145,25 @@ export class SecretsService {
     expectedVersion: number | undefined,
   ): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
-    return this.membership.appContentChange(r.app.id, async (em) => {
-      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
+    return this.membership.appContentChange(r.app.id, async (tx) => {
+      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
       if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
       checkVersion(expectedVersion, secret.version);
-      const target = await this.repo.findVersion(secret.id, version, em);
+      const target = await this.repo.findVersion(secret.id, version, tx);
       if (!target)
         throw new SecretsError(SecretsErrorCode.SecretVersionNotFound, `version ${version} of secret ${JSON.stringify(name)} not found`);
       secret.currentVersion = version;
-      return { ...r, secret: await this.repo.saveSecret(em, secret), current: target };
+      return { ...r, secret: await this.repo.saveSecret(tx, secret), current: target };
     });
   }
 
   async delete(actor: Actor, project: string, app: string, name: string, expectedVersion: number | undefined): Promise<void> {
     const r = await this.apps.resolve(actor, project, app);
-    await this.membership.appContentChange(r.app.id, async (em) => {
-      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(em, r.app.id, name);
+    await this.membership.appContentChange(r.app.id, async (tx) => {
+      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
       if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
       checkVersion(expectedVersion, secret.version);
-      await this.repo.delete(em, secret.id); // versions cascade; a trigger deletes their ciphertext
+      await this.repo.delete(tx, secret.id); // versions cascade; a trigger deletes their ciphertext
     });
   }
 
@@ -172,7 +172,7 @@ export class SecretsService {
   }
 
   private async writeVersion(
-    em: Parameters<Parameters<SecretsRepository['transaction']>[0]>[0],
+    tx: Tx,
     actor: Actor,
     r: { project: ProjectEntity; app: AppEntity },
     secret: SecretEntity,
@@ -186,9 +186,9 @@ export class SecretsService {
     const payload = encodeSecretPayload(values);
     const [sealedValueId] = await this.sealer.seal(
       [{ value: payload, context: { projectId: r.project.id, app: r.app.name, secret: secret.name, secretId: secret.id, version } }],
-      em,
+      tx,
     );
-    return this.repo.insertVersion(em, {
+    return this.repo.insertVersion(tx, {
       secretId: secret.id,
       version,
       sealedValueId: sealedValueId!,

@@ -1,11 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Actor } from '../auth/policy.js';
 import { AppsService } from '../apps/apps.service.js';
-import { DeliveryError, DeliveryErrorCode } from './delivery.errors.js';
+import { DeliveryError, DeliveryErrorCode } from '../delivery/delivery.errors.js';
 import { ProjectsService } from '../projects/projects.service.js';
-import { DeliveryRepository, type AppClusterStatusRow, type Placement } from './delivery.repository.js';
-import { matches, selectorKey, type LabelSelector } from './label-selector.js';
-import { MembershipService } from './membership.service.js';
+import { matches, selectorKey, type LabelSelector } from '../common/label-selector.js';
+import { PublicationStatusRepository, type AppClusterStatusRow } from './publication-status.repository.js';
+import { MembershipService, type Placement } from '../delivery/membership.service.js';
 import { PublicationWaiters, SAFETY_RECHECK_MS } from './publication-waiters.js';
 import { ClusterEvents } from '../events/cluster-events.js';
 import type { ClusterDeliveryView, DeliveryState, PublicationSummary, PublicationView } from './publications.dto.js';
@@ -18,7 +18,7 @@ export class PublicationsService {
   constructor(
     @Inject(AppsService) private readonly apps: AppsService,
     @Inject(ProjectsService) private readonly projects: ProjectsService,
-    @Inject(DeliveryRepository) private readonly repo: DeliveryRepository,
+    @Inject(PublicationStatusRepository) private readonly statuses: PublicationStatusRepository,
     @Inject(MembershipService) private readonly membership: MembershipService,
     @Inject(PublicationWaiters) private readonly waiters: PublicationWaiters,
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
@@ -34,20 +34,20 @@ export class PublicationsService {
     if (!req.clusters?.length && !req.selector)
       throw new DeliveryError(DeliveryErrorCode.TargetRequired, 'give clusters, a selector, or both');
     const r = await this.apps.resolve(actor, project, app);
-    const moved = await this.repo.membershipTransaction(async (em) => {
-      const clusters = await this.repo.clusters(em);
+    const moved = await this.membership.transaction(async (tx) => {
+      const clusters = await this.membership.clusters(tx);
       const known = new Map(clusters.map((c) => [c.name, c]));
       const unknown = (req.clusters ?? []).filter((n) => !known.has(n));
       if (unknown.length)
         throw new DeliveryError(DeliveryErrorCode.ClusterNotFound, `unknown clusters: ${unknown.slice(0, 20).join(', ')}`);
-      const allowed = (await this.repo.projectSelectors(em)).get(r.project.id) ?? null;
+      const allowed = (await this.projects.clusterSelectors(tx)).get(r.project.id) ?? null;
       if (allowed === null) {
         throw new DeliveryError(
           DeliveryErrorCode.NoClustersAllowed,
           `project ${r.project.name} may not publish to any cluster yet; an admin sets its cluster selector`,
         );
       }
-      const current = (await this.repo.placement(em, r.app.id)) ?? { appId: r.app.id, clusters: [], selectors: [], excluded: [] };
+      const current = (await this.membership.placement(tx, r.app.id)) ?? { appId: r.app.id, clusters: [], selectors: [], excluded: [] };
       const names = new Set(req.clusters ?? []);
       const next: Omit<Placement, 'updatedAt'> = {
         appId: r.app.id,
@@ -65,7 +65,7 @@ export class PublicationsService {
           `project ${r.project.name} may not publish to: ${refused.slice(0, 20).join(', ')}`,
         );
       }
-      return this.membership.applyPlacement(em, r.app.id, r.project.id, next, { clusters, projectSelector: allowed });
+      return this.membership.applyPlacement(tx, r.app.id, r.project.id, next, { clusters, projectSelector: allowed });
     });
     await this.membership.enqueue(moved);
     await this.events.publish({ type: 'placement-changed', appId: r.app.id });
@@ -75,8 +75,8 @@ export class PublicationsService {
   /** Unpublishes from the named clusters (they stay excluded even if a selector matches), or from all. */
   async unpublish(actor: Actor, project: string, app: string, req: { clusters?: string[] }): Promise<PublicationView> {
     const r = await this.apps.resolve(actor, project, app);
-    const moved = await this.repo.membershipTransaction(async (em) => {
-      const current = (await this.repo.placement(em, r.app.id)) ?? { appId: r.app.id, clusters: [], selectors: [], excluded: [] };
+    const moved = await this.membership.transaction(async (tx) => {
+      const current = (await this.membership.placement(tx, r.app.id)) ?? { appId: r.app.id, clusters: [], selectors: [], excluded: [] };
       const names = req.clusters ? new Set(req.clusters) : undefined;
       const next: Omit<Placement, 'updatedAt'> = names
         ? {
@@ -86,7 +86,7 @@ export class PublicationsService {
             excluded: current.selectors.length ? [...new Set([...current.excluded, ...names])].sort() : current.excluded,
           }
         : { appId: r.app.id, clusters: [], selectors: [], excluded: [] };
-      return this.membership.applyPlacement(em, r.app.id, r.project.id, next);
+      return this.membership.applyPlacement(tx, r.app.id, r.project.id, next);
     });
     await this.membership.enqueue(moved);
     await this.events.publish({ type: 'placement-changed', appId: r.app.id });
@@ -105,7 +105,7 @@ export class PublicationsService {
     let release: (() => void) | undefined;
     try {
       for (;;) {
-        const [placement, rows] = await Promise.all([this.repo.placement(this.repo.manager, r.app.id), this.repo.appStatus(r.app.id)]);
+        const [placement, rows] = await Promise.all([this.membership.placement(undefined, r.app.id), this.statuses.appStatus(r.app.id)]);
         const deliveries = rows.map(toDelivery);
         const summary = summarise(deliveries);
         const left = until - Date.now();
@@ -132,9 +132,9 @@ export class PublicationsService {
   /** Admin: which clusters the project may publish to (null: none). Placements are re-applied at once. */
   async setProjectSelector(actor: Actor, project: string, selector: LabelSelector | null): Promise<void> {
     const p = await this.projects.resolve(actor, project);
-    const moved = await this.repo.membershipTransaction(async (em) => {
-      await this.repo.setProjectSelector(em, p.id, selector);
-      return this.membership.projectSelectorChanged(em, p.id);
+    const moved = await this.membership.transaction(async (tx) => {
+      await this.projects.setClusterSelector(tx, p.id, selector);
+      return this.membership.projectSelectorChanged(tx, p.id);
     });
     await this.membership.enqueue(moved);
   }

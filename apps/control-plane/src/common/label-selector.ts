@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { labelKeyProblem, labelValueProblem } from '../common/kubernetes-names.js';
+import { labelKeyProblem, labelValueProblem } from './kubernetes-names.js';
 
 /** A Kubernetes label selector: every matchLabels pair and every expression must hold. */
 export interface LabelSelector {

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
-import { DeliveryError, DeliveryErrorCode } from './delivery.errors.js';
+import { DeliveryError, DeliveryErrorCode } from '../delivery/delivery.errors.js';
 import { ClusterEvents, type ClusterEvent } from '../events/cluster-events.js';
 
 /** Long-polls (`GET …/publication?wait=`) one API token may hold open at once, per replica. */

@@ -3,14 +3,14 @@ import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
 import { IsIn, IsString, Length } from 'class-validator';
 import type { Response } from 'express';
-import { AuthError, AuthErrorCode } from './auth.errors.js';
+import { AuthError, AuthErrorCode } from '../auth/auth.errors.js';
 import { IsAbsentOr, IsDns1123Label } from '../common/validators.js';
 import { ProjectsService } from '../projects/projects.service.js';
-import { ApiTokenRepository } from './api-token.repository.js';
-import type { ApiTokenEntity, ApiTokenRole } from './api-token.entity.js';
-import { Audited, CurrentActor, Requires } from './auth.decorators.js';
-import { generateToken, hashToken } from './bootstrap-admin-token.js';
-import type { Actor } from './policy.js';
+import { ApiTokenRepository } from '../auth/api-token.repository.js';
+import type { ApiTokenEntity, ApiTokenRole } from '../auth/api-token.entity.js';
+import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
+import { generateToken, hashToken } from '../auth/bootstrap-admin-token.js';
+import type { Actor } from '../auth/policy.js';
 
 const ROLES: ApiTokenRole[] = ['admin', 'operator', 'pipeline', 'viewer'];
 

@@ -2,7 +2,7 @@ import { ApiProperty, ApiPropertyOptional, type ApiPropertyOptions } from '@nest
 import { IsArray } from 'class-validator';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { IsAbsentOr, rule } from '../common/validators.js';
-import { labelSelectorProblem, type LabelSelector } from './label-selector.js';
+import { labelSelectorProblem, type LabelSelector } from '../common/label-selector.js';
 
 const IsLabelSelector = () => rule('isLabelSelector', labelSelectorProblem);
 const IsClusterNames = () =>

@@ -4,7 +4,7 @@ import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
 import { ApiProblems } from '../common/api-problems.js';
-import { DeliveryError, DeliveryErrorCode } from './delivery.errors.js';
+import { DeliveryError, DeliveryErrorCode } from '../delivery/delivery.errors.js';
 import { IdempotencyService } from './idempotency.js';
 import { ProjectClusterSelectorDto, PublicationView, PublishDto, UnpublishDto } from './publications.dto.js';
 import { WAITERS_PER_TOKEN } from './publication-waiters.js';

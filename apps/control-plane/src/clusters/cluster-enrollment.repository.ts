@@ -1,7 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
-import type { ClusterState } from '../clusters/cluster.entity.js';
-import type { KubernetesIdentity } from '../clusters/kubernetes-identity.js';
+import { DataSource } from 'typeorm';
+import { managerOf, type Tx } from '../database/transaction.js';
+import type { ClusterState } from './cluster.entity.js';
+import type { KubernetesIdentity } from './kubernetes-identity.js';
 
 export interface EnrollingCluster {
   id: string;
@@ -46,21 +47,23 @@ const cluster = (r: ClusterRow): EnrollingCluster => ({
 });
 
 /**
- * The rows enrollment reads and writes, each under a row lock inside the caller's transaction.
+ * The cluster and enrollment-token rows enrollment (enrollment/enrollment.service.ts) reads and
+ * writes, each under a row lock inside the caller's transaction; here because clusters/ owns
+ * both tables, exported by ClustersModule for enrollment alone.
  * Statements are few on purpose (PostgreSQL's cost is per statement): one read that locks the
  * token and its cluster, one write that consumes the token and enrolls the cluster.
  */
 @Injectable()
-export class EnrollmentRepository {
+export class ClusterEnrollmentRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  transaction<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.ds.transaction(fn);
+  private em(tx: Tx | undefined) {
+    return managerOf(this.ds, tx);
   }
 
   /** The token with its cluster (and that cluster's active delivery key), both rows locked. */
-  async lockToken(em: EntityManager, tokenHash: Buffer): Promise<LockedToken | undefined> {
-    const rows = await em.query<Array<ClusterRow & { tokenId: string; expiresAt: Date; usedAt: Date | null }>>(
+  async lockToken(tx: Tx, tokenHash: Buffer): Promise<LockedToken | undefined> {
+    const rows = await this.em(tx).query<Array<ClusterRow & { tokenId: string; expiresAt: Date; usedAt: Date | null }>>(
       `SELECT t.id AS "tokenId", t.expires_at AS "expiresAt", t.used_at AS "usedAt", ${CLUSTER_COLUMNS}
          FROM enrollment_tokens t JOIN ${CLUSTER_WITH_KEY} ON c.id = t.cluster_id
         WHERE t.token_hash = $1 FOR UPDATE OF t, c`,
@@ -75,10 +78,11 @@ export class EnrollmentRepository {
     return rows[0] && cluster(rows[0]);
   }
 
-  async lockClusterByName(em: EntityManager, name: string): Promise<EnrollingCluster | undefined> {
-    const rows = await em.query<ClusterRow[]>(`SELECT ${CLUSTER_COLUMNS} FROM ${CLUSTER_WITH_KEY} WHERE c.name = $1 FOR UPDATE OF c`, [
-      name,
-    ]);
+  async lockClusterByName(tx: Tx, name: string): Promise<EnrollingCluster | undefined> {
+    const rows = await this.em(tx).query<ClusterRow[]>(
+      `SELECT ${CLUSTER_COLUMNS} FROM ${CLUSTER_WITH_KEY} WHERE c.name = $1 FOR UPDATE OF c`,
+      [name],
+    );
     return rows[0] && cluster(rows[0]);
   }
 
@@ -88,10 +92,10 @@ export class EnrollmentRepository {
    * desired generation so a snapshot is built for the (possibly new) delivery key; returns it.
    */
   async markEnrolled(
-    em: EntityManager,
+    tx: Tx,
     e: { clusterId: string; tokenId: string | null; agentKeySha256: Buffer; agentVersion: string },
   ): Promise<string> {
-    const rows = await em.query<[Array<{ g: string }>, number]>(
+    const rows = await this.em(tx).query<[Array<{ g: string }>, number]>(
       `WITH used AS (UPDATE enrollment_tokens SET used_at = now() WHERE id = $4::uuid)
        UPDATE clusters SET state = 'enrolled', enrolled_at = now(), agent_key_sha256 = $2, agent_version = $3, last_seen_at = now(),
                            desired_generation = desired_generation + 1

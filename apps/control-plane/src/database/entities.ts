@@ -1,8 +1,0 @@
-import { AppEntity } from '../apps/app.entity.js';
-import { ApiTokenEntity } from '../auth/api-token.entity.js';
-import { ClusterEntity, EnrollmentTokenEntity } from '../clusters/cluster.entity.js';
-import { ProjectEntity } from '../projects/project.entity.js';
-import { SecretEntity, SecretVersionEntity } from '../secrets/secret.entity.js';
-
-/** Every entity TypeORM maps; features add theirs here. */
-export const entities = [ApiTokenEntity, ProjectEntity, AppEntity, SecretEntity, SecretVersionEntity, ClusterEntity, EnrollmentTokenEntity];
