@@ -394,22 +394,14 @@ async function main(): Promise<void> {
     const token = ok('enrollment token', await api.post<{ token: string }>(`/clusters/${cluster}/enrollment-tokens`), 201).token;
     await writeFile(path.join(dir, 'token'), token, { mode: 0o600 });
 
-    const started = await AgentProcess.start([
-      '--control-plane',
-      cp.cp.grpcAddress,
-      '--ca-file',
+    const started = await AgentProcess.start({
+      controlPlane: cp.cp.grpcAddress,
       caFile,
-      '--cluster',
       cluster,
-      '--kubeconfig',
-      testEnv().kube.kubeconfig,
-      '--state-secret',
-      `${agentNs}/sigil-agent-state`,
-      '--namespaces',
-      namespace,
-      '--enrollment-token-file',
-      path.join(dir, 'token'),
-    ]);
+      stateSecret: `${agentNs}/sigil-agent-state`,
+      namespaces: [namespace],
+      enrollmentTokenFile: path.join(dir, 'token'),
+    });
     agent = started;
     cleanup.push(() => started.stop());
     await eventually(

@@ -1,12 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { ApiClient } from '../harness/api-client.js';
+import { selfSigned } from '../harness/certificates.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { testEnv } from '../harness/test-env.js';
 
@@ -32,39 +29,6 @@ const counts = () =>
      UNION ALL SELECT 'cluster_apps', count(*)::text FROM cluster_apps
      UNION ALL SELECT 'selectors', count(*)::text FROM projects WHERE cluster_selector IS NOT NULL`,
   );
-
-function selfSignedTls(): { cert: string; key: string; otherKey: string } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sigil-tls-'));
-  const gen = (name: string) =>
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-subj',
-        '/CN=sigil-test',
-        '-days',
-        '1',
-        '-keyout',
-        path.join(dir, `${name}.key`),
-        '-out',
-        path.join(dir, `${name}.crt`),
-      ],
-      { stdio: 'ignore' },
-    );
-  gen('a');
-  gen('b');
-  return {
-    cert: readFileSync(path.join(dir, 'a.crt'), 'utf8'),
-    key: readFileSync(path.join(dir, 'a.key'), 'utf8'),
-    otherKey: readFileSync(path.join(dir, 'b.key'), 'utf8'),
-  };
-}
 
 beforeAll(async () => {
   s = await startControlPlane();
@@ -213,7 +177,7 @@ describe('hostile and malformed input', () => {
   });
 
   it('checks Kubernetes type rules: a TLS key must match its certificate', async () => {
-    const tls = selfSignedTls();
+    const tls = { ...selfSigned('sigil-test'), otherKey: selfSigned('sigil-test').key };
     const mismatch = await admin.post(SECRETS, {
       name: 'tls-bad',
       type: 'kubernetes.io/tls',

@@ -16,6 +16,7 @@ import {
 } from '@sigil/agent-protocol';
 import { MemorySink, SecretSync, SyncSession, type AssembledState, type HeldState } from '@sigil/agent-sync';
 import { generateAgentKeyPair } from '@sigil/envelope';
+import { eventually } from './eventually.js';
 
 export type Credential = { $case: 'bootstrapToken'; value: string } | { $case: 'serviceAccountToken'; value: string };
 
@@ -49,11 +50,15 @@ export class TestSyncStream {
   }
 
   async waitFor(predicate: (gens: bigint[]) => boolean, timeoutMs = 5_000): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while (!predicate(this.generations)) {
-      if (Date.now() > until) throw new Error(`the sync stream did not see the expected generations (saw ${this.generations.join(',')})`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await eventually(
+      'the expected generations on the sync stream',
+      () => {
+        if (predicate(this.generations)) return true;
+        throw new Error(`saw ${this.generations.join(',')}`);
+      },
+      timeoutMs,
+      10,
+    );
   }
 
   cancel(): void {

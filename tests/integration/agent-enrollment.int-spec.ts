@@ -1,8 +1,4 @@
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import { AgentServiceClient, agentChannelCredentials } from '@sigil/agent-protocol';
@@ -14,9 +10,11 @@ import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
+import { selfSigned } from '../harness/certificates.js';
 import { uniqueName } from '../harness/test-env.js';
 import { failureOf, TestAgent, unary, type CallFailure } from '../harness/test-agent.js';
 import { enrollAgent, syncRefusal, SyncSession } from '../harness/sync-session.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 // Enrollment by bootstrap token and per-cluster authorisation over real mTLS gRPC, against the
 // control plane's modules on the harness' PostgreSQL, Redis and SoftHSM.
@@ -152,21 +150,10 @@ describe('agent enrollment and mTLS', () => {
 
   it('refuses a certificate from another CA, even one naming a real cluster', async () => {
     const a = await enrolled();
-    const dir = mkdtempSync(path.join(tmpdir(), 'sigil-impostor-'));
-    const clusterId = a.enrollment!.clusterId;
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${a.cluster}`]
-        .concat(['-addext', `subjectAltName=URI:${clusterUri(clusterId)}`, '-addext', 'extendedKeyUsage=clientAuth'])
-        .concat(['-days', '1', '-keyout', path.join(dir, 'k'), '-out', path.join(dir, 'c')]),
-      { stdio: 'ignore' },
-    );
+    const forged = selfSigned(a.cluster, [`subjectAltName=URI:${clusterUri(a.enrollment!.clusterId)}`, 'extendedKeyUsage=clientAuth']);
     const impostor = new AgentServiceClient(
       endpoint.address,
-      agentChannelCredentials(endpoint.caPem, {
-        keyPem: readFileSync(path.join(dir, 'k'), 'utf8'),
-        certificatePem: readFileSync(path.join(dir, 'c'), 'utf8'),
-      }),
+      agentChannelCredentials(endpoint.caPem, { keyPem: forged.key, certificatePem: forged.cert }),
     );
     try {
       const f = await syncRefusal(impostor);
@@ -259,8 +246,7 @@ describe('agent enrollment and mTLS', () => {
       s.ackState(st);
       const applied = async () =>
         (await ds.query<Array<{ g: string }>>('SELECT applied_generation::text AS g FROM clusters WHERE id = $1', [a.clusterId]))[0]!.g;
-      for (const until = Date.now() + 3_000; (await applied()) !== '3'; await new Promise((r) => setTimeout(r, 20)))
-        if (Date.now() > until) throw new Error('the ack was not recorded');
+      await eventually('the ack recorded', async () => holds((await applied()) === '3'), 3_000, 20);
       s.ack(4n);
       expect(await s.ended).toMatchObject({ code: status.INVALID_ARGUMENT, errorCode: 'unexpected_generation' });
       expect(await applied()).toBe('3');

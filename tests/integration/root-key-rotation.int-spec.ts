@@ -8,6 +8,7 @@ import { RootKeyService } from '../../apps/control-plane/src/keys/root-keys.serv
 import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-values.service.js';
 import { registerCluster, startTestApp, type TestApp } from '../harness/app-context.js';
 import { listTokenObjects } from '../harness/pkcs11-tool.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 const N = 1_000;
 const ctx = (i: number): ValueContext => ({
@@ -67,11 +68,12 @@ describe('root key rotation', () => {
     const second = await startTestApp({ reuse: first });
     apps.push(second);
     const rotations = second.app.get(RootKeyRotationService);
-    const deadline = Date.now() + 30_000;
-    while ((await rotations.status(rotation.id))?.state !== 'completed') {
-      if (Date.now() > deadline) throw new Error('rotation did not complete after restart');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await eventually(
+      'rotation completed after the restart',
+      async () => holds((await rotations.status(rotation.id))?.state === 'completed'),
+      30_000,
+      50,
+    );
     expect(await versionsInUse(first.databaseUrl)).toEqual({ v2: N + 4 });
     expect(await rotations.status(rotation.id)).toMatchObject({ state: 'completed', done: N + 3 });
 

@@ -8,6 +8,7 @@ import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-event
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { enrollAgent, sleep, SyncSession, type EnrolledAgent } from '../harness/sync-session.js';
 import { testEnv, uniqueName } from '../harness/test-env.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 // Redis is not the system of record: a `desired` event on the cluster-events channel only wakes
 // a Sync stream, and what the stream sends is the generation and rows PostgreSQL holds. Anyone
@@ -42,14 +43,13 @@ describe('Sync sends what PostgreSQL holds, whatever a Redis event says', () => 
     const { address, caPem } = agentEndpoint(t.app);
     agent = await enrollAgent(address, caPem, name, (await clusters.createEnrollmentToken(admin, name)).token);
     // Enrollment's first build: wait until PostgreSQL holds it, then take and acknowledge it.
-    for (const until = Date.now() + 15_000; ; await sleep(100)) {
+    await eventually('the first build', async () => {
       const [row] = await ds.query<Array<{ d: string; b: string }>>(
         'SELECT desired_generation AS d, built_generation AS b FROM clusters WHERE id = $1',
         [agent.clusterId],
       );
-      if (row && row.d === row.b && row.b !== '0') break;
-      if (Date.now() > until) throw new Error('no first build');
-    }
+      return holds(!!row && row.d === row.b && row.b !== '0');
+    });
     s = new SyncSession(agent.client, { appliedGeneration: 0n });
     s.ackState(await s.state(1));
   });

@@ -13,6 +13,7 @@ import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.ser
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { enrollAgent, sleep, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
 import { uniqueName } from '../harness/test-env.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 // The control plane's side of Sync over real mTLS gRPC, PostgreSQL, Redis and SoftHSM, driven
 // by a raw client (tests/harness/sync-session.ts) so each test sees exactly what is on the wire.
@@ -40,14 +41,15 @@ describe('the Sync stream', () => {
     const { address, caPem } = agentEndpoint(t.app);
     const a = await enrollAgent(address, caPem, name, (await clusters.createEnrollmentToken(admin, name)).token);
     agents.push(a);
-    const until = Date.now() + 30_000;
-    while (
-      (await ds.query<Array<{ n: number }>>('SELECT count(*)::int AS n FROM cluster_secrets WHERE cluster_id = $1', [a.clusterId]))[0]!.n <
-      SECRETS.length
-    ) {
-      if (Date.now() > until) throw new Error('the first build did not happen');
-      await sleep(100);
-    }
+    await eventually(
+      'the first build',
+      async () =>
+        holds(
+          (await ds.query<Array<{ n: number }>>('SELECT count(*)::int AS n FROM cluster_secrets WHERE cluster_id = $1', [a.clusterId]))[0]!
+            .n >= SECRETS.length,
+        ),
+      30_000,
+    );
     return a;
   }
 
@@ -75,14 +77,11 @@ describe('the Sync stream', () => {
     );
   };
 
-  const eventuallyApplied = async (clusterId: string, g: bigint) => {
-    for (let i = 0; i < 50; i++) {
+  const eventuallyApplied = (clusterId: string, g: bigint) =>
+    eventually(`applied_generation ${g}`, async () => {
       const [row] = await ds.query<Array<{ a: string }>>('SELECT applied_generation::text AS a FROM clusters WHERE id = $1', [clusterId]);
-      if (BigInt(row!.a) === g) return;
-      await sleep(100);
-    }
-    throw new Error(`applied_generation never reached ${g}`);
-  };
+      return holds(BigInt(row!.a) === g);
+    });
 
   beforeAll(async () => {
     t = await startTestApp();
@@ -233,16 +232,18 @@ describe('the Sync stream', () => {
     deltas.forEach((d, i) => expect(d).toMatchObject({ generation: firsts[i]!.generation + 1n, baseGeneration: firsts[i]!.generation }));
     const writes = streams.writer.statements;
     deltas.forEach((d, i) => ss[i]!.ackState(d));
-    const until = Date.now() + 3_000;
-    for (;;) {
-      const rows = await ds.query<Array<{ ok: boolean }>>(
-        'SELECT applied_generation = built_generation AS ok FROM clusters WHERE id = ANY($1::uuid[])',
-        [ids],
-      );
-      if (rows.every((r) => r.ok)) break;
-      if (Date.now() > until) throw new Error('acks were not recorded');
-      await sleep(20);
-    }
+    await eventually(
+      'acks recorded',
+      async () => {
+        const rows = await ds.query<Array<{ ok: boolean }>>(
+          'SELECT applied_generation = built_generation AS ok FROM clusters WHERE id = ANY($1::uuid[])',
+          [ids],
+        );
+        return holds(rows.every((r) => r.ok));
+      },
+      3_000,
+      20,
+    );
     expect(streams.writer.statements - writes).toBeLessThanOrEqual(2);
   }, 60_000);
 
