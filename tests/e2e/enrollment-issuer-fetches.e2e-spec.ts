@@ -7,7 +7,7 @@ import type { KubernetesIdentity } from '../../apps/control-plane/src/clusters/k
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { selfSigned } from '../harness/certificates.js';
 import { uniqueName } from '../harness/test-env.js';
-import { failureOf, TestAgent, type CallFailure } from '../harness/test-agent.js';
+import { TestAgent, type CallFailure, refused } from '../harness/test-agent.js';
 
 // Enroll is unauthenticated, so what it makes the control plane fetch matters: nothing for a
 // token that names another issuer or audience, nothing from loopback/private addresses unless
@@ -16,15 +16,6 @@ import { failureOf, TestAgent, type CallFailure } from '../harness/test-agent.js
 
 const SA = { namespace: 'sigil-agent', name: 'sigil-agent' };
 const GENERIC = { code: status.UNAUTHENTICATED, errorCode: 'service_account_token_invalid' };
-
-async function refused(p: Promise<unknown>): Promise<CallFailure> {
-  try {
-    await p;
-  } catch (err) {
-    return failureOf(err);
-  }
-  throw new Error('expected the call to fail');
-}
 
 const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 function jwt(key: KeyObject, claims: Record<string, unknown>): string {

@@ -33,6 +33,16 @@ export function failureOf(err: unknown): CallFailure {
   return { code: e.code, errorCode: typeof ec === 'string' ? ec : undefined, details: e.details };
 }
 
+/** The failure of a call that must fail; throws if it succeeded. */
+export async function refused(p: Promise<unknown>): Promise<CallFailure> {
+  try {
+    await p;
+  } catch (err) {
+    return failureOf(err);
+  }
+  throw new Error('expected the call to fail');
+}
+
 /** The agent's Sync stream as a test watches it: the generations it was sent, and how it ended. */
 export class TestSyncStream {
   /** The generation of every assembled state received, in order. */

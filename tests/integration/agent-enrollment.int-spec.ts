@@ -12,7 +12,7 @@ import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-event
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { selfSigned } from '../harness/certificates.js';
 import { uniqueName } from '../harness/test-env.js';
-import { failureOf, TestAgent, unary, type CallFailure } from '../harness/test-agent.js';
+import { failureOf, TestAgent, unary, type CallFailure, refused } from '../harness/test-agent.js';
 import { enrollAgent, syncRefusal, SyncSession } from '../harness/sync-session.js';
 import { eventually, holds } from '../harness/eventually.js';
 
@@ -20,15 +20,6 @@ import { eventually, holds } from '../harness/eventually.js';
 // control plane's modules on the harness' PostgreSQL, Redis and SoftHSM.
 
 const admin = new Actor('test', 'test-admin', 'admin', null);
-
-async function refused(p: Promise<unknown>): Promise<CallFailure> {
-  try {
-    await p;
-  } catch (err) {
-    return failureOf(err);
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('agent enrollment and mTLS', () => {
   let t: TestApp;
