@@ -6,6 +6,7 @@ import { ApiClient } from '../harness/api-client.js';
 import { selfSigned } from '../harness/certificates.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { testEnv } from '../harness/test-env.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 let s: RunningControlPlane;
 let admin: ApiClient;
@@ -266,9 +267,17 @@ describe('the audit log', () => {
     // Each authorised mutation is announced before it runs, then its outcome recorded.
     const done = creates.find((e) => e.outcome === 'success')!;
     expect(events.filter((e) => e.requestId === done.requestId).map((e) => e.outcome)).toEqual(['success', 'attempted']);
+    const failedCreates = async () =>
+      Number(
+        /^sigil_auth_failed_attempts_total\{action="project.create",status="401"[^}]*\} (\d+)$/m.exec(
+          await (await fetch(`${s.cp.url}/metrics`)).text(),
+        )?.[1] ?? 0,
+      );
+    const counted = await failedCreates();
     const denied = await admin.as('sgl_not-a-real-token-000000000000').post('/projects', { name: 'x' });
     expect(denied.status).toBe(401);
-    await new Promise((r) => setTimeout(r, 200)); // recorded after the response is sent
+    // Recorded after the response is sent: once it is counted, whatever it wrote is written.
+    await eventually('the denied call counted', async () => holds((await failedCreates()) > counted));
     // Without valid credentials it is counted into one record per window (tests/e2e/audit-flood), not chained alone.
     const latest = (await admin.get('/audit?limit=5')).body.items as any[];
     expect(latest.some((e) => e.requestId === denied.headers.get('x-request-id'))).toBe(false);
