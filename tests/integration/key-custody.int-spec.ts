@@ -1,14 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { DesiredSecret } from '@sigil/agent-protocol';
-import {
-  decodeSecretEnvelope,
-  decodeSecretPayload,
-  encodeSecretEnvelope,
-  openClusterKeyEnvelope,
-  openSecretEnvelope,
-  type ValueContext,
-} from '@sigil/envelope';
+import { decodeSecretEnvelope, decodeSecretPayload, encodeSecretEnvelope, openSecretEnvelope, type ValueContext } from '@sigil/envelope';
 import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
@@ -16,10 +9,9 @@ import { PublicationsService } from '../../apps/control-plane/src/delivery/publi
 import { acquireLibrary, findSlotByLabel, releaseLibrary } from '../../apps/control-plane/src/hsm/pkcs11-library.js';
 import { ClusterKeyService } from '../../apps/control-plane/src/keys/cluster-keys.service.js';
 import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-values.service.js';
-import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
-import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
-import { enrollAgent, SyncSession, type EnrolledAgent } from '../harness/sync-session.js';
+import { agentEndpoint, projectWithApp, startTestApp, type TestApp } from '../harness/app-context.js';
+import { deliveryKeys, enrollAgent, SyncSession, type EnrolledAgent } from '../harness/sync-session.js';
 import { testEnv, uniqueName } from '../harness/test-env.js';
 import { eventually } from '../harness/eventually.js';
 
@@ -66,12 +58,7 @@ describe('key custody against SoftHSM, on the delivery path', () => {
           const state = await s.state(1);
           const sent = new Map(state.secrets.map((d) => [d.secret, d]));
           if (!Object.entries(want).every(([name, version]) => sent.get(name)?.version === version)) return undefined; // not built yet
-          const keys = new Map(
-            state.keyEnvelopes.map((e) => {
-              const k = openClusterKeyEnvelope(agent.delivery.privateKeyPem, e);
-              return [k.version, k.key] as const;
-            }),
-          );
+          const keys = deliveryKeys(agent, state.keyEnvelopes);
           return { keys, secrets: sent };
         } finally {
           s.cancel();
@@ -87,12 +74,9 @@ describe('key custody against SoftHSM, on the delivery path', () => {
   beforeAll(async () => {
     t = await startTestApp();
     secrets = t.app.get(SecretsService);
-    await t.app.get(ProjectsService).create({ name: project });
-    await t.app.get(ProjectsService).setNamespaces(admin, project, ['shop']);
+    await projectWithApp(t.app, admin, { project, app: 'checkout', namespace: 'shop' });
+    await t.app.get(AppsService).create(admin, project, { name: 'bulk', namespace: 'shop', deliveryMode: 'env' });
     const publications = t.app.get(PublicationsService);
-    await publications.setProjectSelector(admin, project, {});
-    for (const app of ['checkout', 'bulk'])
-      await t.app.get(AppsService).create(admin, project, { name: app, namespace: 'shop', deliveryMode: 'env' });
     const clusters = t.app.get(ClustersService);
     const { address, caPem } = agentEndpoint(t.app);
     const [na, nb] = [uniqueName('a'), uniqueName('b')];

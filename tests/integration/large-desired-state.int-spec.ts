@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { DESIRED_STATE_PAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, SyncResponse } from '@sigil/agent-protocol';
-import { decodeSecretPayload, encodeSecretPayload, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
+import { decodeSecretPayload, encodeSecretPayload, openSecretEnvelope } from '@sigil/envelope';
 import { DataSource } from 'typeorm';
 import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
@@ -11,7 +11,7 @@ import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-val
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
-import { enrollAgent, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
+import { deliveryKeys, enrollAgent, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
 import { uniqueName } from '../harness/test-env.js';
 import { eventually, holds } from '../harness/eventually.js';
 
@@ -129,12 +129,7 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
   });
 
   const open = (st: AssembledState) => {
-    const keys = new Map(
-      st.keyEnvelopes.map((e) => {
-        const k = openClusterKeyEnvelope(agent.delivery.privateKeyPem, e);
-        return [k.version, k.key] as const;
-      }),
-    );
+    const keys = deliveryKeys(agent, st.keyEnvelopes);
     return new Map<string, Buffer>(
       st.secrets.map(
         (x) =>

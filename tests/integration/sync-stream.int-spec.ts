@@ -1,17 +1,15 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { openClusterKeyEnvelope, openSecretEnvelope, decodeSecretPayload } from '@sigil/envelope';
+import { openSecretEnvelope, decodeSecretPayload } from '@sigil/envelope';
 import { DataSource } from 'typeorm';
 import { SyncStreams } from '../../apps/control-plane/src/agent-api/sync-streams.js';
-import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
 import { PublicationsService } from '../../apps/control-plane/src/delivery/publications.service.js';
 import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
-import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
-import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
-import { enrollAgent, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
+import { agentEndpoint, projectWithApp, startTestApp, type TestApp } from '../harness/app-context.js';
+import { deliveryKeys, enrollAgent, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
 import { uniqueName } from '../harness/test-env.js';
 import { eventually, holds } from '../harness/eventually.js';
 
@@ -73,12 +71,7 @@ describe('the Sync stream', () => {
   };
 
   const values = (a: EnrolledAgent, s: AssembledState) => {
-    const keys = new Map(
-      s.keyEnvelopes.map((e) => {
-        const k = openClusterKeyEnvelope(a.delivery.privateKeyPem, e);
-        return [k.version, k.key] as const;
-      }),
-    );
+    const keys = deliveryKeys(a, s.keyEnvelopes);
     return new Map(
       s.secrets.map((x) => [
         x.secret,
@@ -99,11 +92,12 @@ describe('the Sync stream', () => {
     t = await startTestApp();
     ds = t.app.get(DataSource);
     streams = t.app.get(SyncStreams);
-    await t.app.get(ProjectsService).create({ name: project });
-    await t.app.get(ProjectsService).setNamespaces(admin, project, ['shop']);
-    await t.app.get(PublicationsService).setProjectSelector(admin, project, {});
-    await t.app.get(AppsService).create(admin, project, { name: 'shop', namespace: 'shop', deliveryMode: 'env' });
-    for (const n of SECRETS) await t.app.get(SecretsService).create(admin, project, 'shop', { name: n, data: { v: `${n}-1` } });
+    await projectWithApp(
+      t.app,
+      admin,
+      { project, app: 'shop', namespace: 'shop' },
+      Object.fromEntries(SECRETS.map((n) => [n, { v: `${n}-1` }])),
+    );
   }, 60_000);
 
   afterAll(async () => {
