@@ -7,6 +7,7 @@ import { selfSigned } from '../harness/certificates.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { testEnv } from '../harness/test-env.js';
 import { eventually, holds } from '../harness/eventually.js';
+import { metricValue } from '../harness/metrics.js';
 
 let s: RunningControlPlane;
 let admin: ApiClient;
@@ -267,12 +268,7 @@ describe('the audit log', () => {
     // Each authorised mutation is announced before it runs, then its outcome recorded.
     const done = creates.find((e) => e.outcome === 'success')!;
     expect(events.filter((e) => e.requestId === done.requestId).map((e) => e.outcome)).toEqual(['success', 'attempted']);
-    const failedCreates = async () =>
-      Number(
-        /^sigil_auth_failed_attempts_total\{action="project.create",status="401"[^}]*\} (\d+)$/m.exec(
-          await (await fetch(`${s.cp.url}/metrics`)).text(),
-        )?.[1] ?? 0,
-      );
+    const failedCreates = () => metricValue(s.cp.url, 'sigil_auth_failed_attempts_total', { action: 'project.create', status: '401' });
     const counted = await failedCreates();
     const denied = await admin.as('sgl_not-a-real-token-000000000000').post('/projects', { name: 'x' });
     expect(denied.status).toBe(401);
