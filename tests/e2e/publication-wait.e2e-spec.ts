@@ -4,7 +4,7 @@ import type { ApiClient } from '../harness/api-client.js';
 import type { ControlPlaneProcess } from '../harness/control-plane-process.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { uniqueName } from '../harness/test-env.js';
-import { TestAgent } from '../harness/test-agent.js';
+import { syncedTestAgent } from '../harness/test-agent.js';
 import { eventually } from '../harness/eventually.js';
 
 // `GET …/publication?wait=` on two replicas sharing PostgreSQL and Redis: a waiter wakes when an
@@ -61,15 +61,8 @@ afterAll(async () => {
 describe('waiting for a publication', () => {
   it('a waiter on replica B answers within 1 s of the agent reporting through replica A', async () => {
     const cluster = uniqueName('c');
-    expect((await a.admin.post('/clusters', { name: cluster })).status).toBe(201);
-    const token = (await a.admin.post<{ token: string }>(`/clusters/${cluster}/enrollment-tokens`)).body.token;
-    const caPem = (await a.admin.get<{ caCertificatePem: string }>('/agents/trust')).body.caCertificatePem;
-    const agent = new TestAgent(a.cp.grpcAddress, caPem, cluster);
-    await agent.enroll({ $case: 'bootstrapToken', value: token });
-    const watch = agent.open();
+    const { agent, watch } = await syncedTestAgent(a.admin, a.cp.grpcAddress, cluster);
     try {
-      await watch.waitFor((g) => g.length > 0);
-      await agent.sync();
       const before = watch.generations.at(-1)!;
       expect((await a.admin.post(`/projects/${project}/apps/checkout/publish`, { clusters: [cluster] })).status).toBe(200);
       await watch.waitFor((g) => g.some((x) => x > before)); // built: only the agent's report is missing

@@ -17,6 +17,7 @@ import {
 import { MemorySink, SecretSync, SyncSession, type AssembledState, type HeldState } from '@sigil/agent-sync';
 import { generateAgentKeyPair } from '@sigil/envelope';
 import { eventually } from './eventually.js';
+import type { ApiClient } from './api-client.js';
 
 export type Credential = { $case: 'bootstrapToken'; value: string } | { $case: 'serviceAccountToken'; value: string };
 
@@ -118,6 +119,34 @@ export function syncOnce(
     session.start();
   });
 }
+/**
+ * A cluster registered through `admin` (with `labels`) whose TestAgent enrolled at `grpcAddress`
+ * with a bootstrap token, and whose stream is open and synced to its first generation.
+ */
+export async function syncedTestAgent(
+  admin: ApiClient,
+  grpcAddress: string,
+  cluster: string,
+  labels: Record<string, string> = {},
+): Promise<{ agent: TestAgent; watch: TestSyncStream }> {
+  const registered = await admin.post('/clusters', { name: cluster, labels });
+  if (registered.status !== 201) throw new Error(`registering ${cluster}: HTTP ${registered.status} ${registered.text.slice(0, 300)}`);
+  const token = (await admin.post<{ token: string }>(`/clusters/${cluster}/enrollment-tokens`)).body.token;
+  const caPem = (await admin.get<{ caCertificatePem: string }>('/agents/trust')).body.caCertificatePem;
+  const agent = new TestAgent(grpcAddress, caPem, cluster);
+  await agent.enroll({ $case: 'bootstrapToken', value: token });
+  const watch = agent.open();
+  try {
+    await watch.waitFor((g) => g.length > 0);
+    await agent.sync();
+  } catch (err) {
+    watch.cancel();
+    agent.close();
+    throw err;
+  }
+  return { agent, watch };
+}
+
 /**
  * An agent as the protocol sees it, over real TLS: its own keys (made here, never sent), Enroll
  * with a credential, then mTLS calls with the certificate it got.

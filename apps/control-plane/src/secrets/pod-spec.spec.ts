@@ -37,8 +37,8 @@ describe('renderPodSpec', () => {
     expect(spec.containers[0]!.volumeMounts.map((m) => [m.mountPath, m.name])).toEqual(
       names.map((n) => [`/etc/sigil/${n}`, bySecret.get(n)]),
     );
-    // Simple names keep their readable volume name.
+    // Names that fit and meet no other keep their readable volume name.
     expect(bySecret.get('db')).toBe('sigil-db');
-    expect(bySecret.get('tls-example-com')).toBe('sigil-tls-example-com');
+    expect(renderPodSpec(app('volume'), ['tls.bundle'])).toMatchObject({ volumes: [{ name: 'sigil-tls-bundle' }] });
   });
 });
