@@ -83,11 +83,15 @@ describe('agent enrollment and mTLS', () => {
     const other = agentFor('x');
     expect(() => openClusterKeyEnvelope(other.delivery.privateKeyPem, res.clusterKeyEnvelope)).toThrow();
     // And the certificate works: the agent's first call. Enrollment built its (empty) snapshot.
-    let state = await a.desiredState();
-    for (let i = 0; i < 100 && state.generation === 0n; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      state = await a.desiredState();
-    }
+    const state = await eventually(
+      'the first build',
+      async () => {
+        const s = await a.desiredState();
+        return s.generation === 0n ? undefined : s;
+      },
+      5_000,
+      50,
+    );
     expect(state).toMatchObject({ generation: 1n, secrets: [] });
     expect(state.clusterKeyEnvelopes).toEqual([res.clusterKeyEnvelope]);
   });
@@ -166,8 +170,12 @@ describe('agent enrollment and mTLS', () => {
       await ds.query('UPDATE clusters SET desired_generation = 7, built_generation = 7 WHERE id = $1', [b!.clusterId]);
       await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [b!.clusterId] });
       expect((await sb.state(2)).generation).toBe(7n);
-      await new Promise((r) => setTimeout(r, 300));
-      expect(sa.states.map((x) => x.generation)).toEqual([fa.generation]);
+      // A's stream heard nothing of it: the next state it gets is its own next build.
+      const next = fa.generation + 1n;
+      await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [a!.clusterId, next.toString()]);
+      await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [a!.clusterId] });
+      await sa.state(2);
+      expect(sa.states.map((x) => x.generation)).toEqual([fa.generation, next]);
       // Each agent's key envelope opens with its own key only.
       expect(openClusterKeyEnvelope(a!.delivery.privateKeyPem, fa.keyEnvelopes[0]!).version).toBeGreaterThan(0);
       expect(() => openClusterKeyEnvelope(b!.delivery.privateKeyPem, fa.keyEnvelopes[0]!)).toThrow();
