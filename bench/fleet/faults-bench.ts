@@ -5,6 +5,7 @@ import { BenchStack } from '../lib/stack.js';
 import { fmtMs, log, machineLine, mark, table, writeResults } from '../lib/results.js';
 import { Fleet, sleep } from './fleet.js';
 import { now } from './sim-protocol.js';
+import { eventually } from '../../tests/harness/eventually.js';
 
 /**
  * bench/faults: one fault injected in the middle of each 1,000-cluster publish, against the same
@@ -206,17 +207,15 @@ async function main(): Promise<void> {
   }
 }
 
+/** The publication's summary once every cluster is provisioned, or the last one seen after `timeoutMs`. */
 async function eventuallyProvisioned(stack: BenchStack, app: string, timeoutMs: number): Promise<Record<string, number>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await stack.admin
-      .get<{ summary: Record<string, number> }>(`/projects/faults/apps/${app}/publication`)
-      .catch(() => undefined);
-    const s = res?.status === 200 ? res.body.summary : undefined;
-    if (s && s.provisioned === N) return s;
-    if (Date.now() > deadline) return s ?? {};
-    await sleep(200);
-  }
+  let last: Record<string, number> = {};
+  const provisioned = async () => {
+    const res = await stack.admin.get<{ summary: Record<string, number> }>(`/projects/faults/apps/${app}/publication`);
+    if (res.status === 200) last = res.body.summary;
+    return last.provisioned === N ? last : undefined;
+  };
+  return eventually(`${app} provisioned`, provisioned, timeoutMs, 200).catch(() => last);
 }
 
 main().then(

@@ -1,4 +1,4 @@
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker as Thread } from 'node:worker_threads';
 import { Queue, Worker } from 'bullmq';
 import type { RawLoopInput } from '../hsm/raw-loop.js';
+import { selfSigned, signedBy } from '../../tests/harness/certificates.js';
 import { now } from './sim-protocol.js';
 
 /**
@@ -101,32 +102,15 @@ export async function queueFloor(redisUrl: string, clusters: number, perJob = 1)
 
 /** A CA, a server certificate (localhost) and one client certificate, P-256, as the agent port uses. */
 function floorCertificates(dir: string): void {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore', cwd: dir });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl('req', '-x509', ...ec, '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=floor-ca');
-  for (const [who, ext] of [
-    ['server', 'subjectAltName=DNS:localhost'],
-    ['client', 'extendedKeyUsage=clientAuth'],
-  ] as const) {
-    openssl('req', ...ec, '-keyout', `${who}-key.pem`, '-out', `${who}.csr`, '-subj', `/CN=floor-${who}`);
-    writeFileSync(path.join(dir, `${who}.ext`), `${ext}\n`);
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      `${who}.csr`,
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca-key.pem',
-      '-CAcreateserial',
-      '-out',
-      `${who}-cert.pem`,
-      '-days',
-      '1',
-      '-extfile',
-      `${who}.ext`,
-    );
+  const ca = selfSigned('floor-ca');
+  const issued = {
+    ca,
+    server: signedBy(ca, 'floor-server', ['subjectAltName=DNS:localhost']),
+    client: signedBy(ca, 'floor-client', ['extendedKeyUsage=clientAuth']),
+  };
+  for (const [who, pem] of Object.entries(issued)) {
+    writeFileSync(path.join(dir, who === 'ca' ? 'ca.pem' : `${who}-cert.pem`), pem.cert);
+    if (who !== 'ca') writeFileSync(path.join(dir, `${who}-key.pem`), pem.key, { mode: 0o600 });
   }
 }
 

@@ -12,6 +12,7 @@ import { loadConfig } from '../../apps/control-plane/src/config/sigil-config.js'
 import { HsmService } from '../../apps/control-plane/src/hsm/hsm.service.js';
 import { ensureSoftHsmToken } from '../../apps/control-plane/src/hsm/softhsm-dev-token.js';
 import type { RawLoopInput } from './raw-loop.js';
+import { valueAad } from '@sigil/envelope';
 
 /**
  * bench/hsm: Sigil's HSM operations (HsmService: worker threads, batching, message passing)
@@ -40,7 +41,7 @@ async function raw(token: { module: string; tokenLabel: string; pin: string }, o
 
 async function sigil(hsm: HsmService, op: 'ingest' | 'envelope', concurrency: number): Promise<number> {
   const value = randomBytes(1024);
-  const aad = Buffer.from('sigil/value/v1\0p\0a\0s\x001');
+  const aad = valueAad({ projectId: 'p', app: 'a', secret: 's', secretId: 'i', version: 1 });
   // Fixtures for envelopes: data keys and cluster keys, wrapped as they are stored.
   const sealed = await hsm.seal(
     1,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { acquireLibrary, findSlotByLabel, pkcs11js, type Handle, type Pkcs11 } from '../../apps/control-plane/src/hsm/pkcs11-library.js';
+import { valueAad } from '@sigil/envelope';
 
 /**
  * The floor: the same PKCS#11 mechanisms as Sigil's operations, called directly and
@@ -46,7 +47,7 @@ function run(p: Pkcs11, s: Handle, input: RawLoopInput): number {
   );
   const out = Buffer.alloc(2048);
   const value = randomBytes(1024);
-  const aad = Buffer.from('sigil/value/v1\0p\0a\0s\x001');
+  const aad = valueAad({ projectId: 'p', app: 'a', secret: 's', secretId: 'i', version: 1 });
   const deadline = performance.now() + input.ms;
   let ops = 0;
   if (input.op === 'ingest') {

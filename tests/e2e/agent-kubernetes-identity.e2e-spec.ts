@@ -6,7 +6,7 @@ import type { KubernetesIdentity } from '../../apps/control-plane/src/clusters/k
 import { httpsGet } from '../../apps/control-plane/src/enrollment/https-get.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { createNamespace, kubeConfig, mintServiceAccountToken, testEnv, uniqueName } from '../harness/test-env.js';
-import { failureOf, TestAgent, type CallFailure } from '../harness/test-agent.js';
+import { TestAgent, refused } from '../harness/test-agent.js';
 
 // Enrollment with no shared secret: the agent presents a projected service-account token that
 // a real kube-apiserver issued (TokenRequest); a control-plane process verifies it with that API
@@ -29,15 +29,6 @@ const signRs256 = (header: Record<string, unknown>, claims: Record<string, unkno
 
 const AUDIENCE = 'sigil';
 const SA = 'sigil-agent';
-
-async function refused(p: Promise<unknown>): Promise<CallFailure> {
-  try {
-    await p;
-  } catch (err) {
-    return failureOf(err);
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** What a cluster admin does once: let anyone read the issuer's public keys (the Kubernetes-documented binding). */
 async function allowAnonymousIssuerDiscovery(): Promise<void> {

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as k8s from '@kubernetes/client-node';
-import { AgentProcess } from '../harness/agent-process.js';
+import { AgentProcess, type AgentFlags } from '../harness/agent-process.js';
 import { eventually } from '../harness/eventually.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
-import { createNamespace, kubeConfig, testEnv, uniqueName } from '../harness/test-env.js';
+import { createNamespace, kubeConfig, uniqueName } from '../harness/test-env.js';
 
 // A real agent process on the real kube-apiserver, against a real control plane, with a
 // kubeconfig that may write Secrets anywhere (cluster admin): what it refuses to do is its own
@@ -39,23 +39,9 @@ describe('edge agent: ownership, served namespaces, and repair that does not dep
   };
   const valueIs = (name: string, want: Record<string, string>) => async () =>
     JSON.stringify(decoded(await readSecret(ns, name))) === JSON.stringify(want) ? true : undefined;
-  const startAgent = (extra: string[] = []) =>
+  const startAgent = (more: Partial<AgentFlags> = {}) =>
     AgentProcess.start(
-      [
-        '--control-plane',
-        cp.cp.grpcAddress,
-        '--ca-file',
-        caFile,
-        '--cluster',
-        cluster,
-        '--kubeconfig',
-        testEnv().kube.kubeconfig,
-        '--state-secret',
-        `${agentNs}/sigil-agent-state`,
-        '--namespaces',
-        ns,
-        ...extra,
-      ],
+      { controlPlane: cp.cp.grpcAddress, caFile, cluster, stateSecret: `${agentNs}/sigil-agent-state`, namespaces: [ns], ...more },
       { SIGIL_AGENT_TEST_SYNC_GATE: gate },
     );
 
@@ -80,7 +66,7 @@ describe('edge agent: ownership, served namespaces, and repair that does not dep
     expect((await api().post('/clusters', { name: cluster })).status).toBe(201);
     const token = (await api().post(`/clusters/${cluster}/enrollment-tokens`)).body.token as string;
     await writeFile(path.join(dir, 'token'), token, { mode: 0o600 });
-    agent = await startAgent(['--enrollment-token-file', path.join(dir, 'token')]);
+    agent = await startAgent({ enrollmentTokenFile: path.join(dir, 'token') });
     await api().post(`/projects/${project}/apps/shop/publish`, { clusters: [cluster] });
     await eventually('shop-db delivered', valueIs('shop-db', { PASSWORD: 'own-v1-Hx3' }));
     await eventually('shop provisioned', async () => ((await publication('shop')).summary.provisioned === 1 ? true : undefined));

@@ -1,16 +1,13 @@
-import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import type { KubernetesIdentity } from '../../apps/control-plane/src/clusters/kubernetes-identity.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
+import { selfSigned } from '../harness/certificates.js';
 import { uniqueName } from '../harness/test-env.js';
-import { failureOf, TestAgent, type CallFailure } from '../harness/test-agent.js';
+import { TestAgent, type CallFailure, refused } from '../harness/test-agent.js';
 
 // Enroll is unauthenticated, so what it makes the control plane fetch matters: nothing for a
 // token that names another issuer or audience, nothing from loopback/private addresses unless
@@ -19,15 +16,6 @@ import { failureOf, TestAgent, type CallFailure } from '../harness/test-agent.js
 
 const SA = { namespace: 'sigil-agent', name: 'sigil-agent' };
 const GENERIC = { code: status.UNAUTHENTICATED, errorCode: 'service_account_token_invalid' };
-
-async function refused(p: Promise<unknown>): Promise<CallFailure> {
-  try {
-    await p;
-  } catch (err) {
-    return failureOf(err);
-  }
-  throw new Error('expected the call to fail');
-}
 
 const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 function jwt(key: KeyObject, claims: Record<string, unknown>): string {
@@ -76,17 +64,10 @@ describe('what an Enroll with a service-account token makes the control plane fe
   const count = (suffix: string) => hits.filter((h) => h.endsWith(suffix)).length;
 
   beforeAll(async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'sigil-issuer-'));
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=issuer']
-        .concat(['-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-days', '1'])
-        .concat(['-keyout', path.join(dir, 'k'), '-out', path.join(dir, 'c')]),
-      { stdio: 'ignore' },
-    );
-    issuerCa = readFileSync(path.join(dir, 'c'), 'utf8');
+    const issuerTls = selfSigned('issuer', ['subjectAltName=IP:127.0.0.1,DNS:localhost']);
+    issuerCa = issuerTls.cert;
     const jwks = { keys: [{ ...issuerKey.publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'RS256', use: 'sig' }] };
-    issuerServer = createServer({ key: readFileSync(path.join(dir, 'k')), cert: issuerCa }, (req, res) => {
+    issuerServer = createServer({ key: issuerTls.key, cert: issuerCa }, (req, res) => {
       const url = req.url ?? '/';
       hits.push(`${req.headers.host}${url}`);
       const json = (code: number, body: unknown) => {

@@ -3,19 +3,10 @@ import { status } from '@grpc/grpc-js';
 import type { ApiClient } from '../harness/api-client.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { uniqueName } from '../harness/test-env.js';
-import { failureOf, TestAgent, type CallFailure } from '../harness/test-agent.js';
+import { TestAgent, refused } from '../harness/test-agent.js';
 
 // Bootstrap enrollment tokens after they were shown: an admin lists them (metadata only) and
 // revokes one, after which an Enroll with it fails like one with an unknown token.
-
-async function refused(p: Promise<unknown>): Promise<CallFailure> {
-  try {
-    await p;
-  } catch (err) {
-    return failureOf(err);
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('listing and revoking enrollment tokens', () => {
   let cp: RunningControlPlane;

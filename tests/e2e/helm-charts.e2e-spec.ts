@@ -155,22 +155,15 @@ describe('Helm charts', () => {
       );
       await writeFile(path.join(dir, 'ca.pem'), (await cp.admin.get('/agents/trust')).body.caCertificatePem);
       await writeFile(path.join(dir, 'token'), (await cp.admin.post(`/clusters/${cluster}/enrollment-tokens`)).body.token);
-      agent = await AgentProcess.start([
-        '--control-plane',
-        cp.cp.grpcAddress,
-        '--ca-file',
-        path.join(dir, 'ca.pem'),
-        '--cluster',
+      agent = await AgentProcess.start({
+        controlPlane: cp.cp.grpcAddress,
+        caFile: path.join(dir, 'ca.pem'),
         cluster,
-        '--kubeconfig',
         kubeconfig,
-        '--state-secret',
-        `${agentNs}/sigil-agent-state`,
-        '--namespaces',
-        served,
-        '--enrollment-token-file',
-        path.join(dir, 'token'),
-      ]);
+        stateSecret: `${agentNs}/sigil-agent-state`,
+        namespaces: [served],
+        enrollmentTokenFile: path.join(dir, 'token'),
+      });
       await cp.admin.post(`/projects/${project}/apps/web/publish`, { clusters: [cluster] });
       const secret = await eventually('Secret written', () => core.readNamespacedSecret({ namespace: served, name: 'web-db' }));
       expect(Buffer.from(secret.data!.PASSWORD!, 'base64').toString()).toBe('rbac-canary');

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { AgentProcess } from '../harness/agent-process.js';
 import { eventually } from '../harness/eventually.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
-import { createNamespace, kubeConfig, testEnv, uniqueName } from '../harness/test-env.js';
+import { createNamespace, kubeConfig, uniqueName } from '../harness/test-env.js';
 
 // Secrets at the Kubernetes size limit, end to end: REST → control plane → real agent process
 // → real kube-apiserver. Before paging, three 1 MiB secrets made the agent's GetDesiredState
@@ -59,22 +59,14 @@ describe('secrets at the size limit', () => {
     await writeFile(path.join(dir, 'token'), (await api().post(`/clusters/${cluster}/enrollment-tokens`)).body.token as string, {
       mode: 0o600,
     });
-    agent = await AgentProcess.start([
-      '--control-plane',
-      cp.cp.grpcAddress,
-      '--ca-file',
-      path.join(dir, 'ca.pem'),
-      '--cluster',
+    agent = await AgentProcess.start({
+      controlPlane: cp.cp.grpcAddress,
+      caFile: path.join(dir, 'ca.pem'),
       cluster,
-      '--kubeconfig',
-      testEnv().kube.kubeconfig,
-      '--state-secret',
-      `${agentNs}/sigil-agent-state`,
-      '--namespaces',
-      ns,
-      '--enrollment-token-file',
-      path.join(dir, 'token'),
-    ]);
+      stateSecret: `${agentNs}/sigil-agent-state`,
+      namespaces: [ns],
+      enrollmentTokenFile: path.join(dir, 'token'),
+    });
   }, 120_000);
 
   afterAll(async () => {

@@ -4,7 +4,8 @@ import type { ApiClient } from '../harness/api-client.js';
 import type { ControlPlaneProcess } from '../harness/control-plane-process.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { uniqueName } from '../harness/test-env.js';
-import { TestAgent } from '../harness/test-agent.js';
+import { syncedTestAgent } from '../harness/test-agent.js';
+import { eventually } from '../harness/eventually.js';
 
 // `GET …/publication?wait=` on two replicas sharing PostgreSQL and Redis: a waiter wakes when an
 // agent reports (on the other replica), idle waiters cost the database nothing, and a token
@@ -60,15 +61,8 @@ afterAll(async () => {
 describe('waiting for a publication', () => {
   it('a waiter on replica B answers within 1 s of the agent reporting through replica A', async () => {
     const cluster = uniqueName('c');
-    expect((await a.admin.post('/clusters', { name: cluster })).status).toBe(201);
-    const token = (await a.admin.post<{ token: string }>(`/clusters/${cluster}/enrollment-tokens`)).body.token;
-    const caPem = (await a.admin.get<{ caCertificatePem: string }>('/agents/trust')).body.caCertificatePem;
-    const agent = new TestAgent(a.cp.grpcAddress, caPem, cluster);
-    await agent.enroll({ $case: 'bootstrapToken', value: token });
-    const watch = agent.open();
+    const { agent, watch } = await syncedTestAgent(a.admin, a.cp.grpcAddress, cluster);
     try {
-      await watch.waitFor((g) => g.length > 0);
-      await agent.sync();
       const before = watch.generations.at(-1)!;
       expect((await a.admin.post(`/projects/${project}/apps/checkout/publish`, { clusters: [cluster] })).status).toBe(200);
       await watch.waitFor((g) => g.some((x) => x > before)); // built: only the agent's report is missing
@@ -119,12 +113,14 @@ describe('waiting for a publication', () => {
       for (const w of waiters) w.hangUp();
     }
     // The server notices the hang-ups: the token may wait again.
-    const until = Date.now() + 5_000;
-    let again = await viewer.get(`/projects/${project}/apps/idle/publication?wait=1`);
-    while (again.status === 429 && Date.now() < until) {
-      await sleep(100);
-      again = await viewer.get(`/projects/${project}/apps/idle/publication?wait=1`);
-    }
+    const again = await eventually(
+      'a wait accepted again',
+      async () => {
+        const r = await viewer.get(`/projects/${project}/apps/idle/publication?wait=1`);
+        return r.status === 429 ? undefined : r;
+      },
+      5_000,
+    );
     expect(again.status).toBe(200);
   }, 60_000);
 });

@@ -8,7 +8,7 @@ import { startTestApp, type TestApp } from '../harness/app-context.js';
 import type { ControlPlaneProcess } from '../harness/control-plane-process.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { uniqueName } from '../harness/test-env.js';
-import { TestAgent } from '../harness/test-agent.js';
+import { syncedTestAgent } from '../harness/test-agent.js';
 
 // Control-plane processes sharing PostgreSQL and Redis: a publish through replica A reaches an
 // agent connected to replica B; a replica killed with SIGKILL mid-publish loses nothing.
@@ -40,15 +40,8 @@ describe('publishing across replicas', () => {
     const project = uniqueName('p');
     await appWithSecrets(a.admin, project, 'checkout', 2);
     const name = uniqueName('c');
-    await a.admin.post('/clusters', { name, labels: { tier: 'store' } });
-    const token = (await a.admin.post<{ token: string }>(`/clusters/${name}/enrollment-tokens`)).body.token;
-    const caPem = (await b.admin.get<{ caCertificatePem: string }>('/agents/trust')).body.caCertificatePem;
-    const agent = new TestAgent(b.cp.grpcAddress, caPem, name);
-    await agent.enroll({ $case: 'bootstrapToken', value: token });
-    const watch = agent.open();
+    const { agent, watch } = await syncedTestAgent(a.admin, b.cp.grpcAddress, name, { tier: 'store' });
     try {
-      await watch.waitFor((g) => g.length > 0);
-      await agent.sync();
       const before = watch.generations.at(-1)!;
 
       const started = Date.now();

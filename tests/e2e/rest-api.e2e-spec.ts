@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type ApiClient } from '../harness/api-client.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
+import { eventually, holds } from '../harness/eventually.js';
+import { metricValue } from '../harness/metrics.js';
 
 // The operator's REST surface end to end, against a running control plane on real
 // PostgreSQL, Redis and SoftHSM.
@@ -239,11 +241,15 @@ describe('rate limiting', () => {
 
   it('limits failed authentications per client, and keeps such floods out of the audit chain', async () => {
     const before = (await admin.get('/audit?limit=500')).body.items.length;
+    const failed = () => metricValue(s.cp.url, 'sigil_auth_failed_attempts_total', { action: 'project.create', status: '401' });
+    const counted = await failed();
     const bad = admin.as('sgl_definitely-not-a-token-0000000000');
     const statuses = await Promise.all(Array.from({ length: 60 }, () => bad.post('/projects', { name: 'x' }).then((r) => r.status)));
-    expect(statuses.filter((x) => x === 401).length).toBeLessThanOrEqual(25);
+    const unauthorized = statuses.filter((x) => x === 401).length;
+    expect(unauthorized).toBeLessThanOrEqual(25);
     expect(statuses.filter((x) => x === 429).length).toBeGreaterThanOrEqual(35);
-    await new Promise((r) => setTimeout(r, 300));
+    // Counted after each response is sent: once all are, whatever they wrote is written.
+    await eventually('the refusals counted', async () => holds((await failed()) >= counted + unauthorized));
     const after = (await admin.get('/audit?limit=500')).body.items.length;
     expect(after - before).toBeLessThanOrEqual(25);
   });

@@ -1,14 +1,13 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { ApiClient } from '../harness/api-client.js';
+import { selfSigned } from '../harness/certificates.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { testEnv } from '../harness/test-env.js';
+import { eventually, holds } from '../harness/eventually.js';
+import { metricValue } from '../harness/metrics.js';
 
 let s: RunningControlPlane;
 let admin: ApiClient;
@@ -32,39 +31,6 @@ const counts = () =>
      UNION ALL SELECT 'cluster_apps', count(*)::text FROM cluster_apps
      UNION ALL SELECT 'selectors', count(*)::text FROM projects WHERE cluster_selector IS NOT NULL`,
   );
-
-function selfSignedTls(): { cert: string; key: string; otherKey: string } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sigil-tls-'));
-  const gen = (name: string) =>
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-subj',
-        '/CN=sigil-test',
-        '-days',
-        '1',
-        '-keyout',
-        path.join(dir, `${name}.key`),
-        '-out',
-        path.join(dir, `${name}.crt`),
-      ],
-      { stdio: 'ignore' },
-    );
-  gen('a');
-  gen('b');
-  return {
-    cert: readFileSync(path.join(dir, 'a.crt'), 'utf8'),
-    key: readFileSync(path.join(dir, 'a.key'), 'utf8'),
-    otherKey: readFileSync(path.join(dir, 'b.key'), 'utf8'),
-  };
-}
 
 beforeAll(async () => {
   s = await startControlPlane();
@@ -213,7 +179,7 @@ describe('hostile and malformed input', () => {
   });
 
   it('checks Kubernetes type rules: a TLS key must match its certificate', async () => {
-    const tls = selfSignedTls();
+    const tls = { ...selfSigned('sigil-test'), otherKey: selfSigned('sigil-test').key };
     const mismatch = await admin.post(SECRETS, {
       name: 'tls-bad',
       type: 'kubernetes.io/tls',
@@ -302,9 +268,12 @@ describe('the audit log', () => {
     // Each authorised mutation is announced before it runs, then its outcome recorded.
     const done = creates.find((e) => e.outcome === 'success')!;
     expect(events.filter((e) => e.requestId === done.requestId).map((e) => e.outcome)).toEqual(['success', 'attempted']);
+    const failedCreates = () => metricValue(s.cp.url, 'sigil_auth_failed_attempts_total', { action: 'project.create', status: '401' });
+    const counted = await failedCreates();
     const denied = await admin.as('sgl_not-a-real-token-000000000000').post('/projects', { name: 'x' });
     expect(denied.status).toBe(401);
-    await new Promise((r) => setTimeout(r, 200)); // recorded after the response is sent
+    // Recorded after the response is sent: once it is counted, whatever it wrote is written.
+    await eventually('the denied call counted', async () => holds((await failedCreates()) > counted));
     // Without valid credentials it is counted into one record per window (tests/e2e/audit-flood), not chained alone.
     const latest = (await admin.get('/audit?limit=5')).body.items as any[];
     expect(latest.some((e) => e.requestId === denied.headers.get('x-request-id'))).toBe(false);

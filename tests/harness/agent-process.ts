@@ -4,11 +4,37 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from './repo-root.js';
 import { freeLoopbackPort, waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
+import type { AgentConfig } from '../../apps/agent/src/agent-config.js';
 import { AGENT_ENTRY, AGENT_NODE_FLAGS } from '../../apps/agent/src/runtime-flags.js';
 import { REPO_ROOT } from './control-plane-process.js';
+import { testEnv } from './test-env.js';
 
 /** The bundled agent, as the image ships it. */
 export const AGENT_MAIN = path.join(repoRoot(), AGENT_ENTRY);
+
+/**
+ * The agent's settings a test chooses, named as the agent's own config names them (so a renamed
+ * flag fails to compile here); the metrics address is the harness' to pick.
+ */
+export type AgentFlags = Partial<Omit<AgentConfig, 'metricsHost' | 'metricsPort'>> &
+  Pick<AgentConfig, 'controlPlane' | 'caFile' | 'cluster'>;
+
+/**
+ * The agent's command line for `flags`: `--kebab-case value`, a list comma-joined, `true` as a
+ * bare switch. Without `kubeconfig`, the harness' kube-apiserver.
+ */
+export function agentArgs(flags: AgentFlags): string[] {
+  const withDefaults: Record<string, string | number | boolean | string[] | undefined> = {
+    kubeconfig: testEnv().kube.kubeconfig,
+    ...flags,
+  };
+  return Object.entries(withDefaults).flatMap(([name, value]) => {
+    const flag = `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    if (value === undefined || value === false) return [];
+    if (value === true) return [flag];
+    return [flag, Array.isArray(value) ? value.join(',') : String(value)];
+  });
+}
 
 /** The edge agent as a process, from the build, as a cluster would run it. */
 export class AgentProcess {
@@ -24,11 +50,11 @@ export class AgentProcess {
     this.exited = once(child, 'exit').then(([code]) => code as number | null);
   }
 
-  static async start(args: string[], env: Record<string, string> = {}): Promise<AgentProcess> {
+  static async start(flags: AgentFlags, env: Record<string, string> = {}): Promise<AgentProcess> {
     const port = await freeLoopbackPort();
     const child = spawn(
       process.execPath,
-      [...AGENT_NODE_FLAGS, AGENT_MAIN, '--metrics-host', '127.0.0.1', '--metrics-port', String(port), ...args],
+      [...AGENT_NODE_FLAGS, AGENT_MAIN, '--metrics-host', '127.0.0.1', '--metrics-port', String(port), ...agentArgs(flags)],
       {
         cwd: REPO_ROOT,
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', SIGIL_LOG_LEVEL: 'info', ...env },

@@ -6,7 +6,12 @@ import { NestFactory } from '@nestjs/core';
 import { createLogger } from '@sigil/logging';
 import { AgentGrpcServer } from '../../apps/control-plane/src/agent-api/agent-grpc.server.js';
 import { AppModule } from '../../apps/control-plane/src/app.module.js';
+import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
+import type { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
+import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
+import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
+import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { RuntimeConfig } from '../../apps/control-plane/src/config/runtime-config.js';
 import { loadConfig, type Role } from '../../apps/control-plane/src/config/sigil-config.js';
 import { createTestDatabase, testEnv, testHsmToken, uniqueName } from './test-env.js';
@@ -78,4 +83,21 @@ export function agentEndpoint(app: INestApplicationContext): { address: string; 
 /** Registers a cluster (the key-custody tables reference clusters) and returns its id. */
 export async function registerCluster(app: INestApplicationContext, name = uniqueName('c')): Promise<string> {
   return (await app.get(ClustersService).register(name, {})).id;
+}
+
+/**
+ * What most delivery tests start from, through the services: project `project`, allowed on
+ * every cluster and in `namespace`, with app `app` (env delivery) holding `secrets` (name → data).
+ */
+export async function projectWithApp(
+  app: INestApplicationContext,
+  actor: Actor,
+  where: { project: string; app: string; namespace: string },
+  secrets: Record<string, Record<string, string>> = {},
+): Promise<void> {
+  await app.get(ProjectsService).create({ name: where.project });
+  await app.get(ProjectsService).setNamespaces(actor, where.project, [where.namespace]);
+  await app.get(PublicationsService).setProjectSelector(actor, where.project, {});
+  await app.get(AppsService).create(actor, where.project, { name: where.app, namespace: where.namespace, deliveryMode: 'env' });
+  for (const [name, data] of Object.entries(secrets)) await app.get(SecretsService).create(actor, where.project, where.app, { name, data });
 }

@@ -1,4 +1,4 @@
-import type { ClientDuplexStream, ServiceError, status } from '@grpc/grpc-js';
+import type { ClientDuplexStream } from '@grpc/grpc-js';
 import {
   AGENT_MESSAGE_LIMITS,
   AgentServiceClient,
@@ -16,21 +16,11 @@ import {
   type SyncResponse,
   type UnchangedSecret,
 } from '@sigil/agent-protocol';
-import { generateAgentKeyPair } from '@sigil/envelope';
+import { generateAgentKeyPair, openClusterKeyEnvelope } from '@sigil/envelope';
+import { failureOf, type CallFailure } from './test-agent.js';
 
 // The raw Sync wire as the control-plane tests drive it: no agent logic, so a test sees (and
 // can send) exactly what is on the stream. The agent's own client lives in libs/agent-sync.
-
-export interface WireFailure {
-  code: status;
-  errorCode: string | undefined;
-  details: string;
-}
-
-export function wireFailure(err: unknown): WireFailure {
-  const e = err as ServiceError;
-  return { code: e.code, errorCode: errorCodeOf(e), details: e.details };
-}
 
 /** An enrolled cluster's credentials: a client presenting its certificate, and its delivery key. */
 export interface EnrolledAgent {
@@ -41,6 +31,16 @@ export interface EnrolledAgent {
   keyPem: string;
   certificatePem: string;
   close(): void;
+}
+
+/** The delivery keys (version → key) an enrolled agent opens from a state's key envelopes. */
+export function deliveryKeys(agent: Pick<EnrolledAgent, 'delivery'>, keyEnvelopes: Buffer[]): Map<number, Buffer> {
+  return new Map(
+    keyEnvelopes.map((e) => {
+      const k = openClusterKeyEnvelope(agent.delivery.privateKeyPem, e);
+      return [k.version, k.key] as const;
+    }),
+  );
 }
 
 export async function enrollAgent(address: string, caPem: string, cluster: string, token: string): Promise<EnrolledAgent> {
@@ -88,7 +88,7 @@ export interface AssembledState {
 export class SyncSession {
   readonly messages: DesiredState[] = [];
   readonly states: AssembledState[] = [];
-  readonly ended: Promise<WireFailure | 'ok'>;
+  readonly ended: Promise<CallFailure | 'ok'>;
   private readonly stream: ClientDuplexStream<SyncRequest, SyncResponse>;
   private partial: DesiredState[] = [];
   private done = false;
@@ -121,7 +121,7 @@ export class SyncSession {
     this.ended = new Promise((resolve) => {
       this.stream.on('error', (err) => {
         this.done = true;
-        resolve(wireFailure(err));
+        resolve(failureOf(err));
       });
       this.stream.on('end', () => {
         this.done = true;
@@ -207,7 +207,7 @@ export class SyncSession {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** How the control plane ends a Sync stream that sends a Hello (for calls that must be refused). */
-export async function syncRefusal(client: AgentServiceClient): Promise<WireFailure> {
+export async function syncRefusal(client: AgentServiceClient): Promise<CallFailure> {
   const s = new SyncSession(client, { appliedGeneration: 0n });
   const end = await s.ended;
   if (end === 'ok') throw new Error('expected the stream to be refused');

@@ -18,6 +18,8 @@ import {
 } from '@sigil/agent-protocol';
 import { MemorySink, SecretSync, SyncSession, type AssembledState, type HeldState } from '@sigil/agent-sync';
 import { generateAgentKeyPair } from '@sigil/envelope';
+import { eventually } from './eventually.js';
+import type { ApiClient } from './api-client.js';
 
 export type Credential = { $case: 'bootstrapToken'; value: string } | { $case: 'serviceAccountToken'; value: string };
 
@@ -31,6 +33,16 @@ export interface CallFailure {
 export function failureOf(err: unknown): CallFailure {
   const e = err as ServiceError;
   return { code: e.code, errorCode: errorCodeOf(e), details: e.details };
+}
+
+/** The failure of a call that must fail; throws if it succeeded. */
+export async function refused(p: Promise<unknown>): Promise<CallFailure> {
+  try {
+    await p;
+  } catch (err) {
+    return failureOf(err);
+  }
+  throw new Error('expected the call to fail');
 }
 
 /** The agent's Sync stream as a test watches it: the generations it was sent, and how it ended. */
@@ -50,11 +62,15 @@ export class TestSyncStream {
   }
 
   async waitFor(predicate: (gens: bigint[]) => boolean, timeoutMs = 5_000): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while (!predicate(this.generations)) {
-      if (Date.now() > until) throw new Error(`the sync stream did not see the expected generations (saw ${this.generations.join(',')})`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await eventually(
+      'the expected generations on the sync stream',
+      () => {
+        if (predicate(this.generations)) return true;
+        throw new Error(`saw ${this.generations.join(',')}`);
+      },
+      timeoutMs,
+      10,
+    );
   }
 
   cancel(): void {
@@ -104,6 +120,34 @@ export function syncOnce(
     session.start();
   });
 }
+/**
+ * A cluster registered through `admin` (with `labels`) whose TestAgent enrolled at `grpcAddress`
+ * with a bootstrap token, and whose stream is open and synced to its first generation.
+ */
+export async function syncedTestAgent(
+  admin: ApiClient,
+  grpcAddress: string,
+  cluster: string,
+  labels: Record<string, string> = {},
+): Promise<{ agent: TestAgent; watch: TestSyncStream }> {
+  const registered = await admin.post('/clusters', { name: cluster, labels });
+  if (registered.status !== 201) throw new Error(`registering ${cluster}: HTTP ${registered.status} ${registered.text.slice(0, 300)}`);
+  const token = (await admin.post<{ token: string }>(`/clusters/${cluster}/enrollment-tokens`)).body.token;
+  const caPem = (await admin.get<{ caCertificatePem: string }>('/agents/trust')).body.caCertificatePem;
+  const agent = new TestAgent(grpcAddress, caPem, cluster);
+  await agent.enroll({ $case: 'bootstrapToken', value: token });
+  const watch = agent.open();
+  try {
+    await watch.waitFor((g) => g.length > 0);
+    await agent.sync();
+  } catch (err) {
+    watch.cancel();
+    agent.close();
+    throw err;
+  }
+  return { agent, watch };
+}
+
 /**
  * An agent as the protocol sees it, over real TLS: its own keys (made here, never sent), Enroll
  * with a credential, then mTLS calls with the certificate it got.

@@ -10,7 +10,7 @@ import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.
 import { CA_SUBJECT, ClusterCertificateAuthority, clusterUri } from '../../apps/control-plane/src/enrollment/cluster-ca.service.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { uniqueName } from '../harness/test-env.js';
-import { failureOf, TestAgent, type CallFailure } from '../harness/test-agent.js';
+import { TestAgent, refused } from '../harness/test-agent.js';
 import { syncRefusal } from '../harness/sync-session.js';
 
 // The control plane verifies an agent's certificate chain itself, whatever the TLS library
@@ -36,15 +36,6 @@ const callPresenting = (der: Buffer): AgentCall => ({
   }),
   getPeer: () => '127.0.0.1:40000',
 });
-
-async function refused(p: Promise<unknown>): Promise<CallFailure> {
-  try {
-    await p;
-  } catch (err) {
-    return failureOf(err);
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** A clientAuth certificate shaped exactly like the cluster CA's, for `agent`'s key, signed by `signer`. */
 async function lookalike(agent: TestAgent, signer: { subject: string; key: webcrypto.CryptoKey }, notAfter: Date): Promise<Buffer> {

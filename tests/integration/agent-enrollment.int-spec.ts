@@ -1,8 +1,4 @@
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import { AgentServiceClient, agentChannelCredentials } from '@sigil/agent-protocol';
@@ -14,23 +10,16 @@ import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
+import { selfSigned } from '../harness/certificates.js';
 import { uniqueName } from '../harness/test-env.js';
-import { failureOf, TestAgent, unary, type CallFailure } from '../harness/test-agent.js';
+import { failureOf, TestAgent, unary, type CallFailure, refused } from '../harness/test-agent.js';
 import { enrollAgent, syncRefusal, SyncSession } from '../harness/sync-session.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 // Enrollment by bootstrap token and per-cluster authorisation over real mTLS gRPC, against the
 // control plane's modules on the harness' PostgreSQL, Redis and SoftHSM.
 
 const admin = new Actor('test', 'test-admin', 'admin', null);
-
-async function refused(p: Promise<unknown>): Promise<CallFailure> {
-  try {
-    await p;
-  } catch (err) {
-    return failureOf(err);
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('agent enrollment and mTLS', () => {
   let t: TestApp;
@@ -94,11 +83,15 @@ describe('agent enrollment and mTLS', () => {
     const other = agentFor('x');
     expect(() => openClusterKeyEnvelope(other.delivery.privateKeyPem, res.clusterKeyEnvelope)).toThrow();
     // And the certificate works: the agent's first call. Enrollment built its (empty) snapshot.
-    let state = await a.desiredState();
-    for (let i = 0; i < 100 && state.generation === 0n; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      state = await a.desiredState();
-    }
+    const state = await eventually(
+      'the first build',
+      async () => {
+        const s = await a.desiredState();
+        return s.generation === 0n ? undefined : s;
+      },
+      5_000,
+      50,
+    );
     expect(state).toMatchObject({ generation: 1n, secrets: [] });
     expect(state.clusterKeyEnvelopes).toEqual([res.clusterKeyEnvelope]);
   });
@@ -152,21 +145,10 @@ describe('agent enrollment and mTLS', () => {
 
   it('refuses a certificate from another CA, even one naming a real cluster', async () => {
     const a = await enrolled();
-    const dir = mkdtempSync(path.join(tmpdir(), 'sigil-impostor-'));
-    const clusterId = a.enrollment!.clusterId;
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${a.cluster}`]
-        .concat(['-addext', `subjectAltName=URI:${clusterUri(clusterId)}`, '-addext', 'extendedKeyUsage=clientAuth'])
-        .concat(['-days', '1', '-keyout', path.join(dir, 'k'), '-out', path.join(dir, 'c')]),
-      { stdio: 'ignore' },
-    );
+    const forged = selfSigned(a.cluster, [`subjectAltName=URI:${clusterUri(a.enrollment!.clusterId)}`, 'extendedKeyUsage=clientAuth']);
     const impostor = new AgentServiceClient(
       endpoint.address,
-      agentChannelCredentials(endpoint.caPem, {
-        keyPem: readFileSync(path.join(dir, 'k'), 'utf8'),
-        certificatePem: readFileSync(path.join(dir, 'c'), 'utf8'),
-      }),
+      agentChannelCredentials(endpoint.caPem, { keyPem: forged.key, certificatePem: forged.cert }),
     );
     try {
       const f = await syncRefusal(impostor);
@@ -188,8 +170,12 @@ describe('agent enrollment and mTLS', () => {
       await ds.query('UPDATE clusters SET desired_generation = 7, built_generation = 7 WHERE id = $1', [b!.clusterId]);
       await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [b!.clusterId] });
       expect((await sb.state(2)).generation).toBe(7n);
-      await new Promise((r) => setTimeout(r, 300));
-      expect(sa.states.map((x) => x.generation)).toEqual([fa.generation]);
+      // A's stream heard nothing of it: the next state it gets is its own next build.
+      const next = fa.generation + 1n;
+      await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [a!.clusterId, next.toString()]);
+      await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [a!.clusterId] });
+      await sa.state(2);
+      expect(sa.states.map((x) => x.generation)).toEqual([fa.generation, next]);
       // Each agent's key envelope opens with its own key only.
       expect(openClusterKeyEnvelope(a!.delivery.privateKeyPem, fa.keyEnvelopes[0]!).version).toBeGreaterThan(0);
       expect(() => openClusterKeyEnvelope(b!.delivery.privateKeyPem, fa.keyEnvelopes[0]!)).toThrow();
@@ -259,8 +245,7 @@ describe('agent enrollment and mTLS', () => {
       s.ackState(st);
       const applied = async () =>
         (await ds.query<Array<{ g: string }>>('SELECT applied_generation::text AS g FROM clusters WHERE id = $1', [a.clusterId]))[0]!.g;
-      for (const until = Date.now() + 3_000; (await applied()) !== '3'; await new Promise((r) => setTimeout(r, 20)))
-        if (Date.now() > until) throw new Error('the ack was not recorded');
+      await eventually('the ack recorded', async () => holds((await applied()) === '3'), 3_000, 20);
       s.ack(4n);
       expect(await s.ended).toMatchObject({ code: status.INVALID_ARGUMENT, errorCode: 'unexpected_generation' });
       expect(await applied()).toBe('3');

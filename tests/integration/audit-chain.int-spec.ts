@@ -8,6 +8,7 @@ import { FailedAttempts } from '../../apps/control-plane/src/audit/failed-attemp
 import { EnrollmentService } from '../../apps/control-plane/src/enrollment/enrollment.service.js';
 import { HsmService } from '../../apps/control-plane/src/hsm/hsm.service.js';
 import { startTestApp, type TestApp } from '../harness/app-context.js';
+import type { StoredAuditRecord } from '../../apps/control-plane/src/audit/audit.repository.js';
 
 // The audit chain on real PostgreSQL and SoftHSM: HMAC records under an HSM key, a MACed head,
 // and what an attacker with write access to the database can and cannot do to it.
@@ -31,23 +32,7 @@ const event = (i: number) => ({
   requestId: `req-${i}`,
 });
 
-interface Row {
-  seq: string;
-  scheme: number;
-  at: Date;
-  actorId: string | null;
-  actorName: string | null;
-  action: string;
-  method: string;
-  path: string;
-  target: string | null;
-  projectId: string | null;
-  outcome: 'attempted' | 'success' | 'denied' | 'failed';
-  status: number;
-  requestId: string | null;
-  prevHash: Buffer;
-  hash: Buffer;
-}
+type Row = StoredAuditRecord;
 const rows = () =>
   ds.query<Row[]>(
     `SELECT seq::text AS seq, scheme, at, actor_id AS "actorId", actor_name AS "actorName", action, method, path, target,

@@ -1,15 +1,12 @@
 import 'reflect-metadata';
-import { execFileSync } from 'node:child_process';
 import { X509Certificate, webcrypto } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as x509 from '@peculiar/x509';
 import { ClusterCertificateAuthority, clusterUri } from '../../apps/control-plane/src/enrollment/cluster-ca.service.js';
 import { startTestApp, type TestApp } from '../harness/app-context.js';
+import { selfSigned } from '../harness/certificates.js';
 import { listTokenObjects } from '../harness/pkcs11-tool.js';
 
 const ECDSA = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
@@ -23,33 +20,6 @@ async function agentCsr(cn = 'agent'): Promise<{ csrDer: Buffer; keyPem: string 
   const keys = await webcrypto.subtle.generateKey(ECDSA, true, ['sign', 'verify']);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${cn}`, keys: keys as never, signingAlgorithm: ECDSA });
   return { csrDer: Buffer.from(csr.rawData), keyPem: pem(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY') };
-}
-
-/** A self-signed certificate and key from another CA (openssl), for the server side and for impostors. */
-function selfSigned(cn: string): { cert: string; key: string } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sigil-ca-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-subj',
-      `/CN=${cn}`,
-      '-days',
-      '1',
-      '-keyout',
-      path.join(dir, 'k'),
-      '-out',
-      path.join(dir, 'c'),
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert: readFileSync(path.join(dir, 'c'), 'utf8'), key: readFileSync(path.join(dir, 'k'), 'utf8') };
 }
 
 /** An mTLS server that trusts only the cluster CA; resolves with what it saw of the client. */

@@ -8,6 +8,7 @@ import {
   caKeyLabel,
   fingerprintKeyLabel,
   rootKeyLabel,
+  ticketKeyLabel,
 } from '../../apps/control-plane/src/hsm/hsm-ops.js';
 import { HsmService } from '../../apps/control-plane/src/hsm/hsm.service.js';
 import {
@@ -82,7 +83,7 @@ const gcm = {
 } as pkcs11js.Mechanism;
 
 beforeAll(async () => {
-  t = await startTestApp({ roles: ['http'] });
+  t = await startTestApp({ roles: ['http', 'grpc'] });
   await t.app.get(HsmService).ensureCaKey();
   p = acquireLibrary(module);
   session = p.C_OpenSession(findSlotByLabel(p, testEnv().hsm.tokenLabel)!, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
@@ -100,10 +101,11 @@ afterAll(async () => {
 });
 
 describe('least-privilege key templates', () => {
-  it('token keys: root (wrap/unwrap), fingerprint (sign), audit (sign/verify), CA (sign / verify)', () => {
+  it('token keys: root (wrap/unwrap), fingerprint (sign), audit (sign/verify), TLS session tickets (sign), CA (sign / verify)', () => {
     const prefix = t.keyLabelPrefix;
     expect(read(find(pkcs11js.CKO_SECRET_KEY, rootKeyLabel(prefix, 1)))).toEqual({ ...tokenKey, ...NO_USE, wrap: true, unwrap: true });
     expect(read(find(pkcs11js.CKO_SECRET_KEY, fingerprintKeyLabel(prefix)))).toEqual({ ...tokenKey, ...NO_USE, sign: true });
+    expect(read(find(pkcs11js.CKO_SECRET_KEY, ticketKeyLabel(prefix)))).toEqual({ ...tokenKey, ...NO_USE, sign: true });
     const audit = find(pkcs11js.CKO_SECRET_KEY, auditKeyLabel(prefix));
     expect(read(audit)).toEqual({ ...tokenKey, ...NO_USE, sign: true, verify: true });
     const [neverExtractable, alwaysSensitive] = p.C_GetAttributeValue(session, audit, [

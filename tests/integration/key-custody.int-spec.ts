@@ -1,110 +1,153 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import {
-  decodeSecretEnvelope,
-  encodeSecretEnvelope,
-  generateAgentKeyPair,
-  openClusterKeyEnvelope,
-  openSecretEnvelope,
-  type ValueContext,
-} from '@sigil/envelope';
-import { ClusterKeyService } from '../../apps/control-plane/src/keys/cluster-keys.service.js';
-import { EnvelopeService } from '../../apps/control-plane/src/keys/envelopes.service.js';
-import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-values.service.js';
+import type { DesiredSecret } from '@sigil/agent-protocol';
+import { decodeSecretEnvelope, decodeSecretPayload, encodeSecretEnvelope, openSecretEnvelope, type ValueContext } from '@sigil/envelope';
+import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
+import { Actor } from '../../apps/control-plane/src/auth/policy.js';
+import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
+import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
 import { acquireLibrary, findSlotByLabel, releaseLibrary } from '../../apps/control-plane/src/hsm/pkcs11-library.js';
-import { registerCluster, startTestApp, type TestApp } from '../harness/app-context.js';
-import { testEnv } from '../harness/test-env.js';
+import { ClusterKeyService } from '../../apps/control-plane/src/keys/cluster-keys.service.js';
+import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-values.service.js';
+import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
+import { agentEndpoint, projectWithApp, startTestApp, type TestApp } from '../harness/app-context.js';
+import { deliveryKeys, enrollAgent, SyncSession, type EnrolledAgent } from '../harness/sync-session.js';
+import { testEnv, uniqueName } from '../harness/test-env.js';
+import { eventually } from '../harness/eventually.js';
 
-/** An agent as the cluster sees it: its own key pair, and the delivery keys it received. */
-class Agent {
-  readonly keys = generateAgentKeyPair();
-  readonly clusterKeys = new Map<number, Buffer>();
-  clusterId = '';
+// Key custody on the path production delivers by: values written through SecretsService (sealed
+// in the HSM), published, built by the delivery job (data keys re-wrapped in the HSM under each
+// cluster's delivery key) and read off a real Sync stream, opened as an agent opens them.
 
-  receive(envelope: Buffer): void {
-    const { version, key } = openClusterKeyEnvelope(this.keys.privateKeyPem, envelope);
-    this.clusterKeys.set(version, key);
-  }
+const admin = new Actor('test', 'test-admin', 'admin', null);
 
-  open(envelope: Buffer, ctx: ValueContext): string {
-    return openSecretEnvelope(envelope, this.clusterKeys, ctx).toString('utf8');
-  }
+/** What an agent holds after a complete state: its delivery keys and the secrets it was sent. */
+interface Received {
+  keys: Map<number, Buffer>;
+  secrets: Map<string, DesiredSecret>;
 }
 
-const ctx = (secret: string, version = 1): ValueContext => ({
-  projectId: 'a5b9d7a4-5d5e-4a7e-9d55-0c0c3f3b2f10',
-  app: 'checkout',
-  secret,
-  secretId: `id-${secret}`,
-  version,
+const contextOf = (s: DesiredSecret): ValueContext => ({
+  projectId: s.projectId,
+  app: s.app,
+  secret: s.secret,
+  secretId: s.secretId,
+  version: s.version,
 });
 
-describe('key custody against SoftHSM', () => {
+/** Opens `envelope` with `keys` in `ctx` and returns the value of its key `VALUE`. */
+const open = (envelope: Buffer, keys: Map<number, Buffer>, ctx: ValueContext) =>
+  decodeSecretPayload(openSecretEnvelope(envelope, keys, ctx))
+    .get('VALUE')
+    ?.toString('utf8');
+
+describe('key custody against SoftHSM, on the delivery path', () => {
   let t: TestApp;
-  let sealer: SealedValueService;
-  let clusterKeys: ClusterKeyService;
-  let envelopes: EnvelopeService;
-  const a = new Agent();
-  const b = new Agent();
+  let secrets: SecretsService;
+  let a: EnrolledAgent;
+  let b: EnrolledAgent;
+  const project = uniqueName('p');
+
+  /** The complete state a fresh stream (as after a restart) sends, once it holds `want` (secret → version). */
+  const receive = (agent: EnrolledAgent, want: Record<string, number> = {}): Promise<Received> =>
+    eventually(
+      `a state holding ${Object.keys(want).length} secrets`,
+      async () => {
+        const s = new SyncSession(agent.client, { appliedGeneration: 0n });
+        try {
+          const state = await s.state(1);
+          const sent = new Map(state.secrets.map((d) => [d.secret, d]));
+          if (!Object.entries(want).every(([name, version]) => sent.get(name)?.version === version)) return undefined; // not built yet
+          const keys = deliveryKeys(agent, state.keyEnvelopes);
+          return { keys, secrets: sent };
+        } finally {
+          s.cancel();
+        }
+      },
+      30_000,
+      200,
+    );
+
+  const write = (app: string, name: string, value: string) =>
+    secrets.create(admin, project, app, { name, data: { VALUE: value } }).then((r) => r.current.version);
 
   beforeAll(async () => {
     t = await startTestApp();
-    sealer = t.app.get(SealedValueService);
-    clusterKeys = t.app.get(ClusterKeyService);
-    envelopes = t.app.get(EnvelopeService);
-    a.clusterId = await registerCluster(t.app);
-    b.clusterId = await registerCluster(t.app);
-    a.receive((await clusterKeys.issue(a.clusterId, a.keys.publicKeyDer)).envelope);
-    b.receive((await clusterKeys.issue(b.clusterId, b.keys.publicKeyDer)).envelope);
-  });
+    secrets = t.app.get(SecretsService);
+    await projectWithApp(t.app, admin, { project, app: 'checkout', namespace: 'shop' });
+    await t.app.get(AppsService).create(admin, project, { name: 'bulk', namespace: 'shop', deliveryMode: 'env' });
+    const publications = t.app.get(PublicationsService);
+    const clusters = t.app.get(ClustersService);
+    const { address, caPem } = agentEndpoint(t.app);
+    const [na, nb] = [uniqueName('a'), uniqueName('b')];
+    for (const n of [na, nb]) await clusters.register(n, {});
+    a = await enrollAgent(address, caPem, na, (await clusters.createEnrollmentToken(admin, na)).token);
+    b = await enrollAgent(address, caPem, nb, (await clusters.createEnrollmentToken(admin, nb)).token);
+    await publications.publish(admin, project, 'checkout', { clusters: [na] });
+    await publications.publish(admin, project, 'bulk', { clusters: [na, nb] });
+  }, 60_000);
+
   afterAll(async () => {
-    await t.dispose();
+    a?.close();
+    b?.close();
+    await t?.dispose();
   });
 
-  it('round-trips a value from the centre to an agent', async () => {
-    const [id] = await sealer.seal([{ value: Buffer.from('postgres://app:s3cret@db/app'), context: ctx('DATABASE_URL') }]);
-    const env = await envelopes.forClusters([a.clusterId], [id!]);
-    expect(a.open(env.get(a.clusterId)![0]!, ctx('DATABASE_URL'))).toBe('postgres://app:s3cret@db/app');
+  it('round-trips a value from the REST write to the agent', async () => {
+    const version = await write('checkout', 'database-url', 'postgres://app:s3cret@db/app');
+    const got = await receive(a, { 'database-url': version });
+    const d = got.secrets.get('database-url')!;
+    expect(open(d.envelope, got.keys, contextOf(d))).toBe('postgres://app:s3cret@db/app');
   });
 
   it("does not open cluster A's blob with cluster B's key, after any byte changes, or in another context", async () => {
-    const [id] = await sealer.seal([{ value: Buffer.from('only-for-a'), context: ctx('TOKEN', 3) }]);
-    const envelope = (await envelopes.forClusters([a.clusterId], [id!])).get(a.clusterId)![0]!;
-    expect(a.open(envelope, ctx('TOKEN', 3))).toBe('only-for-a');
+    const version = await write('checkout', 'token', 'only-for-a');
+    const got = await receive(a, { token: version });
+    const d = got.secrets.get('token')!;
+    const ctx = contextOf(d);
+    expect(open(d.envelope, got.keys, ctx)).toBe('only-for-a');
 
-    // B holds a delivery key with the same version number, but a different key.
-    expect(() => b.open(envelope, ctx('TOKEN', 3))).toThrow('does not open');
-    for (let i = 4; i < envelope.length; i++) {
-      const tampered = Buffer.from(envelope);
+    // B holds a delivery key with the same version number, but a different key; and was never sent the app.
+    const atB = await receive(b);
+    expect(atB.secrets.has('token')).toBe(false);
+    expect([...atB.keys.keys()]).toEqual([...got.keys.keys()]);
+    expect(() => open(d.envelope, atB.keys, ctx)).toThrow('does not open');
+    for (let i = 4; i < d.envelope.length; i++) {
+      const tampered = Buffer.from(d.envelope);
       tampered[i]! ^= 0x01;
-      expect(() => a.open(tampered, ctx('TOKEN', 3))).toThrow();
+      expect(() => open(tampered, got.keys, ctx)).toThrow();
     }
     for (const other of [
-      ctx('TOKEN', 4),
-      ctx('OTHER', 3),
-      { ...ctx('TOKEN', 3), app: 'billing' },
-      { ...ctx('TOKEN', 3), projectId: randomUUID() },
-      { ...ctx('TOKEN', 3), secretId: randomUUID() },
+      { ...ctx, version: ctx.version + 1 },
+      { ...ctx, secret: 'other' },
+      { ...ctx, app: 'billing' },
+      { ...ctx, projectId: randomUUID() },
+      { ...ctx, secretId: randomUUID() },
     ]) {
-      expect(() => a.open(envelope, other)).toThrow('does not open');
+      expect(() => open(d.envelope, got.keys, other)).toThrow('does not open');
     }
-    // Swapping in another value's ciphertext (same cluster, same key) fails too: AAD binds it.
-    const [id2] = await sealer.seal([{ value: Buffer.from('another'), context: ctx('OTHER', 1) }]);
-    const other = decodeSecretEnvelope((await envelopes.forClusters([a.clusterId], [id2!])).get(a.clusterId)![0]!);
-    expect(() => a.open(encodeSecretEnvelope(other), ctx('TOKEN', 3))).toThrow('does not open');
+    // Swapping in another value's ciphertext (same cluster, same key) fails too: the AAD binds it.
+    const otherVersion = await write('checkout', 'other', 'another');
+    const swapped = decodeSecretEnvelope((await receive(a, { other: otherVersion })).secrets.get('other')!.envelope);
+    expect(() => open(encodeSecretEnvelope(swapped), got.keys, ctx)).toThrow('does not open');
   });
 
-  it('runs hundreds of parallel operations without crashing or corrupting anything', async () => {
-    const values = Array.from({ length: 300 }, (_, i) => `value-${i}-${randomBytes(8).toString('hex')}`);
-    const ids = await Promise.all(values.map((v, i) => sealer.seal([{ value: Buffer.from(v), context: ctx(`S${i}`) }]).then((r) => r[0]!)));
-    const opened = await Promise.all(
-      ids.map(async (id, i) => {
-        const env = await envelopes.forClusters([a.clusterId, b.clusterId], [id]);
-        return [a.open(env.get(a.clusterId)![0]!, ctx(`S${i}`)), b.open(env.get(b.clusterId)![0]!, ctx(`S${i}`))];
-      }),
-    );
-    expect(opened).toEqual(values.map((v) => [v, v]));
-  });
+  it('seals hundreds of values, many at once, and delivers every one intact to both clusters', async () => {
+    const values = Array.from({ length: 200 }, (_, i) => [`s${i}`, `value-${i}-${randomBytes(8).toString('hex')}`] as const);
+    // 20 writes at a time: the HSM workers are kept busy in parallel; the database pool (20) is not flooded into 503s.
+    const versions: number[] = [];
+    for (let i = 0; i < values.length; i += 20)
+      versions.push(...(await Promise.all(values.slice(i, i + 20).map(([name, v]) => write('bulk', name, v)))));
+    const want = Object.fromEntries(values.map(([name], i) => [name, versions[i]!]));
+    for (const agent of [a, b]) {
+      const got = await receive(agent, want);
+      const opened = values.map(([name]) => {
+        const d = got.secrets.get(name)!;
+        return open(d.envelope, got.keys, contextOf(d));
+      });
+      expect(opened).toEqual(values.map(([, v]) => v));
+    }
+  }, 120_000);
 
   it('recovers lost HSM sessions without a restart', async () => {
     const { module, tokenLabel } = testEnv().hsm;
@@ -114,30 +157,36 @@ describe('key custody against SoftHSM', () => {
     } finally {
       releaseLibrary(module);
     }
-    const [id] = await sealer.seal([{ value: Buffer.from('after-loss'), context: ctx('AFTER') }]);
-    const env = await envelopes.forClusters([b.clusterId], [id!]);
-    expect(b.open(env.get(b.clusterId)![0]!, ctx('AFTER'))).toBe('after-loss');
+    const version = await write('bulk', 'after-loss', 'after-loss');
+    const got = await receive(b, { 'after-loss': version });
+    const d = got.secrets.get('after-loss')!;
+    expect(open(d.envelope, got.keys, contextOf(d))).toBe('after-loss');
   });
 
-  it('a new cluster key version: new envelopes use it, the agent opens both', async () => {
-    const rotated = await clusterKeys.issue(a.clusterId, a.keys.publicKeyDer);
+  it('a new cluster key version (re-enrollment): what is built afterwards uses it, which the agent receives and opens', async () => {
+    const rotated = await t.app.get(ClusterKeyService).issue(a.clusterId, a.delivery.publicKeyDer);
     expect(rotated.version).toBe(2);
-    a.receive(rotated.envelope);
-    const [id] = await sealer.seal([{ value: Buffer.from('v2-key'), context: ctx('ROTATED') }]);
-    const envelope = (await envelopes.forClusters([a.clusterId], [id!])).get(a.clusterId)![0]!;
-    expect(decodeSecretEnvelope(envelope).clusterKeyVersion).toBe(2);
-    expect(a.open(envelope, ctx('ROTATED'))).toBe('v2-key');
-    a.clusterKeys.delete(1);
-    expect(a.open(envelope, ctx('ROTATED'))).toBe('v2-key');
+    const version = await write('checkout', 'rotated', 'v2-key');
+    const got = await receive(a, { rotated: version });
+    const d = got.secrets.get('rotated')!;
+    expect(decodeSecretEnvelope(d.envelope).clusterKeyVersion).toBe(2);
+    expect(got.keys.has(2)).toBe(true);
+    got.keys.delete(1);
+    expect(open(d.envelope, got.keys, contextOf(d))).toBe('v2-key');
   });
 
   it('zeroes the caller’s plaintext buffer once sealed', async () => {
     const value = Buffer.from('wipe-me');
-    await sealer.seal([{ value, context: ctx('WIPE') }]);
+    const [id] = await t.app
+      .get(SealedValueService)
+      .seal([{ value, context: { projectId: randomUUID(), app: 'checkout', secret: 'wipe', secretId: randomUUID(), version: 1 } }]);
+    expect(id).toBeDefined();
     expect(value.equals(Buffer.alloc(7))).toBe(true);
   });
 
   it('rejects agent keys that are not RSA keys of 3072 to 8192 bits', async () => {
-    await expect(clusterKeys.issue(a.clusterId, Buffer.from('not a key'))).rejects.toMatchObject({ code: 'invalid_agent_key' });
+    await expect(t.app.get(ClusterKeyService).issue(a.clusterId, Buffer.from('not a key'))).rejects.toMatchObject({
+      code: 'invalid_agent_key',
+    });
   });
 });

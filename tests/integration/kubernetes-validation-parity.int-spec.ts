@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { CoreV1Api } from '@kubernetes/client-node';
-import { dns1123LabelProblem, dns1123SubdomainProblem, secretKeyProblem } from '../../apps/control-plane/src/common/kubernetes-names.js';
+import { dns1123LabelProblem, dns1123SubdomainProblem, secretKeyProblem } from '@sigil/kubernetes';
 import { SECRET_TYPES, typeProblems } from '../../apps/control-plane/src/common/secret-types.js';
 import { parseValues } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { createNamespace, kubeConfig } from '../harness/test-env.js';

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { DESIRED_STATE_PAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, SyncResponse } from '@sigil/agent-protocol';
-import { decodeSecretPayload, encodeSecretPayload, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
+import { decodeSecretPayload, encodeSecretPayload, openSecretEnvelope } from '@sigil/envelope';
 import { DataSource } from 'typeorm';
 import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
@@ -11,8 +11,9 @@ import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-val
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
-import { enrollAgent, sleep, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
+import { deliveryKeys, enrollAgent, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
 import { uniqueName } from '../harness/test-env.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 // A cluster's desired state far above any single gRPC message: 100 apps × 50 secrets, five of
 // them 1 MiB, reaches one agent over real mTLS gRPC on its Sync stream, part by part, and opens
@@ -106,15 +107,19 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
     const { address, caPem } = agentEndpoint(t.app);
     agent = await enrollAgent(address, caPem, cluster, (await clusters.createEnrollmentToken(admin, cluster)).token);
     // Until the build has caught up with every publish.
-    for (const until = Date.now() + 90_000; ; await sleep(500)) {
-      const [row] = await ds.query<Array<{ n: number; settled: boolean }>>(
-        `SELECT (SELECT count(*)::int FROM cluster_secrets WHERE cluster_id = c.id) AS n, c.built_generation = c.desired_generation AS settled
-           FROM clusters c WHERE c.id = $1`,
-        [agent.clusterId],
-      );
-      if (row?.n === APPS * PER_APP && row.settled) break;
-      if (Date.now() > until) throw new Error(`only ${row?.n} secrets built after 90 s`);
-    }
+    await eventually(
+      `${APPS * PER_APP} secrets built`,
+      async () => {
+        const [row] = await ds.query<Array<{ n: number; settled: boolean }>>(
+          `SELECT (SELECT count(*)::int FROM cluster_secrets WHERE cluster_id = c.id) AS n, c.built_generation = c.desired_generation AS settled
+             FROM clusters c WHERE c.id = $1`,
+          [agent.clusterId],
+        );
+        return holds(row?.n === APPS * PER_APP && row.settled);
+      },
+      90_000,
+      500,
+    );
   }, 240_000);
 
   afterAll(async () => {
@@ -124,12 +129,7 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
   });
 
   const open = (st: AssembledState) => {
-    const keys = new Map(
-      st.keyEnvelopes.map((e) => {
-        const k = openClusterKeyEnvelope(agent.delivery.privateKeyPem, e);
-        return [k.version, k.key] as const;
-      }),
-    );
+    const keys = deliveryKeys(agent, st.keyEnvelopes);
     return new Map<string, Buffer>(
       st.secrets.map(
         (x) =>
@@ -183,7 +183,7 @@ describe('a desired state of 5,000 secrets and 1 MiB values', () => {
     // A new stream (so a complete state), read one part at a time.
     s.cancel();
     s = new SyncSession(agent.client, { appliedGeneration: 0n });
-    for (const until = Date.now() + 10_000; s.messages.length === 0; await sleep(5)) if (Date.now() > until) throw new Error('no part');
+    await eventually('a first part', () => holds(s.messages.length > 0), 10_000, 5);
     s.pause();
     const g = s.messages[0]!.generation;
     await ds.query('UPDATE clusters SET desired_generation = built_generation + 1, built_generation = built_generation + 1 WHERE id = $1', [

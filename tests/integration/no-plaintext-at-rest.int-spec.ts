@@ -1,14 +1,18 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { decodeSecretEnvelope, generateAgentKeyPair, openClusterKeyEnvelope, openSecretEnvelope, unwrapKeyKwp } from '@sigil/envelope';
+import { decodeSecretEnvelope, decodeSecretPayload, openSecretEnvelope, unwrapKeyKwp } from '@sigil/envelope';
 import pg from 'pg';
-import { ClusterKeyService } from '../../apps/control-plane/src/keys/cluster-keys.service.js';
-import { EnvelopeService } from '../../apps/control-plane/src/keys/envelopes.service.js';
-import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-values.service.js';
-import { registerCluster, startTestApp, type TestApp } from '../harness/app-context.js';
-import { testEnv } from '../harness/test-env.js';
+import { Actor } from '../../apps/control-plane/src/auth/policy.js';
+import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
+import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
+import { agentEndpoint, projectWithApp, startTestApp, type TestApp } from '../harness/app-context.js';
+import { eventually } from '../harness/eventually.js';
+import { deliveryKeys, enrollAgent, SyncSession, type EnrolledAgent } from '../harness/sync-session.js';
+import { testEnv, uniqueName } from '../harness/test-env.js';
+
+const admin = new Actor('test', 'test-admin', 'admin', null);
 
 /** Every way a secret could be spelled in a dump: raw bytes, hex, base64. */
 function spellings(secret: Buffer): Buffer[] {
@@ -58,25 +62,51 @@ async function rawFilesContain(needles: Buffer[]): Promise<boolean[]> {
 describe('no secret at rest in PostgreSQL', () => {
   let t: TestApp;
   const canary = Buffer.from(`canary-${randomBytes(16).toString('hex')}`);
-  const ctx = { projectId: randomUUID(), app: 'web', secret: 'canary', secretId: randomUUID(), version: 1 };
   let dek: Buffer;
   let cdk: Buffer;
+  let agent: EnrolledAgent | undefined;
 
   beforeAll(async () => {
     t = await startTestApp();
-    const agent = generateAgentKeyPair();
-    const clusterId = await registerCluster(t.app);
-    const issued = await t.app.get(ClusterKeyService).issue(clusterId, agent.publicKeyDer);
-    cdk = openClusterKeyEnvelope(agent.privateKeyPem, issued.envelope).key;
-    const [id] = await t.app.get(SealedValueService).seal([{ value: Buffer.from(canary), context: ctx }]);
-    const envelope = (await t.app.get(EnvelopeService).forClusters([clusterId], [id!])).get(clusterId)![0]!;
+    // The way production takes a value in and out: written through SecretsService, published,
+    // built by the delivery job for an enrolled cluster, and read off its Sync stream.
+    const project = uniqueName('p');
+    await projectWithApp(t.app, admin, { project, app: 'web', namespace: 'web' }, { canary: { VALUE: canary.toString() } });
+    const clusters = t.app.get(ClustersService);
+    const name = uniqueName('c');
+    await clusters.register(name, {});
+    await t.app.get(PublicationsService).publish(admin, project, 'web', { clusters: [name] });
+    const { address, caPem } = agentEndpoint(t.app);
+    const enrolled = (agent = await enrollAgent(address, caPem, name, (await clusters.createEnrollmentToken(admin, name)).token));
+    const state = await eventually(
+      'the canary delivered',
+      async () => {
+        const s = new SyncSession(enrolled.client, { appliedGeneration: 0n });
+        try {
+          const st = await s.state(1);
+          return st.secrets.length > 0 ? st : undefined;
+        } finally {
+          s.cancel();
+        }
+      },
+      30_000,
+      200,
+    );
+    const keys = deliveryKeys(enrolled, state.keyEnvelopes);
+    cdk = keys.get(1)!;
+    const delivered = state.secrets[0]!;
     // What the agent learns is exactly what must never be found at the centre.
-    expect(openSecretEnvelope(envelope, new Map([[1, cdk]]), ctx).equals(canary)).toBe(true);
-    dek = unwrapKeyKwp(cdk, decodeSecretEnvelope(envelope).wrappedDek);
+    expect(
+      decodeSecretPayload(openSecretEnvelope(delivered.envelope, keys, delivered))
+        .get('VALUE')!
+        .equals(canary),
+    ).toBe(true);
+    dek = unwrapKeyKwp(cdk, decodeSecretEnvelope(delivered.envelope).wrappedDek);
     expect(dek).toHaveLength(32);
-  });
+  }, 60_000);
   afterAll(async () => {
-    await t.dispose();
+    agent?.close();
+    await t?.dispose();
   });
 
   it('a logical dump of every table holds neither the value nor the unwrapped data key or delivery key', async () => {

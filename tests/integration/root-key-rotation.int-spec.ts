@@ -8,6 +8,7 @@ import { RootKeyService } from '../../apps/control-plane/src/keys/root-keys.serv
 import { SealedValueService } from '../../apps/control-plane/src/keys/sealed-values.service.js';
 import { registerCluster, startTestApp, type TestApp } from '../harness/app-context.js';
 import { listTokenObjects } from '../harness/pkcs11-tool.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 const N = 1_000;
 const ctx = (i: number): ValueContext => ({
@@ -67,11 +68,12 @@ describe('root key rotation', () => {
     const second = await startTestApp({ reuse: first });
     apps.push(second);
     const rotations = second.app.get(RootKeyRotationService);
-    const deadline = Date.now() + 30_000;
-    while ((await rotations.status(rotation.id))?.state !== 'completed') {
-      if (Date.now() > deadline) throw new Error('rotation did not complete after restart');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await eventually(
+      'rotation completed after the restart',
+      async () => holds((await rotations.status(rotation.id))?.state === 'completed'),
+      30_000,
+      50,
+    );
     expect(await versionsInUse(first.databaseUrl)).toEqual({ v2: N + 4 });
     expect(await rotations.status(rotation.id)).toMatchObject({ state: 'completed', done: N + 3 });
 
@@ -120,7 +122,7 @@ describe('root key rotation', () => {
 });
 
 describe('the HSM token', () => {
-  it('holds only installation-wide keys: root keys, the fingerprint and audit keys and the CA key pair — private parts sensitive, never extractable, generated inside', () => {
+  it('holds only installation-wide keys: root keys, the fingerprint, audit and TLS session-ticket keys and the CA key pair — private parts sensitive, never extractable, generated inside', () => {
     const objects = listTokenObjects();
     expect(objects.some((o) => /-root-v\d+$/.test(o.label))).toBe(true);
     for (const o of objects) {
@@ -136,7 +138,7 @@ describe('the HSM token', () => {
         expect(o.kind).toMatch(/^Private Key Object; EC/);
         expect(o.usage).toEqual(['sign']);
       } else {
-        expect(o.label).toMatch(/-(fingerprint|audit)-v1$/); // HMAC keys
+        expect(o.label).toMatch(/-(fingerprint|audit|tls-tickets)-v1$/); // HMAC keys
         expect(o.kind).toMatch(/^Secret Key Object; (Generic secret|GENERIC_SECRET)/i);
         // pkcs11-tool lists no "sign" for secret keys; neither can encrypt, decrypt, wrap, unwrap or derive.
         expect(o.usage).toEqual(o.label.endsWith('-audit-v1') ? ['verify'] : ['none']);

@@ -6,8 +6,9 @@ import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
 import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
-import { enrollAgent, sleep, SyncSession, type EnrolledAgent } from '../harness/sync-session.js';
+import { enrollAgent, SyncSession, type EnrolledAgent } from '../harness/sync-session.js';
 import { testEnv, uniqueName } from '../harness/test-env.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 // Redis is not the system of record: a `desired` event on the cluster-events channel only wakes
 // a Sync stream, and what the stream sends is the generation and rows PostgreSQL holds. Anyone
@@ -42,14 +43,13 @@ describe('Sync sends what PostgreSQL holds, whatever a Redis event says', () => 
     const { address, caPem } = agentEndpoint(t.app);
     agent = await enrollAgent(address, caPem, name, (await clusters.createEnrollmentToken(admin, name)).token);
     // Enrollment's first build: wait until PostgreSQL holds it, then take and acknowledge it.
-    for (const until = Date.now() + 15_000; ; await sleep(100)) {
+    await eventually('the first build', async () => {
       const [row] = await ds.query<Array<{ d: string; b: string }>>(
         'SELECT desired_generation AS d, built_generation AS b FROM clusters WHERE id = $1',
         [agent.clusterId],
       );
-      if (row && row.d === row.b && row.b !== '0') break;
-      if (Date.now() > until) throw new Error('no first build');
-    }
+      return holds(!!row && row.d === row.b && row.b !== '0');
+    });
     s = new SyncSession(agent.client, { appliedGeneration: 0n });
     s.ackState(await s.state(1));
   });
@@ -70,15 +70,16 @@ describe('Sync sends what PostgreSQL holds, whatever a Redis event says', () => 
       JSON.stringify({ type: 'desired', clusterIds: [id], generation: '9223372036854775000', origin: 'forged' }),
     );
     expect(receivers).toBeGreaterThanOrEqual(1); // the control plane is listening on this channel
-    await sleep(400);
-    expect(s.states.length).toBe(before);
 
+    // A real change, announced after the forged event on the same channel (so handled after it):
+    // the first state since is the real one, a delta from what the agent holds.
     const g = await bump(id);
     const announced = Date.now();
     await redis.publish(channel, JSON.stringify({ type: 'desired', clusterIds: [id], origin: 'replica-b' }));
     const delta = await s.until((x) => x.generation === g, 2_000);
     expect(Date.now() - announced).toBeLessThan(Math.min(1_000, SWEEP_INTERVAL_MS));
     expect(delta.baseGeneration).toBe(g - 1n);
+    expect(s.states.slice(before)).toEqual([delta]);
     s.ackState(delta);
   });
 
@@ -95,7 +96,14 @@ describe('Sync sends what PostgreSQL holds, whatever a Redis event says', () => 
   });
 
   it('a change with no event at all (lost) still arrives, by the sweep', async () => {
-    await sleep(500); // the forged flood above has drained
+    // The ack above is recorded: the flood and the stream's answers to it are behind us.
+    const acked = s.states.at(-1)!.generation;
+    await eventually('the last ack recorded', async () => {
+      const [row] = await ds.query<Array<{ a: string }>>('SELECT applied_generation::text AS a FROM clusters WHERE id = $1', [
+        agent.clusterId,
+      ]);
+      return holds(row?.a === acked.toString());
+    });
     const g = await bump(agent.clusterId);
     const got = await s.until((x) => x.generation === g, SWEEP_INTERVAL_MS + 3_000);
     expect(got.baseGeneration).toBe(g - 1n);

@@ -11,6 +11,7 @@ import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-contex
 import { repoRoot } from '../harness/repo-root.js';
 import { enrollAgent, sleep, type EnrolledAgent } from '../harness/sync-session.js';
 import { uniqueName } from '../harness/test-env.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 // Opt-in measurement (SIGIL_IDLE_STREAMS=10000): the control plane's memory per idle Sync
 // stream. Streams come from a child process (plain grpc-js + proto-loader) so its objects are
@@ -43,14 +44,18 @@ const admin = new Actor('test', 'test-admin', 'admin', null);
 
   it(`holds ${STREAMS} idle streams in a bounded amount of memory each`, async () => {
     const ds = t.app.get(DataSource);
-    for (const until = Date.now() + 30_000; ; await sleep(200)) {
-      const [row] = await ds.query<Array<{ n: number }>>(
-        'SELECT count(*)::int AS n FROM clusters WHERE id = ANY($1::uuid[]) AND built_generation = desired_generation AND built_generation > 0',
-        [agents.map((a) => a.clusterId)],
-      );
-      if (row!.n === CLUSTERS) break;
-      if (Date.now() > until) throw new Error('builds did not settle');
-    }
+    await eventually(
+      'builds settled',
+      async () => {
+        const [row] = await ds.query<Array<{ n: number }>>(
+          'SELECT count(*)::int AS n FROM clusters WHERE id = ANY($1::uuid[]) AND built_generation = desired_generation AND built_generation > 0',
+          [agents.map((a) => a.clusterId)],
+        );
+        return holds(row!.n === CLUSTERS);
+      },
+      30_000,
+      200,
+    );
     const built = await ds.query<Array<{ id: string; g: string }>>(
       'SELECT id, built_generation::text AS g FROM clusters WHERE id = ANY($1::uuid[])',
       [agents.map((a) => a.clusterId)],
@@ -81,8 +86,7 @@ const admin = new Actor('test', 'test-admin', 'admin', null);
     const before = process.memoryUsage();
     const child = fork(script, [path.join(dir, 'config.json')], { cwd: repoRoot(), stdio: 'inherit' });
     try {
-      for (const until = Date.now() + 180_000; streams.size < STREAMS; await sleep(250))
-        if (Date.now() > until) throw new Error(`only ${streams.size} streams open`);
+      await eventually(`${STREAMS} streams open`, () => holds(streams.size >= STREAMS), 180_000, 250);
       await sleep(6_000); // a sweep has run over all of them
       gc?.();
       await sleep(500);

@@ -1,18 +1,17 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { openClusterKeyEnvelope, openSecretEnvelope, decodeSecretPayload } from '@sigil/envelope';
+import { openSecretEnvelope, decodeSecretPayload } from '@sigil/envelope';
 import { DataSource } from 'typeorm';
 import { SyncStreams } from '../../apps/control-plane/src/agent-api/sync-streams.js';
-import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
 import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
 import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
-import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
-import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
-import { enrollAgent, sleep, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
+import { agentEndpoint, projectWithApp, startTestApp, type TestApp } from '../harness/app-context.js';
+import { deliveryKeys, enrollAgent, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
 import { uniqueName } from '../harness/test-env.js';
+import { eventually, holds } from '../harness/eventually.js';
 
 // The control plane's side of Sync over real mTLS gRPC, PostgreSQL, Redis and SoftHSM, driven
 // by a raw client (tests/harness/sync-session.ts) so each test sees exactly what is on the wire.
@@ -40,16 +39,29 @@ describe('the Sync stream', () => {
     const { address, caPem } = agentEndpoint(t.app);
     const a = await enrollAgent(address, caPem, name, (await clusters.createEnrollmentToken(admin, name)).token);
     agents.push(a);
-    const until = Date.now() + 30_000;
-    while (
-      (await ds.query<Array<{ n: number }>>('SELECT count(*)::int AS n FROM cluster_secrets WHERE cluster_id = $1', [a.clusterId]))[0]!.n <
-      SECRETS.length
-    ) {
-      if (Date.now() > until) throw new Error('the first build did not happen');
-      await sleep(100);
-    }
+    await eventually(
+      'the first build',
+      async () =>
+        holds(
+          (await ds.query<Array<{ n: number }>>('SELECT count(*)::int AS n FROM cluster_secrets WHERE cluster_id = $1', [a.clusterId]))[0]!
+            .n >= SECRETS.length,
+        ),
+      30_000,
+    );
     return a;
   }
+
+  /**
+   * Resolves once the stream's Hello has been read for (a state read issued after `reads`): what
+   * the stream sends from then on is ordered after whatever that read made it send.
+   */
+  const helloRead = (reads: number) => eventually('the Hello read', () => holds(streams.loader.statements > reads), 5_000, 5);
+
+  /** Builds generation `g` of the cluster and announces it, as a delivery build does. */
+  const build = async (clusterId: string, g: bigint) => {
+    await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [clusterId, g.toString()]);
+    await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [clusterId] });
+  };
 
   /** A stream with Hello{applied_generation} first (null: no Hello). */
   const open = (a: EnrolledAgent, appliedGeneration: bigint | null = 0n) => {
@@ -59,12 +71,7 @@ describe('the Sync stream', () => {
   };
 
   const values = (a: EnrolledAgent, s: AssembledState) => {
-    const keys = new Map(
-      s.keyEnvelopes.map((e) => {
-        const k = openClusterKeyEnvelope(a.delivery.privateKeyPem, e);
-        return [k.version, k.key] as const;
-      }),
-    );
+    const keys = deliveryKeys(a, s.keyEnvelopes);
     return new Map(
       s.secrets.map((x) => [
         x.secret,
@@ -75,24 +82,22 @@ describe('the Sync stream', () => {
     );
   };
 
-  const eventuallyApplied = async (clusterId: string, g: bigint) => {
-    for (let i = 0; i < 50; i++) {
+  const eventuallyApplied = (clusterId: string, g: bigint) =>
+    eventually(`applied_generation ${g}`, async () => {
       const [row] = await ds.query<Array<{ a: string }>>('SELECT applied_generation::text AS a FROM clusters WHERE id = $1', [clusterId]);
-      if (BigInt(row!.a) === g) return;
-      await sleep(100);
-    }
-    throw new Error(`applied_generation never reached ${g}`);
-  };
+      return holds(BigInt(row!.a) === g);
+    });
 
   beforeAll(async () => {
     t = await startTestApp();
     ds = t.app.get(DataSource);
     streams = t.app.get(SyncStreams);
-    await t.app.get(ProjectsService).create({ name: project });
-    await t.app.get(ProjectsService).setNamespaces(admin, project, ['shop']);
-    await t.app.get(PublicationsService).setProjectSelector(admin, project, {});
-    await t.app.get(AppsService).create(admin, project, { name: 'shop', namespace: 'shop', deliveryMode: 'env' });
-    for (const n of SECRETS) await t.app.get(SecretsService).create(admin, project, 'shop', { name: n, data: { v: `${n}-1` } });
+    await projectWithApp(
+      t.app,
+      admin,
+      { project, app: 'shop', namespace: 'shop' },
+      Object.fromEntries(SECRETS.map((n) => [n, { v: `${n}-1` }])),
+    );
   }, 60_000);
 
   afterAll(async () => {
@@ -117,17 +122,18 @@ describe('the Sync stream', () => {
     const g = await built(a.clusterId);
     // As an agent that applied g and acked it on an earlier stream.
     await ds.query('UPDATE clusters SET applied_generation = $2 WHERE id = $1', [a.clusterId, g.toString()]);
+    const reads = streams.loader.statements;
     const s = open(a, g);
     // Accepted all the same: the headers tell the agent it is connected (its readiness).
     await s.accepted;
-    await sleep(800);
-    expect(s.messages).toEqual([]);
-    // The next build: no ack on this stream yet, so it is complete, not a delta.
-    await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [a.clusterId, (g + 1n).toString()]);
-    await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [a.clusterId] });
+    await helloRead(reads);
+    // The next build: no ack on this stream yet, so it is complete, not a delta. It is the first
+    // message: had the Hello been answered with g, that would have come before it.
+    await build(a.clusterId, g + 1n);
     const next = await s.state(1, 3_000);
     expect(next).toMatchObject({ generation: g + 1n, baseGeneration: 0n, secretCount: SECRETS.length });
     expect(next.secrets).toHaveLength(SECRETS.length);
+    expect(s.messages[0]!.generation).toBe(g + 1n);
   });
 
   it('sends the state again to a Hello at the built generation that the centre never recorded applied (a lost ack)', async () => {
@@ -140,12 +146,15 @@ describe('the Sync stream', () => {
     expect(again).toMatchObject({ generation: g, baseGeneration: 0n, secretCount: SECRETS.length });
     s.ackState(again);
     await eventuallyApplied(a.clusterId, g);
-    // Recorded now: the next Hello at g hears nothing.
+    // Recorded now: the next Hello at g hears nothing; the first it hears is the next build.
     s.cancel();
+    const reads = streams.loader.statements;
     const quiet = open(a, g);
     await quiet.accepted;
-    await sleep(800);
-    expect(quiet.messages).toEqual([]);
+    await helloRead(reads);
+    await build(a.clusterId, g + 1n);
+    expect((await quiet.state(1, 3_000)).generation).toBe(g + 1n);
+    expect(quiet.messages[0]!.generation).toBe(g + 1n);
   });
 
   it('carries rows marked changed (generation 0, before their build) in full, in complete states and deltas alike', async () => {
@@ -200,19 +209,25 @@ describe('the Sync stream', () => {
     const s = open(a);
     const first = await s.state(1);
     const g = first.generation;
-    for (const next of [g + 1n, g + 2n, g + 3n]) {
-      await ds.query('UPDATE clusters SET desired_generation = $2, built_generation = $2 WHERE id = $1', [a.clusterId, next.toString()]);
-      await t.app.get(ClusterEvents).publish({ type: 'desired', clusterIds: [a.clusterId] });
-      await sleep(150);
-    }
-    await sleep(500);
+    // Another cluster's stream marks how far the events went: they arrive in order, so once its
+    // build (announced last) reached it, this stream has been told of all three.
+    const marker = await enrolledCluster();
+    const m = open(marker);
+    m.ackState(await m.state(1));
+    for (const next of [g + 1n, g + 2n, g + 3n]) await build(a.clusterId, next);
+    const mg = (await built(marker.clusterId)) + 1n;
+    await build(marker.clusterId, mg);
+    await m.until((x) => x.generation === mg, 3_000);
     expect(s.states).toHaveLength(1);
+    // The ack: the next message is the newest generation, as a delta, not g + 1 or g + 2.
     s.ackState(first);
     const coalesced = await s.state(2, 3_000);
     expect(coalesced).toMatchObject({ generation: g + 3n, baseGeneration: g, secrets: [] });
     expect(coalesced.unchanged).toHaveLength(SECRETS.length);
-    await sleep(300);
-    expect(s.states).toHaveLength(2);
+    // Sent once: after its ack, the next message is the next build, not g + 3 again.
+    s.ackState(coalesced);
+    await build(a.clusterId, g + 4n);
+    expect(await s.state(3, 3_000)).toMatchObject({ generation: g + 4n, baseGeneration: g + 3n });
   });
 
   it('serves one desired event for many clusters with one read, and writes their acks in few statements', async () => {
@@ -220,8 +235,14 @@ describe('the Sync stream', () => {
     const ss = many.map((a) => open(a));
     const firsts = await Promise.all(ss.map((s) => s.state(1)));
     firsts.forEach((f, i) => ss[i]!.ackState(f));
-    await sleep(300); // acks written
     const ids = many.map((a) => a.clusterId);
+    await eventually('acks written', async () => {
+      const rows = await ds.query<Array<{ ok: boolean }>>(
+        'SELECT applied_generation = built_generation AS ok FROM clusters WHERE id = ANY($1::uuid[])',
+        [ids],
+      );
+      return holds(rows.every((r) => r.ok));
+    });
     await ds.query(
       'UPDATE clusters SET desired_generation = built_generation + 1, built_generation = built_generation + 1 WHERE id = ANY($1::uuid[])',
       [ids],
@@ -233,16 +254,18 @@ describe('the Sync stream', () => {
     deltas.forEach((d, i) => expect(d).toMatchObject({ generation: firsts[i]!.generation + 1n, baseGeneration: firsts[i]!.generation }));
     const writes = streams.writer.statements;
     deltas.forEach((d, i) => ss[i]!.ackState(d));
-    const until = Date.now() + 3_000;
-    for (;;) {
-      const rows = await ds.query<Array<{ ok: boolean }>>(
-        'SELECT applied_generation = built_generation AS ok FROM clusters WHERE id = ANY($1::uuid[])',
-        [ids],
-      );
-      if (rows.every((r) => r.ok)) break;
-      if (Date.now() > until) throw new Error('acks were not recorded');
-      await sleep(20);
-    }
+    await eventually(
+      'acks recorded',
+      async () => {
+        const rows = await ds.query<Array<{ ok: boolean }>>(
+          'SELECT applied_generation = built_generation AS ok FROM clusters WHERE id = ANY($1::uuid[])',
+          [ids],
+        );
+        return holds(rows.every((r) => r.ok));
+      },
+      3_000,
+      20,
+    );
     expect(streams.writer.statements - writes).toBeLessThanOrEqual(2);
   }, 60_000);
 
@@ -263,12 +286,13 @@ describe('the Sync stream', () => {
     const first = await s.state(1);
     s.ack(first.generation + 5n);
     expect(await s.ended).toMatchObject({ code: status.INVALID_ARGUMENT, errorCode: 'unexpected_generation' });
-    await sleep(100);
+    // A Hello claiming a future generation, then statuses "at" it: never recorded beyond the build.
+    const writes = streams.writer.statements;
+    const liar = open(a, first.generation + 100n);
+    expect((await liar.state(1)).baseGeneration).toBe(0n);
+    // The Hello's own report (its agent version) is written after anything the refused ack could have queued.
+    await eventually('the Hello report written', () => holds(streams.writer.statements > writes), 5_000, 5);
     const [row] = await ds.query<Array<{ a: string }>>('SELECT applied_generation::text AS a FROM clusters WHERE id = $1', [a.clusterId]);
     expect(BigInt(row!.a)).toBeLessThanOrEqual(first.generation);
-    // A Hello claiming a future generation, then statuses "at" it: never recorded beyond the build.
-    const liar = open(a, first.generation + 100n);
-    await liar.state(1);
-    expect((await liar.state(1)).baseGeneration).toBe(0n);
   });
 });

@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { dns1123LabelProblem } from './names.js';
+import { dns1123LabelProblem } from '@sigil/kubernetes';
 
 /** The agent's settings; every flag can also come from an environment variable (12-factor, Helm-friendly). */
 export interface AgentConfig {

@@ -1,9 +1,7 @@
+import type { LabelSelector } from '@sigil/kubernetes';
 import { InvalidArgumentError } from 'commander';
 
-export interface LabelSelector {
-  matchLabels?: Record<string, string>;
-  matchExpressions?: Array<{ key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }>;
-}
+export type { LabelSelector };
 
 /**
  * kubectl-style selectors: `tier=store,region!=us-east,canary,!legacy,region in (eu-west,eu-north)`.

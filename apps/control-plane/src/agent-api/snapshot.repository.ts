@@ -227,7 +227,8 @@ export class SnapshotRepository {
           WHERE cs.cluster_id = $1 AND cs.secret_id > $2::uuid
          WINDOW w AS (ORDER BY cs.secret_id)
           ORDER BY cs.secret_id
-          LIMIT $3::int / least($4::int, $6::int) + 1
+          -- one candidate beyond what the budget can hold tells whether rows remain (the first row always goes)
+          LIMIT greatest($3::int / least($4::int, $6::int), 1) + 1
        ), page AS (
          SELECT * FROM candidates WHERE n = 1 OR running <= $3::int
        )

@@ -1,11 +1,7 @@
+import { labelKeyProblem, labelValueProblem, type LabelSelector } from '@sigil/kubernetes';
 import { z } from 'zod';
-import { labelKeyProblem, labelValueProblem } from './kubernetes-names.js';
 
-/** A Kubernetes label selector: every matchLabels pair and every expression must hold. */
-export interface LabelSelector {
-  matchLabels?: Record<string, string>;
-  matchExpressions?: Array<{ key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }>;
-}
+export type { LabelSelector };
 
 const key = z.string().refine((k) => !labelKeyProblem(k), 'must be a valid label key');
 const value = z.string().refine((v) => !labelValueProblem(v), 'must be a valid label value');
