@@ -5,7 +5,6 @@ import {
   agentChannelCredentials,
   createTlsKeyAndCsr,
   derToPem,
-  errorCodeOf,
   SecretState,
   unary,
   type DesiredSecret,
