@@ -32,6 +32,8 @@ const TEST_ENTRIES = [
   `${CP}/agent-api/agent-authenticator\\.ts$`, // agent-client-certificates: which certificates are refused
   `${CP}/enrollment/https-get\\.ts$`, //          agent-kubernetes-identity: the issuer's keys over the test kube-apiserver's TLS
   `${CP}/audit/audit-chain\\.ts$`, //             audit-chain: records in the legacy and the HMAC format
+  `${CP}/audit/audit\\.repository\\.ts$`, //         audit-chain: the stored record type it tampers with
+  `${CP}/agent-api/snapshot\\.repository\\.ts$`, //  snapshot-repository: its statements on a real PostgreSQL
 ];
 
 module.exports = {
