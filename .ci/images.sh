@@ -99,10 +99,16 @@ control_plane_modules() {
   printf '%s' "$dir"
 }
 
-# $1 image name, $2 Dockerfile, $3 context, $4.. more podman build args.
+# $1 image name, $2 Dockerfile, $3 context, $4.. more podman build args. Skipped when the
+# Dockerfile, the context's content and the arguments are those of the image already built.
 build_image() {
   local name="$1" file="$2" ctx="$3"; shift 3
+  local inputs stamp="$OUT/$name.inputs"
+  inputs="$( { sha256sum "$file"; printf '%s\n' "$@"; (cd "$ctx" && find . -path "${HASH_EXCLUDE:-/none}" -prune -o -type f -print0 | sort -z | xargs -0 sha256sum); } | sha256sum | cut -c1-32)"
+  if podman image exists "localhost/$name:$TAG" && [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ]; then return 0; fi
+  log "building localhost/$name:$TAG ($file)"
   podman build -q --layers -f "$file" -t "localhost/$name:$TAG" "$@" "$ctx" >/dev/null
+  printf '%s' "$inputs" > "$stamp"
 }
 
 # Saves localhost/$1:$TAG to $OUT/$1.tar unless the archive already holds that image id.
@@ -132,10 +138,14 @@ ctx="$WORK/control-plane-context"
 rm -rf "$ctx" && mkdir -p "$ctx/dist/apps" "$ctx/var/lib/sigil"
 cp package.json "$ctx/"
 cp -al "$modules/node_modules" "$ctx/node_modules"
+# The lockfile stands for node_modules in the input hash (hashing 240 MB of files would be slow).
+HASH_EXCLUDE="./node_modules"
 cp -r dist/apps/control-plane "$ctx/dist/apps/"
 cp -r dist/libs "$ctx/dist/"
 build_image sigil-control-plane apps/control-plane/Dockerfile "$ctx" \
-  --build-arg "BASE_IMAGE=localhost/sigil-base:node$NODE_VERSION-softhsm" --build-arg ARTIFACTS=context
+  --build-arg "BASE_IMAGE=localhost/sigil-base:node$NODE_VERSION-softhsm" --build-arg ARTIFACTS=context \
+  --label "sigil.modules=$(basename "$modules")"
+HASH_EXCLUDE=""
 
 # The node's sandbox image and the workloads' image.
 ctx="$WORK/pause-context"
@@ -154,7 +164,7 @@ fi
 
 for image in sigil-agent sigil-control-plane sigil-pause sigil-busybox; do save_archive "$image"; done
 # Dangling layers of earlier builds of the same tags.
-podman image prune -f >/dev/null
+[ "$(podman images -q --filter dangling=true | wc -l)" -eq 0 ] || podman image prune -f >/dev/null
 
 if [ "$QUIET" -eq 0 ]; then
   echo "images (podman, archives in $OUT):"

@@ -146,9 +146,9 @@ export class RealNode {
     const dir = this.dir;
     const pki = path.join(dir, 'pki');
     await mkdir(pki, { recursive: true, mode: 0o700 });
-    const [etcdPort, peerPort, apiPort, kubeletPort, kubeletHealthPort] = await Promise.all(
+    const [etcdPort, peerPort, apiPort, kubeletPort, kubeletHealthPort] = (await Promise.all(
       Array.from({ length: 5 }, () => freeLoopbackPort()),
-    );
+    )) as [number, number, number, number, number];
 
     // etcd
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
@@ -506,4 +506,15 @@ contexts:
   context: {cluster: sigil-node, user: ${user}}
 current-context: sigil-node
 `;
+}
+
+/**
+ * Builds (first run: a few minutes) or refreshes (seconds) the images the node runs, from the
+ * repository's Dockerfiles: `make images` (.ci/images.sh). dist/ must be built.
+ */
+export function ensureImages(): void {
+  const started = Date.now();
+  execFileSync('bash', [path.join(repoRoot(), '.ci/images.sh'), '--quiet'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (Date.now() - started > 30_000)
+    process.stderr.write(`[real-node] images built in ${Math.round((Date.now() - started) / 1000)} s (first run; later runs reuse them)\n`);
 }
