@@ -20,6 +20,7 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
   let cluster: NodeCluster;
   let cp: RunningControlPlane;
   let caPem: string;
+  let controlPlaneImage: Promise<unknown>;
   const project = uniqueName('node');
   const served = 'shop';
   const token = { release: 'agent-token', namespace: 'sigil-token', cluster: uniqueName('tok') };
@@ -32,7 +33,12 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
     const started = Date.now();
     ensureImages();
     node = await RealNode.start();
-    await node.importImages(['sigil-agent', 'sigil-control-plane', 'sigil-busybox'].map((i) => path.join(IMAGE_ARCHIVES, `${i}.tar`)));
+    await node.importImages(['sigil-agent', 'sigil-busybox'].map((i) => path.join(IMAGE_ARCHIVES, `${i}.tar`)));
+    // The largest image, needed by the last test only: imported while the others run.
+    controlPlaneImage = node.importImages([path.join(IMAGE_ARCHIVES, 'sigil-control-plane.tar')]).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     cluster = await NodeCluster.connect(node);
     await cluster.allowAnonymousIssuerDiscovery();
     cp = await startControlPlane();
@@ -94,7 +100,7 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
     expect(volumes).not.toContain('enrollment');
   }, 180_000);
 
-  it('the agent runs as 65532 on a read-only root filesystem, within its memory target at idle', async () => {
+  it('the agent runs as 65532 on a read-only root filesystem, within its memory target at idle', () => {
     const pid = agentProcess(token.cluster);
     expect(readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^Uid:\s+65532\s/m);
     const root = readFileSync(`/proc/${pid}/mountinfo`, 'utf8')
@@ -175,7 +181,7 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
     const oldPid = agentProcess(token.cluster);
     const started = Date.now();
     await cluster.core.deleteNamespacedPod({ namespace: token.namespace, name: old!.metadata!.name! });
-    await eventually('old agent exited', async () => (processAlive(oldPid) ? undefined : true), 60_000);
+    await eventually('old agent exited', () => Promise.resolve(processAlive(oldPid) ? undefined : true), 60_000);
     const stoppedMs = Date.now() - started;
     expect(stoppedMs).toBeLessThan(15_000); // the grace period is 30 s: Node as PID 1 handled SIGTERM
     const [replacement] = await cluster.deploymentReady(token.namespace, token.release);
@@ -190,6 +196,7 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
   }, 180_000);
 
   it('the control-plane chart installs on the node (PostgreSQL and Redis outside it, SoftHSM), becomes Ready and serves an agent', async () => {
+    expect(await controlPlaneImage).toBeUndefined();
     const db = await createTestDatabase();
     const [httpPort, grpcPort, metricsPort] = [await freeLoopbackPort(), await freeLoopbackPort(), await freeLoopbackPort()];
     const redisPrefix = uniqueName('n').replace(/-/g, '');

@@ -179,7 +179,7 @@ export class NodeCluster {
         s.readyReplicas === d.spec?.replicas &&
         (s.replicas ?? 0) === d.spec?.replicas
       ) {
-        const selector = Object.entries(d.spec!.selector.matchLabels ?? {})
+        const selector = Object.entries(d.spec.selector.matchLabels ?? {})
           .map(([k, v]) => `${k}=${v}`)
           .join(',');
         const pods = (await this.core.listNamespacedPod({ namespace, labelSelector: selector })).items.filter(
@@ -203,7 +203,8 @@ export class NodeCluster {
       if (p.status?.phase === 'Succeeded') return this.log(namespace, name);
       if (p.status?.phase === 'Failed')
         throw new Error(`pod ${namespace}/${name} failed: ${await this.log(namespace, name).catch(String)}`);
-      if (Date.now() > deadline) throw new Error(`pod ${namespace}/${name} did not finish: ${JSON.stringify(p.status)}\n${this.node.logs()}`);
+      if (Date.now() > deadline)
+        throw new Error(`pod ${namespace}/${name} did not finish: ${JSON.stringify(p.status)}\n${this.node.logs()}`);
       await sleep(250);
     }
   }
