@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Sigil's local stack and tests need, only if missing.
 set -euo pipefail
-# The real-node tests (tests/harness/real-node.ts) and `make images` add: containerd + runc (the
-# node's runtime), podman (builds the OCI images), busybox-static (the tiny workload image).
-PKGS=(redis-server softhsm2 opensc etcd-server containerd runc podman busybox-static)
+# `.ci/apt.sh real-node` (make deps-apt-node: the real-node tests, `make images`, `make try-node`)
+# adds containerd + runc (the node's runtime), podman (builds the OCI images) and busybox-static
+# (the tiny workload image).
+PKGS=(redis-server softhsm2 opensc etcd-server)
+[ "${1:-}" = "real-node" ] && PKGS=(containerd runc podman busybox-static)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
