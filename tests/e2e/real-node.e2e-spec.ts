@@ -88,6 +88,18 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
     const enrolled = (await cluster.log(token.namespace, pod!.metadata!.name!)).split('\n').find((l) => l.includes('"msg":"enrolled"'));
     expect(enrolled).toContain('"via":"bootstrap-token"');
     expect((await api().get(`/clusters/${token.cluster}`)).body.state).toBe('enrolled');
+    // Its service account is bound to the chart's two Roles and nothing else.
+    const bindings = [
+      ...(await cluster.rbac.listRoleBindingForAllNamespaces()).items,
+      ...(await cluster.rbac.listClusterRoleBinding()).items,
+    ]
+      .filter((b) => b.subjects?.some((s) => s.kind === 'ServiceAccount' && s.namespace === token.namespace && s.name === 'sigil-agent'))
+      .map((b) => `${b.metadata?.namespace ?? ''}/${b.metadata?.name} → ${b.roleRef.kind}/${b.roleRef.name}`)
+      .sort();
+    expect(bindings).toEqual([
+      `${served}/${token.release}-secrets → Role/${token.release}-secrets`,
+      `${token.namespace}/${token.release}-state → Role/${token.release}-state`,
+    ]);
   }, 180_000);
 
   it('helm install with the Kubernetes service-account identity: enrolls with a projected token, no shared secret', async () => {
@@ -161,6 +173,9 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
     const d = await cluster.apps.readNamespacedDeployment({ namespace: served, name: 'web' });
     expect(Object.keys(d.spec!.template.metadata!.annotations ?? {}).some((k) => k.startsWith('sigil.dev/'))).toBe(true);
     expect(await cluster.log(served, after.metadata!.name!)).toContain('PASSWORD=node-canary-v2');
+    // Everything so far (writes, watches, the restart's patch) within the chart's RBAC.
+    const [agentPod] = await cluster.deploymentReady(token.namespace, token.release);
+    expect(await cluster.log(token.namespace, agentPod!.metadata!.name!)).not.toMatch(/Kubernetes API 40[13]|Forbidden/);
   }, 180_000);
 
   it('unpublish: the Secrets are gone from the node', async () => {
