@@ -210,7 +210,7 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
     expect(Buffer.from(secret.data!.PASSWORD!, 'base64').toString()).toBe('node-canary-v2');
   }, 180_000);
 
-  it('the control-plane chart installs on the node (PostgreSQL and Redis outside it, SoftHSM), becomes Ready and serves an agent', async () => {
+  it('the control-plane chart installs on the node (PostgreSQL and Redis outside it, SoftHSM), becomes Ready, serves an agent and stops on SIGTERM', async () => {
     expect(await controlPlaneImage).toBeUndefined();
     const db = await createTestDatabase();
     const [httpPort, grpcPort, metricsPort] = [await freeLoopbackPort(), await freeLoopbackPort(), await freeLoopbackPort()];
@@ -257,6 +257,12 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
       expect(out).toContain('GREETING=from-the-in-node-control-plane');
       // Nothing of the value in the control plane's own log.
       expect(await cluster.log('sigil', pod!.metadata!.name!)).not.toContain('from-the-in-node-control-plane');
+      // Its Node process is PID 1 of the container and stops on SIGTERM, well within the grace period.
+      const pid = findProcess('dist/apps/control-plane/src/main.js', (p) => readFileSync(`/proc/${p}/cgroup`, 'utf8').includes('kubepods'));
+      const deleted = Date.now();
+      await cluster.core.deleteNamespacedPod({ namespace: 'sigil', name: pod!.metadata!.name! });
+      await eventually('control plane exited', () => Promise.resolve(processAlive(pid) ? undefined : true), 60_000);
+      expect(Date.now() - deleted).toBeLessThan(15_000);
     } finally {
       await cluster.helm('uninstall', 'sigil', '-n', 'sigil', '--wait').catch(() => undefined);
       await db.drop();
@@ -264,11 +270,11 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
   }, 300_000);
 });
 
-/** The host PID of the process whose command line contains `marker` (the kubelet's containers are host processes). */
-function findProcess(marker: string): number {
+/** The host PID of the process with `marker` among its arguments (the kubelet's containers are host processes). */
+function findProcess(marker: string, also: (pid: string) => boolean = () => true): number {
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(marker)) return Number(pid);
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(marker) && also(pid)) return Number(pid);
     } catch {
       // exited meanwhile
     }
