@@ -3,9 +3,9 @@
 set -euo pipefail
 # `.ci/apt.sh real-node` (make deps-apt-node: the real-node tests, `make images`, `make try-node`)
 # adds containerd + runc (the node's runtime), podman (builds the OCI images) and busybox-static
-# (the tiny workload image).
+# (the tiny workload image), gcc + libc6-dev (the static pause binary).
 PKGS=(redis-server softhsm2 opensc etcd-server)
-[ "${1:-}" = "real-node" ] && PKGS=(containerd runc podman busybox-static)
+[ "${1:-}" = "real-node" ] && PKGS=(containerd runc podman busybox-static gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -76,7 +76,7 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
       } satisfies AgentRelease),
     ]);
     process.stderr.write(`[real-node] node, images, control plane and both agent releases in ${Date.now() - started} ms\n`);
-  }, 600_000);
+  }, 900_000); // a first run builds the images (a few minutes)
 
   afterAll(async () => {
     await cp?.stop();
