@@ -1,8 +1,11 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { freeLoopbackPort } from '../../apps/control-plane/src/embedded/local-process.js';
 import { ApiClient } from '../harness/api-client.js';
+import { REPO_ROOT } from '../harness/control-plane-process.js';
 import { eventually } from '../harness/eventually.js';
 import { busyboxPod, NodeCluster, podReady, type AgentRelease } from '../harness/real-node-charts.js';
 import { ensureImages, IMAGE_ARCHIVES, RealNode } from '../harness/real-node.js';
@@ -269,6 +272,62 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
     }
   }, 300_000);
 });
+
+describe('a real node whose process is killed', () => {
+  it('is cleaned up by its watcher: no process, mount, cgroup, directory or kernel setting left behind', async () => {
+    const sysctls = ['/proc/sys/vm/overcommit_memory', '/proc/sys/kernel/panic', '/proc/sys/kernel/panic_on_oops'];
+    const before = { sysctls: sysctls.map((f) => readFileSync(f, 'utf8')), fixed: FIXED_PATHS.filter((p) => existsSync(p)) };
+    const probe = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/tests/harness/real-node-probe.js')], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    probe.stderr.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
+    const [line] = (await Promise.race([
+      once(probe.stdout, 'data'),
+      once(probe, 'exit').then(() => Promise.reject(new Error(`the probe exited: ${err}`))),
+    ])) as [Buffer];
+    const dir = /^ready (\S+)/.exec(line.toString())![1]!;
+    // The node really holds something of the machine: mounts (the pod's volumes) and its cgroups.
+    expect(mountsUnder(dir).length).toBeGreaterThan(0);
+    expect(existsSync('/sys/fs/cgroup/memory/kubepods')).toBe(true);
+    probe.kill('SIGKILL');
+    await eventually(
+      'node cleaned up',
+      () =>
+        Promise.resolve(
+          !existsSync(path.join(dir, 'owner')) && mountsUnder(dir).length === 0 && processesNaming(dir).length === 0 ? true : undefined,
+        ),
+      60_000,
+    );
+    expect(readdirSync('/sys/fs/cgroup').filter((h) => existsSync(path.join('/sys/fs/cgroup', h, 'kubepods')))).toEqual([]);
+    expect(FIXED_PATHS.filter((p) => existsSync(p))).toEqual(before.fixed);
+    expect(sysctls.map((f) => readFileSync(f, 'utf8'))).toEqual(before.sysctls);
+  }, 180_000);
+});
+
+const FIXED_PATHS = ['/var/lib/kubelet', '/var/log/containers', '/run/containerd'];
+
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(`${dir}/`));
+}
+
+function processesNaming(dir: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((pid) => {
+      try {
+        const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        return cmd.includes(`${dir}/`) && !cmd.includes('real-node-cleanup');
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 
 /** The host PID of the process with `marker` among its arguments (the kubelet's containers are host processes). */
 function findProcess(marker: string, also: (pid: string) => boolean = () => true): number {
