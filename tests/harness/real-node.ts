@@ -516,5 +516,7 @@ export function ensureImages(): void {
   const started = Date.now();
   execFileSync('bash', [path.join(repoRoot(), '.ci/images.sh'), '--quiet'], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (Date.now() - started > 30_000)
-    process.stderr.write(`[real-node] images built in ${Math.round((Date.now() - started) / 1000)} s (first run, or the code changed since the last build)\n`);
+    process.stderr.write(
+      `[real-node] images built in ${Math.round((Date.now() - started) / 1000)} s (first run, or the code changed since the last build)\n`,
+    );
 }
