@@ -14,7 +14,7 @@ export PATH := $(NODE_BIN):$(SIGIL_CACHE)/bin:$(PATH)
 export npm_config_nodedir := $(abspath $(NODE_BIN)/..)
 NPM := npm --loglevel=error --no-audit --no-fund
 
-.PHONY: help up test check generate build lint typecheck boundaries format deps deps-apt deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-fleet-sizes bench-faults clean
+.PHONY: help up test check generate build images try-node lint typecheck boundaries format deps deps-apt deps-apt-node deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-fleet-sizes bench-faults clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,13 @@ generate: deps-npm ## regenerate committed code: gRPC types of proto/ (buf + ts-
 build: deps-npm ## compile apps/ and libs/ to dist/
 	@node .ci/build.mjs
 
+images: deps-apt deps-apt-node deps-npm build ## build the agent and control-plane images from their Dockerfiles (podman, local base) and print their sizes
+	@bash .ci/images.sh
+
+try-node: deps-apt deps-apt-node deps-npm deps-go build ## a real Kubernetes node here: both charts installed, a sample app published, a pod printing its secret (Ctrl-C cleans up)
+	@bash .ci/images.sh --quiet
+	@exec node dist/tests/harness/try-node.js
+
 lint: deps-npm
 	@node_modules/.bin/eslint --max-warnings=0 .
 
@@ -50,13 +57,16 @@ boundaries: deps-npm
 format: deps-npm ## rewrite files with Prettier
 	@node_modules/.bin/prettier --write --log-level=warn .
 
-deps: deps-apt deps-npm deps-go deps-python
+deps: deps-apt deps-apt-node deps-npm deps-go deps-python
 
 deps-python: ## schemathesis (OpenAPI fuzzer of the e2e tests), pinned, in a venv in the cache
 	@bash .ci/python-tools.sh
 
 deps-apt:
 	@bash .ci/apt.sh
+
+deps-apt-node: ## containerd, runc, podman, busybox-static: the real node and the image builds
+	@bash .ci/apt.sh real-node
 
 deps-npm: node_modules/.package-lock.json
 
@@ -72,7 +82,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 	@rm -f .package-lock.before
 	@touch $@
 
-deps-go: ## kube-apiserver and helm for the tests, built once into ~/.cache/sigil/bin
+deps-go: ## kube-apiserver, helm, kubelet, kube-controller-manager, kube-scheduler for the tests, built once into ~/.cache/sigil/bin
 	@bash .ci/go-tools.sh
 
 bench-hsm: deps-apt build ## HSM benchmark: Sigil's operations vs the raw pkcs11js rate (BENCH_MS per point)
