@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import type { KubernetesIdentity } from '../../apps/control-plane/src/clusters/kubernetes-identity.js';
-import { httpsGet } from '../../apps/control-plane/src/enrollment/https-get.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { createNamespace, kubeConfig, mintServiceAccountToken, testEnv, uniqueName } from '../harness/test-env.js';
 import { TestAgent, refused } from '../harness/test-agent.js';
@@ -160,10 +159,10 @@ describe('enrollment by Kubernetes service-account identity', () => {
   });
 
   it('verifies against an inline JWKS, and finds the keys by OIDC discovery', async () => {
-    const kube = testEnv().kube;
-    const jwks = (await (
-      await httpsGet(`${kube.server}/openid/v1/jwks`, { ca: identity.caCert, allowPrivateAddresses: true })
-    ).json()) as KubernetesIdentity['jwks'];
+    const k8s = await import('@kubernetes/client-node');
+    const openid = (await kubeConfig()).makeApiClient(k8s.OpenidApi);
+    // Typed as a string, but client-node parses the application/jwk-set+json body.
+    const jwks = (await openid.getServiceAccountIssuerOpenIDKeyset()) as unknown as KubernetesIdentity['jwks'];
     const inline = await registered({ issuer: identity.issuer, jwks, serviceAccount: identity.serviceAccount });
     await inline.enroll(await saToken());
     const discovered = await registered({

@@ -93,11 +93,17 @@ export class KubeApiServer {
       child: this.apiserver,
       describe: apiErr,
     });
-    const ca = await readFile(caFile);
-    await waitFor('kube-apiserver', () => readyz(server, ca, adminToken), { timeoutMs: 90_000, child: this.apiserver, describe: apiErr });
-
     const kubeconfig = path.join(dir, 'kubeconfig');
-    await writeFile(kubeconfig, kubeconfigYaml(server, ca, adminToken), { mode: 0o600 });
+    await writeFile(kubeconfig, kubeconfigYaml(server, await readFile(caFile), adminToken), { mode: 0o600 });
+    const k8s = await import('@kubernetes/client-node');
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(kubeconfig);
+    const health = new k8s.Health(kc);
+    await waitFor('kube-apiserver', () => health.readyz({ signal: AbortSignal.timeout(2000) }), {
+      timeoutMs: 90_000,
+      child: this.apiserver,
+      describe: apiErr,
+    });
     return { server, caFile, adminToken, kubeconfig, issuer: server, signingKeyFile: path.join(dir, 'sa.key') };
   }
 
@@ -105,19 +111,6 @@ export class KubeApiServer {
     if (this.apiserver) await stopChild(this.apiserver, 'SIGTERM', 20_000);
     if (this.etcd) await stopChild(this.etcd, 'SIGTERM', 10_000);
   }
-}
-
-async function readyz(server: string, ca: Buffer, token: string): Promise<boolean> {
-  const { request } = await import('node:https');
-  return new Promise((resolve) => {
-    const req = request(`${server}/readyz`, { ca, headers: { Authorization: `Bearer ${token}` }, timeout: 2000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
 }
 
 function kubeconfigYaml(server: string, ca: Buffer, token: string): string {
