@@ -87,6 +87,7 @@ async function main(): Promise<void> {
     const enrollTop = await enrollStatements();
     if (enrollTop) log(`statements that cost PostgreSQL most during enrollment:\n${enrollTop}`);
     log(`  ${enroll.ok} enrolled, ${enroll.failed} failed in ${fmtMs(enroll.durationMs)} (${Math.round(enroll.perSecond)}/s)`);
+    log(`  TLS so far: ${await tlsCounters(stack)}`);
     // Zero failures is a target, not a statistic: a store whose agent fails here is locked out.
     if (enroll.failed > 0)
       throw new Error(
@@ -99,6 +100,7 @@ async function main(): Promise<void> {
     const streamsCpu = meter();
     const streamsMs = await fleet.watch(300_000, progress('connected'));
     log(`  ${N} streams in ${fmtMs(streamsMs)} (${fleet.admissionRejections} admission-ramp retries)`);
+    log(`  TLS so far: ${await tlsCounters(stack)}`);
     // Enrollment's builds settle: every agent at its built generation, from both sides.
     await fleet.expect({ phase: 'idle', secrets: 0, namespace: NAMESPACE }, 300_000);
     const settled = await fleet.inSync(300_000, progress('in sync'));
@@ -324,6 +326,14 @@ async function reconnectPhase(stack: BenchStack, fleet: Fleet, meter: () => () =
     check,
     cpuMs,
   };
+}
+
+/** The control planes' TLS counters since they started (agent-listener.ts). */
+async function tlsCounters(stack: BenchStack): Promise<string> {
+  const resumed = await stack.counter('sigil_agent_tls_sessions_total', 'handshake="resumed"');
+  const full = await stack.counter('sigil_agent_tls_sessions_total', 'handshake="full"');
+  const reset = await stack.counter('sigil_agent_connections_refused_total', 'reason="handshakes_full"');
+  return `${full} full handshakes, ${resumed} resumed, ${reset} connections reset at the handshake bound`;
 }
 
 function cpuTable(rows: Array<{ name: string; cpuMs: Record<string, number> }>): string {

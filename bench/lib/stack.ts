@@ -90,6 +90,12 @@ export class BenchStack {
       SIGIL_RATE_LIMIT_BURST: BENCH_RATE_LIMIT,
       // e.g. BENCH_CP_NODE_OPTIONS=--cpu-prof to see where the control plane's time goes.
       ...(process.env.BENCH_CP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_CP_NODE_OPTIONS } : {}),
+      // Experiments with the control plane's settings: BENCH_CP_SIGIL_GRPC_MAX_HANDSHAKES=256 sets SIGIL_GRPC_MAX_HANDSHAKES.
+      ...Object.fromEntries(
+        Object.entries(process.env)
+          .filter(([k, v]) => k.startsWith('BENCH_CP_SIGIL_') && v !== undefined)
+          .map(([k, v]) => [k.slice('BENCH_CP_'.length), v!]),
+      ),
       ...env,
     };
     const stack = new BenchStack(dir, postgres, redis, cpEnv, ports);
