@@ -78,6 +78,7 @@ class ResumingCredentials extends ChannelCredentials {
             },
             () => {
               if (!tls.authorized) {
+                this.session = undefined;
                 reject(tls.authorizationError);
                 tls.destroy();
                 return;
@@ -88,11 +89,10 @@ class ResumingCredentials extends ChannelCredentials {
           tls.on('session', (session: Buffer) => {
             this.session = session;
           });
-          tls.on('error', (err: Error) => {
-            // A ticket the server no longer accepts must not be offered again.
-            this.session = undefined;
-            reject(err);
-          });
+          // A failed or reset connection keeps the ticket: a server that cannot use it simply
+          // does a full handshake, and a restart or a reset at the handshake bound is exactly
+          // the reconnect the ticket is for.
+          tls.on('error', (err: Error) => reject(err));
         }),
       waitForReady: () => Promise.resolve(),
       getCallCredentials: () => calls,
