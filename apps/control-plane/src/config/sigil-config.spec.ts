@@ -20,7 +20,7 @@ describe('loadConfig', () => {
       port: 8443,
       serverNames: ['localhost', '127.0.0.1'],
       admissionPerSecond: 1000,
-      maxHandshakes: 64,
+      maxHandshakes: 256,
     });
     expect(c.agents).toEqual({ audience: 'sigil', certTtlSeconds: 86400 });
     expect(c.dataDir).toMatch(/\/\.data$/);

@@ -65,7 +65,7 @@ const envSchema = z
         'must be a comma-separated list of DNS names or IP addresses',
       ),
     SIGIL_GRPC_ADMISSION_RPS: positiveInt(1000),
-    SIGIL_GRPC_MAX_HANDSHAKES: positiveInt(64),
+    SIGIL_GRPC_MAX_HANDSHAKES: positiveInt(256),
     SIGIL_AGENT_AUDIENCE: z
       .string()
       .trim()
