@@ -20,6 +20,7 @@ async function metric(cp: ControlPlaneProcess, pattern: RegExp): Promise<number>
 const resumed = /sigil_agent_tls_sessions_total\{handshake="resumed"[^}]*\} (\d+)/;
 const full = /sigil_agent_tls_sessions_total\{handshake="full"[^}]*\} (\d+)/;
 const refusedFull = /sigil_agent_connections_refused_total\{reason="handshakes_full"[^}]*\} (\d+)/;
+const refusedStalled = /sigil_agent_connections_refused_total\{reason="handshake_stalled"[^}]*\} (\d+)/;
 
 const hostPort = (address: string) => {
   const [host, port] = address.split(':') as [string, string];
@@ -78,7 +79,7 @@ describe('agent TLS sessions', () => {
     expect(await metric(b.cp, full)).toBe(fullBefore + 1);
   });
 
-  it('connections beyond the handshake bound are reset at once, and agents get in when the slots free up', async () => {
+  it('connections beyond the handshake bound are reset at once, and idle ones holding every slot give way after 3 s', async () => {
     const address = hostPort(b.cp.grpcAddress);
     // Two connections that never start their handshake hold both slots.
     const idle: Socket[] = await Promise.all(
@@ -86,19 +87,25 @@ describe('agent TLS sessions', () => {
         () =>
           new Promise<Socket>((resolve, reject) => {
             const sock = tcpConnect(address, () => resolve(sock));
-            sock.on('error', reject);
+            sock.on('error', () => undefined);
+            sock.once('error', reject);
           }),
       ),
     );
+    const closed = idle.map((sock) => new Promise<void>((resolve) => sock.once('close', () => resolve())));
     try {
       expect(await metric(b.cp, refusedFull)).toBe(0);
       const creds = agentChannelCredentials(caPem, { keyPem: agent.tls!.keyPem, certificatePem: agent.certificatePem! });
       const client = new AgentServiceClient(b.cp.grpcAddress, creds, AGENT_CHANNEL_OPTIONS);
       const connected = ready(client, 20_000);
       await eventually('a refused connection', async () => ((await metric(b.cp, refusedFull)) > 0 ? true : undefined), 10_000);
-      for (const sock of idle) sock.destroy();
-      // The channel retries with its backoff (≤ 5 s) and now completes its handshake.
+      // The channel retries with its backoff (≤ 5 s); once the idle ones are 3 s old, they make room.
       await connected;
+      expect(await metric(b.cp, refusedStalled)).toBeGreaterThan(0);
+      await Promise.race([
+        Promise.any(closed),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('no idle connection was closed')), 1_000)),
+      ]);
       expect((await syncOnce(client)).clusterKeyEnvelopes.length).toBeGreaterThan(0);
       client.close();
     } finally {

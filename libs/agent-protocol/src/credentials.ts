@@ -1,6 +1,6 @@
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
-import { connect, createSecureContext, type SecureContext } from 'node:tls';
+import { checkServerIdentity, connect, createSecureContext, type SecureContext } from 'node:tls';
 import { CallCredentials, ChannelCredentials } from '@grpc/grpc-js';
 import { createCsr } from './csr.js';
 
@@ -60,8 +60,12 @@ class ResumingCredentials extends ChannelCredentials {
     return other === this;
   }
 
-  _createSecureConnector(target: ConnectorArgs[0], _options: ConnectorArgs[1], callCredentials?: ConnectorArgs[2]) {
-    const host = hostOf(target.path);
+  _createSecureConnector(target: ConnectorArgs[0], options: ConnectorArgs[1], callCredentials?: ConnectorArgs[2]) {
+    // As grpc-js does: through an HTTP CONNECT proxy the target is the proxy, the real one is
+    // `grpc.http_connect_target`; `grpc.ssl_target_name_override` names the certificate's host.
+    const connectTarget = options['grpc.http_connect_target'];
+    const host = hostOf(connectTarget ? connectTarget.replace(/^dns:(\/\/[^/]*\/)?/, '') : target.path);
+    const name = options['grpc.ssl_target_name_override'] ?? host;
     const calls = callCredentials ?? CallCredentials.createEmpty();
     return {
       connect: (socket: Socket) =>
@@ -70,9 +74,10 @@ class ResumingCredentials extends ChannelCredentials {
             {
               socket,
               secureContext: this.context,
-              host,
+              host: name,
               // SNI takes names only; the certificate is still checked against the IP address.
-              ...(isIP(host) ? {} : { servername: host }),
+              ...(isIP(name) ? {} : { servername: name }),
+              checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert),
               ALPNProtocols: ['h2'],
               session: this.session,
             },
@@ -86,8 +91,9 @@ class ResumingCredentials extends ChannelCredentials {
               resolve({ socket: tls, secure: true });
             },
           );
+          // Only a session whose server passed verification may be resumed (resumption skips it).
           tls.on('session', (session: Buffer) => {
-            this.session = session;
+            if (tls.authorized) this.session = session;
           });
           // A failed or reset connection keeps the ticket: a server that cannot use it simply
           // does a full handshake, and a restart or a reset at the handshake bound is exactly

@@ -166,8 +166,12 @@ export class SyncSession {
       if (this.waitingForChannel !== client) return; // stop() or reconnect() meanwhile
       this.waitingForChannel = undefined;
       if (this.stopped) return;
-      if (err) this.connectFirst(client);
-      else this.openStream(client);
+      if (err) {
+        // Still unreachable after a whole wait: say so (a wrong address, certificate or proxy
+        // shows here, not as a failed stream), and keep waiting.
+        this.opts.logger?.warn({ waitedMs: CONNECT_WAIT_MS }, 'control plane not reachable yet; still trying');
+        this.connectFirst(client);
+      } else this.openStream(client);
     });
   }
 

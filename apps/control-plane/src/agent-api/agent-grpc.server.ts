@@ -75,6 +75,7 @@ export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShu
       sessionLifetimeS: TICKET_LIFETIME_S,
       onRefused: (reason) => this.metrics.agentConnectionsRefused.inc({ reason }),
       onEstablished: (resumed) => this.metrics.agentTlsSessions.inc({ handshake: resumed ? 'resumed' : 'full' }),
+      onListenerError: (err) => this.logger.warn({ err }, 'agent listener error; still accepting'),
     });
     identity.onRenewed(() => listener.setIdentity(identity.current));
     this.tickets = new SessionTickets(

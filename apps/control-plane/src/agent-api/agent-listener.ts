@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
@@ -22,7 +23,9 @@ export interface AgentListenerOptions {
   /** How long a session ticket may resume a session (the TLS 1.3 ticket lifetime). */
   sessionLifetimeS: number;
   /** Called on every refused or failed handshake (metrics). */
-  onRefused?: (reason: 'handshakes_full' | 'handshake_failed') => void;
+  onRefused?: (reason: 'handshakes_full' | 'handshake_stalled' | 'handshake_failed') => void;
+  /** Errors of the TCP listener after it is bound (logged; accepting goes on). */
+  onListenerError?: (err: Error) => void;
   /** Called on every connection whose handshake finished (metrics: how many resumed). */
   onEstablished?: (resumed: boolean) => void;
 }
@@ -46,7 +49,7 @@ export class AgentListener {
    * Raw sockets in their handshake, by remote address and port: the TLS socket the server makes
    * over one has the same pair, which is how its end frees the slot.
    */
-  private readonly handshaking = new Map<string, Socket>();
+  private readonly handshaking = new Map<string, { socket: Socket; since: number }>();
   private ticketKeys: Buffer | undefined;
 
   constructor(
@@ -59,7 +62,9 @@ export class AgentListener {
     this.tls = createTlsServer({
       ...secureContextOptions(identity),
       ALPNProtocols: ['h2'],
-      minVersion: 'TLSv1.2',
+      // TLS 1.3 only: a TLS 1.2 ticket carries the master secret, so ticket keys would open
+      // recorded sessions; 1.3 resumption keeps a fresh key exchange. Agents are Sigil's own.
+      minVersion: 'TLSv1.3',
       requestCert: true,
       rejectUnauthorized: false,
       handshakeTimeout: opts.handshakeTimeoutMs,
@@ -72,6 +77,8 @@ export class AgentListener {
         return;
       }
       this.opts.onEstablished?.(socket.isSessionReused());
+      // grpc-js attaches its handlers later; an error in between must not crash the process.
+      socket.on('error', () => undefined);
       injector.injectConnection(socket);
     });
     this.tls.on('tlsClientError', (_err, socket) => {
@@ -83,18 +90,34 @@ export class AgentListener {
   }
 
   private accept(socket: Socket): void {
-    if (this.handshaking.size >= this.opts.maxHandshakes) {
+    if (this.handshaking.size >= this.opts.maxHandshakes && !this.evictStalled()) {
       this.opts.onRefused?.('handshakes_full');
       socket.resetAndDestroy();
       return;
     }
     const key = peerKey(socket);
-    this.handshaking.set(key, socket);
+    const entry = { socket, since: Date.now() };
+    this.handshaking.set(key, entry);
     // A connection that closes before its handshake ends (timeout, reset) frees its slot too.
     socket.once('close', () => {
-      if (this.handshaking.get(key) === socket) this.handshaking.delete(key);
+      if (this.handshaking.get(key) === entry) this.handshaking.delete(key);
     });
     this.tls.emit('connection', socket);
+  }
+
+  /**
+   * All slots taken: a handshake takes milliseconds (under a 10,000-agent storm about a second),
+   * so the oldest one, if it has been going for 3 s, is more likely a connection holding a slot
+   * idle than an agent; it gives way. Holding every slot then takes a steady stream of fresh
+   * connections, not a few idle ones.
+   */
+  private evictStalled(): boolean {
+    const oldest = this.handshaking.entries().next();
+    if (oldest.done || Date.now() - oldest.value[1].since < STALLED_HANDSHAKE_MS) return false;
+    this.handshaking.delete(oldest.value[0]);
+    this.opts.onRefused?.('handshake_stalled');
+    oldest.value[1].socket.destroy();
+    return true;
   }
 
   /** Binds the port (0 picks a free one) and returns it. */
@@ -103,6 +126,8 @@ export class AgentListener {
       this.tcp.once('error', reject);
       this.tcp.listen({ host, port, backlog: 4096 }, () => {
         this.tcp.off('error', reject);
+        // An accept error (EMFILE under a flood) is the kernel's back-pressure, not a reason to crash.
+        this.tcp.on('error', (err) => this.opts.onListenerError?.(err));
         resolve();
       });
     });
@@ -133,13 +158,24 @@ export class AgentListener {
    */
   close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
-    for (const s of this.handshaking.values()) s.destroy();
+    for (const { socket } of this.handshaking.values()) socket.destroy();
     return closed;
   }
 }
 
-const peerKey = (s: Socket): string => `${s.remoteAddress}|${s.remotePort}`;
+/** A connection's four-tuple: the TLS socket over a raw one has the same. */
+const peerKey = (s: Socket): string => `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
+
+/** A handshake older than this gives its slot to a new connection when all are taken. */
+const STALLED_HANDSHAKE_MS = 3_000;
 
 function secureContextOptions(identity: ListenerIdentity): SecureContextOptions {
-  return { cert: identity.certificate, key: identity.privateKey, ca: identity.caCertificate };
+  return {
+    cert: identity.certificate,
+    key: identity.privateKey,
+    ca: identity.caCertificate,
+    // The same on every replica (Node would derive it from each process's command line), and new
+    // with a new CA, so tickets of another CA never resume.
+    sessionIdContext: createHash('sha256').update(identity.caCertificate).digest('hex').slice(0, 32),
+  };
 }
