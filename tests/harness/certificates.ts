@@ -20,13 +20,16 @@ export function selfSigned(cn: string, extensions: string[] = []): Pem {
   });
 }
 
-/** A certificate for `cn` issued by `ca` (one from `selfSigned`), with `extensions` as in `selfSigned`. */
-export function signedBy(ca: Pem, cn: string, extensions: string[] = []): Pem {
+/**
+ * A certificate for `cn` issued by `ca` (one from `selfSigned`), with `extensions` as in
+ * `selfSigned`; `organisation` becomes the subject's O (Kubernetes reads it as the group).
+ */
+export function signedBy(ca: Pem, cn: string, extensions: string[] = [], organisation?: string): Pem {
   return inTempDir((openssl, dir) => {
     writeFileSync(path.join(dir, 'ca.crt'), ca.cert);
     writeFileSync(path.join(dir, 'ca.key'), ca.key, { mode: 0o600 });
     writeFileSync(path.join(dir, 'ext'), `${extensions.join('\n')}\n`);
-    openssl('req', ...NEW_KEY, '-subj', `/CN=${cn}`, '-keyout', 'key', '-out', 'csr');
+    openssl('req', ...NEW_KEY, '-subj', `${organisation ? `/O=${organisation}` : ''}/CN=${cn}`, '-keyout', 'key', '-out', 'csr');
     openssl(
       'x509',
       '-req',

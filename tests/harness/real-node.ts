@@ -7,6 +7,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { freeLoopbackPort, tailOf, waitFor } from '../../apps/control-plane/src/embedded/local-process.js';
+import { selfSigned, signedBy } from './certificates.js';
 import { repoRoot } from './repo-root.js';
 
 /**
@@ -346,54 +347,14 @@ async function cleanLeftovers(): Promise<void> {
   }
 }
 
+/** The client certificate kube-apiserver presents to the kubelet, from a CA made for this node. */
 async function kubeletClientCertificate(pki: string): Promise<void> {
-  const o = (...args: string[]) => run('openssl', args);
-  await o(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=sigil-node-kubelet-client-ca',
-    '-keyout',
-    path.join(pki, 'ca.key'),
-    '-out',
-    path.join(pki, 'ca.crt'),
-  );
-  await o(
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-subj',
-    '/O=system:masters/CN=kube-apiserver-kubelet-client',
-    '-keyout',
-    path.join(pki, 'kubelet-client.key'),
-    '-out',
-    path.join(pki, 'kubelet-client.csr'),
-  );
-  await o(
-    'x509',
-    '-req',
-    '-in',
-    path.join(pki, 'kubelet-client.csr'),
-    '-CA',
-    path.join(pki, 'ca.crt'),
-    '-CAkey',
-    path.join(pki, 'ca.key'),
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-out',
-    path.join(pki, 'kubelet-client.crt'),
-  );
+  const ca = selfSigned('sigil-node-kubelet-client-ca');
+  const client = signedBy(ca, 'kube-apiserver-kubelet-client', [], 'system:masters');
+  await writeFile(path.join(pki, 'ca.crt'), ca.cert);
+  await writeFile(path.join(pki, 'ca.key'), ca.key, { mode: 0o600 });
+  await writeFile(path.join(pki, 'kubelet-client.crt'), client.cert);
+  await writeFile(path.join(pki, 'kubelet-client.key'), client.key, { mode: 0o600 });
 }
 
 function containerdConfig(dir: string): string {
