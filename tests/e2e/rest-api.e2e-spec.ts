@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { type ApiClient } from '../harness/api-client.js';
+import { type ApiClient, type ApiResponse } from '../harness/api-client.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { eventually, holds } from '../harness/eventually.js';
 import { metricValue } from '../harness/metrics.js';
@@ -236,7 +236,7 @@ describe('rate limiting', () => {
     const [burst, perSecond] = [100, 50];
     const started = Date.now();
     let answered = 0;
-    let limited: Awaited<ReturnType<typeof t.get>>[] = [];
+    let limited: ApiResponse<any>[] = [];
     while (limited.length === 0 && Date.now() - started < 30_000) {
       const batch = await Promise.all(Array.from({ length: 40 }, () => t.get('/projects/alpha')));
       answered += batch.length;

