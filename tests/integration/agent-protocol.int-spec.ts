@@ -31,6 +31,7 @@ const state = (generation: bigint, part: number, more: boolean): DesiredState =>
       target: { namespace: 'shop', name: 'checkout-db' },
       type: 'Opaque',
       deliveryMode: DeliveryMode.DELIVERY_MODE_ENV,
+      consumers: [],
       envelope,
       generation: 41n,
     },
@@ -111,6 +112,7 @@ describe('sigil.agent.v1 Sync over gRPC', () => {
     expect(parts[0]!.secrets[0]).toMatchObject({
       version: 3,
       deliveryMode: DeliveryMode.DELIVERY_MODE_ENV,
+      consumers: [],
       target: { namespace: 'shop', name: 'checkout-db' },
     });
     expect(Buffer.from(parts[0]!.secrets[0]!.envelope).equals(envelope)).toBe(true);

@@ -23,6 +23,7 @@ describe('agent protocol limits', () => {
           target: { namespace: longest(63), name: longest(253) },
           type: 'kubernetes.io/service-account-token',
           deliveryMode: DeliveryMode.DELIVERY_MODE_VOLUME,
+          consumers: [],
           // SGE1: magic, key version, wrapped-key length, a 40-byte AES-KWP data key, IV, ciphertext
           envelope: Buffer.alloc(4 + 4 + 2 + 40 + 12 + ciphertext),
           generation: 2n ** 63n - 1n,

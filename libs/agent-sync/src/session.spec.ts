@@ -46,6 +46,7 @@ function sealed(name: string, version: number, generation: bigint, value: string
     target: { namespace: 'shop', name },
     type: 'Opaque',
     deliveryMode: 1,
+    consumers: [],
     envelope: encodeSecretEnvelope({ clusterKeyVersion: 1, wrappedDek, iv, ciphertext }),
     generation,
   };

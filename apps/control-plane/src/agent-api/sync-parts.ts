@@ -37,6 +37,7 @@ export function fillPart(part: DesiredState, rows: SnapshotRow[]): void {
         ciphertext: b.ciphertext,
       }),
       generation: BigInt(r.generation),
+      consumers: [],
     });
   }
 }

@@ -32,6 +32,12 @@ export enum DeliveryMode {
   DELIVERY_MODE_ENV = 1,
   /** DELIVERY_MODE_VOLUME - Consumed as a Secret volume (tmpfs). */
   DELIVERY_MODE_VOLUME = 2,
+  /**
+   * DELIVERY_MODE_INJECT - No Kubernetes Secret: the agent keeps the envelope and hands the values, decrypted per
+   * request, to the init container or sidecar of an annotated pod whose service-account token
+   * it verified (TokenReview) and whose namespace and service account are among the consumers.
+   */
+  DELIVERY_MODE_INJECT = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -46,6 +52,9 @@ export function deliveryModeFromJSON(object: any): DeliveryMode {
     case 2:
     case "DELIVERY_MODE_VOLUME":
       return DeliveryMode.DELIVERY_MODE_VOLUME;
+    case 3:
+    case "DELIVERY_MODE_INJECT":
+      return DeliveryMode.DELIVERY_MODE_INJECT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -61,6 +70,8 @@ export function deliveryModeToJSON(object: DeliveryMode): string {
       return "DELIVERY_MODE_ENV";
     case DeliveryMode.DELIVERY_MODE_VOLUME:
       return "DELIVERY_MODE_VOLUME";
+    case DeliveryMode.DELIVERY_MODE_INJECT:
+      return "DELIVERY_MODE_INJECT";
     case DeliveryMode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -167,6 +178,7 @@ export interface SyncRequest {
     | { $case: "hello"; value: Hello }
     | { $case: "applied"; value: Applied }
     | { $case: "resync"; value: Resync }
+    | { $case: "grants"; value: Grants }
     | undefined;
 }
 
@@ -196,6 +208,27 @@ export interface Applied {
  * complete state of the current generation.
  */
 export interface Resync {
+}
+
+/**
+ * Values the agent handed to pods through injection since its last Grants (delivery mode
+ * inject): which secret at which version went to which namespace and service account. Never a
+ * value. Sent at most every few seconds; the control plane keeps a per-cluster consumption view.
+ */
+export interface Grants {
+  grants: Grant[];
+}
+
+export interface Grant {
+  secretId: string;
+  version: number;
+  namespace: string;
+  serviceAccount: string;
+  /** The pod the token was bound to. */
+  pod: string;
+  /** How many fetches this Grant stands for (repeated fetches of one pod are coalesced). */
+  count: number;
+  lastAt: Date | undefined;
 }
 
 /** What the control plane sends on Sync. */
@@ -246,6 +279,15 @@ export interface SecretRef {
 }
 
 /**
+ * Who may receive an injected secret: pods of this namespace running as this service account
+ * ("*": any service account of the namespace).
+ */
+export interface Consumer {
+  namespace: string;
+  serviceAccount: string;
+}
+
+/**
  * One Kubernetes Secret to write: its identity, where it goes, and its values sealed for this
  * cluster only.
  */
@@ -265,6 +307,8 @@ export interface DesiredSecret {
   envelope: Buffer;
   /** The generation at which this secret last changed. */
   generation: bigint;
+  /** Delivery mode inject: the pods that may receive it (empty: none). */
+  consumers: Consumer[];
 }
 
 export interface SecretStatus {
@@ -806,6 +850,9 @@ export const SyncRequest: MessageFns<SyncRequest> = {
       case "resync":
         Resync.encode(message.message.value, writer.uint32(26).fork()).join();
         break;
+      case "grants":
+        Grants.encode(message.message.value, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -847,6 +894,14 @@ export const SyncRequest: MessageFns<SyncRequest> = {
             message.message = { $case: "resync", value: Resync.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = { $case: "grants", value: Grants.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -867,6 +922,8 @@ export const SyncRequest: MessageFns<SyncRequest> = {
         ? { $case: "applied", value: Applied.fromJSON(object.applied) }
         : isSet(object.resync)
         ? { $case: "resync", value: Resync.fromJSON(object.resync) }
+        : isSet(object.grants)
+        ? { $case: "grants", value: Grants.fromJSON(object.grants) }
         : undefined,
     };
   },
@@ -879,6 +936,8 @@ export const SyncRequest: MessageFns<SyncRequest> = {
       obj.applied = Applied.toJSON(message.message.value);
     } else if (message.message?.$case === "resync") {
       obj.resync = Resync.toJSON(message.message.value);
+    } else if (message.message?.$case === "grants") {
+      obj.grants = Grants.toJSON(message.message.value);
     }
     return obj;
   },
@@ -904,6 +963,12 @@ export const SyncRequest: MessageFns<SyncRequest> = {
       case "resync": {
         if (object.message?.value !== undefined && object.message?.value !== null) {
           message.message = { $case: "resync", value: Resync.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "grants": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "grants", value: Grants.fromPartial(object.message.value) };
         }
         break;
       }
@@ -1150,6 +1215,250 @@ export const Resync: MessageFns<Resync> = {
   },
   fromPartial(_: DeepPartial<Resync>): Resync {
     const message = createBaseResync();
+    return message;
+  },
+};
+
+function createBaseGrants(): Grants {
+  return { grants: [] };
+}
+
+export const Grants: MessageFns<Grants> = {
+  encode(message: Grants, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.grants) {
+      Grant.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Grants {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGrants();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.grants.push(Grant.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Grants {
+    return { grants: globalThis.Array.isArray(object?.grants) ? object.grants.map((e: any) => Grant.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: Grants): unknown {
+    const obj: any = {};
+    if (message.grants?.length) {
+      obj.grants = message.grants.map((e) => Grant.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Grants>): Grants {
+    return Grants.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Grants>): Grants {
+    const message = createBaseGrants();
+    message.grants = object.grants?.map((e) => Grant.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGrant(): Grant {
+  return { secretId: "", version: 0, namespace: "", serviceAccount: "", pod: "", count: 0, lastAt: undefined };
+}
+
+export const Grant: MessageFns<Grant> = {
+  encode(message: Grant, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.secretId !== "") {
+      writer.uint32(10).string(message.secretId);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).uint32(message.version);
+    }
+    if (message.namespace !== "") {
+      writer.uint32(26).string(message.namespace);
+    }
+    if (message.serviceAccount !== "") {
+      writer.uint32(34).string(message.serviceAccount);
+    }
+    if (message.pod !== "") {
+      writer.uint32(42).string(message.pod);
+    }
+    if (message.count !== 0) {
+      writer.uint32(48).uint32(message.count);
+    }
+    if (message.lastAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastAt), writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Grant {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGrant();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secretId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.serviceAccount = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pod = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.count = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.lastAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Grant {
+    return {
+      secretId: isSet(object.secretId)
+        ? globalThis.String(object.secretId)
+        : isSet(object.secret_id)
+        ? globalThis.String(object.secret_id)
+        : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
+      serviceAccount: isSet(object.serviceAccount)
+        ? globalThis.String(object.serviceAccount)
+        : isSet(object.service_account)
+        ? globalThis.String(object.service_account)
+        : "",
+      pod: isSet(object.pod) ? globalThis.String(object.pod) : "",
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      lastAt: isSet(object.lastAt)
+        ? fromJsonTimestamp(object.lastAt)
+        : isSet(object.last_at)
+        ? fromJsonTimestamp(object.last_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Grant): unknown {
+    const obj: any = {};
+    if (message.secretId !== "") {
+      obj.secretId = message.secretId;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.namespace !== "") {
+      obj.namespace = message.namespace;
+    }
+    if (message.serviceAccount !== "") {
+      obj.serviceAccount = message.serviceAccount;
+    }
+    if (message.pod !== "") {
+      obj.pod = message.pod;
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.lastAt !== undefined) {
+      obj.lastAt = message.lastAt.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Grant>): Grant {
+    return Grant.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Grant>): Grant {
+    const message = createBaseGrant();
+    message.secretId = object.secretId ?? "";
+    message.version = object.version ?? 0;
+    message.namespace = object.namespace ?? "";
+    message.serviceAccount = object.serviceAccount ?? "";
+    message.pod = object.pod ?? "";
+    message.count = object.count ?? 0;
+    message.lastAt = object.lastAt ?? undefined;
     return message;
   },
 };
@@ -1647,6 +1956,95 @@ export const SecretRef: MessageFns<SecretRef> = {
   },
 };
 
+function createBaseConsumer(): Consumer {
+  return { namespace: "", serviceAccount: "" };
+}
+
+export const Consumer: MessageFns<Consumer> = {
+  encode(message: Consumer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.namespace !== "") {
+      writer.uint32(10).string(message.namespace);
+    }
+    if (message.serviceAccount !== "") {
+      writer.uint32(18).string(message.serviceAccount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Consumer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serviceAccount = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Consumer {
+    return {
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
+      serviceAccount: isSet(object.serviceAccount)
+        ? globalThis.String(object.serviceAccount)
+        : isSet(object.service_account)
+        ? globalThis.String(object.service_account)
+        : "",
+    };
+  },
+
+  toJSON(message: Consumer): unknown {
+    const obj: any = {};
+    if (message.namespace !== "") {
+      obj.namespace = message.namespace;
+    }
+    if (message.serviceAccount !== "") {
+      obj.serviceAccount = message.serviceAccount;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Consumer>): Consumer {
+    return Consumer.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Consumer>): Consumer {
+    const message = createBaseConsumer();
+    message.namespace = object.namespace ?? "";
+    message.serviceAccount = object.serviceAccount ?? "";
+    return message;
+  },
+};
+
 function createBaseDesiredSecret(): DesiredSecret {
   return {
     projectId: "",
@@ -1659,6 +2057,7 @@ function createBaseDesiredSecret(): DesiredSecret {
     deliveryMode: 0,
     envelope: Buffer.alloc(0),
     generation: 0n,
+    consumers: [],
   };
 }
 
@@ -1696,6 +2095,9 @@ export const DesiredSecret: MessageFns<DesiredSecret> = {
         throw new globalThis.Error("value provided for field message.generation of type uint64 too large");
       }
       writer.uint32(80).uint64(message.generation);
+    }
+    for (const v of message.consumers) {
+      Consumer.encode(v!, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1793,6 +2195,14 @@ export const DesiredSecret: MessageFns<DesiredSecret> = {
             message.generation = reader.uint64() as bigint;
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.consumers.push(Consumer.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1829,6 +2239,9 @@ export const DesiredSecret: MessageFns<DesiredSecret> = {
         : 0,
       envelope: isSet(object.envelope) ? Buffer.from(bytesFromBase64(object.envelope)) : Buffer.alloc(0),
       generation: isSet(object.generation) ? BigInt(object.generation) : 0n,
+      consumers: globalThis.Array.isArray(object?.consumers)
+        ? object.consumers.map((e: any) => Consumer.fromJSON(e))
+        : [],
     };
   },
 
@@ -1864,6 +2277,9 @@ export const DesiredSecret: MessageFns<DesiredSecret> = {
     if (message.generation !== 0n) {
       obj.generation = message.generation.toString();
     }
+    if (message.consumers?.length) {
+      obj.consumers = message.consumers.map((e) => Consumer.toJSON(e));
+    }
     return obj;
   },
 
@@ -1886,6 +2302,7 @@ export const DesiredSecret: MessageFns<DesiredSecret> = {
     message.generation = (object.generation !== undefined && object.generation !== null)
       ? BigInt(object.generation)
       : 0n;
+    message.consumers = object.consumers?.map((e) => Consumer.fromPartial(e)) || [];
     return message;
   },
 };
