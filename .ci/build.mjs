@@ -28,3 +28,17 @@ await build({
   minifySyntax: true,
   logLevel: 'warning',
 });
+
+// The injector that injected pods run from the agent's image (apps/agent/src/inject/injector-main.ts):
+// Node built-ins only, one file beside the agent's.
+await build({
+  entryPoints: [fileURLToPath(new URL('../dist/apps/agent/src/inject/injector-main.js', import.meta.url))],
+  outfile: fileURLToPath(new URL('../dist/apps/agent/sigil-inject.cjs', import.meta.url)),
+  bundle: true,
+  platform: 'node',
+  target: 'node24',
+  format: 'cjs',
+  minifyWhitespace: true,
+  minifySyntax: true,
+  logLevel: 'warning',
+});

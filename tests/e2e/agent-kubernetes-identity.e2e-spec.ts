@@ -4,7 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import type { KubernetesIdentity } from '../../apps/control-plane/src/clusters/kubernetes-identity.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
-import { createNamespace, kubeConfig, mintServiceAccountToken, testEnv, uniqueName } from '../harness/test-env.js';
+import {
+  allowAnonymousIssuerDiscovery,
+  createNamespace,
+  kubeConfig,
+  mintServiceAccountToken,
+  testEnv,
+  uniqueName,
+} from '../harness/test-env.js';
 import { TestAgent, refused } from '../harness/test-agent.js';
 
 // Enrollment with no shared secret: the agent presents a projected service-account token that
@@ -28,23 +35,6 @@ const signRs256 = (header: Record<string, unknown>, claims: Record<string, unkno
 
 const AUDIENCE = 'sigil';
 const SA = 'sigil-agent';
-
-/** What a cluster admin does once: let anyone read the issuer's public keys (the Kubernetes-documented binding). */
-async function allowAnonymousIssuerDiscovery(): Promise<void> {
-  const k8s = await import('@kubernetes/client-node');
-  const rbac = (await kubeConfig()).makeApiClient(k8s.RbacAuthorizationV1Api);
-  try {
-    await rbac.createClusterRoleBinding({
-      body: {
-        metadata: { name: 'sigil-test-issuer-discovery' },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:service-account-issuer-discovery' },
-        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:unauthenticated' }],
-      },
-    });
-  } catch (err) {
-    if ((err as { code?: number }).code !== 409) throw err;
-  }
-}
 
 describe('enrollment by Kubernetes service-account identity', () => {
   let cp: RunningControlPlane;

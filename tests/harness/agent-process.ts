@@ -24,7 +24,7 @@ export type AgentFlags = Partial<Omit<AgentConfig, 'metricsHost' | 'metricsPort'
  * bare switch. Without `kubeconfig`, the harness' kube-apiserver.
  */
 export function agentArgs(flags: AgentFlags): string[] {
-  const withDefaults: Record<string, string | number | boolean | string[] | undefined> = {
+  const withDefaults: Record<string, string | number | boolean | string[] | Record<string, unknown> | undefined> = {
     kubeconfig: testEnv().kube.kubeconfig,
     ...flags,
   };
@@ -32,7 +32,7 @@ export function agentArgs(flags: AgentFlags): string[] {
     const flag = `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
     if (value === undefined || value === false) return [];
     if (value === true) return [flag];
-    return [flag, Array.isArray(value) ? value.join(',') : String(value)];
+    return [flag, Array.isArray(value) ? value.join(',') : typeof value === 'object' ? JSON.stringify(value) : String(value)];
   });
 }
 

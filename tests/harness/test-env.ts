@@ -100,3 +100,20 @@ export async function mintServiceAccountToken(
   if (!token) throw new Error('TokenRequest returned no token');
   return token;
 }
+
+/** What a cluster admin does once: let anyone read the issuer's public keys (the Kubernetes-documented binding). */
+export async function allowAnonymousIssuerDiscovery(): Promise<void> {
+  const k8s = await import('@kubernetes/client-node');
+  const rbac = (await kubeConfig()).makeApiClient(k8s.RbacAuthorizationV1Api);
+  try {
+    await rbac.createClusterRoleBinding({
+      body: {
+        metadata: { name: 'sigil-test-issuer-discovery' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:service-account-issuer-discovery' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:unauthenticated' }],
+      },
+    });
+  } catch (err) {
+    if ((err as { code?: number }).code !== 409) throw err;
+  }
+}

@@ -11,12 +11,23 @@ export interface AgentConfig {
   kubeconfig: string | undefined;
   stateSecret: string | undefined;
   stateDir: string | undefined;
+  stateMemory: boolean;
   namespaces: string[] | undefined;
   restartWorkloads: boolean;
   restartMinInterval: number;
   metricsHost: string;
   metricsPort: number;
   logLevel: string;
+  inject: boolean;
+  injectHost: string;
+  injectPort: number;
+  injectService: string | undefined;
+  injectWebhook: string | undefined;
+  injectImage: string | undefined;
+  injectAudience: string;
+  injectUrl: string | undefined;
+  injectNames: string[] | undefined;
+  injectResources: Record<string, unknown> | undefined;
 }
 
 function port(value: string): number {
@@ -44,6 +55,24 @@ function namespaceList(value: string): string[] {
   for (const n of names) dnsLabel(n);
   if (names.length === 0) throw new InvalidArgumentError('must name at least one namespace');
   return names;
+}
+
+function resources(value: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new InvalidArgumentError('must be JSON, e.g. {"requests":{"cpu":"10m","memory":"48Mi"}}');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError('must be a JSON object');
+  return parsed as Record<string, unknown>;
+}
+
+function nameList(value: string): string[] {
+  return value
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
 }
 
 function secretRef(value: string): string {
@@ -81,6 +110,12 @@ export function agentCommand(): Command {
     )
     .addOption(new Option('--state-dir <path>', 'or in this directory (files mode 0600)').env('SIGIL_AGENT_STATE_DIR'))
     .addOption(
+      new Option(
+        '--state-memory',
+        'or in memory only: nothing of the agent’s in etcd; it enrolls again at every start (needs --service-account-token-file)',
+      ).env('SIGIL_AGENT_STATE_MEMORY'),
+    )
+    .addOption(
       new Option('--namespaces <a,b,...>', 'namespaces to serve (default: all, which needs cluster-wide Secret rights)')
         .env('SIGIL_AGENT_NAMESPACES')
         .argParser(namespaceList),
@@ -104,6 +139,51 @@ export function agentCommand(): Command {
         .env('SIGIL_AGENT_METRICS_PORT')
         .default(9464)
         .argParser(port),
+    )
+    .addOption(
+      new Option('--inject', 'serve the injection webhook and the values of inject-mode apps to annotated pods (docs/injection.md)').env(
+        'SIGIL_AGENT_INJECT',
+      ),
+    )
+    .addOption(new Option('--inject-host <host>', 'address of the injection port').env('SIGIL_AGENT_INJECT_HOST').default('0.0.0.0'))
+    .addOption(new Option('--inject-port <port>', 'the injection port (TLS)').env('SIGIL_AGENT_INJECT_PORT').default(8443).argParser(port))
+    .addOption(
+      new Option(
+        '--inject-service <namespace/name>',
+        'the Service in front of the injection port (certificate names, the injector’s address)',
+      )
+        .env('SIGIL_AGENT_INJECT_SERVICE')
+        .argParser(secretRef),
+    )
+    .addOption(
+      new Option('--inject-webhook <name>', 'the MutatingWebhookConfiguration whose caBundle the agent keeps current').env(
+        'SIGIL_AGENT_INJECT_WEBHOOK',
+      ),
+    )
+    .addOption(
+      new Option('--inject-image <ref>', 'image of the injector init container and sidecar (the agent’s own)').env(
+        'SIGIL_AGENT_INJECT_IMAGE',
+      ),
+    )
+    .addOption(
+      new Option('--inject-audience <audience>', 'audience of the pods’ projected tokens; only Sigil accepts it')
+        .env('SIGIL_AGENT_INJECT_AUDIENCE')
+        .default('sigil-inject'),
+    )
+    .addOption(
+      new Option('--inject-url <url>', 'the address injected pods use (default https://<service>.<namespace>.svc:<port>)').env(
+        'SIGIL_AGENT_INJECT_URL',
+      ),
+    )
+    .addOption(
+      new Option('--inject-names <a,b>', 'more DNS names or IPs for the serving certificate')
+        .env('SIGIL_AGENT_INJECT_NAMES')
+        .argParser(nameList),
+    )
+    .addOption(
+      new Option('--inject-resources <json>', 'Kubernetes resources of the injector containers, as JSON')
+        .env('SIGIL_AGENT_INJECT_RESOURCES')
+        .argParser(resources),
     )
     .addOption(
       new Option('--log-level <level>', 'log level')

@@ -4,6 +4,8 @@ import {
   AgentApiErrorCode,
   AgentServiceClient,
   AGENT_CHANNEL_OPTIONS,
+  type DesiredSecret,
+  type Grant,
   ReconnectBackoff,
   agentChannelCredentials,
   errorCodeOf,
@@ -46,7 +48,7 @@ export class Agent {
   readonly secrets: KubeSecrets;
   private readonly reconciler: KubeReconciler;
   private readonly drift: DriftWatch;
-  private readonly metrics;
+  readonly metrics;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -70,6 +72,26 @@ export class Agent {
       ...(opts.syncGate ? { syncGate: opts.syncGate } : {}),
     });
     this.drift = new DriftWatch(kube, opts.namespaces, this.reconciler, logger);
+  }
+
+  /** Inject-mode envelopes held for the injection service (inject/injection.ts). */
+  get injection() {
+    return this.reconciler.injection;
+  }
+
+  /** Decrypts one held inject-mode secret now; the caller zeroes the buffers. */
+  openInjected(s: DesiredSecret): Map<string, Buffer> {
+    return this.reconciler.open(s);
+  }
+
+  /** Whether this agent serves `namespace` (--namespaces). */
+  serves(namespace: string): boolean {
+    return this.secrets.serves(namespace);
+  }
+
+  /** Sends injection grants to the centre; false when the stream is not open (keep them). */
+  sendGrants(grants: Grant[]): boolean {
+    return this.session?.grants(grants) ?? false;
   }
 
   get ready(): boolean {

@@ -94,3 +94,21 @@ export class SecretIdentityStore implements IdentityStore {
     }
   }
 }
+
+/**
+ * Nowhere but this process: nothing of the agent's in etcd or on disk. Every start enrolls again
+ * (a service-account token can, a one-time bootstrap token cannot), with fresh keys.
+ */
+export class MemoryIdentityStore implements IdentityStore {
+  private identity: AgentIdentity | undefined;
+  readonly where = 'memory';
+
+  load(): Promise<AgentIdentity | undefined> {
+    return Promise.resolve(this.identity);
+  }
+
+  save(identity: AgentIdentity): Promise<void> {
+    this.identity = identity;
+    return Promise.resolve();
+  }
+}

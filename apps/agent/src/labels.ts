@@ -13,3 +13,12 @@ export const ANNOTATION_CHECKSUM = 'sigil.dev/checksum';
 /** Opt-in on a Deployment/StatefulSet/DaemonSet: restart it when a Secret it uses changes. */
 export const ANNOTATION_RESTART = 'sigil.dev/restart-on-change';
 export const ANNOTATION_RESTARTED_AT = 'sigil.dev/restarted-at';
+
+/** Injection (delivery mode inject): the pod-template annotations a workload opts in with (docs/injection.md). */
+export const ANNOTATION_INJECT = 'sigil.dev/inject'; // <app>
+export const ANNOTATION_INJECT_MODE = 'sigil.dev/inject-mode'; // init (default) | sidecar
+export const ANNOTATION_INJECT_PATH = 'sigil.dev/inject-path'; // directory of the files (default /sigil/secrets)
+export const ANNOTATION_INJECT_ENV = 'sigil.dev/inject-env'; // "true": also environment variables, via sigil-exec
+export const ANNOTATION_INJECT_CONTAINERS = 'sigil.dev/inject-containers'; // a,b (default: every container)
+/** Set by the webhook on a mutated pod (the app it was injected for); makes the mutation idempotent. */
+export const ANNOTATION_INJECTED = 'sigil.dev/injected';

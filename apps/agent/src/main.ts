@@ -4,7 +4,8 @@ import { createLogger } from '@sigil/logging';
 import { Agent } from './agent.js';
 import { agentCommand, type AgentConfig } from './agent-config.js';
 import { agentMetricsRegistry } from './metrics.js';
-import { FileIdentityStore, SecretIdentityStore, type IdentityStore } from './identity-store.js';
+import { FileIdentityStore, MemoryIdentityStore, SecretIdentityStore, type IdentityStore } from './identity-store.js';
+import { startInjection } from './inject/injection.js';
 import { KubeClient, inClusterAccess, kubeconfigAccess } from './kube/kube-client.js';
 import { WorkloadRestarter } from './restarts.js';
 
@@ -28,7 +29,13 @@ async function main(): Promise<void> {
   };
   if (config.enrollmentTokenFile && config.serviceAccountTokenFile)
     fail('give --enrollment-token-file or --service-account-token-file, not both');
-  if ((config.stateSecret === undefined) === (config.stateDir === undefined)) fail('give exactly one of --state-secret or --state-dir');
+  if ([config.stateSecret !== undefined, config.stateDir !== undefined, config.stateMemory === true].filter(Boolean).length !== 1)
+    fail('give exactly one of --state-secret, --state-dir or --state-memory');
+  if (config.stateMemory && !config.serviceAccountTokenFile)
+    fail('--state-memory enrolls again at every start, which needs --service-account-token-file (a bootstrap token is one-time)');
+  if (config.inject && !config.injectImage) fail('--inject needs --inject-image (the image of the injector init container and sidecar)');
+  if (config.inject && !config.injectService && !config.injectUrl)
+    fail('--inject needs --inject-service (or --inject-url): the address injected pods reach the agent at');
 
   const kc = (() => {
     try {
@@ -41,7 +48,8 @@ async function main(): Promise<void> {
   if (config.stateSecret) {
     const [namespace, name] = config.stateSecret.split('/') as [string, string];
     store = new SecretIdentityStore(kc, namespace, name);
-  } else store = new FileIdentityStore(config.stateDir!);
+  } else if (config.stateDir) store = new FileIdentityStore(config.stateDir);
+  else store = new MemoryIdentityStore();
   const caPem = await readFile(config.caFile, 'utf8').catch(() => fail(`cannot read --ca-file ${config.caFile}`));
 
   const registry = agentMetricsRegistry();
@@ -81,9 +89,29 @@ async function main(): Promise<void> {
   server.listen(config.metricsPort, config.metricsHost);
   await once(server, 'listening');
 
+  const injection = config.inject
+    ? await startInjection(
+        {
+          host: config.injectHost,
+          port: config.injectPort,
+          service: config.injectService,
+          webhook: config.injectWebhook,
+          image: config.injectImage!,
+          audience: config.injectAudience,
+          url: config.injectUrl,
+          names: config.injectNames ?? [],
+          resources: config.injectResources,
+        },
+        agent,
+        kc,
+        agent.metrics,
+        logger,
+      ).catch((err: unknown) => fail(`cannot serve injection: ${(err as Error).message}`))
+    : undefined;
+
   const stop = (signal: string) => {
     logger.info({ signal }, 'agent stopping');
-    void agent.stop().finally(() => {
+    void Promise.all([injection?.stop(), agent.stop()]).finally(() => {
       server.close(() => process.exit(0));
       server.closeAllConnections();
     });

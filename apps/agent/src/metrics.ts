@@ -70,6 +70,23 @@ export function agentMetrics(registry: Registry) {
       help: 'Managed Secrets restored after a manual edit or deletion',
       registers: [registry],
     }),
+    injectionGrants: new Counter({
+      name: 'sigil_agent_injection_grants_total',
+      help: 'Answers with values handed to an injected pod (init container or sidecar)',
+      registers: [registry],
+    }),
+    injectionRefusals: new Counter({
+      name: 'sigil_agent_injection_refusals_total',
+      help: 'Injection fetches refused, by reason (token-invalid, not-a-consumer, app-not-published, ...)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    injectionMutations: new Counter({
+      name: 'sigil_agent_injection_mutations_total',
+      help: 'Pod admissions seen by the injection webhook, by outcome (patched, skipped, denied, error)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
   };
 }
 

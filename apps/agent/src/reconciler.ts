@@ -1,9 +1,11 @@
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { DesiredSecret, SecretStatus } from '@sigil/agent-protocol';
+import { DeliveryMode, type DesiredSecret, type SecretStatus } from '@sigil/agent-protocol';
 import { SecretSync, type AssembledState, type SyncOutcome } from '@sigil/agent-sync';
 import type { Logger } from '@sigil/logging';
 import type { KubeSecrets } from './kube-secrets.js';
+import { DeliverySink } from './delivery-sink.js';
+import { InjectionStore } from './inject/injection-store.js';
 import { KubeSink } from './kube-sink.js';
 import { countSecretFailures, type AgentMetrics } from './metrics.js';
 import type { WorkloadRestarter } from './restarts.js';
@@ -33,6 +35,8 @@ export interface ReconcilerOptions {
  */
 export class KubeReconciler {
   readonly sink: KubeSink;
+  /** Inject-mode secrets: envelopes held for the injection service, never written to Kubernetes. */
+  readonly injection = new InjectionStore();
   private readonly sync: SecretSync;
   private working: Promise<void> | undefined;
   private nextState: { state: AssembledState; done: (r: Promise<SecretStatus[]>) => void } | undefined;
@@ -43,7 +47,7 @@ export class KubeReconciler {
   constructor(private readonly opts: ReconcilerOptions) {
     this.sink = new KubeSink(opts.secrets, opts.namespaces, opts.clusterId, opts.logger, (k) => this.dirty.delete(k));
     this.sync = new SecretSync({
-      sink: this.sink,
+      sink: new DeliverySink(this.sink, this.injection),
       // The key is asked for when a state first needs it: the identity is loaded by then.
       get deliveryKey() {
         return opts.deliveryKeyPem();
@@ -56,6 +60,11 @@ export class KubeReconciler {
   /** The desired entry of each target (`namespace/name`) as of the last state. */
   get desired() {
     return this.sync.desired;
+  }
+
+  /** Decrypts one held secret now (injection); the caller zeroes the buffers. */
+  open(s: DesiredSecret): Map<string, Buffer> {
+    return this.sync.open(s);
   }
 
   /** The session's reconcile: applies one state in the worker; resolves with its statuses. */
@@ -129,8 +138,19 @@ export class KubeReconciler {
 
   private async restart(written: DesiredSecret[]): Promise<void> {
     const byNamespace = new Map<string, string[]>();
-    for (const s of written) byNamespace.set(s.target!.namespace, [...(byNamespace.get(s.target!.namespace) ?? []), s.target!.name]);
+    const injected = new Set<string>(); // `namespace/app` of each consumer namespace
+    for (const s of written) {
+      if (s.deliveryMode === DeliveryMode.DELIVERY_MODE_INJECT) {
+        for (const c of s.consumers) injected.add(`${c.namespace}/${s.app}`);
+        continue;
+      }
+      byNamespace.set(s.target!.namespace, [...(byNamespace.get(s.target!.namespace) ?? []), s.target!.name]);
+    }
     for (const [ns, names] of byNamespace) await this.opts.restarter!.secretsChanged(ns, names);
+    for (const k of injected) {
+      const [ns, app] = k.split('/') as [string, string];
+      await this.opts.restarter!.injectedAppChanged(ns, app);
+    }
   }
 
   private async repair(k: string): Promise<void> {

@@ -1,7 +1,7 @@
 import { KubeError, type KubeClient } from './kube/kube-client.js';
 import type { List, PodSpec, Workload } from './kube/types.js';
 import type { Logger } from '@sigil/logging';
-import { ANNOTATION_RESTART, ANNOTATION_RESTARTED_AT } from './labels.js';
+import { ANNOTATION_INJECT, ANNOTATION_INJECT_MODE, ANNOTATION_RESTART, ANNOTATION_RESTARTED_AT } from './labels.js';
 
 /** Whether a pod template reads the Secret `name` (envFrom, env, volumes, projected volumes). */
 export function usesSecret(spec: PodSpec | undefined, name: string): boolean {
@@ -28,8 +28,28 @@ export class WorkloadRestarter {
     private readonly minIntervalMs: number,
   ) {}
 
-  async secretsChanged(namespace: string, names: string[]): Promise<number> {
-    if (names.length === 0) return 0;
+  /** Restarts the opted-in workloads of `namespace` that use one of the Secrets `names`. */
+  secretsChanged(namespace: string, names: string[]): Promise<number> {
+    if (names.length === 0) return Promise.resolve(0);
+    return this.restartWhere(namespace, (w) => names.some((n) => usesSecret(w.spec?.template?.spec, n)), 'its Secret changed');
+  }
+
+  /**
+   * Restarts the opted-in workloads of `namespace` whose pods get `app` injected at start only
+   * (init mode): their values are fixed for the pod's life. Sidecar pods get rotations live.
+   */
+  injectedAppChanged(namespace: string, app: string): Promise<number> {
+    return this.restartWhere(
+      namespace,
+      (w) => {
+        const a = w.spec?.template?.metadata?.annotations;
+        return a?.[ANNOTATION_INJECT] === app && (a[ANNOTATION_INJECT_MODE] ?? 'init') === 'init';
+      },
+      'its injected values changed',
+    );
+  }
+
+  private async restartWhere(namespace: string, affected: (w: Workload) => boolean, why: string): Promise<number> {
     let restarted = 0;
     const kinds = [
       ['Deployment', 'deployments'],
@@ -55,7 +75,7 @@ export class WorkloadRestarter {
       for (const w of items) {
         const name = w.metadata?.name ?? '';
         if (w.metadata?.annotations?.[ANNOTATION_RESTART] !== 'true') continue;
-        if (!names.some((n) => usesSecret(w.spec?.template?.spec, n))) continue;
+        if (!affected(w)) continue;
         const key = `${k.kind}/${namespace}/${name}`;
         if (Date.now() - (this.last.get(key) ?? 0) < this.minIntervalMs) continue;
         this.last.set(key, Date.now());
@@ -63,7 +83,7 @@ export class WorkloadRestarter {
           .patch(name, { spec: { template: { metadata: { annotations: { [ANNOTATION_RESTARTED_AT]: new Date().toISOString() } } } } })
           .then(() => {
             restarted += 1;
-            this.logger.info({ workload: key }, 'restarted a workload whose Secret changed');
+            this.logger.info({ workload: key, why }, 'restarted a workload');
           })
           .catch((err: unknown) =>
             this.logger.warn({ workload: key, code: (err as { code?: number }).code }, 'could not restart a workload'),

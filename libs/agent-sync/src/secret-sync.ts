@@ -183,20 +183,9 @@ export class SecretSync {
     const opened: Array<Map<string, Buffer>> = [];
     const values: SecretValues = {
       open: () => {
-        const payload = openSecretEnvelope(s.envelope, this.keys, {
-          projectId: s.projectId,
-          app: s.app,
-          secret: s.secret,
-          secretId: s.secretId,
-          version: s.version,
-        });
-        try {
-          const v = decodeSecretPayload(payload);
-          opened.push(v);
-          return v;
-        } finally {
-          payload.fill(0);
-        }
+        const v = this.open(s);
+        opened.push(v);
+        return v;
       },
       ownerRetired: this.ownerRetired,
     };
@@ -217,6 +206,25 @@ export class SecretSync {
     return r.state === 'conflict'
       ? { status: statusOf(s, SecretState.SECRET_STATE_CONFLICT, SecretFailureReason.Conflict, r.message), changed: false }
       : { status: statusOf(s, SecretState.SECRET_STATE_FAILED, r.reason, r.message), changed: false };
+  }
+
+  /**
+   * Decrypts one secret of the current state with the cluster keys held now. The caller zeroes
+   * every returned buffer once it is done with it (injection decrypts per request this way).
+   */
+  open(s: DesiredSecret): Map<string, Buffer> {
+    const payload = openSecretEnvelope(s.envelope, this.keys, {
+      projectId: s.projectId,
+      app: s.app,
+      secret: s.secret,
+      secretId: s.secretId,
+      version: s.version,
+    });
+    try {
+      return decodeSecretPayload(payload);
+    } finally {
+      payload.fill(0);
+    }
   }
 
   /** The cluster keys of a state; an envelope seen before is not opened again (RSA is the cost). */

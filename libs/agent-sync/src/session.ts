@@ -3,6 +3,7 @@ import {
   ReconnectBackoff,
   retryAfterMs,
   type AgentServiceClient,
+  type Grant,
   type SecretStatus,
   type SyncRequest,
   type SyncResponse,
@@ -41,6 +42,8 @@ export interface SyncSessionOptions {
 }
 
 const HEALTHY_STREAM_MS = 30_000;
+/** Grants per Sync message (the control plane accepts up to 1,000). */
+const MAX_GRANTS_PER_MESSAGE = 500;
 /** How long one wait for a connection lasts before it is renewed (the channel keeps retrying either way). */
 const CONNECT_WAIT_MS = 60_000;
 
@@ -126,6 +129,15 @@ export class SyncSession {
       this.resyncAsked = true;
       this.call.write({ message: { $case: 'resync', value: {} } });
     }
+  }
+
+  /** Sends injection grants (no values) if the stream is open; false: not sent, keep them. */
+  grants(grants: Grant[]): boolean {
+    if (grants.length === 0) return true;
+    if (!this.call || !this.held) return false;
+    for (let i = 0; i < grants.length; i += MAX_GRANTS_PER_MESSAGE)
+      this.call.write({ message: { $case: 'grants', value: { grants: grants.slice(i, i + MAX_GRANTS_PER_MESSAGE) } } });
+    return true;
   }
 
   /**
