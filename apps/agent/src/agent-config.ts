@@ -28,6 +28,8 @@ export interface AgentConfig {
   injectUrl: string | undefined;
   injectNames: string[] | undefined;
   injectResources: Record<string, unknown> | undefined;
+  injectCacheDir: string | undefined;
+  injectCacheKeyFile: string | undefined;
 }
 
 function port(value: string): number {
@@ -184,6 +186,18 @@ export function agentCommand(): Command {
       new Option('--inject-resources <json>', 'Kubernetes resources of the injector containers, as JSON')
         .env('SIGIL_AGENT_INJECT_RESOURCES')
         .argParser(resources),
+    )
+    .addOption(
+      new Option(
+        '--inject-cache-dir <path>',
+        'keep a sealed copy of the inject-mode envelopes here, to serve pods after a restart while the control plane is unreachable',
+      ).env('SIGIL_AGENT_INJECT_CACHE_DIR'),
+    )
+    .addOption(
+      new Option(
+        '--inject-cache-key-file <path>',
+        'the 32-byte key that seals the cache; keep it out of etcd (a hostPath or CSI file; created if missing)',
+      ).env('SIGIL_AGENT_INJECT_CACHE_KEY_FILE'),
     )
     .addOption(
       new Option('--log-level <level>', 'log level')

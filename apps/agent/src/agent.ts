@@ -11,7 +11,7 @@ import {
   errorCodeOf,
   retryAfterMs,
 } from '@sigil/agent-protocol';
-import { SyncSession } from '@sigil/agent-sync';
+import { SyncSession, type AssembledState } from '@sigil/agent-sync';
 import type { Logger } from '@sigil/logging';
 import { DriftWatch } from './drift-watch.js';
 import { certificateExpired, enroll, renew, renewalDue, type Credential } from './enrollment.js';
@@ -45,6 +45,9 @@ export class Agent {
   private session: SyncSession | undefined;
   private stopped = false;
   private renewalTimer: NodeJS.Timeout | undefined;
+  private readonly appliedListeners: Array<(state: AssembledState, identity: AgentIdentity) => void> = [];
+  /** Opens entries restored from the injection cache, until the first live state replaces them. */
+  private cachedOpen: ((s: DesiredSecret) => Map<string, Buffer>) | undefined;
   readonly secrets: KubeSecrets;
   private readonly reconciler: KubeReconciler;
   private readonly drift: DriftWatch;
@@ -69,6 +72,9 @@ export class Agent {
       metrics: this.metrics,
       restarter,
       report: (statuses) => this.session?.report(statuses),
+      applied: (state) => {
+        for (const l of this.appliedListeners) l(state, this.identity!);
+      },
       ...(opts.syncGate ? { syncGate: opts.syncGate } : {}),
     });
     this.drift = new DriftWatch(kube, opts.namespaces, this.reconciler, logger);
@@ -81,7 +87,27 @@ export class Agent {
 
   /** Decrypts one held inject-mode secret now; the caller zeroes the buffers. */
   openInjected(s: DesiredSecret): Map<string, Buffer> {
-    return this.reconciler.open(s);
+    try {
+      return this.reconciler.open(s);
+    } catch (err) {
+      if (this.cachedOpen) return this.cachedOpen(s);
+      throw err;
+    }
+  }
+
+  /** Entries restored from the injection cache (offline start), and how to open them. */
+  restoreInjected(entries: DesiredSecret[], open: (s: DesiredSecret) => Map<string, Buffer>): void {
+    this.cachedOpen = open;
+    for (const e of entries) this.reconciler.injection.hold(e);
+  }
+
+  /** Called after each desired state is applied, with the identity it was applied under. */
+  onApplied(listener: (state: AssembledState, identity: AgentIdentity) => void): void {
+    this.appliedListeners.push(listener);
+  }
+
+  get clusterName(): string {
+    return this.opts.cluster;
   }
 
   /** Whether this agent serves `namespace` (--namespaces). */

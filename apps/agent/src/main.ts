@@ -34,6 +34,8 @@ async function main(): Promise<void> {
   if (config.stateMemory && !config.serviceAccountTokenFile)
     fail('--state-memory enrolls again at every start, which needs --service-account-token-file (a bootstrap token is one-time)');
   if (config.inject && !config.injectImage) fail('--inject needs --inject-image (the image of the injector init container and sidecar)');
+  if ((config.injectCacheDir === undefined) !== (config.injectCacheKeyFile === undefined))
+    fail('give --inject-cache-dir and --inject-cache-key-file together');
   if (config.inject && !config.injectService && !config.injectUrl)
     fail('--inject needs --inject-service (or --inject-url): the address injected pods reach the agent at');
 
@@ -101,6 +103,8 @@ async function main(): Promise<void> {
           url: config.injectUrl,
           names: config.injectNames ?? [],
           resources: config.injectResources,
+          cacheDir: config.injectCacheDir,
+          cacheKeyFile: config.injectCacheKeyFile,
         },
         agent,
         kc,

@@ -18,6 +18,8 @@ export interface ReconcilerOptions {
   logger: Logger;
   metrics: AgentMetrics;
   restarter: WorkloadRestarter | undefined;
+  /** After each state applied (the injection cache saves what it needs). */
+  applied?(state: AssembledState): void;
   /** Statuses found between states (a repair that failed, or recovered): sent at the acknowledged generation. */
   report(statuses: SecretStatus[]): void;
   /**
@@ -119,6 +121,7 @@ export class KubeReconciler {
       countSecretFailures(metrics.secretFailures, outcome.statuses);
       metrics.generation.set(Number(state.generation));
       metrics.managed.set(this.sync.desired.size);
+      this.opts.applied?.(state);
       logger.info(
         {
           generation: state.generation.toString(),

@@ -38,6 +38,11 @@ export class InjectionStore {
     return dropped;
   }
 
+  /** Every entry held (the injection cache saves them). */
+  entries(): DesiredSecret[] {
+    return [...this.held.values()];
+  }
+
   targets(): Array<{ namespace: string; name: string }> {
     return [...this.held.values()].map((s) => ({ namespace: s.target!.namespace, name: s.target!.name }));
   }

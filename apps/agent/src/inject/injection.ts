@@ -1,9 +1,11 @@
+import { X509Certificate } from 'node:crypto';
 import type { Logger } from '@sigil/logging';
 import type { Agent } from '../agent.js';
 import type { KubeClient } from '../kube/kube-client.js';
 import type { AgentMetrics } from '../metrics.js';
 import { InjectionServer } from './injection-server.js';
 import { InjectionService } from './injection-service.js';
+import { cachedOpener, InjectionCache } from './injection-cache.js';
 import { createServingCertificate } from './serving-certificate.js';
 import { TokenReviewer } from './token-review.js';
 import { WebhookCaBundle } from './webhook-config.js';
@@ -19,6 +21,9 @@ export interface InjectionSettings {
   url: string | undefined;
   names: string[];
   resources: Record<string, unknown> | undefined;
+  /** The sealed injection cache for offline restarts (both or neither). */
+  cacheDir: string | undefined;
+  cacheKeyFile: string | undefined;
 }
 
 /** How often grants go to the centre: often enough for a live consumption view, rarely enough to coalesce. */
@@ -38,7 +43,44 @@ export async function startInjection(
 ): Promise<{ port: number; caPem: string; stop: () => Promise<void> }> {
   const [svcNamespace, svcName] = settings.service?.split('/') ?? [];
   const serviceNames = svcName ? [`${svcName}.${svcNamespace}.svc`, `${svcName}.${svcNamespace}.svc.cluster.local`] : [];
-  const cert = await createServingCertificate([...serviceNames, ...settings.names]);
+  const cache = settings.cacheDir && settings.cacheKeyFile ? new InjectionCache(settings.cacheDir, settings.cacheKeyFile) : undefined;
+  const cached = await cache?.load(agent.clusterName).catch((err: unknown) => {
+    logger.warn({ error: (err as Error).message }, 'cannot open the injection cache; starting without it');
+    return undefined;
+  });
+  if (cached) {
+    agent.restoreInjected(cached.entries, cachedOpener(cached));
+    logger.info({ secrets: cached.entries.length }, 'restored inject-mode secrets from the injection cache');
+  }
+  // The cached certificate is kept while it has a month left: pods started before pinned it.
+  const reusable =
+    cached?.serving && new Date(new X509Certificate(cached.serving.certificatePem).validTo).getTime() - Date.now() > 30 * 86_400_000;
+  const cert = reusable ? cached.serving! : await createServingCertificate([...serviceNames, ...settings.names]);
+  if (cache) {
+    let saved = '';
+    agent.onApplied((state, identity) => {
+      const entries = agent.injection.entries();
+      const stamp = [
+        identity.clusterId,
+        ...state.clusterKeyEnvelopes.map((e) => e.toString('base64')),
+        ...entries.map((e) => `${e.secretId}@${e.version}#${e.generation}`),
+      ].join('|');
+      if (stamp === saved) return;
+      saved = stamp;
+      void cache
+        .save({
+          cluster: agent.clusterName,
+          deliveryPrivateKeyPem: identity.deliveryPrivateKeyPem,
+          clusterKeyEnvelopes: [...state.clusterKeyEnvelopes],
+          entries,
+          serving: { keyPem: cert.keyPem, certificatePem: cert.certificatePem },
+        })
+        .catch((err: unknown) => {
+          saved = '';
+          logger.warn({ error: (err as Error).message }, 'cannot write the injection cache');
+        });
+    });
+  }
   const service = new InjectionService({
     store: agent.injection,
     reviewer: new TokenReviewer(kube, settings.audience),
@@ -70,7 +112,7 @@ export async function startInjection(
     if (!agent.sendGrants(grants)) service.returnGrants(grants);
   }, GRANTS_EVERY_MS);
   flush.unref();
-  logger.info({ port, webhook: settings.webhook, notAfter: cert.notAfter.toISOString() }, 'injection serving');
+  logger.info({ port, webhook: settings.webhook, cache: settings.cacheDir }, 'injection serving');
   return {
     port,
     caPem: cert.certificatePem,
