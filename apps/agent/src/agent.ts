@@ -45,6 +45,7 @@ export class Agent {
   private session: SyncSession | undefined;
   private stopped = false;
   private renewalTimer: NodeJS.Timeout | undefined;
+  private readonly revokedListeners: Array<() => void> = [];
   private readonly appliedListeners: Array<(state: AssembledState, identity: AgentIdentity) => void> = [];
   /** Opens entries restored from the injection cache, until the first live state replaces them. */
   private cachedOpen: ((s: DesiredSecret) => Map<string, Buffer>) | undefined;
@@ -99,6 +100,11 @@ export class Agent {
   restoreInjected(entries: DesiredSecret[], open: (s: DesiredSecret) => Map<string, Buffer>): void {
     this.cachedOpen = open;
     for (const e of entries) this.reconciler.injection.hold(e);
+  }
+
+  /** Called when the control plane says this cluster is disabled. */
+  onRevoked(listener: () => void): void {
+    this.revokedListeners.push(listener);
   }
 
   /** Called after each desired state is applied, with the identity it was applied under. */
@@ -188,6 +194,12 @@ export class Agent {
   private onStreamEnd(err: ServiceError | undefined): void {
     if (err?.code !== grpcStatus.UNAUTHENTICATED && err?.code !== grpcStatus.PERMISSION_DENIED) return;
     this.logger.warn({ code: err.code, details: err.details }, 'the control plane refused this agent');
+    if (errorCodeOf(err) === AgentApiErrorCode.ClusterDisabled) {
+      // Kubernetes Secrets stay (an operator re-enables or unpublishes); injected values stop at once.
+      this.cachedOpen = undefined;
+      this.reconciler.injection.clear();
+      for (const l of this.revokedListeners) l();
+    }
     if (certificateExpired(this.identity!.certificatePem) || errorCodeOf(err) === AgentApiErrorCode.CertificateSuperseded) {
       void this.store.save({ ...this.identity!, certificatePem: '' }).catch(() => undefined);
     }

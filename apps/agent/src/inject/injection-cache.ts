@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DesiredSecret } from '@sigil/agent-protocol';
 import { decodeSecretPayload, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
@@ -91,6 +91,11 @@ export class InjectionCache {
     } finally {
       plain.fill(0);
     }
+  }
+
+  /** Removes the cache (the cluster was disabled: nothing may be served from it after a restart). */
+  async clear(): Promise<void> {
+    await rm(path.join(this.dir, FILE), { force: true });
   }
 
   private async cacheKey(): Promise<Buffer> {

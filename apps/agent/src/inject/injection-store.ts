@@ -32,6 +32,13 @@ export class InjectionStore {
     return this.held.has(k);
   }
 
+  /** Forgets everything (the cluster was disabled): every later fetch is refused. */
+  clear(): void {
+    if (this.held.size === 0) return;
+    this.held.clear();
+    this.wake();
+  }
+
   drop(k: string): boolean {
     const dropped = this.held.delete(k);
     if (dropped) this.wake();

@@ -58,6 +58,10 @@ export async function startInjection(
   const cert = reusable ? cached.serving! : await createServingCertificate([...serviceNames, ...settings.names]);
   if (cache) {
     let saved = '';
+    agent.onRevoked(() => {
+      saved = '';
+      void cache.clear().catch(() => undefined);
+    });
     agent.onApplied((state, identity) => {
       const entries = agent.injection.entries();
       const stamp = [
