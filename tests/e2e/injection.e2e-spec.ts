@@ -185,29 +185,30 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
         ],
       },
     });
-    agent = await AgentProcess.start({
-      controlPlane: cp.cp.grpcAddress,
-      caFile: path.join(dir, 'ca.pem'),
-      cluster,
-      serviceAccountTokenFile: path.join(dir, 'sa-token'),
-      stateMemory: true,
-      inject: true,
-      injectHost: '127.0.0.1',
-      injectPort,
-      injectUrl: `https://127.0.0.1:${injectPort}`,
-      injectNames: ['127.0.0.1'],
-      injectWebhook: webhook,
-      injectImage: 'sigil-agent:dev',
-    });
+    agent = await AgentProcess.start(agentFlags());
     await eventually('agent ready', async () => ((await fetch(`${agent.metricsUrl}/readyz`)).ok ? true : undefined), 30_000);
     clusterId = (await api().get(`/clusters/${cluster}`)).body.id;
     expect((await api().post(`/projects/${project}/apps/pay/publish`, { clusters: [cluster] })).status).toBeLessThan(300);
-    await eventually(
-      'published',
-      async () => ((await api().get(`/projects/${project}/apps/pay/publication`)).body.summary?.provisioned === 1 ? true : undefined),
-      30_000,
-    );
+    await eventually('published', async () => ((await provisioned()) ? true : undefined), 30_000);
   }, 120_000);
+
+  const provisioned = async () => (await api().get(`/projects/${project}/apps/pay/publication`)).body.summary?.provisioned === 1;
+  const agentFlags = () => ({
+    controlPlane: cp.cp.grpcAddress,
+    caFile: path.join(dir, 'ca.pem'),
+    cluster,
+    serviceAccountTokenFile: path.join(dir, 'sa-token'),
+    stateMemory: true,
+    inject: true,
+    injectHost: '127.0.0.1',
+    injectPort,
+    injectUrl: `https://127.0.0.1:${injectPort}`,
+    injectNames: ['127.0.0.1'],
+    injectWebhook: webhook,
+    injectImage: 'sigil-agent:dev',
+    injectCacheDir: path.join(dir, 'cache'),
+    injectCacheKeyFile: path.join(dir, 'node-local', 'cache.key'),
+  });
 
   afterAll(async () => {
     await admission?.deleteMutatingWebhookConfiguration({ name: webhook }).catch(() => undefined);
@@ -368,6 +369,28 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     } finally {
       sidecar.kill();
     }
+    // Published again for the tests below.
+    expect((await api().post(`/projects/${project}/apps/pay/publish`, { clusters: [cluster] })).status).toBeLessThan(300);
+    await eventually('published again', async () => ((await provisioned()) ? true : undefined), 30_000);
+  });
+
+  it('a disabled cluster gets nothing: the agent refuses at once, and serves again once enabled', async () => {
+    const pod = await createPod(appNs, podBody(uniqueName('dis'), 'pay', { 'sigil.dev/inject': 'pay' }));
+    const token = await podToken(appNs, 'pay', pod);
+    const fetchOnce = async () =>
+      await runInjector('init', await injectorEnv(pod, 'sigil-inject-init', token, await mkdtemp(path.join(dir, 'dis-')))).done;
+    expect((await api().post(`/clusters/${cluster}/disable`)).status).toBeLessThan(300);
+    const refused = await eventually(
+      'refused while disabled',
+      async () => {
+        const r = await fetchOnce();
+        return r.code === 1 ? r : undefined;
+      },
+      20_000,
+    );
+    expect(refused.stderr).toContain('app-not-published');
+    expect((await api().post(`/clusters/${cluster}/enable`)).status).toBeLessThan(300);
+    await eventually('served again', async () => ((await fetchOnce()).code === 0 ? true : undefined), 60_000);
   });
 
   it('leaves no Secret with the value in the API server, and nothing in etcd that holds or opens it', async () => {
@@ -419,5 +442,25 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     process.stderr.write(
       `[injection] scanned ${files.length} etcd files; ${pemKeys} private keys of other suites there, none this cluster's\n`,
     );
+  });
+
+  it('restarted while the control plane is unreachable, the agent serves pods from its sealed cache, with the same certificate', async () => {
+    const bundle = (await admission.readMutatingWebhookConfiguration({ name: webhook })).webhooks![0]!.clientConfig.caBundle;
+    const pod = await createPod(appNs, podBody(uniqueName('off'), 'pay', { 'sigil.dev/inject': 'pay' }));
+    const token = await podToken(appNs, 'pay', pod);
+    await cp.cp.stop();
+    await agent.stop();
+    agent = await AgentProcess.start(agentFlags());
+    await eventually('restored from the cache', async () =>
+      agent.logs().includes('restored inject-mode secrets from the injection cache') ? true : undefined,
+    );
+    const root = await mkdtemp(path.join(dir, 'off-'));
+    const run = await runInjector('init', await injectorEnv(pod, 'sigil-inject-init', token, root)).done;
+    expect(run).toMatchObject({ code: 0 });
+    expect(await readFile(path.join(root, 'files', 'pay-db', 'PASSWORD'), 'utf8')).toBe(`${CANARY}-v2`);
+    // The pod's pinned certificate is still the agent's.
+    expect((await admission.readMutatingWebhookConfiguration({ name: webhook })).webhooks![0]!.clientConfig.caBundle).toBe(bundle);
+    const cacheFile = readFileSync(path.join(dir, 'cache', 'injection-cache.sgc'));
+    expect(cacheFile.includes(CANARY)).toBe(false);
   });
 });

@@ -198,6 +198,7 @@ export class Agent {
       // Kubernetes Secrets stay (an operator re-enables or unpublishes); injected values stop at once.
       this.cachedOpen = undefined;
       this.reconciler.injection.clear();
+      this.session?.forget(); // once enabled again, a complete state brings the envelopes back
       for (const l of this.revokedListeners) l();
     }
     if (certificateExpired(this.identity!.certificatePem) || errorCodeOf(err) === AgentApiErrorCode.CertificateSuperseded) {

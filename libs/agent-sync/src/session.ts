@@ -112,6 +112,11 @@ export class SyncSession {
     call?.cancel();
   }
 
+  /** Forgets the held state: the next Hello says 0, so the next state is complete (injection was cleared). */
+  forget(): void {
+    this.held = undefined;
+  }
+
   /** Ends the stream and opens a new one at once (a renewed certificate, a test). */
   reconnect(): void {
     if (this.stopped) return;
