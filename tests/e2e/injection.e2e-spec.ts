@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createPrivateKey, createPublicKey, sign } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { mkdtemp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -11,7 +11,7 @@ import { freeLoopbackPort } from '../../apps/control-plane/src/embedded/local-pr
 import { AgentProcess } from '../harness/agent-process.js';
 import { eventually } from '../harness/eventually.js';
 import { metricValue } from '../harness/metrics.js';
-import { repoRoot } from '../harness/repo-root.js';
+import { createInjectionWebhook, INJECT_AUDIENCE, injectablePod, injectorEnv, podToken, runInjector } from '../harness/injection.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import {
   allowAnonymousIssuerDiscovery,
@@ -28,29 +28,7 @@ import {
 // verifies it with a TokenReview. No Secret is written, and the etcd data directory holds neither
 // the value nor a key that opens it.
 
-const INJECTOR = path.join(repoRoot(), 'dist/apps/agent/sigil-inject.cjs');
-const SIGIL_EXEC = path.join(repoRoot(), 'dist/apps/agent/sigil-exec');
-const AUDIENCE = 'sigil-inject';
 const CANARY = 'inject-canary-Vq7xw2';
-
-interface Run {
-  code: number | null;
-  stderr: string;
-}
-
-function runInjector(
-  command: 'init' | 'sidecar',
-  env: Record<string, string>,
-): { done: Promise<Run>; kill: () => void; stderr: () => string } {
-  let stderr = '';
-  const child = spawn(process.execPath, [INJECTOR, command], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const done = new Promise<Run>((resolve) => child.once('exit', (code) => resolve({ code, stderr })));
-  return { done, kill: () => child.kill('SIGTERM'), stderr: () => stderr };
-}
 
 describe('injection: values in pods without a Kubernetes Secret', () => {
   let cp: RunningControlPlane;
@@ -68,55 +46,11 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
   const webhook = uniqueName('sigil-inject');
   const api = () => cp.admin;
 
-  const podBody = (
-    name: string,
-    sa: string,
-    annotations: Record<string, string> | undefined,
-    command: string[] | undefined = ['/app/run'],
-  ) => ({
-    metadata: { name, ...(annotations ? { annotations } : {}) },
-    spec: {
-      serviceAccountName: sa,
-      securityContext: { runAsUser: 1000, runAsGroup: 1000 },
-      containers: [{ name: 'app', image: 'example.com/app:1', ...(command ? { command } : {}) }],
-    },
-  });
-  /** A token from TokenRequest for `sa`, bound to the pod (as the kubelet projects it). */
-  const podToken = async (ns: string, sa: string, pod: k8s.V1Pod, audiences = [AUDIENCE]) => {
-    const res = await core.createNamespacedServiceAccountToken({
-      namespace: ns,
-      name: sa,
-      body: {
-        spec: {
-          audiences,
-          expirationSeconds: 600,
-          boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: pod.metadata!.name!, uid: pod.metadata!.uid! },
-        },
-      },
-    });
-    return res.status!.token!;
-  };
   const ensureSa = async (ns: string, name: string) =>
     core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name } } }).catch((err: { code?: number }) => {
       if (err.code !== 409) throw err;
     });
-  /** The injector's environment, as the webhook wrote it into the pod, with the paths moved under `root`. */
-  const injectorEnv = async (pod: k8s.V1Pod, container: string, token: string, root: string) => {
-    const c = pod.spec!.initContainers!.find((x) => x.name === container)!;
-    const env = Object.fromEntries(c.env!.map((e) => [e.name, e.value ?? '']));
-    await mkdir(path.join(root, 'files'), { recursive: true });
-    await mkdir(path.join(root, 'env'), { recursive: true });
-    await mkdir(path.join(root, 'bin'), { recursive: true });
-    await writeFile(path.join(root, 'token'), token, { mode: 0o600 });
-    return {
-      ...env,
-      SIGIL_INJECT_TOKEN_FILE: path.join(root, 'token'),
-      SIGIL_INJECT_FILES_DIR: path.join(root, 'files'),
-      ...(env.SIGIL_INJECT_ENV_FILE ? { SIGIL_INJECT_ENV_FILE: path.join(root, 'env', 'env') } : {}),
-      ...(env.SIGIL_INJECT_EXEC_DIR ? { SIGIL_INJECT_EXEC_DIR: path.join(root, 'bin'), SIGIL_INJECT_EXEC_SOURCE: SIGIL_EXEC } : {}),
-    };
-  };
-  const createPod = (ns: string, body: ReturnType<typeof podBody>) => core.createNamespacedPod({ namespace: ns, body: body as k8s.V1Pod });
+  const createPod = (ns: string, body: k8s.V1Pod) => core.createNamespacedPod({ namespace: ns, body });
 
   beforeAll(async () => {
     const k8sLib = await import('@kubernetes/client-node');
@@ -164,27 +98,7 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     await writeFile(path.join(dir, 'sa-token'), await mintServiceAccountToken(agentNs, 'sigil-agent', ['sigil']), { mode: 0o600 });
 
     injectPort = await freeLoopbackPort();
-    await admission.createMutatingWebhookConfiguration({
-      body: {
-        metadata: { name: webhook },
-        webhooks: [
-          {
-            name: 'inject.sigil.dev',
-            clientConfig: { url: `https://127.0.0.1:${injectPort}/mutate` },
-            rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
-            // Only this test's namespaces: other suites share the API server.
-            namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: [appNs, otherNs] }] },
-            matchConditions: [
-              { name: 'annotated', expression: "has(object.metadata.annotations) && 'sigil.dev/inject' in object.metadata.annotations" },
-            ],
-            failurePolicy: 'Fail',
-            sideEffects: 'None',
-            admissionReviewVersions: ['v1'],
-            timeoutSeconds: 10,
-          },
-        ],
-      },
-    });
+    await createInjectionWebhook(admission, webhook, injectPort, [appNs, otherNs]);
     agent = await AgentProcess.start(agentFlags());
     await eventually('agent ready', async () => ((await fetch(`${agent.metricsUrl}/readyz`)).ok ? true : undefined), 30_000);
     clusterId = (await api().get(`/clusters/${cluster}`)).body.id;
@@ -223,23 +137,26 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     });
     expect(Buffer.from(bundle, 'base64').toString()).toContain('-----BEGIN CERTIFICATE-----');
     // A reset (helm upgrade, a person) is undone within the minute; here: the value is the agent's.
-    const pod = (await createPod(appNs, podBody(uniqueName('w'), 'pay', { 'sigil.dev/inject': 'pay' }))).metadata!;
+    const pod = (await createPod(appNs, injectablePod(uniqueName('w'), 'pay', { 'sigil.dev/inject': 'pay' }))).metadata!;
     expect(pod.annotations?.['sigil.dev/injected']).toBe('pay');
   });
 
   it('leaves pods without the annotation untouched, and mutates annotated ones (init container, memory volumes, token)', async () => {
-    const plain = await createPod(appNs, podBody(uniqueName('plain'), 'pay', undefined));
+    const plain = await createPod(appNs, injectablePod(uniqueName('plain'), 'pay', undefined));
     expect(plain.spec!.initContainers ?? []).toEqual([]);
     expect((plain.spec!.volumes ?? []).map((v) => v.name).filter((n) => n.startsWith('sigil'))).toEqual([]);
 
-    const pod = await createPod(appNs, podBody(uniqueName('a'), 'pay', { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-path': '/etc/pay' }));
+    const pod = await createPod(
+      appNs,
+      injectablePod(uniqueName('a'), 'pay', { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-path': '/etc/pay' }),
+    );
     const init = pod.spec!.initContainers!.find((c) => c.name === 'sigil-inject-init')!;
     expect(init.image).toBe('sigil-agent:dev');
     expect(init.securityContext).toMatchObject({ runAsUser: 1000, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
     const files = pod.spec!.volumes!.find((v) => v.name === 'sigil-inject-files')!;
     expect(files.emptyDir).toMatchObject({ medium: 'Memory' });
     const token = pod.spec!.volumes!.find((v) => v.name === 'sigil-inject-token')!;
-    expect(token.projected!.sources![0]!.serviceAccountToken).toMatchObject({ audience: AUDIENCE, expirationSeconds: 600 });
+    expect(token.projected!.sources![0]!.serviceAccountToken).toMatchObject({ audience: INJECT_AUDIENCE, expirationSeconds: 600 });
     expect(pod.spec!.containers[0]!.volumeMounts).toContainEqual(
       expect.objectContaining({ name: 'sigil-inject-files', mountPath: '/etc/pay', readOnly: true }),
     );
@@ -250,7 +167,7 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
   it('denies an env injection for a container with no command, with the reason', async () => {
     const err = await createPod(
       appNs,
-      podBody(uniqueName('nocmd'), 'pay', { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-env': 'true' }, undefined),
+      injectablePod(uniqueName('nocmd'), 'pay', { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-env': 'true' }, undefined),
     ).catch((e: { body?: string }) => e);
     expect(String((err as { body?: string }).body)).toContain('has no command');
   });
@@ -258,7 +175,7 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
   it('init: the injector with a pod-bound TokenRequest token writes the files (0400) and the env file; sigil-exec runs the app with them', async () => {
     const pod = await createPod(
       appNs,
-      podBody(uniqueName('init'), 'pay', { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-env': 'true' }, [
+      injectablePod(uniqueName('init'), 'pay', { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-env': 'true' }, [
         '/bin/sh',
         '-c',
         'echo $PASSWORD',
@@ -266,7 +183,7 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     );
     expect(pod.spec!.containers[0]!.command).toEqual(['/sigil/bin/sigil-exec', '/bin/sh', '-c', 'echo $PASSWORD']);
     const root = await mkdtemp(path.join(dir, 'pod-'));
-    const env = await injectorEnv(pod, 'sigil-inject-init', await podToken(appNs, 'pay', pod), root);
+    const env = await injectorEnv(pod, 'sigil-inject-init', await podToken(core, pod), root);
     const started = Date.now();
     const run = await runInjector('init', env).done;
     expect(run).toMatchObject({ code: 0 });
@@ -304,14 +221,14 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
       invalid: await refusals('token-invalid'),
       unbound: await refusals('token-not-pod-bound'),
     };
-    const otherSa = await createPod(appNs, podBody(uniqueName('osa'), 'other', { 'sigil.dev/inject': 'pay' }));
-    expect(await tryWith(await podToken(appNs, 'other', otherSa), otherSa)).toContain('not-a-consumer');
+    const otherSa = await createPod(appNs, injectablePod(uniqueName('osa'), 'other', { 'sigil.dev/inject': 'pay' }));
+    expect(await tryWith(await podToken(core, otherSa), otherSa)).toContain('not-a-consumer');
 
-    const mine = await createPod(appNs, podBody(uniqueName('aud'), 'pay', { 'sigil.dev/inject': 'pay' }));
-    expect(await tryWith(await podToken(appNs, 'pay', mine, ['https://kubernetes.default.svc']), mine)).toContain('token-invalid');
+    const mine = await createPod(appNs, injectablePod(uniqueName('aud'), 'pay', { 'sigil.dev/inject': 'pay' }));
+    expect(await tryWith(await podToken(core, mine, ['https://kubernetes.default.svc']), mine)).toContain('token-invalid');
 
     // Expired: the real token's claims, re-signed by the API server's own key with exp in the past.
-    const real = await podToken(appNs, 'pay', mine);
+    const real = await podToken(core, mine);
     const [h, p] = real.split('.');
     const claims = JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, number>;
     const now = Math.floor(Date.now() / 1000);
@@ -319,11 +236,11 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     const expired = `${body}.${sign('sha256', Buffer.from(body), createPrivateKey(readFileSync(testEnv().kube.signingKeyFile))).toString('base64url')}`;
     expect(await tryWith(expired, mine)).toContain('token-invalid');
 
-    const unbound = await mintServiceAccountToken(appNs, 'pay', [AUDIENCE]);
+    const unbound = await mintServiceAccountToken(appNs, 'pay', [INJECT_AUDIENCE]);
     expect(await tryWith(unbound, mine)).toContain('token-not-pod-bound');
 
-    const elsewhere = await createPod(otherNs, podBody(uniqueName('ons'), 'pay', { 'sigil.dev/inject': 'pay' }));
-    expect(await tryWith(await podToken(otherNs, 'pay', elsewhere), elsewhere)).toContain('not-a-consumer');
+    const elsewhere = await createPod(otherNs, injectablePod(uniqueName('ons'), 'pay', { 'sigil.dev/inject': 'pay' }));
+    expect(await tryWith(await podToken(core, elsewhere), elsewhere)).toContain('not-a-consumer');
 
     expect(await refusals('not-a-consumer')).toBe(before.consumer + 2);
     expect(await refusals('token-invalid')).toBe(before.invalid + 2);
@@ -333,14 +250,14 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
   it('sidecar: a rotation reaches the file within seconds; unpublish removes the files; grants reach the centre', async () => {
     const pod = await createPod(
       appNs,
-      podBody(uniqueName('side'), 'pay', { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-mode': 'sidecar' }),
+      injectablePod(uniqueName('side'), 'pay', { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-mode': 'sidecar' }),
     );
     expect(pod.spec!.initContainers!.map((c) => [c.name, c.restartPolicy])).toEqual([
       ['sigil-inject-init', undefined],
       ['sigil-inject-sidecar', 'Always'],
     ]);
     const root = await mkdtemp(path.join(dir, 'side-'));
-    const token = await podToken(appNs, 'pay', pod);
+    const token = await podToken(core, pod);
     expect((await runInjector('init', await injectorEnv(pod, 'sigil-inject-init', token, root)).done).code).toBe(0);
     const sidecar = runInjector('sidecar', await injectorEnv(pod, 'sigil-inject-sidecar', token, root));
     try {
@@ -364,7 +281,7 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
       );
 
       expect((await api().post(`/projects/${project}/apps/pay/unpublish`, { clusters: [cluster] })).status).toBeLessThan(300);
-      await eventually('files removed', async () => (readdirSync(path.join(root, 'files')).length === 0 ? true : undefined), 20_000);
+      await eventually('files removed', () => (readdirSync(path.join(root, 'files')).length === 0 ? true : undefined), 20_000);
       expect(sidecar.stderr()).not.toContain(CANARY);
     } finally {
       sidecar.kill();
@@ -375,8 +292,8 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
   });
 
   it('a disabled cluster gets nothing: the agent refuses at once, and serves again once enabled', async () => {
-    const pod = await createPod(appNs, podBody(uniqueName('dis'), 'pay', { 'sigil.dev/inject': 'pay' }));
-    const token = await podToken(appNs, 'pay', pod);
+    const pod = await createPod(appNs, injectablePod(uniqueName('dis'), 'pay', { 'sigil.dev/inject': 'pay' }));
+    const token = await podToken(core, pod);
     const fetchOnce = async () =>
       await runInjector('init', await injectorEnv(pod, 'sigil-inject-init', token, await mkdtemp(path.join(dir, 'dis-')))).done;
     expect((await api().post(`/clusters/${cluster}/disable`)).status).toBeLessThan(300);
@@ -446,12 +363,12 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
 
   it('restarted while the control plane is unreachable, the agent serves pods from its sealed cache, with the same certificate', async () => {
     const bundle = (await admission.readMutatingWebhookConfiguration({ name: webhook })).webhooks![0]!.clientConfig.caBundle;
-    const pod = await createPod(appNs, podBody(uniqueName('off'), 'pay', { 'sigil.dev/inject': 'pay' }));
-    const token = await podToken(appNs, 'pay', pod);
+    const pod = await createPod(appNs, injectablePod(uniqueName('off'), 'pay', { 'sigil.dev/inject': 'pay' }));
+    const token = await podToken(core, pod);
     await cp.cp.stop();
     await agent.stop();
     agent = await AgentProcess.start(agentFlags());
-    await eventually('restored from the cache', async () =>
+    await eventually('restored from the cache', () =>
       agent.logs().includes('restored inject-mode secrets from the injection cache') ? true : undefined,
     );
     const root = await mkdtemp(path.join(dir, 'off-'));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { DeliveryMode, type DesiredSecret } from '@sigil/agent-protocol';
-import { InjectionRefused, InjectionService, type Refusal } from './injection-service.js';
+import { type InjectionRefused, InjectionService, type Refusal } from './injection-service.js';
 import { InjectionStore } from './injection-store.js';
 import { TokenRefused, type PodIdentity, type TokenReviewer } from './token-review.js';
 

@@ -21,7 +21,7 @@ function applied(p: InjectablePod, ops: JsonPatchOp[]): InjectablePod {
     out[a!] ??= {};
     out[a!]![b!] = op.value;
   }
-  return out as InjectablePod;
+  return out;
 }
 
 describe('mutatePod', () => {
@@ -102,7 +102,7 @@ describe('mutatePod', () => {
     [{ 'sigil.dev/inject': 'pay' }, { containers: [{ name: 'app', volumeMounts: [{ name: 'x', mountPath: '/sigil' }] }] }, 'overlaps'],
     [{ 'sigil.dev/inject': 'pay' }, { volumes: [{ name: 'sigil-inject-files' }] }, 'already has a volume'],
   ])('denies %j with a reason', (annotations, spec, reason) => {
-    const m = mutatePod(pod(annotations, spec as never), settings);
+    const m = mutatePod(pod(annotations, spec), settings);
     expect(m.kind).toBe('deny');
     expect(m.kind === 'deny' && m.message).toContain(reason);
   });
