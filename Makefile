@@ -14,7 +14,7 @@ export PATH := $(NODE_BIN):$(SIGIL_CACHE)/bin:$(PATH)
 export npm_config_nodedir := $(abspath $(NODE_BIN)/..)
 NPM := npm --loglevel=error --no-audit --no-fund
 
-.PHONY: help up test check generate build images try-node lint typecheck boundaries format deps deps-apt deps-apt-node deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-fleet-sizes bench-faults clean
+.PHONY: help up test check generate build images try-node lint typecheck boundaries format deps deps-apt deps-apt-node deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-fleet-sizes bench-faults bench-injection clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ bench-faults: deps-apt build ## faults during a 1,000-cluster publish: SIGKILL, 
 
 bench-latency: deps build ## rotation latency: REST write → agent → Kubernetes Secret, p50/p99 vs a kube-apiserver floor (BENCH_LATENCY_ITERATIONS)
 	@node dist/bench/latency/latency-bench.js
+
+bench-injection: deps build ## injection: pod created → values on disk (init), rotation → sidecar file, p50/p99 vs floors (BENCH_INJECTION_ITERATIONS)
+	@node dist/bench/injection/injection-bench.js
 
 clean: ## remove build output (keeps .data and the caches)
 	@rm -rf dist
