@@ -45,6 +45,6 @@ if (process.env.SIGIL_BUILD_EXEC_WRAPPER !== '0' && existsSync(new URL('../apps/
     execFileSync('bash', [fileURLToPath(new URL('./sigil-exec.sh', import.meta.url))], { stdio: 'inherit' });
   } catch (err) {
     if (err.status !== 3) throw err;
-    console.warn('[build] sigil-exec not built (no Go): the agent image needs it');
+    process.stderr.write('[build] sigil-exec not built (no Go): the agent image needs it\n');
   }
 }
