@@ -152,6 +152,11 @@ describe('sigil-exec', () => {
       expect([what, r.stderr]).toEqual([what, expect.stringMatching(message)]);
       expect(r.stderr).not.toContain(CANARY);
     }
+    expect(run(['--help'], {})).toMatchObject({
+      status: 0,
+      stdout: expect.stringMatching(/^usage: sigil-exec \[--\] <command>/),
+      stderr: '',
+    });
     // Once it has become the command, the status is the command's own.
     expect(run(['sh', '-c', 'exit 42'], baseEnv(good))).toMatchObject({ status: 42, stderr: '' });
   });

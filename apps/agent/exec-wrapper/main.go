@@ -58,7 +58,7 @@ func fail(status int, format string, args ...any) *failure {
 func main() {
 	err := run(os.Args[1:], os.Environ())
 	if err == nil {
-		return // --copy-to done
+		return // --copy-to or --help done
 	}
 	var f *failure
 	if !errors.As(err, &f) {
@@ -68,8 +68,20 @@ func main() {
 	os.Exit(f.status)
 }
 
-// run returns only on failure: on success the process has become the command.
+const usage = `usage: sigil-exec [--] <command> [args...]
+       sigil-exec --copy-to <dir>
+Runs <command> (looked up in PATH) with the KEY=VALUE entries of $SIGIL_EXEC_ENV_FILE
+(default /sigil/env/env, NUL-separated) added to its environment, in place of itself.
+--copy-to writes a copy of this executable to <dir>/sigil-exec (mode 0555).
+`
+
+// run returns only on failure or after --copy-to and --help: on success the process has
+// become the command.
 func run(args []string, environ []string) error {
+	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
+		fmt.Print(usage)
+		return nil
+	}
 	if len(args) > 0 && args[0] == "--copy-to" {
 		if len(args) != 2 || args[1] == "" {
 			return fail(exitFailure, "usage: sigil-exec --copy-to <dir>")
