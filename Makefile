@@ -33,7 +33,7 @@ generate: deps-npm ## regenerate committed code: gRPC types of proto/ (buf + ts-
 	@rm -rf libs/agent-protocol/src/gen && node_modules/.bin/buf generate
 	@node .ci/openapi.mjs
 
-build: deps-npm ## compile apps/ and libs/ to dist/
+build: deps-npm ## compile apps/ and libs/ to dist/, and sigil-exec (Go, cached) to dist/apps/agent/
 	@node .ci/build.mjs
 
 images: deps-apt deps-apt-node deps-npm build ## build the agent and control-plane images from their Dockerfiles (podman, local base) and print their sizes

@@ -1,6 +1,7 @@
 // Compiles apps/, libs/ and the test harness to dist/ with SWC (decorators + metadata,
 // tsconfig path aliases rewritten to relative imports), then links the edge agent into one file.
 // Type-checking is `make check`'s job.
+import { execFileSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -17,28 +18,31 @@ compile(
 // one script instead of ~230 ES and CommonJS modules holds less source and loader state, about
 // 1.6 MiB of its idle RSS (docs/decisions/007), and its image needs no node_modules.
 // Whitespace and syntax only: names stay readable in stack traces and error names.
-await build({
-  entryPoints: [fileURLToPath(new URL('../dist/apps/agent/src/main.js', import.meta.url))],
-  outfile: fileURLToPath(new URL('../dist/apps/agent/sigil-agent.cjs', import.meta.url)),
-  bundle: true,
-  platform: 'node',
-  target: 'node24',
-  format: 'cjs',
-  minifyWhitespace: true,
-  minifySyntax: true,
-  logLevel: 'warning',
-});
+const bundle = (entry, outfile) =>
+  build({
+    entryPoints: [fileURLToPath(new URL(`../dist/apps/agent/src/${entry}`, import.meta.url))],
+    outfile: fileURLToPath(new URL(`../dist/apps/agent/${outfile}`, import.meta.url)),
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'cjs',
+    minifyWhitespace: true,
+    minifySyntax: true,
+    logLevel: 'warning',
+  });
+await bundle('main.js', 'sigil-agent.cjs');
+// The init container and sidecar of injected pods run the agent image with this second bundle.
+// Node built-ins only (apps/agent/src/inject/injector-main.ts).
+await bundle('inject/injector-main.js', 'sigil-inject.cjs');
 
-// The injector that injected pods run from the agent's image (apps/agent/src/inject/injector-main.ts):
-// Node built-ins only, one file beside the agent's.
-await build({
-  entryPoints: [fileURLToPath(new URL('../dist/apps/agent/src/inject/injector-main.js', import.meta.url))],
-  outfile: fileURLToPath(new URL('../dist/apps/agent/sigil-inject.cjs', import.meta.url)),
-  bundle: true,
-  platform: 'node',
-  target: 'node24',
-  format: 'cjs',
-  minifyWhitespace: true,
-  minifySyntax: true,
-  logLevel: 'warning',
-});
+// sigil-exec, the static Go exec wrapper of injected pods (apps/agent/exec-wrapper), cached per
+// source and Go version by the script. The image's compile stage builds it in a Go stage instead
+// (SIGIL_BUILD_EXEC_WRAPPER=0); without Go, everything else still builds, `make images` refuses.
+if (process.env.SIGIL_BUILD_EXEC_WRAPPER !== '0' && existsSync(new URL('../apps/agent/exec-wrapper/go.mod', import.meta.url))) {
+  try {
+    execFileSync('bash', [fileURLToPath(new URL('./sigil-exec.sh', import.meta.url))], { stdio: 'inherit' });
+  } catch (err) {
+    if (err.status !== 3) throw err;
+    process.stderr.write('[build] sigil-exec not built (no Go): the agent image needs it\n');
+  }
+}

@@ -23,6 +23,7 @@ log() { printf '[images] %s\n' "$*" >&2; }
 [ "$(id -u)" -eq 0 ] || { echo "make images runs podman as root (rootless podman is not set up on this machine)" >&2; exit 1; }
 command -v podman >/dev/null || { echo "podman is missing: run make deps-apt" >&2; exit 1; }
 [ -f dist/apps/agent/sigil-agent.cjs ] || { echo "dist/ is missing: run make build" >&2; exit 1; }
+[ -x dist/apps/agent/sigil-exec ] || { echo "dist/apps/agent/sigil-exec is missing: make build builds it with Go (go not found?)" >&2; exit 1; }
 
 # Podman's configuration lives in the cache, not /etc: runc (crun refuses this kernel's hybrid
 # cgroups), cgroupfs, and explicit ulimits (root here may not raise its own: setrlimit fails).
@@ -125,10 +126,10 @@ save_archive() {
 build_base "node$NODE_VERSION"
 build_base "node$NODE_VERSION-softhsm" /usr/lib/softhsm/libsofthsm2.so
 
-# The agent: one bundled file, nothing else.
+# The agent: its bundles (the agent, and the injector of injected pods once it exists) and sigil-exec.
 ctx="$WORK/agent-context"
 rm -rf "$ctx" && mkdir -p "$ctx/dist/apps/agent"
-cp dist/apps/agent/sigil-agent.cjs "$ctx/dist/apps/agent/"
+cp dist/apps/agent/sigil-*.cjs dist/apps/agent/sigil-exec "$ctx/dist/apps/agent/"
 build_image sigil-agent apps/agent/Dockerfile "$ctx" \
   --build-arg "BASE_IMAGE=localhost/sigil-base:node$NODE_VERSION" --build-arg ARTIFACTS=context
 

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as k8s from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
 import { AgentProcess } from '../harness/agent-process.js';
+import { selfSigned } from '../harness/certificates.js';
 import { eventually } from '../harness/eventually.js';
 import { REPO_ROOT } from '../harness/control-plane-process.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
@@ -14,7 +15,10 @@ import { createNamespace, kubeConfig, mintServiceAccountToken, testEnv, uniqueNa
 
 // The Helm charts: lint and render with default and CI values, the rendered manifests accepted
 // by a real kube-apiserver (server-side dry run), and the agent running under exactly the RBAC
-// its chart grants through a publish and an unpublish.
+// its chart grants through a publish and an unpublish. With inject.enabled: the webhook
+// configuration installed by `helm install` and called by the API server for annotated pods
+// only, the agent's service account able to review tokens and patch that one configuration and
+// nothing more, and `helm upgrade` leaving the caBundle the agent set.
 
 const HELM = process.env.SIGIL_HELM ?? path.join(process.env.SIGIL_CACHE ?? path.join(homedir(), '.cache/sigil'), 'bin/helm');
 const CHARTS = ['sigil-agent', 'sigil-control-plane'] as const;
@@ -43,6 +47,9 @@ describe('Helm charts', () => {
 
   it('values.schema.json refuses bad values with a message naming them', () => {
     expect(() => helm('template', 't', chart('sigil-agent'), '--set', 'cluster=Not_A_Name')).toThrow(/cluster/);
+    expect(() => helm('template', 't', chart('sigil-agent'), '--set', 'inject.failurePolicy=Sometimes')).toThrow(/inject\/failurePolicy/);
+    expect(() => helm('template', 't', chart('sigil-agent'), '--set', 'inject.timeoutSeconds=31')).toThrow(/inject\/timeoutSeconds/);
+    expect(() => helm('template', 't', chart('sigil-agent'), '--set', 'inject.resources.request.cpu=1')).toThrow(/inject\/resources/);
     expect(() => helm('template', 't', chart('sigil-control-plane'), '--set', 'hsm.mode=cloud')).toThrow(/hsm\/mode|hsm.mode/);
   });
 
@@ -72,6 +79,62 @@ describe('Helm charts', () => {
       capabilities: { drop: ['ALL'] },
     });
     expect(deployment.spec!.template.spec!.securityContext).toMatchObject({ runAsNonRoot: true });
+  });
+
+  it('sigil-agent with inject.enabled: the webhook, its Service and the agent flags name each other; off by default', () => {
+    const docs = render('rel', chart('sigil-agent'), '--namespace', 'ns1', '--set', 'inject.enabled=true');
+    const find = <T>(kind: string) => docs.filter((d) => d.kind === kind) as T[];
+    const [webhook, ...moreWebhooks] = find<k8s.V1MutatingWebhookConfiguration>('MutatingWebhookConfiguration');
+    expect(moreWebhooks).toEqual([]);
+    expect(webhook!.metadata!.name).toBe('rel-inject');
+    expect(webhook!.webhooks).toEqual([
+      {
+        name: 'inject.sigil.dev',
+        // No caBundle: the agent owns it (templates/inject.yaml).
+        clientConfig: { service: { namespace: 'ns1', name: 'rel-inject', port: 8443, path: '/mutate' } },
+        rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' }],
+        matchConditions: [
+          {
+            name: 'sigil-inject-annotation',
+            expression: "has(object.metadata.annotations) && 'sigil.dev/inject' in object.metadata.annotations",
+          },
+        ],
+        failurePolicy: 'Fail',
+        timeoutSeconds: 10,
+        sideEffects: 'None',
+        admissionReviewVersions: ['v1'],
+        reinvocationPolicy: 'Never',
+      },
+    ]);
+    const service = find<k8s.V1Service>('Service').find((d) => d.metadata!.name === 'rel-inject')!;
+    expect(service.spec!.ports).toEqual([{ name: 'inject', port: 8443, targetPort: 'inject', protocol: 'TCP' }]);
+    const deployment = find<k8s.V1Deployment>('Deployment')[0]!;
+    expect(deployment.spec!.template.metadata!.labels).toMatchObject(service.spec!.selector!);
+    const agent = deployment.spec!.template.spec!.containers[0]!;
+    expect(agent.ports).toContainEqual({ name: 'inject', containerPort: 8443 });
+    expect(agent.args).toEqual(
+      expect.arrayContaining([
+        '--inject',
+        '--inject-port=8443',
+        '--inject-service=ns1/rel-inject',
+        '--inject-webhook=rel-inject',
+        `--inject-image=${agent.image}`,
+        '--inject-audience=sigil-inject',
+      ]),
+    );
+    const resources = agent
+      .args!.find((a) => a.startsWith('--inject-resources='))!
+      .split('=')
+      .slice(1)
+      .join('=');
+    expect(JSON.parse(resources)).toEqual({ requests: { cpu: '5m', memory: '48Mi' }, limits: { memory: '96Mi' } });
+
+    const off = render('rel', chart('sigil-agent'), '--namespace', 'ns1');
+    expect(off.map((d) => d.kind)).not.toContain('MutatingWebhookConfiguration');
+    expect(off.map((d) => d.kind)).not.toContain('Service');
+    expect(off.map((d) => d.kind)).not.toContain('ClusterRole');
+    const offArgs = (off.find((d) => d.kind === 'Deployment') as k8s.V1Deployment).spec!.template.spec!.containers[0]!.args!;
+    expect(offArgs.filter((a) => a.startsWith('--inject'))).toEqual([]);
   });
 
   describe('the agent under exactly the RBAC its chart grants', () => {
@@ -134,6 +197,11 @@ describe('Helm charts', () => {
       expect(await can(undefined, 'list', 'secrets')).toBe(false);
       expect(await can(served, 'patch', 'deployments', 'apps')).toBe(false); // restarts not enabled
       expect(await can(served, 'get', 'configmaps')).toBe(false);
+      // Injection not enabled: no token reviews, no webhook configurations.
+      expect(await can(undefined, 'create', 'tokenreviews', 'authentication.k8s.io')).toBe(false);
+      expect(await can(undefined, 'patch', 'mutatingwebhookconfigurations', 'admissionregistration.k8s.io', 'sigil-agent-inject')).toBe(
+        false,
+      );
     });
 
     it('publishes and unpublishes through that identity', async () => {
@@ -179,5 +247,178 @@ describe('Helm charts', () => {
       );
       expect(agent.logs()).not.toMatch(/Forbidden|KubeError|Kubernetes API 4/);
     });
+  });
+
+  describe('inject.enabled on the real API server: `helm install`, the webhook, the agent under exactly its RBAC, `helm upgrade`', () => {
+    const release = uniqueName('inj');
+    const webhookName = `${release}-inject`;
+    const otherWebhook = `${release}-someone-elses`;
+    const WEBHOOK_GROUP = 'admissionregistration.k8s.io';
+    let agentNs: string;
+    let podNs: string;
+    let unselectedNs: string;
+    let lib: typeof k8s;
+    let admission: k8s.AdmissionregistrationV1Api;
+    /** Clients authenticated as the agent's service account, with a token the API server minted for it. */
+    let asAgent: { objects: k8s.KubernetesObjectApi; core: k8s.CoreV1Api; authn: k8s.AuthenticationV1Api };
+    const helmOnCluster = (...args: string[]) => helm(...args, '--kubeconfig', testEnv().kube.kubeconfig);
+    const webhook = async () => (await admission.readMutatingWebhookConfiguration({ name: webhookName })).webhooks![0]!;
+    /** What the agent does with its serving CA: a strategic merge patch of the caBundle only (merged into the webhook by name). */
+    const patchCaBundle = (name: string, caBundle: string) =>
+      asAgent.objects.patch(
+        {
+          apiVersion: `${WEBHOOK_GROUP}/v1`,
+          kind: 'MutatingWebhookConfiguration',
+          metadata: { name },
+          webhooks: [{ name: 'inject.sigil.dev', clientConfig: { caBundle } }],
+        } as k8s.KubernetesObject,
+        undefined,
+        undefined,
+        'sigil-agent',
+        undefined,
+        lib.PatchStrategy.StrategicMergePatch,
+      );
+    const pod = (name: string, annotations?: Record<string, string>): k8s.V1Pod => ({
+      metadata: { name, annotations },
+      spec: { containers: [{ name: 'app', image: 'registry.example.com/app:1', command: ['/app'] }] },
+    });
+
+    beforeAll(async () => {
+      lib = await import('@kubernetes/client-node');
+      admission = (await kubeConfig()).makeApiClient(lib.AdmissionregistrationV1Api);
+      agentNs = await createNamespace('inj-agent');
+      podNs = await createNamespace('inj-pods');
+      unselectedNs = await createNamespace('inj-unselected');
+      helmOnCluster(
+        'install',
+        release,
+        chart('sigil-agent'),
+        '--namespace',
+        agentNs,
+        '--set',
+        `namespaces={${podNs}}`,
+        '--set',
+        'inject.enabled=true',
+        // No agent serves the webhook here: calls fail fast, and only in this test's namespace.
+        '--set',
+        'inject.timeoutSeconds=2',
+        '--set-json',
+        `inject.namespaceSelector={"matchLabels":{"kubernetes.io/metadata.name":"${podNs}"}}`,
+      );
+      await admission.createMutatingWebhookConfiguration({ body: { metadata: { name: otherWebhook }, webhooks: [] } });
+      const kube = testEnv().kube;
+      const kc = new lib.KubeConfig();
+      kc.loadFromOptions({
+        clusters: [{ name: 'test', server: kube.server, caData: readFileSync(kube.caFile).toString('base64') }],
+        users: [{ name: 'agent', token: await mintServiceAccountToken(agentNs, 'sigil-agent', [kube.issuer], 3600) }],
+        contexts: [{ name: 'agent', cluster: 'test', user: 'agent' }],
+        currentContext: 'agent',
+      });
+      asAgent = {
+        objects: lib.KubernetesObjectApi.makeApiClient(kc),
+        core: kc.makeApiClient(lib.CoreV1Api),
+        authn: kc.makeApiClient(lib.AuthenticationV1Api),
+      };
+    });
+
+    afterAll(async () => {
+      if (agentNs) {
+        try {
+          helmOnCluster('uninstall', release, '--namespace', agentNs);
+        } catch {
+          // not installed: beforeAll failed and says why
+        }
+      }
+      await admission?.deleteMutatingWebhookConfiguration({ name: otherWebhook }).catch(() => undefined);
+    });
+
+    it('registers the webhook: pods without the annotation are admitted untouched, annotated ones depend on the agent (Fail)', async () => {
+      expect((await webhook()).clientConfig).toEqual({ service: { namespace: agentNs, name: webhookName, port: 8443, path: '/mutate' } });
+      const plain = await core.createNamespacedPod({ namespace: podNs, body: pod('plain', { unrelated: 'x' }) });
+      expect(plain.spec!.initContainers).toBeUndefined();
+      expect(plain.spec!.containers.map((c) => [c.name, c.command, c.env])).toEqual([['app', ['/app'], undefined]]);
+      // The API server calls the webhook for this one; no agent answers, and Fail refuses the pod.
+      await expect(core.createNamespacedPod({ namespace: podNs, body: pod('annotated', { 'sigil.dev/inject': 'web' }) })).rejects.toThrow(
+        /failed calling webhook \W*inject\.sigil\.dev/,
+      );
+      // namespaceSelector: outside the selected namespaces even an annotated pod is not sent.
+      await core.createNamespacedPod({ namespace: unselectedNs, body: pod('annotated', { 'sigil.dev/inject': 'web' }) });
+    });
+
+    it("lets the agent's service account review tokens and get/patch its own webhook configuration, and nothing more", async () => {
+      const user = `system:serviceaccount:${agentNs}:sigil-agent`;
+      const can = async (namespace: string | undefined, verb: string, resource: string, group = '', name?: string) =>
+        (
+          await authz.createSubjectAccessReview({
+            body: { spec: { user, groups: ['system:serviceaccounts'], resourceAttributes: { namespace, verb, resource, group, name } } },
+          })
+        ).status?.allowed ?? false;
+      const granted: Array<[string, string, string, string?]> = [
+        ['create', 'tokenreviews', 'authentication.k8s.io'],
+        ['get', 'mutatingwebhookconfigurations', WEBHOOK_GROUP, webhookName],
+        ['patch', 'mutatingwebhookconfigurations', WEBHOOK_GROUP, webhookName],
+      ];
+      const refused: Array<[string, string, string, string?]> = [
+        ['patch', 'mutatingwebhookconfigurations', WEBHOOK_GROUP, otherWebhook],
+        ['get', 'mutatingwebhookconfigurations', WEBHOOK_GROUP, otherWebhook],
+        ['list', 'mutatingwebhookconfigurations', WEBHOOK_GROUP],
+        ['create', 'mutatingwebhookconfigurations', WEBHOOK_GROUP],
+        ['update', 'mutatingwebhookconfigurations', WEBHOOK_GROUP, webhookName],
+        ['delete', 'mutatingwebhookconfigurations', WEBHOOK_GROUP, webhookName],
+        ['patch', 'validatingwebhookconfigurations', WEBHOOK_GROUP],
+        ['create', 'subjectaccessreviews', 'authorization.k8s.io'],
+        ['create', 'serviceaccounts/token', ''],
+        ['get', 'secrets', ''],
+        ['list', 'secrets', ''],
+        ['get', 'pods', ''],
+      ];
+      for (const [verb, resource, group, name] of granted)
+        expect([verb, resource, name, await can(undefined, verb, resource, group, name)]).toEqual([verb, resource, name, true]);
+      for (const [verb, resource, group, name] of refused)
+        expect([verb, resource, name, await can(undefined, verb, resource, group, name)]).toEqual([verb, resource, name, false]);
+      expect(await can(unselectedNs, 'get', 'secrets')).toBe(false);
+      expect(await can(podNs, 'get', 'pods')).toBe(false);
+
+      // The same rights exercised for real, as the agent will: review a pod's token (audience sigil-inject) ...
+      const podToken = await mintServiceAccountToken(podNs, 'app', ['sigil-inject'], 600);
+      const review = await asAgent.authn.createTokenReview({ body: { spec: { token: podToken, audiences: ['sigil-inject'] } } });
+      expect(review.status).toMatchObject({
+        authenticated: true,
+        audiences: ['sigil-inject'],
+        user: { username: `system:serviceaccount:${podNs}:app` },
+      });
+      // ... set the caBundle of its own webhook configuration, and of no other.
+      const ca = Buffer.from(selfSigned('sigil-inject-ca-1').cert).toString('base64');
+      await patchCaBundle(webhookName, ca);
+      expect((await webhook()).clientConfig.caBundle).toBe(ca);
+      await expect(patchCaBundle(otherWebhook, ca)).rejects.toMatchObject({ code: 403 });
+      await expect(asAgent.core.listSecretForAllNamespaces()).rejects.toMatchObject({ code: 403 });
+      await expect(asAgent.core.listNamespacedSecret({ namespace: unselectedNs })).rejects.toMatchObject({ code: 403 });
+    });
+
+    it.each(['auto', 'false'])(
+      'helm upgrade (--server-side=%s) keeps the caBundle the agent set and applies the chart change',
+      async (serverSide) => {
+        const ca = Buffer.from(selfSigned(`sigil-inject-ca-${serverSide}`).cert).toString('base64');
+        await patchCaBundle(webhookName, ca);
+        const timeoutSeconds = serverSide === 'auto' ? 3 : 4;
+        helmOnCluster(
+          'upgrade',
+          release,
+          chart('sigil-agent'),
+          '--namespace',
+          agentNs,
+          '--reuse-values',
+          '--server-side',
+          serverSide,
+          '--set',
+          `inject.timeoutSeconds=${timeoutSeconds}`,
+        );
+        expect(await webhook()).toMatchObject({
+          timeoutSeconds,
+          clientConfig: { caBundle: ca, service: { name: webhookName, path: '/mutate' } },
+        });
+      },
+    );
   });
 });

@@ -100,7 +100,8 @@ export async function startInjection(
     service,
     mutation: {
       image: settings.image,
-      agentUrl: settings.url ?? `https://${serviceNames[0] ?? settings.names[0]}:${svcName ? 443 : settings.port}`,
+      // The chart's Service listens on the agent's own port.
+      agentUrl: settings.url ?? `https://${serviceNames[0] ?? settings.names[0]}:${settings.port}`,
       caPem: cert.certificatePem,
       audience: settings.audience,
       ...(settings.resources ? { resources: settings.resources } : {}),

@@ -1,0 +1,3 @@
+module sigil.dev/agent/exec-wrapper
+
+go 1.24
