@@ -76,6 +76,9 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
         enrollment: { mode: 'kubernetesIdentity' },
         namespaces: ['reports'],
         metricsPort: await freeLoopbackPort(),
+        // This one also injects (docs/injection.md), and keeps its keys in memory only.
+        injectPort: await freeLoopbackPort(),
+        stateInMemory: true,
       } satisfies AgentRelease),
     ]);
     process.stderr.write(`[real-node] node, images, control plane and both agent releases in ${Date.now() - started} ms\n`);
@@ -191,6 +194,76 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
     await eventually('deprovisioned', async () => ((await publication('web')).deliveries[0]?.state === 'deprovisioned' ? true : undefined));
     await cluster.apps.deleteNamespacedDeployment({ namespace: served, name: 'web' });
   }, 120_000);
+
+  it('inject: an annotated Deployment starts with the value in its environment and files, a rotation reaches the sidecar file, no Secret holds it', async () => {
+    const p = uniqueName('inj');
+    const ns = 'reports'; // served by the identity agent, which injects
+    expect((await api().post('/projects', { name: p })).status).toBe(201);
+    await api().put(`/projects/${p}/cluster-selector`, { selector: {} });
+    await api().put(`/projects/${p}/namespaces`, { namespaces: [ns] });
+    const app = await api().post(`/projects/${p}/apps`, {
+      name: 'pay',
+      namespace: ns,
+      deliveryMode: 'inject',
+      consumers: [{ namespace: ns, serviceAccount: 'pay' }],
+    });
+    expect(app.status).toBe(201);
+    await api().post(`/projects/${p}/apps/pay/secrets`, { name: 'pay-db', data: { PASSWORD: 'node-inject-canary-v1' } });
+    await api().post(`/projects/${p}/apps/pay/publish`, { clusters: [identity.cluster] });
+    await eventually('provisioned', async () =>
+      (await api().get(`/projects/${p}/apps/pay/publication`)).body.summary.provisioned === 1 ? true : undefined,
+    );
+    await cluster.core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'pay' } } });
+    const script = 'echo "PASSWORD=$PASSWORD"; while true; do echo "FILE=$(cat /sigil/secrets/pay-db/PASSWORD)"; sleep 1; done';
+    const pod = busyboxPod('pay', script, { serviceAccountName: 'pay' }, { command: ['/bin/sh'] });
+    await cluster.apps.createNamespacedDeployment({
+      namespace: ns,
+      body: {
+        metadata: { name: 'pay' },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { app: 'pay' } },
+          template: {
+            metadata: {
+              labels: { app: 'pay' },
+              annotations: { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-env': 'true', 'sigil.dev/inject-mode': 'sidecar' },
+            },
+            spec: { ...pod.spec!, restartPolicy: 'Always' },
+          },
+        },
+      },
+    });
+    const [running] = await cluster.deploymentReady(ns, 'pay', 150_000);
+    expect(running!.spec!.initContainers!.map((c) => c.name)).toEqual(['sigil-inject-init', 'sigil-inject-sidecar']);
+    const name = running!.metadata!.name!;
+    await eventually(
+      'values in the pod',
+      async () => {
+        const log = await cluster.log(ns, name, 'app');
+        return log.includes('PASSWORD=node-inject-canary-v1') && log.includes('FILE=node-inject-canary-v1') ? true : undefined;
+      },
+      30_000,
+    );
+    const started = Date.now();
+    await api().put(`/projects/${p}/apps/pay/secrets/pay-db`, { data: { PASSWORD: 'node-inject-canary-v2' } });
+    await eventually(
+      'rotation in the file',
+      async () => ((await cluster.log(ns, name, 'app')).includes('FILE=node-inject-canary-v2') ? true : undefined),
+      60_000,
+    );
+    process.stderr.write(`[real-node] injection: rotation reached the running pod's file in ${Date.now() - started} ms (1 s read loop)\n`);
+    expect(await cluster.log(ns, name, 'app')).not.toContain('PASSWORD=node-inject-canary-v2'); // the environment is fixed for the process
+    for (const s of (await cluster.core.listSecretForAllNamespaces()).items)
+      for (const v of Object.values(s.data ?? {})) expect(Buffer.from(v, 'base64').toString()).not.toMatch(/node-inject-canary/);
+    await eventually('grant at the centre', async () =>
+      ((await api().get(`/projects/${p}/apps/pay/consumption`)).body.items as Array<{ namespace: string; serviceAccount: string }>).some(
+        (i) => i.namespace === ns && i.serviceAccount === 'pay',
+      )
+        ? true
+        : undefined,
+    );
+    await cluster.apps.deleteNamespacedDeployment({ namespace: ns, name: 'pay' });
+  }, 300_000);
 
   it('a deleted agent pod stops on SIGTERM, and its replacement resumes from the state Secret without enrolling again', async () => {
     // The one-time token is spent; deleting it proves the replacement cannot enroll again.

@@ -29,6 +29,10 @@ export interface AgentRelease {
   namespaces: string[];
   metricsPort: number;
   restartWorkloads?: boolean;
+  /** Injection on this port, reached at https://127.0.0.1:<port> (host network, no Service routing). */
+  injectPort?: number;
+  /** Keys in memory only (kubernetesIdentity). */
+  stateInMemory?: boolean;
 }
 
 export interface ControlPlaneRelease {
@@ -118,6 +122,8 @@ export class NodeCluster {
       restartWorkloads: { enabled: a.restartWorkloads ?? false, minIntervalSeconds: 0 },
       image: { repository: 'localhost/sigil-agent', tag: IMAGE_TAG, pullPolicy: 'Never' },
       metrics: { port: a.metricsPort },
+      ...(a.injectPort ? { inject: { enabled: true, port: a.injectPort, url: `https://127.0.0.1:${a.injectPort}` } } : {}),
+      ...(a.stateInMemory ? { stateInMemory: true } : {}),
       ...this.hostNetworkValues(),
     };
     await this.helm(
