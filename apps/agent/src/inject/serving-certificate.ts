@@ -13,7 +13,11 @@ export interface ServingCertificate {
  * @peculiar/x509 is loaded only here, when injection is on (its resident cost, docs/decisions/007).
  */
 export async function createServingCertificate(names: string[], days = 365): Promise<ServingCertificate> {
-  const x509 = await import('@peculiar/x509');
+  type X509 = typeof import('@peculiar/x509');
+  const loaded = (await import('@peculiar/x509')) as X509 & { default?: X509 };
+  // In the agent's bundle this is sigil-agent-x509.cjs beside it (.ci/build.mjs): a CommonJS
+  // file whose import() namespace carries the library as `default` only.
+  const x509 = loaded.cryptoProvider ? loaded : loaded.default!;
   const { webcrypto } = await import('node:crypto');
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
