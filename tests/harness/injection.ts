@@ -29,12 +29,12 @@ export function runInjector(
   return { done, kill: () => child.kill('SIGTERM'), stderr: () => stderr };
 }
 
-/** A pod for the webhook: one container running as 1000, optionally annotated. */
+/** A pod for the webhook: one container running as 1000, optionally annotated; `command` null: none. */
 export function injectablePod(
   name: string,
   serviceAccount: string,
   annotations: Record<string, string> | undefined,
-  command: string[] | undefined = ['/app/run'],
+  command: string[] | null = ['/app/run'],
 ): k8s.V1Pod {
   return {
     metadata: { name, ...(annotations ? { annotations } : {}) },
