@@ -60,7 +60,17 @@ describe('parseGrants', () => {
   });
 
   it('refuses more than MAX_GRANTS_PER_MESSAGE in one message', () => {
-    expect(() => parseGrants(Array.from({ length: MAX_GRANTS_PER_MESSAGE + 1 }, () => grant()), NOW)).toThrow(/at most 1000 grants/);
-    expect(parseGrants(Array.from({ length: MAX_GRANTS_PER_MESSAGE }, () => grant()), NOW).grants).toHaveLength(MAX_GRANTS_PER_MESSAGE);
+    expect(() =>
+      parseGrants(
+        Array.from({ length: MAX_GRANTS_PER_MESSAGE + 1 }, () => grant()),
+        NOW,
+      ),
+    ).toThrow(/at most 1000 grants/);
+    expect(
+      parseGrants(
+        Array.from({ length: MAX_GRANTS_PER_MESSAGE }, () => grant()),
+        NOW,
+      ).grants,
+    ).toHaveLength(MAX_GRANTS_PER_MESSAGE);
   });
 });

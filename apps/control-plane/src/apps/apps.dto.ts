@@ -5,7 +5,8 @@ import { SECRET_TYPES } from '../common/secret-types.js';
 import { DELIVERY_MODES, type AppConsumer, type AppEntity, type DeliveryMode } from './app.entity.js';
 import { consumersProblem, MAX_APP_CONSUMERS } from './consumers.js';
 
-const MODE_DOC = 'env: envFrom; volume: an in-memory (tmpfs) Secret volume; inject: no Kubernetes Secret, the agent hands the values to annotated pods of the consumers';
+const MODE_DOC =
+  'env: envFrom; volume: an in-memory (tmpfs) Secret volume; inject: no Kubernetes Secret, the agent hands the values to annotated pods of the consumers';
 const IsConsumers = () => rule('isConsumers', consumersProblem);
 
 export class ConsumerDto {
@@ -35,7 +36,8 @@ export class CreateAppDto {
     type: [ConsumerDto],
     maxItems: MAX_APP_CONSUMERS,
     default: [],
-    description: 'inject mode (required there, at least one): the pods that may receive the values; kept but unused in env and volume modes',
+    description:
+      'inject mode (required there, at least one): the pods that may receive the values; kept but unused in env and volume modes',
   })
   @IsAbsentOr()
   @IsConsumers()
@@ -64,7 +66,11 @@ export class UpdateAppDto {
   @IsIn(DELIVERY_MODES)
   deliveryMode?: DeliveryMode;
 
-  @ApiPropertyOptional({ type: [ConsumerDto], maxItems: MAX_APP_CONSUMERS, description: 'replaces the list; inject mode needs at least one' })
+  @ApiPropertyOptional({
+    type: [ConsumerDto],
+    maxItems: MAX_APP_CONSUMERS,
+    description: 'replaces the list; inject mode needs at least one',
+  })
   @IsAbsentOr()
   @IsConsumers()
   consumers?: AppConsumer[];
