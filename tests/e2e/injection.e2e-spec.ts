@@ -64,15 +64,18 @@ beforeAll(async () => {
   admin = s.admin;
   db = new pg.Client({ connectionString: s.databaseUrl });
   await db.connect();
-  for (const p of [project, `${project}-x`]) {
+  for (const [p, namespace] of [
+    [project, 'shop'],
+    [`${project}-x`, 'elsewhere'],
+  ]) {
     await ok(admin.post('/projects', { name: p }), 201);
-    await ok(admin.put(`/projects/${p}/namespaces`, { namespaces: ['shop'] }), 200);
+    await ok(admin.put(`/projects/${p}/namespaces`, { namespaces: [namespace] }), 200);
     await ok(admin.put(`/projects/${p}/cluster-selector`, { selector: {} }), 204);
   }
   await ok(admin.post(app, { name: 'checkout', namespace: 'shop', deliveryMode: 'inject', consumers }), 201);
   await ok(admin.post(app, { name: 'web', namespace: 'shop', deliveryMode: 'env' }), 201);
   // A secret of another project, never published to the cluster.
-  await ok(admin.post(`/projects/${project}-x/apps`, { name: 'other', namespace: 'shop', deliveryMode: 'inject', consumers }), 201);
+  await ok(admin.post(`/projects/${project}-x/apps`, { name: 'other', namespace: 'elsewhere', deliveryMode: 'inject', consumers }), 201);
   for (const [p, a, secret] of [
     [project, 'checkout', 'checkout-db'],
     [project, 'web', 'web-env'],
