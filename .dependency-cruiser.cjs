@@ -5,7 +5,7 @@
 const CP = '^apps/control-plane/src';
 
 /** Feature folders of the control plane: each owns its tables, its error codes and its internals. */
-const FEATURES = '(agent-api|api-tokens|apps|audit|auth|clusters|delivery|enrollment|keys|projects|publications|secrets)';
+const FEATURES = '(agent-api|api-tokens|apps|audit|auth|clusters|delivery|enrollment|injection|keys|projects|publications|secrets)';
 
 /**
  * A feature's public surface, the files other features (and tests, benches) may import: its

@@ -149,6 +149,98 @@ describe('secrets lifecycle', () => {
   });
 });
 
+describe('apps: delivery mode inject', () => {
+  const apps = '/projects/alpha/apps';
+  const consumers = [
+    { namespace: 'alpha-ns', serviceAccount: 'checkout' },
+    { namespace: 'batch', serviceAccount: '*' },
+  ];
+
+  it('creates an inject app only with consumers, and keeps them', async () => {
+    const none = await admin.post(apps, { name: 'inj-none', namespace: 'alpha-ns', deliveryMode: 'inject' });
+    expect([none.status, none.body.code]).toEqual([400, 'consumers_required']);
+    expect(none.body.errors).toEqual([{ field: 'consumers', problem: expect.stringContaining('inject') }]);
+    const empty = await admin.post(apps, { name: 'inj-none', namespace: 'alpha-ns', deliveryMode: 'inject', consumers: [] });
+    expect(empty.body.code).toBe('consumers_required');
+    expect((await admin.get(`${apps}/inj-none`)).status).toBe(404);
+
+    const created = await admin.post(apps, { name: 'inj', namespace: 'alpha-ns', deliveryMode: 'inject', consumers });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ name: 'inj', deliveryMode: 'inject', consumers });
+    expect((await admin.get(`${apps}/inj`)).body.consumers).toEqual(consumers);
+    // env and volume apps may carry consumers (unused until they switch) or none.
+    expect((await admin.post(apps, { name: 'env-kept', namespace: 'alpha-ns', deliveryMode: 'env', consumers })).body.consumers).toEqual(
+      consumers,
+    );
+    expect((await admin.get(`${apps}/web`)).body.consumers).toEqual([]);
+  });
+
+  it.each([
+    ['a service account that is not a DNS-1123 subdomain', [{ namespace: 'alpha-ns', serviceAccount: 'Web_1' }]],
+    ['a namespace that is not a DNS-1123 label', [{ namespace: 'alpha.ns', serviceAccount: '*' }]],
+    ['a duplicate', [consumers[0], consumers[1], consumers[0]]],
+    ['more than 64', Array.from({ length: 65 }, (_, i) => ({ namespace: `ns-${i}`, serviceAccount: '*' }))],
+    ['a string instead of an object', ['alpha-ns/checkout']],
+    ['an unknown field', [{ ...consumers[0], pod: 'x' }]],
+    ['null', null],
+  ])('refuses consumers with %s (validation_failed)', async (_what, bad) => {
+    const r = await admin.post(apps, { name: 'inj-bad', namespace: 'alpha-ns', deliveryMode: 'inject', consumers: bad });
+    expect([r.status, r.body.code]).toEqual([400, 'validation_failed']);
+    expect(r.body.errors.map((e: any) => e.field)).toEqual(['consumers']);
+  });
+
+  it('PATCH switches a mode and replaces consumers; inject always keeps at least one', async () => {
+    expect((await admin.post(apps, { name: 'switch', namespace: 'alpha-ns', deliveryMode: 'env' })).status).toBe(201);
+    const bare = await admin.patch(`${apps}/switch`, { deliveryMode: 'inject' });
+    expect([bare.status, bare.body.code]).toEqual([400, 'consumers_required']);
+    expect((await admin.get(`${apps}/switch`)).body).toMatchObject({ deliveryMode: 'env', version: 1 });
+
+    const switched = await admin.patch(`${apps}/switch`, { deliveryMode: 'inject', consumers: [consumers[0]] }, { 'If-Match': '"1"' });
+    expect(switched.status).toBe(200);
+    expect(switched.body).toMatchObject({ deliveryMode: 'inject', consumers: [consumers[0]], version: 2 });
+    expect((await admin.patch(`${apps}/switch`, { consumers: [] })).body.code).toBe('consumers_required');
+    expect((await admin.patch(`${apps}/switch`, { consumers })).body.consumers).toEqual(consumers);
+    // Back to env: the consumers stay (unused), so switching again needs no new list.
+    const back = await admin.patch(`${apps}/switch`, { deliveryMode: 'env' });
+    expect(back.body).toMatchObject({ deliveryMode: 'env', consumers });
+    expect((await admin.patch(`${apps}/switch`, { deliveryMode: 'inject' })).body.deliveryMode).toBe('inject');
+    expect((await admin.patch(`${apps}/switch`, { deliveryMode: 'sidecar' })).body.code).toBe('validation_failed');
+  });
+
+  it('audits the delivery mode and consumers of a created or changed app (names only)', async () => {
+    const events = (await admin.get('/audit?limit=500')).body.items as Array<{ action: string; outcome: string; target: string }>;
+    const created = events.find((e) => e.action === 'app.create' && e.outcome === 'success' && e.target.includes('app=inj '));
+    expect(created?.target).toBe('project=alpha app=inj namespace=alpha-ns deliveryMode=inject consumers=alpha-ns/checkout,batch/*');
+    const updates = events.filter(
+      (e) => e.action === 'app.update' && e.outcome === 'success' && e.target.startsWith('project=alpha app=switch '),
+    );
+    expect(updates.map((e) => e.target)).toContain(
+      'project=alpha app=switch namespace=alpha-ns deliveryMode=env consumers=alpha-ns/checkout,batch/*',
+    );
+  });
+
+  it('renders the pod annotations instead of a pod spec for an inject app', async () => {
+    await admin.post(`${apps}/inj/secrets`, { name: 'inj-db', data: { URL: 'x' } });
+    const r = await admin.get(`${apps}/inj/pod-spec`);
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual({
+      deliveryMode: 'inject',
+      podSpec: {},
+      annotations: { 'sigil.dev/inject': 'inj' },
+      note: expect.stringContaining('metadata.annotations'),
+    });
+  });
+
+  it('lists consumption to project viewers (empty before any grant), nothing of another project', async () => {
+    const r = await tokens.viewerAlpha!.get(`${apps}/inj/consumption`);
+    expect([r.status, r.body]).toEqual([200, { items: [], next: null }]);
+    const other = await tokens.viewerAlpha!.get('/projects/beta/apps/web/consumption');
+    expect([other.status, other.body.code]).toEqual([404, 'project_not_found']);
+    expect((await admin.get(`${apps}/nope/consumption`)).body.code).toBe('app_not_found');
+    expect((await admin.get(`${apps}/inj/consumption?after=Not%20a%20cursor`)).body.code).toBe('invalid_cursor');
+  });
+});
+
 describe('roles and project scope', () => {
   it('a token scoped to one project sees nothing of another (404, no data)', async () => {
     for (const t of [tokens.operatorAlpha!, tokens.pipelineAlpha!, tokens.viewerAlpha!]) {

@@ -10,6 +10,7 @@ import {
   type DesiredSecret,
   type DesiredState,
   type EnrollResponse,
+  type Grant,
   type SecretStatus,
   type SyncRequest,
   type SyncResponse,
@@ -158,6 +159,11 @@ export class SyncSession {
         message: '',
       })),
     );
+  }
+
+  /** Reports what the agent handed to pods (delivery mode inject), as an agent's injector does. */
+  grants(grants: Grant[]): void {
+    this.send({ message: { $case: 'grants', value: { grants } } });
   }
 
   resync(): void {

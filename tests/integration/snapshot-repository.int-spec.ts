@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { CONSUMER_OVERHEAD_BYTES } from '@sigil/agent-protocol';
 import { decodeSecretPayload, encodeSecretEnvelope, openSecretEnvelope } from '@sigil/envelope';
 import { DataSource } from 'typeorm';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
@@ -219,6 +220,48 @@ describe('SnapshotRepository on PostgreSQL', () => {
       expect(page.rows.every((r) => r.body === undefined)).toBe(true);
       expect(page.next).toBeUndefined();
       expect((await repo.snapshotPage(a.clusterId, undefined, 0n, bytes - 1, OVERHEAD, 10)).next).toBeDefined();
+    });
+  });
+
+  describe('inject apps', () => {
+    const consumers = Array.from({ length: 3 }, (_, i) => ({ namespace: `ns-${i}`, serviceAccount: '*' }));
+    /** The app as inject with `consumers`, for the reads only (no build: the rows stay; bodies join apps live). */
+    const asInject = async (run: () => Promise<void>) => {
+      await ds.query(`UPDATE apps SET delivery_mode = 'inject', consumers = $2::jsonb WHERE name = $1`, [
+        'shop',
+        JSON.stringify(consumers),
+      ]);
+      try {
+        await run();
+      } finally {
+        await ds.query(`UPDATE apps SET delivery_mode = 'env', consumers = '[]' WHERE name = $1`, ['shop']);
+      }
+    };
+
+    it('carries the mode and consumers in every body, and sizes each consumer into the budget', async () => {
+      const bytes = await bytesOf(a.clusterId);
+      const perRow = consumers.length * CONSUMER_OVERHEAD_BYTES;
+      expect(full((await repo.states([{ clusterId: a.clusterId, base: 0n }], bytes, 1 << 20, OVERHEAD))[0]).rows).toHaveLength(3);
+      await asInject(async () => {
+        const s = full((await repo.states([{ clusterId: a.clusterId, base: 0n }], 1 << 20, 1 << 20, OVERHEAD))[0]);
+        for (const r of s.rows) expect(r.body).toMatchObject({ deliveryMode: 'inject', consumers });
+        // What fitted before no longer does: the consumers count.
+        const total = bytes + SECRETS.length * perRow;
+        expect((await repo.states([{ clusterId: a.clusterId, base: 0n }], total - 1, 1 << 20, OVERHEAD))[0]!.kind).toBe('paged');
+        expect((await repo.states([{ clusterId: a.clusterId, base: 0n }], total, 1 << 20, OVERHEAD))[0]!.kind).toBe('full');
+        // Pages too: a budget one row's consumers short of all three leaves the last row to the next page.
+        const page = await repo.snapshotPage(a.clusterId, undefined, 0n, total - perRow, OVERHEAD, 10);
+        expect(page.rows).toHaveLength(SECRETS.length - 1);
+        expect(page.rows.every((r) => r.body?.consumers.length === consumers.length)).toBe(true);
+      });
+      // Env apps send no consumers even when they keep a list.
+      await ds.query(`UPDATE apps SET consumers = $2::jsonb WHERE name = $1`, ['shop', JSON.stringify(consumers)]);
+      try {
+        const s = full((await repo.states([{ clusterId: a.clusterId, base: 0n }], bytes, 1 << 20, OVERHEAD))[0]);
+        expect(s.rows.every((r) => r.body?.deliveryMode === 'env' && r.body.consumers.length === 0)).toBe(true);
+      } finally {
+        await ds.query(`UPDATE apps SET consumers = '[]' WHERE name = $1`, ['shop']);
+      }
     });
   });
 

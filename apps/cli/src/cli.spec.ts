@@ -211,6 +211,92 @@ describe('sigil secrets set', () => {
   });
 });
 
+describe('sigil apps (delivery mode inject)', () => {
+  const apps = '/api/v1/projects/shop/apps';
+
+  it('create sends the delivery mode and every --consumer, a * service account included', async () => {
+    routes[`POST ${apps}`] = () => ({ status: 201, body: { name: 'checkout' } });
+    const r = await sigil([
+      'apps',
+      'create',
+      'shop',
+      'checkout',
+      '--namespace',
+      'shop',
+      '--delivery-mode',
+      'inject',
+      '--consumer',
+      'shop/checkout',
+      '--consumer',
+      'batch/*',
+    ]);
+    expect(r).toMatchObject({ code: EXIT.ok, stdout: 'app shop/checkout created\n' });
+    expect(seen[0]!.body).toEqual({
+      name: 'checkout',
+      namespace: 'shop',
+      deliveryMode: 'inject',
+      consumers: [
+        { namespace: 'shop', serviceAccount: 'checkout' },
+        { namespace: 'batch', serviceAccount: '*' },
+      ],
+    });
+  });
+
+  it('create defaults to env and still takes the older --mode', async () => {
+    routes[`POST ${apps}`] = () => ({ status: 201, body: {} });
+    expect((await sigil(['apps', 'create', 'shop', 'a', '--namespace', 'shop'])).code).toBe(EXIT.ok);
+    expect((await sigil(['apps', 'create', 'shop', 'b', '--namespace', 'shop', '--mode', 'volume'])).code).toBe(EXIT.ok);
+    expect(seen.map((x) => (x.body as { deliveryMode: string }).deliveryMode)).toEqual(['env', 'volume']);
+  });
+
+  it('refuses a --consumer without namespace/serviceAccount and an unknown mode, before any request', async () => {
+    expect((await sigil(['apps', 'create', 'shop', 'a', '--namespace', 'shop', '--consumer', 'shop'])).code).toBe(EXIT.usage);
+    expect((await sigil(['apps', 'create', 'shop', 'a', '--namespace', 'shop', '--delivery-mode', 'sidecar'])).code).toBe(EXIT.usage);
+    expect(seen).toEqual([]);
+  });
+
+  it('update patches only what is given, and shows the server’s consumers_required', async () => {
+    routes[`PATCH ${apps}/checkout`] = ({ body }) =>
+      (body as { consumers?: unknown }).consumers
+        ? { status: 200, body: {} }
+        : problem(400, 'consumers_required', 'delivery mode inject needs at least one consumer');
+    const refused = await sigil(['apps', 'update', 'shop', 'checkout', '--delivery-mode', 'inject']);
+    expect(refused.code).toBe(EXIT.usage);
+    expect(refused.stderr).toContain('(consumers_required)');
+    const ok = await sigil(['apps', 'update', 'shop', 'checkout', '--delivery-mode', 'inject', '--consumer', 'shop/web']);
+    expect(ok).toMatchObject({ code: EXIT.ok, stdout: 'app shop/checkout updated\n' });
+    expect(seen.map((x) => x.body)).toEqual([
+      { deliveryMode: 'inject' },
+      { deliveryMode: 'inject', consumers: [{ namespace: 'shop', serviceAccount: 'web' }] },
+    ]);
+    expect((await sigil(['apps', 'update', 'shop', 'checkout'])).code).toBe(EXIT.usage);
+    expect(seen).toHaveLength(2);
+  });
+
+  it('consumption follows every page and prints one row per cluster, secret and namespace/service account', async () => {
+    const row = (cluster: string) => ({
+      cluster,
+      secret: 'db',
+      version: 2,
+      namespace: 'shop',
+      serviceAccount: 'checkout',
+      grants: 3,
+      lastPod: 'checkout-abc',
+      firstAt: '2026-12-02T06:00:00.000Z',
+      lastAt: '2026-12-02T06:05:00.000Z',
+    });
+    routes[`GET ${apps}/checkout/consumption`] = ({ query }) =>
+      query.get('after')
+        ? { status: 200, body: { items: [row('b')], next: null } }
+        : { status: 200, body: { items: [row('a')], next: 'a/db/shop/checkout' } };
+    const r = await sigil(['apps', 'consumption', 'shop', 'checkout']);
+    expect(r.code).toBe(EXIT.ok);
+    expect(r.stdout.split('\n')[0]).toMatch(/^CLUSTER +SECRET +VERSION +NAMESPACE +SERVICEACCOUNT +GRANTS +LASTPOD +LASTAT$/);
+    expect(r.stdout).toMatch(/^a +db +2 +shop +checkout +3 +checkout-abc +2026-12-02T06:05:00.000Z$/m);
+    expect(r.stdout).toMatch(/^b +db /m);
+  });
+});
+
 describe('sigil publish --wait', () => {
   const publish = '/api/v1/projects/shop/apps/checkout/publish';
   const status = '/api/v1/projects/shop/apps/checkout/publication';

@@ -12,6 +12,7 @@ import { DtoValidationPipe } from './common/validation.pipe.js';
 import { EnrollmentModule } from './enrollment/enrollment.module.js';
 import { EventsModule } from './events/cluster-events.js';
 import { AgentApiModule } from './agent-api/agent-api.module.js';
+import { InjectionModule } from './injection/injection.module.js';
 import { DeliveryModule, DeliveryWorkerModule } from './delivery/delivery.module.js';
 import { entities } from './entities.js';
 import { ApiTokensModule } from './api-tokens/api-tokens.module.js';
@@ -54,6 +55,7 @@ export class AppModule {
         PublicationsModule,
         EnrollmentModule,
         AgentApiModule,
+        InjectionModule,
       ],
       providers: [{ provide: APP_PIPE, useClass: DtoValidationPipe }],
     };

@@ -50,6 +50,8 @@ export const AgentApiErrorCode = {
   UnexpectedGeneration: 'unexpected_generation',
   TooManyStatuses: 'too_many_statuses',
   InvalidStatus: 'invalid_status',
+  /** More grants in one Grants message than the control plane accepts (agent-api MAX_GRANTS_PER_MESSAGE). */
+  TooManyGrants: 'too_many_grants',
   /** Anything unexpected; the details say nothing more. */
   Internal: 'internal',
 } as const;

@@ -1,6 +1,13 @@
 import { describe, expect, it } from '@jest/globals';
-import { DeliveryMode, DesiredState } from './gen/sigil/agent/v1/agent.js';
-import { DESIRED_SECRET_OVERHEAD_BYTES, DESIRED_STATE_PAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, MAX_SECRET_PAYLOAD_BYTES } from './limits.js';
+import { DeliveryMode, DesiredSecret, DesiredState } from './gen/sigil/agent/v1/agent.js';
+import {
+  CONSUMER_OVERHEAD_BYTES,
+  DESIRED_SECRET_OVERHEAD_BYTES,
+  DESIRED_STATE_PAGE_BYTES,
+  MAX_AGENT_MESSAGE_BYTES,
+  MAX_APP_CONSUMERS,
+  MAX_SECRET_PAYLOAD_BYTES,
+} from './limits.js';
 
 describe('agent protocol limits', () => {
   it('bounds what a secret costs on the wire beyond its ciphertext, with every name at its longest', () => {
@@ -34,8 +41,30 @@ describe('agent protocol limits', () => {
     expect(res.length - ciphertext).toBeLessThanOrEqual(DESIRED_SECRET_OVERHEAD_BYTES);
   });
 
+  it('bounds what each consumer adds to a DesiredSecret, with both names at their longest', () => {
+    const secret = (consumers: number) =>
+      DesiredSecret.encode({
+        projectId: '',
+        app: 'a',
+        secret: 's',
+        secretId: '',
+        version: 1,
+        target: { namespace: 'n', name: 's' },
+        type: 'Opaque',
+        deliveryMode: DeliveryMode.DELIVERY_MODE_INJECT,
+        consumers: Array.from({ length: consumers }, () => ({ namespace: 'n'.repeat(63), serviceAccount: 's'.repeat(253) })),
+        envelope: Buffer.alloc(0),
+        generation: 1n,
+      }).finish().length;
+    expect(secret(MAX_APP_CONSUMERS) - secret(0)).toBeLessThanOrEqual(MAX_APP_CONSUMERS * CONSUMER_OVERHEAD_BYTES);
+    // Not far above it either: the estimate sizes pages.
+    expect(secret(1) - secret(0)).toBeGreaterThan(CONSUMER_OVERHEAD_BYTES - 16);
+  });
+
   it('fits the largest secret in a page, and a page in a message', () => {
-    expect(MAX_SECRET_PAYLOAD_BYTES + 16 + DESIRED_SECRET_OVERHEAD_BYTES).toBeLessThanOrEqual(DESIRED_STATE_PAGE_BYTES);
+    expect(MAX_SECRET_PAYLOAD_BYTES + 16 + DESIRED_SECRET_OVERHEAD_BYTES + MAX_APP_CONSUMERS * CONSUMER_OVERHEAD_BYTES).toBeLessThanOrEqual(
+      DESIRED_STATE_PAGE_BYTES,
+    );
     expect(DESIRED_STATE_PAGE_BYTES * 1.5).toBeLessThanOrEqual(MAX_AGENT_MESSAGE_BYTES);
   });
 });

@@ -26,6 +26,16 @@ export const MAX_SECRET_PAYLOAD_BYTES = 1.5 * MiB;
  */
 export const DESIRED_SECRET_OVERHEAD_BYTES = 1024;
 
+/** Consumers one app (delivery mode inject) may declare at most; each rides on every DesiredSecret of the app. */
+export const MAX_APP_CONSUMERS = 64;
+
+/**
+ * An upper bound of what one Consumer adds to a DesiredSecret: a 63-character namespace, a
+ * 253-character service account and protobuf framing (limits.spec.ts measures it). The control
+ * plane adds it per consumer when it sizes parts.
+ */
+export const CONSUMER_OVERHEAD_BYTES = 330;
+
 /** The byte budget of one DesiredState part (secrets only; the control plane sizes parts by it). */
 export const DESIRED_STATE_PAGE_BYTES = 2 * MiB;
 
@@ -60,7 +70,7 @@ export const AGENT_CHANNEL_OPTIONS = {
 } as const;
 
 // The chain above must hold; a change that breaks it fails at import, not in the field.
-if (MAX_SECRET_PAYLOAD_BYTES + DESIRED_SECRET_OVERHEAD_BYTES > DESIRED_STATE_PAGE_BYTES)
+if (MAX_SECRET_PAYLOAD_BYTES + DESIRED_SECRET_OVERHEAD_BYTES + MAX_APP_CONSUMERS * CONSUMER_OVERHEAD_BYTES > DESIRED_STATE_PAGE_BYTES)
   throw new Error('agent protocol limits: one secret must fit a page');
 if (DESIRED_STATE_PAGE_BYTES + 64 * 1024 > MAX_AGENT_MESSAGE_BYTES)
   throw new Error('agent protocol limits: a page must fit a message with room for key envelopes');

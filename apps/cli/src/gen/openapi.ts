@@ -242,6 +242,23 @@ export interface paths {
         patch: operations["AppsController_update"];
         trace?: never;
     };
+    "/api/v1/projects/{project}/apps/{app}/consumption": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Which pods received an inject app's secrets: per cluster, secret, namespace and service account (no values) */
+        get: operations["InjectionController_consumption"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/projects/{project}/apps/{app}/pod-spec": {
         parameters: {
             query?: never;
@@ -249,7 +266,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The pod-spec fragment that consumes the app's Secrets (envFrom, or tmpfs Secret volumes) */
+        /** The pod-spec fragment that consumes the app's Secrets (envFrom, or tmpfs Secret volumes); for inject apps the pod annotations */
         get: operations["SecretsController_podSpec"];
         put?: never;
         post?: never;
@@ -583,10 +600,11 @@ export interface components {
             next: string | null;
         };
         AppView: {
+            consumers: components["schemas"]["ConsumerDto"][];
             /** Format: date-time */
             createdAt: string;
             /** @enum {string} */
-            deliveryMode: "env" | "volume";
+            deliveryMode: "env" | "volume" | "inject";
             id: string;
             /** @example /etc/sigil */
             mountPath: string;
@@ -746,6 +764,51 @@ export interface components {
             /** @example 1 */
             version: number;
         };
+        ConsumerDto: {
+            /**
+             * @description namespace of the pods (DNS-1123 label)
+             * @example shop
+             */
+            namespace: string;
+            /**
+             * @description service account of the pods (DNS-1123 subdomain), or * for any of the namespace
+             * @example checkout
+             */
+            serviceAccount: string;
+        };
+        ConsumptionPage: {
+            items: components["schemas"]["ConsumptionView"][];
+            next: string | null;
+        };
+        ConsumptionView: {
+            /** @example store-0042 */
+            cluster: string;
+            /** Format: date-time */
+            firstAt: string;
+            /**
+             * @description fetches granted so far
+             * @example 12
+             */
+            grants: number;
+            /** Format: date-time */
+            lastAt: string;
+            /**
+             * @description the pod of the latest grant
+             * @example checkout-7d9f8-abcde
+             */
+            lastPod: string;
+            /** @example shop */
+            namespace: string;
+            /** @example checkout-db */
+            secret: string;
+            /** @example checkout */
+            serviceAccount: string;
+            /**
+             * @description the version of the latest grant
+             * @example 3
+             */
+            version: number;
+        };
         CreateApiTokenDto: {
             /** @example ci-payments */
             name: string;
@@ -762,11 +825,16 @@ export interface components {
         };
         CreateAppDto: {
             /**
-             * @description env: envFrom; volume: an in-memory (tmpfs) Secret volume
+             * @description inject mode (required there, at least one): the pods that may receive the values; kept but unused in env and volume modes
+             * @default []
+             */
+            consumers?: components["schemas"]["ConsumerDto"][];
+            /**
+             * @description env: envFrom; volume: an in-memory (tmpfs) Secret volume; inject: no Kubernetes Secret, the agent hands the values to annotated pods of the consumers
              * @example env
              * @enum {string}
              */
-            deliveryMode: "env" | "volume";
+            deliveryMode: "env" | "volume" | "inject";
             /**
              * @description volume mode: mount directory
              * @default /etc/sigil
@@ -930,10 +998,21 @@ export interface components {
             };
         };
         PodSpecView: {
-            /** @enum {string} */
-            deliveryMode: "env" | "volume";
             /**
-             * @description merge into the pod spec
+             * @description inject apps: add to the pod template's metadata.annotations
+             * @example {
+             *       "sigil.dev/inject": "checkout"
+             *     }
+             */
+            annotations?: {
+                [key: string]: string;
+            };
+            /** @enum {string} */
+            deliveryMode: "env" | "volume" | "inject";
+            /** @description inject apps: how the values reach the pod */
+            note?: string;
+            /**
+             * @description merge into the pod spec (empty for inject apps)
              * @example {
              *       "containers": [
              *         {
@@ -1294,8 +1373,13 @@ export interface components {
             clusters?: string[];
         };
         UpdateAppDto: {
-            /** @enum {string} */
-            deliveryMode?: "env" | "volume";
+            /** @description replaces the list; inject mode needs at least one */
+            consumers?: components["schemas"]["ConsumerDto"][];
+            /**
+             * @description env: envFrom; volume: an in-memory (tmpfs) Secret volume; inject: no Kubernetes Secret, the agent hands the values to annotated pods of the consumers
+             * @enum {string}
+             */
+            deliveryMode?: "env" | "volume" | "inject";
             /** @example /etc/sigil */
             mountPath?: string;
             /** @example shop */
@@ -3960,6 +4044,121 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AppView"];
+                };
+            };
+            /** @description invalid input (validation_failed, invalid_secret, malformed_json, …) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description missing, unknown or revoked API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description the token's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description not found, or not visible to this token */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description conflict (already exists, not empty, …) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description If-Match does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description body or secret too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description request body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description rate limited, or too many waiting requests (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description the database (busy) or the HSM (hsm_unavailable) is busy or away; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+        };
+    };
+    InjectionController_consumption: {
+        parameters: {
+            query?: {
+                after?: string;
+                limit?: string;
+            };
+            header?: never;
+            path: {
+                app: string;
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsumptionPage"];
                 };
             };
             /** @description invalid input (validation_failed, invalid_secret, malformed_json, …) */

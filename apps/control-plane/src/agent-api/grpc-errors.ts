@@ -42,6 +42,7 @@ export const AGENT_API_STATUS: Readonly<Record<AgentApiErrorCode, status>> = {
   [AgentApiErrorCode.InvalidAgentVersion]: status.INVALID_ARGUMENT,
   [AgentApiErrorCode.UnexpectedGeneration]: status.INVALID_ARGUMENT,
   [AgentApiErrorCode.TooManyStatuses]: status.INVALID_ARGUMENT,
+  [AgentApiErrorCode.TooManyGrants]: status.INVALID_ARGUMENT,
   [AgentApiErrorCode.InvalidStatus]: status.INVALID_ARGUMENT,
   [AgentApiErrorCode.Internal]: status.INTERNAL,
 };

@@ -1,5 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { CONSUMER_OVERHEAD_BYTES } from '@sigil/agent-protocol';
 import { DataSource } from 'typeorm';
+import type { AppConsumer, DeliveryMode } from '../apps/app.entity.js';
 
 /** What an agent needs to open one secret of a built snapshot (a row sent in full). */
 export interface SnapshotBody {
@@ -8,7 +10,9 @@ export interface SnapshotBody {
   projectId: string;
   app: string;
   namespace: string;
-  deliveryMode: 'env' | 'volume';
+  deliveryMode: DeliveryMode;
+  /** Inject mode: who may receive it (empty in the other modes, where the app's list is unused). */
+  consumers: AppConsumer[];
   clusterKeyVersion: number;
   wrappedDek: Buffer;
   iv: Buffer;
@@ -62,6 +66,11 @@ export interface ReportedStatus {
 
 const NO_ID = '00000000-0000-0000-0000-000000000000';
 
+/** An app's consumers as a row carries them: only inject apps send theirs. */
+const CONSUMERS = (app: string) => `CASE WHEN ${app}.delivery_mode = 'inject' THEN ${app}.consumers ELSE '[]'::jsonb END`;
+/** How many consumers a row of the app sends (sizes carry CONSUMER_OVERHEAD_BYTES per consumer). */
+const CONSUMER_COUNT = (app: string) => `jsonb_array_length(${CONSUMERS(app)})`;
+
 /**
  * The read side of delivery, for the Sync streams: built snapshots read for many clusters in
  * one statement, large ones page by page, and agents' reports written for many clusters in one
@@ -110,8 +119,8 @@ export class SnapshotRepository {
            JOIN clusters c ON c.id = r.cluster_id
        ), sized AS (
          SELECT r.*, CASE WHEN r.built = r.unless THEN 0 ELSE
-                  coalesce((SELECT sum(octet_length(sv.ciphertext) + $5::int)
-                              FROM cluster_secrets cs JOIN sealed_values sv ON sv.id = cs.sealed_value_id
+                  coalesce((SELECT sum(octet_length(sv.ciphertext) + $5::int + $8::int * ${CONSUMER_COUNT('ap')})
+                              FROM cluster_secrets cs JOIN sealed_values sv ON sv.id = cs.sealed_value_id JOIN apps ap ON ap.id = cs.app_id
                              WHERE cs.cluster_id = r.cluster_id AND (cs.generation > r.base OR cs.generation = 0)), 0) END AS bytes
            FROM req r
        ), admitted AS (
@@ -132,7 +141,7 @@ export class SnapshotRepository {
                        ORDER BY k.version DESC)
               END AS "keyEnvelopes",
               x."secretId", x.version, x.generation, x.full,
-              b.secret, b.type, b."projectId", b.app, b.namespace, b."deliveryMode", b."clusterKeyVersion", b."wrappedDek", b.iv, b.ciphertext
+              b.secret, b.type, b."projectId", b.app, b.namespace, b."deliveryMode", b.consumers, b."clusterKeyVersion", b."wrappedDek", b.iv, b.ciphertext
          FROM verdicts v
          LEFT JOIN LATERAL (
            SELECT cs.secret_id::text AS "secretId", cs.secret_version AS version, cs.generation::text AS generation,
@@ -143,7 +152,7 @@ export class SnapshotRepository {
          ) x ON true
          LEFT JOIN LATERAL (
            SELECT s.name AS secret, s.type, s.project_id AS "projectId", ap.name AS app, ap.namespace, ap.delivery_mode AS "deliveryMode",
-                  x.cluster_key_version AS "clusterKeyVersion", wk.wrapped_dek AS "wrappedDek", sv.iv, sv.ciphertext
+                  ${CONSUMERS('ap')} AS consumers, x.cluster_key_version AS "clusterKeyVersion", wk.wrapped_dek AS "wrappedDek", sv.iv, sv.ciphertext
              FROM secrets s
              JOIN apps ap ON ap.id = x.app_id
              JOIN sealed_values sv ON sv.id = x.sealed_value_id
@@ -160,6 +169,7 @@ export class SnapshotRepository {
         rowOverhead,
         requests.map((r) => (r.unless ?? -1n).toString()),
         requests.map((r) => r.hello === true),
+        CONSUMER_OVERHEAD_BYTES,
       ],
     );
     const out = new Map<string, ClusterState>();
@@ -220,10 +230,12 @@ export class SnapshotRepository {
     >(
       `WITH candidates AS (
          SELECT cs.secret_id, cs.app_id, cs.sealed_value_id, cs.secret_version, cs.generation, cs.cluster_key_version,
-                sum(CASE WHEN cs.generation > $5::bigint OR cs.generation = 0 THEN octet_length(sv.ciphertext) + $4::int ELSE $6::int END) OVER w AS running,
+                sum(CASE WHEN cs.generation > $5::bigint OR cs.generation = 0
+                         THEN octet_length(sv.ciphertext) + $4::int + $7::int * ${CONSUMER_COUNT('a')} ELSE $6::int END) OVER w AS running,
                 row_number() OVER w AS n
            FROM cluster_secrets cs
            JOIN sealed_values sv ON sv.id = cs.sealed_value_id
+           JOIN apps a ON a.id = cs.app_id
           WHERE cs.cluster_id = $1 AND cs.secret_id > $2::uuid
          WINDOW w AS (ORDER BY cs.secret_id)
           ORDER BY cs.secret_id
@@ -245,7 +257,7 @@ export class SnapshotRepository {
            SELECT p.secret_id::text AS "secretId", p.secret_version AS version, p.generation::text AS generation,
                   (p.generation > $5::bigint OR p.generation = 0) AS full,
                   s.name AS secret, s.type, s.project_id AS "projectId", a.name AS app, a.namespace, a.delivery_mode AS "deliveryMode",
-                  p.cluster_key_version AS "clusterKeyVersion", wk.wrapped_dek AS "wrappedDek",
+                  ${CONSUMERS('a')} AS consumers, p.cluster_key_version AS "clusterKeyVersion", wk.wrapped_dek AS "wrappedDek",
                   CASE WHEN p.generation > $5::bigint OR p.generation = 0 THEN sv.iv END AS iv,
                   CASE WHEN p.generation > $5::bigint OR p.generation = 0 THEN sv.ciphertext END AS ciphertext
              FROM page p
@@ -257,7 +269,7 @@ export class SnapshotRepository {
          ) x ON true
         WHERE c.id = $1
         ORDER BY x."secretId"`,
-      [clusterId, after ?? NO_ID, budget, rowOverhead, base.toString(), refBytes],
+      [clusterId, after ?? NO_ID, budget, rowOverhead, base.toString(), refBytes, CONSUMER_OVERHEAD_BYTES],
     );
     const first = rows[0];
     return {
@@ -356,6 +368,7 @@ function bodyOf(r: SnapshotBody): SnapshotBody {
     app: r.app,
     namespace: r.namespace,
     deliveryMode: r.deliveryMode,
+    consumers: r.consumers,
     clusterKeyVersion: r.clusterKeyVersion,
     wrappedDek: r.wrappedDek,
     iv: r.iv,

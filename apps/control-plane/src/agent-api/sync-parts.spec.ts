@@ -1,9 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
-import { DESIRED_STATE_PAGE_BYTES } from '@sigil/agent-protocol';
-import type { SnapshotRow } from './snapshot.repository.js';
-import { splitState, UNCHANGED_REF_BYTES } from './sync-parts.js';
+import { DESIRED_STATE_PAGE_BYTES, DeliveryMode, DesiredState } from '@sigil/agent-protocol';
+import type { SnapshotBody, SnapshotRow } from './snapshot.repository.js';
+import { newPart, fillPart, rowBytes, splitState, UNCHANGED_REF_BYTES } from './sync-parts.js';
 
-const full = (i: number, bytes: number): SnapshotRow => ({
+const full = (i: number, bytes: number, extra: Partial<SnapshotBody> = {}): SnapshotRow => ({
   secretId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
   version: 1,
   generation: '5',
@@ -14,10 +14,12 @@ const full = (i: number, bytes: number): SnapshotRow => ({
     app: 'a',
     namespace: 'ns',
     deliveryMode: 'env',
+    consumers: [],
     clusterKeyVersion: 1,
     wrappedDek: Buffer.alloc(40),
     iv: Buffer.alloc(12),
     ciphertext: Buffer.alloc(bytes),
+    ...extra,
   },
 });
 const ref = (i: number): SnapshotRow => ({ secretId: `r${i}`, version: 2, generation: '3', body: undefined });
@@ -48,5 +50,32 @@ describe('splitState', () => {
     );
     expect(parts).toHaveLength(2);
     expect(parts.reduce((t, p) => t + p.message.unchanged.length, 0)).toBe(n);
+  });
+});
+
+describe('fillPart', () => {
+  const consumers = [
+    { namespace: 'shop', serviceAccount: 'checkout' },
+    { namespace: 'batch', serviceAccount: '*' },
+  ];
+
+  it('sends an inject secret as DELIVERY_MODE_INJECT with its consumers, the other modes as before', () => {
+    const part = newPart(1n, 0n, 0);
+    fillPart(part, [full(1, 10, { deliveryMode: 'inject', consumers }), full(2, 10), full(3, 10, { deliveryMode: 'volume' })]);
+    expect(part.secrets.map((s) => [s.deliveryMode, s.consumers])).toEqual([
+      [DeliveryMode.DELIVERY_MODE_INJECT, consumers],
+      [DeliveryMode.DELIVERY_MODE_ENV, []],
+      [DeliveryMode.DELIVERY_MODE_VOLUME, []],
+    ]);
+  });
+
+  it('estimates at least what a row with the longest consumers costs on the wire', () => {
+    const longest = Array.from({ length: 64 }, (_, i) => ({ namespace: `${i}`.padEnd(63, 'n'), serviceAccount: 's'.repeat(253) }));
+    const row = full(1, 1000, { deliveryMode: 'inject', consumers: longest, app: 'a'.repeat(63), secret: 's'.repeat(253) });
+    const part = newPart(1n, 0n, 0);
+    fillPart(part, [row]);
+    const wire = DesiredState.encode(part).finish().length;
+    expect(rowBytes(row)).toBeGreaterThanOrEqual(wire);
+    expect(rowBytes(row) - rowBytes(full(1, 1000))).toBeGreaterThan(64 * 316); // the names alone
   });
 });

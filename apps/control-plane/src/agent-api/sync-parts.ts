@@ -1,6 +1,18 @@
-import { DESIRED_SECRET_OVERHEAD_BYTES, DESIRED_STATE_PAGE_BYTES, DeliveryMode, type DesiredState } from '@sigil/agent-protocol';
+import {
+  CONSUMER_OVERHEAD_BYTES,
+  DESIRED_SECRET_OVERHEAD_BYTES,
+  DESIRED_STATE_PAGE_BYTES,
+  DeliveryMode,
+  type DesiredState,
+} from '@sigil/agent-protocol';
 import { encodeSecretEnvelope } from '@sigil/envelope';
-import type { SnapshotRow } from './snapshot.repository.js';
+import type { SnapshotBody, SnapshotRow } from './snapshot.repository.js';
+
+const WIRE_MODES: Record<SnapshotBody['deliveryMode'], DeliveryMode> = {
+  env: DeliveryMode.DELIVERY_MODE_ENV,
+  volume: DeliveryMode.DELIVERY_MODE_VOLUME,
+  inject: DeliveryMode.DELIVERY_MODE_INJECT,
+};
 
 /**
  * What one UnchangedSecret costs on the wire, at most: a 36-character id, a version and a
@@ -8,9 +20,11 @@ import type { SnapshotRow } from './snapshot.repository.js';
  */
 export const UNCHANGED_REF_BYTES = 64;
 
-/** The wire-size estimate of one row in a part: its body in full, or its reference. */
+/** The wire-size estimate of one row in a part: its body in full (with its consumers), or its reference. */
 export function rowBytes(r: SnapshotRow): number {
-  return r.body ? r.body.ciphertext.length + DESIRED_SECRET_OVERHEAD_BYTES : UNCHANGED_REF_BYTES;
+  return r.body
+    ? r.body.ciphertext.length + DESIRED_SECRET_OVERHEAD_BYTES + r.body.consumers.length * CONSUMER_OVERHEAD_BYTES
+    : UNCHANGED_REF_BYTES;
 }
 
 /** One row as the agent receives it: a DesiredSecret when it carries a body, else an UnchangedSecret. */
@@ -29,7 +43,7 @@ export function fillPart(part: DesiredState, rows: SnapshotRow[]): void {
       version: r.version,
       target: { namespace: b.namespace, name: b.secret },
       type: b.type,
-      deliveryMode: b.deliveryMode === 'env' ? DeliveryMode.DELIVERY_MODE_ENV : DeliveryMode.DELIVERY_MODE_VOLUME,
+      deliveryMode: WIRE_MODES[b.deliveryMode],
       envelope: encodeSecretEnvelope({
         clusterKeyVersion: b.clusterKeyVersion,
         wrappedDek: b.wrappedDek,
@@ -37,7 +51,7 @@ export function fillPart(part: DesiredState, rows: SnapshotRow[]): void {
         ciphertext: b.ciphertext,
       }),
       generation: BigInt(r.generation),
-      consumers: [],
+      consumers: b.consumers.map((c) => ({ namespace: c.namespace, serviceAccount: c.serviceAccount })),
     });
   }
 }

@@ -6,6 +6,7 @@ import {
   DESIRED_STATE_PAGE_BYTES,
   type Applied,
   type DesiredState,
+  type Grants,
   type SyncRequest,
   type SyncResponse,
 } from '@sigil/agent-protocol';
@@ -15,6 +16,8 @@ import { AGENT_VERSION } from '../enrollment/enrollment.service.js';
 import { WorkQueue } from '../database/work-queue.js';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { MetricsService } from '../metrics/metrics.service.js';
+import { GrantsService } from '../injection/grants.service.js';
+import { parseGrants } from './agent-grants.js';
 import { AgentAuthenticator, type ClusterPrincipal } from './agent-authenticator.js';
 import { AgentClusterRepository } from './agent-cluster.repository.js';
 import { parseStatuses } from './agent-reports.js';
@@ -100,6 +103,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
     @Inject(SnapshotRepository) private readonly snapshots: SnapshotRepository,
     @Inject(MetricsService) private readonly metrics: MetricsService,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
+    @Inject(GrantsService) private readonly grants: GrantsService,
   ) {
     logger.setContext('sync-streams');
     this.loader = new SnapshotLoader(snapshots, this.budget);
@@ -197,6 +201,8 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
           s.force = true;
           s.inFlight = 0n; // the agent abandoned it
           return this.wake(s);
+        case 'grants':
+          return this.granted(s, msg.value);
         case undefined:
           throw grpcError(AgentApiErrorCode.UnknownMessage, 'unknown Sync message');
       }
@@ -225,6 +231,13 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
       throw grpcError(AgentApiErrorCode.Busy, 'the control plane cannot record reports right now; reconnect shortly', 2_000);
     }
     if (s.dirty && s.inFlight === 0n && s.phase === 'idle') this.wake(s);
+  }
+
+  /** What the agent handed to pods (inject mode): checked here, recorded in batches (GrantsService). */
+  private granted(s: SyncStream, g: Grants): void {
+    const { grants, malformed } = parseGrants(g.grants);
+    if (malformed > 0) this.metrics.injectionGrants.inc({ outcome: 'malformed' }, malformed);
+    this.grants.add(s.principal.id, grants);
   }
 
   /** Something may have changed for the stream's cluster: read what PostgreSQL holds (batched with others). */

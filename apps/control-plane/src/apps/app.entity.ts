@@ -1,6 +1,14 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn, VersionColumn } from 'typeorm';
 
-export type DeliveryMode = 'env' | 'volume';
+export type DeliveryMode = 'env' | 'volume' | 'inject';
+
+export const DELIVERY_MODES: readonly DeliveryMode[] = ['env', 'volume', 'inject'];
+
+/** Pods that may receive an inject app's values: a namespace and a service account of it (`*`: any). */
+export interface AppConsumer {
+  namespace: string;
+  serviceAccount: string;
+}
 
 /** An application: where its Secrets go in each cluster and how pods consume them. */
 @Entity({ name: 'apps' })
@@ -20,6 +28,10 @@ export class AppEntity {
 
   @Column({ name: 'delivery_mode', type: 'text' })
   deliveryMode!: DeliveryMode;
+
+  /** Inject mode: who may receive the values (kept, and ignored, in the other modes). */
+  @Column({ type: 'jsonb', default: () => "'[]'" })
+  consumers!: AppConsumer[];
 
   /** Default Kubernetes Secret type of the app's secrets. */
   @Column({ name: 'secret_type', type: 'text' })

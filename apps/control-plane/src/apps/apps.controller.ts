@@ -2,11 +2,12 @@ import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch,
 import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
-import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
+import { AuditDetail, Audited, CurrentActor, Requires, type AuditDetailSetter } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
 import { afterCursor, ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
 import { AppPage, AppView, CreateAppDto, UpdateAppDto } from './apps.dto.js';
 import { AppsService } from './apps.service.js';
+import type { AppEntity } from './app.entity.js';
 
 @ApiTags('apps')
 @ApiBearerAuth()
@@ -25,8 +26,10 @@ export class AppsController {
     @Param('project') project: string,
     @Body() dto: CreateAppDto,
     @Res({ passthrough: true }) res: Response,
+    @AuditDetail() audit: AuditDetailSetter,
   ): Promise<AppView> {
     const r = await this.apps.create(actor, project, dto);
+    audit(`app=${r.app.name} ${auditSettings(r.app)}`);
     setEtag(res, r.app.version);
     return AppView.of(r.app, r.project.name);
   }
@@ -71,8 +74,10 @@ export class AppsController {
     @Body() dto: UpdateAppDto,
     @Headers('if-match') ifMatch: string | undefined,
     @Res({ passthrough: true }) res: Response,
+    @AuditDetail() audit: AuditDetailSetter,
   ): Promise<AppView> {
     const r = await this.apps.update(actor, project, name, dto, ifMatchVersion(ifMatch));
+    audit(auditSettings(r.app));
     setEtag(res, r.app.version);
     return AppView.of(r.app, r.project.name);
   }
@@ -90,4 +95,10 @@ export class AppsController {
   ): Promise<void> {
     await this.apps.delete(actor, project, name, ifMatchVersion(ifMatch));
   }
+}
+
+/** How the app is delivered, for its audit record: `namespace=shop deliveryMode=inject consumers=shop/web,batch/*`. */
+function auditSettings(a: AppEntity): string {
+  const consumers = a.consumers.map((c) => `${c.namespace}/${c.serviceAccount}`).join(',');
+  return `namespace=${a.namespace} deliveryMode=${a.deliveryMode}${consumers ? ` consumers=${consumers}` : ''}`;
 }

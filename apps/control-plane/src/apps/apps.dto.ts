@@ -1,8 +1,21 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, Matches, MaxLength } from 'class-validator';
-import { IsAbsentOr, IsDns1123Label } from '../common/validators.js';
+import { IsAbsentOr, IsDns1123Label, rule } from '../common/validators.js';
 import { SECRET_TYPES } from '../common/secret-types.js';
-import type { AppEntity, DeliveryMode } from './app.entity.js';
+import { DELIVERY_MODES, type AppConsumer, type AppEntity, type DeliveryMode } from './app.entity.js';
+import { consumersProblem, MAX_APP_CONSUMERS } from './consumers.js';
+
+const MODE_DOC =
+  'env: envFrom; volume: an in-memory (tmpfs) Secret volume; inject: no Kubernetes Secret, the agent hands the values to annotated pods of the consumers';
+const IsConsumers = () => rule('isConsumers', consumersProblem);
+
+export class ConsumerDto {
+  @ApiProperty({ example: 'shop', description: 'namespace of the pods (DNS-1123 label)' })
+  namespace!: string;
+
+  @ApiProperty({ example: 'checkout', description: 'service account of the pods (DNS-1123 subdomain), or * for any of the namespace' })
+  serviceAccount!: string;
+}
 
 const MOUNT_PATH = /^\/[A-Za-z0-9._\-/]{0,255}$/;
 
@@ -15,9 +28,20 @@ export class CreateAppDto {
   @IsDns1123Label()
   namespace!: string;
 
-  @ApiProperty({ enum: ['env', 'volume'], example: 'env', description: 'env: envFrom; volume: an in-memory (tmpfs) Secret volume' })
-  @IsIn(['env', 'volume'])
+  @ApiProperty({ enum: DELIVERY_MODES, example: 'env', description: MODE_DOC })
+  @IsIn(DELIVERY_MODES)
   deliveryMode!: DeliveryMode;
+
+  @ApiPropertyOptional({
+    type: [ConsumerDto],
+    maxItems: MAX_APP_CONSUMERS,
+    default: [],
+    description:
+      'inject mode (required there, at least one): the pods that may receive the values; kept but unused in env and volume modes',
+  })
+  @IsAbsentOr()
+  @IsConsumers()
+  consumers?: AppConsumer[];
 
   @ApiPropertyOptional({ enum: SECRET_TYPES, default: 'Opaque' })
   @IsAbsentOr()
@@ -37,10 +61,19 @@ export class UpdateAppDto {
   @IsDns1123Label()
   namespace?: string;
 
-  @ApiPropertyOptional({ enum: ['env', 'volume'] })
+  @ApiPropertyOptional({ enum: DELIVERY_MODES, description: MODE_DOC })
   @IsAbsentOr()
-  @IsIn(['env', 'volume'])
+  @IsIn(DELIVERY_MODES)
   deliveryMode?: DeliveryMode;
+
+  @ApiPropertyOptional({
+    type: [ConsumerDto],
+    maxItems: MAX_APP_CONSUMERS,
+    description: 'replaces the list; inject mode needs at least one',
+  })
+  @IsAbsentOr()
+  @IsConsumers()
+  consumers?: AppConsumer[];
 
   @ApiPropertyOptional({ enum: SECRET_TYPES })
   @IsAbsentOr()
@@ -59,7 +92,8 @@ export class AppView {
   @ApiProperty({ example: 'payments' }) project!: string;
   @ApiProperty({ example: 'checkout' }) name!: string;
   @ApiProperty({ example: 'shop' }) namespace!: string;
-  @ApiProperty({ enum: ['env', 'volume'] }) deliveryMode!: DeliveryMode;
+  @ApiProperty({ enum: DELIVERY_MODES }) deliveryMode!: DeliveryMode;
+  @ApiProperty({ type: [ConsumerDto] }) consumers!: AppConsumer[];
   @ApiProperty({ example: 'Opaque' }) secretType!: string;
   @ApiProperty({ example: '/etc/sigil' }) mountPath!: string;
   @ApiProperty({ example: 1 }) version!: number;
@@ -73,6 +107,7 @@ export class AppView {
       name: a.name,
       namespace: a.namespace,
       deliveryMode: a.deliveryMode,
+      consumers: a.consumers,
       secretType: a.secretType,
       mountPath: a.mountPath,
       version: a.version,

@@ -7,6 +7,8 @@ export enum AppsErrorCode {
   AppPublished = 'app_published',
   SecretTargetConflict = 'secret_target_conflict',
   NamespaceNotGranted = 'namespace_not_granted',
+  /** deliveryMode inject without a consumer. */
+  ConsumersRequired = 'consumers_required',
 }
 
 export const APPS_ERROR_KINDS: ErrorKinds<AppsErrorCode> = {
@@ -15,6 +17,7 @@ export const APPS_ERROR_KINDS: ErrorKinds<AppsErrorCode> = {
   [AppsErrorCode.AppPublished]: 'conflict',
   [AppsErrorCode.SecretTargetConflict]: 'conflict',
   [AppsErrorCode.NamespaceNotGranted]: 'forbidden',
+  [AppsErrorCode.ConsumersRequired]: 'invalid',
 };
 
 export class AppsError extends featureError(APPS_ERROR_KINDS) {}

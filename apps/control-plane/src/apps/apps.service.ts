@@ -10,6 +10,7 @@ import type { AppEntity } from './app.entity.js';
 import type { CreateAppDto, UpdateAppDto } from './apps.dto.js';
 import { AppsRepository } from './apps.repository.js';
 import { MembershipService } from '../delivery/membership.service.js';
+import { checkConsumers, normalizeConsumers } from './consumers.js';
 
 @Injectable()
 export class AppsService {
@@ -37,6 +38,8 @@ export class AppsService {
   }
 
   async create(actor: Actor, project: string, dto: CreateAppDto): Promise<{ project: ProjectEntity; app: AppEntity }> {
+    const consumers = normalizeConsumers(dto.consumers ?? []);
+    checkConsumers(dto.deliveryMode, consumers);
     const p = await this.projects.resolve(actor, project);
     await this.checkNamespace(p, dto.namespace);
     try {
@@ -45,6 +48,7 @@ export class AppsService {
         name: dto.name,
         namespace: dto.namespace,
         deliveryMode: dto.deliveryMode,
+        consumers,
         secretType: dto.secretType ?? 'Opaque',
         mountPath: dto.mountPath ?? '/etc/sigil',
       });
@@ -62,12 +66,15 @@ export class AppsService {
 
   async update(actor: Actor, project: string, name: string, dto: UpdateAppDto, expectedVersion: number | undefined) {
     const { project: p, app: found } = await this.resolve(actor, project, name);
+    // Checked before anything is locked, and again on the locked row (a concurrent update may have changed either field).
+    checkConsumers(dto.deliveryMode ?? found.deliveryMode, dto.consumers ?? found.consumers);
     if (dto.namespace !== undefined && dto.namespace !== found.namespace) await this.checkNamespace(p, dto.namespace);
     let app: AppEntity | null;
     try {
       // Moving the app moves its secrets (ON UPDATE CASCADE): a name taken in the new namespace fails the update.
       // Every cluster holding the app moves to a new generation in the same transaction, so the
-      // agents write the Secrets where they now belong and delete them where they were.
+      // agents write the Secrets where they now belong and delete them where they were; a new
+      // delivery mode or consumers list resends the app's secrets in full (deliveryShape).
       app = await this.membership.appContentChange(
         found.id,
         (tx) =>
@@ -77,6 +84,8 @@ export class AppsService {
               checkVersion(expectedVersion, a.version);
               if (dto.namespace !== undefined) a.namespace = dto.namespace;
               if (dto.deliveryMode !== undefined) a.deliveryMode = dto.deliveryMode;
+              if (dto.consumers !== undefined) a.consumers = normalizeConsumers(dto.consumers);
+              checkConsumers(a.deliveryMode, a.consumers);
               if (dto.secretType !== undefined) a.secretType = dto.secretType;
               if (dto.mountPath !== undefined) a.mountPath = dto.mountPath;
             },

@@ -14,6 +14,9 @@ const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 /** Route parameters that name what a call acts on; never bodies, never query strings. */
 const TARGET_PARAMS = ['project', 'app', 'secret', 'cluster', 'id', 'version'];
 
+/** Characters of a handler's audit detail kept at most. */
+const MAX_DETAIL = 4096;
+
 type AuditedRequest = Request & AuthenticatedRequest;
 
 /** What the audit log says about a request: who, what, on which target (ids and names only). */
@@ -21,9 +24,11 @@ function recordFor(req: AuditedRequest, outcome: AuditRecord['outcome'], status:
   const params = req.params as Record<string, string | undefined>;
   const clean = (v: string) => v.replace(/\0/g, '\\0').slice(0, 256);
   const target =
-    TARGET_PARAMS.filter((p) => params[p] !== undefined)
-      .map((p) => `${p}=${clean(params[p]!)}`)
-      .join(' ') || null;
+    [
+      ...TARGET_PARAMS.filter((p) => params[p] !== undefined).map((p) => `${p}=${clean(params[p]!)}`),
+      // Set by the handler, so only on the outcome record (the attempted one is written before it runs).
+      ...(req.auditDetail ? [req.auditDetail.replace(/\0/g, '\\0').slice(0, MAX_DETAIL)] : []),
+    ].join(' ') || null;
   return {
     at: new Date(),
     actorId: req.actor?.tokenId ?? null,

@@ -14,8 +14,18 @@ export const Audited = (action: string) => SetMetadata(AUDIT_ACTION, action);
 export interface AuthenticatedRequest {
   actor?: Actor;
   auditAction?: string;
+  /** What a handler adds to its audit record's target once it succeeded (names and settings, never values). */
+  auditDetail?: string;
   id?: unknown;
 }
+
+/** Sets the audit detail of the request (see AuthenticatedRequest.auditDetail). */
+export type AuditDetailSetter = (detail: string) => void;
+
+export const AuditDetail = createParamDecorator((_: unknown, ctx: ExecutionContext): AuditDetailSetter => {
+  const req = ctx.switchToHttp().getRequest<AuthenticatedRequest>();
+  return (detail) => (req.auditDetail = detail);
+});
 
 export const CurrentActor = createParamDecorator((_: unknown, ctx: ExecutionContext): Actor => {
   const actor = ctx.switchToHttp().getRequest<AuthenticatedRequest>().actor;

@@ -97,11 +97,11 @@ export class PlacementRepository {
 
   /**
    * What an agent writes for the app's secrets besides their values — app name, namespace,
-   * delivery mode; each secret's name, type and target namespace — as comparable strings.
+   * delivery mode, consumers; each secret's name, type and target namespace — as comparable strings.
    */
   async deliveryShape(tx: Tx, appId: string): Promise<{ app: string; secrets: Map<string, string> } | undefined> {
     const rows = await this.em(tx).query<Array<{ app: string; secrets: Record<string, string> }>>(
-      `SELECT json_build_array(a.name, a.namespace, a.delivery_mode, a.project_id)::text AS app,
+      `SELECT json_build_array(a.name, a.namespace, a.delivery_mode, a.project_id, a.consumers)::text AS app,
               coalesce(json_object_agg(s.id, json_build_array(s.name, s.type, s.namespace)::text) FILTER (WHERE s.id IS NOT NULL), '{}')
                 AS secrets
          FROM apps a LEFT JOIN secrets s ON s.app_id = a.id WHERE a.id = $1 GROUP BY a.id`,

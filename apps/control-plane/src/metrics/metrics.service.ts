@@ -55,6 +55,13 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly injectionGrants = new Counter({
+    name: 'sigil_injection_grants_total',
+    help: 'Grant rows agents reported (delivery mode inject), by outcome: recorded, ignored (a secret not delivered to that cluster), malformed, dropped (too many waiting)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly enrollments = new Counter({
     name: 'sigil_agent_enrollments_total',
     help: 'Enrollment attempts by method (bootstrap-token, kubernetes-identity) and outcome',

@@ -1,9 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
 import { dns1123LabelProblem } from '@sigil/kubernetes';
 import type { AppEntity } from '../apps/app.entity.js';
-import { renderPodSpec } from './pod-spec.js';
+import { INJECT_ANNOTATION, injectAnnotations, renderPodSpec } from './pod-spec.js';
 
-const app = (deliveryMode: 'env' | 'volume', mountPath = '/etc/sigil') => ({ deliveryMode, mountPath }) as AppEntity;
+const app = (deliveryMode: AppEntity['deliveryMode'], mountPath = '/etc/sigil') =>
+  ({ deliveryMode, mountPath, name: 'checkout' }) as AppEntity;
 
 interface VolumeSpec {
   volumes: Array<{ name: string; secret: { secretName: string; defaultMode: number } }>;
@@ -11,6 +12,12 @@ interface VolumeSpec {
 }
 
 describe('renderPodSpec', () => {
+  it('inject delivery: nothing in the pod spec (no Secret exists), the app named in one pod annotation', () => {
+    expect(renderPodSpec(app('inject'), ['db', 'api'], 'web')).toEqual({});
+    expect(injectAnnotations(app('inject'))).toEqual({ [INJECT_ANNOTATION]: 'checkout' });
+    expect(INJECT_ANNOTATION).toBe('sigil.dev/inject');
+  });
+
   it('env delivery: one envFrom secretRef per Secret, in the named container', () => {
     expect(renderPodSpec(app('env'), ['db', 'api'], 'web')).toEqual({
       containers: [{ name: 'web', envFrom: [{ secretRef: { name: 'db' } }, { secretRef: { name: 'api' } }] }],

@@ -23,11 +23,25 @@ function volumeNames(secrets: string[]): Map<string, string> {
   );
 }
 
+/** The annotation a pod opts in to injection with: its value names the app. */
+export const INJECT_ANNOTATION = 'sigil.dev/inject';
+
+/** What an inject app's pods need: no pod-spec change, one annotation on the pod template. */
+export function injectAnnotations(app: Pick<AppEntity, 'name'>): Record<string, string> {
+  return { [INJECT_ANNOTATION]: app.name };
+}
+
+export const INJECT_NOTE =
+  'delivery mode inject: no Kubernetes Secret exists to mount; add the annotations to the pod template (metadata.annotations) ' +
+  "and the agent's admission webhook adds the init container or sidecar. Only pods of the app's consumers receive the values.";
+
 /**
  * The pod-spec fragment that consumes an app's Secrets: `envFrom` for env delivery, or one
  * read-only Secret volume per secret (kubelet keeps Secret volumes in tmpfs, i.e. in memory).
+ * Inject apps have none (see injectAnnotations).
  */
 export function renderPodSpec(app: AppEntity, secretNames: string[], containerName = 'app'): Record<string, unknown> {
+  if (app.deliveryMode === 'inject') return {};
   if (app.deliveryMode === 'env') {
     return { containers: [{ name: containerName, envFrom: secretNames.map((name) => ({ secretRef: { name } })) }] };
   }

@@ -7,7 +7,7 @@ import type { Actor } from '../auth/policy.js';
 import { afterCursor, ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { SecretsError, SecretsErrorCode } from './secrets.errors.js';
-import { renderPodSpec } from './pod-spec.js';
+import { INJECT_NOTE, injectAnnotations, renderPodSpec } from './pod-spec.js';
 import type { SecretEntity, SecretVersionEntity } from './secret.entity.js';
 import { CreateSecretDto, PodSpecView, RollbackDto, SecretPage, SecretVersionView, SecretView, UpdateSecretDto } from './secrets.dto.js';
 import { SecretsService, type SecretWithVersion } from './secrets.service.js';
@@ -164,7 +164,10 @@ export class SecretsController {
 
   @Get('pod-spec')
   @Requires('apps:read')
-  @ApiOperation({ summary: "The pod-spec fragment that consumes the app's Secrets (envFrom, or tmpfs Secret volumes)" })
+  @ApiOperation({
+    summary:
+      "The pod-spec fragment that consumes the app's Secrets (envFrom, or tmpfs Secret volumes); for inject apps the pod annotations",
+  })
   @ApiQuery({ name: 'container', required: false, example: 'app' })
   @ApiOkResponse({ type: PodSpecView })
   async podSpec(
@@ -176,6 +179,8 @@ export class SecretsController {
     if (container !== undefined && dns1123LabelProblem(container))
       throw new SecretsError(SecretsErrorCode.InvalidContainer, `container ${dns1123LabelProblem(container)}`);
     const r = await this.secrets.names(actor, project, app);
+    if (r.app.deliveryMode === 'inject')
+      return { deliveryMode: r.app.deliveryMode, podSpec: {}, annotations: injectAnnotations(r.app), note: INJECT_NOTE };
     return { deliveryMode: r.app.deliveryMode, podSpec: renderPodSpec(r.app, r.names, container) };
   }
 }

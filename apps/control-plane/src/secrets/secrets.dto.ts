@@ -84,10 +84,18 @@ export class SecretVersionView {
 }
 
 export class PodSpecView {
-  @ApiProperty({ enum: ['env', 'volume'] }) deliveryMode!: string;
+  @ApiProperty({ enum: ['env', 'volume', 'inject'] }) deliveryMode!: string;
   @ApiProperty({
-    description: 'merge into the pod spec',
+    description: 'merge into the pod spec (empty for inject apps)',
     example: { containers: [{ name: 'app', envFrom: [{ secretRef: { name: 'checkout-db' } }] }] },
   })
   podSpec!: Record<string, unknown>;
+  @ApiPropertyOptional({
+    description: "inject apps: add to the pod template's metadata.annotations",
+    example: { 'sigil.dev/inject': 'checkout' },
+    type: 'object',
+    additionalProperties: { type: 'string' },
+  })
+  annotations?: Record<string, string>;
+  @ApiPropertyOptional({ description: 'inject apps: how the values reach the pod' }) note?: string;
 }

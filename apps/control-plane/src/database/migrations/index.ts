@@ -6,6 +6,7 @@ import { AgentEnrollment1763800000004 } from './1763800000004-agent-enrollment.j
 import { Delivery1763800000005 } from './1763800000005-delivery.js';
 import { SecretOwnership1763800000006 } from './1763800000006-secret-ownership.js';
 import { AuditHmacChain1763800000007 } from './1763800000007-audit-hmac-chain.js';
+import { Injection1763800000008 } from './1763800000008-injection.js';
 
 /** Applied in order at start-up; never edit one that has shipped, add a new one. */
 export const migrations = [
@@ -17,4 +18,5 @@ export const migrations = [
   Delivery1763800000005,
   SecretOwnership1763800000006,
   AuditHmacChain1763800000007,
+  Injection1763800000008,
 ];
