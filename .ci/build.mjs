@@ -45,7 +45,10 @@ const bundle = (entry, outfile, plugins = []) =>
 await bundle('main.js', 'sigil-agent.cjs', [x509Beside]);
 await build({
   ...options,
-  stdin: { contents: "require('reflect-metadata'); module.exports = require('@peculiar/x509');", resolveDir: fileURLToPath(new URL('..', import.meta.url)) },
+  stdin: {
+    contents: "require('reflect-metadata'); module.exports = require('@peculiar/x509');",
+    resolveDir: fileURLToPath(new URL('..', import.meta.url)),
+  },
   outfile: fileURLToPath(new URL('../dist/apps/agent/sigil-agent-x509.cjs', import.meta.url)),
 });
 // The init container and sidecar of injected pods run the agent image with this second bundle.
