@@ -64,18 +64,26 @@ beforeAll(async () => {
   admin = s.admin;
   db = new pg.Client({ connectionString: s.databaseUrl });
   await db.connect();
-  for (const [p, namespace] of [
-    [project, 'shop'],
-    [`${project}-x`, 'elsewhere'],
-  ]) {
+  for (const [p, namespaces] of [
+    [project, ['shop', 'batch']],
+    [`${project}-x`, ['elsewhere']],
+  ] as const) {
     await ok(admin.post('/projects', { name: p }), 201);
-    await ok(admin.put(`/projects/${p}/namespaces`, { namespaces: [namespace] }), 200);
+    await ok(admin.put(`/projects/${p}/namespaces`, { namespaces }), 200);
     await ok(admin.put(`/projects/${p}/cluster-selector`, { selector: {} }), 204);
   }
   await ok(admin.post(app, { name: 'checkout', namespace: 'shop', deliveryMode: 'inject', consumers }), 201);
   await ok(admin.post(app, { name: 'web', namespace: 'shop', deliveryMode: 'env' }), 201);
   // A secret of another project, never published to the cluster.
-  await ok(admin.post(`/projects/${project}-x/apps`, { name: 'other', namespace: 'elsewhere', deliveryMode: 'inject', consumers }), 201);
+  await ok(
+    admin.post(`/projects/${project}-x/apps`, {
+      name: 'other',
+      namespace: 'elsewhere',
+      deliveryMode: 'inject',
+      consumers: [{ namespace: 'elsewhere', serviceAccount: '*' }],
+    }),
+    201,
+  );
   for (const [p, a, secret] of [
     [project, 'checkout', 'checkout-db'],
     [project, 'web', 'web-env'],

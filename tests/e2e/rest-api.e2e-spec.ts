@@ -153,7 +153,7 @@ describe('apps: delivery mode inject', () => {
   const apps = '/projects/alpha/apps';
   const consumers = [
     { namespace: 'alpha-ns', serviceAccount: 'checkout' },
-    { namespace: 'batch', serviceAccount: '*' },
+    { namespace: 'alpha-ns', serviceAccount: '*' },
   ];
 
   it('creates an inject app only with consumers, and keeps them', async () => {
@@ -189,6 +189,33 @@ describe('apps: delivery mode inject', () => {
     expect(r.body.errors.map((e: any) => e.field)).toEqual(['consumers']);
   });
 
+  it('refuses consumers in a namespace the project does not hold, and keeps a consumer namespace from being dropped', async () => {
+    const elsewhere = await admin.post(apps, {
+      name: 'inj-far',
+      namespace: 'alpha-ns',
+      deliveryMode: 'inject',
+      consumers: [{ namespace: 'beta-ns', serviceAccount: '*' }],
+    });
+    expect([elsewhere.status, elsewhere.body.code]).toEqual([403, 'namespace_not_granted']);
+    expect(elsewhere.body.detail).toContain('beta-ns');
+    expect((await admin.get(`${apps}/inj-far`)).status).toBe(404);
+    const patched = await admin.patch(`${apps}/inj`, { consumers: [{ namespace: 'beta-ns', serviceAccount: 'x' }] });
+    expect([patched.status, patched.body.code]).toEqual([403, 'namespace_not_granted']);
+
+    expect((await admin.post('/projects', { name: 'gamma' })).status).toBe(201);
+    expect((await admin.put('/projects/gamma/namespaces', { namespaces: ['gamma-ns', 'gamma-pods'] })).status).toBe(200);
+    const app = {
+      name: 'pay',
+      namespace: 'gamma-ns',
+      deliveryMode: 'inject',
+      consumers: [{ namespace: 'gamma-pods', serviceAccount: '*' }],
+    };
+    expect((await admin.post('/projects/gamma/apps', app)).status).toBe(201);
+    const dropped = await admin.put('/projects/gamma/namespaces', { namespaces: ['gamma-ns'] });
+    expect([dropped.status, dropped.body.code]).toEqual([409, 'namespace_in_use']);
+    expect(dropped.body.detail).toContain('gamma-pods');
+  });
+
   it('PATCH switches a mode and replaces consumers; inject always keeps at least one', async () => {
     expect((await admin.post(apps, { name: 'switch', namespace: 'alpha-ns', deliveryMode: 'env' })).status).toBe(201);
     const bare = await admin.patch(`${apps}/switch`, { deliveryMode: 'inject' });
@@ -210,12 +237,12 @@ describe('apps: delivery mode inject', () => {
   it('audits the delivery mode and consumers of a created or changed app (names only)', async () => {
     const events = (await admin.get('/audit?limit=500')).body.items as Array<{ action: string; outcome: string; target: string }>;
     const created = events.find((e) => e.action === 'app.create' && e.outcome === 'success' && e.target.includes('app=inj '));
-    expect(created?.target).toBe('project=alpha app=inj namespace=alpha-ns deliveryMode=inject consumers=alpha-ns/checkout,batch/*');
+    expect(created?.target).toBe('project=alpha app=inj namespace=alpha-ns deliveryMode=inject consumers=alpha-ns/checkout,alpha-ns/*');
     const updates = events.filter(
       (e) => e.action === 'app.update' && e.outcome === 'success' && e.target.startsWith('project=alpha app=switch '),
     );
     expect(updates.map((e) => e.target)).toContain(
-      'project=alpha app=switch namespace=alpha-ns deliveryMode=env consumers=alpha-ns/checkout,batch/*',
+      'project=alpha app=switch namespace=alpha-ns deliveryMode=env consumers=alpha-ns/checkout,alpha-ns/*',
     );
   });
 

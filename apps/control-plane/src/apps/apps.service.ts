@@ -42,6 +42,7 @@ export class AppsService {
     checkConsumers(dto.deliveryMode, consumers);
     const p = await this.projects.resolve(actor, project);
     await this.checkNamespace(p, dto.namespace);
+    await this.checkConsumerNamespaces(p, consumers);
     try {
       const app = await this.repo.insert({
         projectId: p.id,
@@ -69,6 +70,7 @@ export class AppsService {
     // Checked before anything is locked, and again on the locked row (a concurrent update may have changed either field).
     checkConsumers(dto.deliveryMode ?? found.deliveryMode, dto.consumers ?? found.consumers);
     if (dto.namespace !== undefined && dto.namespace !== found.namespace) await this.checkNamespace(p, dto.namespace);
+    if (dto.consumers !== undefined) await this.checkConsumerNamespaces(p, normalizeConsumers(dto.consumers));
     let app: AppEntity | null;
     try {
       // Moving the app moves its secrets (ON UPDATE CASCADE): a name taken in the new namespace fails the update.
@@ -111,6 +113,20 @@ export class AppsService {
   /** An app targets only a namespace its project holds (docs/decisions/008). */
   private async checkNamespace(p: ProjectEntity, namespace: string): Promise<void> {
     if (!(await this.projects.holdsNamespace(p.id, namespace))) throw namespaceNotGranted(p, namespace);
+  }
+
+  /**
+   * An inject app's consumers are pods of namespaces its project holds: a namespace has one
+   * project, so a pod's namespace and an app name always name one app, and no project can hand
+   * its values to pods of another's namespaces.
+   */
+  private async checkConsumerNamespaces(p: ProjectEntity, consumers: ReadonlyArray<{ namespace: string }>): Promise<void> {
+    for (const namespace of new Set(consumers.map((c) => c.namespace)))
+      if (!(await this.projects.holdsNamespace(p.id, namespace)))
+        throw new AppsError(
+          AppsErrorCode.NamespaceNotGranted,
+          `project ${p.name} does not hold namespace ${namespace} of a consumer; an admin grants it (PUT /projects/${p.name}/namespaces)`,
+        );
   }
 
   async delete(actor: Actor, project: string, name: string, expectedVersion: number | undefined): Promise<void> {

@@ -40,8 +40,12 @@ export class ProjectNamespacesRepository {
         'SELECT namespace FROM project_namespaces WHERE namespace = ANY($1::text[]) AND project_id <> $2 ORDER BY namespace',
         [namespaces, projectId],
       );
+      // Used: an app's own namespace, or one of its consumers' (an inject app's pods there).
       const used = await em.query<Array<{ namespace: string }>>(
-        'SELECT DISTINCT namespace FROM apps WHERE project_id = $1 AND NOT (namespace = ANY($2::text[])) ORDER BY namespace',
+        `SELECT DISTINCT ns AS namespace FROM (
+           SELECT namespace AS ns FROM apps WHERE project_id = $1
+           UNION SELECT c->>'namespace' FROM apps, jsonb_array_elements(apps.consumers) AS c WHERE apps.project_id = $1
+         ) used WHERE NOT (ns = ANY($2::text[])) ORDER BY 1`,
         [projectId, namespaces],
       );
       check(
