@@ -6,7 +6,7 @@ import type { ApiClient } from '../harness/api-client.js';
 import { eventually, holds } from '../harness/eventually.js';
 import { metricValue } from '../harness/metrics.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
-import { enrollAgent, SyncSession, type AssembledState, type EnrolledAgent } from '../harness/sync-session.js';
+import { enrollAgent, SyncSession, type EnrolledAgent } from '../harness/sync-session.js';
 import { uniqueName } from '../harness/test-env.js';
 
 // Delivery mode inject, the control plane's side, end to end: an inject app created over REST
@@ -35,15 +35,34 @@ const ok = async <T extends { status: number; text: string }>(p: Promise<T>, sta
   return r;
 };
 
-/** The newest state the agent received holding `secret` in full that satisfies `check`; acknowledged. */
+/**
+ * The first state the agent received holding `secret` in full that satisfies `check`. Every
+ * state is acknowledged as it arrives, as an agent does: the control plane sends the next
+ * generation only after that (a loaded machine may build the two publishes as two generations).
+ */
 async function received(secret: string, check: (x: DesiredSecret) => boolean): Promise<DesiredSecret> {
-  let found: DesiredSecret | undefined;
-  const state = await session.until((st: AssembledState) => {
-    found = st.secrets.find((x) => x.secret === secret && check(x));
-    return found !== undefined;
-  }, 30_000);
-  session.ackState(session.states.at(-1) ?? state);
-  return found!;
+  const until = Date.now() + 30_000;
+  for (;;) {
+    for (const st of session.states) {
+      const found = st.secrets.find((x) => x.secret === secret && check(x));
+      if (found) {
+        ackLatest();
+        return found;
+      }
+    }
+    ackLatest();
+    if (Date.now() > until) throw new Error(`no state with ${secret} as wanted (got ${session.states.map((x) => x.generation).join(',')})`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+let acked = 0n;
+function ackLatest(): void {
+  const last = session.states.at(-1);
+  if (last && last.generation !== acked) {
+    session.ackState(last);
+    acked = last.generation;
+  }
 }
 
 const grant = (g: Partial<Grant>): Grant => ({
