@@ -214,7 +214,8 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
       (await api().get(`/projects/${p}/apps/pay/publication`)).body.summary.provisioned === 1 ? true : undefined,
     );
     await cluster.core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'pay' } } });
-    const script = 'echo "PASSWORD=$PASSWORD"; while true; do echo "FILE=$(cat /sigil/secrets/pay-db/PASSWORD)"; sleep 1; done';
+    const script =
+      'trap "echo RELOADED" HUP; echo "PASSWORD=$PASSWORD"; while true; do echo "FILE=$(cat /sigil/secrets/pay-db/PASSWORD)"; sleep 1; done';
     const pod = busyboxPod('pay', script, { serviceAccountName: 'pay' }, { command: ['/bin/sh'] });
     await cluster.apps.createNamespacedDeployment({
       namespace: ns,
@@ -226,7 +227,12 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
           template: {
             metadata: {
               labels: { app: 'pay' },
-              annotations: { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-env': 'true', 'sigil.dev/inject-mode': 'sidecar' },
+              annotations: {
+                'sigil.dev/inject': 'pay',
+                'sigil.dev/inject-env': 'true',
+                'sigil.dev/inject-mode': 'sidecar',
+                'sigil.dev/inject-signal': 'HUP',
+              },
             },
             spec: { ...pod.spec!, restartPolicy: 'Always' },
           },
@@ -252,7 +258,9 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
       60_000,
     );
     process.stderr.write(`[real-node] injection: rotation reached the running pod's file in ${Date.now() - started} ms (1 s read loop)\n`);
-    expect(await cluster.log(ns, name, 'app')).not.toContain('PASSWORD=node-inject-canary-v2'); // the environment is fixed for the process
+    // The sidecar signalled the app (its trap ran); the environment stays fixed for the process.
+    await eventually('app signalled', async () => ((await cluster.log(ns, name, 'app')).includes('RELOADED') ? true : undefined), 15_000);
+    expect(await cluster.log(ns, name, 'app')).not.toContain('PASSWORD=node-inject-canary-v2');
     for (const s of (await cluster.core.listSecretForAllNamespaces()).items)
       for (const v of Object.values(s.data ?? {})) expect(Buffer.from(v, 'base64').toString()).not.toMatch(/node-inject-canary/);
     await eventually('grant at the centre', async () =>

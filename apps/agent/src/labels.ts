@@ -20,5 +20,6 @@ export const ANNOTATION_INJECT_MODE = 'sigil.dev/inject-mode'; // init (default)
 export const ANNOTATION_INJECT_PATH = 'sigil.dev/inject-path'; // directory of the files (default /sigil/secrets)
 export const ANNOTATION_INJECT_ENV = 'sigil.dev/inject-env'; // "true": also environment variables, via sigil-exec
 export const ANNOTATION_INJECT_CONTAINERS = 'sigil.dev/inject-containers'; // a,b (default: every container)
+export const ANNOTATION_INJECT_SIGNAL = 'sigil.dev/inject-signal'; // sidecar mode: signal the app after a rotation (HUP, USR1, ...)
 /** Set by the webhook on a mutated pod (the app it was injected for); makes the mutation idempotent. */
 export const ANNOTATION_INJECTED = 'sigil.dev/injected';

@@ -1,4 +1,4 @@
-import { chmod, copyFile, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { removeAll, writeAtomically } from './atomic-files.js';
@@ -21,6 +21,8 @@ interface Settings {
   envFile: string | undefined;
   execDir: string | undefined;
   execSource: string;
+  /** Sidecar: the signal sent to the app's processes after a rotation (shared PID namespace). */
+  signal: NodeJS.Signals | undefined;
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -42,6 +44,7 @@ function settings(): Settings {
     envFile: process.env.SIGIL_INJECT_ENV_FILE || undefined,
     execDir: process.env.SIGIL_INJECT_EXEC_DIR || undefined,
     execSource: process.env.SIGIL_INJECT_EXEC_SOURCE || '/usr/local/bin/sigil-exec',
+    signal: (process.env.SIGIL_INJECT_SIGNAL || undefined) as NodeJS.Signals | undefined,
   };
 }
 
@@ -171,6 +174,29 @@ async function init(s: Settings): Promise<void> {
   log(`wrote ${r.answer.secrets.length} secret(s) of ${s.app} in ${Date.now() - started} ms`);
 }
 
+/**
+ * Signals every process of the pod that runs as this user except the injector's own (the webhook
+ * set shareProcessNamespace; PID 1 is the pod's pause process, another user).
+ */
+async function signalApp(signal: NodeJS.Signals): Promise<void> {
+  const uid = process.getuid?.();
+  let sent = 0;
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid || pid === 1) continue;
+    try {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8');
+      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) !== uid) continue;
+      if ((await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes('sigil-inject.cjs')) continue;
+      process.kill(pid, signal);
+      sent += 1;
+    } catch {
+      // gone meanwhile, or not ours
+    }
+  }
+  log(`sent ${signal} to ${sent} process(es) of the app`);
+}
+
 async function sidecar(s: Settings): Promise<void> {
   let known = '';
   let stopped = false;
@@ -197,7 +223,10 @@ async function sidecar(s: Settings): Promise<void> {
       } finally {
         zero(files);
       }
-      if (known) log(`updated ${r.answer.secrets.length} secret(s) of ${s.app}`);
+      if (known) {
+        log(`updated ${r.answer.secrets.length} secret(s) of ${s.app}`);
+        if (s.signal) await signalApp(s.signal);
+      }
       known = r.answer.stamp;
       continue;
     }

@@ -76,6 +76,16 @@ describe('mutatePod', () => {
     expect(app.volumeMounts!.map((v) => v.mountPath)).toEqual(['/sigil/secrets', '/sigil/env', '/sigil/bin']);
   });
 
+  it("a sidecar that signals the app shares the pod's PID namespace and gets the signal", () => {
+    const a = { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-mode': 'sidecar', 'sigil.dev/inject-signal': 'hup' };
+    const m = mutatePod(pod(a), settings);
+    if (m.kind !== 'patch') throw new Error(m.kind);
+    const p = applied(pod(a), m.ops);
+    expect(p.spec!.shareProcessNamespace).toBe(true);
+    expect(p.spec!.initContainers![1]!.env).toContainEqual({ name: 'SIGIL_INJECT_SIGNAL', value: 'SIGHUP' });
+    expect(p.spec!.initContainers![0]!.env!.some((e) => e.name === 'SIGIL_INJECT_SIGNAL')).toBe(false);
+  });
+
   it('only the named containers get the values', () => {
     const two = pod(
       { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-containers': 'app' },
@@ -99,6 +109,8 @@ describe('mutatePod', () => {
     [{ 'sigil.dev/inject': 'pay', 'sigil.dev/inject-containers': 'nope' }, {}, 'no container "nope"'],
     [{ 'sigil.dev/inject': 'pay', 'sigil.dev/inject-env': 'true' }, { containers: [{ name: 'app' }] }, 'has no command'],
     [{ 'sigil.dev/inject': 'pay' }, { securityContext: {} }, 'set runAsUser'],
+    [{ 'sigil.dev/inject': 'pay', 'sigil.dev/inject-signal': 'HUP' }, {}, 'needs sigil.dev/inject-mode: sidecar'],
+    [{ 'sigil.dev/inject': 'pay', 'sigil.dev/inject-mode': 'sidecar', 'sigil.dev/inject-signal': 'KILL' }, {}, 'must be one of'],
     [{ 'sigil.dev/inject': 'pay' }, { containers: [{ name: 'app', volumeMounts: [{ name: 'x', mountPath: '/sigil' }] }] }, 'overlaps'],
     [{ 'sigil.dev/inject': 'pay' }, { volumes: [{ name: 'sigil-inject-files' }] }, 'already has a volume'],
   ])('denies %j with a reason', (annotations, spec, reason) => {

@@ -5,6 +5,7 @@ import {
   ANNOTATION_INJECT_ENV,
   ANNOTATION_INJECT_MODE,
   ANNOTATION_INJECT_PATH,
+  ANNOTATION_INJECT_SIGNAL,
   ANNOTATION_INJECTED,
 } from '../labels.js';
 
@@ -62,6 +63,8 @@ export const DEFAULT_FILES_PATH = '/sigil/secrets';
 const TOKEN_EXPIRATION_SECONDS = 600;
 const INJECTOR_ENTRY = ['/nodejs/bin/node', '--max-semi-space-size=1', '--lite-mode', '/app/dist/apps/agent/sigil-inject.cjs'];
 const SAFE_PATH = /^\/[A-Za-z0-9._\-/]{1,255}$/;
+/** Signals an app may ask for on rotation (never KILL or STOP). */
+const SIGNALS = new Set(['HUP', 'USR1', 'USR2', 'INT', 'TERM', 'WINCH']);
 
 /**
  * The webhook's decision for one Pod CREATE: untouched unless annotated `sigil.dev/inject`;
@@ -92,6 +95,10 @@ export function mutatePod(pod: InjectablePod, settings: MutationSettings): Mutat
   const envWanted = annotations[ANNOTATION_INJECT_ENV] ?? 'false';
   if (envWanted !== 'true' && envWanted !== 'false') return deny(`${ANNOTATION_INJECT_ENV} must be "true" or "false"`);
   const withEnv = envWanted === 'true';
+  const signal = annotations[ANNOTATION_INJECT_SIGNAL]?.toUpperCase().replace(/^SIG/, '');
+  if (signal !== undefined && !SIGNALS.has(signal)) return deny(`${ANNOTATION_INJECT_SIGNAL} must be one of ${[...SIGNALS].join(', ')}`);
+  if (signal !== undefined && mode !== 'sidecar')
+    return deny(`${ANNOTATION_INJECT_SIGNAL} needs ${ANNOTATION_INJECT_MODE}: sidecar (only the sidecar sees rotations)`);
 
   const containers = spec.containers ?? [];
   const named = annotations[ANNOTATION_INJECT_CONTAINERS]?.split(',')
@@ -168,6 +175,7 @@ export function mutatePod(pod: InjectablePod, settings: MutationSettings): Mutat
             { name: 'SIGIL_INJECT_EXEC_DIR', value: BIN_DIR },
           ]
         : []),
+      ...(signal !== undefined && command === 'sidecar' ? [{ name: 'SIGIL_INJECT_SIGNAL', value: `SIG${signal}` }] : []),
     ],
     volumeMounts: [
       { name: VOLUME_TOKEN, mountPath: TOKEN_DIR, readOnly: true },
@@ -221,6 +229,8 @@ export function mutatePod(pod: InjectablePod, settings: MutationSettings): Mutat
       { op: 'add', path: '/spec/volumes', value: volumes },
       { op: 'add', path: '/spec/initContainers', value: initContainers },
       { op: 'add', path: '/spec/containers', value: mutated },
+      // Signalling the app needs its processes in view: one PID namespace for the pod.
+      ...(signal !== undefined ? [{ op: 'add' as const, path: '/spec/shareProcessNamespace', value: true }] : []),
     ],
   };
 }
