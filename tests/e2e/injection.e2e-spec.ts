@@ -122,6 +122,8 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     injectImage: 'sigil-agent:dev',
     injectCacheDir: path.join(dir, 'cache'),
     injectCacheKeyFile: path.join(dir, 'node-local', 'cache.key'),
+    restartWorkloads: true,
+    restartMinInterval: 0,
   });
 
   afterAll(async () => {
@@ -266,6 +268,24 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     try {
       const file = path.join(root, 'files', 'pay-db', 'PASSWORD');
       await new Promise((r) => setTimeout(r, 500)); // the sidecar's first poll
+      // Two opted-in workloads: the init-mode one is restarted on rotation, the sidecar one is not.
+      const apps = (await kubeConfig()).makeApiClient((await import('@kubernetes/client-node')).AppsV1Api);
+      for (const [name, mode] of [
+        ['init-web', 'init'],
+        ['side-web', 'sidecar'],
+      ] as const) {
+        const template = injectablePod(name, 'pay', { 'sigil.dev/inject': 'pay', 'sigil.dev/inject-mode': mode });
+        await apps.createNamespacedDeployment({
+          namespace: appNs,
+          body: {
+            metadata: { name, annotations: { 'sigil.dev/restart-on-change': 'true' } },
+            spec: {
+              selector: { matchLabels: { app: name } },
+              template: { metadata: { labels: { app: name }, annotations: template.metadata!.annotations }, spec: template.spec! },
+            },
+          },
+        });
+      }
       const rotated = `${CANARY}-v2`;
       const started = Date.now();
       expect(
@@ -273,6 +293,10 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
       ).toBe(200);
       await eventually('rotated file', async () => ((await readFile(file, 'utf8').catch(() => '')) === rotated ? true : undefined), 15_000);
       process.stderr.write(`[injection] rotation reached the sidecar's file in ${Date.now() - started} ms\n`);
+      const restartedAt = async (name: string) =>
+        (await apps.readNamespacedDeployment({ namespace: appNs, name })).spec!.template.metadata!.annotations?.['sigil.dev/restarted-at'];
+      await eventually('init-mode workload restarted', async () => ((await restartedAt('init-web')) ? true : undefined));
+      expect(await restartedAt('side-web')).toBeUndefined();
 
       await eventually(
         'grants at the centre',
