@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createPrivateKey, createPublicKey, sign } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -353,6 +353,18 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     ).rows.map((r) => r.k.toString('base64'));
     await db.end();
     expect(keys.length).toBeGreaterThan(0);
+    // A control the scan must find: a Secret holding a marker and a private key, stored the way
+    // an agent's state Secret would be.
+    const marker = `etcd-scan-control-${randomBytes(6).toString('hex')}`;
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const controlSpki = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+    await core.createNamespacedSecret({
+      namespace: otherNs,
+      body: {
+        metadata: { name: 'scan-control' },
+        stringData: { marker, 'key.pem': privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() },
+      },
+    });
     const etcdDir = path.join(testEnv().root, 'kube', 'etcd');
     const files: string[] = [];
     const walk = (d: string) => {
@@ -365,8 +377,11 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     walk(etcdDir);
     expect(files.length).toBeGreaterThan(0);
     let pemKeys = 0;
+    let controlFound = false;
+    let markerFound = false;
     for (const f of files) {
       const bytes = readFileSync(f);
+      markerFound ||= bytes.includes(marker);
       expect(bytes.includes(CANARY)).toBe(false);
       expect(bytes.includes(clusterId)).toBe(false);
       const text = bytes.toString('latin1');
@@ -381,10 +396,12 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
           continue;
         }
         expect(keys).not.toContain(spki);
+        controlFound ||= spki === controlSpki;
       }
     }
+    expect([markerFound, controlFound]).toEqual([true, true]);
     process.stderr.write(
-      `[injection] scanned ${files.length} etcd files; ${pemKeys} private keys of other suites there, none this cluster's\n`,
+      `[injection] scanned ${files.length} etcd files: ${pemKeys} private keys there (the control's among them), none this cluster's\n`,
     );
   });
 
