@@ -30,6 +30,7 @@ export interface AgentConfig {
   injectResources: Record<string, unknown> | undefined;
   injectCacheDir: string | undefined;
   injectCacheKeyFile: string | undefined;
+  injectCacheMaxAge: number;
 }
 
 function port(value: string): number {
@@ -198,6 +199,15 @@ export function agentCommand(): Command {
         '--inject-cache-key-file <path>',
         'the 32-byte key that seals the cache; keep it out of etcd (a hostPath or CSI file; created if missing)',
       ).env('SIGIL_AGENT_INJECT_CACHE_KEY_FILE'),
+    )
+    .addOption(
+      new Option(
+        '--inject-cache-max-age <seconds>',
+        'serve from a cache sealed at most this long ago (an agent cut off longer stops injecting)',
+      )
+        .env('SIGIL_AGENT_INJECT_CACHE_MAX_AGE')
+        .default(7 * 86_400)
+        .argParser(seconds),
     )
     .addOption(
       new Option('--log-level <level>', 'log level')

@@ -74,6 +74,7 @@ export class Agent {
       restarter,
       report: (statuses) => this.session?.report(statuses),
       applied: (state) => {
+        this.cachedOpen = undefined; // the live state replaced what the cache restored
         for (const l of this.appliedListeners) l(state, this.identity!);
       },
       ...(opts.syncGate ? { syncGate: opts.syncGate } : {}),
@@ -102,7 +103,17 @@ export class Agent {
     for (const e of entries) this.reconciler.injection.hold(e);
   }
 
-  /** Called when the control plane says this cluster is disabled. */
+  /** Drops every inject envelope (held or cached) and the cache; a later complete state brings them back. */
+  private revokeInjection(why: string): void {
+    if (this.reconciler.injection.size === 0 && !this.cachedOpen) return;
+    this.logger.warn({ why }, 'injection revoked: the held and cached inject envelopes are dropped');
+    this.cachedOpen = undefined;
+    this.reconciler.injection.clear();
+    this.session?.forget();
+    for (const l of this.revokedListeners) l();
+  }
+
+  /** Called when the control plane says this cluster is disabled or gone. */
   onRevoked(listener: () => void): void {
     this.revokedListeners.push(listener);
   }
@@ -174,6 +185,9 @@ export class Agent {
         // A refused credential will not get better by retrying quickly; an unavailable control plane might.
         const delay = backoff.next(retryAfterMs(e.metadata));
         this.logger.warn({ code: e.code, details: e.details, retryInMs: delay }, 'enrollment failed');
+        // The control plane answered and refused this cluster (disabled, deleted, identity gone):
+        // nothing restored from the injection cache may be served any longer.
+        if (e.code === grpcStatus.UNAUTHENTICATED || e.code === grpcStatus.PERMISSION_DENIED) this.revokeInjection('enrollment refused');
         if (this.stopped) throw err;
         await sleep(e.code === grpcStatus.UNAUTHENTICATED || e.code === grpcStatus.PERMISSION_DENIED ? Math.max(delay, 10_000) : delay);
       }
@@ -194,13 +208,9 @@ export class Agent {
   private onStreamEnd(err: ServiceError | undefined): void {
     if (err?.code !== grpcStatus.UNAUTHENTICATED && err?.code !== grpcStatus.PERMISSION_DENIED) return;
     this.logger.warn({ code: err.code, details: err.details }, 'the control plane refused this agent');
-    if (errorCodeOf(err) === AgentApiErrorCode.ClusterDisabled) {
-      // Kubernetes Secrets stay (an operator re-enables or unpublishes); injected values stop at once.
-      this.cachedOpen = undefined;
-      this.reconciler.injection.clear();
-      this.session?.forget(); // once enabled again, a complete state brings the envelopes back
-      for (const l of this.revokedListeners) l();
-    }
+    const code = errorCodeOf(err);
+    // Kubernetes Secrets stay (an operator re-enables or unpublishes); injected values stop at once.
+    if (code === AgentApiErrorCode.ClusterDisabled || code === AgentApiErrorCode.ClusterNotFound) this.revokeInjection(code);
     if (certificateExpired(this.identity!.certificatePem) || errorCodeOf(err) === AgentApiErrorCode.CertificateSuperseded) {
       void this.store.save({ ...this.identity!, certificatePem: '' }).catch(() => undefined);
     }

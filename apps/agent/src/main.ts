@@ -105,6 +105,7 @@ async function main(): Promise<void> {
           resources: config.injectResources,
           cacheDir: config.injectCacheDir,
           cacheKeyFile: config.injectCacheKeyFile,
+          cacheMaxAgeMs: config.injectCacheMaxAge * 1000,
         },
         agent,
         kc,

@@ -36,7 +36,19 @@ describe('InjectionCache', () => {
     expect(file.subarray(0, 4).toString()).toBe('SGC1');
     for (const s of ['cache-canary-key', 'SGE1-envelope', 'pay-db']) expect(file.includes(s)).toBe(false);
     expect((await stat(path.join(dir, 'key', 'cache.key'))).mode & 0o777).toBe(0o600);
-    expect(await new InjectionCache(path.join(dir, 'cache'), path.join(dir, 'key', 'cache.key')).load('edge-1')).toEqual(content);
+    expect(await new InjectionCache(path.join(dir, 'cache'), path.join(dir, 'key', 'cache.key')).load('edge-1')).toEqual({
+      ...content,
+      sealedAt: expect.any(Date),
+    });
+  });
+
+  it('is not served, and is deleted, once older than its maximum age', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'sigil-cache-'));
+    const cache = new InjectionCache(dir, path.join(dir, 'k'));
+    await cache.save(content);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await cache.load('edge-1', 10)).toBeUndefined();
+    expect(await cache.load('edge-1')).toBeUndefined(); // gone
   });
 
   it('does not open under another key or for another cluster, and is absent when never written', async () => {

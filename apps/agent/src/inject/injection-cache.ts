@@ -13,6 +13,8 @@ export interface CachedInjection {
   entries: DesiredSecret[];
   /** The injection port's certificate, kept so that pods pinned to it keep working across restarts. */
   serving: { keyPem: string; certificatePem: string } | undefined;
+  /** When it was sealed (load refuses a cache older than its maximum age). */
+  sealedAt?: Date;
 }
 
 const FILE = 'injection-cache.sgc';
@@ -35,7 +37,8 @@ export class InjectionCache {
     private readonly keyFile: string,
   ) {}
 
-  async load(cluster: string): Promise<CachedInjection | undefined> {
+  /** The cache, unless absent or sealed longer than `maxAgeMs` ago (then it is deleted). */
+  async load(cluster: string, maxAgeMs = Number.POSITIVE_INFINITY): Promise<CachedInjection | undefined> {
     let sealed: Buffer;
     try {
       sealed = await readFile(path.join(this.dir, FILE));
@@ -55,8 +58,15 @@ export class InjectionCache {
         clusterKeyEnvelopes: string[];
         entries: string[];
         serving?: { keyPem: string; certificatePem: string };
+        sealedAt?: string;
       };
+      const sealedAt = new Date(j.sealedAt ?? 0);
+      if (!(Date.now() - sealedAt.getTime() <= maxAgeMs)) {
+        await this.clear();
+        return undefined;
+      }
       return {
+        sealedAt,
         cluster: j.cluster,
         deliveryPrivateKeyPem: j.deliveryPrivateKeyPem,
         clusterKeyEnvelopes: j.clusterKeyEnvelopes.map((e) => Buffer.from(e, 'base64')),
@@ -76,6 +86,7 @@ export class InjectionCache {
         clusterKeyEnvelopes: c.clusterKeyEnvelopes.map((e) => e.toString('base64')),
         entries: c.entries.map((e) => Buffer.from(DesiredSecret.encode(e).finish()).toString('base64')),
         serving: c.serving,
+        sealedAt: new Date().toISOString(),
       }),
     );
     try {

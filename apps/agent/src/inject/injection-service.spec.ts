@@ -98,6 +98,20 @@ describe('InjectionService', () => {
     expect(reason(() => svc.authorize(who({ namespace: 'x', serviceAccount: 'any' }), 'pay'))).toBe('not-a-consumer');
   });
 
+  it("another project's app of the same name never changes this pod's stamp", () => {
+    const mine = entry();
+    const theirs = entry({
+      projectId: 'p2',
+      secretId: 's9',
+      target: { namespace: 'other', name: 'x' },
+      consumers: [{ namespace: 'other', serviceAccount: '*' }],
+    });
+    const { svc, store } = service([mine, theirs]);
+    const before = svc.authorize(who(), 'pay').stamp;
+    store.hold({ ...theirs, version: 2, generation: 2n });
+    expect(svc.authorize(who(), 'pay').stamp).toBe(before);
+  });
+
   it('the stamp changes with a new version and wakes a waiting long poll', async () => {
     const { svc, store } = service([entry()]);
     const before = svc.authorize(who(), 'pay').stamp;

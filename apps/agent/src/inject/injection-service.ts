@@ -1,6 +1,6 @@
 import type { DesiredSecret, Grant } from '@sigil/agent-protocol';
 import type { Logger } from '@sigil/logging';
-import { isConsumer, type InjectionStore } from './injection-store.js';
+import { isConsumer, stampOf, type InjectionStore } from './injection-store.js';
 import { TokenRefused, type PodIdentity, type TokenRefusal, type TokenReviewer } from './token-review.js';
 
 export type Refusal = TokenRefusal | 'app-not-published' | 'not-a-consumer' | 'namespace-not-served' | 'ambiguous-app' | 'decrypt-failed';
@@ -77,12 +77,13 @@ export class InjectionService {
   /** The app's entries this pod may have, or a refusal; nothing is decrypted. */
   authorize(who: PodIdentity, app: string): { entries: DesiredSecret[]; stamp: string } {
     if (!this.opts.serves(who.namespace)) throw this.refuse('namespace-not-served', who, app);
-    const { entries, stamp } = this.opts.store.forApp(app);
+    const entries = this.opts.store.forApp(app);
     if (entries.length === 0) throw this.refuse('app-not-published', who, app);
     const allowed = entries.filter((s) => isConsumer(s.consumers, who.namespace, who.serviceAccount));
     if (allowed.length === 0) throw this.refuse('not-a-consumer', who, app);
     if (new Set(allowed.map((s) => s.projectId)).size > 1) throw this.refuse('ambiguous-app', who, app);
-    return { entries: allowed, stamp };
+    // Of this pod's entries only: another project's app of the same name never wakes it.
+    return { entries: allowed, stamp: stampOf(allowed) };
   }
 
   /** Decrypts the authorized entries into an answer and records the grant. */

@@ -2,13 +2,6 @@ import { createHash } from 'node:crypto';
 import type { Consumer, DesiredSecret } from '@sigil/agent-protocol';
 import { targetKey } from '@sigil/agent-sync';
 
-/** What a pod may receive for one app: the entries held now, and a stamp that changes with them. */
-export interface AppHolding {
-  entries: DesiredSecret[];
-  /** Changes whenever an entry's version, generation or consumers change (the sidecar's long poll). */
-  stamp: string;
-}
-
 /**
  * The envelopes of every inject-mode secret of the current desired state, in memory only. They
  * are opened per request (InjectionService); nothing here is a value. Waiters (sidecars' long
@@ -55,11 +48,8 @@ export class InjectionStore {
   }
 
   /** Every entry of apps named `app` (one per project that publishes such an app here). */
-  forApp(app: string): AppHolding {
-    const entries = [...this.held.values()].filter((s) => s.app === app).sort((a, b) => a.secretId.localeCompare(b.secretId));
-    const h = createHash('sha256');
-    for (const s of entries) h.update(`${s.projectId}/${s.secretId}@${s.version}#${s.generation};${consumerList(s)}\n`);
-    return { entries, stamp: h.digest('base64url').slice(0, 22) };
+  forApp(app: string): DesiredSecret[] {
+    return [...this.held.values()].filter((s) => s.app === app).sort((a, b) => a.secretId.localeCompare(b.secretId));
   }
 
   /** Resolves at the next change, or after `ms`; returns false on timeout. */
@@ -98,4 +88,14 @@ const sameConsumers = (a: DesiredSecret, b: DesiredSecret) => consumerList(a) ==
 /** Whether pods of `namespace` running as `serviceAccount` are among the entry's consumers. */
 export function isConsumer(consumers: readonly Consumer[], namespace: string, serviceAccount: string): boolean {
   return consumers.some((c) => c.namespace === namespace && (c.serviceAccount === '*' || c.serviceAccount === serviceAccount));
+}
+
+/**
+ * A stamp of what one pod receives: it changes whenever one of `entries` changes version,
+ * generation or consumers (the sidecar's long poll), and with nothing else.
+ */
+export function stampOf(entries: readonly DesiredSecret[]): string {
+  const h = createHash('sha256');
+  for (const s of entries) h.update(`${s.projectId}/${s.secretId}@${s.version}#${s.generation};${consumerList(s)}\n`);
+  return h.digest('base64url').slice(0, 22);
 }

@@ -24,6 +24,8 @@ export interface InjectionSettings {
   /** The sealed injection cache for offline restarts (both or neither). */
   cacheDir: string | undefined;
   cacheKeyFile: string | undefined;
+  /** A cache sealed longer ago is not served (an agent cut off for that long stops injecting). */
+  cacheMaxAgeMs: number;
 }
 
 /** How often grants go to the centre: often enough for a live consumption view, rarely enough to coalesce. */
@@ -44,7 +46,7 @@ export async function startInjection(
   const [svcNamespace, svcName] = settings.service?.split('/') ?? [];
   const serviceNames = svcName ? [`${svcName}.${svcNamespace}.svc`, `${svcName}.${svcNamespace}.svc.cluster.local`] : [];
   const cache = settings.cacheDir && settings.cacheKeyFile ? new InjectionCache(settings.cacheDir, settings.cacheKeyFile) : undefined;
-  const cached = await cache?.load(agent.clusterName).catch((err: unknown) => {
+  const cached = await cache?.load(agent.clusterName, settings.cacheMaxAgeMs).catch((err: unknown) => {
     logger.warn({ error: (err as Error).message }, 'cannot open the injection cache; starting without it');
     return undefined;
   });
@@ -57,12 +59,24 @@ export async function startInjection(
     cached?.serving && new Date(new X509Certificate(cached.serving.certificatePem).validTo).getTime() - Date.now() > 30 * 86_400_000;
   const cert = reusable ? cached.serving! : await createServingCertificate([...serviceNames, ...settings.names]);
   if (cache) {
+    // Saves and the clear on revocation run one after another, so a save in flight cannot bring
+    // back a cache that was just deleted.
+    let chain = Promise.resolve();
     let saved = '';
+    let revoked = false;
+    const then = (step: () => Promise<void>) => {
+      chain = chain.then(step).catch((err: unknown) => {
+        saved = '';
+        logger.warn({ error: (err as Error).message }, 'cannot write or clear the injection cache');
+      });
+    };
     agent.onRevoked(() => {
+      revoked = true;
       saved = '';
-      void cache.clear().catch(() => undefined);
+      then(() => cache.clear());
     });
     agent.onApplied((state, identity) => {
+      revoked = false;
       const entries = agent.injection.entries();
       const stamp = [
         identity.clusterId,
@@ -71,18 +85,17 @@ export async function startInjection(
       ].join('|');
       if (stamp === saved) return;
       saved = stamp;
-      void cache
-        .save({
-          cluster: agent.clusterName,
-          deliveryPrivateKeyPem: identity.deliveryPrivateKeyPem,
-          clusterKeyEnvelopes: [...state.clusterKeyEnvelopes],
-          entries,
-          serving: { keyPem: cert.keyPem, certificatePem: cert.certificatePem },
-        })
-        .catch((err: unknown) => {
-          saved = '';
-          logger.warn({ error: (err as Error).message }, 'cannot write the injection cache');
-        });
+      then(() =>
+        revoked
+          ? Promise.resolve()
+          : cache.save({
+              cluster: agent.clusterName,
+              deliveryPrivateKeyPem: identity.deliveryPrivateKeyPem,
+              clusterKeyEnvelopes: [...state.clusterKeyEnvelopes],
+              entries,
+              serving: { keyPem: cert.keyPem, certificatePem: cert.certificatePem },
+            }),
+      );
     });
   }
   const service = new InjectionService({
