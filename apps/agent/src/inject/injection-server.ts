@@ -11,6 +11,7 @@ const { createServer } = process.getBuiltinModule('node:https');
 const MAX_REVIEW_BYTES = 3 * 1024 * 1024;
 /** A sidecar's long poll answers at the latest after this, so that proxies and the token's expiry never cut it. */
 const MAX_WAIT_SECONDS = 55;
+const MAX_CONNECTIONS = 4_096;
 const INJECT_PATH = /^\/v1\/inject\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$/;
 
 export interface InjectionServerOptions {
@@ -39,6 +40,8 @@ export class InjectionServer {
       });
     });
     this.server.headersTimeout = 10_000;
+    // Bounded: every connection costs memory, and a long poll holds one for up to a minute.
+    this.server.maxConnections = MAX_CONNECTIONS;
     this.server.requestTimeout = (MAX_WAIT_SECONDS + 10) * 1000;
   }
 

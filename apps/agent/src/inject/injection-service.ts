@@ -12,6 +12,7 @@ export const REFUSALS: Record<Refusal, { status: number; message: string }> = {
   'token-not-service-account': { status: 401, message: 'the token is not a service-account token' },
   'token-not-pod-bound': { status: 401, message: 'the token is not bound to a pod (use a projected service-account token)' },
   'token-review-failed': { status: 503, message: 'the agent could not verify the token with the API server (TokenReview failed)' },
+  'agent-busy': { status: 503, message: 'the agent is verifying too many tokens at once; retry' },
   'app-not-published': { status: 404, message: 'no inject-mode app of this name is published to this cluster' },
   'not-a-consumer': { status: 403, message: "this pod's namespace and service account are not among the app's consumers" },
   'namespace-not-served': { status: 403, message: 'this agent does not serve the namespace of this pod' },

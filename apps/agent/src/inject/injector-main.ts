@@ -1,4 +1,4 @@
-import { chmod, copyFile, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { removeAll, writeAtomically } from './atomic-files.js';
@@ -26,6 +26,12 @@ interface Settings {
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/**
+ * Variables that make the dynamic loader or an interpreter run other code: a secret's keys never
+ * set them (whoever can write a secret could otherwise run code in every consuming pod).
+ */
+const LOADER_HOOK =
+  /^(LD_[A-Z_]+|PATH|NODE_OPTIONS|PYTHONPATH|PYTHONSTARTUP|PERL5OPT|PERL5LIB|RUBYOPT|BASH_ENV|ENV|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS)$/;
 /** Refusals the agent answers for good (not a network or API-server hiccup). */
 const FINAL = new Set([401, 403, 404, 409]);
 
@@ -112,6 +118,10 @@ async function writeEnvFile(file: string, files: Map<string, Map<string, Buffer>
   const seen = new Map<string, string>();
   for (const [secret, keys] of files)
     for (const [k, v] of keys) {
+      if (LOADER_HOOK.test(k)) {
+        log(`key ${k} of ${secret} would change how the app's programs load: it is in the files only`);
+        continue;
+      }
       if (!ENV_NAME.test(k)) {
         log(`key ${k} of ${secret} is not an environment variable name: it is in the files only`);
         continue;
@@ -130,6 +140,7 @@ async function writeEnvFile(file: string, files: Map<string, Map<string, Buffer>
   const payload = Buffer.concat(parts);
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp`);
   try {
+    await rm(tmp, { force: true }); // a run cut short left a read-only one
     await writeFile(tmp, payload, { mode: 0o400 });
     await rename(tmp, file);
   } finally {
@@ -167,9 +178,13 @@ async function init(s: Settings): Promise<void> {
     zero(files);
   }
   if (s.execDir) {
+    // Through a temporary name: a second run of the init container (a sandbox restart keeps the
+    // volume) finds the first copy read-only.
     const target = path.join(s.execDir, 'sigil-exec');
-    await copyFile(s.execSource, target);
-    await chmod(target, 0o555);
+    const tmp = path.join(s.execDir, `.sigil-exec.${process.pid}`);
+    await copyFile(s.execSource, tmp);
+    await chmod(tmp, 0o555);
+    await rename(tmp, target);
   }
   log(`wrote ${r.answer.secrets.length} secret(s) of ${s.app} in ${Date.now() - started} ms`);
 }
@@ -220,6 +235,7 @@ async function sidecar(s: Settings): Promise<void> {
       const files = filesOf(r.answer);
       try {
         await writeAtomically(s.filesDir, files);
+        if (s.envFile) await writeEnvFile(s.envFile, files);
       } finally {
         zero(files);
       }
@@ -234,6 +250,7 @@ async function sidecar(s: Settings): Promise<void> {
     if (r.status === 404 || r.status === 403) {
       if (known) log(`refused (${reason}): removing the files`);
       await removeAll(s.filesDir);
+      if (s.envFile) await rm(s.envFile, { force: true });
       known = '';
     } else log(`the agent answered ${r.status} (${reason}); the files stay as they are`);
     await sleep(5_000);

@@ -169,23 +169,17 @@ export function mutatePod(pod: InjectablePod, settings: MutationSettings): Mutat
       { name: 'SIGIL_INJECT_CA', value: settings.caPem },
       { name: 'SIGIL_INJECT_TOKEN_FILE', value: `${TOKEN_DIR}/token` },
       { name: 'SIGIL_INJECT_FILES_DIR', value: filesPath },
-      ...(withEnv && command === 'init'
-        ? [
-            { name: 'SIGIL_INJECT_ENV_FILE', value: `${ENV_DIR}/env` },
-            { name: 'SIGIL_INJECT_EXEC_DIR', value: BIN_DIR },
-          ]
-        : []),
+      // The sidecar keeps the env file current too (a restarted container reads the new one) and
+      // removes it with the files.
+      ...(withEnv ? [{ name: 'SIGIL_INJECT_ENV_FILE', value: `${ENV_DIR}/env` }] : []),
+      ...(withEnv && command === 'init' ? [{ name: 'SIGIL_INJECT_EXEC_DIR', value: BIN_DIR }] : []),
       ...(signal !== undefined && command === 'sidecar' ? [{ name: 'SIGIL_INJECT_SIGNAL', value: `SIG${signal}` }] : []),
     ],
     volumeMounts: [
       { name: VOLUME_TOKEN, mountPath: TOKEN_DIR, readOnly: true },
       { name: VOLUME_FILES, mountPath: filesPath },
-      ...(withEnv && command === 'init'
-        ? [
-            { name: VOLUME_ENV, mountPath: ENV_DIR },
-            { name: VOLUME_BIN, mountPath: BIN_DIR },
-          ]
-        : []),
+      ...(withEnv ? [{ name: VOLUME_ENV, mountPath: ENV_DIR }] : []),
+      ...(withEnv && command === 'init' ? [{ name: VOLUME_BIN, mountPath: BIN_DIR }] : []),
     ],
     securityContext: {
       runAsUser: uid,

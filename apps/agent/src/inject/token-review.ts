@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { KubeClient } from '../kube/kube-client.js';
 
 /** The pod a verified projected service-account token was issued for. */
@@ -9,7 +10,14 @@ export interface PodIdentity {
 }
 
 /** Why a token was refused: the `reason` label of sigil_agent_injection_refusals_total and the pod's log line. */
-export type TokenRefusal = 'token-missing' | 'token-invalid' | 'token-not-service-account' | 'token-not-pod-bound' | 'token-review-failed';
+export type TokenRefusal =
+  'token-missing' | 'token-invalid' | 'token-not-service-account' | 'token-not-pod-bound' | 'token-review-failed' | 'agent-busy';
+
+/** TokenReviews in flight at once: beyond, a fetch is refused (503) instead of queueing on the API server. */
+const MAX_REVIEWS_IN_FLIGHT = 16;
+/** How long a verified token is trusted without asking again (an init container and its sidecar ask twice). */
+const REVIEW_CACHE_MS = 10_000;
+const REVIEW_CACHE_ENTRIES = 4_096;
 
 interface TokenReview {
   status?: {
@@ -36,6 +44,10 @@ export class TokenRefused extends Error {
  * service-account token bound to a pod and issued for Sigil's audience only.
  */
 export class TokenReviewer {
+  private inFlight = 0;
+  /** sha256(token) → the identity it was verified as, until `until`. */
+  private readonly verified = new Map<string, { who: PodIdentity; until: number }>();
+
   constructor(
     private readonly kube: KubeClient,
     private readonly audience: string,
@@ -43,6 +55,22 @@ export class TokenReviewer {
 
   async review(token: string | undefined): Promise<PodIdentity> {
     if (!token) throw new TokenRefused('token-missing');
+    const key = createHash('sha256').update(token).digest('base64');
+    const hit = this.verified.get(key);
+    if (hit && hit.until > Date.now()) return hit.who;
+    if (this.inFlight >= MAX_REVIEWS_IN_FLIGHT) throw new TokenRefused('agent-busy');
+    this.inFlight += 1;
+    try {
+      const who = await this.ask(token);
+      if (this.verified.size >= REVIEW_CACHE_ENTRIES) this.verified.clear();
+      this.verified.set(key, { who, until: Date.now() + REVIEW_CACHE_MS });
+      return who;
+    } finally {
+      this.inFlight -= 1;
+    }
+  }
+
+  private async ask(token: string): Promise<PodIdentity> {
     let review: TokenReview;
     try {
       review = await this.kube.request<TokenReview>('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
