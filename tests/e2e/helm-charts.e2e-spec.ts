@@ -104,6 +104,8 @@ describe('Helm charts', () => {
         sideEffects: 'None',
         admissionReviewVersions: ['v1'],
         reinvocationPolicy: 'Never',
+        // Only the namespaces this agent serves (the default `namespaces: [default]`).
+        namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: ['default'] }] },
       },
     ]);
     const service = find<k8s.V1Service>('Service').find((d) => d.metadata!.name === 'rel-inject')!;
@@ -120,8 +122,24 @@ describe('Helm charts', () => {
         '--inject-webhook=rel-inject',
         `--inject-image=${agent.image}`,
         '--inject-audience=sigil-inject',
+        // The sealed cache in an emptyDir of the pod (docs/injection.md).
+        '--inject-cache-dir=/var/lib/sigil/inject-cache/data',
+        '--inject-cache-key-file=/var/lib/sigil/inject-cache/key',
       ]),
     );
+    expect(deployment.spec!.template.spec!.volumes).toContainEqual({ name: 'inject-cache', emptyDir: {} });
+    const clusterWide = render(
+      'rel',
+      chart('sigil-agent'),
+      '--namespace',
+      'ns1',
+      '--set',
+      'inject.enabled=true',
+      '--set',
+      'clusterWide=true',
+    );
+    const everywhere = clusterWide.find((d) => d.kind === 'MutatingWebhookConfiguration') as k8s.V1MutatingWebhookConfiguration;
+    expect(everywhere.webhooks![0]!.namespaceSelector).toBeUndefined();
     const resources = agent
       .args!.find((a) => a.startsWith('--inject-resources='))!
       .split('=')
