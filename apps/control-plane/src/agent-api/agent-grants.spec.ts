@@ -43,6 +43,9 @@ describe('parseGrants', () => {
       grant({ serviceAccount: 'sa_1' }),
       grant({ pod: '' }),
       grant({ pod: 'p'.repeat(254) }),
+      grant({ pod: 'web\u0000-1' }),
+      grant({ pod: 'Web-1' }),
+      grant({ version: 2 ** 31 }),
     ];
     const r = parseGrants([...bad, grant({ serviceAccount: 'a.b', pod: 'p'.repeat(253) })], NOW);
     expect(r.malformed).toBe(bad.length);

@@ -7,12 +7,14 @@ import { grpcError } from './grpc-errors.js';
 export const MAX_GRANTS_PER_MESSAGE = 1_000;
 /** A grant's time may be this far ahead of ours (clock skew); beyond, it is taken as now. */
 const MAX_SKEW_MS = 5 * 60_000;
+/** Versions are PostgreSQL integers: a larger one would fail the whole batch. */
+const MAX_VERSION = 2 ** 31 - 1;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * The grants of a Grants message, checked before anything is kept: a secret id, a version, a
- * namespace (DNS-1123 label), a service account (DNS-1123 subdomain), a pod name of at most 253
- * characters. A malformed grant is left out and counted, not fatal: grants are a view, and one
+ * namespace (DNS-1123 label), a service account and a pod name (DNS-1123 subdomains), a version
+ * that fits an integer column. A malformed grant is left out and counted, not fatal: grants are a view, and one
  * bad entry must not cost the agent its stream. Too many in one message end the stream
  * (INVALID_ARGUMENT). Whether the secret is delivered to the cluster is checked where they are
  * written (GrantsRepository.record).
@@ -26,10 +28,11 @@ export function parseGrants(grants: Grant[], now = Date.now()): { grants: Report
     if (
       !UUID.test(g.secretId) ||
       g.version < 1 ||
+      g.version > MAX_VERSION ||
       dns1123LabelProblem(g.namespace) !== undefined ||
       dns1123SubdomainProblem(g.serviceAccount) !== undefined ||
-      g.pod.length === 0 ||
-      g.pod.length > 253
+      // Pod names are DNS-1123 subdomains: nothing else (a NUL byte) may reach the batch's SQL.
+      dns1123SubdomainProblem(g.pod) !== undefined
     )
       continue;
     const at = g.lastAt?.getTime();

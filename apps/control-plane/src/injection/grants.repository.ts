@@ -45,8 +45,8 @@ export class GrantsRepository {
   /**
    * Records merged grants of many clusters in ONE statement (callers merge by key first: an
    * upsert may not touch a row twice). Only grants of a secret of an inject app that the
-   * cluster's built snapshot holds are kept — an agent cannot grow the table with invented or
-   * foreign ids. Returns how many rows were kept; the rest were ignored.
+   * cluster's built snapshot holds, to a namespace and service account among the app's consumers,
+   * are kept — an agent cannot grow the table with invented or foreign ids or identities. Returns how many rows were kept; the rest were ignored.
    */
   async record(rows: GrantRow[]): Promise<number> {
     if (rows.length === 0) return 0;
@@ -58,6 +58,10 @@ export class GrantsRepository {
          SELECT x.* FROM x
            JOIN cluster_secrets cs ON cs.cluster_id = x.c AND cs.secret_id = x.s
            JOIN apps a ON a.id = cs.app_id AND a.delivery_mode = 'inject'
+          -- and only to one of the app's consumers: the table holds at most one row per consumer and pod identity
+          WHERE EXISTS (SELECT 1 FROM jsonb_array_elements(a.consumers) AS e(consumer)
+                         WHERE e.consumer->>'namespace' = x.n
+                           AND (e.consumer->>'serviceAccount' = '*' OR e.consumer->>'serviceAccount' = x.sa))
           -- in key order, as every batch locks them: concurrent batches cannot deadlock
           ORDER BY x.c, x.s, x.n, x.sa
        ), saved AS (

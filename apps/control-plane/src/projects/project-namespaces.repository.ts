@@ -44,7 +44,7 @@ export class ProjectNamespacesRepository {
       const used = await em.query<Array<{ namespace: string }>>(
         `SELECT DISTINCT ns AS namespace FROM (
            SELECT namespace AS ns FROM apps WHERE project_id = $1
-           UNION SELECT c->>'namespace' FROM apps, jsonb_array_elements(apps.consumers) AS c WHERE apps.project_id = $1
+           UNION SELECT e.consumer->>'namespace' FROM apps, jsonb_array_elements(apps.consumers) AS e(consumer) WHERE apps.project_id = $1
          ) used WHERE NOT (ns = ANY($2::text[])) ORDER BY 1`,
         [projectId, namespaces],
       );
