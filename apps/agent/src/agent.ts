@@ -30,6 +30,8 @@ export interface AgentOptions {
   /** Namespaces the agent serves; undefined: cluster-wide. */
   namespaces: string[] | undefined;
   version: string;
+  /** Whether injection is served (--inject). */
+  injecting: boolean;
   /** Tests only (SIGIL_AGENT_TEST_SYNC_GATE): see ReconcilerOptions.syncGate. */
   syncGate?: string;
 }
@@ -72,6 +74,7 @@ export class Agent {
       logger,
       metrics: this.metrics,
       restarter,
+      injecting: opts.injecting,
       report: (statuses) => this.session?.report(statuses),
       applied: (state) => {
         this.cachedOpen = undefined; // the live state replaced what the cache restored

@@ -1,4 +1,4 @@
-import { DeliveryMode, type DesiredSecret, type SecretRef } from '@sigil/agent-protocol';
+import { DeliveryMode, SecretFailureReason, type DesiredSecret, type SecretRef } from '@sigil/agent-protocol';
 import { sourceOf, targetKey, type SecretSink, type SecretValues, type WriteResult } from '@sigil/agent-sync';
 import type { InjectionStore } from './inject/injection-store.js';
 import type { KubeSink } from './kube-sink.js';
@@ -12,6 +12,8 @@ export class DeliverySink implements SecretSink {
   constructor(
     private readonly kube: KubeSink,
     private readonly injection: InjectionStore,
+    /** Whether this agent serves injection (--inject): otherwise inject secrets are reported failed. */
+    private readonly injecting: boolean,
   ) {}
 
   serves(namespace: string): boolean {
@@ -27,6 +29,12 @@ export class DeliverySink implements SecretSink {
       this.injection.drop(targetKey(s.target!.namespace, s.target!.name));
       return this.kube.write(s, values);
     }
+    if (!this.injecting)
+      return {
+        state: 'failed',
+        reason: SecretFailureReason.InjectionNotServed,
+        message: 'this agent runs without --inject: no pod of this cluster can receive the secret',
+      };
     // Opened once so that an envelope this agent cannot open is reported now, not at a pod's
     // start; SecretSync zeroes the values when this returns.
     values.open();

@@ -67,6 +67,7 @@ async function main(): Promise<void> {
           : undefined,
       namespaces: config.namespaces,
       version: VERSION,
+      injecting: config.inject === true,
       // Tests only: holds each sync open while this file exists (AgentOptions.syncGate).
       ...(process.env.SIGIL_AGENT_TEST_SYNC_GATE ? { syncGate: process.env.SIGIL_AGENT_TEST_SYNC_GATE } : {}),
     },

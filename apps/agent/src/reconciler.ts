@@ -18,6 +18,8 @@ export interface ReconcilerOptions {
   logger: Logger;
   metrics: AgentMetrics;
   restarter: WorkloadRestarter | undefined;
+  /** Whether the agent serves injection (--inject). */
+  injecting: boolean;
   /** After each state applied (the injection cache saves what it needs). */
   applied?(state: AssembledState): void;
   /** Statuses found between states (a repair that failed, or recovered): sent at the acknowledged generation. */
@@ -49,7 +51,7 @@ export class KubeReconciler {
   constructor(private readonly opts: ReconcilerOptions) {
     this.sink = new KubeSink(opts.secrets, opts.namespaces, opts.clusterId, opts.logger, (k) => this.dirty.delete(k));
     this.sync = new SecretSync({
-      sink: new DeliverySink(this.sink, this.injection),
+      sink: new DeliverySink(this.sink, this.injection, opts.injecting),
       // The key is asked for when a state first needs it: the identity is loaded by then.
       get deliveryKey() {
         return opts.deliveryKeyPem();

@@ -75,5 +75,7 @@ export const SecretFailureReason = {
   KubernetesError: 'KubernetesError',
   /** The Secret kept changing between read and conditional write. */
   WriteConflict: 'WriteConflict',
+  /** An inject-mode secret reached an agent that runs without --inject: no pod can receive it. */
+  InjectionNotServed: 'InjectionNotServed',
 } as const;
 export type SecretFailureReason = (typeof SecretFailureReason)[keyof typeof SecretFailureReason];
