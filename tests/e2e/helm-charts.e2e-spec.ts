@@ -410,6 +410,46 @@ describe('Helm charts', () => {
       await patchCaBundle(webhookName, ca);
       expect((await webhook()).clientConfig.caBundle).toBe(ca);
       await expect(patchCaBundle(otherWebhook, ca)).rejects.toMatchObject({ code: 403 });
+      // Patch on its own configuration is limited to the caBundle (the chart's ValidatingAdmissionPolicy):
+      // rules, selectors, the failure policy or the address are refused. Dry runs (admission runs,
+      // nothing is stored), retried until the API server has loaded the just-installed policy.
+      const tryChange = (change: object) =>
+        asAgent.objects
+          .patch(
+            {
+              apiVersion: `${WEBHOOK_GROUP}/v1`,
+              kind: 'MutatingWebhookConfiguration',
+              metadata: { name: webhookName },
+              webhooks: [{ name: 'inject.sigil.dev', ...change }],
+            } as k8s.KubernetesObject,
+            undefined,
+            'All',
+            'sigil-agent',
+            undefined,
+            lib.PatchStrategy.StrategicMergePatch,
+          )
+          .then(
+            () => 'patched',
+            (e: { code?: number; body?: string }) => `${e.code} ${e.body}`,
+          );
+      await eventually('the policy is in force', async () =>
+        (await tryChange({ failurePolicy: 'Ignore' })).startsWith('422') ? true : undefined,
+      );
+      for (const change of [
+        { rules: [{ apiGroups: ['*'], apiVersions: ['*'], operations: ['*'], resources: ['*'], scope: '*' }] },
+        { namespaceSelector: { matchLabels: { 'widened-by': 'agent' } } },
+        { failurePolicy: 'Ignore' },
+        { clientConfig: { url: 'https://attacker.example/mutate', service: null } },
+      ])
+        expect([Object.keys(change)[0], await tryChange(change)]).toEqual([
+          Object.keys(change)[0],
+          expect.stringMatching(/^422 .*only the caBundle/),
+        ]);
+      // A caBundle change still passes it (dry run).
+      expect(await tryChange({ clientConfig: { caBundle: Buffer.from(selfSigned('sigil-inject-ca-2').cert).toString('base64') } })).toBe(
+        'patched',
+      );
+      expect((await webhook()).clientConfig).toMatchObject({ caBundle: ca, service: { name: webhookName } });
       await expect(asAgent.core.listSecretForAllNamespaces()).rejects.toMatchObject({ code: 403 });
       await expect(asAgent.core.listNamespacedSecret({ namespace: unselectedNs })).rejects.toMatchObject({ code: 403 });
     });
