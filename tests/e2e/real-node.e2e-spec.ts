@@ -62,22 +62,26 @@ describe('Sigil on a real node (kubelet, containerd, runc)', () => {
     ).toBe(201);
     const bootstrap = (await api().post(`/clusters/${token.cluster}/enrollment-tokens`)).body.token as string;
     const common = { controlPlane: cp.cp.grpcAddress, caPem, restartWorkloads: true };
+    // Host-network ports of both agents: distinct (a port just freed can be handed out again).
+    const ports = new Set<number>();
+    while (ports.size < 3) ports.add(await freeLoopbackPort());
+    const [tokenMetrics, identityMetrics, identityInject] = [...ports] as [number, number, number];
     await Promise.all([
       cluster.installAgent({
         ...token,
         ...common,
         enrollment: { mode: 'token', token: bootstrap },
         namespaces: [served],
-        metricsPort: await freeLoopbackPort(),
+        metricsPort: tokenMetrics,
       }),
       cluster.installAgent({
         ...identity,
         ...common,
         enrollment: { mode: 'kubernetesIdentity' },
         namespaces: ['reports'],
-        metricsPort: await freeLoopbackPort(),
+        metricsPort: identityMetrics,
         // This one also injects (docs/injection.md), and keeps its keys in memory only.
-        injectPort: await freeLoopbackPort(),
+        injectPort: identityInject,
         stateInMemory: true,
       } satisfies AgentRelease),
     ]);
