@@ -213,18 +213,7 @@ export class SecretSync {
    * every returned buffer once it is done with it (injection decrypts per request this way).
    */
   open(s: DesiredSecret): Map<string, Buffer> {
-    const payload = openSecretEnvelope(s.envelope, this.keys, {
-      projectId: s.projectId,
-      app: s.app,
-      secret: s.secret,
-      secretId: s.secretId,
-      version: s.version,
-    });
-    try {
-      return decodeSecretPayload(payload);
-    } finally {
-      payload.fill(0);
-    }
+    return openDesiredSecret(s, this.keys);
   }
 
   /** The cluster keys of a state; an envelope seen before is not opened again (RSA is the cost). */
@@ -251,3 +240,19 @@ const statusOf = (s: DesiredSecret, state: SecretState, reason: SecretFailureRea
   reason,
   message,
 });
+
+/** Decrypts one desired secret with `clusterKeys` (by version); the caller zeroes the returned buffers. */
+export function openDesiredSecret(s: DesiredSecret, clusterKeys: ReadonlyMap<number, Buffer>): Map<string, Buffer> {
+  const payload = openSecretEnvelope(s.envelope, clusterKeys, {
+    projectId: s.projectId,
+    app: s.app,
+    secret: s.secret,
+    secretId: s.secretId,
+    version: s.version,
+  });
+  try {
+    return decodeSecretPayload(payload);
+  } finally {
+    payload.fill(0);
+  }
+}

@@ -2,7 +2,8 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DesiredSecret } from '@sigil/agent-protocol';
-import { decodeSecretPayload, openClusterKeyEnvelope, openSecretEnvelope } from '@sigil/envelope';
+import { openDesiredSecret } from '@sigil/agent-sync';
+import { openClusterKeyEnvelope } from '@sigil/envelope';
 
 /** What an agent needs to serve injections after a restart while the control plane is unreachable. */
 export interface CachedInjection {
@@ -134,18 +135,5 @@ export function cachedOpener(c: CachedInjection): (s: DesiredSecret) => Map<stri
     const k = openClusterKeyEnvelope(c.deliveryPrivateKeyPem, e);
     keys.set(k.version, k.key);
   }
-  return (s) => {
-    const payload = openSecretEnvelope(s.envelope, keys, {
-      projectId: s.projectId,
-      app: s.app,
-      secret: s.secret,
-      secretId: s.secretId,
-      version: s.version,
-    });
-    try {
-      return decodeSecretPayload(payload);
-    } finally {
-      payload.fill(0);
-    }
-  };
+  return (s) => openDesiredSecret(s, keys);
 }
