@@ -269,7 +269,7 @@ describe('KubeSecrets.write, against a fake Secrets API', () => {
       state: 'failed',
       reason: 'NamespaceNotServed',
     });
-    expect(await secrets.delete('other', 'db')).toBe('conflict');
+    expect(await secrets.delete('other', 'db', 'cluster-1')).toBe('conflict');
     expect(api.calls).toEqual([]);
   });
 });
@@ -278,12 +278,24 @@ describe('KubeSecrets.delete and listManaged', () => {
   it('deletes a managed Secret at the version read; leaves an unmanaged one; absent is absent', async () => {
     const { api, secrets } = setUp();
     api.seed(managed());
-    expect(await secrets.delete('shop', 'db')).toBe('deleted');
+    expect(await secrets.delete('shop', 'db', 'cluster-1')).toBe('deleted');
     expect(api.secrets.has('shop/db')).toBe(false);
-    expect(await secrets.delete('shop', 'db')).toBe('absent');
+    expect(await secrets.delete('shop', 'db', 'cluster-1')).toBe('absent');
     api.seed({ ...managed(), metadata: { ...managed().metadata, labels: {} } });
-    expect(await secrets.delete('shop', 'db')).toBe('conflict');
+    expect(await secrets.delete('shop', 'db', 'cluster-1')).toBe('conflict');
     expect(api.secrets.has('shop/db')).toBe(true);
+  });
+
+  it('leaves a managed Secret another cluster’s agent (or no agent) wrote', async () => {
+    const { api, secrets } = setUp();
+    api.seed(managed({ cluster: 'cluster-2' }));
+    expect(await secrets.delete('shop', 'db', 'cluster-1')).toBe('conflict');
+    const unrecorded = managed();
+    delete unrecorded.metadata!.annotations![ANNOTATION_CLUSTER];
+    api.seed(unrecorded);
+    expect(await secrets.delete('shop', 'db', 'cluster-1')).toBe('conflict');
+    expect(api.secrets.has('shop/db')).toBe(true);
+    expect(api.calls.filter((c) => c.startsWith('DELETE'))).toEqual([]);
   });
 
   it('lists only what carries the managed-by label, per namespace served', async () => {

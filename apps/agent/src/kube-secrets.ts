@@ -151,8 +151,12 @@ export class KubeSecrets {
     }
   }
 
-  /** Deletes a managed Secret (only if it still is managed, at the version read). */
-  async delete(namespace: string, name: string): Promise<'deleted' | 'absent' | 'conflict'> {
+  /**
+   * Deletes a Secret this agent wrote: managed, and recording `clusterId`, at the version read.
+   * One another installation or another cluster's agent wrote (a foreign `sigil.dev/cluster`, or
+   * none) is left alone: the managed-by label alone is anyone's to set.
+   */
+  async delete(namespace: string, name: string, clusterId: string): Promise<'deleted' | 'absent' | 'conflict'> {
     if (!this.serves(namespace)) return 'conflict';
     let existing: Secret;
     try {
@@ -161,7 +165,7 @@ export class KubeSecrets {
       if (statusOf(err) === 404) return 'absent';
       throw err;
     }
-    if (!isManaged(existing)) return 'conflict';
+    if (!isManaged(existing) || existing.metadata?.annotations?.[ANNOTATION_CLUSTER] !== clusterId) return 'conflict';
     try {
       await this.kube.request('DELETE', secretPath(namespace, name), {
         preconditions: { resourceVersion: existing.metadata?.resourceVersion },

@@ -69,7 +69,7 @@ export class KubeSink implements SecretSink {
   }
 
   async delete(target: SecretRef): Promise<'deleted' | 'absent' | 'conflict'> {
-    const outcome = await this.secrets.delete(target.namespace, target.name);
+    const outcome = await this.secrets.delete(target.namespace, target.name, this.clusterId());
     this.written.delete(targetKey(target.namespace, target.name));
     return outcome;
   }
