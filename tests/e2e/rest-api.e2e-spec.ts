@@ -216,6 +216,28 @@ describe('apps: delivery mode inject', () => {
     expect(dropped.body.detail).toContain('gamma-pods');
   });
 
+  it('a consumer added while its namespace is dropped: one of the two is refused, never both accepted', async () => {
+    expect((await admin.post('/projects', { name: 'delta' })).status).toBe(201);
+    for (let round = 0; round < 8; round++) {
+      expect((await admin.put('/projects/delta/namespaces', { namespaces: ['delta-ns', 'delta-pods'] })).status).toBe(200);
+      const appName = `pay-${round}`;
+      expect((await admin.post('/projects/delta/apps', { name: appName, namespace: 'delta-ns', deliveryMode: 'env' })).status).toBe(201);
+      const [added, dropped] = await Promise.all([
+        admin.patch(`/projects/delta/apps/${appName}`, {
+          deliveryMode: 'inject',
+          consumers: [{ namespace: 'delta-pods', serviceAccount: '*' }],
+        }),
+        admin.put('/projects/delta/namespaces', { namespaces: ['delta-ns'] }),
+      ]);
+      const held = (await admin.get('/projects/delta/namespaces')).body.namespaces as string[];
+      const consumers = (await admin.get(`/projects/delta/apps/${appName}`)).body.consumers as Array<{ namespace: string }>;
+      // The invariant: a consumer's namespace is always one the project holds.
+      if (consumers.some((c) => c.namespace === 'delta-pods')) expect(held).toContain('delta-pods');
+      expect([added.status, dropped.status].sort()).toEqual(added.status === 200 ? [200, 409] : [200, 403]);
+      if (added.status === 200) await admin.patch(`/projects/delta/apps/${appName}`, { deliveryMode: 'env', consumers: [] });
+    }
+  });
+
   it('PATCH switches a mode and replaces consumers; inject always keeps at least one', async () => {
     expect((await admin.post(apps, { name: 'switch', namespace: 'alpha-ns', deliveryMode: 'env' })).status).toBe(201);
     const bare = await admin.patch(`${apps}/switch`, { deliveryMode: 'inject' });

@@ -219,21 +219,33 @@ export class NodeCluster {
     return this.core.readNamespacedPodLog({ namespace, name, ...(container ? { container } : {}) });
   }
 
-  /** Pod phases and waiting reasons of a namespace, to explain a timeout. */
+  /** Pod phases, waiting reasons and the last words of crashed containers in a namespace, to explain a timeout. */
   async describe(namespace: string): Promise<string> {
     const pods = await this.core.listNamespacedPod({ namespace }).catch(() => undefined);
+    const tail = (name: string, container: string) =>
+      this.core
+        .readNamespacedPodLog({ namespace, name, container, previous: true, tailLines: 20 })
+        .then((l) => l.slice(-4000))
+        .catch((err: unknown) => `(no previous log: ${String(err).slice(0, 200)})`);
     return JSON.stringify(
-      pods?.items.map((p) => ({
-        pod: p.metadata?.name,
-        phase: p.status?.phase,
-        conditions: p.status?.conditions?.filter((c) => c.status !== 'True').map((c) => `${c.type}: ${c.reason ?? ''} ${c.message ?? ''}`),
-        containers: p.status?.containerStatuses?.map((c) => ({
-          ready: c.ready,
-          restarts: c.restartCount,
-          state: c.state,
-          last: c.lastState,
+      await Promise.all(
+        (pods?.items ?? []).map(async (p) => ({
+          pod: p.metadata?.name,
+          phase: p.status?.phase,
+          conditions: p.status?.conditions
+            ?.filter((c) => c.status !== 'True')
+            .map((c) => `${c.type}: ${c.reason ?? ''} ${c.message ?? ''}`),
+          containers: await Promise.all(
+            (p.status?.containerStatuses ?? []).map(async (c) => ({
+              ready: c.ready,
+              restarts: c.restartCount,
+              state: c.state,
+              last: c.lastState,
+              ...(c.lastState?.terminated ? { lastLog: await tail(p.metadata!.name!, c.name) } : {}),
+            })),
+          ),
         })),
-      })),
+      ),
     );
   }
 

@@ -22,8 +22,9 @@ export class AppsRepository {
     return this.repo.find({ where, order: { name: 'ASC' }, take: limit });
   }
 
-  insert(a: Omit<AppEntity, 'id' | 'createdAt' | 'updatedAt' | 'version'>): Promise<AppEntity> {
-    return this.repo.save(this.repo.create(a));
+  insert(a: Omit<AppEntity, 'id' | 'createdAt' | 'updatedAt' | 'version'>, tx?: Tx): Promise<AppEntity> {
+    const em = managerOf(this.ds, tx);
+    return em.save(em.create(AppEntity, a));
   }
 
   /** Row-locked read-modify-write (see updateLocked). */

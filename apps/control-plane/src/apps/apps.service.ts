@@ -4,6 +4,7 @@ import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { AppsError, AppsErrorCode } from './apps.errors.js';
 import { isUniqueViolation, violatedConstraint } from '../database/constraint-violation.js';
+import { UnitOfWork, type Tx } from '../database/transaction.js';
 import type { ProjectEntity } from '../projects/project.entity.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import type { AppEntity } from './app.entity.js';
@@ -18,6 +19,7 @@ export class AppsService {
     @Inject(ProjectsService) private readonly projects: ProjectsService,
     @Inject(AppsRepository) private readonly repo: AppsRepository,
     @Inject(MembershipService) private readonly membership: MembershipService,
+    @Inject(UnitOfWork) private readonly uow: UnitOfWork,
   ) {}
 
   async resolve(actor: Actor, project: string, name: string): Promise<{ project: ProjectEntity; app: AppEntity }> {
@@ -42,16 +44,21 @@ export class AppsService {
     checkConsumers(dto.deliveryMode, consumers);
     const p = await this.projects.resolve(actor, project);
     await this.checkNamespace(p, dto.namespace);
-    await this.checkConsumerNamespaces(p, consumers);
     try {
-      const app = await this.repo.insert({
-        projectId: p.id,
-        name: dto.name,
-        namespace: dto.namespace,
-        deliveryMode: dto.deliveryMode,
-        consumers,
-        secretType: dto.secretType ?? 'Opaque',
-        mountPath: dto.mountPath ?? '/etc/sigil',
+      const app = await this.uow.run(async (tx) => {
+        await this.checkConsumerNamespaces(p, consumers, tx);
+        return this.repo.insert(
+          {
+            projectId: p.id,
+            name: dto.name,
+            namespace: dto.namespace,
+            deliveryMode: dto.deliveryMode,
+            consumers,
+            secretType: dto.secretType ?? 'Opaque',
+            mountPath: dto.mountPath ?? '/etc/sigil',
+          },
+          tx,
+        );
       });
       return { project: p, app };
     } catch (err) {
@@ -70,7 +77,6 @@ export class AppsService {
     // Checked before anything is locked, and again on the locked row (a concurrent update may have changed either field).
     checkConsumers(dto.deliveryMode ?? found.deliveryMode, dto.consumers ?? found.consumers);
     if (dto.namespace !== undefined && dto.namespace !== found.namespace) await this.checkNamespace(p, dto.namespace);
-    if (dto.consumers !== undefined) await this.checkConsumerNamespaces(p, normalizeConsumers(dto.consumers));
     let app: AppEntity | null;
     try {
       // Moving the app moves its secrets (ON UPDATE CASCADE): a name taken in the new namespace fails the update.
@@ -79,8 +85,9 @@ export class AppsService {
       // delivery mode or consumers list resends the app's secrets in full (deliveryShape).
       app = await this.membership.appContentChange(
         found.id,
-        (tx) =>
-          this.repo.updateLocked(
+        async (tx) => {
+          if (dto.consumers !== undefined) await this.checkConsumerNamespaces(p, normalizeConsumers(dto.consumers), tx);
+          return this.repo.updateLocked(
             found.id,
             (a) => {
               checkVersion(expectedVersion, a.version);
@@ -92,7 +99,8 @@ export class AppsService {
               if (dto.mountPath !== undefined) a.mountPath = dto.mountPath;
             },
             tx,
-          ),
+          );
+        },
         { relocated: dto.namespace !== undefined && dto.namespace !== found.namespace },
       );
     } catch (err) {
@@ -118,15 +126,19 @@ export class AppsService {
   /**
    * An inject app's consumers are pods of namespaces its project holds: a namespace has one
    * project, so a pod's namespace and an app name always name one app, and no project can hand
-   * its values to pods of another's namespaces.
+   * its values to pods of another's namespaces. Checked in the transaction that writes the
+   * consumers, with the project's namespaces locked: an admin dropping one at the same moment
+   * either waits and then sees it in use (409), or goes first and this refuses (403).
    */
-  private async checkConsumerNamespaces(p: ProjectEntity, consumers: ReadonlyArray<{ namespace: string }>): Promise<void> {
-    for (const namespace of new Set(consumers.map((c) => c.namespace)))
-      if (!(await this.projects.holdsNamespace(p.id, namespace)))
-        throw new AppsError(
-          AppsErrorCode.NamespaceNotGranted,
-          `project ${p.name} does not hold namespace ${namespace} of a consumer; an admin grants it (PUT /projects/${p.name}/namespaces)`,
-        );
+  private async checkConsumerNamespaces(p: ProjectEntity, consumers: ReadonlyArray<{ namespace: string }>, tx: Tx): Promise<void> {
+    const namespaces = [...new Set(consumers.map((c) => c.namespace))];
+    if (namespaces.length === 0) return;
+    const [missing] = await this.projects.missingNamespacesLocked(p.id, namespaces, tx);
+    if (missing !== undefined)
+      throw new AppsError(
+        AppsErrorCode.NamespaceNotGranted,
+        `project ${p.name} does not hold namespace ${missing} of a consumer; an admin grants it (PUT /projects/${p.name}/namespaces)`,
+      );
   }
 
   async delete(actor: Actor, project: string, name: string, expectedVersion: number | undefined): Promise<void> {

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { managerOf, type Tx } from '../database/transaction.js';
 
 /** Which namespaces each project holds (table project_namespaces, owned by this module). */
 @Injectable()
@@ -20,6 +21,22 @@ export class ProjectNamespacesRepository {
       namespace,
     ]);
     return rows.length > 0;
+  }
+
+  /**
+   * Which of `namespaces` the project does not hold, with the project's set locked against a
+   * concurrent `replace` until `tx` ends (FOR SHARE against its FOR UPDATE): a check made here
+   * still holds when the caller's writes commit.
+   */
+  async missingLocked(projectId: string, namespaces: string[], tx: Tx): Promise<string[]> {
+    const em = managerOf(this.ds, tx);
+    await em.query('SELECT 1 FROM projects WHERE id = $1 FOR SHARE', [projectId]);
+    const held = await em.query<Array<{ namespace: string }>>(
+      'SELECT namespace FROM project_namespaces WHERE project_id = $1 AND namespace = ANY($2::text[])',
+      [projectId, namespaces],
+    );
+    const found = new Set(held.map((r) => r.namespace));
+    return namespaces.filter((n) => !found.has(n));
   }
 
   /**

@@ -83,6 +83,11 @@ export class ProjectsService {
     return this.namespaces.holds(projectId, namespace);
   }
 
+  /** Which of `namespaces` the project does not hold; its set cannot change until `tx` ends. */
+  missingNamespacesLocked(projectId: string, namespaces: string[], tx: Tx): Promise<string[]> {
+    return this.namespaces.missingLocked(projectId, namespaces, tx);
+  }
+
   /**
    * Admin: the complete set of namespaces the project holds. A namespace has one project: one
    * held by another project, or a dropped one an app still uses, is a 409 and nothing changes.
