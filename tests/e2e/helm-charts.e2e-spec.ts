@@ -121,7 +121,8 @@ describe('Helm charts', () => {
         '--inject-service=ns1/rel-inject',
         '--inject-webhook=rel-inject',
         `--inject-image=${agent.image}`,
-        '--inject-audience=sigil-inject',
+        // Per installation: a token made for another agent is refused here.
+        '--inject-audience=sigil-inject.ns1.rel',
         // The sealed cache in an emptyDir of the pod (docs/injection.md).
         '--inject-cache-dir=/var/lib/sigil/inject-cache/data',
         '--inject-cache-key-file=/var/lib/sigil/inject-cache/key',
