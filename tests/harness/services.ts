@@ -27,14 +27,35 @@ export async function startServices(): Promise<RunningServices> {
   const redis = new EmbeddedRedis({ dir: path.join(root, 'redis'), durable: false });
   const kube = new KubeApiServer(path.join(root, 'kube'));
   const started = Date.now();
-  const [templateUrl, redisUrl, kubeInfo, hsm] = await Promise.all([
+  const stopAll = async () => {
+    await Promise.allSettled([postgres.stop(), redis.stop(), kube.stop()]);
+    if (process.env.SIGIL_KEEP_TEST_DIR !== '1') await rm(root, { recursive: true, force: true });
+  };
+  const starting = await Promise.allSettled([
     postgres.start(),
     redis.start(),
     kube.start(),
     ensureSoftHsmToken(path.join(root, 'softhsm'), 'sigil-test'),
-  ]);
-  const template = await openDatabase(templateUrl);
-  await template.destroy();
+  ] as const);
+  // One that failed to start (a binary missing, a port taken) stops the others: none outlives the run.
+  const failed = starting.find((r) => r.status === 'rejected');
+  if (failed) {
+    await stopAll();
+    throw failed.reason;
+  }
+  const [templateUrl, redisUrl, kubeInfo, hsm] = starting.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+    string,
+    string,
+    Awaited<ReturnType<KubeApiServer['start']>>,
+    Awaited<ReturnType<typeof ensureSoftHsmToken>>,
+  ];
+  try {
+    const template = await openDatabase(templateUrl);
+    await template.destroy();
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 
   const env: TestEnvironment = {
     root,
@@ -49,9 +70,6 @@ export async function startServices(): Promise<RunningServices> {
   return {
     env,
     envFile: file,
-    async stop() {
-      await Promise.allSettled([postgres.stop(), redis.stop(), kube.stop()]);
-      if (process.env.SIGIL_KEEP_TEST_DIR !== '1') await rm(root, { recursive: true, force: true });
-    },
+    stop: stopAll,
   };
 }
