@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import { once } from 'node:events';
 import { readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -6,14 +7,54 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Helpers for the local services `make up` and the test harness start (PostgreSQL, Redis). */
 
+/** Ports handed out by this process: never twice, even once they are free again. */
+const handedOut = new Set<number>();
+
+/**
+ * A port free on every interface now, for a server started soon after. It is drawn at random
+ * below the kernel's ephemeral range: a port the kernel picks (bind to 0) comes from that range,
+ * where any outgoing connection made meanwhile may take it as its local port, and a server then
+ * fails with EADDRINUSE (seen on a busy machine: an agent in host network crash-looping on a
+ * port the test had found free).
+ */
 export async function freeLoopbackPort(): Promise<number> {
+  const [low] = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').then(
+    (r) => r.trim().split(/\s+/).map(Number),
+    () => [0],
+  );
+  const min = 10_000;
+  const max = (low ?? 0) - 1;
+  if (max - min >= 1_000) {
+    for (let i = 0; i < 200; i++) {
+      const port = min + randomInt(max - min + 1);
+      if (handedOut.has(port) || !(await canListen(port))) continue;
+      handedOut.add(port);
+      return port;
+    }
+  }
+  for (;;) {
+    const port = await listenOnce(0, '127.0.0.1');
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+const canListen = (port: number) =>
+  listenOnce(port, '0.0.0.0').then(
+    () => true,
+    () => false,
+  );
+
+async function listenOnce(port: number, host: string): Promise<number> {
   const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
+  server.listen(port, host);
+  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);
+  const bound = (server.address() as net.AddressInfo).port;
   server.close();
   await once(server, 'close');
-  return port;
+  return bound;
 }
 
 export function isAlive(pid: number): boolean {
