@@ -133,20 +133,24 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     await cp?.stop();
   });
 
-  it('sets the webhook caBundle to the serving certificate it presents', async () => {
+  it('sets the webhook caBundle to the authority of the serving certificate it presents', async () => {
     const bundle = await eventually('caBundle set', async () => {
       const c = await admission.readMutatingWebhookConfiguration({ name: webhook });
       return c.webhooks?.[0]?.clientConfig.caBundle || undefined;
     });
-    // The certificate the port presents is the one in the caBundle (and the one pods pin).
-    const presented = await new Promise<Buffer>((resolve, reject) => {
-      const socket = tlsConnect({ host: '127.0.0.1', port: injectPort, rejectUnauthorized: false }, () => {
-        resolve(socket.getPeerCertificate().raw);
+    // The port presents a short-lived certificate signed by the authority in the caBundle (the
+    // one pods pin), and a client trusting only that authority accepts it.
+    const authority = new X509Certificate(Buffer.from(bundle, 'base64'));
+    const presented = await new Promise<X509Certificate>((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port: injectPort, ca: authority.toString() }, () => {
+        resolve(socket.getPeerX509Certificate()!);
         socket.end();
       });
       socket.once('error', reject);
     });
-    expect(new X509Certificate(Buffer.from(bundle, 'base64')).raw.equals(presented)).toBe(true);
+    expect(authority.ca).toBe(true);
+    expect(presented.ca).toBe(false);
+    expect(presented.checkIssued(authority) && presented.verify(authority.publicKey)).toBe(true);
     const pod = (await createPod(appNs, injectablePod(uniqueName('w'), 'pay', { 'sigil.dev/inject': 'pay' }))).metadata!;
     expect(pod.annotations?.['sigil.dev/injected']).toBe('pay');
   });
@@ -413,7 +417,7 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     );
   });
 
-  it('restarted while the control plane is unreachable, the agent serves pods from its sealed cache, with the same certificate', async () => {
+  it('restarted while the control plane is unreachable, the agent serves pods from its sealed cache, under the same authority', async () => {
     const bundle = (await admission.readMutatingWebhookConfiguration({ name: webhook })).webhooks![0]!.clientConfig.caBundle;
     const pod = await createPod(appNs, injectablePod(uniqueName('off'), 'pay', { 'sigil.dev/inject': 'pay' }));
     const token = await podToken(core, pod);
@@ -427,7 +431,7 @@ describe('injection: values in pods without a Kubernetes Secret', () => {
     const run = await runInjector('init', await injectorEnv(pod, 'sigil-inject-init', token, root)).done;
     expect(run).toMatchObject({ code: 0 });
     expect(await readFile(path.join(root, 'files', 'pay-db', 'PASSWORD'), 'utf8')).toBe(`${CANARY}-v2`);
-    // The pod's pinned certificate is still the agent's.
+    // The authority the pod pinned is still the agent's.
     expect((await admission.readMutatingWebhookConfiguration({ name: webhook })).webhooks![0]!.clientConfig.caBundle).toBe(bundle);
     const cacheFile = readFileSync(path.join(dir, 'cache', 'injection-cache.sgc'));
     expect(cacheFile.includes(CANARY)).toBe(false);

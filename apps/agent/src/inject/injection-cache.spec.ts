@@ -24,7 +24,7 @@ const content: CachedInjection = {
   deliveryPrivateKeyPem: '-----BEGIN PRIVATE KEY-----\ncache-canary-key\n-----END PRIVATE KEY-----\n',
   clusterKeyEnvelopes: [Buffer.from('SGK1')],
   entries: [entry],
-  serving: { keyPem: 'k', certificatePem: 'c' },
+  authority: { keyPem: 'k', certificatePem: 'c' },
 };
 
 describe('InjectionCache', () => {

@@ -12,8 +12,8 @@ export interface CachedInjection {
   deliveryPrivateKeyPem: string;
   clusterKeyEnvelopes: Buffer[];
   entries: DesiredSecret[];
-  /** The injection port's certificate, kept so that pods pinned to it keep working across restarts. */
-  serving: { keyPem: string; certificatePem: string } | undefined;
+  /** The injection port's authority (key and certificate), kept so that pods and the webhook that trust it keep working across restarts. */
+  authority: { keyPem: string; certificatePem: string } | undefined;
   /** When it was sealed (load refuses a cache older than its maximum age). */
   sealedAt?: Date;
 }
@@ -24,7 +24,7 @@ const KEY_BYTES = 32;
 
 /**
  * The injection cache (`--inject-cache-dir`): the last inject entries, the cluster-key envelopes
- * and the delivery key that opens them, and the serving certificate, sealed with AES-256-GCM
+ * and the delivery key that opens them, and the injection port's authority, sealed with AES-256-GCM
  * under the key in `--inject-cache-key-file`, which must not be in etcd (a hostPath or a CSI
  * volume on the node; created 0600 if missing). Format: "SGC1" ‖ iv(12) ‖ ciphertext ‖ tag(16),
  * AAD "sigil-injection-cache-v1|<cluster>". Whoever has both the file and the key has what the
@@ -58,7 +58,7 @@ export class InjectionCache {
         deliveryPrivateKeyPem: string;
         clusterKeyEnvelopes: string[];
         entries: string[];
-        serving?: { keyPem: string; certificatePem: string };
+        authority?: { keyPem: string; certificatePem: string };
         sealedAt?: string;
       };
       const sealedAt = new Date(j.sealedAt ?? 0);
@@ -72,7 +72,7 @@ export class InjectionCache {
         deliveryPrivateKeyPem: j.deliveryPrivateKeyPem,
         clusterKeyEnvelopes: j.clusterKeyEnvelopes.map((e) => Buffer.from(e, 'base64')),
         entries: j.entries.map((e) => DesiredSecret.decode(Buffer.from(e, 'base64'))),
-        serving: j.serving,
+        authority: j.authority,
       };
     } finally {
       plain.fill(0);
@@ -86,7 +86,7 @@ export class InjectionCache {
         deliveryPrivateKeyPem: c.deliveryPrivateKeyPem,
         clusterKeyEnvelopes: c.clusterKeyEnvelopes.map((e) => e.toString('base64')),
         entries: c.entries.map((e) => Buffer.from(DesiredSecret.encode(e).finish()).toString('base64')),
-        serving: c.serving,
+        authority: c.authority,
         sealedAt: new Date().toISOString(),
       }),
     );

@@ -45,6 +45,11 @@ export class InjectionServer {
     this.server.requestTimeout = (MAX_WAIT_SECONDS + 10) * 1000;
   }
 
+  /** Presents a new serving certificate to connections from now on (a renewal; the trust is unchanged). */
+  useCertificate(keyPem: string, certificatePem: string): void {
+    this.server.setSecureContext({ key: keyPem, cert: certificatePem, minVersion: 'TLSv1.2' });
+  }
+
   listen(port: number, host: string): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);

@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '@sigil/logging';
 import type { Agent } from '../agent.js';
 import type { KubeClient } from '../kube/kube-client.js';
@@ -6,7 +7,7 @@ import type { AgentMetrics } from '../metrics.js';
 import { InjectionServer } from './injection-server.js';
 import { InjectionService } from './injection-service.js';
 import { cachedOpener, InjectionCache } from './injection-cache.js';
-import { createServingCertificate } from './serving-certificate.js';
+import { createServingAuthority, issueServingCertificate, renewalAt, type KeyAndCertificate } from './serving-certificate.js';
 import { TokenReviewer } from './token-review.js';
 import { WebhookCaBundle } from './webhook-config.js';
 
@@ -54,10 +55,12 @@ export async function startInjection(
     agent.restoreInjected(cached.entries, cachedOpener(cached));
     logger.info({ secrets: cached.entries.length }, 'restored inject-mode secrets from the injection cache');
   }
-  // The cached certificate is kept while it has a month left: pods started before pinned it.
+  const names = [...serviceNames, ...settings.names];
+  // The cached authority is kept while it has a month left: pods started before trust it.
   const reusable =
-    cached?.serving && new Date(new X509Certificate(cached.serving.certificatePem).validTo).getTime() - Date.now() > 30 * 86_400_000;
-  const cert = reusable ? cached.serving! : await createServingCertificate([...serviceNames, ...settings.names]);
+    cached?.authority && new Date(new X509Certificate(cached.authority.certificatePem).validTo).getTime() - Date.now() > 30 * 86_400_000;
+  const authority = reusable ? cached.authority! : await createServingAuthority(names);
+  let cert: KeyAndCertificate = await issueServingCertificate(authority, names);
   if (cache) {
     // Saves and the clear on revocation run one after another, so a save in flight cannot bring
     // back a cache that was just deleted.
@@ -93,7 +96,7 @@ export async function startInjection(
               deliveryPrivateKeyPem: identity.deliveryPrivateKeyPem,
               clusterKeyEnvelopes: [...state.clusterKeyEnvelopes],
               entries,
-              serving: { keyPem: cert.keyPem, certificatePem: cert.certificatePem },
+              authority: { keyPem: authority.keyPem, certificatePem: authority.certificatePem },
             }),
       );
     });
@@ -115,7 +118,7 @@ export async function startInjection(
       image: settings.image,
       // The chart's Service listens on the agent's own port.
       agentUrl: settings.url ?? `https://${serviceNames[0] ?? settings.names[0]}:${settings.port}`,
-      caPem: cert.certificatePem,
+      caPem: authority.certificatePem,
       audience: settings.audience,
       ...(settings.resources ? { resources: settings.resources } : {}),
     },
@@ -123,8 +126,26 @@ export async function startInjection(
     logger,
   });
   const port = await server.listen(settings.port, settings.host);
-  const bundle = settings.webhook ? new WebhookCaBundle(kube, settings.webhook, cert.certificatePem, logger) : undefined;
+  const bundle = settings.webhook ? new WebhookCaBundle(kube, settings.webhook, authority.certificatePem, logger) : undefined;
   bundle?.start();
+  // The serving certificate is renewed in place at two thirds of its life; the trust stays.
+  const renewal = new AbortController();
+  void (async () => {
+    for (;;) {
+      const due = renewalAt(new Date(new X509Certificate(cert.certificatePem).validFrom), cert.notAfter).getTime() - Date.now();
+      // Timers hold at most 2^31-1 ms: wake daily and look again.
+      await delay(Math.max(0, Math.min(due, 86_400_000)), undefined, { signal: renewal.signal });
+      if (Date.now() < renewalAt(new Date(new X509Certificate(cert.certificatePem).validFrom), cert.notAfter).getTime()) continue;
+      try {
+        cert = await issueServingCertificate(authority, names);
+        server.useCertificate(cert.keyPem, cert.certificatePem);
+        logger.info({ notAfter: cert.notAfter.toISOString() }, 'renewed the injection port’s serving certificate');
+      } catch (err) {
+        logger.warn({ error: (err as Error).message }, 'cannot renew the injection port’s serving certificate; trying again in an hour');
+        await delay(3_600_000, undefined, { signal: renewal.signal });
+      }
+    }
+  })().catch(() => undefined); // aborted at stop
   const flush = setInterval(() => {
     const grants = service.takeGrants();
     if (!agent.sendGrants(grants)) service.returnGrants(grants);
@@ -133,8 +154,9 @@ export async function startInjection(
   logger.info({ port, webhook: settings.webhook, cache: settings.cacheDir }, 'injection serving');
   return {
     port,
-    caPem: cert.certificatePem,
+    caPem: authority.certificatePem,
     stop: async () => {
+      renewal.abort();
       clearInterval(flush);
       bundle?.stop();
       const grants = service.takeGrants();
