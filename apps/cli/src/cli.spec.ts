@@ -274,7 +274,11 @@ describe('sigil secrets (generated)', () => {
     expect((await sigil(['secrets', 'rotate-now', 'shop', 'checkout', 'db'])).stdout).toContain('version 2 generated');
     expect((await sigil(['secrets', 'rotation', 'shop', 'checkout', 'db', '--every', '7'])).stdout).toContain('rotates every 7 days');
     expect((await sigil(['secrets', 'rotation', 'shop', 'checkout', 'db', '--off'])).stdout).toBe('secret db: no automatic rotation\n');
-    expect(seen.map((x) => `${x.method} ${x.path}`)).toEqual([`POST ${base}/db/rotate`, `PUT ${base}/db/rotation`, `DELETE ${base}/db/rotation`]);
+    expect(seen.map((x) => `${x.method} ${x.path}`)).toEqual([
+      `POST ${base}/db/rotate`,
+      `PUT ${base}/db/rotation`,
+      `DELETE ${base}/db/rotation`,
+    ]);
     expect(seen[1]!.body).toEqual({ rotateEveryDays: 7 });
     expect((await sigil(['secrets', 'rotation', 'shop', 'checkout', 'db'])).code).toBe(EXIT.usage);
   });

@@ -188,7 +188,8 @@ export class SecretsController {
   @Requires('secrets:write')
   @Audited('secret.rotation.set')
   @ApiOperation({
-    summary: 'Generated secrets: rotate automatically every N days, counted from the last rotation (an overdue one rotates at the next sweep)',
+    summary:
+      'Generated secrets: rotate automatically every N days, counted from the last rotation (an overdue one rotates at the next sweep)',
   })
   @ApiOkResponse({ type: SecretView })
   async setRotation(

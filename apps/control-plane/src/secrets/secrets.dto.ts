@@ -108,7 +108,12 @@ export class CreateSecretDto extends SecretValuesDto {
 }
 
 export class RotationDto {
-  @ApiProperty({ example: 30, minimum: 1, maximum: MAX_ROTATE_EVERY_DAYS, description: 'a new version every N days, counted from the last rotation' })
+  @ApiProperty({
+    example: 30,
+    minimum: 1,
+    maximum: MAX_ROTATE_EVERY_DAYS,
+    description: 'a new version every N days, counted from the last rotation',
+  })
   @IsInt()
   @Min(1)
   @Max(MAX_ROTATE_EVERY_DAYS)

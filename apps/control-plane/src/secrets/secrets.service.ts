@@ -76,9 +76,13 @@ export class SecretsService {
     const r = await this.apps.resolve(actor, project, app);
     const type = dto.type ?? r.app.secretType;
     if (dto.generate !== undefined && (dto.data !== undefined || dto.binaryData !== undefined))
-      throw new SecretsError(SecretsErrorCode.InvalidSecret, 'a secret is either typed (data, binaryData) or generated (generate), not both', {
-        details: [{ field: 'generate', problem: 'not allowed with data or binaryData' }],
-      });
+      throw new SecretsError(
+        SecretsErrorCode.InvalidSecret,
+        'a secret is either typed (data, binaryData) or generated (generate), not both',
+        {
+          details: [{ field: 'generate', problem: 'not allowed with data or binaryData' }],
+        },
+      );
     const generator = dto.generate ? normalizeSpec(dto.generate.keys) : null;
     // Generated: the HSM's random bytes, checked like typed values (size, the type's rules).
     const values = generator ? checkValues(await this.generate(generator), type) : parseValues(dto, type);
@@ -195,7 +199,13 @@ export class SecretsService {
    * Generated secrets: new values from the HSM now, as a new version (the same path as a typed
    * update: delivery, status, restarts and audit behave alike); the schedule restarts from now.
    */
-  async rotateNow(actor: Actor, project: string, app: string, name: string, expectedVersion: number | undefined): Promise<SecretWithVersion> {
+  async rotateNow(
+    actor: Actor,
+    project: string,
+    app: string,
+    name: string,
+    expectedVersion: number | undefined,
+  ): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
     return this.membership.appContentChange(r.app.id, async (tx) => {
       const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
@@ -357,7 +367,10 @@ const isGenerated = (name: string) =>
     `secret ${JSON.stringify(name)} is generated: its values come from the HSM only (POST …/rotate for new ones); to type values, delete it and create it with data`,
   );
 const notGenerated = (name: string) =>
-  new SecretsError(SecretsErrorCode.SecretNotGenerated, `secret ${JSON.stringify(name)} is typed, not generated: write a new version with PUT`);
+  new SecretsError(
+    SecretsErrorCode.SecretNotGenerated,
+    `secret ${JSON.stringify(name)} is typed, not generated: write a new version with PUT`,
+  );
 
 /** Sizes and the type's rules, for typed and generated values alike; zeroes them when it refuses. */
 export function checkValues(values: Map<string, Buffer>, type: string): Map<string, Buffer> {

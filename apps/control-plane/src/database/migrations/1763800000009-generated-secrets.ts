@@ -10,7 +10,9 @@ export class GeneratedSecrets1763800000009 implements MigrationInterface {
   name = 'GeneratedSecrets1763800000009';
 
   async up(q: QueryRunner): Promise<void> {
-    await q.query(`ALTER TABLE secrets ADD COLUMN generator jsonb CHECK (generator IS NULL OR jsonb_typeof(generator -> 'keys') = 'array')`);
+    await q.query(
+      `ALTER TABLE secrets ADD COLUMN generator jsonb CHECK (generator IS NULL OR jsonb_typeof(generator -> 'keys') = 'array')`,
+    );
     await q.query('ALTER TABLE secrets ADD COLUMN rotate_every_days integer CHECK (rotate_every_days BETWEEN 1 AND 3650)');
     await q.query('ALTER TABLE secrets ADD COLUMN next_rotation_at timestamptz');
     await q.query('ALTER TABLE secrets ADD COLUMN last_rotated_at timestamptz');
