@@ -109,14 +109,14 @@ export class SecretsRepository {
    * `daySeconds` later (the database's clock, the same for every replica).
    */
   async markRotated(tx: Tx, id: string, daySeconds: number): Promise<Pick<SecretEntity, 'nextRotationAt' | 'lastRotatedAt'>> {
-    const rows: Array<Pick<SecretEntity, 'nextRotationAt' | 'lastRotatedAt'>> = await this.em(tx).query(
+    const rows = await this.em(tx).query<[Array<Pick<SecretEntity, 'nextRotationAt' | 'lastRotatedAt'>>, number]>(
       `UPDATE secrets SET last_rotated_at = now(),
               next_rotation_at = CASE WHEN rotate_every_days IS NULL THEN NULL ELSE now() + make_interval(secs => rotate_every_days::double precision * $2) END
         WHERE id = $1
         RETURNING next_rotation_at AS "nextRotationAt", last_rotated_at AS "lastRotatedAt"`,
       [id, daySeconds],
     );
-    return rows[0]!;
+    return rows[0][0]!;
   }
 
   /**
