@@ -58,10 +58,14 @@ describe('generated secrets with a rotation schedule', () => {
   };
   /** The cluster's values once it holds `version`; checks their shapes and remembers them. */
   const deliveredVersion = async (version: number, timeoutMs = 20_000) => {
-    const got = await eventually(`version ${version} in the cluster`, async () => {
-      const v = await readValues();
-      return v?.version === String(version) ? v.data : undefined;
-    }, timeoutMs);
+    const got = await eventually(
+      `version ${version} in the cluster`,
+      async () => {
+        const v = await readValues();
+        return v?.version === String(version) ? v.data : undefined;
+      },
+      timeoutMs,
+    );
     expect(Object.keys(got).sort()).toEqual(Object.keys(SHAPES).sort());
     for (const [k, re] of Object.entries(SHAPES)) expect(got[k]).toMatch(re);
     for (const v of Object.values(got)) delivered.add(v);

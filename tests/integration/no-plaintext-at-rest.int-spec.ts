@@ -114,7 +114,11 @@ describe('no secret at rest in PostgreSQL', () => {
     expect(values.get('PASSWORD')!.toString()).toMatch(/^[A-Za-z0-9]{40}$/);
     expect(values.get('KEY')!.toString()).toMatch(/^[0-9a-f]{64}$/);
     // Each random spelled raw too: the hex key's 32 bytes, the base64 key's 32 bytes.
-    generated = [...values.values(), Buffer.from(values.get('KEY')!.toString(), 'hex'), Buffer.from(values.get('B64')!.toString(), 'base64')];
+    generated = [
+      ...values.values(),
+      Buffer.from(values.get('KEY')!.toString(), 'hex'),
+      Buffer.from(values.get('B64')!.toString(), 'base64'),
+    ];
     // What the agent learns is exactly what must never be found at the centre.
     expect(
       decodeSecretPayload(openSecretEnvelope(delivered.envelope, keys, delivered))

@@ -108,13 +108,19 @@ export class SecretsRepository {
    * After new generated values: last rotated now, next due `rotate_every_days` "days" of
    * `daySeconds` later (the database's clock, the same for every replica).
    */
-  async markRotated(tx: Tx, id: string, daySeconds: number): Promise<Pick<SecretEntity, 'nextRotationAt' | 'lastRotatedAt'>> {
-    const rows = await this.em(tx).query<[Array<Pick<SecretEntity, 'nextRotationAt' | 'lastRotatedAt'>>, number]>(
-      `UPDATE secrets SET last_rotated_at = now(),
-              next_rotation_at = CASE WHEN rotate_every_days IS NULL THEN NULL ELSE now() + make_interval(secs => rotate_every_days::double precision * $2) END
+  async markRotated(
+    tx: Tx,
+    id: string,
+    daySeconds: number,
+    /** a new secret's schedule, set in the same statement (the row's check constraint ties the two columns) */
+    days?: number,
+  ): Promise<Pick<SecretEntity, 'nextRotationAt' | 'lastRotatedAt' | 'rotateEveryDays'>> {
+    const rows = await this.em(tx).query<[Array<Pick<SecretEntity, 'nextRotationAt' | 'lastRotatedAt' | 'rotateEveryDays'>>, number]>(
+      `UPDATE secrets SET last_rotated_at = now(), rotate_every_days = COALESCE($3::integer, rotate_every_days),
+              next_rotation_at = now() + make_interval(secs => COALESCE($3::integer, rotate_every_days)::double precision * $2)
         WHERE id = $1
-        RETURNING next_rotation_at AS "nextRotationAt", last_rotated_at AS "lastRotatedAt"`,
-      [id, daySeconds],
+        RETURNING next_rotation_at AS "nextRotationAt", last_rotated_at AS "lastRotatedAt", rotate_every_days AS "rotateEveryDays"`,
+      [id, daySeconds, days ?? null],
     );
     return rows[0][0]!;
   }

@@ -102,13 +102,8 @@ export class SecretsService {
           lastRotatedAt: null,
         });
         const current = await this.writeVersion(tx, actor, r, secret, 1, values);
-        if (generator) {
-          const days = dto.generate?.rotateEveryDays;
-          if (days !== undefined) await this.repo.setSchedule(tx, secret.id, days, this.config.rotation.daySeconds);
-          Object.assign(secret, await this.repo.markRotated(tx, secret.id, this.config.rotation.daySeconds));
-          secret.rotateEveryDays = days ?? null;
-          if (days !== undefined) secret.version += 1;
-        }
+        if (generator)
+          Object.assign(secret, await this.repo.markRotated(tx, secret.id, this.config.rotation.daySeconds, dto.generate?.rotateEveryDays));
         return { ...r, secret, current };
       });
     } catch (err) {
@@ -316,12 +311,21 @@ export class SecretsService {
     const keys = [...values.keys()].sort();
     // Bound to this secret and key: equal values compare equal across versions of one key, but a
     // fingerprint cannot be matched against guesses written into another secret.
-    const fingerprints = await this.hsm.fingerprint(keys.map((k) => Buffer.concat([Buffer.from(`${secret.id}\0${k}\0`), values.get(k)!])));
+    // The copies made here (fingerprint inputs, the encoded payload) are zeroed once the HSM has them.
+    const inputs = keys.map((k) => Buffer.concat([Buffer.from(`${secret.id}\0${k}\0`), values.get(k)!]));
     const payload = encodeSecretPayload(values);
-    const [sealedValueId] = await this.sealer.seal(
-      [{ value: payload, context: { projectId: r.project.id, app: r.app.name, secret: secret.name, secretId: secret.id, version } }],
-      tx,
-    );
+    let fingerprints: string[];
+    let sealedValueId: string | undefined;
+    try {
+      fingerprints = await this.hsm.fingerprint(inputs);
+      [sealedValueId] = await this.sealer.seal(
+        [{ value: payload, context: { projectId: r.project.id, app: r.app.name, secret: secret.name, secretId: secret.id, version } }],
+        tx,
+      );
+    } finally {
+      for (const b of inputs) b.fill(0);
+      payload.fill(0);
+    }
     return this.repo.insertVersion(tx, {
       secretId: secret.id,
       version,
