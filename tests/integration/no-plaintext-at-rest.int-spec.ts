@@ -7,6 +7,7 @@ import pg from 'pg';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
 import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
+import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { agentEndpoint, projectWithApp, startTestApp, type TestApp } from '../harness/app-context.js';
 import { eventually } from '../harness/eventually.js';
 import { deliveryKeys, enrollAgent, SyncSession, type EnrolledAgent } from '../harness/sync-session.js';
@@ -64,6 +65,8 @@ describe('no secret at rest in PostgreSQL', () => {
   const canary = Buffer.from(`canary-${randomBytes(16).toString('hex')}`);
   let dek: Buffer;
   let cdk: Buffer;
+  /** Values the HSM generated (a generated secret, issue 20), as the agent opened them. */
+  let generated: Buffer[] = [];
   let agent: EnrolledAgent | undefined;
 
   beforeAll(async () => {
@@ -72,6 +75,17 @@ describe('no secret at rest in PostgreSQL', () => {
     // built by the delivery job for an enrolled cluster, and read off its Sync stream.
     const project = uniqueName('p');
     await projectWithApp(t.app, admin, { project, app: 'web', namespace: 'web' }, { canary: { VALUE: canary.toString() } });
+    await t.app.get(SecretsService).create(admin, project, 'web', {
+      name: 'generated',
+      generate: {
+        keys: [
+          { key: 'PASSWORD', kind: 'password', length: 40 },
+          { key: 'KEY', kind: 'hex', length: 32 },
+          { key: 'B64', kind: 'bytes-base64', length: 32 },
+        ],
+        rotateEveryDays: 30,
+      },
+    });
     const clusters = t.app.get(ClustersService);
     const name = uniqueName('c');
     await clusters.register(name, {});
@@ -84,7 +98,7 @@ describe('no secret at rest in PostgreSQL', () => {
         const s = new SyncSession(enrolled.client, { appliedGeneration: 0n });
         try {
           const st = await s.state(1);
-          return st.secrets.length > 0 ? st : undefined;
+          return st.secrets.length > 1 ? st : undefined;
         } finally {
           s.cancel();
         }
@@ -94,7 +108,17 @@ describe('no secret at rest in PostgreSQL', () => {
     );
     const keys = deliveryKeys(enrolled, state.keyEnvelopes);
     cdk = keys.get(1)!;
-    const delivered = state.secrets[0]!;
+    const delivered = state.secrets.find((x) => x.secret === 'canary')!;
+    const gen = state.secrets.find((x) => x.secret === 'generated')!;
+    const values = decodeSecretPayload(openSecretEnvelope(gen.envelope, keys, gen));
+    expect(values.get('PASSWORD')!.toString()).toMatch(/^[A-Za-z0-9]{40}$/);
+    expect(values.get('KEY')!.toString()).toMatch(/^[0-9a-f]{64}$/);
+    // Each random spelled raw too: the hex key's 32 bytes, the base64 key's 32 bytes.
+    generated = [
+      ...values.values(),
+      Buffer.from(values.get('KEY')!.toString(), 'hex'),
+      Buffer.from(values.get('B64')!.toString(), 'base64'),
+    ];
     // What the agent learns is exactly what must never be found at the centre.
     expect(
       decodeSecretPayload(openSecretEnvelope(delivered.envelope, keys, delivered))
@@ -109,12 +133,12 @@ describe('no secret at rest in PostgreSQL', () => {
     await t?.dispose();
   });
 
-  it('a logical dump of every table holds neither the value nor the unwrapped data key or delivery key', async () => {
+  it('a logical dump of every table holds neither the values (typed and HSM-generated) nor the unwrapped data key or delivery key', async () => {
     const dump = await logicalDump(t.databaseUrl);
     // The dump does hold the sealed value (ciphertext, wrapped keys): the search is over real rows.
     expect(dump.toString()).toMatch(/"wrapped_dek":"\\\\x[0-9a-f]{80}"/);
     expect(dump.toString()).toMatch(/"agent_envelope":"\\\\x[0-9a-f]+"/);
-    for (const secret of [canary, dek, cdk]) {
+    for (const secret of [canary, dek, cdk, ...generated]) {
       for (const s of spellings(secret)) expect(dump.includes(s)).toBe(false);
     }
   });
@@ -126,7 +150,7 @@ describe('no secret at rest in PostgreSQL', () => {
     await client.query("INSERT INTO api_tokens (name, role, token_hash) VALUES ($1, 'viewer', $2)", [marker.toString(), randomBytes(32)]);
     await client.query('CHECKPOINT');
     await client.end();
-    const [markerFound, ...secrets] = await rawFilesContain([marker, ...[canary, dek, cdk].flatMap(spellings)]);
+    const [markerFound, ...secrets] = await rawFilesContain([marker, ...[canary, dek, cdk, ...generated].flatMap(spellings)]);
     expect(markerFound).toBe(true);
     expect(secrets.every((f) => !f)).toBe(true);
   });

@@ -211,6 +211,87 @@ describe('sigil secrets set', () => {
   });
 });
 
+describe('sigil secrets (generated)', () => {
+  const base = '/api/v1/projects/shop/apps/checkout/secrets';
+  const view = (over: Record<string, unknown> = {}) => ({
+    name: 'db',
+    type: 'Opaque',
+    currentVersion: 1,
+    latestVersion: 1,
+    keys: ['API_KEY', 'PASSWORD'],
+    generated: { keys: [{ key: 'API_KEY', kind: 'hex', length: 32 }] },
+    rotateEveryDays: 30,
+    nextRotationAt: '2027-01-01T00:00:00.000Z',
+    lastRotatedAt: '2026-12-02T00:00:00.000Z',
+    ...over,
+  });
+
+  it('create sends each --generate (an alphabet may hold ":") and --rotate-every in days', async () => {
+    routes[`POST ${base}`] = () => ({ status: 201, body: view() });
+    const r = await sigil([
+      'secrets',
+      'create',
+      'shop',
+      'checkout',
+      'db',
+      '--generate',
+      'PASSWORD:password:32:ab:cd',
+      '--generate',
+      'API_KEY:hex:32',
+      '--rotate-every',
+      '30d',
+    ]);
+    expect(r).toMatchObject({ code: EXIT.ok });
+    expect(r.stdout).toBe('secret db: version 1 generated (API_KEY, PASSWORD); rotates every 30 days, next at 2027-01-01T00:00:00.000Z\n');
+    expect(seen[0]!.body).toEqual({
+      name: 'db',
+      generate: {
+        keys: [
+          { key: 'PASSWORD', kind: 'password', length: 32, alphabet: 'ab:cd' },
+          { key: 'API_KEY', kind: 'hex', length: 32 },
+        ],
+        rotateEveryDays: 30,
+      },
+    });
+  });
+
+  it('create refuses a malformed --generate or --rotate-every before any request', async () => {
+    for (const bad of [
+      ['--generate', 'PASSWORD:password'],
+      ['--generate', 'PASSWORD:uuid:32'],
+      ['--generate', 'PASSWORD:password:32', '--rotate-every', '2w'],
+    ]) {
+      const r = await sigil(['secrets', 'create', 'shop', 'checkout', 'db', ...bad]);
+      expect(r.code).toBe(EXIT.usage);
+    }
+    expect(seen).toEqual([]);
+  });
+
+  it('rotate-now posts to …/rotate; rotation --every / --off set and clear the schedule', async () => {
+    routes[`POST ${base}/db/rotate`] = () => ({ status: 200, body: view({ currentVersion: 2 }) });
+    routes[`PUT ${base}/db/rotation`] = () => ({ status: 200, body: view({ rotateEveryDays: 7 }) });
+    routes[`DELETE ${base}/db/rotation`] = () => ({ status: 200, body: view({ rotateEveryDays: null, nextRotationAt: null }) });
+    expect((await sigil(['secrets', 'rotate-now', 'shop', 'checkout', 'db'])).stdout).toContain('version 2 generated');
+    expect((await sigil(['secrets', 'rotation', 'shop', 'checkout', 'db', '--every', '7'])).stdout).toContain('rotates every 7 days');
+    expect((await sigil(['secrets', 'rotation', 'shop', 'checkout', 'db', '--off'])).stdout).toBe('secret db: no automatic rotation\n');
+    expect(seen.map((x) => `${x.method} ${x.path}`)).toEqual([
+      `POST ${base}/db/rotate`,
+      `PUT ${base}/db/rotation`,
+      `DELETE ${base}/db/rotation`,
+    ]);
+    expect(seen[1]!.body).toEqual({ rotateEveryDays: 7 });
+    expect((await sigil(['secrets', 'rotation', 'shop', 'checkout', 'db'])).code).toBe(EXIT.usage);
+  });
+
+  it('set on a generated secret shows the server’s secret_is_generated and creates nothing', async () => {
+    routes[`PUT ${base}/db`] = () => problem(409, 'secret_is_generated', 'secret "db" is generated');
+    const r = await sigil(['secrets', 'set', 'shop', 'checkout', 'db', '--from-literal', 'A=1']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toContain('(secret_is_generated)');
+    expect(seen.map((x) => x.method)).toEqual(['PUT']);
+  });
+});
+
 describe('sigil apps (delivery mode inject)', () => {
   const apps = '/api/v1/projects/shop/apps';
 

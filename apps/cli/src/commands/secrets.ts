@@ -61,6 +61,30 @@ async function writeSecret(
   }
 }
 
+type GeneratedKey = Schemas['GeneratedKeyDto'];
+const KINDS = ['password', 'hex', 'bytes-base64'] as const;
+
+/** `KEY:KIND:LENGTH[:ALPHABET]` (the alphabet may itself contain ':'). */
+export function parseGenerate(raw: string): GeneratedKey {
+  const [key, kind, length, ...rest] = raw.split(':');
+  if (!key || !kind || !length || !/^\d+$/.test(length))
+    throw new CliError(EXIT.usage, `--generate ${JSON.stringify(raw)}: expected KEY:KIND:LENGTH[:ALPHABET], e.g. PASSWORD:password:32`);
+  if (!(KINDS as readonly string[]).includes(kind))
+    throw new CliError(EXIT.usage, `--generate ${JSON.stringify(raw)}: KIND must be one of ${KINDS.join(', ')}`);
+  const alphabet = rest.length > 0 ? rest.join(':') : undefined;
+  return { key, kind: kind as GeneratedKey['kind'], length: Number(length), ...(alphabet !== undefined ? { alphabet } : {}) };
+}
+
+/** `30d`, `30` (days) → 30. */
+export function parseDays(raw: string): number {
+  const m = /^(\d+)d?$/.exec(raw.trim());
+  if (!m || Number(m[1]) < 1) throw new CliError(EXIT.usage, `${JSON.stringify(raw)}: expected a number of days, e.g. 30d`);
+  return Number(m[1]);
+}
+
+const rotationLine = (s: { rotateEveryDays?: number | null; nextRotationAt?: string | null }) =>
+  s.rotateEveryDays ? `rotates every ${s.rotateEveryDays} days, next at ${s.nextRotationAt ?? '?'}` : 'no automatic rotation';
+
 /** `sigil secrets …`: write-only secrets of an app, their versions and rollback. */
 export function registerSecrets(program: Command, ctx: CliContext): void {
   const secrets = program.command('secrets').description('Write-only secrets of an app.');
@@ -88,6 +112,86 @@ export function registerSecrets(program: Command, ctx: CliContext): void {
         { secret: name, version: result.currentVersion },
         () => `secret ${name}: version ${result.currentVersion ?? '?'} written (${Object.keys(binaryData).length} keys)\n`,
       );
+    });
+  secrets
+    .command('create <project> <app> <name>')
+    .description(
+      'Create a generated secret: values from the HSM random generator, sealed at once, never shown. e.g. --generate PASSWORD:password:32 --generate API_KEY:hex:32 --rotate-every 30d',
+    )
+    .requiredOption(
+      '--generate <KEY:KIND:LENGTH[:ALPHABET]>',
+      'a generated key (repeatable); KIND password (LENGTH characters), hex or bytes-base64 (LENGTH random bytes)',
+      collect,
+    )
+    .option('--rotate-every <days>', 'rotate automatically every N days (30d or 30)')
+    .option('--type <type>', 'Kubernetes Secret type')
+    .action(async (project: string, app: string, name: string, o: { generate: string[]; rotateEvery?: string; type?: string }) => {
+      const keys = o.generate.map(parseGenerate);
+      const rotateEveryDays = o.rotateEvery !== undefined ? parseDays(o.rotateEvery) : undefined;
+      const api = ctx.api();
+      const s = await api.ok(
+        api.client.POST('/api/v1/projects/{project}/apps/{app}/secrets', {
+          params: { path: { project, app } },
+          body: {
+            name,
+            generate: { keys, ...(rotateEveryDays !== undefined ? { rotateEveryDays } : {}) },
+            ...(o.type ? { type: o.type as Schemas['CreateSecretDto']['type'] } : {}),
+          },
+        }),
+      );
+      ctx.print(s, () => `secret ${name}: version ${s.currentVersion} generated (${s.keys.join(', ')}); ${rotationLine(s)}\n`);
+    });
+  secrets
+    .command('get <project> <app> <name>')
+    .description('Show a secret: keys, fingerprints, versions, and for generated ones the recipe and schedule (never values).')
+    .action(async (project: string, app: string, name: string) => {
+      const api = ctx.api();
+      const s = await api.ok(
+        api.client.GET('/api/v1/projects/{project}/apps/{app}/secrets/{secret}', { params: { path: { project, app, secret: name } } }),
+      );
+      ctx.print(s, () => {
+        const lines = [
+          `secret ${s.name} (${s.type}): version ${s.currentVersion} of ${s.latestVersion}, keys ${s.keys.join(', ')}`,
+          ...(s.generated
+            ? [
+                `generated: ${s.generated.keys.map((k) => `${k.key}:${k.kind}:${k.length}`).join(' ')}; last rotated ${s.lastRotatedAt ?? '?'}`,
+                rotationLine(s),
+              ]
+            : []),
+        ];
+        return `${lines.join('\n')}\n`;
+      });
+    });
+  secrets
+    .command('rotate-now <project> <app> <name>')
+    .description('Generated secrets: new values from the HSM now, as a new version delivered wherever the app is published.')
+    .action(async (project: string, app: string, name: string) => {
+      const api = ctx.api();
+      const s = await api.ok(
+        api.client.POST('/api/v1/projects/{project}/apps/{app}/secrets/{secret}/rotate', {
+          params: { path: { project, app, secret: name } },
+        }),
+      );
+      ctx.print(s, () => `secret ${name}: version ${s.currentVersion} generated; ${rotationLine(s)}\n`);
+    });
+  secrets
+    .command('rotation <project> <app> <name>')
+    .description('Generated secrets: set (--every 30d) or remove (--off) the automatic rotation schedule.')
+    .option('--every <days>', 'rotate every N days, counted from the last rotation')
+    .option('--off', 'no automatic rotation')
+    .action(async (project: string, app: string, name: string, o: { every?: string; off?: boolean }) => {
+      if ((o.every === undefined) === (o.off === undefined)) throw new CliError(EXIT.usage, 'give exactly one of --every <days> or --off');
+      const api = ctx.api();
+      const path = { project, app, secret: name };
+      const s = o.off
+        ? await api.ok(api.client.DELETE('/api/v1/projects/{project}/apps/{app}/secrets/{secret}/rotation', { params: { path } }))
+        : await api.ok(
+            api.client.PUT('/api/v1/projects/{project}/apps/{app}/secrets/{secret}/rotation', {
+              params: { path },
+              body: { rotateEveryDays: parseDays(o.every!) },
+            }),
+          );
+      ctx.print(s, () => `secret ${name}: ${rotationLine(s)}\n`);
     });
   secrets
     .command('versions <project> <app> <name>')

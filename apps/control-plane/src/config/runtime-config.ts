@@ -16,6 +16,7 @@ export class RuntimeConfig {
   readonly bootstrapAdminToken: string | undefined;
   readonly rateLimit: SigilConfig['rateLimit'];
   readonly audit: SigilConfig['audit'];
+  readonly rotation: SigilConfig['rotation'];
   readonly db: { url: string; poolSize: number };
   readonly agentWork: SigilConfig['agentWork'];
   readonly redis: { url: string; /** prefix of every key Sigil writes; lets tests share one Redis */ prefix: string };
@@ -32,6 +33,7 @@ export class RuntimeConfig {
     this.bootstrapAdminToken = config.bootstrapAdminToken;
     this.rateLimit = config.rateLimit;
     this.audit = config.audit;
+    this.rotation = config.rotation;
     this.db = { url: services.databaseUrl, poolSize: config.db.poolSize };
     this.agentWork = config.agentWork;
     this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? config.redisPrefix };

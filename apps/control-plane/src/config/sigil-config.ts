@@ -114,6 +114,10 @@ const envSchema = z
     SIGIL_AUDIT_HEAD_LOG_INTERVAL_MIN: positiveInt(5),
     // Unauthenticated failures are counted and written as one audit record per kind and window.
     SIGIL_AUDIT_FAILED_ATTEMPTS_WINDOW_S: positiveInt(60),
+    // Generated secrets: how often each worker replica looks for due rotations.
+    SIGIL_ROTATION_SWEEP_INTERVAL_MS: positiveInt(60_000).refine((v) => v >= 100, 'must be at least 100'),
+    // Seconds in a rotation "day" (rotateEveryDays). Tests shorten it; leave it alone in production.
+    SIGIL_ROTATION_DAY_S: positiveInt(86_400),
     SIGIL_BOOTSTRAP_ADMIN_TOKEN: z
       .string()
       .optional()
@@ -174,6 +178,8 @@ export interface SigilConfig {
   rateLimit: { perSecond: number; burst: number };
   /** headLogIntervalMinutes: period of the audit-head log line; failedAttemptsWindowSeconds: aggregation window. */
   audit: { headLogIntervalMinutes: number; failedAttemptsWindowSeconds: number };
+  /** Generated secrets' schedules: sweep period, and the length of a "day" in seconds (shortened by tests). */
+  rotation: { sweepIntervalMs: number; daySeconds: number };
 }
 
 export class ConfigError extends Error {
@@ -236,5 +242,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
       headLogIntervalMinutes: e.SIGIL_AUDIT_HEAD_LOG_INTERVAL_MIN,
       failedAttemptsWindowSeconds: e.SIGIL_AUDIT_FAILED_ATTEMPTS_WINDOW_S,
     },
+    rotation: { sweepIntervalMs: e.SIGIL_ROTATION_SWEEP_INTERVAL_MS, daySeconds: e.SIGIL_ROTATION_DAY_S },
   };
 }

@@ -408,6 +408,19 @@ export function seal(p: Pkcs11, session: Handle, root: Handle, rootKeyVersion: n
   }
 }
 
+/** The largest C_GenerateRandom request one task makes (callers loop for more). */
+export const MAX_RANDOM_BYTES = 65_536;
+
+/**
+ * `length` bytes from the HSM's random number generator (C_GenerateRandom): what generated
+ * secrets are made of (docs/crypto.md, "Generated secrets").
+ */
+export function generateRandom(p: Pkcs11, session: Handle, length: number): Buffer {
+  if (!Number.isInteger(length) || length < 1 || length > MAX_RANDOM_BYTES)
+    throw new RangeError(`random length must be an integer between 1 and ${MAX_RANDOM_BYTES}`);
+  return Buffer.from(p.C_GenerateRandom(session, Buffer.alloc(length)));
+}
+
 /** Re-wraps a stored key (data key or cluster key) from one root key to another, inside the HSM. */
 export function rewrap(p: Pkcs11, session: Handle, from: Handle, to: Handle, wrapped: Buffer, kind: 'dek' | 'cdk'): Buffer {
   const key = p.C_UnwrapKey(session, KWP, from, wrapped, kind === 'dek' ? DEK_UNWRAP : CDK_UNWRAP);

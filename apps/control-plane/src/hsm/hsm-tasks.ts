@@ -24,6 +24,7 @@ export type HsmTask =
   | { op: 'caPublicKey' }
   | { op: 'caSign'; digest: Uint8Array }
   | { op: 'fingerprint'; items: Uint8Array[] }
+  | { op: 'generateRandom'; length: number }
   | { op: 'seal'; rootKeyVersion: number; items: Array<{ plaintext: Uint8Array; aad: Uint8Array }> }
   | { op: 'rewrap'; kind: 'dek' | 'cdk'; to: number; items: WrappedKey[] }
   | { op: 'createClusterKey'; rootKeyVersion: number; agentKey: RsaPublicKey; oaep: OaepHash }
@@ -46,6 +47,7 @@ export interface HsmTaskResults {
   caPublicKey: Buffer;
   caSign: Buffer;
   fingerprint: Buffer[];
+  generateRandom: Buffer;
   seal: SealedValue[];
   rewrap: Buffer[];
   createClusterKey: { forStorage: Buffer; forAgent: Buffer };

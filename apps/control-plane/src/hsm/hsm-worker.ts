@@ -133,6 +133,8 @@ function execute(s: Handle, task: HsmTask): unknown {
       const key = fingerprintKey;
       return task.items.map((item) => ops.hmac(p, s, key, buf(item)));
     }
+    case 'generateRandom':
+      return ops.generateRandom(p, s, task.length);
     case 'seal': {
       const handle = root(task.rootKeyVersion);
       return task.items.map(({ plaintext, aad }) => ops.seal(p, s, handle, task.rootKeyVersion, buf(plaintext), buf(aad)));
@@ -182,7 +184,10 @@ parentPort!.on('message', ({ id, task }: HsmRequest) => {
   let response: HsmResponse;
   const transfer: ArrayBuffer[] = [];
   try {
-    response = { id, ok: true, result: detach(handle(task), transfer) };
+    const result = handle(task);
+    response = { id, ok: true, result: detach(result, transfer) };
+    // Random bytes become secret values: the transferred copy is the only one left.
+    if (task.op === 'generateRandom' && result instanceof Uint8Array) result.fill(0);
   } catch (err) {
     // PKCS#11 errors carry only a CKR code and the function name: nothing of the data.
     const code = ckr(err);

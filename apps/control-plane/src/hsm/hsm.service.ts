@@ -160,6 +160,14 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
     return macs.map((m) => `hmac-sha256:${m.subarray(0, 16).toString('hex')}`);
   }
 
+  /**
+   * `length` random bytes from the HSM's generator (C_GenerateRandom), for generated secrets. The
+   * caller owns the only main-thread copy and zeroes it when done.
+   */
+  generateRandom(length: number): Promise<Buffer> {
+    return this.workers.run({ op: 'generateRandom', length });
+  }
+
   /** The audit chain's HMAC key (docs/crypto.md, "Audit log"), generated in the HSM on first use. */
   ensureAuditKey(): Promise<null> {
     return this.workers.run({ op: 'ensureAuditKey' });

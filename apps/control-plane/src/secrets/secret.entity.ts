@@ -1,3 +1,4 @@
+import type { GeneratorSpec } from './generator.js';
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn, VersionColumn } from 'typeorm';
 
 /** A secret of an app: one Kubernetes Secret in each cluster, with immutable versions. */
@@ -29,6 +30,22 @@ export class SecretEntity {
 
   @Column({ name: 'latest_version', type: 'integer' })
   latestVersion!: number;
+
+  /** Generated secrets: how each key's value is made (never a value); null for typed secrets. */
+  @Column({ type: 'jsonb', nullable: true })
+  generator!: GeneratorSpec | null;
+
+  /** Generated secrets: a new version every N days (null: no schedule). */
+  @Column({ name: 'rotate_every_days', type: 'integer', nullable: true })
+  rotateEveryDays!: number | null;
+
+  /** When the rotation sweep makes the next version (null exactly when there is no schedule). */
+  @Column({ name: 'next_rotation_at', type: 'timestamptz', nullable: true })
+  nextRotationAt!: Date | null;
+
+  /** When the current generated values were made (creation, a rotation); the schedule counts from here. */
+  @Column({ name: 'last_rotated_at', type: 'timestamptz', nullable: true })
+  lastRotatedAt!: Date | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;

@@ -9,7 +9,16 @@ import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { SecretsError, SecretsErrorCode } from './secrets.errors.js';
 import { INJECT_NOTE, injectAnnotations, renderPodSpec } from './pod-spec.js';
 import type { SecretEntity, SecretVersionEntity } from './secret.entity.js';
-import { CreateSecretDto, PodSpecView, RollbackDto, SecretPage, SecretVersionView, SecretView, UpdateSecretDto } from './secrets.dto.js';
+import {
+  CreateSecretDto,
+  PodSpecView,
+  RollbackDto,
+  RotationDto,
+  SecretPage,
+  SecretVersionView,
+  SecretView,
+  UpdateSecretDto,
+} from './secrets.dto.js';
 import { SecretsService, type SecretWithVersion } from './secrets.service.js';
 
 function view(project: string, app: string, s: SecretEntity, current: SecretVersionEntity | undefined): SecretView {
@@ -24,6 +33,10 @@ function view(project: string, app: string, s: SecretEntity, current: SecretVers
     keys: current?.keys ?? [],
     fingerprints: current?.fingerprints ?? {},
     sizeBytes: current?.sizeBytes ?? 0,
+    generated: s.generator,
+    rotateEveryDays: s.rotateEveryDays,
+    nextRotationAt: s.nextRotationAt,
+    lastRotatedAt: s.lastRotatedAt,
     version: s.version,
     createdAt: s.createdAt,
     updatedAt: s.updatedAt,
@@ -91,7 +104,9 @@ export class SecretsController {
   @Put('secrets/:secret')
   @Requires('secrets:write')
   @Audited('secret.update')
-  @ApiOperation({ summary: 'Write a new version with these values (all keys); honours If-Match' })
+  @ApiOperation({
+    summary: 'Write a new version with these values (all keys); honours If-Match. A generated secret refuses it (409 secret_is_generated).',
+  })
   @ApiOkResponse({ type: SecretView })
   async update(
     @CurrentActor() actor: Actor,
@@ -144,6 +159,67 @@ export class SecretsController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<SecretView> {
     const r = await this.secrets.rollback(actor, project, app, name, dto.version, ifMatchVersion(ifMatch));
+    setEtag(res, r.secret.version);
+    return viewOf(r);
+  }
+
+  @Post('secrets/:secret/rotate')
+  @HttpCode(200)
+  @Requires('secrets:write')
+  @Audited('secret.rotate')
+  @ApiOperation({
+    summary: 'Generated secrets: new values from the HSM now, as a new version delivered like any rotation; honours If-Match',
+  })
+  @ApiOkResponse({ type: SecretView })
+  async rotate(
+    @CurrentActor() actor: Actor,
+    @Param('project') project: string,
+    @Param('app') app: string,
+    @Param('secret') name: string,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<SecretView> {
+    const r = await this.secrets.rotateNow(actor, project, app, name, ifMatchVersion(ifMatch));
+    setEtag(res, r.secret.version);
+    return viewOf(r);
+  }
+
+  @Put('secrets/:secret/rotation')
+  @Requires('secrets:write')
+  @Audited('secret.rotation.set')
+  @ApiOperation({
+    summary:
+      'Generated secrets: rotate automatically every N days, counted from the last rotation (an overdue one rotates at the next sweep)',
+  })
+  @ApiOkResponse({ type: SecretView })
+  async setRotation(
+    @CurrentActor() actor: Actor,
+    @Param('project') project: string,
+    @Param('app') app: string,
+    @Param('secret') name: string,
+    @Body() dto: RotationDto,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<SecretView> {
+    const r = await this.secrets.setRotation(actor, project, app, name, dto.rotateEveryDays, ifMatchVersion(ifMatch));
+    setEtag(res, r.secret.version);
+    return viewOf(r);
+  }
+
+  @Delete('secrets/:secret/rotation')
+  @Requires('secrets:write')
+  @Audited('secret.rotation.clear')
+  @ApiOperation({ summary: 'Generated secrets: no automatic rotation any more (rotate-now still works)' })
+  @ApiOkResponse({ type: SecretView })
+  async clearRotation(
+    @CurrentActor() actor: Actor,
+    @Param('project') project: string,
+    @Param('app') app: string,
+    @Param('secret') name: string,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<SecretView> {
+    const r = await this.secrets.setRotation(actor, project, app, name, null, ifMatchVersion(ifMatch));
     setEtag(res, r.secret.version);
     return viewOf(r);
   }

@@ -11,6 +11,10 @@ export enum SecretsErrorCode {
   InvalidSecretType = 'invalid_secret_type',
   SecretTooLarge = 'secret_too_large',
   InvalidContainer = 'invalid_container',
+  /** A typed write (PUT with data) to a generated secret: its values come from the HSM only. */
+  SecretIsGenerated = 'secret_is_generated',
+  /** Rotate-now or a schedule asked of a typed secret. */
+  SecretNotGenerated = 'secret_not_generated',
 }
 
 export const SECRETS_ERROR_KINDS: ErrorKinds<SecretsErrorCode> = {
@@ -23,6 +27,8 @@ export const SECRETS_ERROR_KINDS: ErrorKinds<SecretsErrorCode> = {
   [SecretsErrorCode.InvalidSecretType]: 'invalid',
   [SecretsErrorCode.SecretTooLarge]: 'too_large',
   [SecretsErrorCode.InvalidContainer]: 'invalid',
+  [SecretsErrorCode.SecretIsGenerated]: 'conflict',
+  [SecretsErrorCode.SecretNotGenerated]: 'conflict',
 };
 
 export class SecretsError extends featureError(SECRETS_ERROR_KINDS) {}

@@ -4,7 +4,6 @@ import { encodeSecretPayload, encodedSecretPayloadLength } from '@sigil/envelope
 import type { AppEntity } from '../apps/app.entity.js';
 import { MembershipService } from '../delivery/membership.service.js';
 import { AppsService } from '../apps/apps.service.js';
-import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123SubdomainProblem as secretNameProblem, secretKeyProblem } from '../common/kubernetes-names.js';
 import { SecretsError, SecretsErrorCode } from './secrets.errors.js';
@@ -16,7 +15,11 @@ import type { ProjectEntity } from '../projects/project.entity.js';
 import { typeProblems } from '../common/secret-types.js';
 import type { SecretEntity, SecretVersionEntity } from './secret.entity.js';
 import type { CreateSecretDto, SecretValuesDto } from './secrets.dto.js';
-import { SecretsRepository } from './secrets.repository.js';
+import { SecretsRepository, type DueRotation } from './secrets.repository.js';
+import { AuditService } from '../audit/audit.service.js';
+import { Actor } from '../auth/policy.js';
+import { RuntimeConfig } from '../config/runtime-config.js';
+import { generateValues, normalizeSpec, type GeneratorSpec } from './generator.js';
 
 /** Kubernetes stores at most 1 MiB per Secret; keys and values count. */
 export const MAX_SECRET_BYTES = MAX_SECRET_DATA_BYTES;
@@ -41,6 +44,8 @@ export class SecretsService {
     @Inject(SealedValueService) private readonly sealer: SealedValueService,
     @Inject(HsmService) private readonly hsm: HsmService,
     @Inject(MembershipService) private readonly membership: MembershipService,
+    @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
   ) {}
 
   async get(actor: Actor, project: string, app: string, name: string): Promise<SecretWithVersion> {
@@ -70,7 +75,17 @@ export class SecretsService {
   async create(actor: Actor, project: string, app: string, dto: CreateSecretDto): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
     const type = dto.type ?? r.app.secretType;
-    const values = parseValues(dto, type);
+    if (dto.generate !== undefined && (dto.data !== undefined || dto.binaryData !== undefined))
+      throw new SecretsError(
+        SecretsErrorCode.InvalidSecret,
+        'a secret is either typed (data, binaryData) or generated (generate), not both',
+        {
+          details: [{ field: 'generate', problem: 'not allowed with data or binaryData' }],
+        },
+      );
+    const generator = dto.generate ? normalizeSpec(dto.generate.keys) : null;
+    // Generated: the HSM's random bytes, checked like typed values (size, the type's rules).
+    const values = generator ? checkValues(await this.generate(generator), type) : parseValues(dto, type);
     try {
       return await this.membership.appContentChange(r.app.id, async (tx) => {
         const secret = await this.repo.saveSecret(tx, {
@@ -81,8 +96,14 @@ export class SecretsService {
           type,
           currentVersion: 1,
           latestVersion: 1,
+          generator,
+          rotateEveryDays: null,
+          nextRotationAt: null,
+          lastRotatedAt: null,
         });
         const current = await this.writeVersion(tx, actor, r, secret, 1, values);
+        if (generator)
+          Object.assign(secret, await this.repo.markRotated(tx, secret.id, this.config.rotation.daySeconds, dto.generate?.rotateEveryDays));
         return { ...r, secret, current };
       });
     } catch (err) {
@@ -118,11 +139,13 @@ export class SecretsService {
     const r = await this.apps.resolve(actor, project, app);
     const existing = await this.findSecret(r.app.id, name);
     if (!existing) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
+    if (existing.generator) throw isGenerated(name);
     const values = parseValues(dto, existing.type);
     try {
       return await this.membership.appContentChange(r.app.id, async (tx) => {
         const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
         if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
+        if (secret.generator) throw isGenerated(name);
         checkVersion(expectedVersion, secret.version);
         const next = secret.latestVersion + 1;
         const current = await this.writeVersion(tx, actor, r, secret, next, values);
@@ -167,6 +190,112 @@ export class SecretsService {
     });
   }
 
+  /**
+   * Generated secrets: new values from the HSM now, as a new version (the same path as a typed
+   * update: delivery, status, restarts and audit behave alike); the schedule restarts from now.
+   */
+  async rotateNow(
+    actor: Actor,
+    project: string,
+    app: string,
+    name: string,
+    expectedVersion: number | undefined,
+  ): Promise<SecretWithVersion> {
+    const r = await this.apps.resolve(actor, project, app);
+    return this.membership.appContentChange(r.app.id, async (tx) => {
+      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
+      if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
+      checkVersion(expectedVersion, secret.version);
+      return { ...r, ...(await this.rotateLocked(tx, actor, r, secret)) };
+    });
+  }
+
+  /** Sets (days) or clears (null) the rotation schedule of a generated secret. */
+  async setRotation(
+    actor: Actor,
+    project: string,
+    app: string,
+    name: string,
+    days: number | null,
+    expectedVersion: number | undefined,
+  ): Promise<SecretWithVersion> {
+    const r = await this.apps.resolve(actor, project, app);
+    return this.membership.appContentChange(r.app.id, async (tx) => {
+      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
+      if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
+      checkVersion(expectedVersion, secret.version);
+      if (!secret.generator) throw notGenerated(name);
+      await this.repo.setSchedule(tx, secret.id, days, this.config.rotation.daySeconds);
+      const updated = (await this.repo.findByName(r.app.id, name, tx))!;
+      return { ...r, secret: updated, current: (await this.repo.findVersion(updated.id, updated.currentVersion, tx))! };
+    });
+  }
+
+  /**
+   * The rotation sweep's unit of work: claims one due secret (SKIP LOCKED; null if another
+   * replica has it or it is no longer due) and rotates it as `system:rotation`, with an
+   * `attempted` audit record before and the outcome after, like a REST call.
+   */
+  async rotateDue(due: DueRotation): Promise<boolean> {
+    const r = await this.apps.resolve(SYSTEM_ROTATION, due.project, due.app);
+    const record = (outcome: 'attempted' | 'success' | 'failed', status: number, version?: number) =>
+      this.audit.record({
+        at: new Date(),
+        actorId: null,
+        actorName: SYSTEM_ROTATION.name,
+        action: 'secret.rotate',
+        method: 'SYSTEM',
+        path: `/api/v1/projects/${due.project}/apps/${due.app}/secrets/${due.name}/rotate`,
+        target: `project=${due.project} app=${due.app} secret=${due.name}${version !== undefined ? ` version=${version}` : ''} schedule=due`,
+        projectName: due.project,
+        outcome,
+        status,
+        requestId: null,
+      });
+    let attempted = false;
+    try {
+      const done = await this.membership.appContentChange(r.app.id, async (tx) => {
+        const secret = await this.repo.claimDue(tx, due.id);
+        if (!secret || secret.appId !== r.app.id) return null;
+        // Under the row lock: nothing changes without a trace, even if the process dies now.
+        await record('attempted', 0);
+        attempted = true;
+        return this.rotateLocked(tx, SYSTEM_ROTATION, r, secret);
+      });
+      if (!done) return false;
+      await record('success', 200, done.secret.currentVersion);
+      return true;
+    } catch (err) {
+      if (attempted) await record('failed', 500).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async rotateLocked(
+    tx: Tx,
+    actor: Actor,
+    r: { project: ProjectEntity; app: AppEntity },
+    secret: SecretEntity,
+  ): Promise<{ secret: SecretEntity; current: SecretVersionEntity }> {
+    if (!secret.generator) throw notGenerated(secret.name);
+    const values = checkValues(await this.generate(secret.generator), secret.type);
+    try {
+      const next = secret.latestVersion + 1;
+      const current = await this.writeVersion(tx, actor, r, secret, next, values);
+      secret.latestVersion = next;
+      secret.currentVersion = next;
+      const saved = await this.repo.saveSecret(tx, secret);
+      Object.assign(saved, await this.repo.markRotated(tx, secret.id, this.config.rotation.daySeconds));
+      return { secret: saved, current };
+    } finally {
+      for (const v of values.values()) v.fill(0);
+    }
+  }
+
+  private generate(spec: GeneratorSpec): Promise<Map<string, Buffer>> {
+    return generateValues(spec, (n) => this.hsm.generateRandom(n));
+  }
+
   private async findSecret(appId: string, name: string): Promise<SecretEntity | null> {
     return secretNameProblem(name) ? null : this.repo.findByName(appId, name);
   }
@@ -182,12 +311,21 @@ export class SecretsService {
     const keys = [...values.keys()].sort();
     // Bound to this secret and key: equal values compare equal across versions of one key, but a
     // fingerprint cannot be matched against guesses written into another secret.
-    const fingerprints = await this.hsm.fingerprint(keys.map((k) => Buffer.concat([Buffer.from(`${secret.id}\0${k}\0`), values.get(k)!])));
+    // The copies made here (fingerprint inputs, the encoded payload) are zeroed once the HSM has them.
+    const inputs = keys.map((k) => Buffer.concat([Buffer.from(`${secret.id}\0${k}\0`), values.get(k)!]));
     const payload = encodeSecretPayload(values);
-    const [sealedValueId] = await this.sealer.seal(
-      [{ value: payload, context: { projectId: r.project.id, app: r.app.name, secret: secret.name, secretId: secret.id, version } }],
-      tx,
-    );
+    let fingerprints: string[];
+    let sealedValueId: string | undefined;
+    try {
+      fingerprints = await this.hsm.fingerprint(inputs);
+      [sealedValueId] = await this.sealer.seal(
+        [{ value: payload, context: { projectId: r.project.id, app: r.app.name, secret: secret.name, secretId: secret.id, version } }],
+        tx,
+      );
+    } finally {
+      for (const b of inputs) b.fill(0);
+      payload.fill(0);
+    }
     return this.repo.insertVersion(tx, {
       secretId: secret.id,
       version,
@@ -221,6 +359,34 @@ export function parseValues(dto: SecretValuesDto, type: string): Map<string, Buf
     throw new SecretsError(SecretsErrorCode.InvalidSecret, problems.map((p) => `${p.field}: ${p.problem}`).join('; '), {
       details: problems,
     });
+  return checkValues(values, type);
+}
+
+/** The actor of the rotation sweep: in the audit log and as `createdBy` of the versions it makes. */
+export const SYSTEM_ROTATION = new Actor('system:rotation', 'system:rotation', 'admin', null);
+
+const isGenerated = (name: string) =>
+  new SecretsError(
+    SecretsErrorCode.SecretIsGenerated,
+    `secret ${JSON.stringify(name)} is generated: its values come from the HSM only (POST …/rotate for new ones); to type values, delete it and create it with data`,
+  );
+const notGenerated = (name: string) =>
+  new SecretsError(
+    SecretsErrorCode.SecretNotGenerated,
+    `secret ${JSON.stringify(name)} is typed, not generated: write a new version with PUT`,
+  );
+
+/** Sizes and the type's rules, for typed and generated values alike; zeroes them when it refuses. */
+export function checkValues(values: Map<string, Buffer>, type: string): Map<string, Buffer> {
+  try {
+    return checkSizesAndType(values, type);
+  } catch (err) {
+    for (const v of values.values()) v.fill(0);
+    throw err;
+  }
+}
+
+function checkSizesAndType(values: Map<string, Buffer>, type: string): Map<string, Buffer> {
   const size = [...values].reduce((n, [k, v]) => n + Buffer.byteLength(k) + v.length, 0);
   if (size > MAX_SECRET_BYTES)
     throw new SecretsError(

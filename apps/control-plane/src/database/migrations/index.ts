@@ -7,6 +7,7 @@ import { Delivery1763800000005 } from './1763800000005-delivery.js';
 import { SecretOwnership1763800000006 } from './1763800000006-secret-ownership.js';
 import { AuditHmacChain1763800000007 } from './1763800000007-audit-hmac-chain.js';
 import { Injection1763800000008 } from './1763800000008-injection.js';
+import { GeneratedSecrets1763800000009 } from './1763800000009-generated-secrets.js';
 
 /** Applied in order at start-up; never edit one that has shipped, add a new one. */
 export const migrations = [
@@ -19,4 +20,5 @@ export const migrations = [
   SecretOwnership1763800000006,
   AuditHmacChain1763800000007,
   Injection1763800000008,
+  GeneratedSecrets1763800000009,
 ];
