@@ -117,6 +117,10 @@ describe('generated secrets with a rotation schedule', () => {
     const both = await api.post(base(), { name: 'bad', data: { A: 'x' }, generate: { keys: [{ key: 'P', kind: 'hex', length: 16 }] } });
     expect(both.status).toBe(400);
     expect(both.body.code).toBe('invalid_secret');
+    for (const type of ['kubernetes.io/tls', 'kubernetes.io/dockerconfigjson']) {
+      const structured = await api.post(base(), { name: 'bad', type, generate: { keys: [{ key: 'tls.key', kind: 'hex', length: 16 }] } });
+      expect([type, structured.status, structured.body.code]).toEqual([type, 400, 'invalid_secret']);
+    }
     expect((await api.get(`${base()}/bad`)).status).toBe(404);
   });
 

@@ -352,6 +352,9 @@ describe('roles and project scope', () => {
 
   it('admin tokens cannot be project-scoped; revoked tokens stop working at once', async () => {
     expect((await admin.post('/tokens', { name: 'x', role: 'admin', project: 'alpha' })).body.code).toBe('admin_token_scoped');
+    // Sigil's own actors (system:rotation) cannot be impersonated by a token's name.
+    const impostor = await admin.post('/tokens', { name: 'system:rotation', role: 'operator' });
+    expect([impostor.status, impostor.body.code]).toEqual([400, 'validation_failed']);
     const r = await admin.post('/tokens', { name: 'short-lived', role: 'viewer' });
     const t = admin.as(r.body.token);
     expect((await t.get('/projects')).status).toBe(200);

@@ -845,7 +845,10 @@ export interface components {
             version: number;
         };
         CreateApiTokenDto: {
-            /** @example ci-payments */
+            /**
+             * @description names starting with `system:` are Sigil’s own actors (e.g. system:rotation)
+             * @example ci-payments
+             */
             name: string;
             /**
              * @description restrict the token to one project (not for admin tokens)

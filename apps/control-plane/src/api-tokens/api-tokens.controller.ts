@@ -1,7 +1,7 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Param, ParseUUIDPipe, Post, Res } from '@nestjs/common';
 import { ApiProblems } from '../common/api-problems.js';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
-import { IsIn, IsString, Length } from 'class-validator';
+import { IsIn, IsString, Length, Matches } from 'class-validator';
 import type { Response } from 'express';
 import { AuthError, AuthErrorCode } from '../auth/auth.errors.js';
 import { IsAbsentOr, IsDns1123Label } from '../common/validators.js';
@@ -15,9 +15,11 @@ import type { Actor } from '../auth/policy.js';
 const ROLES: ApiTokenRole[] = ['admin', 'operator', 'pipeline', 'viewer'];
 
 export class CreateApiTokenDto {
-  @ApiProperty({ example: 'ci-payments' })
+  @ApiProperty({ example: 'ci-payments', description: 'names starting with `system:` are Sigil’s own actors (e.g. system:rotation)' })
   @IsString()
   @Length(1, 100)
+  // What a token does is recorded under its name: none may pass for Sigil's own actors.
+  @Matches(/^(?!system:)/, { message: 'name must not start with system: (reserved for Sigil’s own actors)' })
   name!: string;
 
   @ApiProperty({ enum: ROLES, example: 'pipeline' })

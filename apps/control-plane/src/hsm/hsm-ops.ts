@@ -418,7 +418,10 @@ export const MAX_RANDOM_BYTES = 65_536;
 export function generateRandom(p: Pkcs11, session: Handle, length: number): Buffer {
   if (!Number.isInteger(length) || length < 1 || length > MAX_RANDOM_BYTES)
     throw new RangeError(`random length must be an integer between 1 and ${MAX_RANDOM_BYTES}`);
-  return Buffer.from(p.C_GenerateRandom(session, Buffer.alloc(length)));
+  // pkcs11js fills and returns the buffer it is given: no second copy to forget to zero.
+  const out = Buffer.alloc(length);
+  p.C_GenerateRandom(session, out);
+  return out;
 }
 
 /** Re-wraps a stored key (data key or cluster key) from one root key to another, inside the HSM. */

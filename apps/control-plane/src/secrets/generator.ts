@@ -133,18 +133,23 @@ export async function randomString(alphabet: string, length: number, random: Ran
   const codes = Buffer.from(alphabet, 'latin1');
   const out = Buffer.alloc(length);
   let filled = 0;
-  while (filled < length) {
-    const need = length - filled;
-    // Enough for the expected rejections, plus a little, in one round trip most of the time.
-    const batch = await random(Math.min(MAX_REQUEST, Math.ceil((need * 256) / limit) + 8));
-    try {
-      for (let i = 0; i < batch.length && filled < length; i++) {
-        const b = batch[i]!;
-        if (b < limit) out[filled++] = codes[b % n]!;
+  try {
+    while (filled < length) {
+      const need = length - filled;
+      // Enough for the expected rejections, plus a little, in one round trip most of the time.
+      const batch = await random(Math.min(MAX_REQUEST, Math.ceil((need * 256) / limit) + 8));
+      try {
+        for (let i = 0; i < batch.length && filled < length; i++) {
+          const b = batch[i]!;
+          if (b < limit) out[filled++] = codes[b % n]!;
+        }
+      } finally {
+        batch.fill(0);
       }
-    } finally {
-      batch.fill(0);
     }
+  } catch (err) {
+    out.fill(0); // a later batch failed: what was drawn so far goes too
+    throw err;
   }
   return out;
 }

@@ -6,13 +6,17 @@ import { SecretsService } from './secrets.service.js';
 
 /** Due secrets read per sweep round; a full round is followed at once by another. */
 const BATCH = 50;
+/** A secret whose scheduled rotation failed is tried again after this many sweep intervals. */
+const RETRY_INTERVALS = 5;
+const STANDARD_DAY_S = 86_400;
 
 /**
  * Level-triggered rotation of generated secrets: every worker replica reads, each interval, the
  * secrets whose `next_rotation_at` has passed (PostgreSQL is the truth: nothing is lost to a
  * restart or a Redis flush) and rotates each through SecretsService.rotateDue, which claims the
  * row FOR NO KEY UPDATE SKIP LOCKED and re-checks it is due, so replicas sweeping at once rotate
- * a secret once. A failure (HSM away, database busy) leaves the secret due: the next sweep retries.
+ * a secret once. A failure (HSM away, database busy) is tried again a few intervals later (the
+ * due time moves; if even that write fails, the secret stays due for the next sweep).
  */
 @Injectable()
 export class RotationSweep implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -31,6 +35,11 @@ export class RotationSweep implements OnApplicationBootstrap, OnApplicationShutd
 
   onApplicationBootstrap(): void {
     if (!this.config.roles.includes('worker')) return;
+    if (this.config.rotation.daySeconds !== STANDARD_DAY_S)
+      this.logger.warn(
+        { daySeconds: this.config.rotation.daySeconds },
+        'SIGIL_ROTATION_DAY_S is not 86400: every rotation schedule runs on this shortened "day" (meant for tests only)',
+      );
     this.timer = setInterval(() => void this.tick(), this.config.rotation.sweepIntervalMs);
     this.timer.unref();
   }
@@ -53,27 +62,26 @@ export class RotationSweep implements OnApplicationBootstrap, OnApplicationShutd
   /** Rotates what is due now; returns how many this replica rotated. */
   async sweep(): Promise<number> {
     let rotated = 0;
-    const failed = new Set<string>();
+    // Looked at this sweep and not rotated (another replica holds it, or it failed): not again.
+    const passed = new Set<string>();
     for (;;) {
-      const due = (await this.repo.dueRotations(BATCH + failed.size)).filter((d) => !failed.has(d.id));
+      const due = (await this.repo.dueRotations(BATCH + passed.size)).filter((d) => !passed.has(d.id));
       if (due.length === 0 || this.stopped) return rotated;
-      let progress = false; // this round rotated something
       for (const d of due.slice(0, BATCH)) {
         if (this.stopped) return rotated;
         try {
           if (await this.secrets.rotateDue(d)) {
             rotated++;
-            progress = true;
             this.logger.info({ project: d.project, app: d.app, secret: d.name }, 'generated secret rotated on schedule');
-          }
+          } else passed.add(d.id);
         } catch (err) {
           // Names only; the values never leave SecretsService.
-          failed.add(d.id);
-          this.logger.warn({ err, project: d.project, app: d.app, secret: d.name }, 'scheduled rotation failed; the next sweep retries');
+          passed.add(d.id);
+          const retryInS = Math.max(1, Math.ceil((this.config.rotation.sweepIntervalMs * RETRY_INTERVALS) / 1000));
+          await this.repo.postponeRotation(d.id, retryInS).catch(() => undefined); // still due: the next sweep retries
+          this.logger.warn({ err, project: d.project, app: d.app, secret: d.name, retryInS }, 'scheduled rotation failed; retried later');
         }
       }
-      // Nothing rotated: what is left is held by another replica or failed; the next interval looks again.
-      if (!progress || due.length < BATCH) return rotated;
     }
   }
 }

@@ -91,6 +91,18 @@ export class SecretsRepository {
   }
 
   /**
+   * A scheduled rotation that failed is tried again `seconds` from now, not at the next sweep:
+   * a secret that keeps failing cannot hold back the ones due after it (the sweep reads the
+   * oldest due first). Only if it is still due, so a rotation made meanwhile keeps its schedule.
+   */
+  async postponeRotation(id: string, seconds: number): Promise<void> {
+    await this.ds.query(
+      `UPDATE secrets SET next_rotation_at = now() + make_interval(secs => $2) WHERE id = $1 AND next_rotation_at <= now()`,
+      [id, seconds],
+    );
+  }
+
+  /**
    * The due secret, locked for its rotation — or null when another replica's sweep (or a writer)
    * holds it (SKIP LOCKED: nobody waits), or when it is no longer due (rotated meanwhile: the
    * row read after the lock is the committed one). So two sweeps never rotate one secret twice.

@@ -83,6 +83,11 @@ export class SecretsService {
           details: [{ field: 'generate', problem: 'not allowed with data or binaryData' }],
         },
       );
+    if (dto.generate !== undefined && STRUCTURED_TYPES.has(type))
+      // Refused before any HSM work: random bytes are never a certificate or a JSON document.
+      throw new SecretsError(SecretsErrorCode.InvalidSecret, `a secret of type ${type} holds structured values and cannot be generated`, {
+        details: [{ field: 'type', problem: 'generated secrets are Opaque, kubernetes.io/basic-auth or kubernetes.io/ssh-auth' }],
+      });
     const generator = dto.generate ? normalizeSpec(dto.generate.keys) : null;
     // Generated: the HSM's random bytes, checked like typed values (size, the type's rules).
     const values = generator ? checkValues(await this.generate(generator), type) : parseValues(dto, type);
@@ -253,6 +258,7 @@ export class SecretsService {
         requestId: null,
       });
     let attempted = false;
+    let committed = false;
     try {
       const done = await this.membership.appContentChange(r.app.id, async (tx) => {
         const secret = await this.repo.claimDue(tx, due.id);
@@ -263,10 +269,14 @@ export class SecretsService {
         return this.rotateLocked(tx, SYSTEM_ROTATION, r, secret);
       });
       if (!done) return false;
+      committed = true;
       await record('success', 200, done.secret.currentVersion);
       return true;
     } catch (err) {
-      if (attempted) await record('failed', 500).catch(() => undefined);
+      // Only a rotation that did not commit failed; one whose success record could not be
+      // written did happen (its version and the `attempted` record say so).
+      if (attempted && !committed) await record('failed', 500).catch(() => undefined);
+      if (committed) return true;
       throw err;
     }
   }
@@ -375,6 +385,9 @@ const notGenerated = (name: string) =>
     SecretsErrorCode.SecretNotGenerated,
     `secret ${JSON.stringify(name)} is typed, not generated: write a new version with PUT`,
   );
+
+/** Secret types whose values have a structure random bytes never have. */
+const STRUCTURED_TYPES = new Set(['kubernetes.io/tls', 'kubernetes.io/dockerconfigjson']);
 
 /** Sizes and the type's rules, for typed and generated values alike; zeroes them when it refuses. */
 export function checkValues(values: Map<string, Buffer>, type: string): Map<string, Buffer> {
