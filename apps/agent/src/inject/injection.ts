@@ -132,17 +132,17 @@ export async function startInjection(
   const renewal = new AbortController();
   void (async () => {
     for (;;) {
-      const due = renewalAt(new Date(new X509Certificate(cert.certificatePem).validFrom), cert.notAfter).getTime() - Date.now();
+      const renewAt = renewalAt(new Date(new X509Certificate(cert.certificatePem).validFrom), cert.notAfter).getTime();
       // Timers hold at most 2^31-1 ms: wake daily and look again.
-      await delay(Math.max(0, Math.min(due, 86_400_000)), undefined, { signal: renewal.signal });
-      if (Date.now() < renewalAt(new Date(new X509Certificate(cert.certificatePem).validFrom), cert.notAfter).getTime()) continue;
+      await delay(Math.max(0, Math.min(renewAt - Date.now(), 86_400_000)), undefined, { signal: renewal.signal, ref: false });
+      if (Date.now() < renewAt) continue;
       try {
         cert = await issueServingCertificate(authority, names);
         server.useCertificate(cert.keyPem, cert.certificatePem);
         logger.info({ notAfter: cert.notAfter.toISOString() }, 'renewed the injection port’s serving certificate');
       } catch (err) {
         logger.warn({ error: (err as Error).message }, 'cannot renew the injection port’s serving certificate; trying again in an hour');
-        await delay(3_600_000, undefined, { signal: renewal.signal });
+        await delay(3_600_000, undefined, { signal: renewal.signal, ref: false });
       }
     }
   })().catch(() => undefined); // aborted at stop

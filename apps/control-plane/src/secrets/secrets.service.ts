@@ -8,7 +8,7 @@ import { checkVersion, toPage, type Page } from '../common/http.js';
 import { dns1123SubdomainProblem as secretNameProblem, secretKeyProblem } from '../common/kubernetes-names.js';
 import { SecretsError, SecretsErrorCode } from './secrets.errors.js';
 import { isUniqueViolation, violatedConstraint } from '../database/constraint-violation.js';
-import type { Tx } from '../database/transaction.js';
+import { UnitOfWork, type Tx } from '../database/transaction.js';
 import { HsmService } from '../hsm/hsm.service.js';
 import { SealedValueService } from '../keys/sealed-values.service.js';
 import type { ProjectEntity } from '../projects/project.entity.js';
@@ -46,6 +46,7 @@ export class SecretsService {
     @Inject(MembershipService) private readonly membership: MembershipService,
     @Inject(AuditService) private readonly audit: AuditService,
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
+    @Inject(UnitOfWork) private readonly uow: UnitOfWork,
   ) {}
 
   async get(actor: Actor, project: string, app: string, name: string): Promise<SecretWithVersion> {
@@ -148,10 +149,8 @@ export class SecretsService {
     const values = parseValues(dto, existing.type);
     try {
       return await this.membership.appContentChange(r.app.id, async (tx) => {
-        const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
-        if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
+        const secret = await this.lockNamed(tx, r.app.id, name, expectedVersion);
         if (secret.generator) throw isGenerated(name);
-        checkVersion(expectedVersion, secret.version);
         const next = secret.latestVersion + 1;
         const current = await this.writeVersion(tx, actor, r, secret, next, values);
         secret.latestVersion = next;
@@ -174,9 +173,7 @@ export class SecretsService {
   ): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
     return this.membership.appContentChange(r.app.id, async (tx) => {
-      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
-      if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
-      checkVersion(expectedVersion, secret.version);
+      const secret = await this.lockNamed(tx, r.app.id, name, expectedVersion);
       const target = await this.repo.findVersion(secret.id, version, tx);
       if (!target)
         throw new SecretsError(SecretsErrorCode.SecretVersionNotFound, `version ${version} of secret ${JSON.stringify(name)} not found`);
@@ -188,9 +185,7 @@ export class SecretsService {
   async delete(actor: Actor, project: string, app: string, name: string, expectedVersion: number | undefined): Promise<void> {
     const r = await this.apps.resolve(actor, project, app);
     await this.membership.appContentChange(r.app.id, async (tx) => {
-      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
-      if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
-      checkVersion(expectedVersion, secret.version);
+      const secret = await this.lockNamed(tx, r.app.id, name, expectedVersion);
       await this.repo.delete(tx, secret.id); // versions cascade; a trigger deletes their ciphertext
     });
   }
@@ -208,11 +203,17 @@ export class SecretsService {
   ): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
     return this.membership.appContentChange(r.app.id, async (tx) => {
-      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
-      if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
-      checkVersion(expectedVersion, secret.version);
+      const secret = await this.lockNamed(tx, r.app.id, name, expectedVersion);
       return { ...r, ...(await this.rotateLocked(tx, actor, r, secret)) };
     });
+  }
+
+  /** The app's secret `name`, row-locked in `tx`, at `expectedVersion` (If-Match) when given. */
+  private async lockNamed(tx: Tx, appId: string, name: string, expectedVersion: number | undefined): Promise<SecretEntity> {
+    const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, appId, name);
+    if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
+    checkVersion(expectedVersion, secret.version);
+    return secret;
   }
 
   /** Sets (days) or clears (null) the rotation schedule of a generated secret. */
@@ -225,10 +226,9 @@ export class SecretsService {
     expectedVersion: number | undefined,
   ): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
-    return this.membership.appContentChange(r.app.id, async (tx) => {
-      const secret = secretNameProblem(name) ? null : await this.repo.lockByName(tx, r.app.id, name);
-      if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
-      checkVersion(expectedVersion, secret.version);
+    // A plain transaction: the schedule changes nothing any cluster receives (no new generation).
+    return this.uow.run(async (tx) => {
+      const secret = await this.lockNamed(tx, r.app.id, name, expectedVersion);
       if (!secret.generator) throw notGenerated(name);
       await this.repo.setSchedule(tx, secret.id, days, this.config.rotation.daySeconds);
       const updated = (await this.repo.findByName(r.app.id, name, tx))!;
