@@ -89,7 +89,11 @@ export class SnapshotBuildRepository {
     );
   }
 
-  /** Saves data keys wrapped for many clusters in one statement (a cache: a concurrent copy wins). */
+  /**
+   * Saves data keys wrapped for many clusters in one statement (a cache: a concurrent copy wins).
+   * Outside the clusters' locks, so a copy whose cluster or ciphertext was deleted meanwhile is
+   * left out (the table has no foreign keys: migration 1763800000012).
+   */
   async saveWrappedMany(
     tx: Tx | undefined,
     rows: Array<{ clusterId: string; keyVersion: number; sealedValueId: string; wrapped: Buffer }>,
@@ -97,7 +101,9 @@ export class SnapshotBuildRepository {
     if (rows.length === 0) return;
     await this.em(tx).query(
       `INSERT INTO cluster_wrapped_keys (cluster_id, sealed_value_id, cluster_key_version, wrapped_dek)
-       SELECT c, s, k, w FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::bytea[]) AS v(c, s, k, w) ON CONFLICT DO NOTHING`,
+       SELECT c, s, k, w FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::bytea[]) AS v(c, s, k, w)
+        WHERE EXISTS (SELECT 1 FROM clusters WHERE id = v.c) AND EXISTS (SELECT 1 FROM sealed_values WHERE id = v.s)
+       ON CONFLICT DO NOTHING`,
       [rows.map((r) => r.clusterId), rows.map((r) => r.sealedValueId), rows.map((r) => r.keyVersion), rows.map((r) => r.wrapped)],
     );
   }
