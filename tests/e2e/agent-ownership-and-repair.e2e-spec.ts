@@ -134,23 +134,29 @@ describe('edge agent: ownership, served namespaces, and repair that does not dep
   it('repairs a Secret deleted or edited while a sync is running, within seconds, every time', async () => {
     for (let round = 2; round <= 4; round++) {
       const value = `own-v${round}-Hx3`;
-      // Hold the sync open after it has written and before it reports (SIGIL_AGENT_TEST_SYNC_GATE):
-      // the deletion and the edit below land exactly in the window in which events used to be dropped.
-      await writeFile(gate, '');
-      await api().put(`/projects/${project}/apps/shop/secrets/shop-db`, { data: { PASSWORD: value } });
-      await eventually(`round ${round}: rotation written`, valueIs('shop-db', { PASSWORD: value })).catch((e) => {
-        console.log(agent!.logs().slice(-4000)); // eslint-disable-line no-console
-        throw e;
-      });
-      await core.deleteNamespacedSecret({ namespace: ns, name: 'shop-db' });
-      const api2 = (await readSecret(ns, 'shop-api'))!;
-      await core.replaceNamespacedSecret({
-        namespace: ns,
-        name: 'shop-api',
-        body: { ...api2, data: { TOKEN: Buffer.from('tampered-mid-sync').toString('base64') } },
-      });
-      await new Promise((r) => setTimeout(r, 300)); // the events reach the agent while it is still held
-      await rm(gate);
+      // Hold the sync of the rotation open after it has written and before it reports
+      // (SIGIL_AGENT_TEST_SYNC_GATE): the deletion and the edit below land exactly in the window in
+      // which events used to be dropped. The gate names the rotation's generation, so a sync of an
+      // older state still running (the previous test's restart) is not the one held.
+      const before = BigInt((await api().get(`/clusters/${cluster}`)).body.desiredGeneration as string);
+      await writeFile(gate, String(before + 1n));
+      try {
+        await api().put(`/projects/${project}/apps/shop/secrets/shop-db`, { data: { PASSWORD: value } });
+        await eventually(`round ${round}: rotation written`, valueIs('shop-db', { PASSWORD: value })).catch((e) => {
+          console.log(agent!.logs().slice(-4000)); // eslint-disable-line no-console
+          throw e;
+        });
+        await core.deleteNamespacedSecret({ namespace: ns, name: 'shop-db' });
+        const api2 = (await readSecret(ns, 'shop-api'))!;
+        await core.replaceNamespacedSecret({
+          namespace: ns,
+          name: 'shop-api',
+          body: { ...api2, data: { TOKEN: Buffer.from('tampered-mid-sync').toString('base64') } },
+        });
+        await new Promise((r) => setTimeout(r, 300)); // the events reach the agent while it is still held
+      } finally {
+        await rm(gate, { force: true }); // a failed round must not hold every later sync of the file
+      }
       expect(existsSync(gate)).toBe(false);
       await eventually(`round ${round}: deleted Secret restored`, valueIs('shop-db', { PASSWORD: value }), 5_000);
       await eventually(`round ${round}: edited Secret restored`, valueIs('shop-api', { TOKEN: 'api-v1-Hx3' }), 5_000);

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeliveryMode, type DesiredSecret, type SecretStatus } from '@sigil/agent-protocol';
 import { SecretSync, type AssembledState, type SyncOutcome } from '@sigil/agent-sync';
@@ -27,6 +27,8 @@ export interface ReconcilerOptions {
   /**
    * Tests only (SIGIL_AGENT_TEST_SYNC_GATE): while this file exists, a sync waits after writing
    * and before reporting, which holds open the window in which Secret events arrive mid-sync.
+   * A generation in the file holds only states of that generation or newer, so a sync already
+   * running when a test creates the file (of an older state) is not the one held.
    */
   syncGate?: string;
 }
@@ -47,6 +49,8 @@ export class KubeReconciler {
   /** Targets a Secret event or a relist says may have drifted; re-checked by the worker. */
   private readonly dirty = new Set<string>();
   private stopped = false;
+  /** The generation of the state being applied (the test gate compares it). */
+  private applying = 0n;
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.sink = new KubeSink(opts.secrets, opts.namespaces, opts.clusterId, opts.logger, (k) => this.dirty.delete(k));
@@ -118,6 +122,7 @@ export class KubeReconciler {
   private async apply(state: AssembledState): Promise<SyncOutcome> {
     const { metrics, logger } = this.opts;
     try {
+      this.applying = state.generation;
       const outcome = await this.sync.apply(state);
       metrics.syncs.inc({ outcome: 'ok' });
       countSecretFailures(metrics.secretFailures, outcome.statuses);
@@ -171,6 +176,16 @@ export class KubeReconciler {
 
   /** See ReconcilerOptions.syncGate. */
   private async holdForTests(): Promise<void> {
-    while (this.opts.syncGate && existsSync(this.opts.syncGate) && !this.stopped) await sleep(50);
+    const gate = this.opts.syncGate;
+    if (!gate) return;
+    const held = () => {
+      try {
+        const from = readFileSync(gate, 'utf8').trim();
+        return from === '' || this.applying >= BigInt(from);
+      } catch {
+        return false; // gone
+      }
+    };
+    while (!this.stopped && held()) await sleep(50);
   }
 }
