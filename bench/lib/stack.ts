@@ -175,6 +175,10 @@ export class BenchStack {
   async restartControlPlane(signal: NodeJS.Signals): Promise<{ stoppedAt: number; readyAt: number }> {
     await Promise.all(this.cps.map((cp) => cp.stop(signal)));
     const stoppedAt = performance.timeOrigin + performance.now();
+    // Where the stop went, when the control plane logs at info (BENCH_CP_SIGIL_LOG_LEVEL=info).
+    for (const cp of this.cps)
+      for (const line of cp.stdout.split('\n'))
+        if (/"msg":"(shut down|agent gRPC stopped)"/.test(line)) process.stderr.write(`[bench]   stop: ${line}\n`);
     await this.startControlPlane();
     return { stoppedAt, readyAt: performance.timeOrigin + performance.now() };
   }

@@ -41,9 +41,12 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.shutdownTimeoutMs);
     force.unref();
+    const started = performance.now();
     try {
       await app?.close();
+      const closedMs = Math.round(performance.now() - started);
       await services.stop();
+      logger.info({ ms: Math.round(performance.now() - started), appMs: closedMs }, 'shut down');
     } finally {
       logger.flush();
       process.exit(code);

@@ -1,5 +1,5 @@
 import { Server } from '@grpc/grpc-js';
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
 import { AGENT_MESSAGE_LIMITS, AgentServiceService } from '@sigil/agent-protocol';
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
@@ -40,9 +40,11 @@ export const SERVER_OPTIONS = {
  * grpc-js serves HTTP/2 on the connections it hands over.
  */
 @Injectable()
-export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShutdown {
+export class AgentGrpcServer implements OnApplicationBootstrap, OnModuleDestroy, OnApplicationShutdown {
   private server: Server | undefined;
   private listener: AgentListener | undefined;
+  /** Settles once the listener stopped accepting and every connection is gone (see onModuleDestroy). */
+  private listenerClosed: Promise<void> | undefined;
   private identity: ServerIdentity | undefined;
   private tickets: SessionTickets | undefined;
   /** The port actually bound (SIGIL_GRPC_PORT=0 picks a free one). */
@@ -96,23 +98,35 @@ export class AgentGrpcServer implements OnApplicationBootstrap, OnApplicationShu
     return this.identity?.caPem;
   }
 
+  /**
+   * Shutdown starts by refusing new connections, before the Sync streams end (SyncStreams tells
+   * agents to come back within a few seconds) and before the other modules stop. While the
+   * listener accepted until onApplicationShutdown, agents told to reconnect came back to this
+   * very process, paying a handshake and a Hello each, only to be cut off again moments later.
+   */
+  onModuleDestroy(): void {
+    this.listenerClosed = this.listener?.close();
+  }
+
   async onApplicationShutdown(): Promise<void> {
     this.identity?.stop();
     this.tickets?.stop();
     const server = this.server;
     if (!server) return;
-    const closed = this.listener!.close();
+    const started = performance.now();
+    const closed = this.listenerClosed ?? this.listener!.close();
     // Streams are long-lived: give unary calls a moment, then cut the rest (agents reconnect elsewhere).
-    await new Promise<void>((resolve) => {
+    const forced = await new Promise<boolean>((resolve) => {
       const force = setTimeout(() => {
         server.forceShutdown();
-        resolve();
+        resolve(true);
       }, 1_000).unref();
       server.tryShutdown(() => {
         clearTimeout(force);
-        resolve();
+        resolve(false);
       });
     });
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
+    this.logger.info({ ms: Math.round(performance.now() - started), forced }, 'agent gRPC stopped');
   }
 }
