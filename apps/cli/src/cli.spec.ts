@@ -523,6 +523,31 @@ describe('sigil connections', () => {
     expect(`${r.stdout}${r.stderr}`).not.toContain(PASSWORD);
   });
 
+  it('create prompts for the password without echo in a terminal (raw mode on, then off)', async () => {
+    routes['POST /api/v1/projects/shop/connections'] = () => ({ status: 201, body: view() });
+    const raw: boolean[] = [];
+    const tty = Object.assign(Readable.from([Buffer.from('Typed-Pa'), Buffer.from('x\u007fss\r')]), {
+      isTTY: true,
+      setRawMode: (on: boolean) => raw.push(on),
+    });
+    let stderr = '';
+    const dir = mkdtempSync(path.join(tmpdir(), 'sigil-cli-spec-'));
+    const code = await runCli(
+      ['node', 'sigil', 'connections', 'create', 'shop', 'orders-db', '--host', 'h', '--database', 'd', '--username', 'u'],
+      {
+        env: { SIGIL_CONFIG: path.join(dir, 'config.json'), SIGIL_SERVER: url, SIGIL_TOKEN: 'sgl_test-token' },
+        fetch: globalThis.fetch,
+        stdin: tty,
+        stdout: { write: () => true },
+        stderr: { write: (s: string) => (stderr += s) },
+      },
+    );
+    expect(code).toBe(EXIT.ok);
+    expect(raw).toEqual([true, false]);
+    expect(stderr).toBe('Admin password: \n');
+    expect((seen[0]!.body as { adminPassword: string }).adminPassword).toBe('Typed-Pass');
+  });
+
   it('create refuses without a password source (no terminal), a bad port or TLS mode, before any request', async () => {
     const base = ['connections', 'create', 'shop', 'orders-db', '--host', 'h', '--database', 'd', '--username', 'u'];
     const none = await sigil(base);
