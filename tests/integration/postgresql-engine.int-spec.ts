@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chownSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
@@ -265,6 +266,20 @@ describe('PostgreSQL credential engine', () => {
     const closed = await failure(engine.verify(target({ port: 1 })));
     expect(closed.code).toBe('unreachable');
     expect(closed.message).toBe(`cannot reach ${host}:1 (ECONNREFUSED)`);
+
+    // A server that takes the TCP connection and never answers: the connect timeout ends it.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const started = Date.now();
+      const quick = new PostgresCredentialEngine({ connectTimeoutMs: 300 });
+      const hung = await failure(quick.verify(target({ host: '127.0.0.1', port: (silent.address() as AddressInfo).port })));
+      expect(hung.code).toBe('unreachable');
+      expect(hung.message).toMatch(/connect timeout/);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      silent.close();
+    }
 
     const wrong = await failure(engine.verify(target({ adminPassword: Buffer.from('Wrong-Password-123') })), 'Wrong-Password-123');
     expect(wrong.code).toBe('auth_failed');

@@ -27,7 +27,11 @@ export type HsmTask =
   | { op: 'generateRandom'; length: number }
   | { op: 'seal'; rootKeyVersion: number; items: Array<{ plaintext: Uint8Array; aad: Uint8Array }> }
   | { op: 'sealConnectionSecret'; rootKeyVersion: number; context: ConnectionSecretContext; plaintext: Uint8Array }
-  | { op: 'openConnectionSecret'; context: ConnectionSecretContext; sealed: SealedValue }
+  | {
+      op: 'openConnectionSecret';
+      context: ConnectionSecretContext;
+      sealed: { rootKeyVersion: number; wrappedDek: Uint8Array; iv: Uint8Array; ciphertext: Uint8Array };
+    }
   | { op: 'rewrap'; kind: 'dek' | 'cdk'; to: number; items: WrappedKey[] }
   | { op: 'createClusterKey'; rootKeyVersion: number; agentKey: RsaPublicKey; oaep: OaepHash }
   | { op: 'wrapForClusters'; items: Array<{ clusterKey: WrappedKey; deks: WrappedKey[] }> };

@@ -162,7 +162,7 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
         wrappedDek: own(sealed.wrappedDek),
         iv: own(sealed.iv),
         ciphertext: own(sealed.ciphertext),
-      } as unknown as SealedValue,
+      },
     });
   }
 
