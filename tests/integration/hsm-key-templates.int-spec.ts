@@ -3,6 +3,7 @@ import {
   CDK_GENERATE,
   CDK_UNWRAP,
   DEK_GENERATE,
+  DEK_OPEN,
   DEK_UNWRAP,
   auditKeyLabel,
   caKeyLabel,
@@ -142,7 +143,12 @@ describe('least-privilege key templates', () => {
     const cdk = p.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, CDK_GENERATE);
     const dekAgain = p.C_UnwrapKey(session, KWP, root, Buffer.from(p.C_WrapKey(session, KWP, root, dek, Buffer.alloc(64))), DEK_UNWRAP);
     const cdkAgain = p.C_UnwrapKey(session, KWP, root, Buffer.from(p.C_WrapKey(session, KWP, root, cdk, Buffer.alloc(64))), CDK_UNWRAP);
+    // A connection secret's data key, as openConnectionSecret brings it back: it only decrypts, and never leaves again.
+    const dekOpen = p.C_UnwrapKey(session, KWP, root, Buffer.from(p.C_WrapKey(session, KWP, root, dek, Buffer.alloc(64))), DEK_OPEN);
     try {
+      expect(read(dekOpen)).toEqual({ ...sessionKey, ...NO_USE, decrypt: true, extractable: false });
+      expect(refusal(() => p.C_EncryptInit(session, gcm, dekOpen))).toBe('CKR_KEY_FUNCTION_NOT_PERMITTED');
+      expect(refusal(() => p.C_WrapKey(session, KWP, root, dekOpen, Buffer.alloc(64)))).toBe('CKR_KEY_UNEXTRACTABLE');
       expect(read(dek)).toEqual({ ...sessionKey, ...NO_USE, encrypt: true });
       expect(read(cdk)).toEqual({ ...sessionKey, ...NO_USE, wrap: true });
       expect(read(dekAgain)).toEqual({ ...sessionKey, ...NO_USE });
@@ -160,7 +166,7 @@ describe('least-privilege key templates', () => {
       expect(refusal(() => p.C_WrapKey(session, KWP, root, audit, Buffer.alloc(64)))).toBe('CKR_KEY_UNEXTRACTABLE'); // not even wrapped
       expect(refusal(() => p.C_SetAttributeValue(session, audit, [{ type: pkcs11js.CKA_EXTRACTABLE, value: true }]))).toBeDefined(); // nor made so
     } finally {
-      for (const h of [dek, cdk, dekAgain, cdkAgain]) p.C_DestroyObject(session, h);
+      for (const h of [dek, cdk, dekAgain, cdkAgain, dekOpen]) p.C_DestroyObject(session, h);
     }
   });
 });

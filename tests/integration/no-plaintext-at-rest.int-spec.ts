@@ -6,6 +6,7 @@ import { decodeSecretEnvelope, decodeSecretPayload, openSecretEnvelope, unwrapKe
 import pg from 'pg';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
+import { ConnectionsService } from '../../apps/control-plane/src/connections/connections.service.js';
 import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { agentEndpoint, projectWithApp, startTestApp, type TestApp } from '../harness/app-context.js';
@@ -63,6 +64,8 @@ async function rawFilesContain(needles: Buffer[]): Promise<boolean[]> {
 describe('no secret at rest in PostgreSQL', () => {
   let t: TestApp;
   const canary = Buffer.from(`canary-${randomBytes(16).toString('hex')}`);
+  /** A database connection's admin password (dynamic secrets, docs/crypto.md "Database connections"). */
+  const adminPassword = Buffer.from(`admin-${randomBytes(16).toString('hex')}`);
   let dek: Buffer;
   let cdk: Buffer;
   /** Values the HSM generated (a generated secret, issue 20), as the agent opened them. */
@@ -85,6 +88,13 @@ describe('no secret at rest in PostgreSQL', () => {
         ],
         rotateEveryDays: 30,
       },
+    });
+    await t.app.get(ConnectionsService).create(admin, project, {
+      name: 'orders-db',
+      host: 'db.internal',
+      database: 'orders',
+      username: 'sigil_admin',
+      adminPassword: adminPassword.toString(),
     });
     const clusters = t.app.get(ClustersService);
     const name = uniqueName('c');
@@ -133,12 +143,13 @@ describe('no secret at rest in PostgreSQL', () => {
     await t?.dispose();
   });
 
-  it('a logical dump of every table holds neither the values (typed and HSM-generated) nor the unwrapped data key or delivery key', async () => {
+  it('a logical dump of every table holds neither the values (typed and HSM-generated), a connection’s admin password, nor the unwrapped data key or delivery key', async () => {
     const dump = await logicalDump(t.databaseUrl);
     // The dump does hold the sealed value (ciphertext, wrapped keys): the search is over real rows.
     expect(dump.toString()).toMatch(/"wrapped_dek":"\\\\x[0-9a-f]{80}"/);
     expect(dump.toString()).toMatch(/"agent_envelope":"\\\\x[0-9a-f]+"/);
-    for (const secret of [canary, dek, cdk, ...generated]) {
+    expect(dump.toString()).toContain('"role_prefix":"sigil_'); // the connection's row is in the dump
+    for (const secret of [canary, dek, cdk, adminPassword, ...generated]) {
       for (const s of spellings(secret)) expect(dump.includes(s)).toBe(false);
     }
   });
@@ -150,7 +161,10 @@ describe('no secret at rest in PostgreSQL', () => {
     await client.query("INSERT INTO api_tokens (name, role, token_hash) VALUES ($1, 'viewer', $2)", [marker.toString(), randomBytes(32)]);
     await client.query('CHECKPOINT');
     await client.end();
-    const [markerFound, ...secrets] = await rawFilesContain([marker, ...[canary, dek, cdk, ...generated].flatMap(spellings)]);
+    const [markerFound, ...secrets] = await rawFilesContain([
+      marker,
+      ...[canary, dek, cdk, adminPassword, ...generated].flatMap(spellings),
+    ]);
     expect(markerFound).toBe(true);
     expect(secrets.every((f) => !f)).toBe(true);
   });
