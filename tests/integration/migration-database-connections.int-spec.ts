@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { openDatabase } from '../../apps/control-plane/src/database/data-source.js';
 import { createTestDatabase } from '../harness/test-env.js';
+import { undoMigrationsThrough } from '../harness/migrations.js';
 
 // Migration 1763800000010 (database connections): its constraints hold, its trigger drops the
 // sealed admin password with the connection (and a replaced one), and `down` undoes it.
@@ -41,7 +42,7 @@ describe('migration: database connections', () => {
       expect(await count()).toBe(before - 1);
 
       await insert('again', 'sigil_c_');
-      await ds.undoLastMigration({ transaction: 'all' });
+      await undoMigrationsThrough(ds, 'DatabaseConnections1763800000010');
       expect(await ds.query(`SELECT to_regclass('database_connections') AS t`)).toEqual([{ t: null }]);
       expect(await count()).toBe(before - 1); // the sealed password went with the connection
       await ds.runMigrations({ transaction: 'all' });

@@ -4,6 +4,7 @@ import type { DataSource } from 'typeorm';
 import { openDatabase } from '../../apps/control-plane/src/database/data-source.js';
 import { SnapshotBuildRepository } from '../../apps/control-plane/src/delivery/snapshot-build.repository.js';
 import { createTestDatabase } from '../harness/test-env.js';
+import { undoMigrationsThrough } from '../harness/migrations.js';
 
 // Migration 1763800000012: the snapshot build's derived tables have no foreign keys (each
 // inserted row paid a referential check), and deleting a parent still deletes what was derived
@@ -140,7 +141,7 @@ describe('migration: derived rows without foreign keys', () => {
         `INSERT INTO cluster_wrapped_keys (cluster_id, sealed_value_id, cluster_key_version, wrapped_dek) VALUES ($1, $2, 1, $3)`,
         [randomUUID(), w.secrets[0]!.sealedValueId, randomBytes(40)],
       );
-      await ds.undoLastMigration({ transaction: 'all' });
+      await undoMigrationsThrough(ds, 'DerivedRowsWithoutForeignKeys1763800000012');
       expect(await derivedForeignKeys(ds)).toEqual([
         'cluster_secrets_app_id_fkey',
         'cluster_secrets_cluster_id_fkey',

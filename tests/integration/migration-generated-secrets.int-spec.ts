@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { openDatabase } from '../../apps/control-plane/src/database/data-source.js';
 import { createTestDatabase } from '../harness/test-env.js';
+import { undoMigrationsThrough } from '../harness/migrations.js';
 
 // Migration 1763800000009 (generated secrets): its constraints hold, and `down` undoes it on a
 // database with secrets in it (generated ones stay, as typed secrets with their versions).
@@ -40,7 +41,7 @@ describe('migration: generated secrets', () => {
           )
         ).map((r) => r.c);
       expect(await columns()).toEqual(['generator', 'last_rotated_at', 'next_rotation_at', 'rotate_every_days']);
-      await ds.undoLastMigration({ transaction: 'all' });
+      await undoMigrationsThrough(ds, 'GeneratedSecrets1763800000009');
       expect(await columns()).toEqual([]);
       expect((await ds.query(`SELECT name FROM secrets ORDER BY name`)).map((r: { name: string }) => r.name)).toEqual([
         'generated',
