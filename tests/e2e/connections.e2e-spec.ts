@@ -143,6 +143,14 @@ describe('database connections', () => {
     expect((await viewer.get(`${base()}/orders-db`)).status).toBe(200);
   });
 
+  it('a project that still holds a connection is not deleted: 409 project_not_empty naming what is left', async () => {
+    const res = await api.delete(`/projects/${project}`);
+    expect(res.status).toBe(409);
+    expect(res.body.code).toBe('project_not_empty');
+    expect(res.body.detail).toContain('database connections');
+    expect((await api.get(`${base()}/orders-db`)).status).toBe(200);
+  });
+
   it('audits every write with the settings, never the password; delete removes it', async () => {
     expect((await api.delete(`${base()}/nowhere`)).status).toBe(204);
     expect((await api.get(`${base()}/nowhere`)).status).toBe(404);

@@ -34,13 +34,20 @@ export class ProjectsRepository {
     return updateLocked(this.repo.manager, ProjectEntity, { id }, mutate);
   }
 
-  /** Deletes under a row lock after `check`; an app created concurrently waits, then fails its FK. */
-  deleteLocked(id: string, check: (p: ProjectEntity, hasApps: boolean) => void): Promise<void> {
+  /**
+   * Deletes under a row lock after `check`, told what the project still holds (apps, database
+   * connections: both refer to it); one created concurrently waits, then fails its FK.
+   */
+  deleteLocked(id: string, check: (p: ProjectEntity, holds: { apps: boolean; connections: boolean }) => void): Promise<void> {
     return this.repo.manager.transaction(async (em) => {
       const p = await em.findOne(ProjectEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
       if (!p) return;
-      const apps = await em.query<unknown[]>('SELECT 1 FROM apps WHERE project_id = $1 LIMIT 1', [id]);
-      check(p, apps.length > 0);
+      const [holds] = await em.query<Array<{ apps: boolean; connections: boolean }>>(
+        `SELECT EXISTS (SELECT 1 FROM apps WHERE project_id = $1) AS apps,
+                EXISTS (SELECT 1 FROM database_connections WHERE project_id = $1) AS connections`,
+        [id],
+      );
+      check(p, holds!);
       await em.delete(ProjectEntity, { id });
     });
   }

@@ -52,10 +52,14 @@ export class ProjectsService {
 
   async delete(actor: Actor, name: string, expectedVersion: number | undefined): Promise<void> {
     const found = await this.resolve(actor, name);
-    await this.repo.deleteLocked(found.id, (p, hasApps) => {
+    await this.repo.deleteLocked(found.id, (p, holds) => {
       checkVersion(expectedVersion, p.version);
-      if (hasApps)
-        throw new ProjectsError(ProjectsErrorCode.ProjectNotEmpty, `project ${JSON.stringify(name)} still has apps; delete them first`);
+      const left = [...(holds.apps ? ['apps'] : []), ...(holds.connections ? ['database connections'] : [])];
+      if (left.length > 0)
+        throw new ProjectsError(
+          ProjectsErrorCode.ProjectNotEmpty,
+          `project ${JSON.stringify(name)} still has ${left.join(' and ')}; delete them first`,
+        );
     });
   }
 
