@@ -101,7 +101,7 @@ export class PostgresCredentialEngine implements CredentialEngine {
     if (passwordProblem) throw new CredentialEngineError('statement_failed', passwordProblem);
     const values = {
       name: pg.escapeIdentifier(r.role),
-      password: pg.escapeLiteral(scramVerifier(r.password)),
+      password: pg.escapeLiteral(await scramVerifier(r.password)),
       expiration: pg.escapeLiteral(r.expiresAt.toISOString()),
     };
     const rendered = r.statements.map((s) => renderStatement(s, values));

@@ -1,4 +1,5 @@
-import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
+import { createHash, createHmac, pbkdf2, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 
 /**
  * A PostgreSQL SCRAM-SHA-256 password verifier (RFC 5802, RFC 7677; PostgreSQL's
@@ -13,6 +14,8 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
  */
 
 export const SCRAM_ITERATIONS = 4096;
+/** PBKDF2 of 4,096 rounds is a millisecond or two: on libuv's pool, not the event loop (1,000 credentials at once). */
+const pbkdf2Async = promisify(pbkdf2);
 export const SCRAM_SALT_BYTES = 16;
 
 export interface ScramKeys {
@@ -31,10 +34,10 @@ export function scramPasswordProblem(password: Buffer): string | undefined {
   return undefined;
 }
 
-export function scramKeys(password: Buffer, salt: Buffer, iterations = SCRAM_ITERATIONS): ScramKeys {
+export async function scramKeys(password: Buffer, salt: Buffer, iterations = SCRAM_ITERATIONS): Promise<ScramKeys> {
   const problem = scramPasswordProblem(password);
   if (problem) throw new RangeError(problem);
-  const salted = pbkdf2Sync(password, salt, iterations, 32, 'sha256');
+  const salted = await pbkdf2Async(password, salt, iterations, 32, 'sha256');
   try {
     const clientKey = createHmac('sha256', salted).update('Client Key').digest();
     const storedKey = createHash('sha256').update(clientKey).digest();
@@ -46,7 +49,11 @@ export function scramKeys(password: Buffer, salt: Buffer, iterations = SCRAM_ITE
 }
 
 /** The verifier of `password` with a fresh random salt (or `salt`, for test vectors). */
-export function scramVerifier(password: Buffer, salt: Buffer = randomBytes(SCRAM_SALT_BYTES), iterations = SCRAM_ITERATIONS): string {
-  const { storedKey, serverKey } = scramKeys(password, salt, iterations);
+export async function scramVerifier(
+  password: Buffer,
+  salt: Buffer = randomBytes(SCRAM_SALT_BYTES),
+  iterations = SCRAM_ITERATIONS,
+): Promise<string> {
+  const { storedKey, serverKey } = await scramKeys(password, salt, iterations);
   return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
 }
