@@ -5,7 +5,8 @@
 const CP = '^apps/control-plane/src';
 
 /** Feature folders of the control plane: each owns its tables, its error codes and its internals. */
-const FEATURES = '(agent-api|api-tokens|apps|audit|auth|clusters|delivery|enrollment|injection|keys|projects|publications|secrets)';
+const FEATURES =
+  '(agent-api|api-tokens|apps|audit|auth|clusters|connections|delivery|enrollment|injection|keys|leases|projects|publications|secrets)';
 
 /**
  * A feature's public surface, the files other features (and tests, benches) may import: its
@@ -24,6 +25,7 @@ const PUBLIC_FILES = [
   'delivery/delivery-builder\\.ts', //   DeliveryModule exports it
   'agent-api/agent-grpc\\.server\\.ts', // AgentApiModule exports it
   'agent-api/sync-streams\\.ts', //      AgentApiModule exports it
+  'connections/engines/credential-engine\\.ts', // the engine interface dynamic secrets (leases/) call
 ];
 const PUBLIC = `${CP}/(${FEATURES}/[^/]+\\.(module|service|dto|errors)\\.ts|${PUBLIC_FILES.join('|')})$`;
 
