@@ -25,7 +25,8 @@ const PUBLIC_FILES = [
   'delivery/delivery-builder\\.ts', //   DeliveryModule exports it
   'agent-api/agent-grpc\\.server\\.ts', // AgentApiModule exports it
   'agent-api/sync-streams\\.ts', //      AgentApiModule exports it
-  'connections/engines/credential-engine\\.ts', // the engine interface dynamic secrets (leases/) call
+  'connections/engines/credential-engine\\.ts', // the engine interface dynamic secrets drive
+  'connections/engines/statement-template\\.ts', // checks a dynamic secret's statements when it is written
 ];
 const PUBLIC = `${CP}/(${FEATURES}/[^/]+\\.(module|service|dto|errors)\\.ts|${PUBLIC_FILES.join('|')})$`;
 
@@ -36,6 +37,7 @@ const TEST_ENTRIES = [
   `${CP}/audit/audit-chain\\.ts$`, //             audit-chain: records in the legacy and the HMAC format
   `${CP}/audit/audit\\.repository\\.ts$`, //         audit-chain: the stored record type it tampers with
   `${CP}/agent-api/snapshot\\.repository\\.ts$`, //  snapshot-repository: its statements on a real PostgreSQL
+  `${CP}/connections/engines/postgresql\\.engine\\.ts$`, // postgresql-engine: roles on a real target database
 ];
 
 module.exports = {

@@ -1,0 +1,55 @@
+/**
+ * Creation and revocation statements are templates (docs/dynamic-secrets.md, "Statements"):
+ * `{{name}}`, `{{password}}` and `{{expiration}}` are replaced by already-quoted SQL (an
+ * identifier, a literal, a literal), so a template author never quotes and a value can never
+ * break out of its quotes. Anything else between double braces is refused: a typo must not reach
+ * the database as text.
+ */
+
+export type Placeholder = 'name' | 'password' | 'expiration';
+
+/** What each kind of statement may use: revocation knows only the role. */
+export const CREATION_PLACEHOLDERS: readonly Placeholder[] = ['name', 'password', 'expiration'];
+export const REVOCATION_PLACEHOLDERS: readonly Placeholder[] = ['name'];
+
+export const MAX_STATEMENTS = 32;
+export const MAX_STATEMENT_LENGTH = 8192;
+
+const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
+
+/** Why `statements` cannot be used with `allowed` (undefined: they can), naming the statement by index. */
+export function statementsProblem(statements: unknown, allowed: readonly Placeholder[]): string | undefined {
+  if (!Array.isArray(statements)) return 'must be an array of SQL statements';
+  if (statements.length > MAX_STATEMENTS) return `must have at most ${MAX_STATEMENTS} statements`;
+  for (const [i, s] of statements.entries()) {
+    if (typeof s !== 'string' || s.trim() === '') return `statement ${i + 1} must be a non-empty string`;
+    if (s.length > MAX_STATEMENT_LENGTH) return `statement ${i + 1} is longer than ${MAX_STATEMENT_LENGTH} characters`;
+    if (s.includes('\0')) return `statement ${i + 1} contains a NUL character`;
+    for (const [, raw] of s.matchAll(PLACEHOLDER)) {
+      const name = raw!;
+      if (!(allowed as readonly string[]).includes(name))
+        return `statement ${i + 1} uses {{${name.slice(0, 40)}}}; only ${allowed.map((p) => `{{${p}}}`).join(', ')} may be used here`;
+    }
+    const stray = s.replace(PLACEHOLDER, '');
+    if (stray.includes('{{') || stray.includes('}}')) return `statement ${i + 1} has an unmatched {{ or }}`;
+  }
+  return undefined;
+}
+
+export class TemplateError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TemplateError';
+  }
+}
+
+/**
+ * Renders one template. `values` holds the SQL each placeholder becomes (already quoted); a
+ * placeholder without a value, or an unknown one, throws a TemplateError naming it (never the
+ * values: the password's is a verifier).
+ */
+export function renderStatement(template: string, values: Partial<Record<Placeholder, string>>): string {
+  const problem = statementsProblem([template], Object.keys(values) as Placeholder[]);
+  if (problem) throw new TemplateError(problem.replace(/^statement 1 /, 'the statement '));
+  return template.replace(PLACEHOLDER, (_m, name: string) => values[name as Placeholder]!);
+}
