@@ -11,7 +11,7 @@ import { SealedValueService } from '../keys/sealed-values.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { CREDENTIAL_TARGETS, type CredentialTargets } from './credential-targets.js';
 import { LeaseAudit } from './lease-audit.js';
-import { backoffSeconds, eachBounded, ENGINE_CONCURRENCY, roleName, safeError, withTimeout } from './lease-work.js';
+import { backoffSeconds, eachBounded, ENGINE_CONCURRENCY, retryTransient, roleName, safeError, withTimeout } from './lease-work.js';
 import { LeasesRepository, type IssueCandidate, type Intent } from './leases.repository.js';
 import { PASSWORD_ALPHABET, PASSWORD_LENGTH, renderKeys } from './templates.js';
 
@@ -140,13 +140,16 @@ export class LeaseIssuer {
         let password: Buffer | undefined;
         try {
           password = await this.password();
+          const pw = password;
           await withTimeout(
-            engine.createRole(target, {
-              role: intent.roleName,
-              password,
-              expiresAt: new Date(intent.expiresAt),
-              statements: candidate.spec.creationStatements,
-            }),
+            retryTransient(() =>
+              engine.createRole(target, {
+                role: intent.roleName,
+                password: pw,
+                expiresAt: new Date(intent.expiresAt),
+                statements: candidate.spec.creationStatements,
+              }),
+            ),
             timeoutMs,
             'creating the role',
           );

@@ -7,7 +7,7 @@ import { MembershipService } from '../delivery/membership.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { CREDENTIAL_TARGETS, type CredentialTargets } from './credential-targets.js';
 import { LeaseAudit } from './lease-audit.js';
-import { backoffSeconds, eachBounded, ENGINE_CONCURRENCY, safeError, withTimeout } from './lease-work.js';
+import { backoffSeconds, eachBounded, ENGINE_CONCURRENCY, retryTransient, safeError, withTimeout } from './lease-work.js';
 import { LeasesRepository, type RevokeClaim } from './leases.repository.js';
 
 const BATCH = 500;
@@ -92,7 +92,7 @@ export class LeaseRevoker {
       await eachBounded(claims, ENGINE_CONCURRENCY, async (claim) => {
         try {
           await withTimeout(
-            engine.revokeRole(target, { role: claim.roleName, statements: claim.revocationStatements }),
+            retryTransient(() => engine.revokeRole(target, { role: claim.roleName, statements: claim.revocationStatements })),
             timeoutMs,
             'revoking the role',
           );
@@ -148,7 +148,7 @@ export class LeaseRevoker {
         const t = target;
         await eachBounded(orphans, ENGINE_CONCURRENCY, async (role) => {
           try {
-            await engine.revokeRole(t, { role, statements: known.get(role)?.revocationStatements ?? [] });
+            await retryTransient(() => engine.revokeRole(t, { role, statements: known.get(role)?.revocationStatements ?? [] }));
             reaped++;
             this.metrics.leasesRevoked.inc();
             await this.audit.record('lease.reap', 'success', 200, {}, { role, reason: 'orphan' }).catch(() => undefined);

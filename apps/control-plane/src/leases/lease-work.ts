@@ -35,6 +35,29 @@ export function safeError(err: unknown): string {
   return err instanceof Error ? `internal: ${err.name}` : 'internal: error';
 }
 
+/**
+ * Database codes of a statement that lost a race, not a wrong statement: PostgreSQL answers
+ * concurrent GRANTs on one object with XX000 "tuple concurrently updated", and serialization
+ * failures and deadlocks are retryable by definition. The engine runs each role's statements
+ * in one transaction, so a retry starts from nothing.
+ */
+const TRANSIENT_CODES = new Set(['XX000', '40001', '40P01']);
+const TRANSIENT_ATTEMPTS = 5;
+
+/** `call`, retried a few times (after 20-200 ms, jittered) when the engine lost a race; anything else fails at once. */
+export async function retryTransient<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      const transient =
+        err instanceof CredentialEngineError && err.code === 'statement_failed' && TRANSIENT_CODES.has(err.databaseCode ?? '');
+      if (!transient || attempt >= TRANSIENT_ATTEMPTS) throw err;
+      await new Promise((r) => setTimeout(r, 20 + Math.random() * 40 * attempt));
+    }
+  }
+}
+
 export class LeaseTimeoutError extends Error {
   constructor(message: string) {
     super(message);

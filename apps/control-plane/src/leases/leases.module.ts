@@ -12,7 +12,7 @@ import { LeaseSweep } from './lease-sweep.js';
 import { LeasesController } from './leases.controller.js';
 import { LeasesRepository } from './leases.repository.js';
 import { LeasesService } from './leases.service.js';
-import { NoCredentialTargets } from './unbound-targets.js';
+import { InterimCredentialTargets } from './unbound-targets.js';
 
 /**
  * Dynamic secrets' leases (docs/dynamic-secrets.md): per-cluster database credentials issued,
@@ -28,7 +28,7 @@ import { NoCredentialTargets } from './unbound-targets.js';
     LeaseRevoker,
     LeaseSweep,
     LeasesService,
-    { provide: CREDENTIAL_TARGETS, useClass: NoCredentialTargets },
+    { provide: CREDENTIAL_TARGETS, useClass: InterimCredentialTargets },
   ],
   controllers: [LeasesController],
   exports: [LeasesService],

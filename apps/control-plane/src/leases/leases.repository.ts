@@ -227,15 +227,21 @@ export class LeasesRepository {
   }
 
   /**
-   * Superseded leases whose successor the cluster reported applied start their grace period now
-   * (level-triggered: a report seen late starts it late, never early).
+   * Superseded leases whose successor the cluster applied start their grace period now
+   * (level-triggered: an ack seen late starts it late, never early). Applied means what agents
+   * report: the cluster's applied generation reached the generation at which its snapshot row
+   * of the secret took the newer serial, and no failure or conflict is reported for that secret
+   * (agents write status rows only for those: an applied Secret is told by the generation).
    */
   async startGrace(): Promise<number> {
     const [, n] = await this.ds.query<[unknown, number]>(
       `UPDATE credential_leases l SET revoke_after = now() + make_interval(secs => l.grace_seconds), updated_at = now()
         WHERE l.state = 'superseded' AND l.revoke_after IS NULL
-          AND EXISTS (SELECT 1 FROM secret_statuses ss
-                       WHERE ss.cluster_id = l.cluster_id AND ss.secret_id = l.secret_id AND ss.state = 'applied' AND ss.version > l.serial)`,
+          AND EXISTS (SELECT 1 FROM cluster_secrets cs JOIN clusters c ON c.id = cs.cluster_id
+                       WHERE cs.cluster_id = l.cluster_id AND cs.secret_id = l.secret_id AND cs.secret_version > l.serial
+                         AND c.applied_generation >= cs.generation)
+          AND NOT EXISTS (SELECT 1 FROM secret_statuses ss
+                           WHERE ss.cluster_id = l.cluster_id AND ss.secret_id = l.secret_id AND ss.state IN ('failed', 'conflict'))`,
     );
     return n;
   }
@@ -328,8 +334,9 @@ export class LeasesRepository {
   async rolesKnown(connectionId: string, roles: string[]): Promise<Map<string, { live: boolean; revocationStatements: string[] }>> {
     if (roles.length === 0) return new Map();
     const rows = await this.ds.query<Array<{ role: string; live: boolean; statements: string[] }>>(
-      `SELECT role_name AS role, bool_or(state = ANY($3::text[])) AS live, (array_agg(revocation_statements))[1] AS statements
-         FROM credential_leases WHERE connection_id = $1 AND role_name = ANY($2::text[]) GROUP BY role_name`,
+      `SELECT DISTINCT ON (role_name) role_name AS role, state = ANY($3::text[]) AS live, revocation_statements AS statements
+         FROM credential_leases WHERE connection_id = $1 AND role_name = ANY($2::text[])
+        ORDER BY role_name, (state = ANY($3::text[])) DESC`,
       [connectionId, roles, LIVE_STATES],
     );
     return new Map(rows.map((r) => [r.role, { live: r.live, revocationStatements: r.statements }]));

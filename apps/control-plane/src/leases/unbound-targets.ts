@@ -1,24 +1,38 @@
-import type { ConnectionTarget, CredentialEngine } from '../connections/engines/credential-engine.js';
+import type { Tx } from '../database/transaction.js';
+import type { ConnectionTarget, CredentialEngine, EngineName } from '../connections/engines/credential-engine.js';
 import type { ConnectionRef, CredentialTargets } from './credential-targets.js';
 
 /**
  * The binding of CREDENTIAL_TARGETS until connections/ (ConnectionsService) is merged: no
- * project has a connection, so no dynamic secret can be created and the sweeps find no work.
+ * project has a connection — so no dynamic secret can be created and the sweeps find no work —
+ * unless an implementation is bound with `use` (the integration tests bind the real PostgreSQL
+ * engine and a target database this way). Replaced by ConnectionsService at the merge.
  */
-export class NoCredentialTargets implements CredentialTargets {
-  describe(): Promise<ConnectionRef | null> {
-    return Promise.resolve(null);
+export class InterimCredentialTargets implements CredentialTargets {
+  private bound: CredentialTargets | undefined;
+
+  use(impl: CredentialTargets | undefined): void {
+    this.bound = impl;
   }
-  target(): Promise<ConnectionTarget> {
-    return Promise.reject(new Error('no database connections are configured'));
+
+  describe(tx: Tx | undefined, projectId: string, name: string): Promise<ConnectionRef | null> {
+    return this.bound ? this.bound.describe(tx, projectId, name) : Promise.resolve(null);
   }
-  targetById(): Promise<ConnectionTarget> {
-    return Promise.reject(new Error('no database connections are configured'));
+  target(tx: Tx | undefined, projectId: string, connectionName: string): Promise<ConnectionTarget> {
+    return this.bound
+      ? this.bound.target(tx, projectId, connectionName)
+      : Promise.reject(new Error('no database connections are configured'));
   }
-  engineFor(): CredentialEngine {
-    throw new Error('no credential engine is configured');
+  targetById(tx: Tx | undefined, projectId: string, connectionId: string): Promise<ConnectionTarget> {
+    return this.bound
+      ? this.bound.targetById(tx, projectId, connectionId)
+      : Promise.reject(new Error('no database connections are configured'));
+  }
+  engineFor(engine: EngineName): CredentialEngine {
+    if (!this.bound) throw new Error('no credential engine is configured');
+    return this.bound.engineFor(engine);
   }
   all(): Promise<ConnectionRef[]> {
-    return Promise.resolve([]);
+    return this.bound ? this.bound.all() : Promise.resolve([]);
   }
 }
