@@ -1,4 +1,11 @@
 import { dns1123LabelProblem, secretKeyProblem } from '../common/kubernetes-names.js';
+import {
+  CREATION_PLACEHOLDERS,
+  MAX_STATEMENTS,
+  REVOCATION_PLACEHOLDERS,
+  statementsProblem,
+  type Placeholder,
+} from '../connections/engines/statement-template.js';
 
 /**
  * Dynamic secrets (docs/dynamic-secrets.md): the recipe of a secret whose values are a
@@ -26,13 +33,10 @@ export const MAX_TTL_SECONDS = 30 * 86_400;
 export const DEFAULT_MIN_TTL_SECONDS = 300;
 export const MAX_DYNAMIC_KEYS = 32;
 export const MAX_KEY_TEMPLATE_LENGTH = 4096;
-export const MAX_STATEMENTS = 32;
-export const MAX_STATEMENT_LENGTH = 8192;
+export { MAX_STATEMENTS };
 
 export const KEY_PLACEHOLDERS = ['username', 'password', 'host', 'port', 'database', 'sslmode'] as const;
 export type KeyPlaceholder = (typeof KEY_PLACEHOLDERS)[number];
-const CREATION_PLACEHOLDERS = ['name', 'password', 'expiration'];
-const REVOCATION_PLACEHOLDERS = ['name'];
 
 const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
 const SPEC_FIELDS = new Set([
@@ -57,19 +61,11 @@ function placeholderProblem(template: string, allowed: readonly string[]): strin
   return undefined;
 }
 
-function statementsProblem(field: string, v: unknown, allowed: readonly string[], required: boolean): string | undefined {
-  if (!Array.isArray(v)) return `${field} must be an array of SQL statements`;
-  if (required && v.length === 0) return `${field} must have at least one statement`;
-  if (v.length > MAX_STATEMENTS) return `${field} may have at most ${MAX_STATEMENTS} statements`;
-  for (const [i, s] of v.entries()) {
-    const at = `${field}[${i}]`;
-    if (typeof s !== 'string' || s.trim() === '') return `${at} must be a non-empty string`;
-    if (s.length > MAX_STATEMENT_LENGTH) return `${at} is longer than ${MAX_STATEMENT_LENGTH} characters`;
-    if (s.includes('\0')) return `${at} contains a NUL character`;
-    const p = placeholderProblem(s, allowed);
-    if (p) return `${at} ${p}`;
-  }
-  return undefined;
+/** The engine's own statement checks (connections/), named by this request's field. */
+function statementsFieldProblem(field: string, v: unknown, allowed: readonly Placeholder[], required: boolean): string | undefined {
+  if (required && Array.isArray(v) && v.length === 0) return `${field} must have at least one statement`;
+  const p = statementsProblem(v, allowed);
+  return p && `${field}: ${p}`;
 }
 
 /**
@@ -83,13 +79,13 @@ export function dynamicSpecProblem(v: unknown): string | undefined {
   if (typeof v.connection !== 'string') return 'connection must be the name of a database connection of the project';
   const cp = dns1123LabelProblem(v.connection);
   if (cp) return `connection ${cp}`;
-  const create = statementsProblem('creationStatements', v.creationStatements, CREATION_PLACEHOLDERS, true);
+  const create = statementsFieldProblem('creationStatements', v.creationStatements, CREATION_PLACEHOLDERS, true);
   if (create) return create;
   const all = (v.creationStatements as string[]).join('\n');
   if (!/\{\{\s*name\s*\}\}/.test(all) || !/\{\{\s*password\s*\}\}/.test(all))
     return 'creationStatements must use {{name}} and {{password}} (the role Sigil creates and its password)';
   if (v.revocationStatements !== undefined) {
-    const revoke = statementsProblem('revocationStatements', v.revocationStatements, REVOCATION_PLACEHOLDERS, false);
+    const revoke = statementsFieldProblem('revocationStatements', v.revocationStatements, REVOCATION_PLACEHOLDERS, false);
     if (revoke) return revoke;
   }
   for (const f of ['ttlSeconds', 'renewBeforeSeconds', 'graceSeconds'] as const)
