@@ -32,8 +32,7 @@ const PUBLIC = `${CP}/(${FEATURES}/[^/]+\\.(module|service|dto|errors)\\.ts|${PU
 
 /** Internals the integration tests drive directly, beyond the public surface (keep this short). */
 const TEST_ENTRIES = [
-  `${CP}/leases/(credential-targets|unbound-targets|lease-issuer|lease-sweep)\\.ts$`, // dynamic-secrets: a target database bound, crashes injected, the reaper run
-  `${CP}/connections/engines/postgresql\\.engine\\.ts$`, // the real engine, bound by tests before connections/ is wired
+  `${CP}/leases/(lease-issuer|lease-sweep)\\.ts$`, // dynamic-secrets: crashes injected between the issue's steps, the reaper run
   `${CP}/agent-api/agent-authenticator\\.ts$`, // agent-client-certificates: which certificates are refused
   `${CP}/enrollment/https-get\\.ts$`, //          agent-kubernetes-identity: the issuer's keys over the test kube-apiserver's TLS
   `${CP}/audit/audit-chain\\.ts$`, //             audit-chain: records in the legacy and the HMAC format

@@ -1,27 +1,21 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import type { ConnectionTarget, CredentialEngine } from '../../apps/control-plane/src/connections/engines/credential-engine.js';
-import { PostgresCredentialEngine } from '../../apps/control-plane/src/connections/engines/postgresql.engine.js';
-import type { ConnectionRef, CredentialTargets } from '../../apps/control-plane/src/leases/credential-targets.js';
 import { testEnv, uniqueName } from './test-env.js';
 
 /**
- * A target database for dynamic secrets in the test PostgreSQL instance — a database of its own
- * (never Sigil's schema) with a table `orders`, and an admin role with CREATEROLE only — and a
- * CredentialTargets that reaches it through the real PostgreSQL engine. `down` points the
- * connection at a closed port (the database "is down" for Sigil).
+ * A target database for dynamic secrets in the test PostgreSQL instance: a database of its own
+ * (never Sigil's schema) with a table `orders`, and an admin role with CREATEROLE only (what
+ * docs/dynamic-secrets.md tells operators to give Sigil). Roles are instance-wide, so the role
+ * prefix carries this run's random tag.
  */
-export class TargetDatabase implements CredentialTargets {
+export class TargetDatabase {
   readonly tag = randomBytes(4).toString('hex');
   readonly prefix = `sigil_${this.tag}_`;
   readonly admin = `sigil_admin_${this.tag}`;
   readonly database = uniqueName('target').replace(/-/g, '_');
   readonly host: string;
   readonly port: number;
-  down = false;
-  private readonly adminPassword = randomBytes(18).toString('base64url');
-  private readonly engine: CredentialEngine = new PostgresCredentialEngine({ connectTimeoutMs: 2_000, statementTimeoutMs: 10_000 });
-  private readonly refs = new Map<string, ConnectionRef>();
+  readonly adminPassword = randomBytes(18).toString('base64url');
 
   constructor() {
     const server = new URL(testEnv().postgres.adminUrl);
@@ -44,11 +38,18 @@ export class TargetDatabase implements CredentialTargets {
     return t;
   }
 
-  /** Registers connection `name` of `projectId`. */
-  connection(projectId: string, name: string): ConnectionRef {
-    const ref: ConnectionRef = { id: randomUUID(), projectId, name, engine: 'postgresql', rolePrefix: this.prefix };
-    this.refs.set(ref.id, ref);
-    return ref;
+  /** What `POST /projects/{p}/connections` takes to reach it (TLS off: the test server has none). */
+  connectionRequest(name: string) {
+    return {
+      name,
+      host: this.host,
+      port: this.port,
+      database: this.database,
+      username: this.admin,
+      adminPassword: this.adminPassword,
+      tlsMode: 'disable' as const,
+      rolePrefix: this.prefix,
+    };
   }
 
   async superuser<T>(db: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -96,38 +97,5 @@ export class TargetDatabase implements CredentialTargets {
       for (const r of await this.roles()) await c.query(`DROP ROLE IF EXISTS ${c.escapeIdentifier(r)}`);
       await c.query(`DROP ROLE IF EXISTS ${this.admin}`);
     });
-  }
-
-  private targetOf(ref: ConnectionRef): ConnectionTarget {
-    return {
-      id: ref.id,
-      host: this.host,
-      // A port nothing listens on: connect is refused at once.
-      port: this.down ? 1 : this.port,
-      database: this.database,
-      username: this.admin,
-      tlsMode: 'disable',
-      rolePrefix: ref.rolePrefix,
-      adminPassword: Buffer.from(this.adminPassword),
-    };
-  }
-
-  describe(_tx: unknown, projectId: string, name: string): Promise<ConnectionRef | null> {
-    return Promise.resolve([...this.refs.values()].find((r) => r.projectId === projectId && r.name === name) ?? null);
-  }
-  async target(tx: unknown, projectId: string, name: string): Promise<ConnectionTarget> {
-    const ref = await this.describe(tx, projectId, name);
-    if (!ref) throw new Error('no such connection');
-    return this.targetOf(ref);
-  }
-  targetById(_tx: unknown, _projectId: string, id: string): Promise<ConnectionTarget> {
-    const ref = this.refs.get(id);
-    return ref ? Promise.resolve(this.targetOf(ref)) : Promise.reject(new Error('no such connection'));
-  }
-  engineFor(): CredentialEngine {
-    return this.engine;
-  }
-  all(): Promise<ConnectionRef[]> {
-    return Promise.resolve([...this.refs.values()]);
   }
 }

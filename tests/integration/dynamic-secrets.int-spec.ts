@@ -1,27 +1,27 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
-import { Redis } from 'ioredis';
 import { AppsService } from '../../apps/control-plane/src/apps/apps.service.js';
 import { AuditService } from '../../apps/control-plane/src/audit/audit.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
-import { CREDENTIAL_TARGETS } from '../../apps/control-plane/src/leases/credential-targets.js';
+import { ConnectionsService } from '../../apps/control-plane/src/connections/connections.service.js';
 import { LeaseIssuer } from '../../apps/control-plane/src/leases/lease-issuer.js';
 import { LeaseSweep } from '../../apps/control-plane/src/leases/lease-sweep.js';
 import { LeasesService } from '../../apps/control-plane/src/leases/leases.service.js';
-import type { InterimCredentialTargets } from '../../apps/control-plane/src/leases/unbound-targets.js';
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { PublicationsService } from '../../apps/control-plane/src/publications/publications.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { eventually, holds } from '../harness/eventually.js';
 import { TargetDatabase } from '../harness/target-database.js';
-import { testEnv, uniqueName } from '../harness/test-env.js';
+import { databaseDump, redisDump, spellings } from '../harness/secret-scan.js';
+import { uniqueName } from '../harness/test-env.js';
 import { TestAgent } from '../harness/test-agent.js';
 
 // Dynamic secrets on real parts: the target is a database of its own in the test PostgreSQL
-// (never Sigil's schema) reached through the real PostgreSQL engine; delivery goes through the
-// real HSM, PostgreSQL, Redis and mTLS gRPC to test agents that open what they receive.
+// (never Sigil's schema), registered as a connection and reached through the real PostgreSQL
+// engine; delivery goes through the real HSM, PostgreSQL, Redis and mTLS gRPC to test agents
+// that open what they receive.
 
 const admin = new Actor('00000000-0000-4000-8000-000000000001', 'test-admin', 'admin', null);
 const CREATE = ['CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}', 'GRANT SELECT ON orders TO {{name}}'];
@@ -63,13 +63,12 @@ describe('dynamic secrets and leases', () => {
         SIGIL_LEASE_REAPER_INTERVAL_MS: '3600000',
       },
     });
-    t.app.get<InterimCredentialTargets>(CREDENTIAL_TARGETS).use(target);
     secrets = t.app.get(SecretsService);
     publications = t.app.get(PublicationsService);
     clusters = t.app.get(ClustersService);
     leases = t.app.get(LeasesService);
-    const p = await t.app.get(ProjectsService).create({ name: project });
-    target.connection(p.id, 'orders-db');
+    await t.app.get(ProjectsService).create({ name: project });
+    await t.app.get(ConnectionsService).create(admin, project, target.connectionRequest('orders-db'));
     await t.app.get(ProjectsService).setNamespaces(admin, project, ['shop']);
     await publications.setProjectSelector(admin, project, {});
     for (const app of ['orders', 'renewing', 'typed'])
@@ -267,7 +266,9 @@ describe('dynamic secrets and leases', () => {
   });
 
   it('the database down: failed with a reason, other apps unaffected; converges when it is back', async () => {
-    target.down = true;
+    // A port nothing listens on: the database is down for Sigil.
+    const connections = t.app.get(ConnectionsService);
+    await connections.update(admin, project, 'orders-db', { port: 1 }, undefined);
     try {
       await secrets.create(admin, project, 'orders', {
         name: 'while-down',
@@ -296,7 +297,7 @@ describe('dynamic secrets and leases', () => {
         );
       await eventually('typed app provisioned', async () => holds((await status('typed')).summary.provisioned === 2));
     } finally {
-      target.down = false;
+      await connections.update(admin, project, 'orders-db', { port: target.port }, undefined);
     }
     await eventually(
       'converged once the database is back',
@@ -367,6 +368,12 @@ describe('dynamic secrets and leases', () => {
     await clusters.setEnabled(eu.cluster, true, undefined);
   });
 
+  it('a connection that dynamic secrets use cannot be deleted', async () => {
+    await expect(t.app.get(ConnectionsService).delete(admin, project, 'orders-db', undefined)).rejects.toMatchObject({
+      code: 'connection_in_use',
+    });
+  });
+
   it('the reaper drops a role with the prefix that no live lease names', async () => {
     const orphan = `${target.prefix}orphan0001`;
     // As the admin role, like a role created by an issue whose lease row is gone.
@@ -377,32 +384,7 @@ describe('dynamic secrets and leases', () => {
 
   it("canary: no delivered password is in Sigil's database or Redis", async () => {
     expect(seen.length).toBeGreaterThanOrEqual(4);
-    const { rows: tables } = await sigilDb.query<{ t: string }>("SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public'");
-    const dump: string[] = [];
-    for (const { t: table } of tables) {
-      const { rows } = await sigilDb.query<{ j: string }>(`SELECT row_to_json(x)::text AS j FROM ${sigilDb.escapeIdentifier(table)} x`);
-      dump.push(...rows.map((r) => r.j));
-    }
-    const text = dump.join('\n');
-    const redis = new Redis(testEnv().redis.url);
-    try {
-      const keys = await redis.keys(`${t.keyLabelPrefix}*`);
-      for (const k of keys) {
-        const type = await redis.type(k);
-        if (type === 'string') dump.push((await redis.get(k)) ?? '');
-        else if (type === 'hash') dump.push(JSON.stringify(await redis.hgetall(k)));
-        else if (type === 'list') dump.push(JSON.stringify(await redis.lrange(k, 0, -1)));
-        else if (type === 'zset') dump.push(JSON.stringify(await redis.zrange(k, 0, -1)));
-        else if (type === 'set') dump.push(JSON.stringify(await redis.smembers(k)));
-      }
-    } finally {
-      redis.disconnect();
-    }
-    const all = text + dump.join('\n');
-    for (const p of seen) {
-      expect(all.includes(p)).toBe(false);
-      expect(all.includes(Buffer.from(p).toString('base64'))).toBe(false);
-      expect(all.includes(Buffer.from(p).toString('hex'))).toBe(false);
-    }
+    const all = (await databaseDump(t.databaseUrl)) + (await redisDump(t.keyLabelPrefix));
+    for (const p of seen) for (const spelled of spellings(p)) expect(all.includes(spelled)).toBe(false);
   });
 });

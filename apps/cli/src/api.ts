@@ -70,7 +70,8 @@ export function problemError(status: number, body: unknown): CliError {
   const p: Partial<Problem> = typeof body === 'object' && body !== null ? body : {};
   const detail = [p.detail ?? p.title ?? `HTTP ${status}`, ...(p.errors ?? []).map((e) => `${e.field}: ${e.problem}`)].join('; ');
   const code = typeof p.code === 'string' ? p.code : undefined;
-  const message = `${detail}${code ? ` (${code})` : ''}`;
+  const reason = typeof p.reason === 'string' ? `: ${p.reason}` : '';
+  const message = `${detail}${code ? ` (${code}${reason})` : ''}`;
   if (status === 401 || status === 403) return new CliError(EXIT.auth, message, code);
   if (status === 429 || status >= 500) return new CliError(EXIT.unavailable, message, code);
   return new CliError(EXIT.usage, message, code);

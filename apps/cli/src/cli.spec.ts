@@ -466,6 +466,117 @@ describe('sigil root-keys', () => {
   });
 });
 
+describe('sigil connections', () => {
+  const PASSWORD = 'Cli-Admin-Canary-9d1e';
+  const view = (over: Record<string, unknown> = {}) => ({
+    id: '0b7e2b9c-3c1e-4f7a-9d55-5b1f0f3e8a22',
+    project: 'shop',
+    name: 'orders-db',
+    engine: 'postgresql',
+    host: 'db.internal',
+    port: 5432,
+    database: 'orders',
+    username: 'sigil_admin',
+    tlsMode: 'verify-full',
+    caCertificate: null,
+    rolePrefix: 'sigil_0b7e2b9c_',
+    adminPasswordSetAt: '2026-12-02T00:00:00.000Z',
+    version: 1,
+    createdAt: '2026-12-02T00:00:00.000Z',
+    updatedAt: '2026-12-02T00:00:00.000Z',
+    ...over,
+  });
+
+  it('create reads the admin password from stdin (one newline dropped) and never prints it', async () => {
+    routes['POST /api/v1/projects/shop/connections'] = () => ({ status: 201, body: view() });
+    const r = await sigil(
+      [
+        'connections',
+        'create',
+        'shop',
+        'orders-db',
+        '--host',
+        'db.internal',
+        '--database',
+        'orders',
+        '--username',
+        'sigil_admin',
+        '--admin-password-stdin',
+        '--tls-mode',
+        'require',
+        '--port',
+        '6432',
+      ],
+      { stdin: `${PASSWORD}\n` },
+    );
+    expect(r.code).toBe(EXIT.ok);
+    expect(seen[0]!.body).toEqual({
+      name: 'orders-db',
+      host: 'db.internal',
+      database: 'orders',
+      username: 'sigil_admin',
+      adminPassword: PASSWORD,
+      port: 6432,
+      tlsMode: 'require',
+    });
+    expect(r.stdout).toBe('connection orders-db: sigil_admin@db.internal:5432/orders (verify-full), roles sigil_0b7e2b9c_*\n');
+    expect(`${r.stdout}${r.stderr}`).not.toContain(PASSWORD);
+  });
+
+  it('create refuses without a password source (no terminal), a bad port or TLS mode, before any request', async () => {
+    const base = ['connections', 'create', 'shop', 'orders-db', '--host', 'h', '--database', 'd', '--username', 'u'];
+    const none = await sigil(base);
+    expect(none.code).toBe(EXIT.usage);
+    expect(none.stderr).toContain('--admin-password-stdin');
+    expect((await sigil([...base, '--admin-password-stdin'], { stdin: '\n' })).stderr).toContain('empty');
+    expect((await sigil([...base, '--port', '70000', '--admin-password-stdin'], { stdin: 'x' })).code).toBe(EXIT.usage);
+    expect((await sigil([...base, '--tls-mode', 'prefer', '--admin-password-stdin'], { stdin: 'x' })).code).toBe(EXIT.usage);
+    expect(seen).toEqual([]);
+  });
+
+  it('list shows settings and when the password was set; update replaces the password from stdin', async () => {
+    routes['GET /api/v1/projects/shop/connections'] = () => ({ status: 200, body: { items: [view()], next: null } });
+    const list = await sigil(['connections', 'list', 'shop']);
+    expect(list.code).toBe(EXIT.ok);
+    expect(list.stdout).toMatch(/^NAME +ENGINE +HOST +PORT +DATABASE +USERNAME +TLSMODE +ROLEPREFIX +ADMINPASSWORDSETAT$/m);
+    routes['PATCH /api/v1/projects/shop/connections/orders-db'] = () => ({ status: 200, body: view({ version: 2 }) });
+    const up = await sigil(['connections', 'update', 'shop', 'orders-db', '--admin-password-stdin'], { stdin: 'New-Password-1\n' });
+    expect(up.code).toBe(EXIT.ok);
+    expect(seen[1]!.body).toEqual({ adminPassword: 'New-Password-1' });
+    expect((await sigil(['connections', 'update', 'shop', 'orders-db'])).code).toBe(EXIT.usage);
+  });
+
+  it('verify prints the server version; a failing database exits 3 with the code and its reason', async () => {
+    routes['POST /api/v1/projects/shop/connections/orders-db/verify'] = () => ({
+      status: 200,
+      body: { serverVersion: '18.4', canCreateRoles: true },
+    });
+    expect(await sigil(['connections', 'verify', 'shop', 'orders-db'])).toMatchObject({
+      code: EXIT.ok,
+      stdout: 'connection orders-db: PostgreSQL 18.4, can create roles\n',
+    });
+    routes['POST /api/v1/projects/shop/connections/orders-db/verify'] = () => ({
+      status: 502,
+      body: { type: 'about:blank', title: 'bad gateway', status: 502, code: 'connection_failed', reason: 'auth_failed', detail: 'refused' },
+    });
+    const bad = await sigil(['connections', 'verify', 'shop', 'orders-db']);
+    expect(bad.code).toBe(EXIT.unavailable);
+    expect(bad.stderr).toContain('(connection_failed: auth_failed)');
+    routes['POST /api/v1/projects/shop/connections/orders-db/verify'] = () => ({
+      status: 200,
+      body: { serverVersion: '18.4', canCreateRoles: false },
+    });
+    expect((await sigil(['connections', 'verify', 'shop', 'orders-db'])).code).toBe(EXIT.failed);
+  });
+
+  it('delete shows connection_in_use', async () => {
+    routes['DELETE /api/v1/projects/shop/connections/orders-db'] = () => problem(409, 'connection_in_use', 'used by checkout/db');
+    const r = await sigil(['connections', 'delete', 'shop', 'orders-db']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toContain('(connection_in_use)');
+  });
+});
+
 describe('sigil login', () => {
   it('checks the token, then stores it 0600 without printing it', async () => {
     routes['GET /api/v1/projects'] = ({ headers }) =>

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { registerApps } from './commands/apps.js';
 import { registerClusters } from './commands/clusters.js';
+import { registerConnections } from './commands/connections.js';
 import { registerHealth } from './commands/health.js';
 import { registerLogin } from './commands/login.js';
 import { registerProjects } from './commands/projects.js';
@@ -12,9 +13,11 @@ import { CliContext, type CliIo } from './context.js';
 const EXIT_CODES_HELP = `
 Exit codes:
   0  success (with --wait: every cluster converged, or the rotation completed)
-  1  with --wait: at least one cluster failed (named on stderr), or the rotation failed
+  1  with --wait: at least one cluster failed (named on stderr), or the rotation failed;
+     connections verify: the admin role may not create roles
   2  bad input: flags, arguments, or the server refused the request
-  3  the control plane is unreachable, not ready, or answered 5xx or 429 (retry later)
+  3  the control plane is unreachable, not ready, or answered 5xx or 429 (retry later);
+     connections verify: the database could not be reached or refused (502 connection_failed)
   4  authentication or permission refused
   5  with --wait: --timeout elapsed before every cluster converged (or the rotation finished)`;
 
@@ -39,6 +42,7 @@ export function buildProgram(io: CliIo): Command {
   registerProjects(program, ctx);
   registerApps(program, ctx);
   registerSecrets(program, ctx);
+  registerConnections(program, ctx);
   registerClusters(program, ctx);
   registerPublications(program, ctx);
   registerRootKeys(program, ctx);

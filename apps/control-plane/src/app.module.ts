@@ -8,6 +8,7 @@ import { AppsModule } from './apps/apps.module.js';
 import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { ClustersModule } from './clusters/clusters.module.js';
+import { ConnectionsModule } from './connections/connections.module.js';
 import { DtoValidationPipe } from './common/validation.pipe.js';
 import { EnrollmentModule } from './enrollment/enrollment.module.js';
 import { EventsModule } from './events/cluster-events.js';
@@ -49,6 +50,7 @@ export class AppModule {
         ProjectsModule,
         AppsModule,
         SecretsModule,
+        ConnectionsModule,
         ClustersModule,
         DeliveryModule,
         DeliveryWorkerModule.register(config),

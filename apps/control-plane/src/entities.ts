@@ -1,6 +1,7 @@
 import { AppEntity } from './apps/app.entity.js';
 import { ApiTokenEntity } from './auth/api-token.entity.js';
 import { ClusterEntity, EnrollmentTokenEntity } from './clusters/cluster.entity.js';
+import { DatabaseConnectionEntity } from './connections/connection.entity.js';
 import { ProjectEntity } from './projects/project.entity.js';
 import { SecretEntity, SecretVersionEntity } from './secrets/secret.entity.js';
 import { LeaseEntity } from './leases/lease.entity.js';
@@ -18,4 +19,5 @@ export const entities = [
   ClusterEntity,
   EnrollmentTokenEntity,
   LeaseEntity,
+  DatabaseConnectionEntity,
 ];

@@ -17,6 +17,7 @@ export const GRPC_STATUS: Readonly<Record<ErrorKind, status>> = {
   too_large: status.RESOURCE_EXHAUSTED,
   rate_limited: status.RESOURCE_EXHAUSTED,
   unavailable: status.UNAVAILABLE,
+  upstream_failed: status.UNAVAILABLE,
 };
 
 /** The gRPC status of each code the agent API sends itself (libs/agent-protocol). */

@@ -7,6 +7,8 @@ export type Permission =
   | 'apps:write'
   | 'secrets:read'
   | 'secrets:write'
+  | 'connections:read'
+  | 'connections:write'
   | 'clusters:read'
   | 'clusters:write'
   | 'publications:write'
@@ -15,7 +17,7 @@ export type Permission =
   | 'audit:verify'
   | 'root-keys:manage';
 
-const READ: Permission[] = ['projects:read', 'apps:read', 'secrets:read', 'clusters:read'];
+const READ: Permission[] = ['projects:read', 'apps:read', 'secrets:read', 'connections:read', 'clusters:read'];
 
 /**
  * What each role may do. Project scope is separate: a token scoped to a project sees only that
@@ -27,6 +29,7 @@ export const ROLE_PERMISSIONS: Record<ApiTokenRole, ReadonlySet<Permission>> = {
     'projects:write',
     'apps:write',
     'secrets:write',
+    'connections:write',
     'clusters:write',
     'publications:write',
     'tokens:manage',
@@ -34,7 +37,7 @@ export const ROLE_PERMISSIONS: Record<ApiTokenRole, ReadonlySet<Permission>> = {
     'audit:verify',
     'root-keys:manage',
   ]),
-  operator: new Set<Permission>([...READ, 'apps:write', 'secrets:write', 'publications:write', 'audit:read']),
+  operator: new Set<Permission>([...READ, 'apps:write', 'secrets:write', 'connections:write', 'publications:write', 'audit:read']),
   pipeline: new Set<Permission>([...READ, 'publications:write']),
   viewer: new Set<Permission>([...READ, 'audit:read']),
 };

@@ -13,6 +13,8 @@ export class ProblemView {
   @ApiProperty({ example: 'bad request' }) title!: string;
   @ApiProperty({ example: 400 }) status!: number;
   @ApiProperty({ example: 'validation_failed', description: 'stable, machine-readable' }) code!: string;
+  @ApiPropertyOptional({ example: 'unreachable', description: 'a finer machine-readable cause under code, where one is defined' })
+  reason?: string;
   @ApiPropertyOptional({ example: 'name: must be a DNS-1123 label' }) detail?: string;
   @ApiPropertyOptional({ type: [ProblemFieldView] }) errors?: ProblemFieldView[];
   @ApiPropertyOptional({ example: '/api/v1/projects' }) instance?: string;
@@ -36,3 +38,6 @@ export const ApiProblems = () =>
     problem(429, 'rate limited, or too many waiting requests (see Retry-After)'),
     problem(503, 'the database (busy) or the HSM (hsm_unavailable) is busy or away; retry after Retry-After'),
   );
+
+/** A route that talks to a system for the caller (a registered database): 502 when that system fails. */
+export const ApiUpstreamProblem = (description: string) => problem(502, description);

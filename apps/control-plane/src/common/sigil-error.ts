@@ -14,7 +14,9 @@ export type ErrorKind =
   | 'precondition_failed'
   | 'too_large'
   | 'rate_limited'
-  | 'unavailable';
+  | 'unavailable'
+  /** A system Sigil talks to for the caller (a registered database) failed: 502, not Sigil's fault nor the request's form. */
+  | 'upstream_failed';
 
 /** A feature's codes, each with the kind of refusal it is (one kind per code within a feature). */
 export type ErrorKinds<C extends string> = Readonly<Record<C, ErrorKind>>;
@@ -29,11 +31,14 @@ export interface SigilErrorOptions {
   details?: ProblemField[];
   /** The caller should retry after this long; REST sends it as `Retry-After`, gRPC as retry-after metadata. */
   retryAfterSeconds?: number;
+  /** A finer machine-readable cause under the code (e.g. connection_failed: unreachable, auth_failed). */
+  reason?: string;
 }
 
 export class SigilError extends Error {
   readonly details?: ProblemField[];
   readonly retryAfterSeconds?: number;
+  readonly reason?: string;
 
   protected constructor(
     readonly kind: ErrorKind,
@@ -45,6 +50,7 @@ export class SigilError extends Error {
     this.name = new.target.name;
     if (options.details) this.details = options.details;
     if (options.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
+    if (options.reason !== undefined) this.reason = options.reason;
   }
 }
 

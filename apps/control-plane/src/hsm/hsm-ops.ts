@@ -10,7 +10,9 @@ import { ckr, pkcs11js, type Handle, type Pkcs11 } from './pkcs11-library.js';
  * - root keys are token objects generated in the HSM: sensitive, never extractable;
  * - data keys (one per secret version) and cluster delivery keys are session objects,
  *   generated in the HSM, leave it only wrapped, and are destroyed after each task;
- * - there is no operation that decrypts a value: the centre cannot read what it stores.
+ * - there is no operation that decrypts a value: the centre cannot read what it stores. The one
+ *   thing the control plane opens is a database connection's admin password
+ *   (openConnectionSecret), and only under the connection AAD, which no value is sealed with.
  */
 
 /** Root keys are labelled `<prefix>-root-v<N>`; the prefix lets installations share a token. */
@@ -85,6 +87,8 @@ const aesTemplate = (o: { extractable: boolean; uses: Use[] }, extra: pkcs11js.A
 export const DEK_GENERATE = aesTemplate({ extractable: true, uses: ['encrypt'] }, [{ type: pkcs11js.CKA_VALUE_LEN, value: 32 }]);
 /** A data key brought back only to be wrapped again (rotation, cluster envelopes): it cannot encrypt or decrypt. */
 export const DEK_UNWRAP = aesTemplate({ extractable: true, uses: [] });
+/** A connection secret's data key, brought back for one decryption (openConnectionSecret). */
+export const DEK_OPEN = aesTemplate({ extractable: false, uses: ['decrypt'] });
 /** A cluster delivery key: wraps data keys for one cluster. */
 export const CDK_GENERATE = aesTemplate({ extractable: true, uses: ['wrap'] }, [{ type: pkcs11js.CKA_VALUE_LEN, value: 32 }]);
 export const CDK_UNWRAP = aesTemplate({ extractable: true, uses: ['wrap'] });
@@ -403,6 +407,52 @@ export function seal(p: Pkcs11, session: Handle, root: Handle, rootKeyVersion: n
     const ciphertext = Buffer.from(p.C_Encrypt(session, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BITS / 8)));
     const wrappedDek = Buffer.from(p.C_WrapKey(session, KWP, root, dek, Buffer.alloc(64)));
     return { rootKeyVersion, wrappedDek, iv, ciphertext };
+  } finally {
+    p.C_DestroyObject(session, dek);
+  }
+}
+
+/** Whose admin password a connection secret is: the AAD binds its ciphertext to the connection. */
+export interface ConnectionSecretContext {
+  projectId: string;
+  connectionId: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * `"sigil/connection/v1" NUL projectId NUL connectionId` (docs/crypto.md, "Database
+ * connections"). Another domain than a secret value's `"sigil/value/v1" …`, so a value's
+ * ciphertext never opens as a connection password, nor a connection password as a value (an
+ * agent would find the AAD of a DesiredSecret, which starts with sigil/value/v1). Computed only
+ * here, in the worker, from two lowercase UUIDs (no NUL can hide in them).
+ */
+export function connectionAad(ctx: ConnectionSecretContext): Buffer {
+  if (!UUID.test(ctx.projectId) || !UUID.test(ctx.connectionId))
+    throw new HsmKeyError('a connection secret is named by two lowercase UUIDs');
+  return Buffer.from(`sigil/connection/v1\0${ctx.projectId}\0${ctx.connectionId}`, 'utf8');
+}
+
+/**
+ * Opens one connection secret sealed with `seal(…, connectionAad(ctx))`: the data key comes back
+ * as a session object that can only decrypt, is used once and destroyed. A wrong context, or a
+ * ciphertext sealed under any other AAD, fails GCM's check (CKR_ENCRYPTED_DATA_INVALID).
+ */
+export function openConnectionSecret(p: Pkcs11, session: Handle, root: Handle, sealed: SealedValue, ctx: ConnectionSecretContext): Buffer {
+  const aad = connectionAad(ctx);
+  if (sealed.ciphertext.length < GCM_TAG_BITS / 8) throw new HsmKeyError('a sealed value is at least its GCM tag long');
+  const dek = p.C_UnwrapKey(session, KWP, root, sealed.wrappedDek, DEK_OPEN);
+  try {
+    p.C_DecryptInit(
+      session,
+      {
+        mechanism: pkcs11js.CKM_AES_GCM,
+        parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv: sealed.iv, aad, ivBits: 96, tagBits: GCM_TAG_BITS } as pkcs11js.AesGCM,
+      },
+      dek,
+    );
+    // pkcs11js returns the part of the buffer it filled: no second copy to forget to zero.
+    return p.C_Decrypt(session, sealed.ciphertext, Buffer.alloc(sealed.ciphertext.length));
   } finally {
     p.C_DestroyObject(session, dek);
   }

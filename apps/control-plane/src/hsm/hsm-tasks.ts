@@ -1,4 +1,4 @@
-import type { OaepHash, RootKeyInfo, RsaPublicKey, SealedValue, WrappedKey } from './hsm-ops.js';
+import type { ConnectionSecretContext, OaepHash, RootKeyInfo, RsaPublicKey, SealedValue, WrappedKey } from './hsm-ops.js';
 
 /** Messages between the HsmService (main thread) and its worker threads. Plain data only. */
 export type HsmTask =
@@ -26,6 +26,8 @@ export type HsmTask =
   | { op: 'fingerprint'; items: Uint8Array[] }
   | { op: 'generateRandom'; length: number }
   | { op: 'seal'; rootKeyVersion: number; items: Array<{ plaintext: Uint8Array; aad: Uint8Array }> }
+  | { op: 'sealConnectionSecret'; rootKeyVersion: number; context: ConnectionSecretContext; plaintext: Uint8Array }
+  | { op: 'openConnectionSecret'; context: ConnectionSecretContext; sealed: SealedValue }
   | { op: 'rewrap'; kind: 'dek' | 'cdk'; to: number; items: WrappedKey[] }
   | { op: 'createClusterKey'; rootKeyVersion: number; agentKey: RsaPublicKey; oaep: OaepHash }
   | { op: 'wrapForClusters'; items: Array<{ clusterKey: WrappedKey; deks: WrappedKey[] }> };
@@ -49,6 +51,8 @@ export interface HsmTaskResults {
   fingerprint: Buffer[];
   generateRandom: Buffer;
   seal: SealedValue[];
+  sealConnectionSecret: SealedValue;
+  openConnectionSecret: Buffer;
   rewrap: Buffer[];
   createClusterKey: { forStorage: Buffer; forAgent: Buffer };
   wrapForClusters: Buffer[][];

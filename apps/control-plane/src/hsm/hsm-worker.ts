@@ -139,6 +139,25 @@ function execute(s: Handle, task: HsmTask): unknown {
       const handle = root(task.rootKeyVersion);
       return task.items.map(({ plaintext, aad }) => ops.seal(p, s, handle, task.rootKeyVersion, buf(plaintext), buf(aad)));
     }
+    // The connection AAD is computed here from the context, never taken from the caller: these
+    // two tasks can seal and open connection secrets and nothing else.
+    case 'sealConnectionSecret':
+      return ops.seal(p, s, root(task.rootKeyVersion), task.rootKeyVersion, buf(task.plaintext), ops.connectionAad(task.context));
+    case 'openConnectionSecret': {
+      const sealed = task.sealed;
+      return ops.openConnectionSecret(
+        p,
+        s,
+        root(sealed.rootKeyVersion),
+        {
+          rootKeyVersion: sealed.rootKeyVersion,
+          wrappedDek: buf(sealed.wrappedDek),
+          iv: buf(sealed.iv),
+          ciphertext: buf(sealed.ciphertext),
+        },
+        task.context,
+      );
+    }
     case 'rewrap': {
       const to = root(task.to);
       return task.items.map((k) => ops.rewrap(p, s, root(k.rootKeyVersion), to, buf(k.wrapped), task.kind));
@@ -186,8 +205,8 @@ parentPort!.on('message', ({ id, task }: HsmRequest) => {
   try {
     const result = handle(task);
     response = { id, ok: true, result: detach(result, transfer) };
-    // Random bytes become secret values: the transferred copy is the only one left.
-    if (task.op === 'generateRandom' && result instanceof Uint8Array) result.fill(0);
+    // Random bytes become secret values, an opened connection secret is one: the transferred copy is the only one left.
+    if ((task.op === 'generateRandom' || task.op === 'openConnectionSecret') && result instanceof Uint8Array) result.fill(0);
   } catch (err) {
     // PKCS#11 errors carry only a CKR code and the function name: nothing of the data.
     const code = ckr(err);
@@ -199,6 +218,7 @@ parentPort!.on('message', ({ id, task }: HsmRequest) => {
   } finally {
     // This thread's copies of the values; only after the task is done, as a retry re-reads them.
     if (task.op === 'seal') for (const item of task.items) item.plaintext.fill(0);
+    if (task.op === 'sealConnectionSecret') task.plaintext.fill(0);
     if (task.op === 'fingerprint') for (const item of task.items) item.fill(0);
   }
   parentPort!.postMessage(response, transfer);

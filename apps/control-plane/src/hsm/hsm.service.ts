@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import type { OaepHash, RootKeyInfo, RsaPublicKey, SealedValue, WrappedKey } from './hsm-ops.js';
+import type { ConnectionSecretContext, OaepHash, RootKeyInfo, RsaPublicKey, SealedValue, WrappedKey } from './hsm-ops.js';
 import { HsmError, HsmWorkerPool } from './hsm-worker-pool.js';
 import { acquireLibrary, findSlotByLabel, pkcs11js, releaseLibrary } from './pkcs11-library.js';
 
@@ -129,6 +129,40 @@ export class HsmService implements OnModuleInit, OnApplicationShutdown {
         { op: 'seal', rootKeyVersion, items: own },
         own.flatMap((i) => [i.plaintext.buffer, i.aad.buffer]),
       );
+    });
+  }
+
+  /**
+   * Seals a database connection's admin password under the connection AAD (docs/crypto.md,
+   * "Database connections"), computed by the worker from `context`. The caller zeroes `plaintext`.
+   */
+  sealConnectionSecret(rootKeyVersion: number, context: ConnectionSecretContext, plaintext: Buffer): Promise<SealedValue> {
+    const copy = new Uint8Array(plaintext); // transferred: after posting, the worker's is the only copy
+    return this.workers.run(
+      {
+        op: 'sealConnectionSecret',
+        rootKeyVersion,
+        context: { projectId: context.projectId, connectionId: context.connectionId },
+        plaintext: copy,
+      },
+      [copy.buffer],
+    );
+  }
+
+  /**
+   * Opens a connection secret sealed by sealConnectionSecret for `context`; anything sealed under
+   * another AAD (every secret value) fails. The caller owns the only main-thread copy and zeroes it.
+   */
+  openConnectionSecret(context: ConnectionSecretContext, sealed: SealedValue): Promise<Buffer> {
+    return this.workers.run({
+      op: 'openConnectionSecret',
+      context: { projectId: context.projectId, connectionId: context.connectionId },
+      sealed: {
+        rootKeyVersion: sealed.rootKeyVersion,
+        wrappedDek: own(sealed.wrappedDek),
+        iv: own(sealed.iv),
+        ciphertext: own(sealed.ciphertext),
+      } as unknown as SealedValue,
     });
   }
 

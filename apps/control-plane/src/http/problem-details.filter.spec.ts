@@ -6,6 +6,7 @@ import { AUDIT_ERROR_KINDS, AuditError } from '../audit/audit.errors.js';
 import { AUTH_ERROR_KINDS, AuthError } from '../auth/auth.errors.js';
 import { CLUSTERS_ERROR_KINDS, ClustersError } from '../clusters/clusters.errors.js';
 import { COMMON_ERROR_KINDS, CommonError } from '../common/common.errors.js';
+import { CONNECTIONS_ERROR_KINDS, ConnectionsError, ConnectionsErrorCode } from '../connections/connections.errors.js';
 import { DEPENDENCY_ERROR_KINDS, DependencyError } from '../common/dependency.errors.js';
 import type { ErrorKind, SigilError } from '../common/sigil-error.js';
 import { DELIVERY_ERROR_KINDS, DeliveryError, DeliveryErrorCode } from '../delivery/delivery.errors.js';
@@ -31,6 +32,7 @@ const FEATURES: Array<[string, Readonly<Record<string, ErrorKind>>, new (code: n
   ['audit', AUDIT_ERROR_KINDS, AuditError],
   ['keys', KEY_CUSTODY_ERROR_KINDS, KeyCustodyError],
   ['leases', LEASES_ERROR_KINDS, LeasesError],
+  ['connections', CONNECTIONS_ERROR_KINDS, ConnectionsError],
 ];
 const EVERY_CODE = FEATURES.flatMap(([feature, kinds, E]) =>
   Object.entries(kinds).map(([code, kind]) => ({ feature, code, kind, error: new E(code as never, `refused: ${code}`) })),
@@ -76,7 +78,8 @@ describe('ProblemDetailsFilter', () => {
     (_name, c) => {
       const a = answer(c.error);
       expect(a.status).toBe(HTTP_STATUS[c.kind]);
-      expect(a.status < 500 || a.status === 503).toBe(true);
+      // 502: a registered system (a target database) failed for the caller, not Sigil.
+      expect(a.status < 500 || a.status === 503 || (a.status === 502 && c.kind === 'upstream_failed')).toBe(true);
       expect(a.type).toBe('application/problem+json');
       expect(a.body).toMatchObject({
         status: a.status,
@@ -89,6 +92,12 @@ describe('ProblemDetailsFilter', () => {
       expect(a.logged).toEqual([]);
     },
   );
+
+  it('answers a target database that failed with 502 connection_failed and the engine’s reason, without Retry-After', () => {
+    const a = answer(new ConnectionsError(ConnectionsErrorCode.ConnectionFailed, 'cannot reach db:5432', { reason: 'unreachable' }));
+    expect([a.status, a.body.code, (a.body as { reason?: string }).reason]).toEqual([502, 'connection_failed', 'unreachable']);
+    expect(a.headers['retry-after']).toBeUndefined();
+  });
 
   it('gives one code one kind everywhere, except cluster_disabled (an admin’s 409, an agent’s 403)', () => {
     const kinds = new Map<string, Set<ErrorKind>>();

@@ -19,6 +19,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
   too_large: 413,
   rate_limited: 429,
   unavailable: 503,
+  upstream_failed: 502,
 };
 
 /** RFC 9457 problem details; `code` is the stable, machine-readable part. */
@@ -27,6 +28,8 @@ export interface Problem {
   title: string;
   status: number;
   code: string;
+  /** A finer cause under `code` (SigilErrorOptions.reason). */
+  reason?: string;
   detail?: string;
   errors?: Array<{ field: string; problem: string }>;
   instance?: string;
@@ -142,7 +145,11 @@ export class ProblemDetailsFilter implements ExceptionFilter {
 /** A SigilError (every feature's, key custody's, a dependency's) by its kind; never anything but its own message. */
 export function fromSigilError(e: SigilError): { problem: Problem; retryAfterSeconds?: number } {
   return {
-    problem: { ...problem(HTTP_STATUS[e.kind], e.code, e.message), ...(e.details ? { errors: e.details } : {}) },
+    problem: {
+      ...problem(HTTP_STATUS[e.kind], e.code, e.message),
+      ...(e.reason !== undefined ? { reason: e.reason } : {}),
+      ...(e.details ? { errors: e.details } : {}),
+    },
     ...(e.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: e.retryAfterSeconds }),
   };
 }

@@ -12,15 +12,16 @@ import { LeaseSweep } from './lease-sweep.js';
 import { LeasesController } from './leases.controller.js';
 import { LeasesRepository } from './leases.repository.js';
 import { LeasesService } from './leases.service.js';
-import { InterimCredentialTargets } from './unbound-targets.js';
+import { ConnectionsModule } from '../connections/connections.module.js';
+import { ConnectionTargets } from './connection-targets.js';
 
 /**
  * Dynamic secrets' leases (docs/dynamic-secrets.md): per-cluster database credentials issued,
  * renewed and revoked by level-triggered sweeps in the worker role. Database connections come
- * through the CREDENTIAL_TARGETS port.
+ * through the CREDENTIAL_TARGETS port, bound to connections/ (ConnectionTargets).
  */
 @Module({
-  imports: [AppsModule, KeysModule, DeliveryModule, HsmModule, AuditModule],
+  imports: [AppsModule, KeysModule, DeliveryModule, HsmModule, AuditModule, ConnectionsModule],
   providers: [
     LeasesRepository,
     LeaseAudit,
@@ -28,7 +29,8 @@ import { InterimCredentialTargets } from './unbound-targets.js';
     LeaseRevoker,
     LeaseSweep,
     LeasesService,
-    { provide: CREDENTIAL_TARGETS, useClass: InterimCredentialTargets },
+    ConnectionTargets,
+    { provide: CREDENTIAL_TARGETS, useExisting: ConnectionTargets },
   ],
   controllers: [LeasesController],
   exports: [LeasesService],

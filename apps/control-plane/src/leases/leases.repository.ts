@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { managerOf, type Tx } from '../database/transaction.js';
+import type { ConnectionRef } from './credential-targets.js';
 import { LeaseEntity, type LeaseState } from './lease.entity.js';
 
 /**
@@ -420,6 +421,33 @@ export class LeasesRepository {
 
   findOne(appId: string, id: string): Promise<LeaseRow | undefined> {
     return this.list({ appId, id }, undefined, 1).then((rows) => rows[0]);
+  }
+
+  /**
+   * What keeps connection `connectionId` from being deleted (read in the delete's transaction):
+   * dynamic secrets that name it, and leases whose roles may still exist in its database.
+   */
+  async connectionUsers(tx: Tx, connectionId: string): Promise<string[]> {
+    const rows = await this.em(tx).query<Array<{ u: string }>>(
+      `SELECT 'dynamic secret ' || a.name || '/' || s.name AS u
+         FROM database_connections dc
+         JOIN secrets s ON s.project_id = dc.project_id AND s.dynamic ->> 'connection' = dc.name
+         JOIN apps a ON a.id = s.app_id
+        WHERE dc.id = $1
+       UNION ALL
+       SELECT count(*) || ' leases not yet revoked' FROM credential_leases
+        WHERE connection_id = $1 AND state = ANY($2::text[]) HAVING count(*) > 0
+       LIMIT 20`,
+      [connectionId, LIVE_STATES],
+    );
+    return rows.map((r) => r.u);
+  }
+
+  /** Every registered connection, without any secret (the reaper's work list). */
+  allConnections(): Promise<ConnectionRef[]> {
+    return this.ds.query(
+      `SELECT id, project_id AS "projectId", name, engine, role_prefix AS "rolePrefix" FROM database_connections ORDER BY id`,
+    );
   }
 
   /** Active leases per state, for the gauge. */

@@ -215,6 +215,9 @@ export class PostgresCredentialEngine implements CredentialEngine {
       // pg needs a string; it lives until the handshake is done (decision 019 on what cannot be zeroed).
       password: target.adminPassword.toString('utf8'),
       ssl: sslOptions(target),
+      // Over TLS, SCRAM-SHA-256-PLUS when the server offers it: the exchange is bound to the TLS
+      // session, so a man in the middle of a `require` connection cannot relay the login.
+      enableChannelBinding: target.tlsMode !== 'disable',
       connectionTimeoutMillis: o.connectTimeoutMs,
       statement_timeout: o.statementTimeoutMs,
       lock_timeout: o.statementTimeoutMs,

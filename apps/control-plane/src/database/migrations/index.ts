@@ -8,6 +8,7 @@ import { SecretOwnership1763800000006 } from './1763800000006-secret-ownership.j
 import { AuditHmacChain1763800000007 } from './1763800000007-audit-hmac-chain.js';
 import { Injection1763800000008 } from './1763800000008-injection.js';
 import { GeneratedSecrets1763800000009 } from './1763800000009-generated-secrets.js';
+import { DatabaseConnections1763800000010 } from './1763800000010-database-connections.js';
 import { DynamicSecrets1763800000011 } from './1763800000011-dynamic-secrets.js';
 
 /** Applied in order at start-up; never edit one that has shipped, add a new one. */
@@ -22,5 +23,6 @@ export const migrations = [
   AuditHmacChain1763800000007,
   Injection1763800000008,
   GeneratedSecrets1763800000009,
+  DatabaseConnections1763800000010,
   DynamicSecrets1763800000011,
 ];

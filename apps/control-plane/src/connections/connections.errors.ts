@@ -1,0 +1,25 @@
+import { featureError, type ErrorKinds } from '../common/sigil-error.js';
+
+/** Codes of database connections. */
+export enum ConnectionsErrorCode {
+  ConnectionNotFound = 'connection_not_found',
+  ConnectionExists = 'connection_exists',
+  /** A dynamic secret still creates roles through it (ConnectionsService.onUsageCheck). */
+  ConnectionInUse = 'connection_in_use',
+  /** Another connection of this installation has the role prefix: each would reap the other's roles. */
+  RolePrefixTaken = 'role_prefix_taken',
+  InvalidConnection = 'invalid_connection',
+  /** The target database refused or could not be reached; `reason` is the engine's code (unreachable, auth_failed, tls_failed, statement_failed). */
+  ConnectionFailed = 'connection_failed',
+}
+
+export const CONNECTIONS_ERROR_KINDS: ErrorKinds<ConnectionsErrorCode> = {
+  [ConnectionsErrorCode.ConnectionNotFound]: 'not_found',
+  [ConnectionsErrorCode.ConnectionExists]: 'conflict',
+  [ConnectionsErrorCode.ConnectionInUse]: 'conflict',
+  [ConnectionsErrorCode.RolePrefixTaken]: 'conflict',
+  [ConnectionsErrorCode.InvalidConnection]: 'invalid',
+  [ConnectionsErrorCode.ConnectionFailed]: 'upstream_failed',
+};
+
+export class ConnectionsError extends featureError(CONNECTIONS_ERROR_KINDS) {}
