@@ -165,6 +165,39 @@ describe('dynamic secrets and leases', () => {
     for (const r of audit) for (const c of creds) expect(JSON.stringify(r)).not.toContain(c.password);
   });
 
+  it('two replicas sweeping at once issue each pair once', async () => {
+    const b = await startTestApp({
+      reuse: { databaseUrl: t.databaseUrl, keyLabelPrefix: t.keyLabelPrefix },
+      env: { SIGIL_LEASE_SWEEP_INTERVAL_MS: '100', SIGIL_LEASE_MIN_TTL_S: '5', SIGIL_LEASE_DEADLINE_S: '3' },
+    });
+    try {
+      for (let i = 0; i < 5; i++)
+        await secrets.create(admin, project, 'orders', {
+          name: `replicated-${i}`,
+          dynamic: {
+            connection: 'orders-db',
+            creationStatements: CREATE,
+            ttlSeconds: 3600,
+            renewBeforeSeconds: 600,
+            graceSeconds: 60,
+            keys: KEYS,
+          },
+        });
+      const mine = async () => (await leasesOf('orders')).filter((l) => l.secret?.startsWith('replicated-'));
+      await eventually('every pair active', async () => holds((await mine()).filter((l) => l.state === 'active').length === 10));
+      await new Promise((r) => setTimeout(r, 1_000)); // more sweeps of both replicas
+      const all = await mine();
+      expect(all).toHaveLength(10);
+      expect(all.every((l) => l.state === 'active' && l.serial === 1)).toBe(true);
+      const issued = (await t.app.get(AuditService).list({ action: 'lease.issue', outcome: 'success' }, 500)).filter((r) =>
+        r.target?.includes('secret=replicated-'),
+      );
+      expect(issued).toHaveLength(10);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('renews before expiry: the new credential works, the old one stops after the cluster applied the new one and the grace passed', async () => {
     await secrets.create(admin, project, 'renewing', {
       name: 'renewing-db',

@@ -12,16 +12,14 @@ import { safeError } from './lease-work.js';
  * The leases sweeps in every worker replica (decision 020): level-triggered like the rotation
  * sweep — PostgreSQL is the truth, every pass re-reads what is due, so a restart, a lost event
  * or a flushed Redis only delays — and woken early by events (publish, unpublish, a cluster
- * disabled or deleted, an agent's status report) so revocation happens within seconds. Each
- * pass revokes first (what must stop working), then issues and renews. The reaper runs at start
- * and every SIGIL_LEASE_REAPER_INTERVAL_MS.
+ * disabled or deleted, an agent's status report) so revocation happens within seconds. The
+ * revocation pass (what must stop working) and the issue pass (new credentials, renewals) run
+ * side by side. The reaper runs at start and every SIGIL_LEASE_REAPER_INTERVAL_MS.
  */
 @Injectable()
 export class LeaseSweep implements OnApplicationBootstrap, OnApplicationShutdown {
   private timer: NodeJS.Timeout | undefined;
   private reaperTimer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
   private reaping: Promise<void> | undefined;
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
@@ -57,38 +55,45 @@ export class LeaseSweep implements OnApplicationBootstrap, OnApplicationShutdown
     clearInterval(this.timer);
     clearInterval(this.reaperTimer);
     this.unsubscribe?.();
-    await Promise.all([this.running, this.reaping]);
+    await Promise.all([this.revoking.current, this.issuing.current, this.reaping]);
   }
 
-  /** Something changed: sweep now (or right after the pass in progress). No-op outside workers. */
+  /** Something changed: sweep now (or right after the passes in progress). No-op outside workers. */
   wake(): void {
     if (!this.config.roles.includes('worker') || this.stopped) return;
-    if (this.running) this.again = true;
-    else void this.tick();
+    void this.tick();
   }
 
-  /** One pass, unless one is running (then one more right after it). */
+  /**
+   * One revocation pass and one issue pass, each unless one is running (then once more right
+   * after it). They run side by side: a fleet-wide issue never holds back a revocation.
+   */
   tick(): Promise<void> {
-    const run = (this.running ??= this.pass()
-      .then(() => undefined)
-      .catch((err: unknown) => this.logger.warn({ err: safeError(err) }, 'lease sweep failed; the next one retries'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          void this.tick();
-        }
-      }));
-    return run;
+    return Promise.all([this.revoking.run(), this.issuing.run()]).then(() => this.gauge());
   }
 
-  /** Revocations, then issues and renewals; then the gauge. */
-  async pass(): Promise<{ revoked: number; issued: number }> {
-    const revoked = await this.revoker.revoke();
-    const issued = await this.issuer.issue();
-    const counts = await this.repo.countByState();
+  private readonly revoking = new Pass(
+    () => this.revoker.revoke(),
+    (err) => this.logger.warn({ err: safeError(err) }, 'lease revocation pass failed; the next one retries'),
+    () => this.stopped,
+  );
+  private readonly issuing = new Pass(
+    () => this.issuer.issue(),
+    (err) => this.logger.warn({ err: safeError(err) }, 'lease issue pass failed; the next one retries'),
+    () => this.stopped,
+  );
+
+  /** Revocations, then issues and renewals, to completion (tests). */
+  async pass(): Promise<void> {
+    await this.revoker.revoke();
+    await this.issuer.issue();
+    await this.gauge();
+  }
+
+  private async gauge(): Promise<void> {
+    const counts = await this.repo.countByState().catch(() => undefined);
+    if (!counts) return;
     for (const state of ['intent', 'active', 'superseded', 'revoking']) this.metrics.leases.set({ state }, counts.get(state) ?? 0);
-    return { revoked, issued };
   }
 
   reap(): Promise<void> {
@@ -100,5 +105,34 @@ export class LeaseSweep implements OnApplicationBootstrap, OnApplicationShutdown
       .catch((err: unknown) => this.logger.warn({ err: safeError(err) }, 'reaper pass failed; the next one retries'))
       .finally(() => (this.reaping = undefined)));
     return run;
+  }
+}
+
+/** A pass that runs once at a time; asked again while running, it runs once more right after. */
+class Pass {
+  current: Promise<void> | undefined;
+  private again = false;
+
+  constructor(
+    private readonly work: () => Promise<unknown>,
+    private readonly failed: (err: unknown) => void,
+    private readonly stopped: () => boolean,
+  ) {}
+
+  run(): Promise<void> {
+    if (this.current) {
+      this.again = true;
+      return this.current;
+    }
+    this.current = this.work()
+      .then(() => undefined, this.failed)
+      .finally(() => {
+        this.current = undefined;
+        if (this.again && !this.stopped()) {
+          this.again = false;
+          void this.run();
+        }
+      });
+    return this.current;
   }
 }
