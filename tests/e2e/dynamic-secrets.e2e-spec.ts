@@ -187,3 +187,110 @@ describe('dynamic secrets through a real agent', () => {
     }
   });
 });
+
+describe('dynamic secrets across a SIGKILL of the control plane', () => {
+  let cp: RunningControlPlane;
+  let target: TargetDatabase;
+  let agent: TestAgent | undefined;
+  let db: pg.Client;
+  const project = uniqueName('k');
+  const cluster = uniqueName('edge');
+  const ENV = { ...SWEEP, SIGIL_LEASE_DEADLINE_S: '4', SIGIL_FAULT_INJECTION: '1' };
+  const leases = async () =>
+    (
+      await db.query<{ role_name: string; state: string; revoke_reason: string | null; serial: number }>(
+        `SELECT role_name, state, revoke_reason, serial FROM credential_leases ORDER BY serial`,
+      )
+    ).rows;
+
+  beforeAll(async () => {
+    target = await TargetDatabase.create();
+    cp = await startControlPlane({ ...ENV, SIGIL_LEASE_FAULT: 'pause-after-intents' });
+    const api = cp.admin;
+    db = new pg.Client({ connectionString: cp.databaseUrl });
+    await db.connect();
+    expect((await api.post('/projects', { name: project })).status).toBe(201);
+    expect((await api.put(`/projects/${project}/cluster-selector`, { selector: {} })).status).toBe(204);
+    expect((await api.put(`/projects/${project}/namespaces`, { namespaces: ['shop'] })).status).toBe(200);
+    expect((await api.post(`/projects/${project}/apps`, { name: 'web', namespace: 'shop', deliveryMode: 'env' })).status).toBe(201);
+    expect((await api.post(`/projects/${project}/connections`, target.connectionRequest('orders-db'))).status).toBe(201);
+    expect((await api.post('/clusters', { name: cluster, labels: {} })).status).toBe(201);
+    agent = new TestAgent(cp.cp.grpcAddress, (await api.get('/agents/trust')).body.caCertificatePem, cluster);
+    await agent.enroll({ $case: 'bootstrapToken', value: (await api.post(`/clusters/${cluster}/enrollment-tokens`)).body.token });
+    await agent.sync();
+  }, 120_000);
+
+  afterAll(async () => {
+    agent?.close();
+    await db?.end();
+    await cp?.stop();
+    await target?.drop();
+  });
+
+  it('killed after the intent, then after the role was created: no orphan role, and the restarted control plane converges', async () => {
+    const grpcPort = cp.cp.grpcAddress.split(':').at(-1)!;
+    const api = cp.admin;
+    expect(
+      (
+        await api.post(`/projects/${project}/apps/web/secrets`, {
+          name: 'orders-db',
+          dynamic: {
+            connection: 'orders-db',
+            creationStatements: [
+              'CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}',
+              'GRANT SELECT ON orders TO {{name}}',
+            ],
+            ttlSeconds: 3600,
+            renewBeforeSeconds: 600,
+            graceSeconds: 60,
+            keys: { username: '{{username}}', password: '{{password}}' },
+          },
+        })
+      ).status,
+    ).toBe(201);
+    expect((await api.post(`/projects/${project}/apps/web/publish`, { clusters: [cluster] })).status).toBe(200);
+
+    // 1. SIGKILL between the intent and the role.
+    let proc = cp.cp;
+    await eventually('paused after the intent', () => holds(proc.logs().includes('lease issue paused by fault injection')), 20_000);
+    await proc.stop('SIGKILL');
+    const [first] = await leases();
+    expect(first).toMatchObject({ state: 'intent', serial: 1 });
+    expect(await target.roles()).toEqual([]);
+
+    // 2. Restarted (same gRPC port), it recovers that intent, then is killed after creating the next role.
+    proc = (await cp.startReplica({ ...ENV, SIGIL_GRPC_PORT: grpcPort, SIGIL_LEASE_FAULT: 'pause-after-roles' })).cp;
+    await eventually('paused after the role', () => holds(proc.logs().includes('lease issue paused by fault injection')), 30_000);
+    await proc.stop('SIGKILL');
+    const afterSecond = await leases();
+    expect(afterSecond.find((l) => l.role_name === first!.role_name)).toMatchObject({ state: 'revoked', revoke_reason: 'interrupted' });
+    const second = afterSecond.find((l) => l.state === 'intent')!;
+    expect(await target.roles()).toEqual([second.role_name]); // created, never activated
+
+    // 3. Restarted without the fault: the orphaned role is dropped and a fresh credential delivered.
+    const restarted = await cp.startReplica({ ...ENV, SIGIL_LEASE_FAULT: 'none', SIGIL_GRPC_PORT: grpcPort });
+    await eventually('an active lease', async () => holds((await leases()).some((l) => l.state === 'active')), 30_000).catch(
+      async (err: unknown) => {
+        throw new Error(`${String(err)}; leases: ${JSON.stringify(await leases())}; log: ${restarted.cp.logs().slice(-1500)}`);
+      },
+    );
+    // A fresh channel to the new process (the old one's backoff would only delay).
+    agent!.useCertificate(agent!.enrollment!.certificateDer);
+    const final = await eventually(
+      'a working credential delivered',
+      async () => {
+        const creds = (await agent!.sync()).secrets.get('shop/orders-db');
+        return creds?.username ? creds : undefined;
+      },
+      45_000,
+      500,
+    );
+    expect((await target.as(final.username!, final.password!, 'SELECT item FROM orders')).rows).toEqual([{ item: 'book' }]);
+    await eventually('the interrupted role dropped', async () => holds(!(await target.roles()).includes(second.role_name)), 20_000);
+    const rows = await leases();
+    expect(rows.find((l) => l.role_name === second.role_name)).toMatchObject({ state: 'revoked', revoke_reason: 'interrupted' });
+    // Every role in the database is the one active lease's.
+    expect(await target.roles()).toEqual(rows.filter((l) => l.state === 'active').map((l) => l.role_name));
+    expect((await restarted.admin.get(`/projects/${project}/apps/web/leases?state=active`)).body.items).toHaveLength(1);
+  }, 150_000);
+});

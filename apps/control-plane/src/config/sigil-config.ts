@@ -126,6 +126,9 @@ const envSchema = z
     SIGIL_LEASE_DEADLINE_S: positiveInt(600).refine((v) => v >= 2, 'must be at least 2'),
     // The shortest ttlSeconds a dynamic secret may have. Tests lower it; leave it alone in production.
     SIGIL_LEASE_MIN_TTL_S: positiveInt(300),
+    // Tests only, and only with SIGIL_FAULT_INJECTION=1: the issuer stops for good after writing its
+    // intents, or after creating the roles (a SIGKILL then lands between the steps of an issue).
+    SIGIL_LEASE_FAULT: z.enum(['none', 'pause-after-intents', 'pause-after-roles']).default('none'),
     SIGIL_BOOTSTRAP_ADMIN_TOKEN: z
       .string()
       .optional()
@@ -189,7 +192,13 @@ export interface SigilConfig {
   /** Generated secrets' schedules: sweep period, and the length of a "day" in seconds (shortened by tests). */
   rotation: { sweepIntervalMs: number; daySeconds: number };
   /** Dynamic secrets' leases: sweep and reaper periods, the in-flight deadline, the shortest TTL (lowered by tests). */
-  leases: { sweepIntervalMs: number; reaperIntervalMs: number; deadlineSeconds: number; minTtlSeconds: number };
+  leases: {
+    sweepIntervalMs: number;
+    reaperIntervalMs: number;
+    deadlineSeconds: number;
+    minTtlSeconds: number;
+    fault: 'none' | 'pause-after-intents' | 'pause-after-roles';
+  };
 }
 
 export class ConfigError extends Error {
@@ -258,6 +267,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
       reaperIntervalMs: e.SIGIL_LEASE_REAPER_INTERVAL_MS,
       deadlineSeconds: e.SIGIL_LEASE_DEADLINE_S,
       minTtlSeconds: e.SIGIL_LEASE_MIN_TTL_S,
+      fault: e.SIGIL_LEASE_FAULT,
     },
   };
 }

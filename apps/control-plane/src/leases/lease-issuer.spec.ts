@@ -145,7 +145,7 @@ function world(opts: { clusters: number; down?: Set<string>; slowMs?: number }) 
   };
   const counter = () => ({ inc: () => undefined });
   const metrics = { leasesIssued: counter(), leasesFailed: counter() };
-  const config = { leases: { deadlineSeconds: 600, sweepIntervalMs: 5_000 } };
+  const config = { leases: { deadlineSeconds: 600, sweepIntervalMs: 5_000, fault: 'none' }, hsm: { faultInjection: false } };
   const logger = { setContext: () => undefined, info: () => undefined, warn: () => undefined };
   const issuer = new LeaseIssuer(
     repo as unknown as LeasesRepository,

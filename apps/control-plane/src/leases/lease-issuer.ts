@@ -60,6 +60,16 @@ export class LeaseIssuer {
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {
     logger.setContext('leases');
+    const fault = config.leases.fault;
+    if (config.hsm.faultInjection && fault !== 'none') {
+      // Never settles: the process is killed while the issue stands between two steps.
+      const pause = () => {
+        this.logger.warn({ fault }, 'lease issue paused by fault injection');
+        return new Promise<void>(() => undefined);
+      };
+      if (fault === 'pause-after-intents') this.faults.afterIntents = pause;
+      else this.faults.afterRoles = pause;
+    }
   }
 
   stop(): void {
