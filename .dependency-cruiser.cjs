@@ -6,7 +6,7 @@ const CP = '^apps/control-plane/src';
 
 /** Feature folders of the control plane: each owns its tables, its error codes and its internals. */
 const FEATURES =
-  '(agent-api|api-tokens|apps|audit|auth|clusters|connections|delivery|enrollment|injection|keys|projects|publications|secrets)';
+  '(agent-api|api-tokens|apps|audit|auth|clusters|connections|delivery|enrollment|injection|keys|leases|projects|publications|secrets)';
 
 /**
  * A feature's public surface, the files other features (and tests, benches) may import: its
@@ -32,6 +32,7 @@ const PUBLIC = `${CP}/(${FEATURES}/[^/]+\\.(module|service|dto|errors)\\.ts|${PU
 
 /** Internals the integration tests drive directly, beyond the public surface (keep this short). */
 const TEST_ENTRIES = [
+  `${CP}/leases/(lease-issuer|lease-sweep)\\.ts$`, // dynamic-secrets: crashes injected between the issue's steps, the reaper run
   `${CP}/agent-api/agent-authenticator\\.ts$`, // agent-client-certificates: which certificates are refused
   `${CP}/enrollment/https-get\\.ts$`, //          agent-kubernetes-identity: the issuer's keys over the test kube-apiserver's TLS
   `${CP}/audit/audit-chain\\.ts$`, //             audit-chain: records in the legacy and the HMAC format

@@ -69,7 +69,7 @@ describe('key custody against SoftHSM, on the delivery path', () => {
     );
 
   const write = (app: string, name: string, value: string) =>
-    secrets.create(admin, project, app, { name, data: { VALUE: value } }).then((r) => r.current.version);
+    secrets.create(admin, project, app, { name, data: { VALUE: value } }).then((r) => r.current!.version);
 
   beforeAll(async () => {
     t = await startTestApp();

@@ -4,6 +4,7 @@ import { ClusterEntity, EnrollmentTokenEntity } from './clusters/cluster.entity.
 import { DatabaseConnectionEntity } from './connections/connection.entity.js';
 import { ProjectEntity } from './projects/project.entity.js';
 import { SecretEntity, SecretVersionEntity } from './secrets/secret.entity.js';
+import { LeaseEntity } from './leases/lease.entity.js';
 
 /**
  * Every entity TypeORM maps; features add theirs here. The composition root hands the list to
@@ -17,5 +18,6 @@ export const entities = [
   SecretVersionEntity,
   ClusterEntity,
   EnrollmentTokenEntity,
+  LeaseEntity,
   DatabaseConnectionEntity,
 ];

@@ -17,6 +17,7 @@ export class RuntimeConfig {
   readonly rateLimit: SigilConfig['rateLimit'];
   readonly audit: SigilConfig['audit'];
   readonly rotation: SigilConfig['rotation'];
+  readonly leases: SigilConfig['leases'];
   readonly db: { url: string; poolSize: number };
   readonly agentWork: SigilConfig['agentWork'];
   readonly redis: { url: string; /** prefix of every key Sigil writes; lets tests share one Redis */ prefix: string };
@@ -34,6 +35,7 @@ export class RuntimeConfig {
     this.rateLimit = config.rateLimit;
     this.audit = config.audit;
     this.rotation = config.rotation;
+    this.leases = config.leases;
     this.db = { url: services.databaseUrl, poolSize: config.db.poolSize };
     this.agentWork = config.agentWork;
     this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? config.redisPrefix };

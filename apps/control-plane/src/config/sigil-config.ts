@@ -118,6 +118,17 @@ const envSchema = z
     SIGIL_ROTATION_SWEEP_INTERVAL_MS: positiveInt(60_000).refine((v) => v >= 100, 'must be at least 100'),
     // Seconds in a rotation "day" (rotateEveryDays). Tests shorten it; leave it alone in production.
     SIGIL_ROTATION_DAY_S: positiveInt(86_400),
+    // Dynamic secrets: how often each worker replica issues, renews and revokes leases (events wake it earlier).
+    SIGIL_LEASE_SWEEP_INTERVAL_MS: positiveInt(5_000).refine((v) => v >= 100, 'must be at least 100'),
+    // How often the reaper drops roles with a connection's prefix that no live lease names.
+    SIGIL_LEASE_REAPER_INTERVAL_MS: positiveInt(600_000).refine((v) => v >= 100, 'must be at least 100'),
+    // An issue or revocation not finished after this long is taken over (the replica doing it died).
+    SIGIL_LEASE_DEADLINE_S: positiveInt(600).refine((v) => v >= 2, 'must be at least 2'),
+    // The shortest ttlSeconds a dynamic secret may have. Tests lower it; leave it alone in production.
+    SIGIL_LEASE_MIN_TTL_S: positiveInt(300),
+    // Tests only, and only with SIGIL_FAULT_INJECTION=1: the issuer stops for good after writing its
+    // intents, or after creating the roles (a SIGKILL then lands between the steps of an issue).
+    SIGIL_LEASE_FAULT: z.enum(['none', 'pause-after-intents', 'pause-after-roles']).default('none'),
     SIGIL_BOOTSTRAP_ADMIN_TOKEN: z
       .string()
       .optional()
@@ -180,6 +191,14 @@ export interface SigilConfig {
   audit: { headLogIntervalMinutes: number; failedAttemptsWindowSeconds: number };
   /** Generated secrets' schedules: sweep period, and the length of a "day" in seconds (shortened by tests). */
   rotation: { sweepIntervalMs: number; daySeconds: number };
+  /** Dynamic secrets' leases: sweep and reaper periods, the in-flight deadline, the shortest TTL (lowered by tests). */
+  leases: {
+    sweepIntervalMs: number;
+    reaperIntervalMs: number;
+    deadlineSeconds: number;
+    minTtlSeconds: number;
+    fault: 'none' | 'pause-after-intents' | 'pause-after-roles';
+  };
 }
 
 export class ConfigError extends Error {
@@ -243,5 +262,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
       failedAttemptsWindowSeconds: e.SIGIL_AUDIT_FAILED_ATTEMPTS_WINDOW_S,
     },
     rotation: { sweepIntervalMs: e.SIGIL_ROTATION_SWEEP_INTERVAL_MS, daySeconds: e.SIGIL_ROTATION_DAY_S },
+    leases: {
+      sweepIntervalMs: e.SIGIL_LEASE_SWEEP_INTERVAL_MS,
+      reaperIntervalMs: e.SIGIL_LEASE_REAPER_INTERVAL_MS,
+      deadlineSeconds: e.SIGIL_LEASE_DEADLINE_S,
+      minTtlSeconds: e.SIGIL_LEASE_MIN_TTL_S,
+      fault: e.SIGIL_LEASE_FAULT,
+    },
   };
 }

@@ -204,6 +204,25 @@ export class MembershipService implements OnModuleInit, OnApplicationBootstrap, 
     return result;
   }
 
+  /**
+   * Dynamic secrets: new credentials became active for these (app, cluster) pairs, in `tx`. The
+   * clusters move to a new generation and the apps' entries record it (publication status waits
+   * for the agents to apply it); the caller enqueues the returned builds once `tx` committed.
+   */
+  async leasesActivated(tx: Tx, pairs: Array<{ appId: string; clusterId: string }>): Promise<Map<string, string>> {
+    const moved = await this.clusterRegistry.bumpDesiredGeneration(tx, [...new Set(pairs.map((p) => p.clusterId))].sort());
+    await this.repo.recordGenerations(
+      tx,
+      pairs.filter((p) => moved.has(p.clusterId)).map((p) => ({ ...p, generation: moved.get(p.clusterId)! })),
+    );
+    return moved;
+  }
+
+  /** These clusters must be rebuilt, in `tx` (a credential they hold was revoked); enqueue the result after commit. */
+  rebuildIn(tx: Tx, clusterIds: string[]): Promise<Map<string, string>> {
+    return this.clusterRegistry.bumpDesiredGeneration(tx, [...new Set(clusterIds)].sort());
+  }
+
   /** The cluster must be rebuilt (a new delivery key after enrollment). */
   async rebuild(clusterId: string): Promise<void> {
     await this.queue.enqueue(await this.clusterRegistry.bumpDesiredGeneration(undefined, [clusterId]));

@@ -96,6 +96,20 @@ export class PlacementRepository {
   }
 
   /**
+   * The app entries of these (app, cluster) pairs record the clusters' new generations, where the
+   * app is still published: its status then waits for the agent to apply that generation.
+   */
+  async recordGenerations(tx: Tx, rows: Array<{ appId: string; clusterId: string; generation: string }>): Promise<void> {
+    if (rows.length === 0) return;
+    await this.em(tx).query(
+      `UPDATE cluster_apps ca SET generation = x.g, changed_at = now()
+         FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS x(a, c, g)
+        WHERE ca.app_id = x.a AND ca.cluster_id = x.c AND ca.published AND ca.generation < x.g`,
+      [rows.map((r) => r.appId), rows.map((r) => r.clusterId), rows.map((r) => r.generation)],
+    );
+  }
+
+  /**
    * What an agent writes for the app's secrets besides their values — app name, namespace,
    * delivery mode, consumers; each secret's name, type and target namespace — as comparable strings.
    */

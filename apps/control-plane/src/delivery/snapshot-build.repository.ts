@@ -67,7 +67,7 @@ export class SnapshotBuildRepository {
 
   /**
    * What each cluster should hold now — the current version of every secret of every app
-   * published to it — and, per row, whether a data key wrapped under the cluster's delivery key
+   * published to it, and for a dynamic secret the cluster's own active lease — and, per row, whether a data key wrapped under the cluster's delivery key
    * at `keyVersion` exists already (if not, the row carries the root-wrapped data key to wrap).
    * One set-based statement for the whole batch.
    */
@@ -80,7 +80,15 @@ export class SnapshotBuildRepository {
          FROM unnest($1::uuid[], $2::int[]) AS x(c, k)
          JOIN cluster_apps ca ON ca.cluster_id = x.c AND ca.published
          JOIN secrets s ON s.app_id = ca.app_id
-         JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
+         -- a typed or generated secret: its current version; a dynamic one: this cluster's active lease,
+         -- whose serial is the cluster's version of it (a cluster without one yet holds nothing of it)
+         JOIN LATERAL (
+           SELECT v.version, v.sealed_value_id FROM secret_versions v
+            WHERE s.dynamic IS NULL AND v.secret_id = s.id AND v.version = s.current_version
+           UNION ALL
+           SELECT l.serial, l.sealed_value_id FROM credential_leases l
+            WHERE s.dynamic IS NOT NULL AND l.secret_id = s.id AND l.cluster_id = x.c AND l.state = 'active'
+         ) v ON true
          JOIN sealed_values sv ON sv.id = v.sealed_value_id
          LEFT JOIN cluster_wrapped_keys wk
            ON wk.cluster_id = x.c AND wk.sealed_value_id = v.sealed_value_id AND wk.cluster_key_version = x.k

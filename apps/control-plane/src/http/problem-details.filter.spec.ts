@@ -13,6 +13,7 @@ import { DELIVERY_ERROR_KINDS, DeliveryError, DeliveryErrorCode } from '../deliv
 import { ENROLLMENT_ERROR_KINDS, EnrollmentError } from '../enrollment/enrollment.errors.js';
 import { HsmError } from '../hsm/hsm-worker-pool.js';
 import { KEY_CUSTODY_ERROR_KINDS, KeyCustodyError, KeyCustodyErrorCode } from '../keys/keys.errors.js';
+import { LEASES_ERROR_KINDS, LeasesError } from '../leases/leases.errors.js';
 import { PROJECTS_ERROR_KINDS, ProjectsError } from '../projects/projects.errors.js';
 import { SECRETS_ERROR_KINDS, SecretsError } from '../secrets/secrets.errors.js';
 import { HTTP_STATUS, ProblemDetailsFilter } from './problem-details.filter.js';
@@ -30,6 +31,7 @@ const FEATURES: Array<[string, Readonly<Record<string, ErrorKind>>, new (code: n
   ['delivery', DELIVERY_ERROR_KINDS, DeliveryError],
   ['audit', AUDIT_ERROR_KINDS, AuditError],
   ['keys', KEY_CUSTODY_ERROR_KINDS, KeyCustodyError],
+  ['leases', LEASES_ERROR_KINDS, LeasesError],
   ['connections', CONNECTIONS_ERROR_KINDS, ConnectionsError],
 ];
 const EVERY_CODE = FEATURES.flatMap(([feature, kinds, E]) =>

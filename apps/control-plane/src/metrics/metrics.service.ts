@@ -87,6 +87,37 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly leasesIssued = new Counter({
+    name: 'sigil_leases_issued_total',
+    help: 'Dynamic-secret credentials issued (roles created and leases activated)',
+    registers: [this.registry],
+  });
+
+  readonly leasesRevoked = new Counter({
+    name: 'sigil_leases_revoked_total',
+    help: 'Dynamic-secret roles revoked (leases and orphans the reaper found)',
+    registers: [this.registry],
+  });
+
+  readonly leasesFailed = new Counter({
+    name: 'sigil_leases_failed_total',
+    help: 'Dynamic-secret issues that failed (retried with backoff)',
+    registers: [this.registry],
+  });
+
+  readonly leaseRevocationFailures = new Counter({
+    name: 'sigil_lease_revocation_failures_total',
+    help: 'Dynamic-secret revocations that failed (retried with backoff)',
+    registers: [this.registry],
+  });
+
+  readonly leases = new Gauge({
+    name: 'sigil_leases',
+    help: 'Leases by state (intent, active, superseded, revoking), as the last sweep of this replica counted them',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     this.registry.setDefaultLabels({ app: 'sigil-control-plane' });
     collectDefaultMetrics({ register: this.registry });

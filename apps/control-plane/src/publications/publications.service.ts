@@ -146,7 +146,11 @@ function toDelivery(r: AppClusterStatusRow): ClusterDeliveryView {
   let reason: string | null = null;
   // A cluster that never enrolled never received anything: there is nothing to remove.
   if (!r.published) state = reached || r.clusterState === 'registered' ? 'deprovisioned' : 'deprovisioning';
-  else if (reached && r.failedSecrets > 0) {
+  else if (r.leasesMissing > 0) {
+    // A dynamic secret this cluster has no credential of: not delivered, whatever the agent applied.
+    state = r.leaseFailure ? 'failed' : 'pending';
+    reason = r.leaseFailure;
+  } else if (reached && r.failedSecrets > 0) {
     state = 'failed';
     reason = r.failure;
   } else if (reached) state = 'provisioned';

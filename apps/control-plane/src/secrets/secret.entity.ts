@@ -1,3 +1,4 @@
+import type { DynamicSpec } from './dynamic-spec.js';
 import type { GeneratorSpec } from './generator.js';
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn, VersionColumn } from 'typeorm';
 
@@ -34,6 +35,13 @@ export class SecretEntity {
   /** Generated secrets: how each key's value is made (never a value); null for typed secrets. */
   @Column({ type: 'jsonb', nullable: true })
   generator!: GeneratorSpec | null;
+
+  /**
+   * Dynamic secrets: the recipe of each cluster's own credential (never a value); null otherwise.
+   * A dynamic secret has no versions: each cluster's lease is its version (leases/).
+   */
+  @Column({ type: 'jsonb', nullable: true })
+  dynamic!: DynamicSpec | null;
 
   /** Generated secrets: a new version every N days (null: no schedule). */
   @Column({ name: 'rotate_every_days', type: 'integer', nullable: true })

@@ -2,6 +2,7 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsInt, Max, Min } from 'class-validator';
 import { IsAbsentOr, IsDns1123Subdomain, IsStringMap, rule } from '../common/validators.js';
 import { SECRET_TYPES } from '../common/secret-types.js';
+import { DEFAULT_MIN_TTL_SECONDS, dynamicSpecProblem, MAX_STATEMENTS, MAX_TTL_SECONDS } from './dynamic-spec.js';
 import {
   DEFAULT_ALPHABET,
   GENERATED_KINDS,
@@ -15,6 +16,62 @@ import {
 } from './generator.js';
 
 const IsGenerateSpec = () => rule('isGenerateSpec', generateSpecProblem);
+const IsDynamicSpec = () => rule('isDynamicSpec', dynamicSpecProblem);
+
+export class DynamicSpecDto {
+  @ApiProperty({ example: 'orders-db', description: 'a database connection of the project (POST /v1/projects/{p}/connections)' })
+  connection!: string;
+
+  @ApiProperty({
+    type: [String],
+    example: [
+      'CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}',
+      'GRANT SELECT ON ALL TABLES IN SCHEMA public TO {{name}}',
+    ],
+    description:
+      'run in one transaction to create each credential: {{name}} (quoted role name), {{password}} (a SCRAM-SHA-256 verifier literal: the plaintext never reaches the database), {{expiration}} (timestamptz literal)',
+    maxItems: MAX_STATEMENTS,
+  })
+  creationStatements!: string[];
+
+  @ApiPropertyOptional({
+    type: [String],
+    example: ['DROP ROLE IF EXISTS {{name}}'],
+    description: "templates with {{name}}; absent or empty: end the role's sessions and DROP ROLE IF EXISTS",
+    maxItems: MAX_STATEMENTS,
+  })
+  revocationStatements?: string[];
+
+  @ApiProperty({
+    example: 86_400,
+    maximum: MAX_TTL_SECONDS,
+    description: `each credential's lifetime (at least ${DEFAULT_MIN_TTL_SECONDS}s)`,
+  })
+  ttlSeconds!: number;
+
+  @ApiProperty({ example: 21_600, description: 'a new credential is issued this long before the current one expires (< ttlSeconds)' })
+  renewBeforeSeconds!: number;
+
+  @ApiProperty({
+    example: 600,
+    description:
+      'how long the previous credential keeps working once the cluster applied its successor (< ttlSeconds - renewBeforeSeconds)',
+  })
+  graceSeconds!: number;
+
+  @ApiProperty({
+    example: {
+      username: '{{username}}',
+      password: '{{password}}',
+      DATABASE_URL: 'postgresql://{{username}}:{{password}}@{{host}}:{{port}}/{{database}}?sslmode={{sslmode}}',
+    },
+    description:
+      'Secret key → template of its value: {{username}}, {{password}}, {{host}}, {{port}}, {{database}}, {{sslmode}} (from the connection); values are percent-encoded in a template with ://',
+    type: 'object',
+    additionalProperties: { type: 'string' },
+  })
+  keys!: Record<string, string>;
+}
 
 export class GeneratedKeyDto implements GeneratedKeySpec {
   @ApiProperty({ example: 'PASSWORD', description: 'Kubernetes Secret key' })
@@ -105,6 +162,15 @@ export class CreateSecretDto extends SecretValuesDto {
   @IsAbsentOr()
   @IsGenerateSpec()
   generate?: GenerateSpecDto;
+
+  @ApiPropertyOptional({
+    type: DynamicSpecDto,
+    description:
+      'Instead of data/binaryData/generate: every cluster the app is published to gets its own short-lived database credential (a lease), renewed before it expires and revoked when no longer needed',
+  })
+  @IsAbsentOr()
+  @IsDynamicSpec()
+  dynamic?: DynamicSpecDto;
 }
 
 export class RotationDto {
@@ -162,6 +228,12 @@ export class SecretView {
     description: 'generated secrets: how the values are made (no value); null for typed secrets',
   })
   generated!: GeneratedSpecView | null;
+  @ApiProperty({
+    type: DynamicSpecDto,
+    nullable: true,
+    description: "dynamic secrets: how each cluster's credential is made (no value); null otherwise. Their leases: GET …/leases",
+  })
+  dynamic!: DynamicSpecDto | null;
   @ApiProperty({ type: Number, nullable: true, example: 30, description: 'null: no automatic rotation' }) rotateEveryDays!: number | null;
   @ApiProperty({ type: Date, nullable: true, description: 'when the rotation sweep makes the next version' }) nextRotationAt!: Date | null;
   @ApiProperty({ type: Date, nullable: true, description: 'generated secrets: when the current values were generated' })

@@ -15,6 +15,12 @@ export enum SecretsErrorCode {
   SecretIsGenerated = 'secret_is_generated',
   /** Rotate-now or a schedule asked of a typed secret. */
   SecretNotGenerated = 'secret_not_generated',
+  /** A typed write, rollback, rotation or schedule asked of a dynamic secret: its values are per-cluster leases. */
+  SecretIsDynamic = 'secret_is_dynamic',
+  /** A dynamic secret's times are out of bounds or inconsistent, or its type cannot hold a credential. */
+  InvalidDynamicSecret = 'invalid_dynamic_secret',
+  /** A dynamic secret names a database connection the project does not have. */
+  UnknownConnection = 'unknown_connection',
 }
 
 export const SECRETS_ERROR_KINDS: ErrorKinds<SecretsErrorCode> = {
@@ -29,6 +35,9 @@ export const SECRETS_ERROR_KINDS: ErrorKinds<SecretsErrorCode> = {
   [SecretsErrorCode.InvalidContainer]: 'invalid',
   [SecretsErrorCode.SecretIsGenerated]: 'conflict',
   [SecretsErrorCode.SecretNotGenerated]: 'conflict',
+  [SecretsErrorCode.SecretIsDynamic]: 'conflict',
+  [SecretsErrorCode.InvalidDynamicSecret]: 'invalid',
+  [SecretsErrorCode.UnknownConnection]: 'invalid',
 };
 
 export class SecretsError extends featureError(SECRETS_ERROR_KINDS) {}

@@ -20,6 +20,10 @@ import { AuditService } from '../audit/audit.service.js';
 import { Actor } from '../auth/policy.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
 import { generateValues, normalizeSpec, type GeneratorSpec } from './generator.js';
+import { dynamicTimesProblem, normalizeDynamicSpec, type DynamicSpec } from './dynamic-spec.js';
+import { LeasesService } from '../leases/leases.service.js';
+
+export type { DynamicSpec };
 
 /** Kubernetes stores at most 1 MiB per Secret; keys and values count. */
 export const MAX_SECRET_BYTES = MAX_SECRET_DATA_BYTES;
@@ -29,7 +33,8 @@ export interface SecretWithVersion {
   project: ProjectEntity;
   app: AppEntity;
   secret: SecretEntity;
-  current: SecretVersionEntity;
+  /** Undefined for a dynamic secret: it has no versions (each cluster's lease is its version). */
+  current: SecretVersionEntity | undefined;
 }
 
 /**
@@ -47,14 +52,15 @@ export class SecretsService {
     @Inject(AuditService) private readonly audit: AuditService,
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
     @Inject(UnitOfWork) private readonly uow: UnitOfWork,
+    @Inject(LeasesService) private readonly leases: LeasesService,
   ) {}
 
   async get(actor: Actor, project: string, app: string, name: string): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
     const secret = await this.findSecret(r.app.id, name);
     if (!secret) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
-    const current = await this.repo.findVersion(secret.id, secret.currentVersion);
-    return { ...r, secret, current: current! };
+    const current = secret.dynamic ? undefined : ((await this.repo.findVersion(secret.id, secret.currentVersion)) ?? undefined);
+    return { ...r, secret, current };
   }
 
   async list(actor: Actor, project: string, app: string, after: string | undefined, limit: number) {
@@ -76,6 +82,7 @@ export class SecretsService {
   async create(actor: Actor, project: string, app: string, dto: CreateSecretDto): Promise<SecretWithVersion> {
     const r = await this.apps.resolve(actor, project, app);
     const type = dto.type ?? r.app.secretType;
+    if (dto.dynamic !== undefined) return this.createDynamic(r, dto, type);
     if (dto.generate !== undefined && (dto.data !== undefined || dto.binaryData !== undefined))
       throw new SecretsError(
         SecretsErrorCode.InvalidSecret,
@@ -103,6 +110,7 @@ export class SecretsService {
           currentVersion: 1,
           latestVersion: 1,
           generator,
+          dynamic: null,
           rotateEveryDays: null,
           nextRotationAt: null,
           lastRotatedAt: null,
@@ -113,23 +121,67 @@ export class SecretsService {
         return { ...r, secret, current };
       });
     } catch (err) {
-      const v = violatedConstraint(err)?.constraint;
-      if (v === 'secrets_target_unique') {
-        throw new SecretsError(
-          SecretsErrorCode.SecretTargetConflict,
-          `another app already delivers a Secret named ${dto.name} in namespace ${r.app.namespace}; each Kubernetes Secret has one owner`,
-        );
-      }
-      if (v === 'secrets_app_namespace')
-        throw new SecretsError(SecretsErrorCode.AppChanged, `app ${JSON.stringify(app)} changed namespace meanwhile; try again`);
-      if (isUniqueViolation(err))
-        throw new SecretsError(
-          SecretsErrorCode.SecretExists,
-          `secret ${JSON.stringify(dto.name)} already exists in app ${JSON.stringify(app)}`,
-        );
-      throw err;
+      throw createConflict(err, r.app.namespace, app, dto.name);
     } finally {
       for (const v of values.values()) v.fill(0);
+    }
+  }
+
+  /**
+   * A dynamic secret: only its recipe is stored (no value exists yet, and no version ever); the
+   * leases sweeps issue each cluster's credential once the app is published there.
+   */
+  private async createDynamic(
+    r: { project: ProjectEntity; app: AppEntity },
+    dto: CreateSecretDto,
+    type: string,
+  ): Promise<SecretWithVersion> {
+    const spec = normalizeDynamicSpec(dto.dynamic as DynamicSpec);
+    const problems: Array<{ field: string; problem: string }> = [];
+    if (dto.data !== undefined || dto.binaryData !== undefined || dto.generate !== undefined)
+      problems.push({ field: 'dynamic', problem: 'not allowed with data, binaryData or generate' });
+    if (!DYNAMIC_TYPES.has(type)) problems.push({ field: 'type', problem: 'dynamic secrets are Opaque or kubernetes.io/basic-auth' });
+    else
+      problems.push(
+        ...typeProblems(type, new Map(Object.keys(spec.keys).map((k) => [k, Buffer.from('x')]))).map((p) => ({
+          field: 'dynamic.keys',
+          problem: p.problem,
+        })),
+      );
+    const times = dynamicTimesProblem(spec, this.config.leases.minTtlSeconds);
+    if (times) problems.push(times);
+    if (problems.length > 0)
+      throw new SecretsError(SecretsErrorCode.InvalidDynamicSecret, problems.map((p) => `${p.field}: ${p.problem}`).join('; '), {
+        details: problems,
+      });
+    if (!(await this.leases.connectionExists(r.project.id, spec.connection)))
+      throw new SecretsError(
+        SecretsErrorCode.UnknownConnection,
+        `project ${JSON.stringify(r.project.name)} has no database connection ${JSON.stringify(spec.connection)}`,
+        { details: [{ field: 'dynamic.connection', problem: 'no such connection in the project' }] },
+      );
+    try {
+      const done = await this.membership.appContentChange(r.app.id, async (tx) => {
+        const secret = await this.repo.saveSecret(tx, {
+          projectId: r.project.id,
+          appId: r.app.id,
+          namespace: r.app.namespace,
+          name: dto.name,
+          type,
+          currentVersion: 1,
+          latestVersion: 1,
+          generator: null,
+          dynamic: spec,
+          rotateEveryDays: null,
+          nextRotationAt: null,
+          lastRotatedAt: null,
+        });
+        return { ...r, secret, current: undefined };
+      });
+      this.leases.wake();
+      return done;
+    } catch (err) {
+      throw createConflict(err, r.app.namespace, r.app.name, dto.name);
     }
   }
 
@@ -145,11 +197,13 @@ export class SecretsService {
     const r = await this.apps.resolve(actor, project, app);
     const existing = await this.findSecret(r.app.id, name);
     if (!existing) throw new SecretsError(SecretsErrorCode.SecretNotFound, `secret ${JSON.stringify(name)} not found`);
+    if (existing.dynamic) throw isDynamic(name);
     if (existing.generator) throw isGenerated(name);
     const values = parseValues(dto, existing.type);
     try {
       return await this.membership.appContentChange(r.app.id, async (tx) => {
         const secret = await this.lockNamed(tx, r.app.id, name, expectedVersion);
+        if (secret.dynamic) throw isDynamic(name);
         if (secret.generator) throw isGenerated(name);
         const next = secret.latestVersion + 1;
         const current = await this.writeVersion(tx, actor, r, secret, next, values);
@@ -174,6 +228,7 @@ export class SecretsService {
     const r = await this.apps.resolve(actor, project, app);
     return this.membership.appContentChange(r.app.id, async (tx) => {
       const secret = await this.lockNamed(tx, r.app.id, name, expectedVersion);
+      if (secret.dynamic) throw isDynamic(name);
       const target = await this.repo.findVersion(secret.id, version, tx);
       if (!target)
         throw new SecretsError(SecretsErrorCode.SecretVersionNotFound, `version ${version} of secret ${JSON.stringify(name)} not found`);
@@ -188,6 +243,8 @@ export class SecretsService {
       const secret = await this.lockNamed(tx, r.app.id, name, expectedVersion);
       await this.repo.delete(tx, secret.id); // versions cascade; a trigger deletes their ciphertext
     });
+    // A dynamic secret's leases outlive it until the revocation sweep has revoked their roles.
+    this.leases.wake();
   }
 
   /**
@@ -229,6 +286,7 @@ export class SecretsService {
     // A plain transaction: the schedule changes nothing any cluster receives (no new generation).
     return this.uow.run(async (tx) => {
       const secret = await this.lockNamed(tx, r.app.id, name, expectedVersion);
+      if (secret.dynamic) throw isDynamic(name);
       if (!secret.generator) throw notGenerated(name);
       await this.repo.setSchedule(tx, secret.id, days, this.config.rotation.daySeconds);
       const updated = (await this.repo.findByName(r.app.id, name, tx))!;
@@ -287,6 +345,7 @@ export class SecretsService {
     r: { project: ProjectEntity; app: AppEntity },
     secret: SecretEntity,
   ): Promise<{ secret: SecretEntity; current: SecretVersionEntity }> {
+    if (secret.dynamic) throw isDynamic(secret.name);
     if (!secret.generator) throw notGenerated(secret.name);
     const values = checkValues(await this.generate(secret.generator), secret.type);
     try {
@@ -374,6 +433,30 @@ export function parseValues(dto: SecretValuesDto, type: string): Map<string, Buf
 
 /** The actor of the rotation sweep: in the audit log and as `createdBy` of the versions it makes. */
 export const SYSTEM_ROTATION = new Actor('system:rotation', 'system:rotation', 'admin', null);
+
+/** Why creating a secret failed on a constraint: another owner of the Kubernetes Secret, a namespace move, a duplicate. */
+function createConflict(err: unknown, namespace: string, app: string, name: string): unknown {
+  const v = violatedConstraint(err)?.constraint;
+  if (v === 'secrets_target_unique')
+    return new SecretsError(
+      SecretsErrorCode.SecretTargetConflict,
+      `another app already delivers a Secret named ${name} in namespace ${namespace}; each Kubernetes Secret has one owner`,
+    );
+  if (v === 'secrets_app_namespace')
+    return new SecretsError(SecretsErrorCode.AppChanged, `app ${JSON.stringify(app)} changed namespace meanwhile; try again`);
+  if (isUniqueViolation(err))
+    return new SecretsError(SecretsErrorCode.SecretExists, `secret ${JSON.stringify(name)} already exists in app ${JSON.stringify(app)}`);
+  return err;
+}
+
+/** Types a credential fits: a database login is neither a certificate, a registry login nor an SSH key. */
+const DYNAMIC_TYPES = new Set(['Opaque', 'kubernetes.io/basic-auth']);
+
+const isDynamic = (name: string) =>
+  new SecretsError(
+    SecretsErrorCode.SecretIsDynamic,
+    `secret ${JSON.stringify(name)} is dynamic: each cluster gets its own credential as a lease (GET …/leases; POST …/leases/{id}/revoke for a new one); it has no versions to write, roll back or rotate`,
+  );
 
 const isGenerated = (name: string) =>
   new SecretsError(

@@ -9,6 +9,7 @@ import { AuditHmacChain1763800000007 } from './1763800000007-audit-hmac-chain.js
 import { Injection1763800000008 } from './1763800000008-injection.js';
 import { GeneratedSecrets1763800000009 } from './1763800000009-generated-secrets.js';
 import { DatabaseConnections1763800000010 } from './1763800000010-database-connections.js';
+import { DynamicSecrets1763800000011 } from './1763800000011-dynamic-secrets.js';
 import { DerivedRowsWithoutForeignKeys1763800000012 } from './1763800000012-derived-rows-without-foreign-keys.js';
 
 /** Applied in order at start-up; never edit one that has shipped, add a new one. */
@@ -24,5 +25,6 @@ export const migrations = [
   Injection1763800000008,
   GeneratedSecrets1763800000009,
   DatabaseConnections1763800000010,
+  DynamicSecrets1763800000011,
   DerivedRowsWithoutForeignKeys1763800000012,
 ];

@@ -1,0 +1,88 @@
+import { CredentialEngineError } from '../connections/engines/credential-engine.js';
+
+/** Engine calls at once per connection: a fleet's issue is parallel, but one database is not flooded. */
+export const ENGINE_CONCURRENCY = 8;
+
+/** Runs `work` over `items`, at most `limit` at once; resolves when all settled (work handles its own errors). */
+export async function eachBounded<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const runner = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, runner));
+}
+
+/**
+ * Seconds until attempt `attempts` + 1: doubling from one sweep interval, capped at 60 intervals
+ * and 5 minutes (a database that is down is retried steadily, not hammered).
+ */
+export function backoffSeconds(attempts: number, sweepIntervalMs: number): number {
+  const base = Math.max(1, Math.ceil(sweepIntervalMs / 1000));
+  const cap = Math.min(300, Math.max(base, Math.ceil((sweepIntervalMs * 60) / 1000)));
+  return Math.min(cap, base * 2 ** Math.min(Math.max(attempts - 1, 0), 16));
+}
+
+/**
+ * What a lease records of a failure: the engine's code and its message (which the engine keeps
+ * free of any password, statement or connection string); anything else is named by its class
+ * only, since an unknown error's message is not known to be safe.
+ */
+export function safeError(err: unknown): string {
+  if (err instanceof CredentialEngineError) return `${err.code}: ${err.message}`.slice(0, 500);
+  if (err instanceof LeaseTimeoutError) return `timeout: ${err.message}`;
+  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+  if (err instanceof Error && typeof code === 'string') return `${err.name}: ${code}`.slice(0, 200);
+  return err instanceof Error ? `internal: ${err.name}` : 'internal: error';
+}
+
+/**
+ * Database codes of a statement that lost a race, not a wrong statement: PostgreSQL answers
+ * concurrent GRANTs on one object with XX000 "tuple concurrently updated", and serialization
+ * failures and deadlocks are retryable by definition. The engine runs each role's statements
+ * in one transaction, so a retry starts from nothing.
+ */
+const TRANSIENT_CODES = new Set(['XX000', '40001', '40P01']);
+const TRANSIENT_ATTEMPTS = 5;
+
+/** `call`, retried a few times (after 20-200 ms, jittered) when the engine lost a race; anything else fails at once. */
+export async function retryTransient<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      const transient =
+        err instanceof CredentialEngineError && err.code === 'statement_failed' && TRANSIENT_CODES.has(err.databaseCode ?? '');
+      if (!transient || attempt >= TRANSIENT_ATTEMPTS) throw err;
+      await new Promise((r) => setTimeout(r, 20 + Math.random() * 40 * attempt));
+    }
+  }
+}
+
+export class LeaseTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LeaseTimeoutError';
+  }
+}
+
+/**
+ * `p`, or a LeaseTimeoutError after `ms`. The call itself goes on; what it may still create is
+ * the reaper's (a role no live lease names).
+ */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LeaseTimeoutError(`${what} took longer than ${Math.round(ms / 1000)}s`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A role's name: the connection's prefix and 20 hex digits of the lease id, which is chosen before
+ * the role exists (PostgreSQL identifiers have at most 63 bytes).
+ */
+export function roleName(prefix: string, leaseId: string): string {
+  const name = `${prefix}${leaseId.replace(/-/g, '').slice(0, 20)}`;
+  if (Buffer.byteLength(name) > 63) throw new Error('the connection role prefix is too long for a role name');
+  return name;
+}
