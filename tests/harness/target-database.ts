@@ -38,17 +38,21 @@ export class TargetDatabase {
     return t;
   }
 
-  /** What `POST /projects/{p}/connections` takes to reach it (TLS off: the test server has none). */
-  connectionRequest(name: string) {
+  /**
+   * What `POST /projects/{p}/connections` takes to reach it (TLS off: the test server has none).
+   * A second connection to the same server needs its own `via` (a TcpProxy's port) and `suffix`:
+   * prefixes must not overlap, and roles made through it are still this run's (`drop`).
+   */
+  connectionRequest(name: string, via?: { port: number; suffix: string }) {
     return {
       name,
-      host: this.host,
-      port: this.port,
+      host: via ? '127.0.0.1' : this.host,
+      port: via?.port ?? this.port,
       database: this.database,
       username: this.admin,
       adminPassword: this.adminPassword,
       tlsMode: 'disable' as const,
-      rolePrefix: this.prefix,
+      rolePrefix: via ? `sigil_${this.tag}${via.suffix}_` : this.prefix,
     };
   }
 
@@ -65,10 +69,10 @@ export class TargetDatabase {
     }
   }
 
-  /** Sigil's roles in the instance (this run's prefix). */
-  roles(): Promise<string[]> {
+  /** Sigil's roles in the instance (this run's prefix; `prefix` for a second connection's). */
+  roles(prefix = this.prefix): Promise<string[]> {
     return this.superuser('postgres', async (c) =>
-      (await c.query<{ r: string }>(`SELECT rolname AS r FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY 1`, [this.prefix])).rows.map(
+      (await c.query<{ r: string }>(`SELECT rolname AS r FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY 1`, [prefix])).rows.map(
         (r) => r.r,
       ),
     );
@@ -94,7 +98,9 @@ export class TargetDatabase {
   async drop(): Promise<void> {
     await this.superuser('postgres', async (c) => {
       await c.query(`DROP DATABASE IF EXISTS ${this.database} WITH (FORCE)`);
-      for (const r of await this.roles()) await c.query(`DROP ROLE IF EXISTS ${c.escapeIdentifier(r)}`);
+      // Every connection's roles of this run (their prefixes all start so), not the admin's.
+      for (const r of await this.roles(`sigil_${this.tag}`))
+        if (r !== this.admin) await c.query(`DROP ROLE IF EXISTS ${c.escapeIdentifier(r)}`);
       await c.query(`DROP ROLE IF EXISTS ${this.admin}`);
     });
   }

@@ -14,6 +14,7 @@ import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.ser
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { eventually, holds } from '../harness/eventually.js';
 import { TargetDatabase } from '../harness/target-database.js';
+import { TcpProxy } from '../harness/tcp-proxy.js';
 import { databaseDump, redisDump, spellings } from '../harness/secret-scan.js';
 import { uniqueName } from '../harness/test-env.js';
 import { TestAgent } from '../harness/test-agent.js';
@@ -39,6 +40,7 @@ describe('dynamic secrets and leases', () => {
   let clusters: ClustersService;
   let leases: LeasesService;
   let sigilDb: pg.Client;
+  let relayed: TcpProxy | undefined;
   const project = uniqueName('p');
   const agents: TestAgent[] = [];
   const seen: string[] = []; // every password a test agent received: the canary's needles
@@ -90,6 +92,7 @@ describe('dynamic secrets and leases', () => {
     for (const a of agents) a.close();
     await sigilDb?.end();
     await t?.dispose();
+    await relayed?.close();
     await target?.drop();
   });
 
@@ -299,14 +302,23 @@ describe('dynamic secrets and leases', () => {
   });
 
   it('the database down: failed with a reason, other apps unaffected; converges when it is back', async () => {
-    // A port nothing listens on: the database is down for Sigil.
+    // The same database through a relay the test takes down: a connection that holds live roles
+    // cannot be moved to another port (409 connection_has_live_roles), and a database does go down.
+    const relay = (relayed = await TcpProxy.start(target.host, target.port));
     const connections = t.app.get(ConnectionsService);
-    await connections.update(admin, project, 'orders-db', { port: 1 }, undefined);
+    await connections.create(admin, project, target.connectionRequest('relayed-db', { port: relay.port, suffix: 'relay' }));
+    await expect(connections.update(admin, project, 'orders-db', { port: relay.port }, undefined)).rejects.toMatchObject({
+      code: 'admin_password_required',
+    });
+    await expect(
+      connections.update(admin, project, 'orders-db', { port: relay.port, adminPassword: target.adminPassword }, undefined),
+    ).rejects.toMatchObject({ code: 'connection_has_live_roles' });
+    relay.takeDown();
     try {
       await secrets.create(admin, project, 'orders', {
         name: 'while-down',
         dynamic: {
-          connection: 'orders-db',
+          connection: 'relayed-db',
           creationStatements: CREATE,
           ttlSeconds: 3600,
           renewBeforeSeconds: 600,
@@ -330,7 +342,7 @@ describe('dynamic secrets and leases', () => {
         );
       await eventually('typed app provisioned', async () => holds((await status('typed')).summary.provisioned === 2));
     } finally {
-      await connections.update(admin, project, 'orders-db', { port: target.port }, undefined);
+      relay.restore();
     }
     await eventually(
       'converged once the database is back',
@@ -407,12 +419,25 @@ describe('dynamic secrets and leases', () => {
     });
   });
 
-  it('the reaper drops a role with the prefix that no live lease names', async () => {
-    const orphan = `${target.prefix}orphan0001`;
-    // As the admin role, like a role created by an issue whose lease row is gone.
-    await target.asAdmin(`CREATE ROLE ${orphan} LOGIN`);
-    await t.app.get(LeaseSweep).reap();
-    expect(await target.roles()).not.toContain(orphan);
+  it('the reaper drops a role a lease names but no live one; a role no lease names is not Sigil-made and stays', async () => {
+    const { rows } = await sigilDb.query<{ role_name: string }>(
+      `SELECT role_name FROM credential_leases WHERE state = 'revoked' AND starts_with(role_name, $1) LIMIT 1`,
+      [target.prefix],
+    );
+    const revoked = rows[0]!.role_name;
+    // As the admin role, like the role of an issue that finished after its lease was given up.
+    await target.asAdmin(`CREATE ROLE ${revoked} LOGIN`);
+    // The prefix is the connection's, but no lease names these: another installation's, or a person's.
+    const strangers = [`${target.prefix}${'0'.repeat(20)}`, `${target.prefix}reporting`];
+    for (const r of strangers) await target.asAdmin(`CREATE ROLE ${r} LOGIN`);
+    try {
+      await t.app.get(LeaseSweep).reap();
+      const roles = await target.roles();
+      expect(roles).not.toContain(revoked);
+      expect(roles).toEqual(expect.arrayContaining(strangers));
+    } finally {
+      for (const r of strangers) await target.asAdmin(`DROP ROLE IF EXISTS ${r}`);
+    }
   });
 
   it("canary: no delivered password is in Sigil's database or Redis", async () => {

@@ -50,8 +50,20 @@ describe('migration: dynamic secrets', () => {
 
       const undone = async () =>
         (await ds.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = 'credential_leases'`))[0].n === 0;
+      // The intent left is live (its role may exist): undoing would orphan it, so it is refused.
+      await expect(undoMigrationsThrough(ds, 'DynamicSecrets1763800000011')).rejects.toThrow(/1 credential lease\(s\) are live/);
+      expect(await undone()).toBe(false);
+      await ds.runMigrations({ transaction: 'all' }); // what the refused undo stopped short of
+      // Revoked, with a sealed value: the undo deletes the row and, by its trigger, the ciphertext.
+      await ds.query(`INSERT INTO root_keys (version, state) VALUES (999, 'retired')`);
+      const [{ id: sealedId }] = await ds.query(
+        `INSERT INTO sealed_values (root_key_version, wrapped_dek, iv, ciphertext)
+         VALUES (999, '\\x00', '\\x000000000000000000000000', '\\x00') RETURNING id`,
+      );
+      await ds.query(`UPDATE credential_leases SET state = 'revoked', sealed_value_id = $1, revoked_at = now()`, [sealedId]);
       await undoMigrationsThrough(ds, 'DynamicSecrets1763800000011');
       expect(await undone()).toBe(true);
+      expect(await ds.query('SELECT 1 FROM sealed_values WHERE id = $1', [sealedId])).toEqual([]);
       await ds.runMigrations({ transaction: 'all' });
       expect(await undone()).toBe(false);
     } finally {

@@ -169,6 +169,80 @@ describe('PostgreSQL credential engine', () => {
     ).rejects.toMatchObject({ code: 'statement_failed', message: expect.stringMatching(/role prefix/) });
   });
 
+  it('sets VALID UNTIL to the expiry whatever the statements say, and refuses statements outside the allowed forms', async () => {
+    const role = `${prefix}valid`;
+    const expiresAt = new Date(Date.now() + 120_000);
+    expiresAt.setMilliseconds(0);
+    await engine.createRole(target(), {
+      role,
+      password: Buffer.from('Valid-Password-1'),
+      expiresAt,
+      statements: ['CREATE ROLE {{name}} LOGIN PASSWORD {{password}}'], // no VALID UNTIL: the engine adds it
+    });
+    const { rows } = await su.query<{ v: Date }>('SELECT rolvaliduntil AS v FROM pg_roles WHERE rolname = $1', [role]);
+    expect(rows[0]!.v.getTime()).toBe(expiresAt.getTime());
+
+    for (const statement of ['ALTER ROLE CURRENT_USER CREATEDB', `ALTER ROLE ${admin} PASSWORD 'x'`, 'COPY orders TO STDOUT']) {
+      const err = await failure(
+        engine.createRole(target(), {
+          role: `${prefix}forms`,
+          password: Buffer.from('Forms-Password-1'),
+          expiresAt,
+          statements: ['CREATE ROLE {{name}} LOGIN PASSWORD {{password}}', statement],
+        }),
+      );
+      expect(err.message).toMatch(/^creation statements: statement 2 is not one of the creation forms/);
+    }
+    // Two statements in one string: the extended protocol refuses the second, nothing runs.
+    const smuggled = await failure(
+      engine.createRole(target(), {
+        role: `${prefix}smuggled`,
+        password: Buffer.from('Smuggled-Password-1'),
+        expiresAt,
+        statements: ['CREATE ROLE {{name}} LOGIN PASSWORD {{password}}; ALTER ROLE CURRENT_USER CREATEDB'],
+      }),
+    );
+    expect(smuggled.message).toBe('creation statement 1 of 1 failed: SQLSTATE 42601 (syntax_error)');
+    expect((await su.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [`${prefix}smuggled`])).rows).toEqual([]);
+    await expect(
+      engine.revokeRole(target(), { role, statements: ['ALTER ROLE {{name}} LOGIN', 'DROP ROLE {{name}}'] }),
+    ).rejects.toMatchObject({ code: 'statement_failed', message: expect.stringMatching(/not one of the revocation forms/) });
+  });
+
+  it('commits a role only without power: a member of pg_signal_backend or of the admin is rolled back; a superuser admin is refused', async () => {
+    // The admin could hand these out (it holds them WITH ADMIN OPTION); the engine's check is what refuses.
+    await su.query(`GRANT pg_signal_backend TO ${admin} WITH ADMIN OPTION`);
+    const role = `${prefix}power`;
+    try {
+      const err = await failure(
+        engine.createRole(target(), {
+          role,
+          password: Buffer.from('Power-Password-1'),
+          expiresAt: new Date(Date.now() + 60_000),
+          statements: [...CREATE, 'GRANT pg_signal_backend TO {{name}}'],
+        }),
+      );
+      expect(err.message).toMatch(/^the creation statements made role \S+ a member of the admin role, a privileged role/);
+      expect((await su.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rows).toEqual([]);
+    } finally {
+      await su.query(`REVOKE pg_signal_backend FROM ${admin}`);
+    }
+
+    const superName = decodeURIComponent(server.username);
+    const superPassword = decodeURIComponent(server.password);
+    const refused = await failure(
+      engine.createRole(target({ username: superName, adminPassword: Buffer.from(superPassword) }), {
+        role,
+        password: Buffer.from('Power-Password-1'),
+        expiresAt: new Date(Date.now() + 60_000),
+        statements: CREATE,
+      }),
+      superPassword,
+    );
+    expect(refused.message).toMatch(/is a superuser; Sigil issues credentials only as a role with CREATEROLE/);
+    expect((await su.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rows).toEqual([]);
+  });
+
   it('revokes: new logins refused, an open session ended within seconds, a second revoke succeeds', async () => {
     const role = `${prefix}revoke`;
     const password = randomBytes(18).toString('base64url');

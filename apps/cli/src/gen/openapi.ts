@@ -1846,7 +1846,7 @@ export interface components {
         UpdateConnectionDto: {
             /**
              * Format: password
-             * @description replaces the password; the admin role’s password: write-only, sealed by the HSM on arrival, never returned (responses show adminPasswordSetAt)
+             * @description replaces the password; the admin role’s password: write-only, sealed by the HSM on arrival, never returned (responses show adminPasswordSetAt). Required in the same request when host, port, username, tlsMode or caCertificate change (400 admin_password_required: they say where the password is sent). host, port and database cannot change while credentials issued through the connection are not yet revoked (409 connection_has_live_roles)
              */
             adminPassword?: string;
             /** @description PEM; an empty string removes it */

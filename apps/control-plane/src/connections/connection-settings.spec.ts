@@ -28,9 +28,11 @@ describe('connection settings', () => {
     for (const bad of [0, 65536, 5432.5, '5432']) expect(portProblem(bad)).toBeDefined();
   });
 
-  it('role prefixes are lowercase identifiers of at most 32 characters; the default is derived from the id', () => {
+  it('role prefixes are lowercase identifiers of 4-32 characters ending in _, never pg_; the default is derived from the id', () => {
     expect(rolePrefixProblem('sigil_orders_')).toBeUndefined();
-    for (const bad of ['Sigil_', '1sigil', 'sigil-x', 'a'.repeat(33), '']) expect(rolePrefixProblem(bad)).toBeDefined();
+    expect(rolePrefixProblem('app_')).toBeUndefined();
+    for (const bad of ['Sigil_', '1sigil_', 'sigil-x_', `${'a'.repeat(32)}_`, '', 'p_', '_', '__x_', 'sigil', 'pg_sigil_'])
+      expect(rolePrefixProblem(bad)).toBeDefined();
     expect(defaultRolePrefix('0b7e2b9c-3c1e-4f7a-9d55-5b1f0f3e8a22')).toBe('sigil_0b7e2b9c_');
     expect(rolePrefixProblem(defaultRolePrefix('0b7e2b9c-3c1e-4f7a-9d55-5b1f0f3e8a22'))).toBeUndefined();
   });

@@ -11,7 +11,8 @@ export const MAX_ADMIN_PASSWORD = 1024;
 /** PostgreSQL names are at most 63 bytes (NAMEDATALEN - 1); longer ones are silently truncated. */
 const MAX_NAME_BYTES = 63;
 /** Short enough to leave room in a 63-byte role name for what dynamic secrets append. */
-export const ROLE_PREFIX = /^[a-z_][a-z0-9_]{0,31}$/;
+/** Short prefixes (`p_`) would take in roles of any name; the trailing `_` ends it where the lease id starts. */
+export const ROLE_PREFIX = /^[a-z][a-z0-9_]{2,30}_$/;
 
 const HOST_LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
@@ -38,9 +39,11 @@ export function portProblem(v: unknown): string | undefined {
 
 export function rolePrefixProblem(v: unknown): string | undefined {
   if (typeof v !== 'string') return 'must be a string';
-  return ROLE_PREFIX.test(v)
-    ? undefined
-    : 'must be 1 to 32 characters of a-z, 0-9 and _, not starting with a digit (role names are made of it and stay unquoted-safe)';
+  if (!ROLE_PREFIX.test(v))
+    return 'must be 4 to 32 characters of a-z, 0-9 and _, starting with a letter and ending with _ (role names are made of it and stay unquoted-safe)';
+  // PostgreSQL reserves pg_ for its own roles (pg_signal_backend, ...).
+  if (v.startsWith('pg_')) return 'must not start with pg_ (PostgreSQL reserves it for its own roles)';
+  return undefined;
 }
 
 export function adminPasswordProblem(v: unknown): string | undefined {

@@ -103,7 +103,10 @@ export class UpdateConnectionDto {
   username?: string;
 
   @ApiPropertyOptional({
-    description: `replaces the password; ${PASSWORD_DOC}`,
+    description:
+      `replaces the password; ${PASSWORD_DOC}. Required in the same request when host, port, username, tlsMode or caCertificate ` +
+      'change (400 admin_password_required: they say where the password is sent). host, port and database cannot change while ' +
+      'credentials issued through the connection are not yet revoked (409 connection_has_live_roles)',
     format: 'password',
     writeOnly: true,
     maxLength: MAX_ADMIN_PASSWORD,

@@ -9,6 +9,10 @@ export enum ConnectionsErrorCode {
   /** Another connection of this installation has the role prefix: each would reap the other's roles. */
   RolePrefixTaken = 'role_prefix_taken',
   InvalidConnection = 'invalid_connection',
+  /** Where the admin password would be sent changes (host, port, user, TLS): the request must carry the password. */
+  AdminPasswordRequired = 'admin_password_required',
+  /** The server would change while roles issued on the old one may still exist there. */
+  ConnectionHasLiveRoles = 'connection_has_live_roles',
   /** The target database refused or could not be reached; `reason` is the engine's code (unreachable, auth_failed, tls_failed, statement_failed). */
   ConnectionFailed = 'connection_failed',
 }
@@ -19,6 +23,8 @@ export const CONNECTIONS_ERROR_KINDS: ErrorKinds<ConnectionsErrorCode> = {
   [ConnectionsErrorCode.ConnectionInUse]: 'conflict',
   [ConnectionsErrorCode.RolePrefixTaken]: 'conflict',
   [ConnectionsErrorCode.InvalidConnection]: 'invalid',
+  [ConnectionsErrorCode.AdminPasswordRequired]: 'invalid',
+  [ConnectionsErrorCode.ConnectionHasLiveRoles]: 'conflict',
   [ConnectionsErrorCode.ConnectionFailed]: 'upstream_failed',
 };
 

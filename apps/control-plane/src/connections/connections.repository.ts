@@ -41,6 +41,24 @@ export class ConnectionsRepository {
     return managerOf(this.ds, tx).findOne(DatabaseConnectionEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
   }
 
+  /**
+   * Connections whose role prefix overlaps `prefix` (one starts with the other): roles are
+   * server-wide, so the reaper of either could take the other's roles for its own. Read after
+   * lockForPrefixCheck, so two creates cannot both pass.
+   */
+  async overlappingPrefixes(prefix: string, tx: Tx): Promise<string[]> {
+    const rows = await managerOf(this.ds, tx).query<Array<{ role_prefix: string }>>(
+      `SELECT role_prefix FROM database_connections WHERE starts_with(role_prefix, $1) OR starts_with($1, role_prefix) LIMIT 5`,
+      [prefix],
+    );
+    return rows.map((r) => r.role_prefix);
+  }
+
+  /** Serializes connection creates (rare) for the prefix check; reads and updates go on. */
+  async lockForPrefixCheck(tx: Tx): Promise<void> {
+    await managerOf(this.ds, tx).query('LOCK TABLE database_connections IN SHARE ROW EXCLUSIVE MODE');
+  }
+
   /** Its sealed admin password goes with it (trigger database_connections_drop_sealed). */
   async delete(id: string, tx: Tx): Promise<void> {
     await managerOf(this.ds, tx).delete(DatabaseConnectionEntity, { id });

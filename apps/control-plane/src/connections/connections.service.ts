@@ -29,6 +29,14 @@ import { PostgresCredentialEngine } from './engines/postgresql.engine.js';
  */
 export type ConnectionUsage = (tx: Tx, connectionId: string) => Promise<string[]>;
 
+/** How many roles issued through a connection may still exist on its server (leases not yet revoked). */
+export type LiveRoleCount = (tx: Tx, connectionId: string) => Promise<number>;
+
+/** Fields that say where the admin password is sent and how: changing one needs the password again. */
+const DESTINATION_FIELDS = ['host', 'port', 'username', 'tlsMode', 'caCertificate'] as const;
+/** Fields that say which server (and database) the roles live on. */
+const SERVER_FIELDS = ['host', 'port', 'database'] as const;
+
 /**
  * Database connections (docs/dynamic-secrets.md, "Connections"): registered per project, with
  * an admin password that is sealed on arrival and opened (target) only for one engine call.
@@ -36,6 +44,7 @@ export type ConnectionUsage = (tx: Tx, connectionId: string) => Promise<string[]
 @Injectable()
 export class ConnectionsService {
   private readonly usage: ConnectionUsage[] = [];
+  private readonly liveRoles: LiveRoleCount[] = [];
   private readonly engines: Record<EngineName, CredentialEngine> = { postgresql: new PostgresCredentialEngine() };
 
   constructor(
@@ -48,6 +57,11 @@ export class ConnectionsService {
   /** A check delete runs under the row lock: any name it returns refuses the delete (409 connection_in_use). */
   onUsageCheck(usage: ConnectionUsage): void {
     this.usage.push(usage);
+  }
+
+  /** A count update runs under the row lock before moving the connection to another server. */
+  onLiveRolesCheck(count: LiveRoleCount): void {
+    this.liveRoles.push(count);
   }
 
   engineFor(engine: EngineName): CredentialEngine {
@@ -100,7 +114,15 @@ export class ConnectionsService {
     const id = randomUUID();
     const password = Buffer.from(dto.adminPassword, 'utf8');
     try {
+      const rolePrefix = dto.rolePrefix ?? defaultRolePrefix(id);
       const connection = await this.uow.run(async (tx) => {
+        await this.repo.lockForPrefixCheck(tx);
+        const overlapping = await this.repo.overlappingPrefixes(rolePrefix, tx);
+        if (overlapping.length > 0)
+          throw new ConnectionsError(
+            ConnectionsErrorCode.RolePrefixTaken,
+            `role prefix ${rolePrefix} overlaps the prefix of another connection of this installation (one starts with the other), so each would reap the other's roles; choose another`,
+          );
         const sealed = await this.sealer.sealConnectionSecret(tx, { projectId: p.id, connectionId: id }, password);
         return this.repo.insert(
           {
@@ -114,7 +136,7 @@ export class ConnectionsService {
             username: dto.username,
             tlsMode: dto.tlsMode ?? 'verify-full',
             caCertificate: dto.caCertificate ?? null,
-            rolePrefix: dto.rolePrefix ?? defaultRolePrefix(id),
+            rolePrefix,
             adminPasswordSealedValueId: sealed,
             adminPasswordSetAt: new Date(),
           },
@@ -141,9 +163,31 @@ export class ConnectionsService {
 
   async update(actor: Actor, project: string, name: string, dto: UpdateConnectionDto, expectedVersion: number | undefined) {
     const { project: p, connection: found } = await this.resolve(actor, project, name);
+    const changes = (f: keyof UpdateConnectionDto & keyof DatabaseConnectionEntity) =>
+      dto[f] !== undefined && (f === 'caCertificate' ? (dto.caCertificate || null) !== found.caCertificate : dto[f] !== found[f]);
+    // Otherwise a caller who may edit but never read the password points the connection at a
+    // server of theirs and lets Sigil log in there (decision 019).
+    const redirected = DESTINATION_FIELDS.filter(changes);
+    if (redirected.length > 0 && dto.adminPassword === undefined)
+      throw new ConnectionsError(
+        ConnectionsErrorCode.AdminPasswordRequired,
+        `changing ${redirected.join(', ')} changes where the admin password is sent: send adminPassword in the same request`,
+      );
+    const moved = SERVER_FIELDS.filter(changes);
     const password = dto.adminPassword === undefined ? undefined : Buffer.from(dto.adminPassword, 'utf8');
     try {
       const connection = await this.uow.run(async (tx) => {
+        if (moved.length > 0) {
+          // Revocations go to the connection's current server: roles left on the old one would
+          // be "revoked" on the new one, where they do not exist, and keep working.
+          if (!(await this.repo.lock(found.id, tx))) throw notFound(name);
+          const live = (await Promise.all(this.liveRoles.map((count) => count(tx, found.id)))).reduce((a, b) => a + b, 0);
+          if (live > 0)
+            throw new ConnectionsError(
+              ConnectionsErrorCode.ConnectionHasLiveRoles,
+              `changing ${moved.join(', ')} moves the connection to another server while ${live} credentials issued through it are not yet revoked; unpublish or revoke them first, or register a new connection`,
+            );
+        }
         // Sealed first (the HSM call takes no row lock); a refused version rolls the new sealed row back with the rest.
         const sealed = password && (await this.sealer.sealConnectionSecret(tx, { projectId: p.id, connectionId: found.id }, password));
         return this.repo.updateLocked(

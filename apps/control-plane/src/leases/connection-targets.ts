@@ -20,6 +20,7 @@ export class ConnectionTargets implements CredentialTargets, OnModuleInit {
 
   onModuleInit(): void {
     this.connections.onUsageCheck((tx, connectionId) => this.repo.connectionUsers(tx, connectionId));
+    this.connections.onLiveRolesCheck((tx, connectionId) => this.repo.liveLeaseCount(tx, connectionId));
   }
 
   async describe(tx: Tx | undefined, projectId: string, name: string): Promise<ConnectionRef | null> {

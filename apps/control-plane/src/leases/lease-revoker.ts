@@ -7,7 +7,7 @@ import { MembershipService } from '../delivery/membership.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { CREDENTIAL_TARGETS, type CredentialTargets } from './credential-targets.js';
 import { LeaseAudit } from './lease-audit.js';
-import { backoffSeconds, eachBounded, ENGINE_CONCURRENCY, retryTransient, safeError, withTimeout } from './lease-work.js';
+import { isLeaseRoleName, backoffSeconds, eachBounded, ENGINE_CONCURRENCY, retryTransient, safeError, withTimeout } from './lease-work.js';
 import { LeasesRepository, type RevokeClaim } from './leases.repository.js';
 
 const BATCH = 500;
@@ -130,9 +130,12 @@ export class LeaseRevoker {
   }
 
   /**
-   * The reaper: per connection, roles with its prefix that no live lease names are revoked (the
-   * role of an issue whose activation never happened and whose intent was already taken over,
-   * or created after its lease was given up). Then old revoked leases are deleted.
+   * The reaper: per connection, roles that a lease of this connection names, but no live one
+   * (the role of an issue whose activation never happened and whose intent was already taken
+   * over, or created after its lease was given up), are revoked. Every role Sigil creates is
+   * named by a lease row first (the intent), so a role with the prefix and no row at all is not
+   * Sigil's (another installation's, or a person's): it is reported, never dropped. Then old
+   * revoked leases are deleted.
    */
   async reap(): Promise<number> {
     let reaped = 0;
@@ -142,9 +145,15 @@ export class LeaseRevoker {
       try {
         target = await this.targets.targetById(undefined, ref.projectId, ref.id);
         const engine = this.targets.engineFor(ref.engine);
-        const roles = (await engine.listRoles(target)).filter((r) => r.startsWith(ref.rolePrefix));
+        const roles = (await engine.listRoles(target)).filter((r) => isLeaseRoleName(ref.rolePrefix, r));
         const known = await this.repo.rolesKnown(ref.id, roles);
-        const orphans = roles.filter((r) => !known.get(r)?.live);
+        const orphans = roles.filter((r) => known.get(r)?.live === false);
+        const strangers = roles.filter((r) => !known.has(r));
+        if (strangers.length > 0)
+          this.logger.warn(
+            { connection: ref.name, project: ref.projectId, roles: strangers.slice(0, 10), count: strangers.length },
+            'roles with the connection role prefix that no lease names: not Sigil-made, left alone',
+          );
         const t = target;
         await eachBounded(orphans, ENGINE_CONCURRENCY, async (role) => {
           try {

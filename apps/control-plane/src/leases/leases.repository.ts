@@ -443,6 +443,15 @@ export class LeasesRepository {
     return rows.map((r) => r.u);
   }
 
+  /** Leases of the connection whose roles may still exist on its server. */
+  async liveLeaseCount(tx: Tx, connectionId: string): Promise<number> {
+    const rows = await this.em(tx).query<Array<{ n: number }>>(
+      `SELECT count(*)::int AS n FROM credential_leases WHERE connection_id = $1 AND state = ANY($2::text[])`,
+      [connectionId, LIVE_STATES],
+    );
+    return rows[0]?.n ?? 0;
+  }
+
   /** Every registered connection, without any secret (the reaper's work list). */
   allConnections(): Promise<ConnectionRef[]> {
     return this.ds.query(

@@ -31,6 +31,21 @@ describe('dynamic secret specs', () => {
     [{ creationStatements: ['CREATE ROLE {{name}} PASSWORD {{password}} {{username}}'] }, 'uses {{username}}'],
     [{ creationStatements: ['CREATE ROLE {{name}} PASSWORD {{password}} }}'] }, 'unmatched'],
     [{ revocationStatements: ['DROP ROLE {{name}} {{password}}'] }, 'uses {{password}}'],
+    [
+      { creationStatements: ['CREATE ROLE {{name}} LOGIN PASSWORD {{password}}', 'ALTER ROLE CURRENT_USER SUPERUSER'] },
+      'statement 2 is not one of the creation forms',
+    ],
+    [
+      { creationStatements: ['CREATE ROLE {{name}} PASSWORD {{password}}', 'ALTER ROLE {{name}} RENAME TO x'] },
+      'statement 2 is not one of',
+    ],
+    [
+      { creationStatements: ['CREATE ROLE {{name}} PASSWORD {{password}}', 'COPY orders TO PROGRAM {{name}}'] },
+      'statement 2 is not one of',
+    ],
+    [{ creationStatements: ['CREATE ROLE {{name}} PASSWORD {{password}}', 'GRANT SELECT ON t TO other'] }, 'statement 2 is not one of'],
+    [{ revocationStatements: ['DROP ROLE sigil_admin'] }, 'statement 1 is not one of the revocation forms'],
+    [{ revocationStatements: ['DO $$ BEGIN PERFORM 1; END $$'] }, 'not one of the revocation forms'],
     [{ ttlSeconds: 1.5 }, 'whole number'],
     [{ keys: {} }, 'at least one Secret key'],
     [{ keys: { 'bad key': '{{username}}' } }, 'key'],
@@ -48,5 +63,19 @@ describe('dynamic secret specs', () => {
     expect(dynamicTimesProblem(spec({ renewBeforeSeconds: 3600 }), 300)?.field).toBe('dynamic.renewBeforeSeconds');
     expect(dynamicTimesProblem(spec({ renewBeforeSeconds: 0 }), 300)?.field).toBe('dynamic.renewBeforeSeconds');
     expect(dynamicTimesProblem(spec({ graceSeconds: 3000 }), 300)?.field).toBe('dynamic.graceSeconds');
+  });
+
+  it('leaves each credential a fifth of its TTL (at most a minute) before renewal, and its grace within its life', () => {
+    // 3600 s: renewal at most 3540 s before expiry (60 s of life first).
+    expect(dynamicTimesProblem(spec({ renewBeforeSeconds: 3540, graceSeconds: 30 }), 300)).toBeUndefined();
+    expect(dynamicTimesProblem(spec({ renewBeforeSeconds: 3541, graceSeconds: 30 }), 300)?.field).toBe('dynamic.renewBeforeSeconds');
+    // 30 s: a fifth is 6 s.
+    expect(dynamicTimesProblem(spec({ ttlSeconds: 30, renewBeforeSeconds: 24, graceSeconds: 2 }), 10)).toBeUndefined();
+    expect(dynamicTimesProblem(spec({ ttlSeconds: 30, renewBeforeSeconds: 25, graceSeconds: 2 }), 10)?.field).toBe(
+      'dynamic.renewBeforeSeconds',
+    );
+    // The old role expires renewBeforeSeconds after its successor is issued: a longer grace would be a lie.
+    const grace = dynamicTimesProblem(spec({ ttlSeconds: 3600, renewBeforeSeconds: 100, graceSeconds: 100 }), 300);
+    expect(grace).toEqual({ field: 'dynamic.graceSeconds', problem: expect.stringContaining('less than renewBeforeSeconds') });
   });
 });

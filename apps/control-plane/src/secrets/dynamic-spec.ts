@@ -3,6 +3,7 @@ import {
   CREATION_PLACEHOLDERS,
   MAX_STATEMENTS,
   REVOCATION_PLACEHOLDERS,
+  statementFormsProblem,
   statementsProblem,
   type Placeholder,
 } from '../connections/engines/statement-template.js';
@@ -62,9 +63,15 @@ function placeholderProblem(template: string, allowed: readonly string[]): strin
 }
 
 /** The engine's own statement checks (connections/), named by this request's field. */
-function statementsFieldProblem(field: string, v: unknown, allowed: readonly Placeholder[], required: boolean): string | undefined {
+function statementsFieldProblem(
+  field: string,
+  v: unknown,
+  allowed: readonly Placeholder[],
+  kind: 'creation' | 'revocation',
+  required: boolean,
+): string | undefined {
   if (required && Array.isArray(v) && v.length === 0) return `${field} must have at least one statement`;
-  const p = statementsProblem(v, allowed);
+  const p = statementsProblem(v, allowed) ?? statementFormsProblem(v as string[], kind);
   return p && `${field}: ${p}`;
 }
 
@@ -79,13 +86,13 @@ export function dynamicSpecProblem(v: unknown): string | undefined {
   if (typeof v.connection !== 'string') return 'connection must be the name of a database connection of the project';
   const cp = dns1123LabelProblem(v.connection);
   if (cp) return `connection ${cp}`;
-  const create = statementsFieldProblem('creationStatements', v.creationStatements, CREATION_PLACEHOLDERS, true);
+  const create = statementsFieldProblem('creationStatements', v.creationStatements, CREATION_PLACEHOLDERS, 'creation', true);
   if (create) return create;
   const all = (v.creationStatements as string[]).join('\n');
   if (!/\{\{\s*name\s*\}\}/.test(all) || !/\{\{\s*password\s*\}\}/.test(all))
     return 'creationStatements must use {{name}} and {{password}} (the role Sigil creates and its password)';
   if (v.revocationStatements !== undefined) {
-    const revoke = statementsFieldProblem('revocationStatements', v.revocationStatements, REVOCATION_PLACEHOLDERS, false);
+    const revoke = statementsFieldProblem('revocationStatements', v.revocationStatements, REVOCATION_PLACEHOLDERS, 'revocation', false);
     if (revoke) return revoke;
   }
   for (const f of ['ttlSeconds', 'renewBeforeSeconds', 'graceSeconds'] as const)
@@ -113,6 +120,18 @@ export function dynamicTimesProblem(
   if (ttl < minTtlSeconds || ttl > MAX_TTL_SECONDS)
     return { field: 'dynamic.ttlSeconds', problem: `must be between ${minTtlSeconds} and ${MAX_TTL_SECONDS} (30 days)` };
   if (renew < 1 || renew >= ttl) return { field: 'dynamic.renewBeforeSeconds', problem: 'must be at least 1 and less than ttlSeconds' };
+  // Each credential lives at least a fifth of its TTL (or a minute) before its renewal: no renewal storms.
+  if (ttl - renew < Math.min(60, Math.ceil(ttl / 5)))
+    return {
+      field: 'dynamic.renewBeforeSeconds',
+      problem: "must leave at least min(60, ttlSeconds / 5) seconds between a credential's issue and its renewal",
+    };
+  // The database refuses the old role at its expiry (VALID UNTIL): its grace must end before then.
+  if (grace >= renew)
+    return {
+      field: 'dynamic.graceSeconds',
+      problem: 'must be less than renewBeforeSeconds (the old credential expires renewBeforeSeconds after its replacement is issued)',
+    };
   if (grace >= ttl - renew)
     return {
       field: 'dynamic.graceSeconds',

@@ -9,7 +9,14 @@ import {
   type RevokeRoleRequest,
 } from './credential-engine.js';
 import { scramPasswordProblem, scramVerifier } from './scram.js';
-import { CREATION_PLACEHOLDERS, REVOCATION_PLACEHOLDERS, renderStatement, statementsProblem, TemplateError } from './statement-template.js';
+import {
+  CREATION_PLACEHOLDERS,
+  REVOCATION_PLACEHOLDERS,
+  renderStatement,
+  statementFormsProblem,
+  statementsProblem,
+  TemplateError,
+} from './statement-template.js';
 
 /**
  * The PostgreSQL credential engine (docs/dynamic-secrets.md, decision 019). One Client per call,
@@ -93,9 +100,18 @@ export class PostgresCredentialEngine implements CredentialEngine {
     });
   }
 
+  /**
+   * Runs the creation statements, then `VALID UNTIL` the lease's expiry, in one transaction that
+   * commits only if what came out is one new role of that name with no power over the server:
+   * not a superuser, not CREATEROLE/CREATEDB/REPLICATION/BYPASSRLS, and not a member of a role
+   * that is, of the admin role, or of the server-file and signal roles (docs/dynamic-secrets.md,
+   * "What statements may do"). A superuser admin is refused outright: its statements could do anything.
+   */
   async createRole(target: ConnectionTarget, r: CreateRoleRequest): Promise<void> {
     checkRole(target, r.role);
-    const problem = statementsProblem(r.statements, CREATION_PLACEHOLDERS) ?? (r.statements.length === 0 ? 'no statements' : undefined);
+    const problem =
+      statementsProblem(r.statements, CREATION_PLACEHOLDERS) ??
+      (r.statements.length === 0 ? 'no statements' : statementFormsProblem(r.statements, 'creation'));
     if (problem) throw new CredentialEngineError('statement_failed', `creation statements: ${problem}`);
     const passwordProblem = scramPasswordProblem(r.password);
     if (passwordProblem) throw new CredentialEngineError('statement_failed', passwordProblem);
@@ -106,9 +122,14 @@ export class PostgresCredentialEngine implements CredentialEngine {
     };
     const rendered = r.statements.map((s) => renderStatement(s, values));
     await this.withClient(target, async (c) => {
+      await refuseSuperuserAdmin(c, target);
       await query(c, 'BEGIN', [], 'starting the transaction');
       try {
         for (const [i, sql] of rendered.entries()) await query(c, sql, [], `creation statement ${i + 1} of ${rendered.length}`);
+        await checkCreatedRole(c, r.role);
+        // Whatever the statements said: the database refuses the login after the lease's expiry,
+        // even if every revocation fails.
+        await query(c, `ALTER ROLE ${values.name} VALID UNTIL ${values.expiration}`, [], 'setting the role expiry (VALID UNTIL)');
         await query(c, 'COMMIT', [], 'committing the creation statements');
       } catch (err) {
         await c.query('ROLLBACK').catch(() => undefined);
@@ -128,7 +149,7 @@ export class PostgresCredentialEngine implements CredentialEngine {
   async revokeRole(target: ConnectionTarget, r: RevokeRoleRequest): Promise<void> {
     checkRole(target, r.role);
     const statements = r.statements.length > 0 ? r.statements : DEFAULT_REVOCATION;
-    const problem = statementsProblem(statements, REVOCATION_PLACEHOLDERS);
+    const problem = statementsProblem(statements, REVOCATION_PLACEHOLDERS) ?? statementFormsProblem(statements, 'revocation');
     if (problem) throw new CredentialEngineError('statement_failed', `revocation statements: ${problem}`);
     const name = pg.escapeIdentifier(r.role);
     const rendered = statements.map((s) => renderStatement(s, { name }));
@@ -136,7 +157,9 @@ export class PostgresCredentialEngine implements CredentialEngine {
       const role = (
         await query<{ oid: string; privileged: boolean }>(
           c,
-          `SELECT oid::text AS oid, pg_has_role(current_user, oid, 'USAGE') OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS privileged
+          // The role's own privileges: pg_signal_backend alone cannot end a session of a role
+          // the admin is not a member of when that role is itself privileged, nor reassign its objects.
+          `SELECT oid::text AS oid, pg_has_role(current_user, oid, 'USAGE') AS privileged
              FROM pg_roles WHERE rolname = $1`,
           [r.role],
           'looking the role up',
@@ -156,6 +179,15 @@ export class PostgresCredentialEngine implements CredentialEngine {
       await query(c, 'BEGIN', [], 'starting the transaction');
       try {
         for (const [i, sql] of rendered.entries()) await query(c, sql, [], `revocation statement ${i + 1} of ${rendered.length}`);
+        // Custom statements must still leave the role unable to log in (gone, or NOLOGIN).
+        const left = await query<{ rolcanlogin: boolean }>(
+          c,
+          'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1',
+          [r.role],
+          'checking the role is revoked',
+        );
+        if (left.rows[0]?.rolcanlogin)
+          throw new CredentialEngineError('statement_failed', `the revocation statements left role ${r.role} able to log in`);
         await query(c, 'COMMIT', [], 'committing the revocation statements');
       } catch (err) {
         await c.query('ROLLBACK').catch(() => undefined);
@@ -228,6 +260,7 @@ export class PostgresCredentialEngine implements CredentialEngine {
     });
     // A connection lost while idle is emitted, not thrown; unhandled it would end the process.
     client.on('error', () => undefined);
+    refuseWeakAuthentication(client, target);
     try {
       await client.connect();
     } catch (err) {
@@ -242,6 +275,28 @@ export class PostgresCredentialEngine implements CredentialEngine {
       await client.end().catch(() => undefined);
     }
   }
+}
+
+/**
+ * pg answers a server that asks for the password in clear text (or as MD5 of it) with the
+ * password: a host an operator pointed the connection at, or a man in the middle of a `require`
+ * connection, would simply ask. Sigil answers SCRAM-SHA-256 only, whose exchange proves the
+ * password without sending it (and, over TLS, is bound to the session). pg binds its handlers when
+ * it connects, so replacing them on the instance before connect() is what refuses; the engine's
+ * unit test holds a fake server to it (pg is pinned in the lockfile).
+ */
+function refuseWeakAuthentication(client: pg.Client, target: ConnectionTarget): void {
+  const handlers = client as unknown as Record<'_handleAuthCleartextPassword' | '_handleAuthMD5Password', () => void>;
+  const refuse = (how: string) => () =>
+    client.connection.emit(
+      'error',
+      new CredentialEngineError(
+        'auth_failed',
+        `${target.host}:${target.port} asked for the admin password ${how}; Sigil authenticates with SCRAM-SHA-256 only (set password_encryption = scram-sha-256 and a scram-sha-256 line in pg_hba.conf)`,
+      ),
+    );
+  handlers._handleAuthCleartextPassword = refuse('in clear text');
+  handlers._handleAuthMD5Password = refuse('as MD5');
 }
 
 /**
@@ -274,10 +329,59 @@ function checkRole(target: ConnectionTarget, role: string): void {
 /** Runs one statement; a failure names `what` and the SQLSTATE, never the statement or the server's message. */
 async function query<R extends pg.QueryResultRow>(c: pg.Client, sql: string, params: unknown[], what: string): Promise<pg.QueryResult<R>> {
   try {
-    return await c.query<R>(sql, params);
+    // The extended protocol: one statement per message, so a `;` cannot smuggle in a second.
+    // (pg has queryMode since 8.12; its types do not list it yet.)
+    const extended: pg.QueryConfig & { queryMode: 'extended' } = { text: sql, values: params, queryMode: 'extended' };
+    return await c.query<R>(extended);
   } catch (err) {
     throw engineError(err, what);
   }
+}
+
+async function refuseSuperuserAdmin(c: pg.Client, target: ConnectionTarget): Promise<void> {
+  const { rows } = await query<{ rolsuper: boolean }>(
+    c,
+    'SELECT rolsuper FROM pg_roles WHERE rolname = current_user',
+    [],
+    'reading the admin role',
+  );
+  if (rows[0]?.rolsuper !== false)
+    throw new CredentialEngineError(
+      'statement_failed',
+      `the admin role ${target.username} is a superuser; Sigil issues credentials only as a role with CREATEROLE and the grants it hands out (docs/dynamic-secrets.md)`,
+    );
+}
+
+/** Roles a workload role must not be a member of: each gives power over the server or over Sigil's admin. */
+const FORBIDDEN_MEMBERSHIPS = ['pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files', 'pg_signal_backend'];
+
+/**
+ * After the creation statements, inside their transaction: the role exists, and is harmless. (No
+ * other role can have been made: every CREATE form names {{name}}. Counting pg_roles would not
+ * tell, since other sessions' roles commit meanwhile.)
+ */
+async function checkCreatedRole(c: pg.Client, role: string): Promise<void> {
+  const { rows } = await query<{ powers: boolean; member_of_power: boolean }>(
+    c,
+    `SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls AS powers,
+            EXISTS (SELECT 1 FROM pg_roles m
+                     WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER')
+                       AND (m.rolsuper OR m.rolcreaterole OR m.rolcreatedb OR m.rolreplication OR m.rolbypassrls
+                            OR m.rolname = current_user OR m.rolname = ANY($2::text[]))) AS member_of_power
+       FROM pg_roles r WHERE r.rolname = $1`,
+    [role, FORBIDDEN_MEMBERSHIPS],
+    'checking the created role',
+  );
+  const row = rows[0];
+  const why =
+    row === undefined
+      ? `did not create role ${role}`
+      : row.powers
+        ? `gave role ${role} a server privilege (SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS)`
+        : row.member_of_power
+          ? `made role ${role} a member of the admin role, a privileged role or ${FORBIDDEN_MEMBERSHIPS.join('/')}`
+          : undefined;
+  if (why) throw new CredentialEngineError('statement_failed', `the creation statements ${why}; nothing was created`);
 }
 
 const NETWORK_CODES = new Set([
@@ -312,6 +416,7 @@ function engineError(err: unknown, what: string): CredentialEngineError {
 
 /** A failure to connect: the network, TLS, or authentication. */
 function connectError(err: unknown, target: ConnectionTarget): CredentialEngineError {
+  if (err instanceof CredentialEngineError) return err;
   const e = err as PgError & { library?: string; reason?: string };
   const where = `${target.host}:${target.port}`;
   const code = typeof e.code === 'string' ? e.code : '';

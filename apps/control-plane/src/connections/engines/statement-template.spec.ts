@@ -1,6 +1,13 @@
 import { describe, expect, it } from '@jest/globals';
 import pg from 'pg';
-import { CREATION_PLACEHOLDERS, REVOCATION_PLACEHOLDERS, renderStatement, statementsProblem, TemplateError } from './statement-template.js';
+import {
+  CREATION_PLACEHOLDERS,
+  REVOCATION_PLACEHOLDERS,
+  renderStatement,
+  statementFormsProblem,
+  statementsProblem,
+  TemplateError,
+} from './statement-template.js';
 
 const values = {
   name: pg.escapeIdentifier('sigil_ab12cd34_x'),
@@ -47,5 +54,50 @@ describe('statement templates', () => {
       expect((err as Error).message).toBe('the statement uses {{oops}}; only {{name}}, {{password}}, {{expiration}} may be used here');
       expect((err as Error).message).not.toContain('SCRAM');
     }
+  });
+});
+
+describe('statement forms', () => {
+  it.each([
+    'CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}',
+    'create user {{ name }} with login password {{password}};',
+    'ALTER ROLE {{name}} SET statement_timeout = 5000',
+    'GRANT SELECT, INSERT ON orders TO {{name}}',
+    'GRANT USAGE ON SCHEMA app\n  TO {{name}}',
+    'GRANT readers TO {{name}}',
+  ])('allows creation: %s', (s) => {
+    expect(statementFormsProblem([s], 'creation')).toBeUndefined();
+  });
+
+  it.each([
+    'ALTER ROLE CURRENT_USER CREATEDB',
+    'ALTER ROLE {{name}} RENAME TO sigil_admin',
+    'ALTER ROLE other SUPERUSER',
+    'CREATE ROLE {{name}}x LOGIN',
+    'CREATE ROLE other IN ROLE {{name}}',
+    'GRANT {{name}} TO other',
+    'GRANT SELECT ON orders TO other',
+    "COPY orders TO PROGRAM 'sh'",
+    'DO $$ BEGIN NULL; END $$',
+    'SELECT pg_terminate_backend(1)',
+    'DROP ROLE {{name}}',
+  ])('refuses creation: %s', (s) => {
+    expect(statementFormsProblem(['CREATE ROLE {{name}} PASSWORD {{password}}', s], 'creation')).toMatch(
+      /^statement 2 is not one of the creation forms Sigil runs as the admin role: CREATE ROLE/,
+    );
+  });
+
+  it('allows the revocation forms and refuses anything else', () => {
+    const allowed = [
+      'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {{name}} CASCADE',
+      'REASSIGN OWNED BY {{name}} TO CURRENT_USER',
+      'DROP OWNED BY {{name}}',
+      'DROP ROLE IF EXISTS {{name}};',
+      'drop user {{name}}',
+      'ALTER ROLE {{name}} NOLOGIN',
+    ];
+    expect(statementFormsProblem(allowed, 'revocation')).toBeUndefined();
+    for (const s of ['DROP ROLE sigil_admin', 'REASSIGN OWNED BY {{name}} TO other', 'ALTER ROLE {{name}} LOGIN', 'DROP DATABASE orders'])
+      expect(statementFormsProblem([s], 'revocation')).toMatch(/^statement 1 is not one of the revocation forms/);
   });
 });

@@ -36,6 +36,38 @@ export function statementsProblem(statements: unknown, allowed: readonly Placeho
   return undefined;
 }
 
+/**
+ * What a statement may do (docs/dynamic-secrets.md, "What statements may do"). They run as the
+ * connection's admin role, written by whoever may write secrets, so they are held to what making
+ * and removing one workload role needs: each is one statement (the engine sends each with the
+ * extended protocol, which refuses a second one after a `;`) of one of these forms, aimed at
+ * `{{name}}`. Not `ALTER ROLE CURRENT_USER`, not another role, not `COPY`, `DO` or functions.
+ * The engine checks what came out of them too (the role exists, without superpowers).
+ */
+const NAME = String.raw`\{\{\s*name\s*\}\}`;
+const END = String.raw`\s*;?\s*$`;
+const CREATION_FORMS: ReadonlyArray<[RegExp, string]> = [
+  [new RegExp(String.raw`^CREATE\s+(ROLE|USER)\s+${NAME}(\s|;|$)`, 'i'), 'CREATE ROLE {{name}} ...'],
+  [new RegExp(String.raw`^ALTER\s+(ROLE|USER)\s+${NAME}\s+(?!RENAME\b)\S`, 'i'), 'ALTER ROLE {{name}} ... (not RENAME)'],
+  [new RegExp(String.raw`^GRANT\s[\s\S]*\sTO\s+${NAME}${END}`, 'i'), 'GRANT ... TO {{name}}'],
+];
+const REVOCATION_FORMS: ReadonlyArray<[RegExp, string]> = [
+  [new RegExp(String.raw`^REVOKE\s[\s\S]*\sFROM\s+${NAME}(\s+(CASCADE|RESTRICT))?${END}`, 'i'), 'REVOKE ... FROM {{name}}'],
+  [new RegExp(String.raw`^REASSIGN\s+OWNED\s+BY\s+${NAME}\s+TO\s+CURRENT_USER${END}`, 'i'), 'REASSIGN OWNED BY {{name}} TO CURRENT_USER'],
+  [new RegExp(String.raw`^DROP\s+OWNED\s+BY\s+${NAME}(\s+(CASCADE|RESTRICT))?${END}`, 'i'), 'DROP OWNED BY {{name}}'],
+  [new RegExp(String.raw`^DROP\s+(ROLE|USER)\s+(IF\s+EXISTS\s+)?${NAME}${END}`, 'i'), 'DROP ROLE [IF EXISTS] {{name}}'],
+  [new RegExp(String.raw`^ALTER\s+(ROLE|USER)\s+${NAME}\s+NOLOGIN${END}`, 'i'), 'ALTER ROLE {{name}} NOLOGIN'],
+];
+
+/** Why a statement of `kind` is not one of the forms it may take (undefined: it is), naming it by index. */
+export function statementFormsProblem(statements: readonly string[], kind: 'creation' | 'revocation'): string | undefined {
+  const forms = kind === 'creation' ? CREATION_FORMS : REVOCATION_FORMS;
+  for (const [i, s] of statements.entries())
+    if (!forms.some(([form]) => form.test(s.trim())))
+      return `statement ${i + 1} is not one of the ${kind} forms Sigil runs as the admin role: ${forms.map(([, f]) => f).join('; ')}`;
+  return undefined;
+}
+
 export class TemplateError extends Error {
   constructor(message: string) {
     super(message);

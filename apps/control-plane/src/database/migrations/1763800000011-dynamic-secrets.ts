@@ -80,6 +80,17 @@ export class DynamicSecrets1763800000011 implements MigrationInterface {
   }
 
   async down(q: QueryRunner): Promise<void> {
+    // A live lease is a role in someone's database that only this table remembers: undoing would
+    // orphan it. Revoke them first (unpublish, or delete the dynamic secrets, and wait for the sweeps).
+    const [{ n }] = (await q.query(
+      `SELECT count(*)::int AS n FROM credential_leases WHERE state IN ('intent', 'active', 'superseded', 'revoking')`,
+    )) as [{ n: number }];
+    if (n > 0)
+      throw new Error(
+        `refusing to undo DynamicSecrets: ${n} credential lease(s) are live (their roles exist in target databases); revoke them first`,
+      );
+    // Row by row, so the trigger drops each lease's sealed value (DROP TABLE fires no DELETE trigger).
+    await q.query('DELETE FROM credential_leases');
     await q.query('DROP TABLE credential_leases');
     await q.query('DROP FUNCTION credential_leases_drop_sealed');
     await q.query('DROP INDEX secrets_dynamic');
