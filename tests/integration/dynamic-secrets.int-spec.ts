@@ -96,6 +96,37 @@ describe('dynamic secrets and leases', () => {
     await target?.drop();
   });
 
+  it('a dynamic secret written while its connection is being deleted is refused, not left naming nothing', async () => {
+    const connections = t.app.get(ConnectionsService);
+    await connections.create(admin, project, target.connectionRequest('going-db', { port: target.port, suffix: 'g' }));
+    const spec = {
+      connection: 'going-db',
+      creationStatements: CREATE,
+      ttlSeconds: 3600,
+      renewBeforeSeconds: 600,
+      graceSeconds: 60,
+      keys: KEYS,
+    };
+    // A delete in flight: its transaction holds the row (as ConnectionsService.delete does) ...
+    const deleting = new pg.Client({ connectionString: t.databaseUrl });
+    await deleting.connect();
+    try {
+      await deleting.query('BEGIN');
+      await deleting.query(`SELECT id FROM database_connections WHERE name = 'going-db' FOR UPDATE`);
+      // ... the secret's write passes the early check, then waits for the row ...
+      const writing = secrets.create(admin, project, 'orders', { name: 'orphan', dynamic: spec });
+      await new Promise((r) => setTimeout(r, 500));
+      // ... and the delete commits first: the write must see that the connection is gone.
+      await deleting.query(`DELETE FROM database_connections WHERE name = 'going-db'`);
+      await deleting.query('COMMIT');
+      await expect(writing).rejects.toMatchObject({ code: 'unknown_connection' });
+    } finally {
+      await deleting.end();
+    }
+    const { rows } = await sigilDb.query(`SELECT 1 FROM secrets WHERE name = 'orphan'`);
+    expect(rows).toEqual([]);
+  });
+
   it('refuses bad specs with 400 codes, and typed writes to a dynamic secret with 409 secret_is_dynamic', async () => {
     const dynamic = {
       connection: 'orders-db',

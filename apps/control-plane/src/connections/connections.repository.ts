@@ -12,8 +12,11 @@ export class ConnectionsRepository {
     this.repo = ds.getRepository(DatabaseConnectionEntity);
   }
 
-  findByName(projectId: string, name: string, tx?: Tx): Promise<DatabaseConnectionEntity | null> {
-    return managerOf(this.ds, tx).findOneBy(DatabaseConnectionEntity, { projectId, name });
+  findByName(projectId: string, name: string, tx?: Tx, hold = false): Promise<DatabaseConnectionEntity | null> {
+    return managerOf(this.ds, tx).findOne(DatabaseConnectionEntity, {
+      where: { projectId, name },
+      ...(hold && tx ? { lock: { mode: 'for_key_share' as const } } : {}),
+    });
   }
 
   findById(id: string, tx?: Tx): Promise<DatabaseConnectionEntity | null> {

@@ -88,8 +88,9 @@ export class ConnectionsService {
   }
 
   /** The connection row (no password), for features that reference it by name. */
-  async find(tx: Tx | undefined, projectId: string, connectionName: string): Promise<DatabaseConnectionEntity> {
-    const c = dns1123LabelProblem(connectionName) ? null : await this.repo.findByName(projectId, connectionName, tx);
+  /** `hold` (with `tx`): the row stays locked FOR KEY SHARE until `tx` ends, so a delete waits for it. */
+  async find(tx: Tx | undefined, projectId: string, connectionName: string, hold = false): Promise<DatabaseConnectionEntity> {
+    const c = dns1123LabelProblem(connectionName) ? null : await this.repo.findByName(projectId, connectionName, tx, hold);
     if (!c) throw notFound(connectionName);
     return c;
   }

@@ -23,9 +23,9 @@ export class ConnectionTargets implements CredentialTargets, OnModuleInit {
     this.connections.onLiveRolesCheck((tx, connectionId) => this.repo.liveLeaseCount(tx, connectionId));
   }
 
-  async describe(tx: Tx | undefined, projectId: string, name: string): Promise<ConnectionRef | null> {
+  async describe(tx: Tx | undefined, projectId: string, name: string, hold = false): Promise<ConnectionRef | null> {
     try {
-      const c = await this.connections.find(tx, projectId, name);
+      const c = await this.connections.find(tx, projectId, name, hold);
       return { id: c.id, projectId: c.projectId, name: c.name, engine: c.engine, rolePrefix: c.rolePrefix };
     } catch (err) {
       if (err instanceof ConnectionsError && err.code === ConnectionsErrorCode.ConnectionNotFound) return null;

@@ -17,8 +17,11 @@ export interface ConnectionRef {
  * `target` and `targetById` open the admin password for one engine call; the caller zeroes it.
  */
 export interface CredentialTargets {
-  /** The connection `name` of the project, or null when there is none. */
-  describe(tx: Tx | undefined, projectId: string, name: string): Promise<ConnectionRef | null>;
+  /**
+   * The connection `name` of the project, or null when there is none. With `hold`, its row is
+   * locked FOR KEY SHARE until `tx` ends: a delete of it waits, then sees what `tx` wrote.
+   */
+  describe(tx: Tx | undefined, projectId: string, name: string, hold?: boolean): Promise<ConnectionRef | null>;
   target(tx: Tx | undefined, projectId: string, connectionName: string): Promise<ConnectionTarget>;
   /** By id: a lease outlives its secret, and revokes through the connection it was issued by. */
   targetById(tx: Tx | undefined, projectId: string, connectionId: string): Promise<ConnectionTarget>;

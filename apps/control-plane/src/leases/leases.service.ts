@@ -4,7 +4,7 @@ import type { Actor } from '../auth/policy.js';
 import { ClustersService } from '../clusters/clusters.service.js';
 import { toPage, type Page } from '../common/http.js';
 import { dns1123LabelProblem, dns1123SubdomainProblem } from '../common/kubernetes-names.js';
-import { UnitOfWork } from '../database/transaction.js';
+import { UnitOfWork, type Tx } from '../database/transaction.js';
 import { MembershipService } from '../delivery/membership.service.js';
 import { CREDENTIAL_TARGETS, type CredentialTargets } from './credential-targets.js';
 import { LEASE_STATES, type LeaseState } from './lease.entity.js';
@@ -40,8 +40,9 @@ export class LeasesService {
   ) {}
 
   /** Whether the project has the database connection `name` (a dynamic secret may name only those). */
-  async connectionExists(projectId: string, name: string): Promise<boolean> {
-    return (await this.targets.describe(undefined, projectId, name)) !== null;
+  /** With `tx`: and held until it ends (a dynamic secret's insert; a concurrent delete then sees it). */
+  async connectionExists(projectId: string, name: string, tx?: Tx): Promise<boolean> {
+    return (await this.targets.describe(tx, projectId, name, tx !== undefined)) !== null;
   }
 
   /** Something leases depend on changed (a dynamic secret created or deleted): sweep now. */
