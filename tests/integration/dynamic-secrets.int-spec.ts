@@ -113,7 +113,7 @@ describe('dynamic secrets and leases', () => {
     try {
       await deleting.query('BEGIN');
       await deleting.query(`SELECT id FROM database_connections WHERE name = 'going-db' FOR UPDATE`);
-      // ... the secret's write passes the early check, then waits for the row ...
+      // ... the secret's write waits for the row ...
       const writing = secrets.create(admin, project, 'orders', { name: 'orphan', dynamic: spec });
       await new Promise((r) => setTimeout(r, 500));
       // ... and the delete commits first: the write must see that the connection is gone.

@@ -77,15 +77,15 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-/**
- * A role's name: the connection's prefix and 20 hex digits of the lease id, which is chosen before
- * the role exists (PostgreSQL identifiers have at most 63 bytes).
- */
 /** Whether `role` has the shape roleName gives: the prefix, then 20 hex digits of a lease id. */
 export function isLeaseRoleName(prefix: string, role: string): boolean {
   return role.startsWith(prefix) && /^[0-9a-f]{20}$/.test(role.slice(prefix.length));
 }
 
+/**
+ * A role's name: the connection's prefix and 20 hex digits of the lease id, which is chosen before
+ * the role exists (PostgreSQL identifiers have at most 63 bytes).
+ */
 export function roleName(prefix: string, leaseId: string): string {
   const name = `${prefix}${leaseId.replace(/-/g, '').slice(0, 20)}`;
   if (Buffer.byteLength(name) > 63) throw new Error('the connection role prefix is too long for a role name');

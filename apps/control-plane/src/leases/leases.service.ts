@@ -40,7 +40,7 @@ export class LeasesService {
   ) {}
 
   /** Whether the project has the database connection `name` (a dynamic secret may name only those). */
-  /** With `tx`: and held until it ends (a dynamic secret's insert; a concurrent delete then sees it). */
+  /** With `tx`: held until it ends (a dynamic secret's insert; a concurrent delete then sees it). */
   async connectionExists(projectId: string, name: string, tx?: Tx): Promise<boolean> {
     return (await this.targets.describe(tx, projectId, name, tx !== undefined)) !== null;
   }

@@ -160,11 +160,10 @@ export class SecretsService {
         `project ${JSON.stringify(r.project.name)} has no database connection ${JSON.stringify(spec.connection)}`,
         { details: [{ field: 'dynamic.connection', problem: 'no such connection in the project' }] },
       );
-    if (!(await this.leases.connectionExists(r.project.id, spec.connection))) throw unknownConnection();
     try {
       const done = await this.membership.appContentChange(r.app.id, async (tx) => {
-        // Again, holding the connection's row: its delete either waits for this insert (and then
-        // sees the secret: 409 connection_in_use) or went first (and this is unknown_connection).
+        // Holding the connection's row: its delete either waits for this insert (and then sees
+        // the secret: 409 connection_in_use) or went first (and this is unknown_connection).
         if (!(await this.leases.connectionExists(r.project.id, spec.connection, tx))) throw unknownConnection();
         const secret = await this.repo.saveSecret(tx, {
           projectId: r.project.id,
