@@ -38,7 +38,7 @@ const TEST_ENTRIES = [
   `${CP}/audit/audit-chain\\.ts$`, //             audit-chain: records in the legacy and the HMAC format
   `${CP}/audit/audit\\.repository\\.ts$`, //         audit-chain: the stored record type it tampers with
   `${CP}/agent-api/snapshot\\.repository\\.ts$`, //  snapshot-repository: its statements on a real PostgreSQL
-  `${CP}/connections/engines/postgresql\\.engine\\.ts$`, // postgresql-engine: roles on a real target database
+  `${CP}/connections/engines/(postgresql\\.engine|dial-policy)\\.ts$`, // postgresql-engine: roles on a real target database, TLS names through the dial policy
   `${CP}/delivery/snapshot-build\\.repository\\.ts$`, // migration-derived-rows: wrapped keys saved without foreign keys
 ];
 

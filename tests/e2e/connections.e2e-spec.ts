@@ -84,7 +84,35 @@ describe('database connections', () => {
   it('verifies against the real target database: its version, and that the admin can create roles', async () => {
     const v = await api.post(`${base()}/orders-db/verify`);
     expect(v.status).toBe(200);
-    expect(v.body).toEqual({ serverVersion: expect.stringMatching(/^18\./), canCreateRoles: true });
+    expect(v.body).toEqual({ serverVersion: expect.stringMatching(/^18\./), canCreateRoles: true, superuser: false });
+  });
+
+  it("refuses a host that is Sigil's own database or Redis, or cloud metadata, with 400 connection_host_denied", async () => {
+    const own = new URL(cp.databaseUrl);
+    const redis = new URL(testEnv().redis.url);
+    for (const over of [
+      // Sigil's own database on its own server (the same server holds the targets: only Sigil's database and user are refused)
+      { name: 'own-db', host: 'localhost', port: Number(own.port), database: own.pathname.slice(1) },
+      { name: 'own-user', port: Number(own.port), username: decodeURIComponent(own.username) },
+      { name: 'own-redis', host: redis.hostname, port: Number(redis.port || 6379) },
+      { name: 'metadata', host: '169.254.169.254', port: 80 },
+      { name: 'mapped-metadata', host: '::ffff:169.254.169.254', port: 80 },
+    ]) {
+      const r = await api.post(base(), body(over));
+      expect({ over, status: r.status, code: r.body.code }).toEqual({ over, status: 400, code: 'connection_host_denied' });
+      expect(r.body.detail).not.toContain(PASSWORD);
+      expect((await api.get(`${base()}/${over.name}`)).status).toBe(404); // nothing half-written
+    }
+    // Moving an existing connection there is refused the same way, and changes nothing.
+    const current = await api.get(`${base()}/orders-db`);
+    const moved = await api.patch(
+      `${base()}/orders-db`,
+      { host: '169.254.169.254', adminPassword: PASSWORD },
+      { 'If-Match': current.headers.get('etag')! },
+    );
+    expect(moved.status).toBe(400);
+    expect(moved.body.code).toBe('connection_host_denied');
+    expect((await api.get(`${base()}/orders-db`)).body).toEqual(current.body);
   });
 
   it('answers a refusing database with 502 connection_failed and the reason; a new password makes it work again', async () => {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import { CredentialEngineError, type ConnectionTarget } from '../../apps/control-plane/src/connections/engines/credential-engine.js';
+import { NetworkDialPolicy } from '../../apps/control-plane/src/connections/engines/dial-policy.js';
 import { PostgresCredentialEngine } from '../../apps/control-plane/src/connections/engines/postgresql.engine.js';
 import { selfSigned } from '../harness/certificates.js';
 import { eventually } from '../harness/eventually.js';
@@ -101,12 +102,19 @@ describe('PostgreSQL credential engine', () => {
   it('verifies: the server version, and that a CREATEROLE admin can create roles (a plain role cannot)', async () => {
     const info = await engine.verify(target());
     expect(info.serverVersion).toMatch(/^18\./);
-    expect(info.canCreateRoles).toBe(true);
+    expect(info).toMatchObject({ canCreateRoles: true, superuser: false });
     const plain = `sigil_plain_${tag}`;
     await su.query(`CREATE ROLE ${plain} LOGIN PASSWORD 'plain-password-1'`);
     expect(await engine.verify(target({ username: plain, adminPassword: Buffer.from('plain-password-1') }))).toMatchObject({
       canCreateRoles: false,
+      superuser: false,
     });
+    // A superuser could create roles, but issuance refuses it, so verify says it cannot.
+    const superuser = target({
+      username: decodeURIComponent(server.username),
+      adminPassword: Buffer.from(decodeURIComponent(server.password)),
+    });
+    expect(await engine.verify(superuser)).toMatchObject({ canCreateRoles: false, superuser: true });
   });
 
   it('creates a role that logs in with the plaintext password, can do exactly what was granted, and expires when asked', async () => {
@@ -397,6 +405,15 @@ describe('PostgreSQL credential engine', () => {
       const wrongName = await failure(engine.verify(target({ tlsMode: 'verify-full', caCertificate: cert.cert, host: 'localhost' })));
       expect(wrongName.code).toBe('tls_failed');
       expect(wrongName.message).toMatch(/ERR_TLS_CERT_ALTNAME_INVALID/);
+      // Through the dial policy the engine dials the resolved address (127.0.0.1, which the
+      // certificate names) but still checks the certificate against the name it was given.
+      const dialing = new PostgresCredentialEngine(
+        { connectTimeoutMs: 3_000 },
+        new NetworkDialPolicy({ denied: [], allowed: [], own: [] }),
+      );
+      expect(await dialing.verify(target({ tlsMode: 'verify-full', caCertificate: cert.cert }))).toMatchObject({ canCreateRoles: true });
+      const byName = await failure(dialing.verify(target({ tlsMode: 'verify-full', caCertificate: cert.cert, host: 'localhost' })));
+      expect(byName.message).toMatch(/ERR_TLS_CERT_ALTNAME_INVALID/);
     } finally {
       await su.query('ALTER SYSTEM RESET ssl');
       await su.query('ALTER SYSTEM RESET ssl_cert_file');

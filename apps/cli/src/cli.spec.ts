@@ -574,7 +574,7 @@ describe('sigil connections', () => {
   it('verify prints the server version; a failing database exits 3 with the code and its reason', async () => {
     routes['POST /api/v1/projects/shop/connections/orders-db/verify'] = () => ({
       status: 200,
-      body: { serverVersion: '18.4', canCreateRoles: true },
+      body: { serverVersion: '18.4', canCreateRoles: true, superuser: false },
     });
     expect(await sigil(['connections', 'verify', 'shop', 'orders-db'])).toMatchObject({
       code: EXIT.ok,
@@ -589,9 +589,16 @@ describe('sigil connections', () => {
     expect(bad.stderr).toContain('(connection_failed: auth_failed)');
     routes['POST /api/v1/projects/shop/connections/orders-db/verify'] = () => ({
       status: 200,
-      body: { serverVersion: '18.4', canCreateRoles: false },
+      body: { serverVersion: '18.4', canCreateRoles: false, superuser: false },
     });
     expect((await sigil(['connections', 'verify', 'shop', 'orders-db'])).code).toBe(EXIT.failed);
+    routes['POST /api/v1/projects/shop/connections/orders-db/verify'] = () => ({
+      status: 200,
+      body: { serverVersion: '18.4', canCreateRoles: false, superuser: true },
+    });
+    const superuser = await sigil(['connections', 'verify', 'shop', 'orders-db']);
+    expect(superuser.code).toBe(EXIT.failed);
+    expect(superuser.stderr).toContain('is a superuser');
   });
 
   it('delete shows connection_in_use', async () => {

@@ -181,7 +181,9 @@ export function registerConnections(program: Command, ctx: CliContext): void {
     );
   connections
     .command('verify <project> <name>')
-    .description('Connect with the admin credential: server version, and whether it may create roles. Exit 3 when the database fails.')
+    .description(
+      'Connect with the admin credential: server version, and whether Sigil can issue through it (CREATEROLE, not a superuser). Exit 3 when the database fails.',
+    )
     .action(async (project: string, name: string) => {
       const api = ctx.api();
       const v = await api.ok(
@@ -191,6 +193,11 @@ export function registerConnections(program: Command, ctx: CliContext): void {
         v,
         () => `connection ${name}: PostgreSQL ${v.serverVersion}, ${v.canCreateRoles ? 'can create roles' : 'CANNOT create roles'}\n`,
       );
+      if (v.superuser)
+        throw new CliError(
+          EXIT.failed,
+          `the admin role of ${name} is a superuser; Sigil issues only through a role with CREATEROLE that is not a superuser`,
+        );
       if (!v.canCreateRoles) throw new CliError(EXIT.failed, `the admin role of ${name} may not create roles (it needs CREATEROLE)`);
     });
   connections

@@ -508,7 +508,7 @@ export interface paths {
         /** List database connections (never a password) */
         get: operations["ConnectionsController_list"];
         put?: never;
-        /** Register a database connection; its admin password is sealed by the HSM on arrival and never returned */
+        /** Register a database connection; its admin password is sealed by the HSM on arrival and never returned. 400 connection_host_denied when the host is Sigil's own database or Redis or outside the networks connections may reach */
         post: operations["ConnectionsController_create"];
         delete?: never;
         options?: never;
@@ -543,7 +543,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Connect with the admin credential: the server version and whether the admin may create roles. 502 connection_failed when the database cannot be reached or refuses (reason: unreachable, auth_failed, tls_failed, statement_failed) */
+        /** Connect with the admin credential: the server version and whether the admin may create roles. 502 connection_failed when the database cannot be reached or refuses (reason: unreachable, auth_failed, tls_failed, statement_failed); 400 connection_host_denied when the host is Sigil's own database or Redis or outside the networks connections may reach */
         post: operations["ConnectionsController_verify"];
         delete?: never;
         options?: never;
@@ -908,10 +908,12 @@ export interface components {
             next: string | null;
         };
         ConnectionVerification: {
-            /** @description whether the admin role may create roles (CREATEROLE or superuser) */
+            /** @description whether Sigil can issue credentials as the admin role: CREATEROLE and not a superuser */
             canCreateRoles: boolean;
             /** @example 18.4 */
             serverVersion: string;
+            /** @description the admin role is a superuser, which Sigil refuses to issue through (use a CREATEROLE role) */
+            superuser: boolean;
         };
         ConnectionView: {
             /**

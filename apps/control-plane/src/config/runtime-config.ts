@@ -18,6 +18,7 @@ export class RuntimeConfig {
   readonly audit: SigilConfig['audit'];
   readonly rotation: SigilConfig['rotation'];
   readonly leases: SigilConfig['leases'];
+  readonly connections: SigilConfig['connections'];
   readonly db: { url: string; poolSize: number };
   readonly agentWork: SigilConfig['agentWork'];
   readonly redis: { url: string; /** prefix of every key Sigil writes; lets tests share one Redis */ prefix: string };
@@ -36,6 +37,7 @@ export class RuntimeConfig {
     this.audit = config.audit;
     this.rotation = config.rotation;
     this.leases = config.leases;
+    this.connections = config.connections;
     this.db = { url: services.databaseUrl, poolSize: config.db.poolSize };
     this.agentWork = config.agentWork;
     this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? config.redisPrefix };

@@ -28,6 +28,18 @@ describe('loadConfig', () => {
     expect(c.databaseUrl).toBeUndefined();
     expect(c.redisUrl).toBeUndefined();
     expect(c.hsm.token).toBeUndefined();
+    expect(c.connections.deniedNetworks).toEqual(expect.arrayContaining(['169.254.0.0/16', 'fe80::/10']));
+    expect(c.connections.deniedNetworks).not.toContain('127.0.0.0/8'); // a proxy sidecar on loopback is a real target
+    expect(c.connections.allowedNetworks).toEqual([]);
+  });
+
+  it('reads the connection network lists, and names a bad entry', () => {
+    const c = loadConfig({ SIGIL_CONNECTION_DENIED_NETWORKS: '', SIGIL_CONNECTION_ALLOWED_NETWORKS: ' 10.0.0.0/8, fd00::/8 ,192.0.2.1' });
+    expect(c.connections).toEqual({ deniedNetworks: [], allowedNetworks: ['10.0.0.0/8', 'fd00::/8', '192.0.2.1'] });
+    const bad = errorOf({ SIGIL_CONNECTION_ALLOWED_NETWORKS: '10.0.0.0/33' });
+    expect(bad.variable).toBe('SIGIL_CONNECTION_ALLOWED_NETWORKS');
+    expect(bad.message).toContain('"10.0.0.0/33" has a prefix length outside 0-32');
+    expect(errorOf({ SIGIL_CONNECTION_DENIED_NETWORKS: 'db.internal' }).message).toContain('not an address or CIDR');
   });
 
   it.each([

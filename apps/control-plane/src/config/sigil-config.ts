@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { networksProblem } from '../common/networks.js';
 
 /**
  * The control plane's whole configuration, read once from the environment at start-up.
@@ -29,6 +30,30 @@ const positiveInt = (fallback: number) =>
     .default(String(fallback))
     .refine((v) => /^\d+$/.test(v) && Number(v) > 0, 'must be a positive integer')
     .transform(Number);
+
+/**
+ * Where database connections may not point unless configured otherwise: link-local (cloud
+ * metadata at 169.254.169.254), unspecified, multicast, and the other clouds' metadata addresses.
+ * Loopback stays reachable (a database proxy sidecar such as cloud-sql-proxy listens there).
+ */
+export const DEFAULT_CONNECTION_DENIED_NETWORKS =
+  '0.0.0.0/8,169.254.0.0/16,100.100.100.200/32,224.0.0.0/4,::/128,fe80::/10,fd00:ec2::254/128,ff00::/8';
+
+const networks = (fallback: string) =>
+  z
+    .string()
+    .trim()
+    .default(fallback)
+    .transform((v) =>
+      v
+        .split(',')
+        .map((n) => n.trim())
+        .filter((n) => n !== ''),
+    )
+    .superRefine((cidrs, ctx) => {
+      const problem = networksProblem(cidrs);
+      if (problem) ctx.addIssue({ code: 'custom', message: `must be a comma-separated list of addresses or CIDRs: ${problem}` });
+    });
 
 const optionalUrl = (protocols: readonly string[]) =>
   z
@@ -129,6 +154,10 @@ const envSchema = z
     // Tests only, and only with SIGIL_FAULT_INJECTION=1: the issuer stops for good after writing its
     // intents, or after creating the roles (a SIGKILL then lands between the steps of an issue).
     SIGIL_LEASE_FAULT: z.enum(['none', 'pause-after-intents', 'pause-after-roles']).default('none'),
+    // Database connections: networks they may not reach, and (when set) the only ones they may.
+    // Sigil's own PostgreSQL and Redis are refused whatever these say (connections/engines/dial-policy.ts).
+    SIGIL_CONNECTION_DENIED_NETWORKS: networks(DEFAULT_CONNECTION_DENIED_NETWORKS),
+    SIGIL_CONNECTION_ALLOWED_NETWORKS: networks(''),
     SIGIL_BOOTSTRAP_ADMIN_TOKEN: z
       .string()
       .optional()
@@ -199,6 +228,8 @@ export interface SigilConfig {
     minTtlSeconds: number;
     fault: 'none' | 'pause-after-intents' | 'pause-after-roles';
   };
+  /** Database connections: CIDRs they may not reach, and (non-empty) the only ones they may. */
+  connections: { deniedNetworks: string[]; allowedNetworks: string[] };
 }
 
 export class ConfigError extends Error {
@@ -269,5 +300,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
       minTtlSeconds: e.SIGIL_LEASE_MIN_TTL_S,
       fault: e.SIGIL_LEASE_FAULT,
     },
+    connections: { deniedNetworks: e.SIGIL_CONNECTION_DENIED_NETWORKS, allowedNetworks: e.SIGIL_CONNECTION_ALLOWED_NETWORKS },
   };
 }

@@ -19,7 +19,11 @@ export class ConnectionsController {
   @Post()
   @Requires('connections:write')
   @Audited('connection.create')
-  @ApiOperation({ summary: 'Register a database connection; its admin password is sealed by the HSM on arrival and never returned' })
+  @ApiOperation({
+    summary:
+      'Register a database connection; its admin password is sealed by the HSM on arrival and never returned. ' +
+      "400 connection_host_denied when the host is Sigil's own database or Redis or outside the networks connections may reach",
+  })
   @ApiCreatedResponse({ type: ConnectionView })
   async create(
     @CurrentActor() actor: Actor,
@@ -105,7 +109,8 @@ export class ConnectionsController {
   @ApiOperation({
     summary:
       'Connect with the admin credential: the server version and whether the admin may create roles. ' +
-      '502 connection_failed when the database cannot be reached or refuses (reason: unreachable, auth_failed, tls_failed, statement_failed)',
+      '502 connection_failed when the database cannot be reached or refuses (reason: unreachable, auth_failed, tls_failed, statement_failed); ' +
+      "400 connection_host_denied when the host is Sigil's own database or Redis or outside the networks connections may reach",
   })
   @ApiOkResponse({ type: ConnectionVerification })
   @ApiUpstreamProblem('connection_failed: the target database could not be reached or refused; `reason` says how')

@@ -172,5 +172,8 @@ export class ConnectionPage {
 
 export class ConnectionVerification {
   @ApiProperty({ example: '18.4' }) serverVersion!: string;
-  @ApiProperty({ description: 'whether the admin role may create roles (CREATEROLE or superuser)' }) canCreateRoles!: boolean;
+  @ApiProperty({ description: 'whether Sigil can issue credentials as the admin role: CREATEROLE and not a superuser' })
+  canCreateRoles!: boolean;
+  @ApiProperty({ description: 'the admin role is a superuser, which Sigil refuses to issue through (use a CREATEROLE role)' })
+  superuser!: boolean;
 }

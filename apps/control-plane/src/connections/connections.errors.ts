@@ -13,6 +13,8 @@ export enum ConnectionsErrorCode {
   AdminPasswordRequired = 'admin_password_required',
   /** The server would change while roles issued on the old one may still exist there. */
   ConnectionHasLiveRoles = 'connection_has_live_roles',
+  /** The host is Sigil's own PostgreSQL or Redis, or outside the networks connections may reach (SIGIL_CONNECTION_*_NETWORKS). */
+  ConnectionHostDenied = 'connection_host_denied',
   /** The target database refused or could not be reached; `reason` is the engine's code (unreachable, auth_failed, tls_failed, statement_failed). */
   ConnectionFailed = 'connection_failed',
 }
@@ -25,6 +27,7 @@ export const CONNECTIONS_ERROR_KINDS: ErrorKinds<ConnectionsErrorCode> = {
   [ConnectionsErrorCode.InvalidConnection]: 'invalid',
   [ConnectionsErrorCode.AdminPasswordRequired]: 'invalid',
   [ConnectionsErrorCode.ConnectionHasLiveRoles]: 'conflict',
+  [ConnectionsErrorCode.ConnectionHostDenied]: 'invalid',
   [ConnectionsErrorCode.ConnectionFailed]: 'upstream_failed',
 };
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Actor } from '../auth/policy.js';
 import { checkVersion, toPage, type Page } from '../common/http.js';
+import { RuntimeConfig } from '../config/runtime-config.js';
 import { dns1123LabelProblem } from '../common/kubernetes-names.js';
 import { isUniqueViolation, sqlState, violatedConstraint } from '../database/constraint-violation.js';
 import { UnitOfWork, type Tx } from '../database/transaction.js';
@@ -20,6 +21,7 @@ import {
   type EngineName,
   type EngineServerInfo,
 } from './engines/credential-engine.js';
+import { NetworkDialPolicy, ownService, type DialLogin, type DialPolicy } from './engines/dial-policy.js';
 import { PostgresCredentialEngine } from './engines/postgresql.engine.js';
 
 /**
@@ -45,14 +47,23 @@ const SERVER_FIELDS = ['host', 'port', 'database'] as const;
 export class ConnectionsService {
   private readonly usage: ConnectionUsage[] = [];
   private readonly liveRoles: LiveRoleCount[] = [];
-  private readonly engines: Record<EngineName, CredentialEngine> = { postgresql: new PostgresCredentialEngine() };
+  private readonly engines: Record<EngineName, CredentialEngine>;
+  private readonly dial: DialPolicy;
 
   constructor(
     @Inject(ProjectsService) private readonly projects: ProjectsService,
     @Inject(ConnectionsRepository) private readonly repo: ConnectionsRepository,
     @Inject(SealedValueService) private readonly sealer: SealedValueService,
     @Inject(UnitOfWork) private readonly uow: UnitOfWork,
-  ) {}
+    @Inject(RuntimeConfig) config: RuntimeConfig,
+  ) {
+    const dial = (this.dial = new NetworkDialPolicy({
+      denied: config.connections.deniedNetworks,
+      allowed: config.connections.allowedNetworks,
+      own: [ownService(config.db.url), ownService(config.redis.url)].filter((e) => e !== undefined),
+    }));
+    this.engines = { postgresql: new PostgresCredentialEngine({}, dial) };
+  }
 
   /** A check delete runs under the row lock: any name it returns refuses the delete (409 connection_in_use). */
   onUsageCheck(usage: ConnectionUsage): void {
@@ -112,6 +123,7 @@ export class ConnectionsService {
 
   async create(actor: Actor, project: string, dto: CreateConnectionDto) {
     const p = await this.projects.resolve(actor, project);
+    await this.checkDestination(dto.host, dto.port ?? 5432, dto);
     const id = randomUUID();
     const password = Buffer.from(dto.adminPassword, 'utf8');
     try {
@@ -174,6 +186,11 @@ export class ConnectionsService {
         ConnectionsErrorCode.AdminPasswordRequired,
         `changing ${redirected.join(', ')} changes where the admin password is sent: send adminPassword in the same request`,
       );
+    if ((['host', 'port', 'database', 'username'] as const).some(changes))
+      await this.checkDestination(dto.host ?? found.host, dto.port ?? found.port, {
+        database: dto.database ?? found.database,
+        username: dto.username ?? found.username,
+      });
     const moved = SERVER_FIELDS.filter(changes);
     const password = dto.adminPassword === undefined ? undefined : Buffer.from(dto.adminPassword, 'utf8');
     try {
@@ -241,11 +258,27 @@ export class ConnectionsService {
     try {
       return { connection, info: await this.engineFor(connection.engine).verify(target) };
     } catch (err) {
+      if (err instanceof CredentialEngineError && err.code === 'host_denied')
+        throw new ConnectionsError(ConnectionsErrorCode.ConnectionHostDenied, `connection ${name}: ${err.message}`);
       if (err instanceof CredentialEngineError)
         throw new ConnectionsError(ConnectionsErrorCode.ConnectionFailed, `connection ${name}: ${err.message}`, { reason: err.code });
       throw err;
     } finally {
       target.adminPassword.fill(0);
+    }
+  }
+
+  /**
+   * Refuses a host the dial policy denies now (400 connection_host_denied), so the mistake shows
+   * when it is made; every dial checks again (DNS can change). A name that does not resolve yet
+   * is accepted: verify and issuance then report it unreachable.
+   */
+  private async checkDestination(host: string, port: number, login: DialLogin): Promise<void> {
+    try {
+      await this.dial.addressFor(host, port, login);
+    } catch (err) {
+      if (err instanceof CredentialEngineError && err.code === 'host_denied')
+        throw new ConnectionsError(ConnectionsErrorCode.ConnectionHostDenied, err.message);
     }
   }
 

@@ -32,7 +32,16 @@ export function safeError(err: unknown): string {
   if (err instanceof LeaseTimeoutError) return `timeout: ${err.message}`;
   const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
   if (err instanceof Error && typeof code === 'string') return `${err.name}: ${code}`.slice(0, 200);
-  return err instanceof Error ? `internal: ${err.name}` : 'internal: error';
+  // Not the message (a driver's can quote a statement), but where it came from, so it can be traced.
+  return err instanceof Error ? `internal: ${err.name}${origin(err)}` : 'internal: error';
+}
+
+/** ` at file:line` of the innermost frame of Sigil's own code (or the first frame), from the stack. */
+function origin(err: Error): string {
+  const frames = (err.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l));
+  const frame = frames.find((l) => l.includes('/apps/') && !l.includes('node_modules')) ?? frames[0];
+  const where = frame && /\(?((?:file:\/\/)?[^()\s]+:\d+):\d+\)?$/.exec(frame)?.[1];
+  return where ? ` at ${where.replace(/^.*\/(apps|node_modules)\//, '$1/')}` : '';
 }
 
 /**

@@ -30,8 +30,10 @@ export interface ConnectionTarget {
 
 export interface EngineServerInfo {
   serverVersion: string;
-  /** Whether the admin role may create roles (PostgreSQL: rolcreaterole or rolsuper). */
+  /** Whether Sigil can issue credentials as the admin role (PostgreSQL: CREATEROLE and not a superuser, which is refused). */
   canCreateRoles: boolean;
+  /** The admin is a superuser: Sigil refuses to issue through it (docs/dynamic-secrets.md). */
+  superuser: boolean;
 }
 
 export interface CreateRoleRequest {
@@ -60,7 +62,8 @@ export interface CredentialEngine {
   listRoles(target: ConnectionTarget): Promise<string[]>;
 }
 
-export type CredentialEngineErrorCode = 'unreachable' | 'auth_failed' | 'statement_failed' | 'tls_failed';
+/** host_denied: the host is Sigil's own service or outside the networks connections may reach (dial-policy.ts). */
+export type CredentialEngineErrorCode = 'unreachable' | 'auth_failed' | 'statement_failed' | 'tls_failed' | 'host_denied';
 
 /**
  * An engine's failure. The message never holds a password, a rendered statement (its

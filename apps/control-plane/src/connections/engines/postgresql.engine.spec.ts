@@ -5,10 +5,11 @@ import { PostgresCredentialEngine } from './postgresql.engine.js';
 
 /**
  * A server that speaks just enough of PostgreSQL's protocol to ask for the password the weak way
- * (AuthenticationCleartextPassword = 3, AuthenticationMD5Password = 5) and records every byte the
+ * (AuthenticationCleartextPassword = 3, AuthenticationMD5Password = 5), or to let the client in
+ * without asking (AuthenticationOk = 0, then ReadyForQuery: `trust`), and records every byte the
  * client sends after the startup message.
  */
-async function askingServer(method: 3 | 5): Promise<{ port: number; received: () => Buffer; close: () => Promise<void> }> {
+async function askingServer(method: 0 | 3 | 5): Promise<{ port: number; received: () => Buffer; close: () => Promise<void> }> {
   const after: Buffer[] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((sock) => {
@@ -30,6 +31,7 @@ async function askingServer(method: 3 | 5): Promise<{ port: number; received: ()
       ask.writeInt32BE(method, 5);
       if (method === 5) ask.write('salt', 9);
       sock.write(ask);
+      if (method === 0) sock.write(Buffer.from([0x5a, 0, 0, 0, 5, 0x49])); // ReadyForQuery, idle
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -43,9 +45,33 @@ async function askingServer(method: 3 | 5): Promise<{ port: number; received: ()
   };
 }
 
+const target = (port: number, password: string) => ({
+  id: 'c',
+  host: '127.0.0.1',
+  port,
+  database: 'd',
+  username: 'sigil_admin',
+  tlsMode: 'disable' as const,
+  rolePrefix: 'sigil_x_',
+  adminPassword: Buffer.from(password),
+});
+
 describe('PostgreSQL engine: authentication', () => {
   let close: (() => Promise<void>) | undefined;
   afterEach(async () => close?.());
+
+  it('refuses a server that lets the admin in without a password (trust): auth_failed, and no query sent', async () => {
+    const server = await askingServer(0);
+    close = server.close;
+    const err = await new PostgresCredentialEngine({ connectTimeoutMs: 3_000 })
+      .verify(target(server.port, 'canary-admin-password-9c1d'))
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CredentialEngineError);
+    expect((err as CredentialEngineError).code).toBe('auth_failed');
+    expect((err as CredentialEngineError).message).toContain('without checking a password');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(server.received().includes(0x51)).toBe(false); // no Query ('Q'): nothing ran on that server
+  });
 
   for (const [method, how] of [
     [3, 'in clear text'],
@@ -56,16 +82,7 @@ describe('PostgreSQL engine: authentication', () => {
       close = server.close;
       const password = 'canary-admin-password-7f3a';
       const err = await new PostgresCredentialEngine({ connectTimeoutMs: 3_000 })
-        .verify({
-          id: 'c',
-          host: '127.0.0.1',
-          port: server.port,
-          database: 'd',
-          username: 'sigil_admin',
-          tlsMode: 'disable',
-          rolePrefix: 'sigil_x_',
-          adminPassword: Buffer.from(password),
-        })
+        .verify(target(server.port, password))
         .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(CredentialEngineError);
       expect((err as CredentialEngineError).code).toBe('auth_failed');

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import {
@@ -8,6 +9,7 @@ import {
   type EngineServerInfo,
   type RevokeRoleRequest,
 } from './credential-engine.js';
+import { OPEN_DIAL_POLICY, type DialPolicy } from './dial-policy.js';
 import { scramPasswordProblem, scramVerifier } from './scram.js';
 import {
   CREATION_PLACEHOLDERS,
@@ -82,7 +84,11 @@ export class PostgresCredentialEngine implements CredentialEngine {
   readonly engine = 'postgresql' as const;
   private readonly options: PostgresEngineOptions;
 
-  constructor(options: Partial<PostgresEngineOptions> = {}) {
+  /** `dial`: where connections may point (the control plane passes its NetworkDialPolicy). */
+  constructor(
+    options: Partial<PostgresEngineOptions> = {},
+    private readonly dial: DialPolicy = OPEN_DIAL_POLICY,
+  ) {
     this.options = { ...DEFAULT_POSTGRES_ENGINE_OPTIONS, ...options };
   }
 
@@ -96,7 +102,12 @@ export class PostgresCredentialEngine implements CredentialEngine {
         'reading the server version',
       );
       const row = rows[0];
-      return { serverVersion: row?.version ?? 'unknown', canCreateRoles: row !== undefined && (row.rolsuper || row.rolcreaterole) };
+      // What issuance needs: CREATEROLE without SUPERUSER (createRole refuses a superuser admin).
+      return {
+        serverVersion: row?.version ?? 'unknown',
+        canCreateRoles: row !== undefined && row.rolcreaterole && !row.rolsuper,
+        superuser: row?.rolsuper ?? false,
+      };
     });
   }
 
@@ -239,8 +250,10 @@ export class PostgresCredentialEngine implements CredentialEngine {
 
   private async withClient<T>(target: ConnectionTarget, fn: (c: pg.Client) => Promise<T>): Promise<T> {
     const o = this.options;
+    // The checked address, not the name: a second lookup could answer differently (dial-policy.ts).
+    const address = await this.dial.addressFor(target.host, target.port, target);
     const client = new pg.Client({
-      host: target.host,
+      host: address,
       port: target.port,
       database: target.database,
       user: target.username,
@@ -260,9 +273,14 @@ export class PostgresCredentialEngine implements CredentialEngine {
     });
     // A connection lost while idle is emitted, not thrown; unhandled it would end the process.
     client.on('error', () => undefined);
-    refuseWeakAuthentication(client, target);
+    const scramCompleted = requireScram(client, target);
     try {
       await client.connect();
+      if (!scramCompleted())
+        throw new CredentialEngineError(
+          'auth_failed',
+          `${target.host}:${target.port} let ${target.username} in without checking a password (trust, peer or cert in pg_hba.conf); Sigil requires SCRAM-SHA-256 for its admin role`,
+        );
     } catch (err) {
       await client.end().catch(() => undefined);
       throw connectError(err, target);
@@ -284,9 +302,17 @@ export class PostgresCredentialEngine implements CredentialEngine {
  * password without sending it (and, over TLS, is bound to the session). pg binds its handlers when
  * it connects, so replacing them on the instance before connect() is what refuses; the engine's
  * unit test holds a fake server to it (pg is pinned in the lockfile).
+ *
+ * A server that lets the admin in with no password at all (`trust`, `peer`, `cert`) is refused
+ * too: then whoever registers the connection needs to know nothing, and a `trust` line meant for
+ * the control plane's own network would hand its admin role to any project. Returns whether a
+ * SCRAM exchange completed, with the server's proof checked (pg checks it in SASLFinal).
  */
-function refuseWeakAuthentication(client: pg.Client, target: ConnectionTarget): void {
-  const handlers = client as unknown as Record<'_handleAuthCleartextPassword' | '_handleAuthMD5Password', () => void>;
+function requireScram(client: pg.Client, target: ConnectionTarget): () => boolean {
+  const handlers = client as unknown as Record<
+    '_handleAuthCleartextPassword' | '_handleAuthMD5Password' | '_handleAuthSASLFinal',
+    (msg?: unknown) => void
+  >;
   const refuse = (how: string) => () =>
     client.connection.emit(
       'error',
@@ -297,6 +323,14 @@ function refuseWeakAuthentication(client: pg.Client, target: ConnectionTarget): 
     );
   handlers._handleAuthCleartextPassword = refuse('in clear text');
   handlers._handleAuthMD5Password = refuse('as MD5');
+  let proven = false;
+  const finalize = handlers._handleAuthSASLFinal.bind(client);
+  handlers._handleAuthSASLFinal = (msg) => {
+    finalize(msg);
+    // pg reports a bad server signature as a connection error; reaching here without one is proof.
+    proven = (client as unknown as { saslSession: unknown }).saslSession === null;
+  };
+  return () => proven;
 }
 
 /**
@@ -304,15 +338,22 @@ function refuseWeakAuthentication(client: pg.Client, target: ConnectionTarget): 
  * CA, or the system's roots without one) and the host name; `require` encrypts but verifies
  * nothing, so it stops eavesdropping, not an active man in the middle; `disable` is plaintext.
  */
-export function sslOptions(target: Pick<ConnectionTarget, 'tlsMode' | 'caCertificate'>): false | ConnectionOptions {
+export function sslOptions(target: Pick<ConnectionTarget, 'tlsMode' | 'caCertificate'> & { host?: string }): false | ConnectionOptions {
+  // The engine dials the resolved address; the name it was given is what the certificate is
+  // checked against (tls.connect uses servername for that) and what SNI names.
+  const servername = target.host !== undefined && isIP(target.host) === 0 ? { servername: target.host } : {};
   switch (target.tlsMode) {
     case 'disable':
       return false;
     case 'require':
-      return { rejectUnauthorized: false };
+      return { rejectUnauthorized: false, ...servername };
     case 'verify-full':
-      // pg passes the host to tls.connect, which checks the certificate's names against it.
-      return { rejectUnauthorized: true, ...(target.caCertificate ? { ca: target.caCertificate } : {}), minVersion: 'TLSv1.2' };
+      return {
+        rejectUnauthorized: true,
+        ...(target.caCertificate ? { ca: target.caCertificate } : {}),
+        minVersion: 'TLSv1.2',
+        ...servername,
+      };
   }
 }
 
