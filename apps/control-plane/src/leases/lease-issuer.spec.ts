@@ -55,6 +55,7 @@ function world(opts: { clusters: number; down?: Set<string>; slowMs?: number }) 
   const inFlight = new Map<string, number>();
   const maxInFlight = new Map<string, number>();
   const passwords: Buffer[] = [];
+  const calls = new Map<string, number>();
 
   const repo = {
     issueCandidates: (limit: number) =>
@@ -95,6 +96,7 @@ function world(opts: { clusters: number; down?: Set<string>; slowMs?: number }) 
     engine: 'postgresql',
     verify: () => Promise.reject(new Error('unused')),
     createRole: async (t, r: CreateRoleRequest) => {
+      calls.set(t.id, (calls.get(t.id) ?? 0) + 1);
       const n = (inFlight.get(t.id) ?? 0) + 1;
       inFlight.set(t.id, n);
       maxInFlight.set(t.id, Math.max(maxInFlight.get(t.id) ?? 0, n));
@@ -159,7 +161,7 @@ function world(opts: { clusters: number; down?: Set<string>; slowMs?: number }) 
     config as unknown as RuntimeConfig,
     logger as unknown as PinoLogger,
   );
-  return { issuer, leases, roles, maxInFlight, sealedPayloads, passwords, audited, refs };
+  return { issuer, leases, roles, maxInFlight, calls, sealedPayloads, passwords, audited, refs };
 }
 
 describe('LeaseIssuer', () => {
@@ -186,6 +188,17 @@ describe('LeaseIssuer', () => {
     ).toBe(true);
     expect(byState('s-billing-db').every((l) => l.state === 'active')).toBe(true);
     expect(w.audited.filter((a) => a === 'lease.issue:failed')).toHaveLength(30);
+  });
+
+  it('once a target is unreachable, the rest of its batch fails at once (no connect timeout each)', async () => {
+    const w = world({ clusters: 100, down: new Set(['conn-0']), slowMs: 20 });
+    expect(await w.issuer.issue()).toBe(100);
+    // The calls already in flight when the first failed; none started after it.
+    expect(w.calls.get('conn-0')).toBeLessThanOrEqual(2 * ENGINE_CONCURRENCY);
+    expect(w.calls.get('conn-1')).toBe(100);
+    const orders = [...w.leases.values()].filter((l) => l.secretId === 's-orders-db');
+    expect(orders).toHaveLength(100);
+    expect(orders.every((l) => l.state === 'failed' && l.lastError === 'unreachable: cannot reach db:5432 (ECONNREFUSED)')).toBe(true);
   });
 
   it('runs engine calls in parallel per connection, at most ENGINE_CONCURRENCY at once', async () => {

@@ -3,7 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { encodeSecretPayload } from '@sigil/envelope';
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import type { ConnectionTarget } from '../connections/engines/credential-engine.js';
+import type { ConnectionTarget, CredentialEngineError } from '../connections/engines/credential-engine.js';
 import { UnitOfWork } from '../database/transaction.js';
 import { MembershipService } from '../delivery/membership.service.js';
 import { HsmService } from '../hsm/hsm.service.js';
@@ -11,7 +11,17 @@ import { SealedValueService } from '../keys/sealed-values.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { CREDENTIAL_TARGETS, type CredentialTargets } from './credential-targets.js';
 import { LeaseAudit } from './lease-audit.js';
-import { backoffSeconds, eachBounded, ENGINE_CONCURRENCY, retryTransient, roleName, safeError, withTimeout } from './lease-work.js';
+import {
+  backoffSeconds,
+  byCause,
+  eachBounded,
+  ENGINE_CONCURRENCY,
+  retryTransient,
+  roleName,
+  safeError,
+  targetDown,
+  withTimeout,
+} from './lease-work.js';
 import { LeasesRepository, type IssueCandidate, type Intent } from './leases.repository.js';
 import { PASSWORD_ALPHABET, PASSWORD_LENGTH, renderKeys } from './templates.js';
 
@@ -145,8 +155,14 @@ export class LeaseIssuer {
       // The engine's own timeouts bound each call; this bounds the whole call well inside the deadline.
       const timeoutMs = (this.config.leases.deadlineSeconds * 1000) / 2;
       // (2) The roles, a bounded number at once.
+      // Once a call says the target is down, the rest of the group fails at once (targetDown).
+      let down: CredentialEngineError | undefined;
       await eachBounded(intents, ENGINE_CONCURRENCY, async (intent) => {
         const candidate = candidateOf(intent);
+        if (down) {
+          failed.push({ intent, candidate, err: down });
+          return;
+        }
         let password: Buffer | undefined;
         try {
           password = await this.password();
@@ -166,10 +182,11 @@ export class LeaseIssuer {
           created.push({ intent, candidate, password });
         } catch (err) {
           password?.fill(0);
+          down ??= targetDown(err);
           failed.push({ intent, candidate, err });
         }
       });
-      for (const f of failed) await this.fail([f], f.err);
+      for (const [err, items] of byCause(failed)) await this.fail(items, err);
       await this.faults.afterRoles?.(created.map((c) => c.intent));
       // (3) Sealed and activated, a batch per transaction.
       let activated = 0;

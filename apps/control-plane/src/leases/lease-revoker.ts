@@ -1,13 +1,23 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import type { ConnectionTarget } from '../connections/engines/credential-engine.js';
+import type { ConnectionTarget, CredentialEngineError } from '../connections/engines/credential-engine.js';
 import { UnitOfWork } from '../database/transaction.js';
 import { MembershipService } from '../delivery/membership.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { CREDENTIAL_TARGETS, type CredentialTargets } from './credential-targets.js';
 import { LeaseAudit } from './lease-audit.js';
-import { isLeaseRoleName, backoffSeconds, eachBounded, ENGINE_CONCURRENCY, retryTransient, safeError, withTimeout } from './lease-work.js';
+import {
+  isLeaseRoleName,
+  backoffSeconds,
+  byCause,
+  eachBounded,
+  ENGINE_CONCURRENCY,
+  retryTransient,
+  safeError,
+  targetDown,
+  withTimeout,
+} from './lease-work.js';
 import { LeasesRepository, type RevokeClaim } from './leases.repository.js';
 
 const BATCH = 500;
@@ -89,7 +99,12 @@ export class LeaseRevoker {
       const done: RevokeClaim[] = [];
       const failed: Array<{ claim: RevokeClaim; err: unknown }> = [];
       const timeoutMs = (this.config.leases.deadlineSeconds * 1000) / 2;
+      let down: CredentialEngineError | undefined; // then the rest fails at once (targetDown)
       await eachBounded(claims, ENGINE_CONCURRENCY, async (claim) => {
+        if (down) {
+          failed.push({ claim, err: down });
+          return;
+        }
         try {
           await withTimeout(
             retryTransient(() => engine.revokeRole(target, { role: claim.roleName, statements: claim.revocationStatements })),
@@ -98,12 +113,17 @@ export class LeaseRevoker {
           );
           done.push(claim);
         } catch (err) {
+          down ??= targetDown(err);
           failed.push({ claim, err });
         }
       });
       await this.repo.markRevoked(done.map((c) => c.id));
       this.metrics.leasesRevoked.inc(done.length);
-      for (const f of failed) await this.failed([f.claim], f.err);
+      for (const [err, items] of byCause(failed))
+        await this.failed(
+          items.map((f) => f.claim),
+          err,
+        );
       await Promise.all(
         done.map((c) =>
           this.audit.record('lease.revoke', 'success', 200, c, {

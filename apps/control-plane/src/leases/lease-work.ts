@@ -1,4 +1,4 @@
-import { CredentialEngineError } from '../connections/engines/credential-engine.js';
+import { CredentialEngineError, type CredentialEngineErrorCode } from '../connections/engines/credential-engine.js';
 
 /** Engine calls at once per connection: a fleet's issue is parallel, but one database is not flooded. */
 export const ENGINE_CONCURRENCY = 8;
@@ -10,6 +10,25 @@ export async function eachBounded<T>(items: T[], limit: number, work: (item: T) 
     while (next < items.length) await work(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, runner));
+}
+
+/** Engine failures that are about the target, not the role: every other call there would fail the same way. */
+const TARGET_DOWN = new Set<CredentialEngineErrorCode>(['unreachable', 'auth_failed', 'tls_failed', 'host_denied']);
+
+/**
+ * The error, when it says the whole target is down (unreachable, refusing the admin): the rest of
+ * a batch for that target then fails at once with it, instead of each call waiting out its own
+ * connect timeout while other connections' work waits behind the batch.
+ */
+export function targetDown(err: unknown): CredentialEngineError | undefined {
+  return err instanceof CredentialEngineError && TARGET_DOWN.has(err.code) ? err : undefined;
+}
+
+/** Failures grouped by their error (the fast-failed share one), for one write, log line and backoff each. */
+export function byCause<T extends { err: unknown }>(failures: T[]): Map<unknown, T[]> {
+  const groups = new Map<unknown, T[]>();
+  for (const f of failures) groups.set(f.err, [...(groups.get(f.err) ?? []), f]);
+  return groups;
 }
 
 /**
