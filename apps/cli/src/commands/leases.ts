@@ -63,9 +63,10 @@ export function registerLeases(program: Command, ctx: CliContext): void {
       );
     });
   leases
-    .command('revoke <lease>')
+    .command('revoke')
+    .argument('<lease-id>', 'the lease’s id (the ID column of `sigil leases list`)')
     .description(
-      'Revoke an active or superseded lease now: its role is dropped within seconds, and a cluster that should still hold the secret gets a fresh credential.',
+      'Revoke an active or superseded lease now: its role is dropped within seconds, and a cluster that should still hold the secret gets a fresh credential. An intent or a failed lease holds no credential: exit 2 (lease_not_revocable).',
     )
     .requiredOption('--project <project>', 'the project of --app')
     .requiredOption('--app <app>', 'the app the lease belongs to')
