@@ -7,8 +7,9 @@ import pg from 'pg';
 import { AgentProcess } from '../harness/agent-process.js';
 import { ApiClient } from '../harness/api-client.js';
 import { eventually, holds } from '../harness/eventually.js';
-import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
+import { ADMIN_TOKEN, startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { databaseDump, redisDump, spellings } from '../harness/secret-scan.js';
+import { runSigil } from '../harness/sigil-cli.js';
 import { TargetDatabase } from '../harness/target-database.js';
 import { TestAgent } from '../harness/test-agent.js';
 import { createNamespace, kubeConfig, uniqueName } from '../harness/test-env.js';
@@ -33,6 +34,13 @@ describe('dynamic secrets through a real agent', () => {
   const cluster = uniqueName('edge');
   const other = uniqueName('edge2');
   const delivered: string[] = [];
+  const cliOutput: string[] = [];
+  /** The built `sigil` CLI against this control plane, as the admin; its output is scanned for passwords below. */
+  const sigil = async (...args: string[]) => {
+    const r = await runSigil(args, { SIGIL_SERVER: cp.cp.url, SIGIL_TOKEN: ADMIN_TOKEN, HOME: tmpdir() });
+    cliOutput.push(r.stdout, r.stderr);
+    return r;
+  };
 
   const k8sSecret = async () => {
     const s = await core.readNamespacedSecret({ namespace: ns, name: 'orders-db' }).catch(() => undefined);
@@ -171,15 +179,53 @@ describe('dynamic secrets through a real agent', () => {
     expect(revokes.some((e) => e.target.includes(`role=${mine.data.username}`))).toBe(true);
   });
 
-  it('no generated password is in PostgreSQL rows, Redis, the control plane’s log or any API answer', async () => {
-    expect(delivered).toHaveLength(2);
+  it('sigil leases lists the leases and revokes one: its role is dropped and the cluster gets a fresh credential', async () => {
+    const before = (await second!.sync()).secrets.get(`${ns}/orders-db`)!;
+    const listed = await sigil('-o', 'json', 'leases', 'list', '--project', project, '--app', 'web', '--state', 'active');
+    expect(listed).toMatchObject({ code: 0, stderr: '' });
+    const active = JSON.parse(listed.stdout) as Array<Record<string, unknown>>;
+    expect(active.map((l) => [l.cluster, l.serial, l.role])).toEqual([[other, 1, before.username]]);
+    const id = active[0]!.id as string;
+    const table = await sigil('leases', 'list', '--cluster', other);
+    expect(table.code).toBe(0);
+    expect(table.stdout.split('\n')[0]).toMatch(/^ID +PROJECT +APP +SECRET +SERIAL +STATE +ROLE /);
+    expect(table.stdout).toMatch(new RegExp(`^${id} +${project} +web +orders-db +1 +active +${before.username} `, 'm'));
+
+    const revoked = await sigil('leases', 'revoke', '--project', project, '--app', 'web', id);
+    expect(revoked.code).toBe(0);
+    expect(revoked.stdout).toMatch(
+      new RegExp(`^lease ${id} \\(orders-db on ${other}, serial 1, role ${before.username}\\): revok(ing|ed)\n$`),
+    );
+    await eventually('the revoked role is gone', async () => holds(!(await target.roles()).includes(before.username!)), 15_000);
+    await expect(login(before.DATABASE_URL!)).rejects.toThrow();
+    const fresh = await eventually('a fresh credential for the cluster', async () => {
+      const s = (await second!.sync()).secrets.get(`${ns}/orders-db`);
+      return s?.username && s.username !== before.username ? s : undefined;
+    });
+    delivered.push(fresh.password!);
+    expect(await login(fresh.DATABASE_URL!)).toEqual([{ item: 'book' }]);
+    const after = JSON.parse((await sigil('-o', 'json', 'leases', 'list', '--cluster', other)).stdout) as Array<Record<string, unknown>>;
+    expect(after.map((l) => [l.serial, l.state, l.revokeReason])).toEqual([
+      [2, 'active', null],
+      [1, 'revoked', 'manual'],
+    ]);
+    const unknown = await sigil('leases', 'revoke', '--project', project, '--app', 'web', '00000000-0000-4000-8000-000000000000');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('(lease_not_found)');
+  });
+
+  it('no generated password is in PostgreSQL rows, Redis, the control plane’s log, any API answer or CLI output', async () => {
+    expect(delivered).toHaveLength(3);
     const needles = delivered.flatMap(spellings);
     const dump = await databaseDump(cp.databaseUrl);
     expect(dump).toContain('orders-db'); // the scan sees the secret's rows
     const redis = await redisDump(cp.redisPrefix);
     const logs = cp.cp.logs();
     const answers = ApiClient.seen.join('\n');
+    const cli = cliOutput.join('\n');
+    expect(cli).toContain(project); // the scan sees the CLI's listings
     for (const n of needles) {
+      expect(cli).not.toContain(n);
       expect(dump).not.toContain(n);
       expect(redis).not.toContain(n);
       expect(logs).not.toContain(n);

@@ -393,6 +393,97 @@ describe('dynamic secrets and leases', () => {
     }
   });
 
+  it('left to expire unrenewed (the database unreachable): the credential stops working at its VALID UNTIL, and the lease says so', async () => {
+    // A connection of its own through a relay, taken down once the first credential is delivered:
+    // every renewal fails, and at expiry the revocation cannot reach the database either.
+    const relay = await TcpProxy.start(target.host, target.port);
+    try {
+      await t.app
+        .get(ConnectionsService)
+        .create(admin, project, target.connectionRequest('expiring-db', { port: relay.port, suffix: 'exp' }));
+      await t.app.get(AppsService).create(admin, project, { name: 'expiring', namespace: 'shop', deliveryMode: 'env' });
+      await secrets.create(admin, project, 'expiring', {
+        name: 'expiring-db',
+        dynamic: {
+          connection: 'expiring-db',
+          creationStatements: CREATE,
+          ttlSeconds: 12,
+          renewBeforeSeconds: 8,
+          graceSeconds: 2,
+          keys: KEYS,
+        },
+      });
+      const agent = agents[0]!;
+      await publications.publish(admin, project, 'expiring', { clusters: [agent.cluster] });
+      const first = await eventually('the first credential', () => credential(agent, 'expiring-db'));
+      const [lease] = await leasesOf('expiring', { state: 'active' });
+      expect(lease!.roleName).toBe(first.username);
+      const expiresAt = new Date(lease!.expiresAt).getTime();
+      relay.takeDown();
+
+      // Renewal (4 s after the issue) fails, with the reason; the credential in hand still works
+      // (logged in directly: only Sigil's way to the database is down) and its lease is active.
+      const failed = await eventually(
+        'a failed renewal',
+        async () => (await leasesOf('expiring', { state: 'failed' }))[0],
+        Math.max(expiresAt - Date.now(), 1_000),
+      );
+      expect(failed.lastError).toMatch(/^unreachable: /);
+      expect(failed.serial).toBeGreaterThan(1);
+      expect(Date.now()).toBeLessThan(expiresAt - 500); // what follows is still before the expiry
+      await target.as(first.username!, first.password!, 'SELECT 1');
+      expect((await leasesOf('expiring')).find((l) => l.id === lease!.id)?.state).toBe('active');
+
+      // Past VALID UNTIL, PostgreSQL refuses it although the role still exists (nothing could drop it).
+      await new Promise((r) => setTimeout(r, expiresAt - Date.now() + 300));
+      await expect(target.as(first.username!, first.password!, 'SELECT 1')).rejects.toThrow(/password authentication failed/);
+      expect(await target.roles(`${target.prefix.slice(0, -1)}exp_`)).toContain(first.username);
+      // At the centre it is no longer active: expired, being revoked, with why the revocation waits.
+      const expired = await eventually('the lease is revoking (expired)', async () => {
+        const l = (await leasesOf('expiring')).find((x) => x.id === lease!.id);
+        return l?.state === 'revoking' && l.lastError ? l : undefined;
+      });
+      expect(expired).toMatchObject({ revokeReason: 'expired', revokedAt: null });
+      expect(expired.lastError).toMatch(/^unreachable: /);
+      expect(await leasesOf('expiring', { state: 'active' })).toEqual([]);
+      // The cluster no longer holds it, and publication status says why.
+      await eventually('the expired credential withdrawn from the cluster', async () =>
+        holds((await credential(agent, 'expiring-db')) === undefined),
+      );
+      const view = await eventually('failed, with the reason', async () => {
+        const v = await status('expiring');
+        return v.summary.failed === 1 ? v : undefined;
+      });
+      expect(view.deliveries[0]!.reason).toMatch(/^LeaseFailed: expiring-db: unreachable: /);
+
+      // The database back: the expired role is dropped, and a fresh credential delivered.
+      relay.restore();
+      await eventually(
+        'the expired lease revoked',
+        async () => holds((await leasesOf('expiring')).find((l) => l.id === lease!.id)?.state === 'revoked'),
+        30_000,
+        250,
+      );
+      expect(await target.roles(`${target.prefix.slice(0, -1)}exp_`)).not.toContain(first.username);
+      const fresh = await eventually(
+        'a fresh credential',
+        async () => {
+          const c = await credential(agent, 'expiring-db');
+          return c && c.username !== first.username ? c : undefined;
+        },
+        30_000,
+        250,
+      );
+      await target.as(fresh.username!, fresh.password!, 'SELECT 1');
+      await publications.unpublish(admin, project, 'expiring', { clusters: [agent.cluster] });
+      await eventually('unpublished: no role left', async () =>
+        holds((await target.roles(`${target.prefix.slice(0, -1)}exp_`)).length === 0),
+      );
+    } finally {
+      await relay.close();
+    }
+  }, 90_000);
+
   it('revokes by hand: the role is dropped within seconds and a fresh credential is issued', async () => {
     const agent = agents[1]!;
     const [lease] = await leasesOf('orders', { cluster: agent.cluster, state: 'active' }).then((ls) =>

@@ -609,6 +609,122 @@ describe('sigil connections', () => {
   });
 });
 
+describe('sigil leases', () => {
+  const ID = '3f2a9c1e-7b4d-4e8a-9c0f-1d2e3f4a5b6c';
+  const lease = (over: Record<string, unknown> = {}) => ({
+    id: ID,
+    project: 'shop',
+    app: 'checkout',
+    secret: 'orders-db',
+    cluster: 'eu-1',
+    serial: 2,
+    role: 'sigil_0b7e2b9c_5e6f708192a3b4c5d6e7',
+    state: 'active',
+    issuedAt: '2026-12-02T00:00:00.000Z',
+    expiresAt: '2026-12-03T00:00:00.000Z',
+    renewAt: '2026-12-02T18:00:00.000Z',
+    revokeAfter: null,
+    revokedAt: null,
+    revokeReason: null,
+    attempts: 0,
+    lastError: null,
+    createdAt: '2026-12-02T00:00:00.000Z',
+    ...over,
+  });
+  const appLeases = 'GET /api/v1/projects/shop/apps/checkout/leases';
+
+  it("list --project --app follows every page, passing the filters on each, and prints the app's columns", async () => {
+    const queries: Array<Record<string, string>> = [];
+    routes[appLeases] = ({ query }) => {
+      queries.push(Object.fromEntries(query));
+      return query.get('after')
+        ? {
+            status: 200,
+            body: { items: [lease({ id: 'b-id', cluster: null, state: 'failed', lastError: 'unreachable: db:5432' })], next: null },
+          }
+        : { status: 200, body: { items: [lease()], next: ID } };
+    };
+    const r = await sigil([
+      'leases',
+      'list',
+      '--project',
+      'shop',
+      '--app',
+      'checkout',
+      '--cluster',
+      'eu-1',
+      '--secret',
+      'orders-db',
+      '--state',
+      'active',
+    ]);
+    expect(r.code).toBe(EXIT.ok);
+    const filters = { limit: '500', cluster: 'eu-1', secret: 'orders-db', state: 'active' };
+    expect(queries).toEqual([filters, { ...filters, after: ID }]);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ID +CLUSTER +SECRET +SERIAL +STATE +ROLE +ISSUEDAT +EXPIRESAT +REVOKEDAT +REVOKEREASON +LASTERROR$/);
+    expect(lines[1]).toMatch(
+      new RegExp(
+        `^${ID} +eu-1 +orders-db +2 +active +sigil_0b7e2b9c_5e6f708192a3b4c5d6e7 +2026-12-02T00:00:00.000Z +2026-12-03T00:00:00.000Z +- +- +-$`,
+      ),
+    );
+    expect(lines[2]).toMatch(/^b-id +- +orders-db +2 +failed .* unreachable: db:5432$/);
+    expect(lines).toHaveLength(3);
+  });
+
+  it('list --cluster alone asks the cluster view and prints project and app; -o json prints the leases', async () => {
+    let query: Record<string, string> = {};
+    routes['GET /api/v1/clusters/eu-1/leases'] = (req) => {
+      query = Object.fromEntries(req.query);
+      return { status: 200, body: { items: [lease()], next: null } };
+    };
+    const r = await sigil(['leases', 'list', '--cluster', 'eu-1', '--state', 'revoked']);
+    expect(r.code).toBe(EXIT.ok);
+    expect(query).toEqual({ limit: '500', state: 'revoked' });
+    expect(r.stdout.split('\n')[0]).toMatch(/^ID +PROJECT +APP +SECRET +SERIAL +STATE /);
+    expect(r.stdout).toMatch(new RegExp(`^${ID} +shop +checkout +orders-db +2 +active `, 'm'));
+    const json = await sigil(['-o', 'json', 'leases', 'list', '--cluster', 'eu-1']);
+    expect(JSON.parse(json.stdout)).toEqual([lease()]);
+  });
+
+  it('list refuses --project without --app, no scope at all, and an unknown --state, before any request', async () => {
+    for (const args of [
+      ['--project', 'shop'],
+      ['--app', 'checkout', '--cluster', 'eu-1'],
+      [],
+      ['--cluster', 'eu-1', '--state', 'expired'],
+    ]) {
+      const r = await sigil(['leases', 'list', ...args]);
+      expect(r.code).toBe(EXIT.usage);
+    }
+    expect((await sigil(['leases', 'list', '--project', 'shop'])).stderr).toContain('--project and --app together');
+    expect(seen).toEqual([]);
+  });
+
+  it('list shows the server’s refusal of a filter (exit 2) and of a cluster outside the token’s scope (exit 4)', async () => {
+    routes[appLeases] = () => problem(400, 'invalid_lease_filter', 'cluster must be a cluster name');
+    const bad = await sigil(['leases', 'list', '--project', 'shop', '--app', 'checkout', '--cluster', 'Nope']);
+    expect([bad.code, bad.stderr]).toEqual([EXIT.usage, 'sigil: cluster must be a cluster name (invalid_lease_filter)\n']);
+    routes['GET /api/v1/clusters/eu-1/leases'] = () => problem(403, 'forbidden', 'outside the cluster scope');
+    expect((await sigil(['leases', 'list', '--cluster', 'eu-1'])).code).toBe(EXIT.auth);
+  });
+
+  it('revoke posts to …/leases/<id>/revoke and prints the new state; a lease being issued is refused with its code', async () => {
+    routes[`POST /api/v1/projects/shop/apps/checkout/leases/${ID}/revoke`] = () => ({ status: 200, body: lease({ state: 'revoking' }) });
+    const r = await sigil(['leases', 'revoke', '--project', 'shop', '--app', 'checkout', ID]);
+    expect(r.code).toBe(EXIT.ok);
+    expect(r.stdout).toBe(`lease ${ID} (orders-db on eu-1, serial 2, role sigil_0b7e2b9c_5e6f708192a3b4c5d6e7): revoking\n`);
+    expect(seen.map((s) => `${s.method} ${s.path}`)).toEqual([`POST /api/v1/projects/shop/apps/checkout/leases/${ID}/revoke`]);
+    routes[`POST /api/v1/projects/shop/apps/checkout/leases/${ID}/revoke`] = () =>
+      problem(409, 'lease_not_revocable', 'the lease is being issued; revoke it once it is active');
+    const refused = await sigil(['leases', 'revoke', '--project', 'shop', '--app', 'checkout', ID]);
+    expect(refused.code).toBe(EXIT.usage);
+    expect(refused.stderr).toContain('(lease_not_revocable)');
+    expect((await sigil(['leases', 'revoke', '--project', 'shop', ID])).code).toBe(EXIT.usage); // --app is required
+    expect(seen).toHaveLength(2);
+  });
+});
+
 describe('sigil login', () => {
   it('checks the token, then stores it 0600 without printing it', async () => {
     routes['GET /api/v1/projects'] = ({ headers }) =>

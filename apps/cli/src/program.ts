@@ -3,6 +3,7 @@ import { registerApps } from './commands/apps.js';
 import { registerClusters } from './commands/clusters.js';
 import { registerConnections } from './commands/connections.js';
 import { registerHealth } from './commands/health.js';
+import { registerLeases } from './commands/leases.js';
 import { registerLogin } from './commands/login.js';
 import { registerProjects } from './commands/projects.js';
 import { registerPublications } from './commands/publications.js';
@@ -43,6 +44,7 @@ export function buildProgram(io: CliIo): Command {
   registerApps(program, ctx);
   registerSecrets(program, ctx);
   registerConnections(program, ctx);
+  registerLeases(program, ctx);
   registerClusters(program, ctx);
   registerPublications(program, ctx);
   registerRootKeys(program, ctx);
