@@ -245,7 +245,8 @@ export class ConnectionsService {
         await this.repo.delete(c.id, tx);
       });
     } catch (err) {
-      // A dynamic secret created concurrently references the row (a foreign key without cascade).
+      // No foreign key points at a connection today (a dynamic secret names it in its spec and
+      // holds the row FOR KEY SHARE while it is written); kept for one a future feature may add.
       if (sqlState(err) === '23503') throw inUse(name, []);
       throw err;
     }
