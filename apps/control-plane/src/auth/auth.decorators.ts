@@ -1,6 +1,7 @@
 import { SetMetadata, createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { Permission } from './policy.js';
 import type { Actor } from './policy.js';
+import type { ConsoleSession } from './console-session.repository.js';
 
 export const REQUIRES = 'sigil:requires';
 export const AUDIT_ACTION = 'sigil:audit-action';
@@ -13,6 +14,8 @@ export const Audited = (action: string) => SetMetadata(AUDIT_ACTION, action);
 
 export interface AuthenticatedRequest {
   actor?: Actor;
+  /** Set when the request was authenticated by the console's session cookie. */
+  consoleSession?: ConsoleSession;
   auditAction?: string;
   /** What a handler adds to its audit record's target once it succeeded (names and settings, never values). */
   auditDetail?: string;

@@ -7,6 +7,8 @@ export enum AuthErrorCode {
   Forbidden = 'forbidden',
   AdminTokenScoped = 'admin_token_scoped',
   TokenNotFound = 'token_not_found',
+  /** A change made with the console session cookie without the session's CSRF token. */
+  CsrfFailed = 'csrf_failed',
 }
 
 export const AUTH_ERROR_KINDS: ErrorKinds<AuthErrorCode> = {
@@ -15,6 +17,7 @@ export const AUTH_ERROR_KINDS: ErrorKinds<AuthErrorCode> = {
   [AuthErrorCode.Forbidden]: 'forbidden',
   [AuthErrorCode.AdminTokenScoped]: 'invalid',
   [AuthErrorCode.TokenNotFound]: 'not_found',
+  [AuthErrorCode.CsrfFailed]: 'forbidden',
 };
 
 export class AuthError extends featureError(AUTH_ERROR_KINDS) {}

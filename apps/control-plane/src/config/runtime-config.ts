@@ -19,6 +19,7 @@ export class RuntimeConfig {
   readonly rotation: SigilConfig['rotation'];
   readonly leases: SigilConfig['leases'];
   readonly connections: SigilConfig['connections'];
+  readonly console: SigilConfig['console'];
   readonly db: { url: string; poolSize: number };
   readonly agentWork: SigilConfig['agentWork'];
   readonly redis: { url: string; /** prefix of every key Sigil writes; lets tests share one Redis */ prefix: string };
@@ -38,6 +39,7 @@ export class RuntimeConfig {
     this.rotation = config.rotation;
     this.leases = config.leases;
     this.connections = config.connections;
+    this.console = config.console;
     this.db = { url: services.databaseUrl, poolSize: config.db.poolSize };
     this.agentWork = config.agentWork;
     this.redis = { url: services.redisUrl, prefix: services.redisPrefix ?? config.redisPrefix };

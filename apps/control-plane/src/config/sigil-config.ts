@@ -158,6 +158,9 @@ const envSchema = z
     // Sigil's own PostgreSQL and Redis are refused whatever these say (connections/engines/dial-policy.ts).
     SIGIL_CONNECTION_DENIED_NETWORKS: networks(DEFAULT_CONNECTION_DENIED_NETWORKS),
     SIGIL_CONNECTION_ALLOWED_NETWORKS: networks(''),
+    // Console sessions: signed out after this long without a request, and after this long at most.
+    SIGIL_CONSOLE_SESSION_IDLE_S: positiveInt(1_800).refine((v) => v >= 60, 'must be at least 60'),
+    SIGIL_CONSOLE_SESSION_MAX_S: positiveInt(28_800).refine((v) => v >= 60 && v <= 7 * 86_400, 'must be between 60 and 604800'),
     SIGIL_BOOTSTRAP_ADMIN_TOKEN: z
       .string()
       .optional()
@@ -230,6 +233,8 @@ export interface SigilConfig {
   };
   /** Database connections: CIDRs they may not reach, and (non-empty) the only ones they may. */
   connections: { deniedNetworks: string[]; allowedNetworks: string[] };
+  /** Console sessions: idle timeout and absolute lifetime, in seconds. */
+  console: { sessionIdleSeconds: number; sessionMaxSeconds: number };
 }
 
 export class ConfigError extends Error {
@@ -301,5 +306,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SigilConfig {
       fault: e.SIGIL_LEASE_FAULT,
     },
     connections: { deniedNetworks: e.SIGIL_CONNECTION_DENIED_NETWORKS, allowedNetworks: e.SIGIL_CONNECTION_ALLOWED_NETWORKS },
+    console: {
+      sessionIdleSeconds: e.SIGIL_CONSOLE_SESSION_IDLE_S,
+      sessionMaxSeconds: Math.max(e.SIGIL_CONSOLE_SESSION_MAX_S, e.SIGIL_CONSOLE_SESSION_IDLE_S),
+    },
   };
 }

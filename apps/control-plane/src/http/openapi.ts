@@ -21,6 +21,13 @@ export function openApiDocument(app: INestApplication): OpenAPIObject {
       .setDescription('Configure application secrets, publish them to clusters, follow delivery. Secret values are write-only.')
       .setVersion(process.env.npm_package_version ?? '0.1.0')
       .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API token (sgl_…)' })
+      // The console's alternative to the bearer token (POST /api/v1/console/session); mutations
+      // made with it also need the session's CSRF token in X-CSRF-Token.
+      .addCookieAuth('__Host-sigil_session', {
+        type: 'apiKey',
+        in: 'cookie',
+        description: 'console session cookie; every POST, PUT, PATCH and DELETE made with it needs X-CSRF-Token',
+      })
       .build(),
     { extraModels: [ProblemView] },
   );

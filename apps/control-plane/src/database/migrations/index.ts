@@ -11,6 +11,7 @@ import { GeneratedSecrets1763800000009 } from './1763800000009-generated-secrets
 import { DatabaseConnections1763800000010 } from './1763800000010-database-connections.js';
 import { DynamicSecrets1763800000011 } from './1763800000011-dynamic-secrets.js';
 import { DerivedRowsWithoutForeignKeys1763800000012 } from './1763800000012-derived-rows-without-foreign-keys.js';
+import { ConsoleSessions1763800000013 } from './1763800000013-console-sessions.js';
 
 /** Applied in order at start-up; never edit one that has shipped, add a new one. */
 export const migrations = [
@@ -27,4 +28,5 @@ export const migrations = [
   DatabaseConnections1763800000010,
   DynamicSecrets1763800000011,
   DerivedRowsWithoutForeignKeys1763800000012,
+  ConsoleSessions1763800000013,
 ];
