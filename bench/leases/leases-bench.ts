@@ -8,7 +8,7 @@ import { fmtMs, log, machineLine, mark, table, writeResults } from '../lib/resul
 import { Fleet, sleep, type EnrollResult } from '../fleet/fleet.js';
 import { hsmFloor, type Floor } from '../fleet/floors.js';
 import { now, type Expectation, type LoginReport } from '../fleet/sim-protocol.js';
-import { createRolesFloor, dropRolesFloor, TargetPostgres, type RoleFloor } from './target-postgres.js';
+import { createRolesFloor, dropRolesFloor, grantStatement, TargetPostgres, type RoleFloor } from './target-postgres.js';
 
 /**
  * bench/leases (issue 20): dynamic secrets for a fleet at once. N simulated agents (bench/fleet:
@@ -45,13 +45,20 @@ const PHASE_TIMEOUT_MS = Number(process.env.BENCH_LEASE_TIMEOUT_MS ?? 600_000);
 const PROJECT = 'bench';
 const PREFIX = 'sigil_bench_';
 const FLOOR_PREFIX = 'floor_';
-const CREATE = ['CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}', 'GRANT SELECT ON orders TO {{name}}'];
+/**
+ * How each role gets its privilege: `table` (default, docs/dynamic-secrets.md's example) grants
+ * SELECT on the table to every role, so every issue rewrites that table's ACL — one catalog row
+ * for the whole fleet; `role` grants membership in a group role that holds the privilege.
+ */
+const GRANT = (process.env.BENCH_LEASE_GRANT ?? 'table') as 'table' | 'role';
+if (GRANT !== 'table' && GRANT !== 'role') throw new Error('BENCH_LEASE_GRANT must be table or role');
+const CREATE = ['CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}', grantStatement(GRANT, '{{name}}')];
 const LOGIN = { namespace: 'leases', name: 'orders-db', key: 'DATABASE_URL', sql: 'SELECT item FROM orders' };
 
 interface Sample {
   /** ms since the phase's request. */
   t: number;
-  /** Leases of the dynamic secret by state (only serials ≥ the phase's). */
+  /** Leases of the dynamic secret by state (only those created since the phase's request). */
   states: Record<string, number>;
   /** Roles with the connection's prefix in the target. */
   roles: number;
@@ -69,21 +76,22 @@ class Poller {
     private readonly secretId: string,
   ) {}
 
-  start(t0: number, minSerial: number, everyMs = 50): void {
+  start(t0: number, everyMs = 50): void {
     this.samples = [];
     this.timer = setInterval(() => {
       if (this.busy) return;
       this.busy = true;
-      void this.sample(t0, minSerial).finally(() => (this.busy = false));
+      void this.sample(t0).finally(() => (this.busy = false));
     }, everyMs);
   }
 
-  async sample(t0: number, minSerial: number): Promise<Sample> {
+  async sample(t0: number): Promise<Sample> {
     const t = now() - t0;
     const [states, roles] = await Promise.all([
       this.sigil.query<{ state: string; n: number }>(
-        'SELECT state, count(*)::int AS n FROM credential_leases WHERE secret_id = $1 AND serial >= $2 GROUP BY state',
-        [this.secretId, minSerial],
+        `SELECT state, count(*)::int AS n FROM credential_leases
+          WHERE secret_id = $1 AND created_at >= to_timestamp($2 / 1000.0) GROUP BY state`,
+        [this.secretId, t0],
       ),
       this.target.roleCount(PREFIX),
     ]);
@@ -142,8 +150,8 @@ async function main(): Promise<void> {
     const roleFloors: RoleFloor[] = [];
     for (const f of [
       { shape: 'create', perRole: false },
-      { shape: 'create+grant', perRole: false },
-      { shape: 'create+grant', perRole: true },
+      { shape: GRANT, perRole: false },
+      { shape: GRANT, perRole: true },
     ] as const) {
       const floor = await createRolesFloor(t, { n: N, concurrency: ENGINE_CONCURRENCY, prefix: FLOOR_PREFIX, ...f });
       log(`  ${floor.name}: ${fmtMs(floor.ms)} (${Math.round(N / (floor.ms / 1000))}/s, ${floor.retries} XX000 retries)`);
@@ -231,11 +239,11 @@ async function main(): Promise<void> {
 
     const phases: PhaseResult[] = [];
     /** Runs `request`, then waits until every agent met `expectation`; `during` runs meanwhile (from the request on). */
-    const phase = async (name: string, request: () => Promise<void>, expectation: Expectation, minSerial = 1) => {
+    const phase = async (name: string, request: () => Promise<void>, expectation: Expectation) => {
       log(`${name}…`);
       const cpu = meter();
       const t0 = now();
-      poller.start(t0, minSerial);
+      poller.start(t0);
       await request();
       const restMs = now() - t0;
       const lastAck = await f.expect(expectation, PHASE_TIMEOUT_MS, progress('acked'));
@@ -285,19 +293,28 @@ async function main(): Promise<void> {
       `  every lease active ${fmtMs(allActiveMs)} after publish (${issued.perSecond.toFixed(0)} credentials/s; 10→90 %: ${steadyPerSecond.toFixed(0)}/s); first role ${fmtMs(issued.firstRoleMs ?? NaN)}, first active ${fmtMs(issued.firstActiveMs ?? NaN)}`,
     );
 
-    const verify = async (what: string, serial: number) => {
+    const verify = async (what: string, since: number) => {
       log(`verify (${what}): every agent logs in with its credential…`);
       const r = await f.login({ ...LOGIN, concurrency: Math.max(1, Math.ceil(LOGIN_CONCURRENCY / PROCS)) });
-      const check = await checkRoles(db, secretId, r, serial);
+      const check = await checkRoles(db, secretId, r, since);
       log(`  ${r.ok} logged in, ${r.failed} failed, ${r.missing} without the Secret, in ${fmtMs(r.ms)}; ${JSON.stringify(check)}`);
       if (Object.keys(r.errorKinds).length > 0) log(`  login failures: ${JSON.stringify(r.errorKinds)}`);
       return { ...check, ok: r.ok, failed: r.failed, missing: r.missing, ms: r.ms, errorKinds: r.errorKinds };
     };
-    const verified1 = await verify('issued', 1);
+    const verified1 = await verify('issued', issue.t0);
+    const issueFailures = await failures(db, secretId, issue.t0);
+    if (issueFailures.length > 0) log(`  failed attempts during the issue: ${JSON.stringify(issueFailures)}`);
     const rolesAfterIssue = await t.roleCount(PREFIX);
 
     let rotation:
-      | { revokeRestMs: number; ackedMs: number; allActiveMs: number; oldRolesGoneMs: number; verify: Awaited<ReturnType<typeof verify>> }
+      | {
+          revokeRestMs: number;
+          ackedMs: number;
+          allActiveMs: number;
+          oldRolesGoneMs: number;
+          verify: Awaited<ReturnType<typeof verify>>;
+          failures: Array<{ error: string; n: number }>;
+        }
       | undefined;
     if (ROTATE) {
       const ids = (await db.query<{ id: string }>(`SELECT id FROM credential_leases WHERE secret_id = $1 AND state = 'active'`, [secretId]))
@@ -316,13 +333,21 @@ async function main(): Promise<void> {
           );
         },
         { phase: 'rotate', secrets: 1, namespace: 'leases', version: { name: 'orders-db', atLeast: 2 } },
-        2,
       );
-      const rotActive = await poller.until('every serial-2 lease active', (s) => (s.states.active ?? 0) >= N);
-      const oldGone = await poller.until('the serial-1 roles dropped', (s) => s.roles <= N && (s.states.active ?? 0) >= N);
+      const rotActive = await poller.until('every fresh lease active', (s) => (s.states.active ?? 0) >= N);
+      const oldGone = await poller.until('the old roles dropped', (s) => s.roles <= N && (s.states.active ?? 0) >= N);
       rot.finish();
-      rotation = { revokeRestMs: rot.result.restMs, ackedMs: rot.result.ackedMs, allActiveMs: rotActive, oldRolesGoneMs: oldGone, verify: await verify('rotated', 2) };
-      log(`  serial 2 active everywhere ${fmtMs(rotActive)} after the first revoke; old roles gone ${fmtMs(oldGone)}`);
+      log(`  a fresh lease active everywhere ${fmtMs(rotActive)} after the first revoke; old roles gone ${fmtMs(oldGone)}`);
+      const rotFailures = await failures(db, secretId, rot.t0);
+      if (rotFailures.length > 0) log(`  failed attempts during the rotation: ${JSON.stringify(rotFailures)}`);
+      rotation = {
+        revokeRestMs: rot.result.restMs,
+        ackedMs: rot.result.ackedMs,
+        allActiveMs: rotActive,
+        oldRolesGoneMs: oldGone,
+        verify: await verify('rotated', rot.t0),
+        failures: rotFailures,
+      };
     }
 
     // Unpublish: every role dropped in the target, every agent deleted its Secret.
@@ -372,13 +397,13 @@ async function main(): Promise<void> {
     if (rotation && rotatePhase)
       rows.push(
         [
-          'rotate (revoke all by hand): every agent acked serial 2',
-          `${fmtMs(rotation.ackedMs)} (the ${N} REST revokes took ${fmtMs(rotation.revokeRestMs)}); every serial-2 lease active ${fmtMs(rotation.allActiveMs)}; old roles gone ${fmtMs(rotation.oldRolesGoneMs)}`,
+          'rotate (revoke all by hand): every agent acked a fresh credential',
+          `${fmtMs(rotation.ackedMs)} (the ${N} REST revokes took ${fmtMs(rotation.revokeRestMs)}); every fresh lease active ${fmtMs(rotation.allActiveMs)}; old roles gone ${fmtMs(rotation.oldRolesGoneMs)}; ${rotation.failures.reduce((a, b) => a + b.n, 0)} failed attempts`,
           `${x(rotation.allActiveMs, withGrant.ms + drop.ms)} CREATE + DROP floors`,
         ],
         [
           'verify after rotation',
-          `${rotation.verify.ok}/${N} ${mark(rotation.verify.ok === N)} in ${fmtMs(rotation.verify.ms)}; ${rotation.verify.matchingLease} match their serial-2 lease ${mark(rotation.verify.matchingLease === N)}`,
+          `${rotation.verify.ok}/${N} ${mark(rotation.verify.ok === N)} in ${fmtMs(rotation.verify.ms)}; ${rotation.verify.matchingLease} match their cluster's fresh lease ${mark(rotation.verify.matchingLease === N)}`,
           '',
         ],
       );
@@ -402,7 +427,7 @@ async function main(): Promise<void> {
       '',
       table(['measurement', 'result', 'vs floor'], rows),
       '',
-      `Issue timeline (ms after the publish request): first intent ${ms(issued.firstIntentMs)}, first role ${ms(issued.firstRoleMs)}, first active ${ms(issued.firstActiveMs)}; active at 10 % ${ms(issued.p10ActiveMs)}, 50 % ${ms(issued.p50ActiveMs)}, 90 % ${ms(issued.p90ActiveMs)}, 100 % ${ms(allActiveMs)}. Roles in the target by then: ${rolesAfterIssue}; failed leases seen: ${issued.failedSeen}; ACL entries on \`orders\`: ${issued.aclEntries}.`,
+      `Issue timeline (ms after the publish request): first intent ${ms(issued.firstIntentMs)}, first role ${ms(issued.firstRoleMs)}, first active ${ms(issued.firstActiveMs)}; active at 10 % ${ms(issued.p10ActiveMs)}, 50 % ${ms(issued.p50ActiveMs)}, 90 % ${ms(issued.p90ActiveMs)}, 100 % ${ms(allActiveMs)}. Roles in the target by then: ${rolesAfterIssue}; ACL entries on \`orders\`: ${issued.aclEntries}. Failed attempts (each retried after its backoff): ${issueFailures.length === 0 ? 'none' : issueFailures.map((x) => `${x.n}× ${x.error}`).join('; ')}.`,
       '',
       `Active leases by time: ${timeline}`,
       '',
@@ -428,16 +453,18 @@ async function main(): Promise<void> {
     ].join('\n');
     process.stdout.write(`${md}\n`);
     await writeResults(
-      `leases-${N}`,
+      `leases-${N}${GRANT === 'role' ? '-group-role' : ''}`,
       {
         clusters: N,
+        grant: GRANT,
+        creationStatements: CREATE,
         processes: PROCS,
         engineConcurrency: ENGINE_CONCURRENCY,
         loginConcurrency: LOGIN_CONCURRENCY,
         registration,
         enroll,
         phases,
-        issued: { ...issued, steadyPerSecond, rolesAfterIssue },
+        issued: { ...issued, steadyPerSecond, rolesAfterIssue, failures: issueFailures },
         issueSamples,
         verify: verified1,
         rotation,
@@ -460,14 +487,15 @@ async function main(): Promise<void> {
 }
 
 /**
- * Each agent logged in as the role its cluster's active lease of `serial` names (so the
- * credentials are per cluster, and current), and no two as the same one.
+ * Each agent logged in as the role its cluster's active lease names, a lease issued since
+ * `since` (epoch ms: so the credentials are per cluster, and the current ones), and no two as the
+ * same one.
  */
-async function checkRoles(db: pg.Client, secretId: string, r: LoginReport, serial: number) {
+async function checkRoles(db: pg.Client, secretId: string, r: LoginReport, since: number) {
   const { rows } = await db.query<{ cluster: string; role: string }>(
     `SELECT c.name AS cluster, l.role_name AS role FROM credential_leases l JOIN clusters c ON c.id = l.cluster_id
-      WHERE l.secret_id = $1 AND l.state = 'active' AND l.serial = $2`,
-    [secretId, serial],
+      WHERE l.secret_id = $1 AND l.state = 'active' AND l.created_at >= to_timestamp($2 / 1000.0)`,
+    [secretId, since],
   );
   const lease = new Map(rows.map((x) => [x.cluster, x.role]));
   let matchingLease = 0;
@@ -475,6 +503,16 @@ async function checkRoles(db: pg.Client, secretId: string, r: LoginReport, seria
     if (r.usernames[i] && lease.get(c) === r.usernames[i]) matchingLease++;
   });
   return { distinctRoles: new Set(r.usernames.filter(Boolean)).size, matchingLease };
+}
+
+/** Issues that failed since `since` (epoch ms), by error (the engine's code and message: no value, no statement). */
+async function failures(db: pg.Client, secretId: string, since: number): Promise<Array<{ error: string; n: number }>> {
+  const { rows } = await db.query<{ error: string; n: number }>(
+    `SELECT coalesce(last_error, '?') AS error, count(*)::int AS n FROM credential_leases
+      WHERE secret_id = $1 AND state = 'failed' AND created_at >= to_timestamp($2 / 1000.0) GROUP BY 1 ORDER BY 2 DESC`,
+    [secretId, since],
+  );
+  return rows;
 }
 
 function postmasterPid(stack: BenchStack): number {
@@ -500,7 +538,7 @@ function controlPlaneErrors(stack: BenchStack): Map<string, number> {
   for (const l of stack
     .logs()
     .split('\n')
-    .filter((line) => /"level":(40|50|60)/.test(line))) {
+    .filter((line) => /"level":(40|50|60|"warn"|"error"|"fatal")/.test(line))) {
     const msg = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 120);
     const err = /"(?:error|message)":"([^"]{0,160})/.exec(l)?.[1] ?? '';
     kinds.set(`${msg}: ${err}`, (kinds.get(`${msg}: ${err}`) ?? 0) + 1);

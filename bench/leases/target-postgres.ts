@@ -13,6 +13,9 @@ import { now } from '../fleet/sim-protocol.js';
  * an admin role with CREATEROLE only, logging in with SCRAM (docs/dynamic-secrets.md, "The admin
  * role"; tests/harness/target-database.ts sets up the tests' one the same way).
  */
+/** The group role of the `role` grant variant. */
+export const GROUP_ROLE = 'orders_reader';
+
 export class TargetPostgres {
   readonly database = 'orders';
   readonly admin = 'sigil_admin';
@@ -39,6 +42,15 @@ export class TargetPostgres {
     await t.su.query(`INSERT INTO orders VALUES (1, 'book')`);
     await t.su.query(`GRANT SELECT ON orders TO ${t.admin} WITH GRANT OPTION`);
     await t.su.query(`GRANT CONNECT ON DATABASE orders TO ${t.admin} WITH GRANT OPTION`);
+    // A group role made by the admin (so it holds ADMIN OPTION on it) that may read orders: the
+    // `role` variant grants membership in it instead of the table itself.
+    const admin = await t.adminClient();
+    try {
+      await admin.query(`CREATE ROLE ${GROUP_ROLE} NOLOGIN`);
+      await admin.query(`GRANT SELECT ON orders TO ${GROUP_ROLE}`);
+    } finally {
+      await admin.end();
+    }
     return t;
   }
 
@@ -118,14 +130,21 @@ export interface RoleFloor {
   retries: number;
 }
 
-/** What each floor role runs: the bench's creation statements, or CREATE ROLE alone. */
-export type FloorShape = 'create' | 'create+grant';
+/**
+ * What each floor role runs: CREATE ROLE alone, or with what the bench's creation statements add
+ * (`table`: GRANT SELECT ON orders; `role`: GRANT orders_reader, membership in a group role).
+ */
+export type FloorShape = 'create' | 'table' | 'role';
+
+/** The grant each variant's creation statements make, on `role` (quoted). */
+export const grantStatement = (shape: 'table' | 'role', role: string): string =>
+  shape === 'table' ? `GRANT SELECT ON orders TO ${role}` : `GRANT ${GROUP_ROLE} TO ${role}`;
 
 /**
  * N roles created on the target by the admin role, `concurrency` at once, with nothing of Sigil in
  * between: a fresh password and its SCRAM verifier each, then `CREATE ROLE … LOGIN PASSWORD
- * '<verifier>' VALID UNTIL …` (and, for `create+grant`, `GRANT SELECT ON orders` in the same
- * transaction, retried on XX000 as the issuer does). `perRole`: a new SCRAM login per role, as
+ * '<verifier>' VALID UNTIL …` (and the variant's grant in the same transaction, retried on XX000
+ * as the issuer does). `perRole`: a new SCRAM login per role, as
  * the engine's client-per-call does (decision 019); otherwise `concurrency` sessions opened
  * beforehand. The roles are named `prefix` + a counter; dropRolesFloor removes them.
  */
@@ -150,14 +169,15 @@ export async function createRolesFloor(
               try {
                 await c.query('BEGIN');
                 await c.query(`CREATE ROLE ${role} LOGIN PASSWORD ${verifier} VALID UNTIL ${expires}`);
-                if (opts.shape === 'create+grant') await c.query(`GRANT SELECT ON orders TO ${role}`);
+                if (opts.shape !== 'create') await c.query(grantStatement(opts.shape, role));
                 await c.query('COMMIT');
                 break;
               } catch (err) {
                 await c.query('ROLLBACK').catch(() => undefined);
-                if ((err as { code?: string }).code !== 'XX000' || attempt >= 5) throw err;
+                // The issuer gives up after 5 (then the lease fails and waits its backoff); a floor must finish.
+                if ((err as { code?: string }).code !== 'XX000' || attempt >= 50) throw err;
                 retries++;
-                await new Promise((r) => setTimeout(r, 20 + Math.random() * 40 * attempt));
+                await new Promise((r) => setTimeout(r, 20 + Math.random() * 40 * Math.min(attempt, 5)));
               }
             }
           } finally {
@@ -170,7 +190,8 @@ export async function createRolesFloor(
     await Promise.all(sessions.map((s) => s.end().catch(() => undefined)));
   }
   const ms = now() - started;
-  const shape = opts.shape === 'create' ? 'CREATE ROLE … LOGIN PASSWORD <SCRAM verifier> VALID UNTIL' : 'CREATE ROLE …, GRANT SELECT ON orders';
+  const shape =
+    opts.shape === 'create' ? 'CREATE ROLE … LOGIN PASSWORD <SCRAM verifier> VALID UNTIL' : `CREATE ROLE …, ${grantStatement(opts.shape, '…')}`;
   return {
     name: `${opts.shape === 'create' ? 'CREATE ROLE' : 'CREATE ROLE + GRANT'}${opts.perRole ? ', a login per role' : ''}`,
     what: `${opts.n} roles by the CREATEROLE admin, ${opts.concurrency} at once: verifier computed, ${shape} in one transaction, ${opts.perRole ? 'a new SCRAM session per role (the engine’s client per call)' : `on ${opts.concurrency} sessions opened beforehand`}`,
@@ -207,7 +228,7 @@ export async function dropRolesFloor(target: TargetPostgres, prefix: string, con
               break;
             } catch (err) {
               await c.query('ROLLBACK').catch(() => undefined);
-              if ((err as { code?: string }).code !== 'XX000' || attempt >= 5) throw err;
+              if ((err as { code?: string }).code !== 'XX000' || attempt >= 50) throw err;
               retries++;
               await new Promise((r) => setTimeout(r, 20 + Math.random() * 40 * attempt));
             }
