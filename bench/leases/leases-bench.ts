@@ -40,6 +40,8 @@ const ENGINE_CONCURRENCY = Number(process.env.BENCH_LEASE_FLOOR_CONCURRENCY ?? 8
 /** Logins at once across the fleet when verifying the credentials. */
 const LOGIN_CONCURRENCY = Number(process.env.BENCH_LEASE_LOGIN_CONCURRENCY ?? 20);
 const ROTATE = process.env.BENCH_LEASE_ROTATE !== '0';
+/** BENCH_PG_STATS=1: the statements that cost each PostgreSQL most, per phase (pg_stat_statements). */
+const STATS = process.env.BENCH_PG_STATS === '1';
 const ENROLL_CONCURRENCY = Number(process.env.BENCH_ENROLL_CONCURRENCY ?? 64);
 const PHASE_TIMEOUT_MS = Number(process.env.BENCH_LEASE_TIMEOUT_MS ?? 600_000);
 const PROJECT = 'bench';
@@ -142,7 +144,7 @@ async function main(): Promise<void> {
   let fleet: Fleet | undefined;
   let sigil: pg.Client | undefined;
   try {
-    target = await TargetPostgres.start(path.join(stack.dir, 'target'));
+    target = await TargetPostgres.start(path.join(stack.dir, 'target'), { stats: STATS });
     const t = target;
     log(`target PostgreSQL on 127.0.0.1:${t.port} (a server of its own; admin role with CREATEROLE, SCRAM)`);
 
@@ -241,6 +243,8 @@ async function main(): Promise<void> {
     /** Runs `request`, then waits until every agent met `expectation`; `during` runs meanwhile (from the request on). */
     const phase = async (name: string, request: () => Promise<void>, expectation: Expectation) => {
       log(`${name}…`);
+      const sigilTop = await stack.statementStats();
+      const targetTop = STATS ? await t.statementStats() : undefined;
       const cpu = meter();
       const t0 = now();
       poller.start(t0);
@@ -250,7 +254,14 @@ async function main(): Promise<void> {
       const result: PhaseResult = { name, ackedMs: lastAck - t0, restMs, cpuMs: {} };
       phases.push(result);
       log(`  every agent acked ${fmtMs(result.ackedMs)} after the request (REST ${fmtMs(restMs)}); ${f.describeSims()}`);
-      return { t0, result, finish: () => ((result.cpuMs = cpu()), poller.stop()) };
+      const finish = async () => {
+        result.cpuMs = cpu();
+        poller.stop();
+        const [a, b] = [await sigilTop(), await targetTop?.()];
+        if (a) log(`statements that cost Sigil's PostgreSQL most during ${name}:\n${a}`);
+        if (b) log(`statements that cost the target PostgreSQL most during ${name}:\n${b}`);
+      };
+      return { t0, result, finish };
     };
     const publish = (app: string) => async () =>
       ok(await api.post(`/projects/${PROJECT}/apps/${app}/publish`, { selector: { matchLabels: { fleet: 'bench' } } }), `publish ${app}`);
@@ -261,7 +272,7 @@ async function main(): Promise<void> {
       secrets: 1,
       namespace: 'static',
     });
-    stat.finish();
+    await stat.finish();
 
     // Issue: publish the app with the dynamic secret.
     const issue = await phase('publish the dynamic secret (issue)', publish('orders'), {
@@ -270,7 +281,7 @@ async function main(): Promise<void> {
       namespace: 'leases',
     });
     const allActiveMs = await poller.until('every lease active', (s) => (s.states.active ?? 0) >= N);
-    issue.finish();
+    await issue.finish();
     const issueSamples = poller.samples;
     const issued = {
       firstIntentMs: poller.samples.find((s) => (s.states.intent ?? 0) + (s.states.active ?? 0) > 0)?.t,
@@ -336,7 +347,7 @@ async function main(): Promise<void> {
       );
       const rotActive = await poller.until('every fresh lease active', (s) => (s.states.active ?? 0) >= N);
       const oldGone = await poller.until('the old roles dropped', (s) => s.roles <= N && (s.states.active ?? 0) >= N);
-      rot.finish();
+      await rot.finish();
       log(`  a fresh lease active everywhere ${fmtMs(rotActive)} after the first revoke; old roles gone ${fmtMs(oldGone)}`);
       const rotFailures = await failures(db, secretId, rot.t0);
       if (rotFailures.length > 0) log(`  failed attempts during the rotation: ${JSON.stringify(rotFailures)}`);
@@ -357,7 +368,7 @@ async function main(): Promise<void> {
       { phase: 'unpublish', secrets: 0, namespace: 'leases' },
     );
     const rolesGoneMs = await poller.until('every role dropped in the target', (s) => s.roles === 0);
-    unpub.finish();
+    await unpub.finish();
     const revokedStates = (
       await db.query<{ state: string; n: number }>(
         'SELECT state, count(*)::int AS n FROM credential_leases WHERE secret_id = $1 GROUP BY state',

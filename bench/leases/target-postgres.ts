@@ -29,9 +29,16 @@ export class TargetPostgres {
     readonly port: number,
   ) {}
 
-  static async start(dir: string): Promise<TargetPostgres> {
+  /** `stats`: with pg_stat_statements, for topStatements (BENCH_PG_STATS=1). */
+  static async start(dir: string, opts: { stats?: boolean } = {}): Promise<TargetPostgres> {
     const port = await freeLoopbackPort();
-    const server = new EmbeddedPostgres({ dir, database: 'orders', durable: true, port });
+    const server = new EmbeddedPostgres({
+      dir,
+      database: 'orders',
+      durable: true,
+      port,
+      settings: opts.stats ? ['shared_preload_libraries=pg_stat_statements', 'pg_stat_statements.track=all'] : [],
+    });
     const t = new TargetPostgres(server, port);
     t.superuserUrl = await server.start();
     t.su = new pg.Client({ connectionString: t.superuserUrl });
@@ -85,6 +92,23 @@ export class TargetPostgres {
       `SELECT coalesce(array_length(relacl, 1), 0)::int AS n FROM pg_class WHERE oid = 'orders'::regclass`,
     );
     return rows[0]!.n;
+  }
+
+  /**
+   * With `stats`: resets pg_stat_statements; the returned function gives the statements that
+   * cost the target most since then, literals masked (a rendered CREATE ROLE holds a verifier).
+   */
+  async statementStats(): Promise<() => Promise<string>> {
+    await this.su!.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    await this.su!.query('SELECT pg_stat_statements_reset()');
+    return async () => {
+      const { rows } = await this.su!.query<{ ms: number; calls: string; query: string }>(
+        `SELECT round(sum(total_exec_time))::int AS ms, sum(calls)::text AS calls,
+                regexp_replace(regexp_replace(query, '''[^'']*''', '''…''', 'g'), '"[^"]*"', '"…"', 'g') AS query
+           FROM pg_stat_statements GROUP BY 3 ORDER BY 1 DESC LIMIT 12`,
+      );
+      return rows.map((r) => `${String(r.ms).padStart(7)} ms ${String(r.calls).padStart(7)} calls  ${r.query.replace(/\s+/g, ' ').slice(0, 170)}`).join('\n');
+    };
   }
 
   /** An admin session (SCRAM), as the engine opens one. */
