@@ -266,7 +266,12 @@ async function loginAll(check: LoginCheck): Promise<LoginReport> {
         } catch (err) {
           report.failed++;
           const e = err as Error & { code?: string };
-          const kind = `${e.code ?? e.name}: ${e.message}`.split(user).join('<role>').split(agent.spec.cluster).join('<cluster>').slice(0, 200);
+          const kind = `${e.code ?? e.name}: ${e.message}`
+            .split(user)
+            .join('<role>')
+            .split(agent.spec.cluster)
+            .join('<cluster>')
+            .slice(0, 200);
           report.errorKinds[kind] = (report.errorKinds[kind] ?? 0) + 1;
         } finally {
           await c.end().catch(() => undefined);

@@ -211,7 +211,9 @@ async function main(): Promise<void> {
       'static secret',
     );
     ok(await api.post(`/projects/${PROJECT}/connections`, t.connectionRequest('orders-db', PREFIX)), 'connection');
-    const verified = await api.post<{ serverVersion: string; canCreateRoles: boolean }>(`/projects/${PROJECT}/connections/orders-db/verify`);
+    const verified = await api.post<{ serverVersion: string; canCreateRoles: boolean }>(
+      `/projects/${PROJECT}/connections/orders-db/verify`,
+    );
     ok(verified, 'verify connection');
     log(`  connection verified: PostgreSQL ${verified.body.serverVersion}, canCreateRoles ${verified.body.canCreateRoles}`);
     ok(
@@ -454,7 +456,12 @@ async function main(): Promise<void> {
             `${fl.what}${fl.retries ? `; ${fl.retries} XX000 retries` : ''}`,
           ]),
           [hsm.name, fmtMs(hsm.ms), '', hsm.what],
-          [`typed-secret publish`, fmtMs(staticPhase.ackedMs), '', `a one-secret app published to all ${N} through Sigil, until every agent acked (phase above)`],
+          [
+            `typed-secret publish`,
+            fmtMs(staticPhase.ackedMs),
+            '',
+            `a one-secret app published to all ${N} through Sigil, until every agent acked (phase above)`,
+          ],
         ],
       ),
       '',

@@ -82,7 +82,9 @@ export class TargetPostgres {
 
   /** Roles whose name starts with `prefix` (starts_with: `_` is a LIKE wildcard). */
   async roleCount(prefix: string): Promise<number> {
-    const { rows } = await this.su!.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_roles WHERE starts_with(rolname, $1)', [prefix]);
+    const { rows } = await this.su!.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_roles WHERE starts_with(rolname, $1)', [
+      prefix,
+    ]);
     return rows[0]!.n;
   }
 
@@ -107,7 +109,9 @@ export class TargetPostgres {
                 regexp_replace(regexp_replace(query, '''[^'']*''', '''…''', 'g'), '"[^"]*"', '"…"', 'g') AS query
            FROM pg_stat_statements GROUP BY 3 ORDER BY 1 DESC LIMIT 12`,
       );
-      return rows.map((r) => `${String(r.ms).padStart(7)} ms ${String(r.calls).padStart(7)} calls  ${r.query.replace(/\s+/g, ' ').slice(0, 170)}`).join('\n');
+      return rows
+        .map((r) => `${String(r.ms).padStart(7)} ms ${String(r.calls).padStart(7)} calls  ${r.query.replace(/\s+/g, ' ').slice(0, 170)}`)
+        .join('\n');
     };
   }
 
@@ -215,7 +219,9 @@ export async function createRolesFloor(
   }
   const ms = now() - started;
   const shape =
-    opts.shape === 'create' ? 'CREATE ROLE … LOGIN PASSWORD <SCRAM verifier> VALID UNTIL' : `CREATE ROLE …, ${grantStatement(opts.shape, '…')}`;
+    opts.shape === 'create'
+      ? 'CREATE ROLE … LOGIN PASSWORD <SCRAM verifier> VALID UNTIL'
+      : `CREATE ROLE …, ${grantStatement(opts.shape, '…')}`;
   return {
     name: `${opts.shape === 'create' ? 'CREATE ROLE' : 'CREATE ROLE + GRANT'}${opts.perRole ? ', a login per role' : ''}`,
     what: `${opts.n} roles by the CREATEROLE admin, ${opts.concurrency} at once: verifier computed, ${shape} in one transaction, ${opts.perRole ? 'a new SCRAM session per role (the engine’s client per call)' : `on ${opts.concurrency} sessions opened beforehand`}`,
