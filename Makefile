@@ -14,7 +14,7 @@ export PATH := $(NODE_BIN):$(SIGIL_CACHE)/bin:$(PATH)
 export npm_config_nodedir := $(abspath $(NODE_BIN)/..)
 NPM := npm --loglevel=error --no-audit --no-fund
 
-.PHONY: help up test check generate build images try-node lint typecheck boundaries format deps deps-apt deps-apt-node deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-fleet-sizes bench-faults bench-injection clean
+.PHONY: help up test check generate build images try-node lint typecheck boundaries format deps deps-apt deps-apt-node deps-npm deps-go deps-python bench bench-hsm bench-latency bench-fleet bench-fleet-sizes bench-faults bench-injection bench-leases clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -88,7 +88,7 @@ deps-go: ## kube-apiserver, helm, kubelet, kube-controller-manager, kube-schedul
 bench-hsm: deps-apt build ## HSM benchmark: Sigil's operations vs the raw pkcs11js rate (BENCH_MS per point)
 	@node dist/bench/hsm/hsm-bench.js
 
-bench: bench-hsm bench-latency bench-fleet bench-faults ## every benchmark (~30 min); results in bench/results/, numbers in docs/benchmarks.md
+bench: bench-hsm bench-latency bench-fleet bench-faults bench-leases ## every benchmark (~35 min); results in bench/results/, numbers in docs/benchmarks.md
 
 bench-fleet: deps-apt build ## fan-out: BENCH_AGENTS (10000) simulated agents, BENCH_REPLICAS (1); enroll, streams, publish/rotate/reconnect/unpublish vs floors
 	@node dist/bench/fleet/fleet-bench.js
@@ -104,6 +104,9 @@ bench-latency: deps build ## rotation latency: REST write → agent → Kubernet
 
 bench-injection: deps build ## injection: pod created → values on disk (init), rotation → sidecar file, p50/p99 vs floors (BENCH_INJECTION_ITERATIONS)
 	@node dist/bench/injection/injection-bench.js
+
+bench-leases: deps-apt build ## dynamic secrets: BENCH_LEASE_CLUSTERS (1000) clusters at once: credentials/s, every credential logs in, rotate, revoke vs CREATE ROLE floors
+	@node dist/bench/leases/leases-bench.js
 
 clean: ## remove build output (keeps .data and the caches)
 	@rm -rf dist

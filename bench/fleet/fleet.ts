@@ -4,7 +4,16 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { generateAgentKeyPair } from '@sigil/envelope';
 import type { BenchStack } from '../lib/stack.js';
-import { now, type DeliveryKey, type Expectation, type FromSim, type SimAgentSpec, type ToSim } from './sim-protocol.js';
+import {
+  now,
+  type DeliveryKey,
+  type Expectation,
+  type FromSim,
+  type LoginCheck,
+  type LoginReport,
+  type SimAgentSpec,
+  type ToSim,
+} from './sim-protocol.js';
 
 const SIM = fileURLToPath(new URL('./sim-agents.js', import.meta.url));
 
@@ -20,6 +29,7 @@ class SimProcess {
   crashed: string | undefined;
   private stopping = false;
   private generationsWaiter: ((m: Extract<FromSim, { type: 'generations' }>) => void) | undefined;
+  private loginWaiter: ((m: LoginReport) => void) | undefined;
   private ready: Promise<number> = Promise.resolve(0);
 
   constructor(
@@ -65,6 +75,10 @@ class SimProcess {
             this.generationsWaiter?.(m);
             this.generationsWaiter = undefined;
             break;
+          case 'login-done':
+            this.loginWaiter?.(m);
+            this.loginWaiter = undefined;
+            break;
         }
       });
     });
@@ -81,6 +95,14 @@ class SimProcess {
     return new Promise((resolve) => {
       this.generationsWaiter = resolve;
       this.send({ type: 'report' });
+    });
+  }
+
+  /** Every agent of the process logs in with its credential (see LoginCheck). */
+  login(check: LoginCheck): Promise<LoginReport> {
+    return new Promise((resolve) => {
+      this.loginWaiter = resolve;
+      this.send({ type: 'login', check });
     });
   }
 
@@ -149,6 +171,7 @@ export class Fleet {
     agents: SimAgentSpec[],
     processes: number,
     private readonly caPem: string,
+    private readonly keepValues: boolean,
   ) {
     // RSA-3072 key generation takes ~100 ms; agents share a few delivery keys (the control plane
     // cannot tell, and wraps per cluster all the same). Every agent has its own TLS key.
@@ -171,7 +194,15 @@ export class Fleet {
 
   static async create(
     stack: BenchStack,
-    opts: { size: number; processes: number; prefix: string; labels: Record<string, string>; registerConcurrency?: number },
+    opts: {
+      size: number;
+      processes: number;
+      prefix: string;
+      labels: Record<string, string>;
+      registerConcurrency?: number;
+      /** Agents keep the values they decrypt (for `login`); by default they open and drop them. */
+      keepValues?: boolean;
+    },
   ): Promise<Fleet> {
     const names = Array.from({ length: opts.size }, (_, i) => `${opts.prefix}-${String(i).padStart(5, '0')}`);
     const concurrency = opts.registerConcurrency ?? 16;
@@ -179,7 +210,7 @@ export class Fleet {
     const tokens = await registerClusters(stack, names, opts.labels, concurrency);
     const durationMs = now() - started;
     const agents: SimAgentSpec[] = names.map((cluster, i) => ({ cluster, token: tokens[i]! }));
-    const fleet = new Fleet(stack, opts.size, agents, Math.min(opts.processes, opts.size), await stack.caPem());
+    const fleet = new Fleet(stack, opts.size, agents, Math.min(opts.processes, opts.size), await stack.caPem(), opts.keepValues ?? false);
     fleet.registration = { clusters: opts.size, durationMs, perSecond: opts.size / (durationMs / 1000), concurrency };
     await fleet.spawnAll();
     return fleet;
@@ -194,6 +225,7 @@ export class Fleet {
             address: this.stack.grpcAddresses[s.index % this.stack.grpcAddresses.length]!,
             caPem: this.caPem,
             deliveryKeys: this.deliveryKeys,
+            keepValues: this.keepValues,
           },
           this.stack.dir,
         ),
@@ -227,6 +259,26 @@ export class Fleet {
       errors: done.flatMap((d) => d.errors).slice(0, 5),
       errorKinds,
     };
+  }
+
+  /**
+   * Every agent logs in with the credential its Secret holds (`check.concurrency` at once per
+   * simulator process) and runs `check.sql`. Returns the reports merged, clusters and role names
+   * in agent order.
+   */
+  async login(check: LoginCheck): Promise<LoginReport & { ms: number }> {
+    const started = now();
+    const reports = await Promise.all(this.sims.map((s) => s.login(check)));
+    const merged: LoginReport = { ok: 0, failed: 0, missing: 0, clusters: [], usernames: [], errorKinds: {} };
+    for (const r of reports) {
+      merged.ok += r.ok;
+      merged.failed += r.failed;
+      merged.missing += r.missing;
+      merged.clusters.push(...r.clusters);
+      merged.usernames.push(...r.usernames);
+      for (const [k, n] of Object.entries(r.errorKinds)) merged.errorKinds[k] = (merged.errorKinds[k] ?? 0) + n;
+    }
+    return { ...merged, ms: now() - started };
   }
 
   get connected(): number {

@@ -15,11 +15,14 @@ import {
   unary,
 } from '@sigil/agent-protocol';
 import { MemorySink, SecretSync, SyncSession } from '@sigil/agent-sync';
+import pg from 'pg';
 import {
   now,
   type DeliveryKey,
   type Expectation,
   type FromSim,
+  type LoginCheck,
+  type LoginReport,
   type SimAgentContract,
   type SimAgentSpec,
   type ToSim,
@@ -50,6 +53,7 @@ let address = '';
 let caPem = '';
 let anonymous: ChannelCredentials;
 let deliveryKeys: Array<{ privateKey: KeyObject; publicKeyDer: Buffer }> = [];
+let keepValues = false;
 let expectation: Expectation | undefined;
 const met = new Map<string, { agents: number[]; lastAt: number }>();
 let syncs = 0;
@@ -65,7 +69,7 @@ class SimAgent implements SimAgentContract {
   connected = false;
   rejected = 0;
   /** The in-memory Kubernetes. */
-  private readonly sink = new MemorySink();
+  private readonly sink = new MemorySink({ keepValues });
   private readonly phasesMet = new Set<string>();
 
   constructor(
@@ -172,6 +176,11 @@ class SimAgent implements SimAgentContract {
     met.set(e.phase, m);
   }
 
+  value(namespace: string, name: string, key: string): string | undefined {
+    for (const s of this.sink.secrets.values()) if (s.namespace === namespace && s.name === name) return s.values?.[key];
+    return undefined;
+  }
+
   stop(): void {
     this.session?.stop();
     this.client?.close();
@@ -226,11 +235,59 @@ async function enrollAll(concurrency: number): Promise<void> {
   send({ type: 'enroll-done', ok, failed, retries, errors, errorKinds, latenciesMs });
 }
 
+/**
+ * Each agent logs in with the database URL its Secret holds and runs the check's statement: the
+ * credential works for that cluster. The URL stays in this process; what is reported is the role
+ * name and, for a failure, its kind with the role and cluster names taken out.
+ */
+async function loginAll(check: LoginCheck): Promise<LoginReport> {
+  const report: LoginReport = { ok: 0, failed: 0, missing: 0, clusters: [], usernames: [], errorKinds: {} };
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(check.concurrency, agents.length) }, async () => {
+      while (next < agents.length) {
+        const i = next++;
+        const agent = agents[i]!;
+        report.clusters[i] = agent.spec.cluster;
+        report.usernames[i] = '';
+        const url = agent.value(check.namespace, check.name, check.key);
+        if (url === undefined) {
+          report.missing++;
+          continue;
+        }
+        const user = decodeURIComponent(new URL(url).username);
+        const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+        c.on('error', () => undefined);
+        try {
+          await c.connect();
+          await c.query(check.sql);
+          report.ok++;
+          report.usernames[i] = user;
+        } catch (err) {
+          report.failed++;
+          const e = err as Error & { code?: string };
+          const kind = `${e.code ?? e.name}: ${e.message}`
+            .split(user)
+            .join('<role>')
+            .split(agent.spec.cluster)
+            .join('<cluster>')
+            .slice(0, 200);
+          report.errorKinds[kind] = (report.errorKinds[kind] ?? 0) + 1;
+        } finally {
+          await c.end().catch(() => undefined);
+        }
+      }
+    }),
+  );
+  return report;
+}
+
 process.on('message', (raw) => {
   const m = raw as ToSim;
   switch (m.type) {
     case 'init': {
       ({ address, caPem, stateFile } = m);
+      keepValues = m.keepValues ?? false;
       anonymous = credentials.createSsl(Buffer.from(caPem));
       deliveryKeys = m.deliveryKeys.map((k: DeliveryKey) => ({
         privateKey: createPrivateKey(k.privateKeyPem),
@@ -267,6 +324,9 @@ process.on('message', (raw) => {
         clusters: agents.map((a) => a.spec.cluster),
         applied: agents.map((a) => a.appliedGeneration.toString()),
       });
+      break;
+    case 'login':
+      void loginAll(m.check).then((r) => send({ type: 'login-done', ...r }));
       break;
     case 'stop':
       for (const a of agents) a.stop();

@@ -24,14 +24,49 @@ export interface Expectation {
   version?: { name: string; atLeast: number };
 }
 
+/**
+ * Every agent logs in to a database with the URL its Secret `namespace/name` holds under `key`
+ * (a dynamic secret's credential), `concurrency` logins at once per process, and runs `sql`.
+ */
+export interface LoginCheck {
+  namespace: string;
+  name: string;
+  key: string;
+  sql: string;
+  concurrency: number;
+}
+
+/** What the logins of one process found; no value, only role names (not secret) and error kinds. */
+export interface LoginReport {
+  ok: number;
+  failed: number;
+  /** Agents whose Secret was missing or lacked the key. */
+  missing: number;
+  /** Per agent (by index in the process): its cluster and the role it logged in as ('' if none). */
+  clusters: string[];
+  usernames: string[];
+  /** Failures by kind (SQLSTATE or error code and message, role and cluster names left out) → how many. */
+  errorKinds: Record<string, number>;
+}
+
 export type ToSim =
-  | { type: 'init'; address: string; caPem: string; deliveryKeys: DeliveryKey[]; agents: SimAgentSpec[]; stateFile: string }
+  | {
+      type: 'init';
+      address: string;
+      caPem: string;
+      deliveryKeys: DeliveryKey[];
+      agents: SimAgentSpec[];
+      stateFile: string;
+      /** Keep the decrypted values in the in-memory Kubernetes (for `login`); otherwise opened and dropped. */
+      keepValues?: boolean;
+    }
   | { type: 'enroll'; concurrency: number }
   /** Open every agent's Sync stream (each reconnects on its own from then on). */
   | { type: 'watch' }
   | { type: 'expect'; expectation: Expectation }
   /** Answer with a `generations` message. */
   | { type: 'report' }
+  | { type: 'login'; check: LoginCheck }
   | { type: 'stop' };
 
 export type FromSim =
@@ -62,7 +97,8 @@ export type FromSim =
       completeStates: number;
     }
   /** Per agent (by index in the process): cluster name and the generation it applied and acked. */
-  | { type: 'generations'; clusters: string[]; applied: string[] };
+  | { type: 'generations'; clusters: string[]; applied: string[] }
+  | ({ type: 'login-done' } & LoginReport);
 
 /**
  * What the process-level handlers of sim-agents.ts need from the SimAgent class (whose
@@ -79,6 +115,8 @@ export interface SimAgentContract {
   watch(): void;
   /** Counts this agent for the current expectation once what it applied and acked satisfies it. */
   check(): void;
+  /** The value of `key` of the Secret `namespace/name` it holds (only with keepValues). */
+  value(namespace: string, name: string, key: string): string | undefined;
   stop(): void;
   /** The Sync stream is open (accepted by the control plane). */
   readonly connected: boolean;

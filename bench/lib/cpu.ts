@@ -46,3 +46,30 @@ export function cpuMeter(roles: Roles): () => Record<string, number> {
     return Object.fromEntries<number>([...out].map(([role, t]): [string, number] => [role, t * TICK_MS]).sort((a, b) => b[1] - a[1]));
   };
 }
+
+/** utime + stime, and cutime + cstime (children it waited for), of one process; undefined if gone. */
+function ownAndReaped(pid: number): { ticks: number; ppid: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]), ppid: Number(f[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU milliseconds of a process and its direct children since the call, including children that
+ * started and exited inside the window: the parent's cutime/cstime count those it reaped. What
+ * cpuMeter misses for a server that forks a short-lived process per connection (PostgreSQL's
+ * postmaster and its backends, when every client connects anew).
+ */
+export function treeCpuMeter(rootPid: number): () => number {
+  const total = (): number => {
+    let ticks = ownAndReaped(rootPid)?.ticks ?? 0;
+    for (const [pid, { ticks: t }] of ticksByPid()) if (pid !== rootPid && ownAndReaped(pid)?.ppid === rootPid) ticks += t;
+    return ticks;
+  };
+  const before = total();
+  return () => Math.max(0, total() - before) * TICK_MS;
+}
