@@ -166,6 +166,15 @@ describe('console sessions', () => {
     expect(cross.status).toBe(403);
     expect(cross.body.code).toBe('csrf_failed');
     expect(cross.setCookie).toBe('');
+    // Two session cookies in one request (a sibling subdomain's sent first): neither counts.
+    const good = new Browser(cp.admin);
+    await good.signIn(cp.admin.token!);
+    const twice = await good.api.as(undefined).get('/projects', { Cookie: `${COOKIE}=${'b'.repeat(43)}; ${COOKIE}=${good.cookie}` });
+    expect(twice.status).toBe(401);
+    // Signing in again from the same browser ends the session it had.
+    const again = await good.api.as(undefined).post('/console/session', { token: cp.admin.token! }, { Cookie: `${COOKIE}=${good.cookie}` });
+    expect(again.status).toBe(201);
+    expect((await good.request('GET', '/projects')).status).toBe(401);
     // The bearer token still works as before, and takes precedence over a cookie.
     expect((await cp.admin.get('/projects', { Cookie: `${COOKIE}=${'a'.repeat(43)}` })).status).toBe(200);
   });

@@ -13,6 +13,7 @@ import { RateLimiter } from '../common/rate-limiter.js';
 import { timingSafeEqual } from 'node:crypto';
 import { CSRF_HEADER, clearedSessionCookie, sessionSecret } from './console-cookie.js';
 import { ConsoleSessionRepository } from './console-session.repository.js';
+import { FailedAuthentications } from './failed-authentications.js';
 
 /** Methods that change something: made with the session cookie, they must carry the CSRF token. */
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -29,14 +30,13 @@ const TOUCH_AFTER_SECONDS = 30;
 @Injectable()
 export class AuthGuard implements CanActivate {
   private readonly limiter: RateLimiter;
-  /** Failed authentications per client address: bounds brute force (their audit records are aggregated: FailedAttempts). */
-  private readonly failures = new RateLimiter(5, 20);
 
   constructor(
     @Inject(Reflector) private readonly reflector: Reflector,
     @Inject(ApiTokenRepository) private readonly tokens: ApiTokenRepository,
     @Inject(ConsoleSessionRepository) private readonly sessions: ConsoleSessionRepository,
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
+    @Inject(FailedAuthentications) private readonly failures: FailedAuthentications,
   ) {
     this.limiter = new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst);
   }
@@ -48,12 +48,13 @@ export class AuthGuard implements CanActivate {
     const req = ctx.switchToHttp().getRequest<AuthenticatedRequest & { method: string; headers: Record<string, string | undefined> }>();
     req.auditAction = this.reflector.getAllAndOverride<string>(AUDIT_ACTION, targets);
 
+    const address = (req as { ip?: string }).ip ?? 'unknown';
     const header = req.headers.authorization ?? '';
     const match = /^Bearer ([A-Za-z0-9_\-.~+/=]{16,512})$/.exec(header);
     const secret = header === '' ? sessionSecret(req.headers.cookie) : undefined;
     const token = match ? await this.tokens.findActiveByHash(hashToken(match[1]!)) : secret ? await this.sessionToken(req, secret) : null;
     if (!token) {
-      const wait = this.failures.take((req as { ip?: string }).ip ?? 'unknown');
+      const wait = this.failures.failed(address);
       if (wait > 0) {
         ctx.switchToHttp().getResponse<Response>().setHeader('Retry-After', String(wait));
         throw new AuthError(AuthErrorCode.RateLimited, `too many failed authentications; retry in ${wait} s`);

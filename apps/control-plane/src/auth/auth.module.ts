@@ -4,6 +4,7 @@ import { ApiTokenRepository } from './api-token.repository.js';
 import { AuthGuard } from './auth.guard.js';
 import { ConsoleSessionRepository } from './console-session.repository.js';
 import { ConsoleSessionsController } from './console-sessions.controller.js';
+import { FailedAuthentications } from './failed-authentications.js';
 
 /**
  * API tokens (the api_tokens table), console sessions (console_sessions, signed in with a token)
@@ -12,7 +13,7 @@ import { ConsoleSessionsController } from './console-sessions.controller.js';
  */
 @Module({
   controllers: [ConsoleSessionsController],
-  providers: [ApiTokenRepository, ConsoleSessionRepository, { provide: APP_GUARD, useClass: AuthGuard }],
+  providers: [ApiTokenRepository, ConsoleSessionRepository, FailedAuthentications, { provide: APP_GUARD, useClass: AuthGuard }],
   exports: [ApiTokenRepository],
 })
 export class AuthModule {}

@@ -14,6 +14,8 @@ export const CSRF_HEADER = 'x-csrf-token';
 /** The session secret from a Cookie header, if it holds one of the right shape. */
 export function sessionSecret(cookieHeader: string | undefined): string | undefined {
   if (!cookieHeader) return undefined;
+  // Two of it (a sibling subdomain's cookie sent first, or a nameless `=__Host-…` one): none counts.
+  if (cookieHeader.split(SESSION_COOKIE).length > 2) return undefined;
   const value = parse(cookieHeader)[SESSION_COOKIE];
   return value !== undefined && /^[A-Za-z0-9_-]{43}$/.test(value) ? value : undefined;
 }

@@ -14,6 +14,9 @@ export interface ConsoleSession {
   projectId: string | null;
 }
 
+/** Live sessions one token may hold (browsers, tabs signed in separately); a new one ends the oldest. */
+export const MAX_SESSIONS_PER_TOKEN = 20;
+
 /** console_sessions (migration 13): one row per signed-in browser. */
 @Injectable()
 export class ConsoleSessionRepository {
@@ -77,6 +80,10 @@ export class ConsoleSessionRepository {
       role: r.role,
       projectId: r.project_id,
     };
+  }
+
+  async deleteBySecret(secretHash: Buffer): Promise<void> {
+    await this.ds.query('DELETE FROM console_sessions WHERE secret_hash = $1', [secretHash]);
   }
 
   async delete(id: string): Promise<void> {

@@ -19,7 +19,8 @@ import type { ApiTokenRole } from './api-token.entity.js';
 import { Audited, Requires, type AuthenticatedRequest } from './auth.decorators.js';
 import { AuthError, AuthErrorCode } from './auth.errors.js';
 import { hashToken } from './bootstrap-admin-token.js';
-import { CSRF_HEADER, clearedSessionCookie, sessionCookie } from './console-cookie.js';
+import { CSRF_HEADER, clearedSessionCookie, sessionCookie, sessionSecret } from './console-cookie.js';
+import { FailedAuthentications } from './failed-authentications.js';
 import { ConsoleSessionRepository, type ConsoleSession } from './console-session.repository.js';
 import { Actor, ROLE_PERMISSIONS, type Permission } from './policy.js';
 import { RateLimiter } from '../common/rate-limiter.js';
@@ -64,14 +65,17 @@ const view = (s: Pick<ConsoleSession, 'csrfToken' | 'expiresAt'>, actor: Actor, 
 @ApiProblems()
 @Controller('console/session')
 export class ConsoleSessionsController {
-  /** Failed sign-ins per client address, as for bearer tokens in the guard. */
-  private readonly failures = new RateLimiter(5, 20);
+  /** Sign-ins per token (each makes a row): the API's own per-token rate, but for this route alone. */
+  private readonly signIns: RateLimiter;
 
   constructor(
     @Inject(ApiTokenRepository) private readonly tokens: ApiTokenRepository,
     @Inject(ConsoleSessionRepository) private readonly sessions: ConsoleSessionRepository,
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
-  ) {}
+    @Inject(FailedAuthentications) private readonly failures: FailedAuthentications,
+  ) {
+    this.signIns = new RateLimiter(1, 10);
+  }
 
   @Post()
   @Public()
@@ -88,19 +92,28 @@ export class ConsoleSessionsController {
     const origin = req.headers.origin;
     if (origin !== undefined && !sameOrigin(origin, req.headers.host))
       throw new AuthError(AuthErrorCode.CsrfFailed, 'sign-in must come from the console’s own origin');
+    const address = req.ip ?? 'unknown';
     const token = await this.tokens.findActiveByHash(hashToken(dto.token));
     if (!token) {
-      const wait = this.failures.take(req.ip ?? 'unknown');
+      const wait = this.failures.failed(address);
       if (wait > 0) {
         res.setHeader('Retry-After', String(wait));
         throw new AuthError(AuthErrorCode.RateLimited, `too many failed sign-ins; retry in ${wait} s`);
       }
       throw new AuthError(AuthErrorCode.Unauthenticated, 'the API token is unknown or revoked');
     }
+    const wait = this.signIns.take(token.id);
+    if (wait > 0) {
+      res.setHeader('Retry-After', String(wait));
+      throw new AuthError(AuthErrorCode.RateLimited, `too many sign-ins with this token; retry in ${wait} s`);
+    }
     const c = this.config.console;
     await this.sessions.deleteEnded(c.sessionIdleSeconds);
     const secret = randomBytes(32).toString('base64url');
     const csrfToken = randomBytes(32).toString('base64url');
+    // Signing in again in the same browser ends the session it had (no row left behind).
+    const previous = sessionSecret(req.headers.cookie);
+    if (previous) await this.sessions.deleteBySecret(hashToken(previous));
     const created = await this.sessions.insert({
       tokenId: token.id,
       secretHash: hashToken(secret),

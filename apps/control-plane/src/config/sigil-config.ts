@@ -31,14 +31,6 @@ const positiveInt = (fallback: number) =>
     .refine((v) => /^\d+$/.test(v) && Number(v) > 0, 'must be a positive integer')
     .transform(Number);
 
-/**
- * Where database connections may not point unless configured otherwise: link-local (cloud
- * metadata at 169.254.169.254), unspecified, multicast, and the other clouds' metadata addresses.
- * Loopback stays reachable (a database proxy sidecar such as cloud-sql-proxy listens there).
- */
-export const DEFAULT_CONNECTION_DENIED_NETWORKS =
-  '0.0.0.0/8,169.254.0.0/16,100.100.100.200/32,224.0.0.0/4,::/128,fe80::/10,fd00:ec2::254/128,ff00::/8';
-
 const networks = (fallback: string) =>
   z
     .string()
@@ -154,9 +146,10 @@ const envSchema = z
     // Tests only, and only with SIGIL_FAULT_INJECTION=1: the issuer stops for good after writing its
     // intents, or after creating the roles (a SIGKILL then lands between the steps of an issue).
     SIGIL_LEASE_FAULT: z.enum(['none', 'pause-after-intents', 'pause-after-roles']).default('none'),
-    // Database connections: networks they may not reach, and (when set) the only ones they may.
-    // Sigil's own PostgreSQL and Redis are refused whatever these say (connections/engines/dial-policy.ts).
-    SIGIL_CONNECTION_DENIED_NETWORKS: networks(DEFAULT_CONNECTION_DENIED_NETWORKS),
+    // Database connections: networks they may not reach besides link-local, metadata, unspecified,
+    // multicast and NAT64 (always refused), and (when set) the only ones they may. Sigil's own
+    // PostgreSQL and Redis are refused whatever these say (connections/engines/dial-policy.ts).
+    SIGIL_CONNECTION_DENIED_NETWORKS: networks(''),
     SIGIL_CONNECTION_ALLOWED_NETWORKS: networks(''),
     // Console sessions: signed out after this long without a request, and after this long at most.
     SIGIL_CONSOLE_SESSION_IDLE_S: positiveInt(1_800).refine((v) => v >= 60, 'must be at least 60'),

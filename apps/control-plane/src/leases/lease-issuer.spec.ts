@@ -56,6 +56,7 @@ function world(opts: { clusters: number; down?: Set<string>; slowMs?: number }) 
   const maxInFlight = new Map<string, number>();
   const passwords: Buffer[] = [];
   const calls = new Map<string, number>();
+  const sessions = new Map<string, number>();
 
   const repo = {
     issueCandidates: (limit: number) =>
@@ -108,6 +109,10 @@ function world(opts: { clusters: number; down?: Set<string>; slowMs?: number }) 
     },
     revokeRole: () => Promise.resolve(),
     listRoles: () => Promise.resolve([...roles]),
+    session: (t, fn) => {
+      sessions.set(t.id, (sessions.get(t.id) ?? 0) + 1);
+      return fn({ createRole: (r) => engine.createRole(t, r), revokeRole: (r) => engine.revokeRole(t, r) });
+    },
   };
   const targets: CredentialTargets = {
     describe: (_tx, _p, name) => Promise.resolve(refs.find((r) => r.name === name) ?? null),
@@ -161,7 +166,7 @@ function world(opts: { clusters: number; down?: Set<string>; slowMs?: number }) 
     config as unknown as RuntimeConfig,
     logger as unknown as PinoLogger,
   );
-  return { issuer, leases, roles, maxInFlight, calls, sealedPayloads, passwords, audited, refs };
+  return { issuer, leases, roles, maxInFlight, calls, sessions, sealedPayloads, passwords, audited, refs };
 }
 
 describe('LeaseIssuer', () => {
@@ -201,10 +206,25 @@ describe('LeaseIssuer', () => {
     expect(orders.every((l) => l.state === 'failed' && l.lastError === 'unreachable: cannot reach db:5432 (ECONNREFUSED)')).toBe(true);
   });
 
-  it('runs engine calls in parallel per connection, at most ENGINE_CONCURRENCY at once', async () => {
+  it('runs engine calls in parallel per connection, at most ENGINE_CONCURRENCY at once, one session (login) per runner', async () => {
     const w = world({ clusters: 50, slowMs: 10 });
     await w.issuer.issue();
-    for (const ref of w.refs) expect(w.maxInFlight.get(ref.id)).toBe(ENGINE_CONCURRENCY);
+    for (const ref of w.refs) {
+      expect(w.maxInFlight.get(ref.id)).toBe(ENGINE_CONCURRENCY);
+      expect(w.sessions.get(ref.id)).toBe(ENGINE_CONCURRENCY);
+    }
+  });
+
+  it('activates a batch as soon as its roles exist, before the last role of the round is created', async () => {
+    const w = world({ clusters: 250, slowMs: 2 });
+    const activeWhenLastCreated: number[] = [];
+    const created = w.roles.add.bind(w.roles);
+    w.roles.add = (role: string) => {
+      if (w.roles.size === 249) activeWhenLastCreated.push([...w.leases.values()].filter((l) => l.state === 'active').length);
+      return created(role);
+    };
+    expect(await w.issuer.issue()).toBe(500);
+    expect(activeWhenLastCreated[0]).toBeGreaterThan(0);
   });
 
   it('a crash after the roles were created leaves intents (the revocation sweep takes them over), never an active lease', async () => {

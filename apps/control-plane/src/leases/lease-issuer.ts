@@ -14,7 +14,7 @@ import { LeaseAudit } from './lease-audit.js';
 import {
   backoffSeconds,
   byCause,
-  eachBounded,
+  eachOnSessions,
   ENGINE_CONCURRENCY,
   retryTransient,
   roleName,
@@ -154,45 +154,68 @@ export class LeaseIssuer {
       const failed: Array<{ intent: Intent; candidate: IssueCandidate; err: unknown }> = [];
       // The engine's own timeouts bound each call; this bounds the whole call well inside the deadline.
       const timeoutMs = (this.config.leases.deadlineSeconds * 1000) / 2;
-      // (2) The roles, a bounded number at once.
-      // Once a call says the target is down, the rest of the group fails at once (targetDown).
+      // (2) The roles, a bounded number at once, each runner on one session (one login for many
+      // roles). Once a call says the target is down, the rest of the group fails at once (targetDown).
       let down: CredentialEngineError | undefined;
-      await eachBounded(intents, ENGINE_CONCURRENCY, async (intent) => {
-        const candidate = candidateOf(intent);
-        if (down) {
-          failed.push({ intent, candidate, err: down });
-          return;
-        }
-        let password: Buffer | undefined;
-        try {
-          password = await this.password();
-          const pw = password;
-          await withTimeout(
-            retryTransient(() =>
-              engine.createRole(target, {
-                role: intent.roleName,
-                password: pw,
-                expiresAt: new Date(intent.expiresAt),
-                statements: candidate.spec.creationStatements,
-              }),
-            ),
-            timeoutMs,
-            'creating the role',
-          );
-          created.push({ intent, candidate, password });
-        } catch (err) {
-          password?.fill(0);
+      // (3) Sealed and activated a batch at a time, as soon as a batch of roles exists (the first
+      // credentials go out while the rest are still being created), one batch after another.
+      let activation = Promise.resolve(0);
+      let pending: Created[] = [];
+      const flush = () => {
+        const chunk = pending;
+        pending = [];
+        activation = activation.then(async (n) => {
+          await this.faults.afterRoles?.(chunk.map((c) => c.intent));
+          return n + (await this.activate(chunk, target));
+        });
+        activation.catch(() => undefined); // awaited below; until then a crash fault must not count as unhandled
+      };
+      await eachOnSessions(
+        intents,
+        ENGINE_CONCURRENCY,
+        (fn) => engine.session(target, fn),
+        async (intent, session) => {
+          const candidate = candidateOf(intent);
+          if (down) {
+            failed.push({ intent, candidate, err: down });
+            return 'next';
+          }
+          let password: Buffer | undefined;
+          try {
+            password = await this.password();
+            const pw = password;
+            await withTimeout(
+              retryTransient(() =>
+                session.createRole({
+                  role: intent.roleName,
+                  password: pw,
+                  expiresAt: new Date(intent.expiresAt),
+                  statements: candidate.spec.creationStatements,
+                }),
+              ),
+              timeoutMs,
+              'creating the role',
+            );
+            const c = { intent, candidate, password };
+            created.push(c);
+            pending.push(c);
+            if (pending.length >= ACTIVATE_BATCH) flush();
+            return 'next';
+          } catch (err) {
+            password?.fill(0);
+            down ??= targetDown(err);
+            failed.push({ intent, candidate, err });
+            return 'reopen';
+          }
+        },
+        (intent, err) => {
           down ??= targetDown(err);
-          failed.push({ intent, candidate, err });
-        }
-      });
+          failed.push({ intent, candidate: candidateOf(intent), err });
+        },
+      );
       for (const [err, items] of byCause(failed)) await this.fail(items, err);
-      await this.faults.afterRoles?.(created.map((c) => c.intent));
-      // (3) Sealed and activated, a batch per transaction.
-      let activated = 0;
-      for (let i = 0; i < created.length; i += ACTIVATE_BATCH)
-        activated += await this.activate(created.slice(i, i + ACTIVATE_BATCH), target);
-      return activated;
+      if (pending.length > 0) flush();
+      return await activation;
     } finally {
       target.adminPassword.fill(0);
       for (const c of created) c.password.fill(0);

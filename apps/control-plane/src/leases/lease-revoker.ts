@@ -12,6 +12,7 @@ import {
   backoffSeconds,
   byCause,
   eachBounded,
+  eachOnSessions,
   ENGINE_CONCURRENCY,
   retryTransient,
   safeError,
@@ -100,23 +101,31 @@ export class LeaseRevoker {
       const failed: Array<{ claim: RevokeClaim; err: unknown }> = [];
       const timeoutMs = (this.config.leases.deadlineSeconds * 1000) / 2;
       let down: CredentialEngineError | undefined; // then the rest fails at once (targetDown)
-      await eachBounded(claims, ENGINE_CONCURRENCY, async (claim) => {
-        if (down) {
-          failed.push({ claim, err: down });
-          return;
-        }
-        try {
-          await withTimeout(
-            retryTransient(() => engine.revokeRole(target, { role: claim.roleName, statements: claim.revocationStatements })),
-            timeoutMs,
-            'revoking the role',
-          );
-          done.push(claim);
-        } catch (err) {
-          down ??= targetDown(err);
-          failed.push({ claim, err });
-        }
-      });
+      await eachOnSessions(
+        claims,
+        ENGINE_CONCURRENCY,
+        (fn) => engine.session(target, fn),
+        async (claim, session) => {
+          if (down) {
+            failed.push({ claim, err: down });
+            return 'next';
+          }
+          try {
+            await withTimeout(
+              retryTransient(() => session.revokeRole({ role: claim.roleName, statements: claim.revocationStatements })),
+              timeoutMs,
+              'revoking the role',
+            );
+            done.push(claim);
+            return 'next';
+          } catch (err) {
+            down ??= targetDown(err);
+            failed.push({ claim, err });
+            return 'reopen';
+          }
+        },
+        (claim, err) => failed.push({ claim, err }),
+      );
       await this.repo.markRevoked(done.map((c) => c.id));
       this.metrics.leasesRevoked.inc(done.length);
       for (const [err, items] of byCause(failed))

@@ -52,12 +52,20 @@ export interface RevokeRoleRequest {
   statements: string[];
 }
 
+/** Calls on one open connection to the target (CredentialEngine.session). */
+export interface EngineSession {
+  createRole(request: CreateRoleRequest): Promise<void>;
+  revokeRole(request: RevokeRoleRequest): Promise<void>;
+}
+
 export interface CredentialEngine {
   readonly engine: EngineName;
   verify(target: ConnectionTarget): Promise<EngineServerInfo>;
   createRole(target: ConnectionTarget, request: CreateRoleRequest): Promise<void>;
   /** Idempotent: a role that does not exist is success. */
   revokeRole(target: ConnectionTarget, request: RevokeRoleRequest): Promise<void>;
+  /** Many calls on one login: what a batch of issues or revocations uses. */
+  session<T>(target: ConnectionTarget, fn: (s: EngineSession) => Promise<T>): Promise<T>;
   /** Roles whose name starts with target.rolePrefix. */
   listRoles(target: ConnectionTarget): Promise<string[]>;
 }

@@ -9,20 +9,10 @@ const DNS: Record<string, string[]> = {
   'split.example': ['10.1.2.4', '169.254.169.254'], // one good answer, one metadata
 };
 const resolve = (host: string) => (DNS[host] ? Promise.resolve(DNS[host]) : Promise.reject(new Error('ENOTFOUND')));
-const DEFAULT_DENIED = [
-  '0.0.0.0/8',
-  '169.254.0.0/16',
-  '100.100.100.200/32',
-  '224.0.0.0/4',
-  '::/128',
-  'fe80::/10',
-  'fd00:ec2::254/128',
-  'ff00::/8',
-];
 
 const policy = (over: Partial<DialPolicyOptions> = {}) =>
   new NetworkDialPolicy({
-    denied: DEFAULT_DENIED,
+    denied: [],
     allowed: [],
     own: [ownService('postgres://sigil:pw@127.0.0.1:5433/sigil')!, ownService('redis://127.0.0.1:6380')!],
     resolve,
@@ -50,26 +40,51 @@ describe('connection dial policy', () => {
     for (const host of ['127.0.0.1', 'localhost', '::1', '127.0.0.2', '::ffff:127.0.0.1']) {
       const redis = await refusal(policy().addressFor(host, 6380, login));
       expect(redis.code).toBe('host_denied');
-      expect(redis.message).toContain("Sigil's own Redis");
+      expect(redis.message).toContain("is one of Sigil's own services");
     }
-    expect((await refusal(policy().addressFor('localhost', 5433, { database: 'sigil', username: 'x' }))).message).toContain(
-      "sigil is Sigil's own database",
-    );
-    expect((await refusal(policy().addressFor('127.0.0.1', 5433, { database: 'orders', username: 'sigil' }))).message).toContain(
-      "Sigil's own database user",
-    );
+    for (const host of ['0.0.0.0', '::']) expect((await refusal(policy().addressFor(host, 6380, login))).code).toBe('host_denied');
+    expect((await refusal(policy().addressFor('localhost', 5433, { database: 'sigil', username: 'x' }))).code).toBe('host_denied');
+    const user = await refusal(policy().addressFor('127.0.0.1', 5433, { database: 'orders', username: 'sigil' }));
+    // One message for every case: which database or user is Sigil's is not told.
+    expect(user.message).toContain("is one of Sigil's own services");
+    expect(user.message).not.toContain('sigil ');
     // Another database and admin on the same server are a target like any other; another port is another server.
     expect(await policy().addressFor('127.0.0.1', 5433, login)).toBe('127.0.0.1');
     expect(await policy().addressFor('127.0.0.1', 6381, login)).toBe('127.0.0.1');
   });
 
-  it("resolves Sigil's own services by name too", async () => {
-    const p = policy({ own: [ownService('redis://sigil-pg.svc:6379')!] });
-    expect((await refusal(p.addressFor('10.9.0.5', 6379, login))).code).toBe('host_denied');
+  it("resolves Sigil's own services by name too, and compares every spelling of an address", async () => {
+    const p = policy({ own: [ownService('redis://sigil-pg.svc:6379')!, ownService('postgres://sigil@[fd00:10::5]/sigil')!] });
+    for (const host of ['10.9.0.5', '::ffff:a09:5', '0:0:0:0:0:ffff:a09:5', '::ffff:0a09:0005'])
+      expect({ host, code: (await refusal(p.addressFor(host, 6379, login))).code }).toEqual({ host, code: 'host_denied' });
+    for (const host of ['FD00:10::5', 'fd00:10:0::5', 'fd00:10::0:5'])
+      expect((await refusal(p.addressFor(host, 5432, { database: 'sigil', username: 'x' }))).code).toBe('host_denied');
+  });
+
+  it('refuses the port of an own service whose name does not resolve now (fail closed), and asks again next time', async () => {
+    let up = false;
+    const flaky = (host: string) => (host === 'sigil-redis.svc' && !up ? Promise.reject(new Error('EAI_AGAIN')) : resolve(host));
+    const p = policy({ own: [ownService('redis://sigil-redis.svc:6379')!], resolve: flaky });
+    expect((await refusal(p.addressFor('10.1.2.3', 6379, login))).code).toBe('host_denied');
+    expect(await p.addressFor('10.1.2.3', 5432, login)).toBe('10.1.2.3'); // other ports are not affected
+    up = true;
+    DNS['sigil-redis.svc'] = ['10.9.0.7'];
+    await new Promise((r) => setTimeout(r, 10));
+    expect(await p.addressFor('10.1.2.3', 6379, login)).toBe('10.1.2.3');
+    expect((await refusal(p.addressFor('10.9.0.7', 6379, login))).code).toBe('host_denied');
   });
 
   it('refuses cloud metadata and link-local, also as an IPv4-mapped IPv6 address', async () => {
-    for (const host of ['169.254.169.254', '::ffff:169.254.169.254', 'fe80::1', '100.100.100.200', 'fd00:ec2::254', '0.0.0.0']) {
+    for (const host of [
+      '169.254.169.254',
+      '::ffff:169.254.169.254',
+      '::ffff:a9fe:a9fe',
+      'fe80::1',
+      '100.100.100.200',
+      'fd00:ec2::254',
+      '0.0.0.0',
+      '64:ff9b::a9fe:a9fe',
+    ]) {
       const err = await refusal(policy().addressFor(host, 80, login));
       expect(err.code).toBe('host_denied');
       expect(err.message).toContain('SIGIL_CONNECTION_DENIED_NETWORKS');
@@ -94,6 +109,8 @@ describe('connection dial policy', () => {
 
   it("reads Sigil's own services from its URLs", () => {
     expect(ownService('postgresql://u%40x:p@db:6000/sig%2Dil')).toEqual({ host: 'db', port: 6000, database: 'sig-il', username: 'u@x' });
+    // As pg reads it: ?user= and ?port= win, and no database means the user's.
+    expect(ownService('postgres://a:p@db/?user=sigil&port=6001')).toEqual({ host: 'db', port: 6001, database: 'sigil', username: 'sigil' });
     expect(ownService('postgres://u:p@db/sigil')).toMatchObject({ port: 5432 });
     expect(ownService('rediss://cache')).toEqual({ host: 'cache', port: 6379 });
     expect(ownService('postgres://u@/sigil?host=/run/postgresql')).toBeUndefined();

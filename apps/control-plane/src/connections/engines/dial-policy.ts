@@ -1,5 +1,5 @@
 import { lookup } from 'node:dns/promises';
-import { isIP, type BlockList } from 'node:net';
+import { isIP, SocketAddress, type BlockList } from 'node:net';
 import { blockList, ipFamily } from '../../common/networks.js';
 import { CredentialEngineError } from './credential-engine.js';
 
@@ -53,7 +53,30 @@ export interface DialPolicy {
 /** Every address allowed: unit tests of engines that need no network policy. */
 export const OPEN_DIAL_POLICY: DialPolicy = { addressFor: (host) => Promise.resolve(host) };
 
-type OwnAddress = { address: string; port: number; database?: string; username?: string };
+/** An own service's address; `address` undefined: its name does not resolve now, so its port is refused on any address (fail closed). */
+type OwnAddress = { address: string | undefined; port: number; database?: string; username?: string };
+
+/** Sigil's own addresses are resolved again after this long (a Service or a managed endpoint can move). */
+const OWN_TTL_MS = 60_000;
+
+/**
+ * Refused whatever the configuration says (SIGIL_CONNECTION_DENIED_NETWORKS adds to it):
+ * link-local (cloud metadata at 169.254.169.254), unspecified (0.0.0.0 and :: reach the local
+ * host), multicast, the other clouds' metadata addresses, and NAT64 (an IPv4 address inside IPv6
+ * that the lists below would not see as IPv4).
+ */
+export const ALWAYS_DENIED_NETWORKS: readonly string[] = [
+  '0.0.0.0/8',
+  '169.254.0.0/16',
+  '100.100.100.200/32',
+  '224.0.0.0/4',
+  '::/128',
+  'fe80::/10',
+  'fd00:ec2::254/128',
+  'ff00::/8',
+  '64:ff9b::/96',
+  '64:ff9b:1::/48',
+];
 
 // IPv4 first: the engine dials one address (the checked one), and services listen on IPv4 more often than on both.
 const systemResolve = async (host: string): Promise<string[]> =>
@@ -63,10 +86,10 @@ export class NetworkDialPolicy implements DialPolicy {
   private readonly denied: BlockList;
   private readonly allowed: BlockList | undefined;
   private readonly resolve: (host: string) => Promise<string[]>;
-  private ownAddresses: Promise<OwnAddress[]> | undefined;
+  private ownAddresses: { at: number; addresses: Promise<OwnAddress[]> } | undefined;
 
   constructor(private readonly options: DialPolicyOptions) {
-    this.denied = blockList(options.denied);
+    this.denied = blockList([...ALWAYS_DENIED_NETWORKS, ...options.denied]);
     this.allowed = options.allowed.length > 0 ? blockList(options.allowed) : undefined;
     this.resolve = options.resolve ?? systemResolve;
   }
@@ -80,6 +103,8 @@ export class NetworkDialPolicy implements DialPolicy {
       throw new CredentialEngineError('unreachable', `${host} does not resolve`);
     }
     if (addresses.length === 0) throw new CredentialEngineError('unreachable', `${host} does not resolve`);
+    // One spelling per address (::ffff:a60:7 is ::ffff:10.96.0.7, FD00:10:0::5 is fd00:10::5), so comparisons hold.
+    addresses = addresses.map(canonical);
     const own = await this.own();
     // Every address, not just the first: the resolver's order is not the attacker's to rely on, nor ours.
     for (const address of addresses) {
@@ -92,11 +117,10 @@ export class NetworkDialPolicy implements DialPolicy {
   private refusal(address: string, port: number, login: DialLogin, own: OwnAddress[]): string | undefined {
     const family = ipFamily(address);
     const mapped = unmapped(address);
-    for (const o of own.filter((o) => o.port === port && sameHost(o.address, mapped))) {
-      if (o.database === undefined) return "is Sigil's own Redis; a connection may not point at it";
-      if (o.database === login.database) return `is Sigil's own PostgreSQL, and ${login.database} is Sigil's own database`;
-      if (o.username === login.username) return `is Sigil's own PostgreSQL, and ${login.username} is Sigil's own database user`;
-    }
+    // One message for every own-service case: which service, database or user is not told.
+    for (const o of own.filter((o) => o.port === port && (o.address === undefined || sameHost(o.address, mapped))))
+      if (o.database === undefined || o.database === login.database || o.username === login.username)
+        return "is one of Sigil's own services (its Redis, or its own database or database user)";
     if (this.denied.check(address, family) || (mapped !== address && this.denied.check(mapped, 'ipv4')))
       return 'is in a network connections may not reach (SIGIL_CONNECTION_DENIED_NETWORKS)';
     if (this.allowed && !this.allowed.check(address, family) && !(mapped !== address && this.allowed.check(mapped, 'ipv4')))
@@ -104,16 +128,28 @@ export class NetworkDialPolicy implements DialPolicy {
     return undefined;
   }
 
-  /** Sigil's own endpoints, resolved once (a name that does not resolve is kept as given). */
+  /** Sigil's own endpoints, resolved again every OWN_TTL_MS; one that does not resolve refuses its port on any address. */
   private own(): Promise<OwnAddress[]> {
-    this.ownAddresses ??= Promise.all(
-      this.options.own.map(async (e) => {
+    const now = Date.now();
+    if (this.ownAddresses && now - this.ownAddresses.at < OWN_TTL_MS) return this.ownAddresses.addresses;
+    let failed = false;
+    const addresses = Promise.all(
+      this.options.own.map(async (e): Promise<OwnAddress[]> => {
         const bare = e.host.startsWith('[') && e.host.endsWith(']') ? e.host.slice(1, -1) : e.host;
-        const addresses = isIP(bare) !== 0 ? [bare] : await this.resolve(bare).catch(() => [bare]);
-        return addresses.map((a) => ({ ...e, address: unmapped(a) }));
+        try {
+          const found = isIP(bare) !== 0 ? [bare] : await this.resolve(bare);
+          return found.map((a) => ({ ...e, address: unmapped(canonical(a)) }));
+        } catch {
+          failed = true; // not cached: the next dial asks again
+          return [{ ...e, address: undefined }];
+        }
       }),
     ).then((all) => all.flat());
-    return this.ownAddresses;
+    this.ownAddresses = { at: now, addresses };
+    void addresses.then(() => {
+      if (failed) this.ownAddresses = undefined;
+    });
+    return addresses;
   }
 }
 
@@ -129,9 +165,21 @@ export function ownService(url: string): OwnService | undefined {
     if (host === '' || host.startsWith('/')) return undefined;
     const port = u.port === '' ? (redis ? 6379 : 5432) : Number(u.port);
     if (redis) return { host, port };
-    return { host, port, database: decodeURIComponent(u.pathname.slice(1)), username: decodeURIComponent(u.username) };
+    // As pg reads it: ?user= and ?port= win over the URL's parts, and no database means the user's.
+    const username = u.searchParams.get('user') ?? decodeURIComponent(u.username);
+    const database = decodeURIComponent(u.pathname.slice(1)) || username;
+    return { host, port: Number(u.searchParams.get('port') ?? port), database, username };
   } catch {
     return undefined;
+  }
+}
+
+/** The address as Node spells it (lowercase, shortest form; IPv4-mapped with its IPv4 part dotted). */
+function canonical(address: string): string {
+  try {
+    return new SocketAddress({ address, family: ipFamily(address) }).address;
+  } catch {
+    return address;
   }
 }
 
@@ -141,7 +189,8 @@ function unmapped(address: string): string {
   return m ? m[1]! : address;
 }
 
-const LOOPBACK = blockList(['127.0.0.0/8', '::1/128']);
+// 0.0.0.0 and :: reach the local host too.
+const LOOPBACK = blockList(['127.0.0.0/8', '::1/128', '0.0.0.0/8', '::/128']);
 const isLoopback = (a: string) => LOOPBACK.check(a, ipFamily(a));
 
 /** Any loopback address reaches a service listening on loopback (127.0.0.1, ::1, localhost), so they count as one host. */

@@ -7,6 +7,7 @@ import {
   type CreateRoleRequest,
   type CredentialEngine,
   type EngineServerInfo,
+  type EngineSession,
   type RevokeRoleRequest,
 } from './credential-engine.js';
 import { OPEN_DIAL_POLICY, type DialPolicy } from './dial-policy.js';
@@ -119,6 +120,15 @@ export class PostgresCredentialEngine implements CredentialEngine {
    * "What statements may do"). A superuser admin is refused outright: its statements could do anything.
    */
   async createRole(target: ConnectionTarget, r: CreateRoleRequest): Promise<void> {
+    const rendered = await this.renderCreation(target, r);
+    await this.withClient(target, (c) => this.createRoleOn(c, target, r.role, rendered));
+  }
+
+  /** Checks and renders the creation statements (before any connection is made). */
+  private async renderCreation(
+    target: ConnectionTarget,
+    r: CreateRoleRequest,
+  ): Promise<{ sql: string[]; name: string; expiration: string }> {
     checkRole(target, r.role);
     const problem =
       statementsProblem(r.statements, CREATION_PLACEHOLDERS) ??
@@ -131,22 +141,24 @@ export class PostgresCredentialEngine implements CredentialEngine {
       password: pg.escapeLiteral(await scramVerifier(r.password)),
       expiration: pg.escapeLiteral(r.expiresAt.toISOString()),
     };
-    const rendered = r.statements.map((s) => renderStatement(s, values));
-    await this.withClient(target, async (c) => {
-      await refuseSuperuserAdmin(c, target);
-      await query(c, 'BEGIN', [], 'starting the transaction');
-      try {
-        for (const [i, sql] of rendered.entries()) await query(c, sql, [], `creation statement ${i + 1} of ${rendered.length}`);
-        await checkCreatedRole(c, r.role);
-        // Whatever the statements said: the database refuses the login after the lease's expiry,
-        // even if every revocation fails.
-        await query(c, `ALTER ROLE ${values.name} VALID UNTIL ${values.expiration}`, [], 'setting the role expiry (VALID UNTIL)');
-        await query(c, 'COMMIT', [], 'committing the creation statements');
-      } catch (err) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-    });
+    return { sql: r.statements.map((s) => renderStatement(s, values)), name: values.name, expiration: values.expiration };
+  }
+
+  /** One creation on an open client (createRole, or a session's). */
+  private async createRoleOn(c: pg.Client, target: ConnectionTarget, role: string, r: { sql: string[]; name: string; expiration: string }) {
+    await refuseSuperuserAdmin(c, target);
+    await query(c, 'BEGIN', [], 'starting the transaction');
+    try {
+      for (const [i, sql] of r.sql.entries()) await query(c, sql, [], `creation statement ${i + 1} of ${r.sql.length}`);
+      await checkCreatedRole(c, role);
+      // Whatever the statements said: the database refuses the login after the lease's expiry,
+      // even if every revocation fails.
+      await query(c, `ALTER ROLE ${r.name} VALID UNTIL ${r.expiration}`, [], 'setting the role expiry (VALID UNTIL)');
+      await query(c, 'COMMIT', [], 'committing the creation statements');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
@@ -158,59 +170,73 @@ export class PostgresCredentialEngine implements CredentialEngine {
    * the sessions already open keep working until they disconnect.
    */
   async revokeRole(target: ConnectionTarget, r: RevokeRoleRequest): Promise<void> {
-    checkRole(target, r.role);
-    const statements = r.statements.length > 0 ? r.statements : DEFAULT_REVOCATION;
-    const problem = statementsProblem(statements, REVOCATION_PLACEHOLDERS) ?? statementFormsProblem(statements, 'revocation');
-    if (problem) throw new CredentialEngineError('statement_failed', `revocation statements: ${problem}`);
-    const name = pg.escapeIdentifier(r.role);
-    const rendered = statements.map((s) => renderStatement(s, { name }));
-    await this.withClient(target, async (c) => {
-      const role = (
-        await query<{ oid: string; privileged: boolean }>(
-          c,
-          // The role's own privileges: pg_signal_backend alone cannot end a session of a role
-          // the admin is not a member of when that role is itself privileged, nor reassign its objects.
-          `SELECT oid::text AS oid, pg_has_role(current_user, oid, 'USAGE') AS privileged
-             FROM pg_roles WHERE rolname = $1`,
-          [r.role],
-          'looking the role up',
-        )
-      ).rows[0];
-      if (role === undefined) return;
-      // PostgreSQL 16+ gives the CREATEROLE role that made a role ADMIN OPTION on it, without its
-      // privileges; ending its sessions, REASSIGN OWNED and DROP OWNED need them, so the admin
-      // grants the role to itself (it holds ADMIN OPTION). The grant goes with the role.
-      if (!role.privileged)
-        await c
-          .query(`GRANT ${name} TO CURRENT_USER WITH INHERIT TRUE, SET FALSE`)
-          .catch(() => c.query(`GRANT ${name} TO CURRENT_USER`)) // before PostgreSQL 16: no WITH options
-          .catch(() => undefined); // not ours to grant: the sessions may then not end, which is reported below
-      await query(c, `ALTER ROLE ${name} NOLOGIN`, [], 'refusing new logins of the role');
-      const unterminated = await this.terminateSessions(c, role.oid);
-      await query(c, 'BEGIN', [], 'starting the transaction');
-      try {
-        for (const [i, sql] of rendered.entries()) await query(c, sql, [], `revocation statement ${i + 1} of ${rendered.length}`);
-        // Custom statements must still leave the role unable to log in (gone, or NOLOGIN).
-        const left = await query<{ rolcanlogin: boolean }>(
-          c,
-          'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1',
-          [r.role],
-          'checking the role is revoked',
-        );
-        if (left.rows[0]?.rolcanlogin)
-          throw new CredentialEngineError('statement_failed', `the revocation statements left role ${r.role} able to log in`);
-        await query(c, 'COMMIT', [], 'committing the revocation statements');
-      } catch (err) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-      if (unterminated > 0)
-        throw new CredentialEngineError(
-          'statement_failed',
-          `role ${r.role} is revoked, but ${unterminated} of its open sessions could not be ended: the admin role needs the role's privileges or pg_signal_backend (docs/dynamic-secrets.md)`,
-          '42501',
-        );
-    });
+    const rendered = renderRevocation(target, r);
+    await this.withClient(target, (c) => this.revokeRoleOn(c, r.role, rendered));
+  }
+
+  /**
+   * One login for many calls (decision 019, addendum): createRole and revokeRole on one client,
+   * with the same checks, until `fn` ends. The admin password is needed only for the login, as
+   * with one call. A call that fails leaves the session usable when the database is (a failed
+   * transaction is rolled back); the caller opens a new one when the connection itself broke.
+   */
+  async session<T>(target: ConnectionTarget, fn: (s: EngineSession) => Promise<T>): Promise<T> {
+    return this.withClient(target, (c) =>
+      fn({
+        createRole: async (r) => this.createRoleOn(c, target, r.role, await this.renderCreation(target, r)),
+        revokeRole: (r) => this.revokeRoleOn(c, r.role, renderRevocation(target, r)),
+      }),
+    );
+  }
+
+  /** One revocation on an open client (revokeRole, or a session's). */
+  private async revokeRoleOn(c: pg.Client, roleName: string, rendered: { sql: string[]; name: string }): Promise<void> {
+    const name = rendered.name;
+    const role = (
+      await query<{ oid: string; privileged: boolean }>(
+        c,
+        // The role's own privileges: pg_signal_backend alone cannot end a session of a role
+        // the admin is not a member of when that role is itself privileged, nor reassign its objects.
+        `SELECT oid::text AS oid, pg_has_role(current_user, oid, 'USAGE') AS privileged
+           FROM pg_roles WHERE rolname = $1`,
+        [roleName],
+        'looking the role up',
+      )
+    ).rows[0];
+    if (role === undefined) return;
+    // PostgreSQL 16+ gives the CREATEROLE role that made a role ADMIN OPTION on it, without its
+    // privileges; ending its sessions, REASSIGN OWNED and DROP OWNED need them, so the admin
+    // grants the role to itself (it holds ADMIN OPTION). The grant goes with the role.
+    if (!role.privileged)
+      await c
+        .query(`GRANT ${name} TO CURRENT_USER WITH INHERIT TRUE, SET FALSE`)
+        .catch(() => c.query(`GRANT ${name} TO CURRENT_USER`)) // before PostgreSQL 16: no WITH options
+        .catch(() => undefined); // not ours to grant: the sessions may then not end, which is reported below
+    await query(c, `ALTER ROLE ${name} NOLOGIN`, [], 'refusing new logins of the role');
+    const unterminated = await this.terminateSessions(c, role.oid);
+    await query(c, 'BEGIN', [], 'starting the transaction');
+    try {
+      for (const [i, sql] of rendered.sql.entries()) await query(c, sql, [], `revocation statement ${i + 1} of ${rendered.sql.length}`);
+      // Custom statements must still leave the role unable to log in (gone, or NOLOGIN).
+      const left = await query<{ rolcanlogin: boolean }>(
+        c,
+        'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1',
+        [roleName],
+        'checking the role is revoked',
+      );
+      if (left.rows[0]?.rolcanlogin)
+        throw new CredentialEngineError('statement_failed', `the revocation statements left role ${roleName} able to log in`);
+      await query(c, 'COMMIT', [], 'committing the revocation statements');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+    if (unterminated > 0)
+      throw new CredentialEngineError(
+        'statement_failed',
+        `role ${roleName} is revoked, but ${unterminated} of its open sessions could not be ended: the admin role needs the role's privileges or pg_signal_backend (docs/dynamic-secrets.md)`,
+        '42501',
+      );
   }
 
   /** Ends every session of the role, waiting for each; how many could not be ended for lack of privilege. */
@@ -355,6 +381,16 @@ export function sslOptions(target: Pick<ConnectionTarget, 'tlsMode' | 'caCertifi
         ...servername,
       };
   }
+}
+
+/** Checks and renders a revocation (before any connection is made). */
+function renderRevocation(target: ConnectionTarget, r: RevokeRoleRequest): { sql: string[]; name: string } {
+  checkRole(target, r.role);
+  const statements = r.statements.length > 0 ? r.statements : DEFAULT_REVOCATION;
+  const problem = statementsProblem(statements, REVOCATION_PLACEHOLDERS) ?? statementFormsProblem(statements, 'revocation');
+  if (problem) throw new CredentialEngineError('statement_failed', `revocation statements: ${problem}`);
+  const name = pg.escapeIdentifier(r.role);
+  return { sql: statements.map((s) => renderStatement(s, { name })), name };
 }
 
 function checkRole(target: ConnectionTarget, role: string): void {

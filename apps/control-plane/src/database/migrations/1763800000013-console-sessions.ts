@@ -22,6 +22,7 @@ export class ConsoleSessions1763800000013 implements MigrationInterface {
       )`);
     await q.query('CREATE INDEX console_sessions_token ON console_sessions (token_id)');
     await q.query('CREATE INDEX console_sessions_expires ON console_sessions (expires_at)');
+    await q.query('CREATE INDEX console_sessions_last_seen ON console_sessions (last_seen_at)');
   }
 
   async down(q: QueryRunner): Promise<void> {
