@@ -54,10 +54,19 @@ export class LeaseRevoker {
     this.stopped = true;
   }
 
-  /** One revocation pass; returns how many roles this replica revoked. */
-  async revoke(): Promise<number> {
+  /**
+   * Starts due grace periods and moves what must go to `revoking` (clusters that held it are
+   * rebuilt without it). Cheap and Sigil-side only: the sweep runs it on its own each tick, so an
+   * expired credential is withdrawn on time even while a revocation pass waits on a slow target.
+   */
+  async markDue(): Promise<void> {
     await this.repo.startGrace();
     await this.mark();
+  }
+
+  /** One revocation pass; returns how many roles this replica revoked. */
+  async revoke(): Promise<number> {
+    await this.markDue();
     let revoked = 0;
     for (;;) {
       if (this.stopped) return revoked;

@@ -55,7 +55,7 @@ export class LeaseSweep implements OnApplicationBootstrap, OnApplicationShutdown
     clearInterval(this.timer);
     clearInterval(this.reaperTimer);
     this.unsubscribe?.();
-    await Promise.all([this.revoking.current, this.issuing.current, this.reaping]);
+    await Promise.all([this.marking.current, this.revoking.current, this.issuing.current, this.reaping]);
   }
 
   /** Something changed: sweep now (or right after the passes in progress). No-op outside workers. */
@@ -65,12 +65,21 @@ export class LeaseSweep implements OnApplicationBootstrap, OnApplicationShutdown
   }
 
   /**
-   * One revocation pass and one issue pass, each unless one is running (then once more right
-   * after it). They run side by side: a fleet-wide issue never holds back a revocation.
+   * One marking, one revocation and one issue pass, each unless one is running (then once more
+   * right after it). They run side by side: a fleet-wide issue never holds back a revocation,
+   * and a slow revocation never holds back marking what must go.
    */
   tick(): Promise<void> {
-    return Promise.all([this.revoking.run(), this.issuing.run()]).then(() => this.gauge());
+    return Promise.all([this.marking.run(), this.revoking.run(), this.issuing.run()]).then(() => this.gauge());
   }
+
+  // Marking on its own too: a revocation pass waiting on a slow target must not delay the
+  // withdrawal of expired or unpublished credentials from clusters.
+  private readonly marking = new Pass(
+    () => this.revoker.markDue(),
+    (err) => this.logger.warn({ err: safeError(err) }, 'lease marking pass failed; the next one retries'),
+    () => this.stopped,
+  );
 
   private readonly revoking = new Pass(
     () => this.revoker.revoke(),
