@@ -92,7 +92,10 @@ describe('control plane against real PostgreSQL, Redis and SoftHSM', () => {
 
   it('publishes the OpenAPI document and Swagger UI', async () => {
     // Public on purpose: agents fetch the CA they must trust before they have any credential.
-    const PUBLIC_OPERATIONS = ['get /api/v1/agents/trust'];
+    const PUBLIC_OPERATIONS = ['get /api/v1/agents/trust', 'post /api/v1/console/session'];
+    // The console's session itself is reached by its cookie only (decision 021).
+    const COOKIE_ONLY = ['get /api/v1/console/session', 'delete /api/v1/console/session'];
+    const COOKIE = { '__Host-sigil_session': [] };
     const doc = (await (await fetch(`${cp.url}/api/docs-json`)).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths)).toEqual(
@@ -116,7 +119,8 @@ describe('control plane against real PostgreSQL, Redis and SoftHSM', () => {
     for (const [path, ops] of Object.entries(full.paths).filter(([p]) => p.startsWith('/api/v1/'))) {
       for (const [method, op] of Object.entries(ops)) {
         const isPublic = PUBLIC_OPERATIONS.includes(`${method} ${path}`);
-        expect([`${method} ${path}`, op.security]).toEqual([`${method} ${path}`, isPublic ? undefined : [{ bearer: [] }]]);
+        const security = isPublic ? undefined : COOKIE_ONLY.includes(`${method} ${path}`) ? [COOKIE] : [{ bearer: [] }, COOKIE];
+        expect([`${method} ${path}`, op.security]).toEqual([`${method} ${path}`, security]);
         if (isPublic) continue;
         expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(['400', '401', '403', '404']));
       }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import {
+  ApiCookieAuth,
   ApiCreatedResponse,
   ApiNoContentResponse,
   ApiOkResponse,
@@ -19,7 +20,7 @@ import type { ApiTokenRole } from './api-token.entity.js';
 import { Audited, Requires, type AuthenticatedRequest } from './auth.decorators.js';
 import { AuthError, AuthErrorCode } from './auth.errors.js';
 import { hashToken } from './bootstrap-admin-token.js';
-import { CSRF_HEADER, clearedSessionCookie, sessionCookie, sessionSecret } from './console-cookie.js';
+import { CSRF_HEADER, SESSION_COOKIE, clearedSessionCookie, sessionCookie, sessionSecret } from './console-cookie.js';
 import { FailedAuthentications } from './failed-authentications.js';
 import { ConsoleSessionRepository, type ConsoleSession } from './console-session.repository.js';
 import { Actor, ROLE_PERMISSIONS, type Permission } from './policy.js';
@@ -129,6 +130,7 @@ export class ConsoleSessionsController {
   }
 
   @Get()
+  @ApiCookieAuth(SESSION_COOKIE)
   // Any signed-in role (every role reads projects).
   @Requires('projects:read')
   @ApiOperation({
@@ -143,6 +145,7 @@ export class ConsoleSessionsController {
   }
 
   @Delete()
+  @ApiCookieAuth(SESSION_COOKIE)
   @HttpCode(204)
   @Requires('projects:read')
   @Audited('console.sign_out')

@@ -14,7 +14,7 @@ export const UNPREFIXED_ROUTES = ['healthz', 'readyz', 'metrics'];
 
 /** The REST API's OpenAPI document: served at /api/docs-json and the source of the CLI's types. */
 export function openApiDocument(app: INestApplication): OpenAPIObject {
-  return SwaggerModule.createDocument(
+  const document = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
       .setTitle('Sigil control plane')
@@ -23,7 +23,7 @@ export function openApiDocument(app: INestApplication): OpenAPIObject {
       .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API token (sgl_…)' })
       // The console's alternative to the bearer token (POST /api/v1/console/session); mutations
       // made with it also need the session's CSRF token in X-CSRF-Token.
-      .addCookieAuth('__Host-sigil_session', {
+      .addCookieAuth(SESSION_COOKIE, {
         type: 'apiKey',
         in: 'cookie',
         description: 'console session cookie; every POST, PUT, PATCH and DELETE made with it needs X-CSRF-Token',
@@ -31,7 +31,18 @@ export function openApiDocument(app: INestApplication): OpenAPIObject {
       .build(),
     { extraModels: [ProblemView] },
   );
+  // Whatever takes the bearer token also takes the console's session cookie (the guard accepts
+  // either; decision 021), so every such operation lists both as alternatives.
+  for (const ops of Object.values(document.paths))
+    for (const op of Object.values(ops as Record<string, { security?: Array<Record<string, string[]>> }>))
+      // A new array: swagger shares one between a controller's operations.
+      if (op.security?.some((s) => 'bearer' in s) && !op.security.some((s) => SESSION_COOKIE in s))
+        op.security = [...op.security, { [SESSION_COOKIE]: [] }];
+  return document;
 }
+
+/** The console's session cookie (auth/console-cookie.ts; http/ depends on no feature, hence the literal). */
+const SESSION_COOKIE = '__Host-sigil_session';
 
 /**
  * The same document without PostgreSQL, Redis or an HSM: Nest's preview mode reads the module
