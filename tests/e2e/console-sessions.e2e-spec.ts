@@ -98,6 +98,8 @@ describe('console sessions', () => {
     // The audit log names the token behind the session, and the refused attempts as denied.
     const audit = (await cp.admin.get('/audit?limit=200')).body.items as Array<{ action: string; outcome: string; actor: string | null }>;
     expect(audit.filter((e) => e.action === 'project.create' && e.outcome === 'denied').length).toBeGreaterThanOrEqual(2);
+    // Sign-in: the attempt is recorded before the session exists, then the outcome.
+    expect(audit.some((e) => e.action === 'console.sign_in' && e.outcome === 'attempted')).toBe(true);
     expect(audit.some((e) => e.action === 'console.sign_in' && e.outcome === 'success')).toBe(true);
   });
 

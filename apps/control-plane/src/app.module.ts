@@ -17,6 +17,7 @@ import { InjectionModule } from './injection/injection.module.js';
 import { DeliveryModule, DeliveryWorkerModule } from './delivery/delivery.module.js';
 import { entities } from './entities.js';
 import { ApiTokensModule } from './api-tokens/api-tokens.module.js';
+import { ConsoleModule } from './console/console.module.js';
 import { PublicationsModule } from './publications/publications.module.js';
 import { HsmModule } from './hsm/hsm.module.js';
 import { ProjectsModule } from './projects/projects.module.js';
@@ -46,6 +47,7 @@ export class AppModule {
         KeysModule,
         AuthModule,
         ApiTokensModule,
+        ConsoleModule,
         AuditModule,
         ProjectsModule,
         AppsModule,

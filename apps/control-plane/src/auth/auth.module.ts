@@ -3,7 +3,6 @@ import { APP_GUARD } from '@nestjs/core';
 import { ApiTokenRepository } from './api-token.repository.js';
 import { AuthGuard } from './auth.guard.js';
 import { ConsoleSessionRepository } from './console-session.repository.js';
-import { ConsoleSessionsController } from './console-sessions.controller.js';
 import { FailedAuthentications } from './failed-authentications.js';
 
 /**
@@ -12,8 +11,7 @@ import { FailedAuthentications } from './failed-authentications.js';
  * guard is registered app-wide through APP_GUARD; modules that manage tokens import this one.
  */
 @Module({
-  controllers: [ConsoleSessionsController],
   providers: [ApiTokenRepository, ConsoleSessionRepository, FailedAuthentications, { provide: APP_GUARD, useClass: AuthGuard }],
-  exports: [ApiTokenRepository],
+  exports: [ApiTokenRepository, ConsoleSessionRepository, FailedAuthentications],
 })
 export class AuthModule {}

@@ -15,15 +15,17 @@ import type { Request, Response } from 'express';
 import { ApiProblems } from '../common/api-problems.js';
 import { Public } from '../common/public-route.js';
 import { RuntimeConfig } from '../config/runtime-config.js';
-import { ApiTokenRepository } from './api-token.repository.js';
-import type { ApiTokenRole } from './api-token.entity.js';
-import { Audited, Requires, type AuthenticatedRequest } from './auth.decorators.js';
-import { AuthError, AuthErrorCode } from './auth.errors.js';
-import { hashToken } from './bootstrap-admin-token.js';
-import { CSRF_HEADER, SESSION_COOKIE, clearedSessionCookie, sessionCookie, sessionSecret } from './console-cookie.js';
-import { FailedAuthentications } from './failed-authentications.js';
-import { ConsoleSessionRepository, type ConsoleSession } from './console-session.repository.js';
-import { Actor, ROLE_PERMISSIONS, type Permission } from './policy.js';
+import { AuditError, AuditErrorCode } from '../audit/audit.errors.js';
+import { AuditService } from '../audit/audit.service.js';
+import { ApiTokenRepository } from '../auth/api-token.repository.js';
+import type { ApiTokenRole } from '../auth/api-token.entity.js';
+import { Audited, Requires, type AuthenticatedRequest } from '../auth/auth.decorators.js';
+import { AuthError, AuthErrorCode } from '../auth/auth.errors.js';
+import { hashToken } from '../auth/bootstrap-admin-token.js';
+import { CSRF_HEADER, SESSION_COOKIE, clearedSessionCookie, sessionCookie, sessionSecret } from '../auth/console-cookie.js';
+import { FailedAuthentications } from '../auth/failed-authentications.js';
+import { ConsoleSessionRepository, type ConsoleSession } from '../auth/console-session.repository.js';
+import { Actor, ROLE_PERMISSIONS, type Permission } from '../auth/policy.js';
 import { RateLimiter } from '../common/rate-limiter.js';
 
 export class SignInDto {
@@ -74,6 +76,7 @@ export class ConsoleSessionsController {
     @Inject(ConsoleSessionRepository) private readonly sessions: ConsoleSessionRepository,
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
     @Inject(FailedAuthentications) private readonly failures: FailedAuthentications,
+    @Inject(AuditService) private readonly audit: AuditService,
   ) {
     this.signIns = new RateLimiter(1, 10);
   }
@@ -112,6 +115,24 @@ export class ConsoleSessionsController {
     await this.sessions.deleteEnded(c.sessionIdleSeconds);
     const secret = randomBytes(32).toString('base64url');
     const csrfToken = randomBytes(32).toString('base64url');
+    // As for every change: the attempt is on record before the session exists, or nothing happens
+    // (the guard's interceptor cannot do it for this public route; the outcome is recorded as usual).
+    try {
+      await this.audit.record({
+        at: new Date(),
+        actorId: token.id,
+        actorName: token.name,
+        action: 'console.sign_in',
+        method: 'POST',
+        path: '/api/v1/console/session',
+        target: null,
+        outcome: 'attempted',
+        status: 0,
+        requestId: typeof req.id === 'string' || typeof req.id === 'number' ? String(req.id) : null,
+      });
+    } catch {
+      throw new AuditError(AuditErrorCode.AuditUnavailable, 'the audit log cannot be written; no session was created');
+    }
     // Signing in again in the same browser ends the session it had (no row left behind).
     const previous = sessionSecret(req.headers.cookie);
     if (previous) await this.sessions.deleteBySecret(hashToken(previous));
