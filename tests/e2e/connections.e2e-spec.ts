@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import { ApiClient } from '../harness/api-client.js';
+import { eventually } from '../harness/eventually.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { databaseDump, redisDump, spellings } from '../harness/secret-scan.js';
 import { testEnv, uniqueName } from '../harness/test-env.js';
@@ -182,7 +183,12 @@ describe('database connections', () => {
   it('audits every write with the settings, never the password; delete removes it', async () => {
     expect((await api.delete(`${base()}/nowhere`)).status).toBe(204);
     expect((await api.get(`${base()}/nowhere`)).status).toBe(404);
-    const audit = await api.get(`/audit?limit=500`);
+    // An outcome record is written once its response is sent (group commit): wait for the delete's.
+    const audit = await eventually('the delete is audited', async () => {
+      const r = await api.get(`/audit?limit=500`);
+      const items = (r.body.items ?? []) as Array<{ action: string; outcome: string }>;
+      return items.some((e) => e.action === 'connection.delete' && e.outcome === 'success') ? r : undefined;
+    });
     expect(audit.status).toBe(200);
     const mine = (audit.body.items as Array<{ action: string; outcome: string; target: string | null }>).filter((e) =>
       e.action.startsWith('connection.'),
