@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import type { ApiClient } from '../harness/api-client.js';
 import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
+import { eventually } from '../harness/eventually.js';
 import { databaseDump } from '../harness/secret-scan.js';
 import { uniqueName } from '../harness/test-env.js';
 
@@ -96,7 +97,13 @@ describe('console sessions', () => {
     const ok = await b.request('POST', '/projects', { name: project });
     expect(ok.status).toBe(201);
     // The audit log names the token behind the session, and the refused attempts as denied.
-    const audit = (await cp.admin.get('/audit?limit=200')).body.items as Array<{ action: string; outcome: string; actor: string | null }>;
+    // Outcome records are written once their response is sent (group commit): wait for them.
+    const audit = await eventually('the refusals and the sign-in are audited', async () => {
+      const items = (await cp.admin.get('/audit?limit=200')).body.items as Array<{ action: string; outcome: string }>;
+      const denied = items.filter((e) => e.action === 'project.create' && e.outcome === 'denied').length;
+      return denied >= 2 && items.some((e) => e.action === 'console.sign_in' && e.outcome === 'success') ? items : undefined;
+    });
+
     expect(audit.filter((e) => e.action === 'project.create' && e.outcome === 'denied').length).toBeGreaterThanOrEqual(2);
     // Sign-in: the attempt is recorded before the session exists, then the outcome.
     expect(audit.some((e) => e.action === 'console.sign_in' && e.outcome === 'attempted')).toBe(true);
