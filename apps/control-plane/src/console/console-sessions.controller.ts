@@ -68,8 +68,8 @@ const view = (s: Pick<ConsoleSession, 'csrfToken' | 'expiresAt'>, actor: Actor, 
 @ApiProblems()
 @Controller('console/session')
 export class ConsoleSessionsController {
-  /** Sign-ins per token (each makes a row): the API's own per-token rate, but for this route alone. */
-  private readonly signIns: RateLimiter;
+  /** Sign-ins per token (each makes a row): 10 at once, then one a second. */
+  private readonly signIns = new RateLimiter(1, 10);
 
   constructor(
     @Inject(ApiTokenRepository) private readonly tokens: ApiTokenRepository,
@@ -77,9 +77,7 @@ export class ConsoleSessionsController {
     @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
     @Inject(FailedAuthentications) private readonly failures: FailedAuthentications,
     @Inject(AuditService) private readonly audit: AuditService,
-  ) {
-    this.signIns = new RateLimiter(1, 10);
-  }
+  ) {}
 
   @Post()
   @Public()
