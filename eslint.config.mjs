@@ -14,7 +14,7 @@ export default tseslint.config(
       'charts/**',
       'proto/**',
       'libs/agent-protocol/src/gen/**',
-      'apps/cli/src/gen/**',
+      'libs/rest-api/src/gen/**',
     ],
   },
   js.configs.recommended,

@@ -4,7 +4,9 @@ set -euo pipefail
 # `.ci/apt.sh real-node` (make deps-apt-node: the real-node tests, `make images`, `make try-node`)
 # adds containerd + runc (the node's runtime), podman (builds the OCI images) and busybox-static
 # (the tiny workload image), gcc + libc6-dev (the static pause binary).
-PKGS=(redis-server softhsm2 opensc etcd-server)
+# chromium + fonts-dejavu-core: the console's end-to-end tests drive Debian's headless Chromium
+# (Playwright pointed at it, no browser download).
+PKGS=(redis-server softhsm2 opensc etcd-server chromium fonts-dejavu-core)
 [ "${1:-}" = "real-node" ] && PKGS=(containerd runc podman busybox-static gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do

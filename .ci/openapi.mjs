@@ -1,5 +1,5 @@
 // Writes the TypeScript types of the control plane's REST API (openapi-typescript) to the file
-// named by the first argument, default apps/cli/src/gen/openapi.ts: `make generate` and the
+// named by the first argument, default libs/rest-api/src/gen/openapi.ts: `make generate` and the
 // staleness check in .ci/check-generated.sh. The document is built from the code in Nest's
 // preview mode (no PostgreSQL, Redis or HSM), compiled with SWC into a scratch folder here.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,7 +9,7 @@ import openapiTS, { astToString } from 'openapi-typescript';
 import { compile } from './swc.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const out = path.resolve(root, process.argv[2] ?? 'apps/cli/src/gen/openapi.ts');
+const out = path.resolve(root, process.argv[2] ?? 'libs/rest-api/src/gen/openapi.ts');
 // Inside the repository, so the compiled code finds node_modules.
 const scratch = mkdtempSync(path.join(root, '.openapi-build-'));
 try {

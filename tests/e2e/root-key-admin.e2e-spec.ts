@@ -163,7 +163,7 @@ describe('root-key rotation by an admin', () => {
     // .ci/check-generated.sh builds the document in Nest's preview mode; this is the live one.
     const served = await (await fetch(`${cp.cp.url}/api/docs-json`)).json();
     const types = astToString(await openapiTS(served as Parameters<typeof openapiTS>[0], { alphabetize: true, defaultNonNullable: false }));
-    const committed = await readFile(path.join(REPO_ROOT, 'apps/cli/src/gen/openapi.ts'), 'utf8');
+    const committed = await readFile(path.join(REPO_ROOT, 'libs/rest-api/src/gen/openapi.ts'), 'utf8');
     expect(committed.slice(committed.indexOf('\n') + 1)).toBe(types);
   });
 });

@@ -1,6 +1,6 @@
 import createClient, { type Client } from 'openapi-fetch';
 import { CliError, EXIT } from './exit-codes.js';
-import type { components, paths } from './gen/openapi.js';
+import type { components, paths } from '@sigil/rest-api';
 
 /** The server's DTOs, generated from its OpenAPI document (`make generate`). */
 export type Schemas = components['schemas'];

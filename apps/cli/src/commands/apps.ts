@@ -1,7 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { CliError, EXIT } from '../exit-codes.js';
-import type { components } from '../gen/openapi.js';
+import type { components } from '@sigil/rest-api';
 import { table } from '../output.js';
 
 type Consumer = components['schemas']['ConsumerDto'];
