@@ -48,6 +48,7 @@ lint: deps-npm
 
 typecheck: deps-npm
 	@node_modules/.bin/tsc -p tsconfig.json --noEmit
+	@node_modules/.bin/tsc -p apps/console/tsconfig.json --noEmit
 
 # Who may import what (TypeORM, pkcs11js, the agent's kube adapter, features' internals, tests'
 # entry points, cycles): .dependency-cruiser.cjs, explained in docs/architecture.md.

@@ -2,6 +2,7 @@
 import js from '@eslint/js';
 import prettier from 'eslint-config-prettier';
 import globals from 'globals';
+import reactHooks from 'eslint-plugin-react-hooks';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -39,6 +40,13 @@ export default tseslint.config(
         { paths: [{ name: 'class-validator', importNames: ['IsOptional'], message: 'use IsAbsentOr from common/validators.ts' }] },
       ],
     },
+  },
+  {
+    // The console is browser code: DOM globals, the rules of hooks, and the console's own tsconfig.
+    files: ['apps/console/src/**/*.{ts,tsx}'],
+    plugins: { 'react-hooks': reactHooks },
+    languageOptions: { globals: { ...globals.browser } },
+    rules: { ...reactHooks.configs.recommended.rules },
   },
   {
     // Tests read JSON responses loosely; the assertions are the type checks there.

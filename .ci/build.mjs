@@ -2,17 +2,24 @@
 // tsconfig path aliases rewritten to relative imports), then links the edge agent into one file.
 // Type-checking is `make check`'s job.
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { build as viteBuild } from 'vite';
 import { compile } from './swc.mjs';
 
 rmSync(new URL('../dist', import.meta.url), { recursive: true, force: true });
 // Container builds copy only apps/ and libs/.
+// apps/console is browser code: Vite builds it (below), not SWC.
+const apps = readdirSync(new URL('../apps', import.meta.url)).filter((app) => app !== 'console').map((app) => `apps/${app}`);
 compile(
-  ['apps', 'libs', 'tests/harness', 'bench'].filter((dir) => existsSync(new URL(`../${dir}`, import.meta.url))),
+  [...apps, 'libs', 'tests/harness', 'bench'].filter((dir) => existsSync(new URL(`../${dir}`, import.meta.url))),
   'dist',
 );
+
+// The web console: static files in dist/console (hashed names), served by the control plane at
+// /console/ (apps/control-plane/src/http/console-assets.ts).
+await viteBuild({ configFile: fileURLToPath(new URL('../apps/console/vite.config.ts', import.meta.url)) });
 
 // The edge agent ships as one CommonJS file (AGENT_ENTRY in apps/agent/src/runtime-flags.ts):
 // one script instead of ~230 ES and CommonJS modules holds less source and loader state, about

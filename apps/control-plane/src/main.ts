@@ -1,4 +1,6 @@
 import 'reflect-metadata';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { createLogger } from '@sigil/logging';
 import { ApiTokenRepository } from './auth/api-token.repository.js';
 import { bootstrapAdminToken } from './auth/bootstrap-admin-token.js';
@@ -6,6 +8,7 @@ import { RuntimeConfig } from './config/runtime-config.js';
 import { ConfigError, loadConfig } from './config/sigil-config.js';
 import { resolveServices } from './embedded/embedded-stack.js';
 import { ReadinessService } from './health/readiness.service.js';
+import { consoleDirectory } from './http/console-assets.js';
 import { createHttpApp } from './http/http-app.js';
 
 /**
@@ -68,6 +71,10 @@ async function main(): Promise<void> {
   }
 }
 
+function consoleBuilt(): boolean {
+  return existsSync(path.join(consoleDirectory(), 'index.html'));
+}
+
 function printBanner(base: string, dataDir: string, admin: Awaited<ReturnType<typeof bootstrapAdminToken>>, ready: boolean): void {
   if (process.env.SIGIL_BANNER !== '1') return;
   const token =
@@ -80,6 +87,9 @@ function printBanner(base: string, dataDir: string, admin: Awaited<ReturnType<ty
     [
       '',
       `Sigil control plane is ${ready ? 'ready' : 'up, but not ready (see /readyz)'}`,
+      consoleBuilt()
+        ? `  Console      ${base}/console/  (sign in with the admin token)`
+        : '  Console      not built (`make build` builds it)',
       `  REST API     ${base}/api/v1`,
       `  OpenAPI      ${base}/api/docs  (JSON: ${base}/api/docs-json)`,
       `  Health       ${base}/healthz  ${base}/readyz`,

@@ -3,6 +3,7 @@ import { Controller, Get, Inject } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { derToPem } from '@sigil/agent-protocol';
 import { Public } from '../common/public-route.js';
+import { RuntimeConfig } from '../config/runtime-config.js';
 import { ClusterCertificateAuthority } from '../enrollment/cluster-ca.service.js';
 
 export class AgentTrustView {
@@ -10,6 +11,11 @@ export class AgentTrustView {
   caCertificatePem!: string;
   @ApiProperty({ example: '3f1c…', description: 'SHA-256 of the CA certificate (DER), hex, to compare out of band' })
   sha256!: string;
+  @ApiProperty({
+    example: 'sigil.example.com:8443',
+    description: 'where agents dial the gRPC endpoint: the first of its server names (SIGIL_GRPC_SERVER_NAMES) and its port',
+  })
+  grpcAddress!: string;
 }
 
 /** What an agent installation needs to trust the control plane. Public: it is a certificate. */
@@ -17,7 +23,10 @@ export class AgentTrustView {
 @Public()
 @Controller('agents')
 export class AgentCaController {
-  constructor(@Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority) {}
+  constructor(
+    @Inject(ClusterCertificateAuthority) private readonly ca: ClusterCertificateAuthority,
+    @Inject(RuntimeConfig) private readonly config: RuntimeConfig,
+  ) {}
 
   @Get('trust')
   @ApiOperation({ summary: 'The CA bundle agents trust for the gRPC endpoint' })
@@ -27,6 +36,7 @@ export class AgentCaController {
     return {
       caCertificatePem: derToPem(der, 'CERTIFICATE'),
       sha256: createHash('sha256').update(der).digest('hex'),
+      grpcAddress: `${this.config.grpc.serverNames[0] ?? 'localhost'}:${this.config.grpc.port}`,
     };
   }
 }

@@ -8,6 +8,7 @@ import type { Logger } from '@sigil/logging';
 import { AppModule } from '../app.module.js';
 import type { RuntimeConfig } from '../config/runtime-config.js';
 import { API_PREFIX, UNPREFIXED_ROUTES, openApiDocument } from './openapi.js';
+import { CONSOLE_PATH, consoleRouter } from './console-assets.js';
 import { ProblemDetailsFilter, problem } from './problem-details.filter.js';
 
 /** A request with a body must say it is JSON; anything else is refused before parsing. */
@@ -48,6 +49,12 @@ export async function createHttpApp(config: RuntimeConfig, logger: Logger): Prom
 
   const document = openApiDocument(app);
   SwaggerModule.setup('api/docs', app, document, { jsonDocumentUrl: 'api/docs-json', yamlDocumentUrl: 'api/docs-yaml' });
+  // The web console (when built): static files and its single-page routes; `/` leads there.
+  const consoleRoutes = consoleRouter();
+  if (consoleRoutes) {
+    app.use(CONSOLE_PATH, consoleRoutes);
+    app.use((req: Request, res: Response, next: () => void) => (req.method === 'GET' && req.path === '/' ? res.redirect(302, `${CONSOLE_PATH}/`) : next()));
+  }
   await app.init();
   // Nest answers unknown paths under the API prefix; this covers every other path.
   app.use((req: Request, res: Response) => {

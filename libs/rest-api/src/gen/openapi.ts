@@ -735,6 +735,11 @@ export interface components {
             /** @description PEM of the cluster CA: agents verify the gRPC server with it, and it signs their certificates */
             caCertificatePem: string;
             /**
+             * @description where agents dial the gRPC endpoint: the first of its server names (SIGIL_GRPC_SERVER_NAMES) and its port
+             * @example sigil.example.com:8443
+             */
+            grpcAddress: string;
+            /**
              * @description SHA-256 of the CA certificate (DER), hex, to compare out of band
              * @example 3f1c…
              */

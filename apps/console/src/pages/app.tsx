@@ -1,0 +1,80 @@
+// One app: its secrets, where it is delivered (the fleet view), the pod-spec snippet, and for
+// injected and dynamic secrets who consumed what.
+import { Breadcrumbs, Button, H1, Tab, Tabs, Tag } from '@blueprintjs/core';
+import { useQuery } from '@tanstack/react-query';
+import { useState } from 'react';
+import { Link, useNavigate, useParams } from 'react-router';
+import { api, call } from '../api/client';
+import { useSession } from '../api/session';
+import { Failed, Loading } from '../ui/feedback';
+import { ConsumptionPanel, LeasesPanel, PodSpecPanel } from './app-extras';
+import { FleetPanel } from './app-fleet';
+import { PublishDialog, UnpublishDialog } from './app-publish';
+import { SecretsPanel } from './app-secrets';
+import { deliveryLabel } from './project';
+
+const TABS = ['secrets', 'fleet', 'pod-spec', 'consumption', 'leases'] as const;
+
+export function AppPage() {
+  const { project = '', app = '', tab = 'secrets' } = useParams();
+  const { can } = useSession();
+  const navigate = useNavigate();
+  const [dialog, setDialog] = useState<'publish' | 'unpublish' | null>(null);
+  const info = useQuery({
+    queryKey: ['app', project, app],
+    queryFn: () => call(api.GET('/api/v1/projects/{project}/apps/{app}', { params: { path: { project, app } } })),
+  });
+  if (info.isPending) return <Loading what="the app" />;
+  if (info.isError) return <Failed error={info.error} title={`App ${app} could not be loaded`} />;
+  const a = info.data;
+  const selected = (TABS as readonly string[]).includes(tab) ? tab : 'secrets';
+  return (
+    <>
+      <Breadcrumbs
+        items={[
+          { text: 'Projects', onClick: () => void navigate('/') },
+          { text: project, onClick: () => void navigate(`/projects/${project}`) },
+          { text: app, current: true },
+        ]}
+      />
+      <div className="page-header">
+        <div>
+          <H1>{a.name}</H1>
+          <span className="label-tags">
+            <Tag minimal icon="cube">
+              namespace {a.namespace}
+            </Tag>
+            <Tag minimal icon="import">
+              {deliveryLabel(a)}
+            </Tag>
+            <Tag minimal>{a.secretType}</Tag>
+          </span>
+        </div>
+        {can('publications:write') && (
+          <div>
+            <Button intent="primary" icon="send-to-graph" text="Publish" onClick={() => setDialog('publish')} />{' '}
+            <Button icon="disable" text="Unpublish" onClick={() => setDialog('unpublish')} />
+          </div>
+        )}
+      </div>
+      <Tabs
+        id="app-tabs"
+        selectedTabId={selected}
+        onChange={(t) => void navigate(`/projects/${project}/apps/${app}/${String(t)}`, { replace: true })}
+        large
+        renderActiveTabPanelOnly
+      >
+        <Tab id="secrets" title="Secrets" panel={<SecretsPanel project={project} app={app} />} />
+        <Tab id="fleet" title="Fleet" panel={<FleetPanel project={project} app={app} />} />
+        <Tab id="pod-spec" title="Pod spec" panel={<PodSpecPanel project={project} app={app} />} />
+        {a.deliveryMode === 'inject' && <Tab id="consumption" title="Consumption" panel={<ConsumptionPanel project={project} app={app} />} />}
+        <Tab id="leases" title="Leases" panel={<LeasesPanel project={project} app={app} />} />
+      </Tabs>
+      <PublishDialog project={project} app={app} isOpen={dialog === 'publish'} onClose={() => setDialog(null)} />
+      <UnpublishDialog project={project} app={app} isOpen={dialog === 'unpublish'} onClose={() => setDialog(null)} />
+      <p className="bp6-text-muted">
+        <Link to={`/projects/${project}`}>Back to {project}</Link>
+      </p>
+    </>
+  );
+}
