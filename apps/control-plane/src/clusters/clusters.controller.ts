@@ -4,9 +4,7 @@ import { ApiBearerAuth, ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse,
 import type { Response } from 'express';
 import { Audited, CurrentActor, Requires } from '../auth/auth.decorators.js';
 import type { Actor } from '../auth/policy.js';
-import { afterCursor, ifMatchVersion, pageLimit, setEtag } from '../common/http.js';
-import { labelKeyProblem, labelValueProblem } from '../common/kubernetes-names.js';
-import { ClustersError, ClustersErrorCode } from './clusters.errors.js';
+import { afterCursor, ifMatchVersion, pageLimit, parseLabelFilter, setEtag } from '../common/http.js';
 import {
   ClusterPage,
   ClusterView,
@@ -19,20 +17,6 @@ import {
   RelabelClusterDto,
 } from './clusters.dto.js';
 import { ClustersService } from './clusters.service.js';
-
-/** `?labels=region=eu,tier=store` → an equality selector. */
-function parseLabelFilter(raw: string | undefined): Record<string, string> | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  const out: Record<string, string> = {};
-  for (const part of raw.split(',')) {
-    const [k, v, ...rest] = part.split('=');
-    if (k === undefined || v === undefined || rest.length > 0 || labelKeyProblem(k) || labelValueProblem(v)) {
-      throw new ClustersError(ClustersErrorCode.InvalidLabelFilter, 'labels must look like key=value,key2=value2');
-    }
-    out[k] = v;
-  }
-  return out;
-}
 
 @ApiTags('clusters')
 @ApiBearerAuth()

@@ -6,7 +6,6 @@ export enum ClustersErrorCode {
   ClusterExists = 'cluster_exists',
   ClusterDisabled = 'cluster_disabled',
   EnrollmentTokenNotFound = 'enrollment_token_not_found',
-  InvalidLabelFilter = 'invalid_label_filter',
 }
 
 export const CLUSTERS_ERROR_KINDS: ErrorKinds<ClustersErrorCode> = {
@@ -14,7 +13,6 @@ export const CLUSTERS_ERROR_KINDS: ErrorKinds<ClustersErrorCode> = {
   [ClustersErrorCode.ClusterExists]: 'conflict',
   [ClustersErrorCode.ClusterDisabled]: 'conflict',
   [ClustersErrorCode.EnrollmentTokenNotFound]: 'not_found',
-  [ClustersErrorCode.InvalidLabelFilter]: 'invalid',
 };
 
 export class ClustersError extends featureError(CLUSTERS_ERROR_KINDS) {}

@@ -1,5 +1,6 @@
 import type { Response } from 'express';
 import { CommonError, CommonErrorCode } from './common.errors.js';
+import { labelKeyProblem, labelValueProblem } from './kubernetes-names.js';
 
 /** Strong ETag from a row version. */
 export function setEtag(res: Response, version: number): void {
@@ -37,8 +38,8 @@ export function afterCursor(after: unknown): string | undefined {
   return after;
 }
 
-export function pageLimit(limit: string | undefined): number {
-  if (limit === undefined) return DEFAULT_PAGE;
+export function pageLimit(limit: string | undefined, fallback = DEFAULT_PAGE): number {
+  if (limit === undefined) return fallback;
   if (typeof limit !== 'string' || !/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > MAX_PAGE) {
     throw new CommonError(CommonErrorCode.InvalidLimit, `limit must be an integer between 1 and ${MAX_PAGE}`);
   }
@@ -49,4 +50,18 @@ export function pageLimit(limit: string | undefined): number {
 export function toPage<T>(rows: T[], limit: number, cursor: (t: T) => string): Page<T> {
   const items = rows.slice(0, limit);
   return { items, next: rows.length > limit ? cursor(items[items.length - 1]!) : null };
+}
+
+/** `?labels=region=eu,tier=store` → an equality selector (matchLabels); undefined when absent or empty. */
+export function parseLabelFilter(raw: string | undefined): Record<string, string> | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const out: Record<string, string> = {};
+  for (const part of String(raw).split(',')) {
+    const [k, v, ...rest] = part.split('=');
+    if (k === undefined || v === undefined || rest.length > 0 || labelKeyProblem(k) || labelValueProblem(v)) {
+      throw new CommonError(CommonErrorCode.InvalidLabelFilter, 'labels must look like key=value,key2=value2');
+    }
+    out[k] = v;
+  }
+  return out;
 }

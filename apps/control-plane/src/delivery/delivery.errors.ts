@@ -1,6 +1,6 @@
 import { featureError, type ErrorKinds } from '../common/sigil-error.js';
 
-/** Codes of publications and their waits. */
+/** Codes of publications, their waits, the fleet view and its event streams. */
 export enum DeliveryErrorCode {
   TargetRequired = 'target_required',
   ClusterNotFound = 'cluster_not_found',
@@ -10,6 +10,10 @@ export enum DeliveryErrorCode {
   TooManyWaiters = 'too_many_waiters',
   InvalidIdempotencyKey = 'invalid_idempotency_key',
   IdempotencyKeyReused = 'idempotency_key_reused',
+  InvalidStateFilter = 'invalid_state_filter',
+  InvalidNameFilter = 'invalid_name_filter',
+  TooManyEventStreams = 'too_many_event_streams',
+  EventStreamsFull = 'event_streams_full',
 }
 
 export const DELIVERY_ERROR_KINDS: ErrorKinds<DeliveryErrorCode> = {
@@ -21,6 +25,10 @@ export const DELIVERY_ERROR_KINDS: ErrorKinds<DeliveryErrorCode> = {
   [DeliveryErrorCode.TooManyWaiters]: 'rate_limited',
   [DeliveryErrorCode.InvalidIdempotencyKey]: 'invalid',
   [DeliveryErrorCode.IdempotencyKeyReused]: 'conflict',
+  [DeliveryErrorCode.InvalidStateFilter]: 'invalid',
+  [DeliveryErrorCode.InvalidNameFilter]: 'invalid',
+  [DeliveryErrorCode.TooManyEventStreams]: 'rate_limited',
+  [DeliveryErrorCode.EventStreamsFull]: 'unavailable',
 };
 
 export class DeliveryError extends featureError(DELIVERY_ERROR_KINDS) {}

@@ -82,8 +82,8 @@ export class MembershipService implements OnModuleInit, OnApplicationBootstrap, 
     return this.repo.placement(tx, appId);
   }
 
-  /** Every cluster with its labels, as membership sees them in `tx`. */
-  clusters(tx: Tx): Promise<ClusterLabels[]> {
+  /** Every cluster with its labels, as membership sees them in `tx` (outside one: now, for a preview). */
+  clusters(tx: Tx | undefined): Promise<ClusterLabels[]> {
     return this.clusterRegistry.labels(tx);
   }
 

@@ -34,6 +34,12 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly deliveryEventStreams = new Gauge({
+    name: 'sigil_delivery_event_streams',
+    help: 'Delivery event streams (GET …/deliveries/events, Server-Sent Events) open on this replica',
+    registers: [this.registry],
+  });
+
   readonly agentCalls = new Counter({
     name: 'sigil_agent_calls_total',
     help: 'Agent gRPC calls by method and status code',

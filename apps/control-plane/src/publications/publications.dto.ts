@@ -84,3 +84,68 @@ export class PublicationView {
   @ApiProperty({ type: PublicationSummary }) summary!: PublicationSummary;
   @ApiProperty({ type: [ClusterDeliveryView] }) deliveries!: ClusterDeliveryView[];
 }
+
+export const DELIVERY_STATES: readonly DeliveryState[] = ['pending', 'provisioned', 'failed', 'deprovisioning', 'deprovisioned'];
+
+export class DeliverySecretView {
+  @ApiProperty({ example: 'checkout-db' }) name!: string;
+  @ApiProperty({
+    example: 3,
+    description: 'the secret’s current version; for a dynamic secret, the serial of this cluster’s active credential (0: none yet)',
+  })
+  version!: number;
+  @ApiProperty({
+    description:
+      'whether this cluster’s agent applied that version: the cluster’s built snapshot carries it, at a generation the agent ' +
+      'acknowledged, and the agent reported no failure for it since. Per-secret acknowledgements are not recorded, so this is ' +
+      'derived from the cluster’s applied generation against the generation at which the snapshot row last changed. For a ' +
+      'cluster the app is being removed from, true means the cluster still holds it.',
+  })
+  applied!: boolean;
+}
+
+export class FleetDeliveryView {
+  @ApiProperty({ example: 'eu-west-store-0042' }) cluster!: string;
+  @ApiProperty({ type: 'object', additionalProperties: { type: 'string' }, example: { region: 'eu-west', tier: 'store' } })
+  labels!: Record<string, string>;
+  @ApiProperty({ enum: DELIVERY_STATES }) state!: DeliveryState;
+  @ApiProperty({ example: '12', description: 'the cluster generation that carries this app’s current content' }) desiredGeneration!: string;
+  @ApiProperty({ example: '12', description: 'the generation the cluster’s agent last applied' }) appliedGeneration!: string;
+  @ApiProperty({ nullable: true, type: String, example: 'Conflict: shop/checkout-db' }) reason!: string | null;
+  @ApiProperty({ description: 'when the app’s entry on this cluster last changed (published, unpublished, new content)' }) since!: Date;
+  @ApiProperty({ nullable: true, type: Date, description: 'when the cluster’s agent was last heard from' }) lastSeenAt!: Date | null;
+  @ApiProperty({ nullable: true, type: String, example: 'sigil-agent/0.1.0' }) agentVersion!: string | null;
+  @ApiProperty({ type: [DeliverySecretView], description: 'the app’s secrets, by name: versions only, never values' })
+  secrets!: DeliverySecretView[];
+}
+
+export class DeliveryPage {
+  @ApiProperty({ type: [FleetDeliveryView] }) items!: FleetDeliveryView[];
+  @ApiProperty({ nullable: true, type: String, description: 'pass as `after` for the next page; null on the last page' })
+  next!: string | null;
+  @ApiProperty({ type: PublicationSummary, description: 'the whole app, whatever the filters' }) summary!: PublicationSummary;
+}
+
+export class DeliveriesEventData {
+  @ApiProperty({ type: [FleetDeliveryView], description: 'the current rows of the clusters that changed (at most 500 per message)' })
+  items!: FleetDeliveryView[];
+  @ApiProperty({ type: PublicationSummary, description: 'the whole app, read with the rows' }) summary!: PublicationSummary;
+}
+
+export class PublishPreview {
+  @ApiProperty({ example: 1200, description: 'clusters the publish would deliver the app to (already published ones included)' })
+  count!: number;
+  @ApiProperty({ type: [String], description: 'the first 50 of them, by name' }) clusters!: string[];
+  @ApiProperty({
+    type: [String],
+    description: 'named clusters that do not exist (publish would answer 404 cluster_not_found)',
+  })
+  unknown!: string[];
+  @ApiProperty({
+    example: 3,
+    description:
+      'clusters the request names or its selector matches that publish would not deliver to: outside the project’s cluster ' +
+      'selector (a named one makes publish answer 403 cluster_not_allowed), or matched by the selector but excluded by an earlier unpublish',
+  })
+  notAllowed!: number;
+}

@@ -4,11 +4,25 @@ import { AppsService } from '../apps/apps.service.js';
 import { DeliveryError, DeliveryErrorCode } from '../delivery/delivery.errors.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import { matches, selectorKey, type LabelSelector } from '../common/label-selector.js';
-import { PublicationStatusRepository, type AppClusterStatusRow } from './publication-status.repository.js';
-import { MembershipService, type Placement } from '../delivery/membership.service.js';
+import { toPage, type Page } from '../common/http.js';
+import {
+  PublicationStatusRepository,
+  type AppClusterStatusRow,
+  type DeliveryFilter,
+  type FleetStatusRow,
+  type StateCounts,
+} from './publication-status.repository.js';
+import { MembershipService, placementTargets, type ClusterLabels, type Placement } from '../delivery/membership.service.js';
 import { PublicationWaiters, SAFETY_RECHECK_MS } from './publication-waiters.js';
 import { ClusterEvents } from '../events/cluster-events.js';
-import type { ClusterDeliveryView, DeliveryState, PublicationSummary, PublicationView } from './publications.dto.js';
+import type {
+  ClusterDeliveryView,
+  DeliveryPage,
+  FleetDeliveryView,
+  PublicationSummary,
+  PublicationView,
+  PublishPreview,
+} from './publications.dto.js';
 
 const MAX_WAIT_S = 300;
 
@@ -36,40 +50,89 @@ export class PublicationsService {
     const r = await this.apps.resolve(actor, project, app);
     const moved = await this.membership.transaction(async (tx) => {
       const clusters = await this.membership.clusters(tx);
-      const known = new Map(clusters.map((c) => [c.name, c]));
-      const unknown = (req.clusters ?? []).filter((n) => !known.has(n));
-      if (unknown.length)
-        throw new DeliveryError(DeliveryErrorCode.ClusterNotFound, `unknown clusters: ${unknown.slice(0, 20).join(', ')}`);
       const allowed = (await this.projects.clusterSelectors(tx)).get(r.project.id) ?? null;
+      const current = await this.membership.placement(tx, r.app.id);
+      const plan = planPublish(r.app.id, req, clusters, allowed, current);
+      if (plan.unknown.length)
+        throw new DeliveryError(DeliveryErrorCode.ClusterNotFound, `unknown clusters: ${plan.unknown.slice(0, 20).join(', ')}`);
       if (allowed === null) {
         throw new DeliveryError(
           DeliveryErrorCode.NoClustersAllowed,
           `project ${r.project.name} may not publish to any cluster yet; an admin sets its cluster selector`,
         );
       }
-      const current = (await this.membership.placement(tx, r.app.id)) ?? { appId: r.app.id, clusters: [], selectors: [], excluded: [] };
-      const names = new Set(req.clusters ?? []);
-      const next: Omit<Placement, 'updatedAt'> = {
-        appId: r.app.id,
-        clusters: [...new Set([...current.clusters, ...names])].sort(),
-        selectors:
-          req.selector && !current.selectors.some((s) => selectorKey(s) === selectorKey(req.selector!))
-            ? [...current.selectors, req.selector]
-            : current.selectors,
-        excluded: current.excluded.filter((n) => !names.has(n)),
-      };
-      const refused = [...names].filter((n) => !matches(allowed, known.get(n)!.labels));
-      if (refused.length) {
+      if (plan.refused.length) {
         throw new DeliveryError(
           DeliveryErrorCode.ClusterNotAllowed,
-          `project ${r.project.name} may not publish to: ${refused.slice(0, 20).join(', ')}`,
+          `project ${r.project.name} may not publish to: ${plan.refused.slice(0, 20).join(', ')}`,
         );
       }
-      return this.membership.applyPlacement(tx, r.app.id, r.project.id, next, { clusters, projectSelector: allowed });
+      return this.membership.applyPlacement(tx, r.app.id, r.project.id, plan.next, { clusters, projectSelector: allowed });
     });
     await this.membership.enqueue(moved);
     await this.events.publish({ type: 'placement-changed', appId: r.app.id });
     return this.view(actor, project, app);
+  }
+
+  /**
+   * What `publish` with this request would do, without doing it: the same plan (planPublish)
+   * on the same reads, outside the membership lock, writing nothing. Refusals publish would
+   * answer with (unknown or not allowed clusters) are reported instead of thrown.
+   */
+  async preview(
+    actor: Actor,
+    project: string,
+    app: string,
+    req: { clusters?: string[]; selector?: LabelSelector },
+  ): Promise<PublishPreview> {
+    if (!req.clusters?.length && !req.selector)
+      throw new DeliveryError(DeliveryErrorCode.TargetRequired, 'give clusters, a selector, or both');
+    const r = await this.apps.resolve(actor, project, app);
+    const [clusters, selectors, current] = await Promise.all([
+      this.membership.clusters(undefined),
+      this.projects.clusterSelectors(undefined, r.project.id),
+      this.membership.placement(undefined, r.app.id),
+    ]);
+    const plan = planPublish(r.app.id, req, clusters, selectors.get(r.project.id) ?? null, current);
+    const names = plan.reached.map((c) => c.name).sort();
+    return { count: names.length, clusters: names.slice(0, PREVIEW_NAMES), unknown: plan.unknown, notAllowed: plan.notAllowed };
+  }
+
+  /**
+   * One page of the clusters the app is published to (or being removed from), filtered and by
+   * name, with the whole app's summary: two statements, whatever the fleet's size.
+   */
+  async deliveries(
+    actor: Actor,
+    project: string,
+    app: string,
+    filter: DeliveryFilter,
+    after: string | undefined,
+    limit: number,
+  ): Promise<DeliveryPage> {
+    const r = await this.apps.resolve(actor, project, app);
+    const [rows, counts] = await Promise.all([
+      this.statuses.fleetPage(r.app.id, filter, after, limit + 1),
+      this.statuses.stateCounts(r.app.id),
+    ]);
+    const page: Page<FleetStatusRow> = toPage(rows, limit, (row) => row.cluster);
+    return { items: page.items.map(toFleetDelivery), next: page.next, summary: summaryOf(counts) };
+  }
+
+  /** The current rows of those of `clusterIds` that app `appId` is (or was) published to, and its summary. */
+  async deliveriesOf(appId: string, clusterIds: string[]): Promise<{ items: FleetDeliveryView[]; summary: PublicationSummary }> {
+    const [rows, counts] = await Promise.all([this.statuses.fleetRows(appId, clusterIds), this.statuses.stateCounts(appId)]);
+    return { items: rows.map(toFleetDelivery), summary: summaryOf(counts) };
+  }
+
+  /** The id of the app `actor` asks for (404 when it does not exist or is outside the actor's project). */
+  async appId(actor: Actor, project: string, app: string): Promise<string> {
+    return (await this.apps.resolve(actor, project, app)).app.id;
+  }
+
+  /** The app's summary alone. */
+  async summaryOf(appId: string): Promise<PublicationSummary> {
+    return summaryOf(await this.statuses.stateCounts(appId));
   }
 
   /** Unpublishes from the named clusters (they stay excluded even if a selector matches), or from all. */
@@ -141,35 +204,80 @@ export class PublicationsService {
 }
 
 function toDelivery(r: AppClusterStatusRow): ClusterDeliveryView {
-  const reached = BigInt(r.appliedGeneration) >= BigInt(r.generation);
-  let state: DeliveryState;
-  let reason: string | null = null;
-  // A cluster that never enrolled never received anything: there is nothing to remove.
-  if (!r.published) state = reached || r.clusterState === 'registered' ? 'deprovisioned' : 'deprovisioning';
-  else if (r.leasesMissing > 0) {
-    // A dynamic secret this cluster has no credential of: not delivered, whatever the agent applied.
-    state = r.leaseFailure ? 'failed' : 'pending';
-    reason = r.leaseFailure;
-  } else if (reached && r.failedSecrets > 0) {
-    state = 'failed';
-    reason = r.failure;
-  } else if (reached) state = 'provisioned';
-  else if (r.deliveryError) {
-    state = 'failed';
-    reason = `DeliveryFailed: ${r.deliveryError}`;
-  } else state = 'pending';
-  return { cluster: r.cluster, state, desiredGeneration: r.generation, appliedGeneration: r.appliedGeneration, reason, since: r.changedAt };
+  return {
+    cluster: r.cluster,
+    state: r.state,
+    desiredGeneration: r.generation,
+    appliedGeneration: r.appliedGeneration,
+    reason: r.reason,
+    since: r.changedAt,
+  };
+}
+
+function toFleetDelivery(r: FleetStatusRow): FleetDeliveryView {
+  return {
+    ...toDelivery(r),
+    labels: r.labels,
+    lastSeenAt: r.lastSeenAt,
+    agentVersion: r.agentVersion,
+    secrets: r.secrets.map((x) => ({ name: x.name, version: x.version, applied: x.applied })),
+  };
+}
+
+function summaryOf(c: StateCounts): PublicationSummary {
+  const clusters = c.pending + c.provisioned + c.failed + c.deprovisioning;
+  return { clusters, ...c, converged: c.pending === 0 && c.deprovisioning === 0 };
 }
 
 function summarise(ds: ClusterDeliveryView[]): PublicationSummary {
-  const count = (s: DeliveryState) => ds.filter((d) => d.state === s).length;
-  const s = {
-    clusters: ds.filter((d) => d.state !== 'deprovisioned').length,
-    pending: count('pending'),
-    provisioned: count('provisioned'),
-    failed: count('failed'),
-    deprovisioning: count('deprovisioning'),
-    deprovisioned: count('deprovisioned'),
+  const counts: StateCounts = { pending: 0, provisioned: 0, failed: 0, deprovisioning: 0, deprovisioned: 0 };
+  for (const d of ds) counts[d.state]++;
+  return summaryOf(counts);
+}
+
+/** Names a publish preview lists at most. */
+const PREVIEW_NAMES = 50;
+
+/** What a publish request resolves to; publish and its preview both use it, so they cannot disagree. */
+export interface PublishPlan {
+  /** Named clusters that do not exist (publish: 404 cluster_not_found). */
+  unknown: string[];
+  /** Named clusters outside the project's cluster selector, all of them when it has none (publish: 403). */
+  refused: string[];
+  /** The placement after the publish. */
+  next: Omit<Placement, 'updatedAt'>;
+  /** The clusters the request reaches: named or matched, allowed for the project, not excluded after the publish. */
+  reached: ClusterLabels[];
+  /** Clusters the request names or matches that it does not reach (outside the project's selector, or still excluded). */
+  notAllowed: number;
+}
+
+/** Resolves a publish request against every cluster, the project's cluster selector and the app's current placement. */
+export function planPublish(
+  appId: string,
+  req: { clusters?: string[]; selector?: LabelSelector },
+  clusters: ClusterLabels[],
+  allowed: LabelSelector | null,
+  current: Placement | undefined,
+): PublishPlan {
+  const known = new Map(clusters.map((c) => [c.name, c]));
+  const names = new Set(req.clusters ?? []);
+  const unknown = [...names].filter((n) => !known.has(n));
+  const was = current ?? { clusters: [], selectors: [], excluded: [] };
+  const next: Omit<Placement, 'updatedAt'> = {
+    appId,
+    clusters: [...new Set([...was.clusters, ...names])].sort(),
+    selectors:
+      req.selector && !was.selectors.some((s) => selectorKey(s) === selectorKey(req.selector!))
+        ? [...was.selectors, req.selector]
+        : was.selectors,
+    excluded: was.excluded.filter((n) => !names.has(n)),
   };
-  return { ...s, converged: s.pending === 0 && s.deprovisioning === 0 };
+  const refused = [...names].filter((n) => known.has(n) && (allowed === null || !matches(allowed, known.get(n)!.labels)));
+  // What this request alone reaches, by the rule membership applies to the whole placement.
+  const request = { clusters: [...names], selectors: req.selector ? [req.selector] : [], excluded: next.excluded };
+  const targets = placementTargets(request, allowed, clusters);
+  const matched = clusters.filter((c) => names.has(c.name) || (req.selector !== undefined && matches(req.selector, c.labels)));
+  const reached = matched.filter((c) => targets.has(c.id));
+  return { unknown, refused, next, reached, notAllowed: matched.length - reached.length };
 }

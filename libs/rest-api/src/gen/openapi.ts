@@ -295,6 +295,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project}/apps/{app}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The clusters the app is published to (or being removed from), a page at a time, by name, with the app’s summary */
+        get: operations["PublicationsController_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/apps/{app}/deliveries/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live updates of the app’s deliveries (Server-Sent Events)
+         * @description Server-Sent Events (text/event-stream) while a rollout runs, fed by the cluster events every replica shares (Redis), never by polling.
+         *
+         *     - `event: ready`, `data: {}` once, when the stream is live: (re)fetch the page you show now, then apply the messages that follow.
+         *     - `event: deliveries`, `data: {"items": FleetDeliveryView[], "summary": PublicationSummary}` (DeliveriesEventData): the current rows, read from PostgreSQL, of the app's clusters whose delivery may have changed (an agent reported, a snapshot was built, a delivery failed), with the app's summary. Events within 250 ms are sent together; at most 500 rows per message, more are split over several messages. Rows may not match your filters: apply them client-side, and insert or drop rows accordingly.
+         *     - `event: reset`, `data: {"summary": PublicationSummary}`: the app was published or unpublished (membership moved, possibly for thousands of clusters), or rows were lost (too many at once, a failed read): refetch your page.
+         *     - `: ping` comment lines every 15 s.
+         *
+         *     The stream ends after 5 minutes (it announces `retry: 2000`; EventSource reconnects and is authenticated again, then sends `ready`). At most 20 streams per API token (429 too_many_event_streams) and 1000 per server (503 event_streams_full) at once. Refusals, an unknown app (404) and missing permissions are ordinary application/problem+json answers. No values: names, versions and generations only.
+         */
+        get: operations["PublicationsController_deliveryEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/projects/{project}/apps/{app}/leases": {
         parameters: {
             query?: never;
@@ -374,6 +418,26 @@ export interface paths {
         put?: never;
         /** Publish the app to clusters by name and/or label selector; later matching clusters join automatically */
         post: operations["PublicationsController_publish"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/apps/{app}/publish/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What publish with this body would do, without doing it
+         * @description Resolves the body exactly as POST …/publish does (the same code, on the same reads) and writes nothing; not recorded in the audit log (it changes nothing). Needs the publish permission, as publish does: a viewer gets 403. Unknown and refused clusters are reported, not refused.
+         */
+        post: operations["PublicationsController_preview"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1228,6 +1292,30 @@ export interface components {
              */
             type?: "Opaque" | "kubernetes.io/tls" | "kubernetes.io/dockerconfigjson" | "kubernetes.io/basic-auth" | "kubernetes.io/ssh-auth";
         };
+        DeliveriesEventData: {
+            /** @description the current rows of the clusters that changed (at most 500 per message) */
+            items: components["schemas"]["FleetDeliveryView"][];
+            /** @description the whole app, read with the rows */
+            summary: components["schemas"]["PublicationSummary"];
+        };
+        DeliveryPage: {
+            items: components["schemas"]["FleetDeliveryView"][];
+            /** @description pass as `after` for the next page; null on the last page */
+            next: string | null;
+            /** @description the whole app, whatever the filters */
+            summary: components["schemas"]["PublicationSummary"];
+        };
+        DeliverySecretView: {
+            /** @description whether this cluster’s agent applied that version: the cluster’s built snapshot carries it, at a generation the agent acknowledged, and the agent reported no failure for it since. Per-secret acknowledgements are not recorded, so this is derived from the cluster’s applied generation against the generation at which the snapshot row last changed. For a cluster the app is being removed from, true means the cluster still holds it. */
+            applied: boolean;
+            /** @example checkout-db */
+            name: string;
+            /**
+             * @description the secret’s current version; for a dynamic secret, the serial of this cluster’s active credential (0: none yet)
+             * @example 3
+             */
+            version: number;
+        };
         DynamicSpecDto: {
             /**
              * @description a database connection of the project (POST /v1/projects/{p}/connections)
@@ -1315,6 +1403,47 @@ export interface components {
              * @example sge_2vJ0mYpQ…
              */
             token: string;
+        };
+        FleetDeliveryView: {
+            /** @example sigil-agent/0.1.0 */
+            agentVersion: string | null;
+            /**
+             * @description the generation the cluster’s agent last applied
+             * @example 12
+             */
+            appliedGeneration: string;
+            /** @example eu-west-store-0042 */
+            cluster: string;
+            /**
+             * @description the cluster generation that carries this app’s current content
+             * @example 12
+             */
+            desiredGeneration: string;
+            /**
+             * @example {
+             *       "region": "eu-west",
+             *       "tier": "store"
+             *     }
+             */
+            labels: {
+                [key: string]: string;
+            };
+            /**
+             * Format: date-time
+             * @description when the cluster’s agent was last heard from
+             */
+            lastSeenAt: string | null;
+            /** @example Conflict: shop/checkout-db */
+            reason: string | null;
+            /** @description the app’s secrets, by name: versions only, never values */
+            secrets: components["schemas"]["DeliverySecretView"][];
+            /**
+             * Format: date-time
+             * @description when the app’s entry on this cluster last changed (published, unpublished, new content)
+             */
+            since: string;
+            /** @enum {string} */
+            state: "pending" | "provisioned" | "failed" | "deprovisioning" | "deprovisioned";
         };
         GeneratedKeyDto: {
             /**
@@ -1649,6 +1778,22 @@ export interface components {
             selector?: {
                 [key: string]: unknown;
             };
+        };
+        PublishPreview: {
+            /** @description the first 50 of them, by name */
+            clusters: string[];
+            /**
+             * @description clusters the publish would deliver the app to (already published ones included)
+             * @example 1200
+             */
+            count: number;
+            /**
+             * @description clusters the request names or its selector matches that publish would not deliver to: outside the project’s cluster selector (a named one makes publish answer 403 cluster_not_allowed), or matched by the selector but excluded by an earlier unpublish
+             * @example 3
+             */
+            notAllowed: number;
+            /** @description named clusters that do not exist (publish would answer 404 cluster_not_found) */
+            unknown: string[];
         };
         RegisterClusterDto: {
             /**
@@ -5228,6 +5373,253 @@ export interface operations {
             };
         };
     };
+    PublicationsController_deliveries: {
+        parameters: {
+            query?: {
+                /** @description the `next` of the previous page (a cluster name) */
+                after?: string;
+                /** @description as GET /clusters: key=value,… */
+                labels?: string;
+                /** @description 1 to 500; default 100 */
+                limit?: string;
+                /** @description clusters whose name contains this (case-insensitive) */
+                name?: string;
+                /** @description one or more of pending, provisioned, failed, deprovisioning, deprovisioned */
+                state?: string;
+            };
+            header?: never;
+            path: {
+                app: string;
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            /** @description invalid input (validation_failed, invalid_secret, malformed_json, …) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description missing, unknown or revoked API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description the token's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description not found, or not visible to this token */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description conflict (already exists, not empty, …) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description If-Match does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description body or secret too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description request body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description rate limited, or too many waiting requests (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description the database (busy) or the HSM (hsm_unavailable) is busy or away; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+        };
+    };
+    PublicationsController_deliveryEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                app: string;
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description an event stream; the data of `deliveries` messages is DeliveriesEventData */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example retry: 2000
+                     *
+                     *     event: ready
+                     *     data: {}
+                     *
+                     *     event: deliveries
+                     *     data: {"items":[…],"summary":{…}}
+                     *
+                     *     : ping
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            /** @description invalid input (validation_failed, invalid_secret, malformed_json, …) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description missing, unknown or revoked API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description the token's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description not found, or not visible to this token */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description conflict (already exists, not empty, …) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description If-Match does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description body or secret too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description request body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description rate limited, or too many waiting requests (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description the database (busy) or the HSM (hsm_unavailable) is busy or away; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+        };
+    };
     LeasesController_listForApp: {
         parameters: {
             query?: {
@@ -5713,6 +6105,122 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PublicationView"];
+                };
+            };
+            /** @description invalid input (validation_failed, invalid_secret, malformed_json, …) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description missing, unknown or revoked API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description the token's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description not found, or not visible to this token */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description conflict (already exists, not empty, …) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description If-Match does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description body or secret too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description request body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description rate limited, or too many waiting requests (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description the database (busy) or the HSM (hsm_unavailable) is busy or away; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+        };
+    };
+    PublicationsController_preview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                app: string;
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PublishDto"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PublishPreview"];
                 };
             };
             /** @description invalid input (validation_failed, invalid_secret, malformed_json, …) */
