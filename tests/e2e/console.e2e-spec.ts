@@ -8,7 +8,7 @@ import { AgentProcess } from '../harness/agent-process.js';
 import { REPO_ROOT } from '../harness/control-plane-process.js';
 import { eventually } from '../harness/eventually.js';
 import { KubeApiServer } from '../harness/kube-apiserver.js';
-import { startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
+import { ADMIN_TOKEN, startControlPlane, type RunningControlPlane } from '../harness/running-control-plane.js';
 import { databaseDump, redisDump, spellings } from '../harness/secret-scan.js';
 import { kubeConfig, uniqueName } from '../harness/test-env.js';
 
@@ -54,7 +54,11 @@ describe('web console (real browser)', () => {
       );
     });
   };
-  const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+  /** A screenshot once dialogs have finished opening (Blueprint animates them). */
+  const shot = async (name: string) => {
+    await page.locator('.bp6-overlay-appear-active, .bp6-overlay-enter-active').first().waitFor({ state: 'detached' });
+    await page.screenshot({ path: path.join(SHOTS, `${name}.png`), animations: 'disabled' });
+  };
   const readSecret = (i: number) => cores[i]!.readNamespacedSecret({ namespace: ns, name: 'checkout-db' }).catch(() => undefined);
   const value = (s: k8s.V1Secret | undefined) => (s?.data?.PASSWORD ? Buffer.from(s.data.PASSWORD, 'base64').toString() : undefined);
 
@@ -85,7 +89,9 @@ describe('web console (real browser)', () => {
     const caFile = path.join(dir, 'ca.pem');
     await writeFile(caFile, (await cp.admin.get('/agents/trust')).body.caCertificatePem);
     for (const [i, cluster] of clusters.entries()) {
-      expect((await cp.admin.post('/clusters', { name: cluster, labels: { tier: 'store', region: i ? 'eu-north' : 'eu-west' } })).status).toBe(201);
+      expect(
+        (await cp.admin.post('/clusters', { name: cluster, labels: { tier: 'store', region: i ? 'eu-north' : 'eu-west' } })).status,
+      ).toBe(201);
       const tokenFile = path.join(dir, `token-${i}`);
       await writeFile(tokenFile, (await cp.admin.post(`/clusters/${cluster}/enrollment-tokens`)).body.token, { mode: 0o600 });
       agents.push(
@@ -101,7 +107,9 @@ describe('web console (real browser)', () => {
       );
     }
     for (const cluster of clusters)
-      await eventually(`${cluster} enrolled`, async () => ((await cp.admin.get(`/clusters/${cluster}`)).body.state === 'enrolled' ? true : undefined));
+      await eventually(`${cluster} enrolled`, async () =>
+        (await cp.admin.get(`/clusters/${cluster}`)).body.state === 'enrolled' ? true : undefined,
+      );
 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
     operator = await browser.newContext({ viewport: { width: 1440, height: 900 } });
@@ -136,91 +144,85 @@ describe('web console (real browser)', () => {
     expect((await fetch(`${cp.cp.url}/`, { redirect: 'manual' })).headers.get('location')).toBe('/console/');
   });
 
-  it(
-    'an operator signs in, creates a project, an app and a secret, and publishes to two clusters by label with a preview',
-    async () => {
-      await page.goto(`${cp.cp.url}/console/`);
-      await page.getByLabel('API token').waitFor();
-      await shot('sign-in');
-      await page.getByLabel('API token').fill(cp.admin.token);
-      await page.getByRole('button', { name: 'Sign in' }).click();
-      await page.getByRole('heading', { name: 'Projects' }).waitFor({ timeout: T });
-      // The token is not kept by the page once sent.
-      expect(await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }))).toBe('{}{}');
-      const cookies = await operator.cookies();
-      expect(cookies.map((c) => [c.name, c.httpOnly, c.sameSite])).toEqual([['__Host-sigil_session', true, 'Strict']]);
+  it('an operator signs in, creates a project, an app and a secret, and publishes to two clusters by label with a preview', async () => {
+    await page.goto(`${cp.cp.url}/console/`);
+    await page.getByLabel('API token').waitFor();
+    await shot('sign-in');
+    await page.getByLabel('API token').fill(ADMIN_TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Projects' }).waitFor({ timeout: T });
+    // The token is not kept by the page once sent.
+    expect(await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }))).toBe('{}{}');
+    const cookies = await operator.cookies();
+    expect(cookies.map((c) => [c.name, c.httpOnly, c.sameSite])).toEqual([['__Host-sigil_session', true, 'Strict']]);
 
-      await page.getByRole('button', { name: 'New project' }).click();
-      await page.getByLabel('Name').fill(project);
-      await page.getByRole('button', { name: 'Create project' }).click();
-      await page.getByRole('heading', { name: project }).waitFor();
-      await page.getByRole('tab', { name: 'Placement rules' }).click();
-      await page.getByLabel("Namespaces this project's apps may use").fill(ns);
-      await page.getByRole('button', { name: 'Save namespaces' }).click();
-      await page.getByText('Namespaces saved').waitFor();
-      await page.getByRole('button', { name: 'Save cluster selector' }).click(); // {} : every cluster
-      await page.getByText('Cluster selector saved').waitFor();
+    await page.getByRole('button', { name: 'New project' }).click();
+    await page.getByLabel('Name', { exact: true }).fill(project);
+    await page.getByRole('button', { name: 'Create project' }).click();
+    await page.getByRole('heading', { name: project }).waitFor();
+    await page.getByRole('tab', { name: 'Placement rules' }).click();
+    await page.getByLabel("Namespaces this project's apps may use").fill(ns);
+    await page.getByRole('button', { name: 'Save namespaces' }).click();
+    await page.getByText('Namespaces saved').waitFor();
+    await page.getByRole('button', { name: 'Save cluster selector' }).click(); // {} : every cluster
+    await page.getByText('Cluster selector saved').waitFor();
 
-      await page.getByRole('tab', { name: 'Apps' }).click();
-      await page.getByRole('button', { name: 'New app' }).click();
-      await page.getByLabel('Name').fill(app);
-      await page.getByLabel('Namespace').fill(ns);
-      await page.getByRole('button', { name: 'Create app' }).click();
-      await page.getByRole('heading', { name: app }).waitFor();
+    await page.getByRole('tab', { name: 'Apps' }).click();
+    await page.getByRole('button', { name: 'New app' }).click();
+    await page.getByLabel('Name', { exact: true }).fill(app);
+    await page.getByLabel('Namespace', { exact: true }).fill(ns);
+    await page.getByRole('button', { name: 'Create app' }).click();
+    await page.getByRole('heading', { name: app }).waitFor();
 
-      await page.getByRole('button', { name: 'Add secret' }).click();
-      await page.getByLabel('Name').fill('checkout-db');
-      await page.getByLabel('Key 1').fill('PASSWORD');
-      const valueField = page.getByLabel('Value of PASSWORD');
-      expect(await valueField.getAttribute('type')).toBe('password'); // masked while typed
-      await valueField.pressSequentially(CANARY_V1);
-      await page.getByRole('button', { name: 'Encrypt and save' }).click();
-      await page.getByRole('heading', { name: /checkout-db/ }).waitFor();
-      await shot('app-secrets');
+    await page.getByRole('button', { name: 'Add secret' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('checkout-db');
+    await page.getByLabel('Key 1', { exact: true }).fill('PASSWORD');
+    const valueField = page.getByLabel('Value of PASSWORD', { exact: true });
+    expect(await valueField.getAttribute('type')).toBe('password'); // masked while typed
+    await valueField.pressSequentially(CANARY_V1);
+    await page.getByRole('button', { name: 'Encrypt and save' }).click();
+    await page.getByRole('heading', { name: /checkout-db/ }).waitFor();
+    await shot('app-secrets');
 
-      await page.getByRole('button', { name: 'Publish' }).first().click();
-      await page.getByLabel('And/or every cluster with these labels').fill('tier=store');
-      const preview = page.getByTestId('publish-preview');
-      await preview.getByText('Would reach 2 cluster(s)').waitFor({ timeout: T });
-      for (const c of clusters) await preview.getByText(c).waitFor();
-      await shot('publish-preview');
-      await page.getByRole('button', { name: 'Publish to 2 clusters' }).click();
+    await page.getByRole('button', { name: 'Publish' }).first().click();
+    await page.getByLabel('And/or every cluster with these labels').fill('tier=store');
+    const preview = page.getByTestId('publish-preview');
+    await preview.getByText('Would reach 2 cluster(s)').waitFor({ timeout: T });
+    for (const c of clusters) await preview.getByText(c).waitFor();
+    await shot('publish-preview');
+    await page.getByRole('button', { name: 'Publish to 2 clusters' }).click();
 
-      await page.getByRole('tab', { name: 'Fleet' }).click();
-      await page.getByTestId('fleet-live').getByText('live').waitFor({ timeout: T });
-      for (const c of clusters) await page.locator(`[data-cluster="${c}"][data-state="provisioned"]`).waitFor({ timeout: T });
-      await page.getByTestId('fleet-summary').getByText('converged').waitFor();
-      await shot('fleet');
-      for (const i of [0, 1]) expect(value(await readSecret(i))).toBe(CANARY_V1);
-    },
-    180_000,
-  );
+    await page.getByRole('tab', { name: 'Fleet' }).click();
+    await page.getByTestId('fleet-live').getByText('live').waitFor({ timeout: T });
+    for (const c of clusters) await page.locator(`[data-cluster="${c}"][data-state="provisioned"]`).waitFor({ timeout: T });
+    await page.getByTestId('fleet-summary').getByText('converged').waitFor();
+    await shot('fleet');
+    for (const i of [0, 1]) expect(value(await readSecret(i))).toBe(CANARY_V1);
+  }, 180_000);
 
-  it(
-    'rotating shows the new version applied in both clusters without a reload; unpublishing shows them deprovisioned',
-    async () => {
-      await page.getByRole('tab', { name: 'Secrets' }).click();
-      await page.getByRole('button', { name: 'Rotate' }).click();
-      await page.getByLabel('Value of PASSWORD').pressSequentially(CANARY_V2);
-      await page.getByRole('button', { name: 'Encrypt and save' }).click();
-      await page.getByText('checkout-db rotated').waitFor();
-      await page.getByRole('button', { name: 'Versions' }).click();
-      await page.getByText('Roll back to v1').waitFor();
+  it('rotating shows the new version applied in both clusters without a reload; unpublishing shows them deprovisioned', async () => {
+    await page.getByRole('tab', { name: 'Secrets' }).click();
+    await page.getByRole('button', { name: 'Rotate' }).click();
+    await page.getByLabel('Value of PASSWORD', { exact: true }).pressSequentially(CANARY_V2);
+    await page.getByRole('button', { name: 'Encrypt and save' }).click();
+    await page.getByText('checkout-db rotated').waitFor();
+    await page.getByRole('button', { name: 'Versions' }).click();
+    await page.getByText('Roll back to v1').waitFor();
 
-      await page.getByRole('tab', { name: 'Fleet' }).click();
-      const loads = responses.length;
-      for (const c of clusters)
-        await page.locator(`[data-cluster="${c}"][data-state="provisioned"]`).getByText('checkout-db v2').waitFor({ timeout: T });
-      for (const i of [0, 1]) await eventually(`cluster ${i} rotated`, async () => (value(await readSecret(i)) === CANARY_V2 ? true : undefined));
-      expect(responses.length - loads).toBeLessThan(10); // the rows came by the event stream, not by polling
+    await page.getByRole('tab', { name: 'Fleet' }).click();
+    const loads = responses.length;
+    for (const c of clusters)
+      await page.locator(`[data-cluster="${c}"][data-state="provisioned"]`).getByText('checkout-db v2').waitFor({ timeout: T });
+    for (const i of [0, 1])
+      await eventually(`cluster ${i} rotated`, async () => (value(await readSecret(i)) === CANARY_V2 ? true : undefined));
+    expect(responses.length - loads).toBeLessThan(10); // the rows came by the event stream, not by polling
 
-      await page.getByRole('button', { name: 'Unpublish' }).click();
-      await page.getByRole('dialog').getByRole('button', { name: 'Unpublish' }).click();
-      for (const c of clusters) await page.locator(`[data-cluster="${c}"][data-state="deprovisioned"]`).waitFor({ timeout: T });
-      for (const i of [0, 1]) await eventually(`cluster ${i} Secret deleted`, async () => ((await readSecret(i)) === undefined ? true : undefined));
-    },
-    180_000,
-  );
+    await page.getByRole('button', { name: 'Unpublish' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Unpublish' }).click();
+    for (const c of clusters) await page.locator(`[data-cluster="${c}"][data-state="deprovisioned"]`).waitFor({ timeout: T });
+    for (const i of [0, 1])
+      await eventually(`cluster ${i} Secret deleted`, async () => ((await readSecret(i)) === undefined ? true : undefined));
+  }, 180_000);
 
   it('clusters: the enrollment token is shown once with the helm command filled in; the audit log verifies', async () => {
     await page.getByRole('link', { name: 'Clusters' }).click();
@@ -250,19 +252,23 @@ describe('web console (real browser)', () => {
       expect(await viewer.getByRole('button', { name: 'New project' }).count()).toBe(0);
       await viewer.goto(`${cp.cp.url}/console/projects/${project}/apps/${app}`);
       await viewer.getByRole('heading', { name: /checkout-db/ }).waitFor({ timeout: T });
-      for (const name of ['Publish', 'Unpublish', 'Add secret', 'Rotate', 'Delete']) expect(await viewer.getByRole('button', { name }).count()).toBe(0);
+      for (const name of ['Publish', 'Unpublish', 'Add secret', 'Rotate', 'Delete'])
+        expect(await viewer.getByRole('button', { name }).count()).toBe(0);
       await viewer.getByRole('tab', { name: 'Fleet' }).click();
       await viewer.getByTestId('fleet-summary').waitFor();
       // With the session's own CSRF token, from the console's origin: the role still decides.
-      const forged = await viewer.evaluate(async (p) => {
-        const s = (await (await fetch('/api/v1/console/session')).json()) as { csrfToken: string };
-        const r = await fetch(`/api/v1/projects/${p.project}/apps/${p.app}/publish`, {
-          method: 'POST',
-          headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': s.csrfToken },
-          body: JSON.stringify({ clusters: p.clusters }),
-        });
-        return { status: r.status, body: (await r.json()) as { code: string } };
-      }, { project, app, clusters });
+      const forged = await viewer.evaluate(
+        async (p) => {
+          const s = (await (await fetch('/api/v1/console/session')).json()) as { csrfToken: string };
+          const r = await fetch(`/api/v1/projects/${p.project}/apps/${p.app}/publish`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': s.csrfToken },
+            body: JSON.stringify({ clusters: p.clusters }),
+          });
+          return { status: r.status, body: (await r.json()) as { code: string } };
+        },
+        { project, app, clusters },
+      );
       expect(forged.status).toBe(403);
       expect(forged.body.code).toBe('forbidden');
       // Without the CSRF token even an admin's session could not; the viewer's is refused first.
@@ -277,13 +283,12 @@ describe('web console (real browser)', () => {
   it('the values typed in are nowhere: not in the DOM, storage, responses, logs, PostgreSQL or Redis; no console errors', async () => {
     await page.goto(`${cp.cp.url}/console/projects/${project}/apps/${app}`);
     await page.getByRole('heading', { name: /checkout-db/ }).waitFor();
-    const dom = await page.evaluate(
-      () =>
-        document.documentElement.outerHTML +
-        [...document.querySelectorAll('input, textarea')].map((e) => (e as HTMLInputElement).value).join('\n') +
-        JSON.stringify({ ...localStorage }) +
-        JSON.stringify({ ...sessionStorage }),
-    );
+    const dom =
+      (await page.content()) +
+      (await page
+        .locator('input, textarea')
+        .evaluateAll((fields) => fields.map((f) => (f as unknown as { value: string }).value).join('\n'))) +
+      (await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage })));
     const places: Record<string, string> = {
       dom,
       responses: responses.join('\n'),
@@ -296,13 +301,17 @@ describe('web console (real browser)', () => {
     expect(responses.length).toBeGreaterThan(20);
     for (const canary of [CANARY_V1, CANARY_V2])
       for (const spelling of spellings(canary))
-        for (const [where, text] of Object.entries(places)) expect({ where, found: text.includes(spelling) }).toEqual({ where, found: false });
+        for (const [where, text] of Object.entries(places))
+          expect({ where, found: text.includes(spelling) }).toEqual({ where, found: false });
 
-    // The only console lines allowed: the browser's own note of the sign-in page's session probe
-    // answering 401 (not signed in yet), and of the sign-out's session ending.
-    const errors = consoleMessages.filter(
-      (m) => !/^error: Failed to load resource: the server responded with a status of 401 .*\/api\/v1\/console\/session$/.test(m),
-    );
+    // The only console lines allowed are the browser's own network notes of two expected
+    // refusals: the sign-in page's session probe answering 401 (not signed in yet), and the
+    // viewer's forged publish above answering 403.
+    const expected = [
+      /^error: Failed to load resource: the server responded with a status of 401 .*\/api\/v1\/console\/session$/,
+      /^error: Failed to load resource: the server responded with a status of 403 .*\/apps\/checkout\/publish$/,
+    ];
+    const errors = consoleMessages.filter((m) => !expected.some((e) => e.test(m)));
     expect(errors.filter((m) => /^(error|pageerror)/.test(m))).toEqual([]);
     expect(consoleMessages.join('\n')).not.toMatch(/Content Security Policy|Refused to/);
   });

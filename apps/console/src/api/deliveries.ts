@@ -72,7 +72,8 @@ export function useDeliveries(project: string, app: string, filter: FleetFilter)
       const loaded = queries.getQueryData<InfiniteData<DeliveryPage>>(key);
       const shown = new Set(loaded?.pages.flatMap((p) => p.items.map((d) => d.cluster)) ?? []);
       const complete = loaded ? loaded.pages[loaded.pages.length - 1]?.next === null : false;
-      if (complete && [...byName.keys()].some((c) => !shown.has(c))) void queries.invalidateQueries({ queryKey: ['deliveries', project, app] });
+      if (complete && [...byName.keys()].some((c) => !shown.has(c)))
+        void queries.invalidateQueries({ queryKey: ['deliveries', project, app] });
     });
     events.addEventListener('reset', () => void queries.invalidateQueries({ queryKey: ['deliveries', project, app] }));
     // EventSource reconnects by itself; until it does, say the view may be behind.

@@ -111,7 +111,11 @@ function CreateTokenDialog({ onClose, onCreated }: { onClose: () => void; onCrea
       <FormGroup label="Name" labelFor="token-name">
         <InputGroup id="token-name" value={name} onValueChange={setName} autoFocus />
       </FormGroup>
-      <FormGroup label="Role" labelFor="token-role" helperText="viewer reads; pipeline publishes; operator also writes apps and secrets; admin does everything.">
+      <FormGroup
+        label="Role"
+        labelFor="token-role"
+        helperText="viewer reads; pipeline publishes; operator also writes apps and secrets; admin does everything."
+      >
         <HTMLSelect id="token-role" value={role} onChange={(e) => setRole(e.currentTarget.value as typeof role)} fill>
           <option>viewer</option>
           <option>pipeline</option>
@@ -158,7 +162,10 @@ function RootKeysSection() {
       {progress.data && (
         <div className="rotation-progress">
           Re-wrap {progress.data.state}: {progress.data.done} / {progress.data.total}
-          <ProgressBar value={progress.data.total ? progress.data.done / progress.data.total : 1} animate={progress.data.state === 'running'} />
+          <ProgressBar
+            value={progress.data.total ? progress.data.done / progress.data.total : 1}
+            animate={progress.data.state === 'running'}
+          />
         </div>
       )}
       {keys.isPending ? (
@@ -187,7 +194,11 @@ function RootKeysSection() {
                   <Tag intent={k.state === 'active' ? 'success' : 'none'}>{k.state}</Tag>
                 </td>
                 <td>{k.references}</td>
-                <td>{k.hsm ? `${k.hsm.sensitive ? 'sensitive' : 'NOT sensitive'}, ${k.hsm.extractable ? 'EXTRACTABLE' : 'never extractable'}` : '—'}</td>
+                <td>
+                  {k.hsm
+                    ? `${k.hsm.sensitive ? 'sensitive' : 'NOT sensitive'}, ${k.hsm.extractable ? 'EXTRACTABLE' : 'never extractable'}`
+                    : '—'}
+                </td>
                 <td>{when(k.createdAt)}</td>
                 <td>
                   {k.state === 'retired' && k.references === 0 && (

@@ -19,7 +19,11 @@ export function PodSpecPanel({ project, app }: { project: string; app: string })
       call(api.GET('/api/v1/projects/{project}/apps/{app}/pod-spec', { params: { path: { project, app }, query: { container: name } } })),
   });
   const text = spec.data
-    ? JSON.stringify(spec.data.annotations ? { metadata: { annotations: spec.data.annotations }, spec: spec.data.podSpec } : { spec: spec.data.podSpec }, null, 2)
+    ? JSON.stringify(
+        spec.data.annotations ? { metadata: { annotations: spec.data.annotations }, spec: spec.data.podSpec } : { spec: spec.data.podSpec },
+        null,
+        2,
+      )
     : '';
   return (
     <Card>
@@ -55,7 +59,9 @@ export function PodSpecPanel({ project, app }: { project: string; app: string })
 
 export function ConsumptionPanel({ project, app }: { project: string; app: string }) {
   const list = usePaged(['consumption', project, app], (after) =>
-    call(api.GET('/api/v1/projects/{project}/apps/{app}/consumption', { params: { path: { project, app }, query: { after, limit: '200' } } })),
+    call(
+      api.GET('/api/v1/projects/{project}/apps/{app}/consumption', { params: { path: { project, app }, query: { after, limit: '200' } } }),
+    ),
   );
   if (list.isPending) return <Loading what="consumption" />;
   if (list.isError) return <Failed error={list.error} />;
@@ -100,7 +106,14 @@ export function ConsumptionPanel({ project, app }: { project: string; app: strin
   );
 }
 
-const LEASE_INTENT = { intent: 'none', active: 'success', superseded: 'warning', revoking: 'warning', revoked: 'none', failed: 'danger' } as const;
+const LEASE_INTENT = {
+  intent: 'none',
+  active: 'success',
+  superseded: 'warning',
+  revoking: 'warning',
+  revoked: 'none',
+  failed: 'danger',
+} as const;
 
 export function LeasesPanel({ project, app }: { project: string; app: string }) {
   const { can } = useSession();
@@ -141,7 +154,8 @@ export function LeasesPanel({ project, app }: { project: string; app: string }) 
                 {l.role} (#{l.serial})
               </td>
               <td>
-                <Tag intent={LEASE_INTENT[l.state]}>{l.state}</Tag> {l.revokeReason && <span className="bp6-text-muted">{l.revokeReason}</span>}
+                <Tag intent={LEASE_INTENT[l.state]}>{l.state}</Tag>{' '}
+                {l.revokeReason && <span className="bp6-text-muted">{l.revokeReason}</span>}
               </td>
               <td>{when(l.expiresAt)}</td>
               <td>{l.lastError ?? ''}</td>
@@ -154,7 +168,9 @@ export function LeasesPanel({ project, app }: { project: string; app: string }) 
                     question={`Revoke ${l.role}? The cluster gets a fresh credential; the old role is dropped after its grace period.`}
                     onConfirm={async () => {
                       await call(
-                        api.POST('/api/v1/projects/{project}/apps/{app}/leases/{lease}/revoke', { params: { path: { project, app, lease: l.id } } }),
+                        api.POST('/api/v1/projects/{project}/apps/{app}/leases/{lease}/revoke', {
+                          params: { path: { project, app, lease: l.id } },
+                        }),
                       );
                       notify(`${l.role} revoked`);
                       await queries.invalidateQueries({ queryKey: ['leases', project, app] });

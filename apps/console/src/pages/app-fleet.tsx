@@ -97,7 +97,13 @@ export function FleetPanel({ project, app }: { project: string; app: string }) {
           </Empty>
         )
       ) : (
-        <div className="fleet-list" ref={scroller} role="table" aria-label="Clusters of this app" aria-rowcount={(s?.clusters ?? items.length) + 1}>
+        <div
+          className="fleet-list"
+          ref={scroller}
+          role="table"
+          aria-label="Clusters of this app"
+          aria-rowcount={(s?.clusters ?? items.length) + 1}
+        >
           <div className="fleet-row header" role="row" style={{ height: ROW }}>
             <span role="columnheader">Cluster</span>
             <span role="columnheader">State</span>

@@ -11,7 +11,10 @@ import { FormDialog } from '../ui/forms';
 export function publishBody(names: string, labels: string): Schemas['PublishDto'] | { error: string } {
   const clusters = names.split(/[\s,]+/).filter(Boolean);
   const matchLabels: Record<string, string> = {};
-  for (const pair of labels.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const pair of labels
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const eq = pair.indexOf('=');
     if (eq <= 0) return { error: `“${pair}” is not key=value` };
     matchLabels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
@@ -31,7 +34,8 @@ export function PublishDialog({ project, app, isOpen, onClose }: { project: stri
   const path = { project, app };
   const preview = useQuery({
     queryKey: ['publish-preview', project, app, body],
-    queryFn: () => call(api.POST('/api/v1/projects/{project}/apps/{app}/publish/preview', { params: { path }, body: body as Schemas['PublishDto'] })),
+    queryFn: () =>
+      call(api.POST('/api/v1/projects/{project}/apps/{app}/publish/preview', { params: { path }, body: body as Schemas['PublishDto'] })),
     enabled: isOpen && !('error' in body),
     staleTime: 0,
   });
@@ -66,17 +70,25 @@ export function PublishDialog({ project, app, isOpen, onClose }: { project: stri
         ) : preview.isError ? (
           <Callout intent="danger">{describeError(preview.error)}</Callout>
         ) : preview.data ? (
-          <Callout intent={preview.data.count ? 'primary' : 'warning'} icon="eye-open" title={`Would reach ${preview.data.count} cluster(s)`}>
+          <Callout
+            intent={preview.data.count ? 'primary' : 'warning'}
+            icon="eye-open"
+            title={`Would reach ${preview.data.count} cluster(s)`}
+          >
             <div className="label-tags">
               {preview.data.clusters.map((c) => (
                 <Tag key={c} minimal>
                   {c}
                 </Tag>
               ))}
-              {preview.data.count > preview.data.clusters.length && <span>and {preview.data.count - preview.data.clusters.length} more</span>}
+              {preview.data.count > preview.data.clusters.length && (
+                <span>and {preview.data.count - preview.data.clusters.length} more</span>
+              )}
             </div>
             {preview.data.unknown.length > 0 && <p>Unknown cluster names: {preview.data.unknown.join(', ')}</p>}
-            {preview.data.notAllowed > 0 && <p>{preview.data.notAllowed} matching cluster(s) are outside what this project may publish to.</p>}
+            {preview.data.notAllowed > 0 && (
+              <p>{preview.data.notAllowed} matching cluster(s) are outside what this project may publish to.</p>
+            )}
           </Callout>
         ) : (
           <Callout icon="eye-open">Working out which clusters this reaches…</Callout>
@@ -108,7 +120,11 @@ export function UnpublishDialog({ project, app, isOpen, onClose }: { project: st
         await queries.invalidateQueries({ queryKey: ['deliveries', project, app] });
       }}
     >
-      <FormGroup label="Only from these clusters" labelFor="unpublish-names" helperText="Empty: from every cluster. Agents delete the app's Secret.">
+      <FormGroup
+        label="Only from these clusters"
+        labelFor="unpublish-names"
+        helperText="Empty: from every cluster. Agents delete the app's Secret."
+      >
         <InputGroup id="unpublish-names" value={names} onValueChange={setNames} autoFocus />
       </FormGroup>
     </FormDialog>

@@ -61,13 +61,20 @@ function SecretCard({ project, app, secret: s, onRotate }: { project: string; ap
             {s.name} <Tag intent="primary">v{s.currentVersion}</Tag>
           </h3>
           <span className="bp6-text-muted">
-            {s.type} · {kind(s)} · keys {s.keys.join(', ') || '—'} · {s.sizeBytes} bytes · last rotated {ago(s.lastRotatedAt ?? s.createdAt)}
+            {s.type} · {kind(s)} · keys {s.keys.join(', ') || '—'} · {s.sizeBytes} bytes · last rotated{' '}
+            {ago(s.lastRotatedAt ?? s.createdAt)}
             {s.nextRotationAt && ` · next rotation ${when(s.nextRotationAt)}`}
           </span>
         </div>
         <div>
           {can('secrets:write') && !s.dynamic && <Button icon="refresh" text="Rotate" onClick={onRotate} />}
-          <Button variant="minimal" icon={open ? 'chevron-up' : 'chevron-down'} text="Versions" onClick={() => setOpen(!open)} aria-expanded={open} />
+          <Button
+            variant="minimal"
+            icon={open ? 'chevron-up' : 'chevron-down'}
+            text="Versions"
+            onClick={() => setOpen(!open)}
+            aria-expanded={open}
+          />
           {can('secrets:write') && (
             <ConfirmButton
               text="Delete"
@@ -154,7 +161,13 @@ function Versions({ project, app, secret: s }: { project: string; app: string; s
   );
 }
 
-const TYPES = ['Opaque', 'kubernetes.io/tls', 'kubernetes.io/dockerconfigjson', 'kubernetes.io/basic-auth', 'kubernetes.io/ssh-auth'] as const;
+const TYPES = [
+  'Opaque',
+  'kubernetes.io/tls',
+  'kubernetes.io/dockerconfigjson',
+  'kubernetes.io/basic-auth',
+  'kubernetes.io/ssh-auth',
+] as const;
 
 function AddSecretDialog({ project, app, onClose }: { project: string; app: string; onClose: () => void }) {
   const [name, setName] = useState('');
@@ -232,7 +245,9 @@ function RotateDialog({ project, app, secret: s, onClose }: { project: string; a
           await done(`${s.name}: new values generated`);
         }}
       >
-        <p>The HSM generates new values for {s.keys.join(', ')}; they are delivered as version {s.latestVersion + 1}.</p>
+        <p>
+          The HSM generates new values for {s.keys.join(', ')}; they are delivered as version {s.latestVersion + 1}.
+        </p>
       </FormDialog>
     );
   return (

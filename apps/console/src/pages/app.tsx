@@ -67,7 +67,9 @@ export function AppPage() {
         <Tab id="secrets" title="Secrets" panel={<SecretsPanel project={project} app={app} />} />
         <Tab id="fleet" title="Fleet" panel={<FleetPanel project={project} app={app} />} />
         <Tab id="pod-spec" title="Pod spec" panel={<PodSpecPanel project={project} app={app} />} />
-        {a.deliveryMode === 'inject' && <Tab id="consumption" title="Consumption" panel={<ConsumptionPanel project={project} app={app} />} />}
+        {a.deliveryMode === 'inject' && (
+          <Tab id="consumption" title="Consumption" panel={<ConsumptionPanel project={project} app={app} />} />
+        )}
         <Tab id="leases" title="Leases" panel={<LeasesPanel project={project} app={app} />} />
       </Tabs>
       <PublishDialog project={project} app={app} isOpen={dialog === 'publish'} onClose={() => setDialog(null)} />

@@ -52,7 +52,10 @@ export function AuditPage() {
             onClick={() => {
               setVerifying(true);
               call(api.GET('/api/v1/audit/verify'))
-                .then((v) => setVerification(v), (error: unknown) => setVerification({ error }))
+                .then(
+                  (v) => setVerification(v),
+                  (error: unknown) => setVerification({ error }),
+                )
                 .finally(() => setVerifying(false));
             }}
           />
@@ -65,7 +68,8 @@ export function AuditPage() {
           </Callout>
         ) : verification.ok ? (
           <Callout intent="success" icon="endorsed" title="The audit chain is intact" data-testid="audit-verified">
-            {verification.checked} records checked; head #{verification.head.lastSeq}, hash <code>{verification.head.lastHash.slice(0, 16)}…</code>
+            {verification.checked} records checked; head #{verification.head.lastSeq}, hash{' '}
+            <code>{verification.head.lastHash.slice(0, 16)}…</code>
             {verification.legacy > 0 && `; ${verification.legacy} older records use the legacy scheme`}.
           </Callout>
         ) : (

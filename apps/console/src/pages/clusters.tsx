@@ -16,7 +16,10 @@ type Cluster = Schemas['ClusterView'];
 /** "region=eu-west\ntier=store" or "region=eu-west,tier=store" → labels. */
 export function parseLabels(text: string): Record<string, string> {
   const labels: Record<string, string> = {};
-  for (const pair of text.split(/[\n,]+/).map((p) => p.trim()).filter(Boolean)) {
+  for (const pair of text
+    .split(/[\n,]+/)
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new Error(`“${pair}” is not key=value`);
     labels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
@@ -51,7 +54,13 @@ export function ClustersPage() {
       </div>
       <div className="toolbar" role="search">
         <FormGroup label="Labels" labelFor="clusters-labels">
-          <InputGroup id="clusters-labels" leftIcon="filter" placeholder="region=eu-west,tier=store" value={filter} onValueChange={setFilter} />
+          <InputGroup
+            id="clusters-labels"
+            leftIcon="filter"
+            placeholder="region=eu-west,tier=store"
+            value={filter}
+            onValueChange={setFilter}
+          />
         </FormGroup>
       </div>
       {clusters.isPending ? (
@@ -113,8 +122,9 @@ export function ClustersPage() {
                         icon="key"
                         text="Enrollment token"
                         onClick={() =>
-                          void call(api.POST('/api/v1/clusters/{cluster}/enrollment-tokens', { ...path(c), body: {} })).then(setToken, (err: unknown) =>
-                            notify((err as Error).message, 'danger'),
+                          void call(api.POST('/api/v1/clusters/{cluster}/enrollment-tokens', { ...path(c), body: {} })).then(
+                            setToken,
+                            (err: unknown) => notify((err as Error).message, 'danger'),
                           )
                         }
                       />
@@ -191,7 +201,9 @@ function RelabelDialog({ cluster, onClose, onDone }: { cluster: Cluster; onClose
       onClose={onClose}
       submitText="Save labels"
       onSubmit={async () => {
-        await call(api.PATCH('/api/v1/clusters/{cluster}', { params: { path: { cluster: cluster.name } }, body: { labels: parseLabels(labels) } }));
+        await call(
+          api.PATCH('/api/v1/clusters/{cluster}', { params: { path: { cluster: cluster.name } }, body: { labels: parseLabels(labels) } }),
+        );
         notify(`Labels of ${cluster.name} saved; apps published by selector follow`);
         await onDone();
       }}
@@ -218,7 +230,15 @@ function TokenDialog({ token, onClose }: { token: Schemas['EnrollmentTokenView']
       ].join('\n')
     : '';
   return (
-    <FormDialog title={`Install the agent in ${token.cluster}`} icon="key" isOpen onClose={onClose} submitText="Done" wide onSubmit={() => Promise.resolve()}>
+    <FormDialog
+      title={`Install the agent in ${token.cluster}`}
+      icon="key"
+      isOpen
+      onClose={onClose}
+      submitText="Done"
+      wide
+      onSubmit={() => Promise.resolve()}
+    >
       <Callout intent="warning" icon="eye-off">
         This token is shown only once and works once, until {new Date(token.expiresAt).toLocaleString()}. Run the commands against the
         cluster now, or issue a new token later.
@@ -236,7 +256,12 @@ function TokenDialog({ token, onClose }: { token: Schemas['EnrollmentTokenView']
           <Button
             icon="clipboard"
             text="Copy commands"
-            onClick={() => void navigator.clipboard.writeText(command).then(() => notify('Copied'), () => notify('Select the text and copy it', 'danger'))}
+            onClick={() =>
+              void navigator.clipboard.writeText(command).then(
+                () => notify('Copied'),
+                () => notify('Select the text and copy it', 'danger'),
+              )
+            }
           />
         </>
       )}

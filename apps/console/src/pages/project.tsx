@@ -15,7 +15,10 @@ export function ProjectPage() {
   const { project = '' } = useParams();
   const { can } = useSession();
   const [tab, setTab] = useState<string>('apps');
-  const info = useQuery({ queryKey: ['project', project], queryFn: () => call(api.GET('/api/v1/projects/{project}', { params: { path: { project } } })) });
+  const info = useQuery({
+    queryKey: ['project', project],
+    queryFn: () => call(api.GET('/api/v1/projects/{project}', { params: { path: { project } } })),
+  });
   if (info.isPending) return <Loading what="the project" />;
   if (info.isError) return <Failed error={info.error} title={`Project ${project} could not be loaded`} />;
   return (
@@ -43,7 +46,9 @@ function AppsPanel({ project }: { project: string }) {
   );
   return (
     <>
-      <div className="toolbar">{can('apps:write') && <Button intent="primary" icon="add" text="New app" onClick={() => setCreating(true)} />}</div>
+      <div className="toolbar">
+        {can('apps:write') && <Button intent="primary" icon="add" text="New app" onClick={() => setCreating(true)} />}
+      </div>
       {apps.isPending ? (
         <Loading what="apps" />
       ) : apps.isError ? (
@@ -99,7 +104,13 @@ export function deliveryLabel(a: Pick<Schemas['AppView'], 'deliveryMode' | 'moun
   }
 }
 
-const SECRET_TYPES = ['Opaque', 'kubernetes.io/tls', 'kubernetes.io/dockerconfigjson', 'kubernetes.io/basic-auth', 'kubernetes.io/ssh-auth'] as const;
+const SECRET_TYPES = [
+  'Opaque',
+  'kubernetes.io/tls',
+  'kubernetes.io/dockerconfigjson',
+  'kubernetes.io/basic-auth',
+  'kubernetes.io/ssh-auth',
+] as const;
 
 function CreateAppDialog({ project, isOpen, onClose }: { project: string; isOpen: boolean; onClose: () => void }) {
   const [name, setName] = useState('');
@@ -153,7 +164,11 @@ function CreateAppDialog({ project, isOpen, onClose }: { project: string; isOpen
         </FormGroup>
       )}
       {deliveryMode === 'inject' && (
-        <FormGroup label="Consumers" labelFor="app-consumers" helperText="The pods that may receive the values, as namespace/service-account, one per line.">
+        <FormGroup
+          label="Consumers"
+          labelFor="app-consumers"
+          helperText="The pods that may receive the values, as namespace/service-account, one per line."
+        >
           <TextArea id="app-consumers" value={consumers} onChange={(e) => setConsumers(e.currentTarget.value)} fill />
         </FormGroup>
       )}
@@ -241,7 +256,9 @@ function ConnectionsPanel({ project }: { project: string }) {
                         question={`Delete connection ${c.name}? Secrets that use it must be deleted first.`}
                         onConfirm={async () => {
                           await call(
-                            api.DELETE('/api/v1/projects/{project}/connections/{connection}', { params: { path: { project, connection: c.name } } }),
+                            api.DELETE('/api/v1/projects/{project}/connections/{connection}', {
+                              params: { path: { project, connection: c.name } },
+                            }),
                           );
                           await queries.invalidateQueries({ queryKey: ['connections', project] });
                         }}
@@ -333,7 +350,11 @@ function PlacementPanel({ project }: { project: string }) {
   const shown = namespaces ?? ns.data?.namespaces.join('\n') ?? '';
   return (
     <Card>
-      <FormGroup label="Namespaces this project's apps may use" labelFor="project-namespaces" helperText="One per line; empty: any namespace.">
+      <FormGroup
+        label="Namespaces this project's apps may use"
+        labelFor="project-namespaces"
+        helperText="One per line; empty: any namespace."
+      >
         <TextArea id="project-namespaces" value={shown} onChange={(e) => setNamespaces(e.currentTarget.value)} fill rows={4} />
       </FormGroup>
       <Button
@@ -356,7 +377,14 @@ function PlacementPanel({ project }: { project: string }) {
         helperText='A Kubernetes label selector as JSON, e.g. {"matchLabels":{"tier":"store"}}; {} allows every cluster.'
         className="selector-group"
       >
-        <TextArea id="project-selector" className="mono" value={selector} onChange={(e) => setSelector(e.currentTarget.value)} fill rows={3} />
+        <TextArea
+          id="project-selector"
+          className="mono"
+          value={selector}
+          onChange={(e) => setSelector(e.currentTarget.value)}
+          fill
+          rows={3}
+        />
       </FormGroup>
       <Button
         text="Save cluster selector"

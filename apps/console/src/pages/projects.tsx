@@ -27,7 +27,9 @@ export function ProjectsPage() {
       ) : projects.items.length === 0 ? (
         <Empty icon="folder-new" title="No projects yet">
           A project groups the apps of one team and decides which clusters they may reach.{' '}
-          {can('projects:write') ? 'Create the first one with “New project”.' : 'Ask an admin to create one and give your token access to it.'}
+          {can('projects:write')
+            ? 'Create the first one with “New project”.'
+            : 'Ask an admin to create one and give your token access to it.'}
         </Empty>
       ) : (
         <Card className="table-card">
@@ -51,7 +53,9 @@ export function ProjectsPage() {
               ))}
             </tbody>
           </HTMLTable>
-          {projects.hasNextPage && <Button text="Show more" onClick={() => void projects.fetchNextPage()} loading={projects.isFetchingNextPage} />}
+          {projects.hasNextPage && (
+            <Button text="Show more" onClick={() => void projects.fetchNextPage()} loading={projects.isFetchingNextPage} />
+          )}
         </Card>
       )}
       <CreateProjectDialog isOpen={creating} onClose={() => setCreating(false)} />

@@ -37,11 +37,15 @@ export function SignInPage() {
       <Card elevation={2}>
         <H2>Sign in to Sigil</H2>
         <p>
-          Paste an API token. The console exchanges it for a session that ends when you sign out, after 30 minutes without use, or after
-          8 hours; the token itself is not kept in this browser.
+          Paste an API token. The console exchanges it for a session that ends when you sign out, after 30 minutes without use, or after 8
+          hours; the token itself is not kept in this browser.
         </p>
         <form onSubmit={(e) => void submit(e)} noValidate>
-          <FormGroup label="API token" labelFor="token" helperText="An admin creates tokens with `sigil tokens create` or under Administration.">
+          <FormGroup
+            label="API token"
+            labelFor="token"
+            helperText="An admin creates tokens with `sigil tokens create` or under Administration."
+          >
             <InputGroup id="token" name="token" type="password" autoComplete="off" spellCheck={false} inputRef={input} autoFocus large />
           </FormGroup>
           {error && (

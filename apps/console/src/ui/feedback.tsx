@@ -22,6 +22,6 @@ export function Empty({ icon, title, children, action }: { icon: IconName; title
 let toaster: Promise<Toaster> | undefined;
 /** A short notice in the corner: "Secret rotated", "Token revoked". */
 export function notify(message: string, intent: 'success' | 'danger' | 'primary' = 'success'): void {
-  toaster ??= OverlayToaster.create({ position: 'top' });
+  toaster ??= OverlayToaster.create({ position: 'top', maxToasts: 2 });
   void toaster.then((t) => t.show({ message, intent, timeout: intent === 'danger' ? 8000 : 3000 }));
 }

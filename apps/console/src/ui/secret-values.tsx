@@ -114,7 +114,14 @@ export function SecretValues({ keys, handle }: { keys?: string[]; handle: Ref<Se
           </span>
         </div>
       ))}
-      {!fixedKeys && <Button icon="add" text="Add key" variant="minimal" onClick={() => setRows([...rows, { id: nextRow++, key: '', source: 'text' }])} />}
+      {!fixedKeys && (
+        <Button
+          icon="add"
+          text="Add key"
+          variant="minimal"
+          onClick={() => setRows([...rows, { id: nextRow++, key: '', source: 'text' }])}
+        />
+      )}
     </fieldset>
   );
 }
