@@ -11,7 +11,9 @@ import { compile } from './swc.mjs';
 rmSync(new URL('../dist', import.meta.url), { recursive: true, force: true });
 // Container builds copy only apps/ and libs/.
 // apps/console is browser code: Vite builds it (below), not SWC.
-const apps = readdirSync(new URL('../apps', import.meta.url)).filter((app) => app !== 'console').map((app) => `apps/${app}`);
+const apps = readdirSync(new URL('../apps', import.meta.url))
+  .filter((app) => app !== 'console')
+  .map((app) => `apps/${app}`);
 compile(
   [...apps, 'libs', 'tests/harness', 'bench'].filter((dir) => existsSync(new URL(`../${dir}`, import.meta.url))),
   'dist',

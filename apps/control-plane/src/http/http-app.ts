@@ -53,7 +53,9 @@ export async function createHttpApp(config: RuntimeConfig, logger: Logger): Prom
   const consoleRoutes = consoleRouter();
   if (consoleRoutes) {
     app.use(CONSOLE_PATH, consoleRoutes);
-    app.use((req: Request, res: Response, next: () => void) => (req.method === 'GET' && req.path === '/' ? res.redirect(302, `${CONSOLE_PATH}/`) : next()));
+    app.use((req: Request, res: Response, next: () => void) =>
+      req.method === 'GET' && req.path === '/' ? res.redirect(302, `${CONSOLE_PATH}/`) : next(),
+    );
   }
   await app.init();
   // Nest answers unknown paths under the API prefix; this covers every other path.
