@@ -118,7 +118,8 @@ module.exports = {
     },
     {
       name: 'apps-apart',
-      comment: 'The control plane, the agent and the CLI share code only through libs/ (the CLI speaks the REST API, the agent gRPC).',
+      comment:
+        'The control plane, the agent, the CLI and the console share code only through libs/ (the CLI and the console speak the REST API, the agent gRPC).',
       severity: 'error',
       from: { path: '^apps/([^/]+)/' },
       to: { path: '^apps/', pathNot: '^apps/$1/' },
@@ -155,7 +156,7 @@ module.exports = {
     enhancedResolveOptions: {
       exportsFields: ['exports'],
       conditionNames: ['import', 'require', 'node', 'default', 'types'],
-      extensions: ['.ts', '.js', '.mjs', '.cjs', '.d.ts'],
+      extensions: ['.ts', '.tsx', '.js', '.mjs', '.cjs', '.d.ts'],
     },
   },
 };

@@ -244,6 +244,44 @@ describe('web console (real browser)', () => {
     await shot('audit');
   });
 
+  it('the main screens pass axe-core (WCAG 2 A/AA): no serious or critical violation', async () => {
+    // axe is injected by the test, so this context bypasses the console's CSP (script-src 'self').
+    const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, bypassCSP: true });
+    try {
+      const p = await signIn(context, ADMIN_TOKEN);
+      const screens: [string, string, string][] = [
+        ['projects', '/console/', 'Projects'],
+        ['project', `/console/projects/${project}`, project],
+        ['app secrets', `/console/projects/${project}/apps/${app}`, app],
+        ['fleet', `/console/projects/${project}/apps/${app}/fleet`, app],
+        ['clusters', '/console/clusters', 'Clusters'],
+        ['audit', '/console/audit', 'Audit log'],
+        ['administration', '/console/admin', 'Administration'],
+      ];
+      const found: string[] = [];
+      for (const [screen, url, heading] of screens) {
+        await p.goto(`${cp.cp.url}${url}`);
+        await p.getByRole('heading', { name: heading, exact: true }).first().waitFor({ timeout: T });
+        await p.locator('.bp6-spinner').first().waitFor({ state: 'detached' });
+        await p.addScriptTag({ path: path.join(REPO_ROOT, 'node_modules/axe-core/axe.min.js') });
+        const violations = await p.evaluate(async () => {
+          const axe = (
+            globalThis as unknown as {
+              axe: { run(o: object): Promise<{ violations: { id: string; impact: string; nodes: { target: string[] }[] }[] }> };
+            }
+          ).axe;
+          const r = await axe.run({ runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
+          return r.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+        });
+        for (const v of violations)
+          if (v.impact === 'serious' || v.impact === 'critical') found.push(`${screen}: ${v.id} (${v.impact}) at ${v.targets.join(', ')}`);
+      }
+      expect(found).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  }, 120_000);
+
   it('a viewer sees no mutation controls, and a forged change is refused with 403', async () => {
     const viewerToken = (await cp.admin.post('/tokens', { name: uniqueName('viewer'), role: 'viewer' })).body.token as string;
     const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });

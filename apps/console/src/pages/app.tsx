@@ -1,8 +1,8 @@
 // One app: its secrets, where it is delivered (the fleet view), the pod-spec snippet, and for
 // injected and dynamic secrets who consumed what.
-import { Breadcrumbs, Button, H1, Tab, Tabs, Tag } from '@blueprintjs/core';
+import { Breadcrumb, Button, H1, Tab, Tabs, Tag } from '@blueprintjs/core';
 import { useQuery } from '@tanstack/react-query';
-import { useState } from 'react';
+import { useState, type MouseEvent } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { api, call } from '../api/client';
 import { useSession } from '../api/session';
@@ -20,6 +20,12 @@ export function AppPage() {
   const { can } = useSession();
   const navigate = useNavigate();
   const [dialog, setDialog] = useState<'publish' | 'unpublish' | null>(null);
+  // Real links (open in a new tab works); a plain click stays in the app.
+  const go = (e: MouseEvent, to: string) => {
+    if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
+    e.preventDefault();
+    void navigate(to);
+  };
   const info = useQuery({
     queryKey: ['app', project, app],
     queryFn: () => call(api.GET('/api/v1/projects/{project}/apps/{app}', { params: { path: { project, app } } })),
@@ -30,13 +36,20 @@ export function AppPage() {
   const selected = (TABS as readonly string[]).includes(tab) ? tab : 'secrets';
   return (
     <>
-      <Breadcrumbs
-        items={[
-          { text: 'Projects', onClick: () => void navigate('/') },
-          { text: project, onClick: () => void navigate(`/projects/${project}`) },
-          { text: app, current: true },
-        ]}
-      />
+      {/* Blueprint's <Breadcrumbs> puts a spacer <div> inside its <ol> (invalid list markup): its items, in a list of our own. */}
+      <nav aria-label="Breadcrumb">
+        <ol className="bp6-breadcrumbs">
+          <li>
+            <Breadcrumb href="/console/" onClick={(e) => go(e, '/')} text="Projects" />
+          </li>
+          <li>
+            <Breadcrumb href={`/console/projects/${project}`} onClick={(e) => go(e, `/projects/${project}`)} text={project} />
+          </li>
+          <li>
+            <Breadcrumb current text={app} />
+          </li>
+        </ol>
+      </nav>
       <div className="page-header">
         <div>
           <H1>{a.name}</H1>
