@@ -5,6 +5,7 @@ import { fmtMs, log, machineLine, mark, table, writeResults } from '../lib/resul
 import { Fleet, type EnrollResult, type Registration } from './fleet.js';
 import { grpcFloors, hsmFloor, queueFloor, type Floor } from './floors.js';
 import { resultName, TARGETS, type Phase, type Reconnect } from './fleet-results.js';
+import { measureFleetPages, watchFleetEvents, type FleetViewStream } from './fleet-view.js';
 import { now } from './sim-protocol.js';
 
 /**
@@ -141,11 +142,23 @@ async function main(): Promise<void> {
       { phase: 'publish', secrets: K, namespace: NAMESPACE },
     );
     const published = (await api.get<{ summary: Record<string, unknown> }>('/projects/bench/apps/pos/publication')).body.summary;
+    // The console's fleet view at this size: its pages, then its event stream during the rotation.
+    const APP = '/projects/bench/apps/pos';
+    const pages = await measureFleetPages(api, APP, `store-${String(Math.floor(N / 2)).padStart(5, '0')}`);
+    log(`  fleet view pages (median of 5): ${JSON.stringify(pages)}`);
+    const view = await watchFleetEvents(api, APP, (row) => row.secrets.some((x) => x.name === 's0' && x.version >= 2 && x.applied));
+    view.start();
     await run(
       'rotate one value',
       async () => ok(await api.put('/projects/bench/apps/pos/secrets/s0', { data: { VALUE: randomBytes(32).toString('hex') } }), 'rotate'),
       { phase: 'rotate', secrets: K, namespace: NAMESPACE, version: { name: 's0', atLeast: 2 } },
     );
+
+    // The stream may trail the agents' acks by its coalescing window: wait for it (at most 30 s).
+    const streamDeadline = now() + 30_000;
+    while (view.snapshot().clustersDone < N && now() < streamDeadline) await new Promise((r) => setTimeout(r, 250));
+    const stream: FleetViewStream = view.stop();
+    log(`  fleet view event stream during the rotation: ${JSON.stringify(stream)}`);
 
     const reconnect = await reconnectPhase(stack, fleet, meter);
     log(
@@ -213,6 +226,18 @@ async function main(): Promise<void> {
             ratio(unpublish.ackedMs, floor('gRPC stream round trip')),
             `≤ 3 s ${mark(unpublish.ackedMs <= TARGETS.unpublishMs)}`,
           ],
+          [
+            'console fleet view: a page of 200 (first / deep / filtered / by label, median of 5)',
+            `${fmtMs(pages.firstPageMs)} / ${fmtMs(pages.deepPageMs)} / ${fmtMs(pages.filteredMs)} / ${fmtMs(pages.labelledMs)}`,
+            '',
+            '',
+          ],
+          [
+            'console fleet view: its event stream during the rotation',
+            `${stream.clustersDone} of ${N} clusters shown applied, the last ${stream.lastDoneMs === undefined ? '—' : fmtMs(stream.lastDoneMs)} after the request (agents acked at ${fmtMs(rotate.ackedMs)}); ${stream.rows} rows in ${stream.messages} messages, the largest ${(stream.largestMessageBytes / 1024).toFixed(0)} KiB`,
+            '',
+            '',
+          ],
           ...phases.map((p) => [
             `${p.name}: control plane + PostgreSQL CPU per cluster`,
             `${p.cpuPerClusterMs.toFixed(2)} ms`,
@@ -265,6 +290,7 @@ async function main(): Promise<void> {
         footprint,
         phases,
         reconnect,
+        fleetView: { pages, stream },
         floors,
         published,
         targets: TARGETS,
