@@ -1,6 +1,6 @@
 // An app's secrets: add, rotate (new values, or fresh ones from the HSM for generated secrets),
 // versions with their fingerprints, roll back, delete. No value is ever shown or fetched.
-import { Button, Callout, Card, Collapse, FormGroup, HTMLSelect, HTMLTable, InputGroup, Tag } from '@blueprintjs/core';
+import { Button, Callout, Card, Collapse, FormGroup, HTMLSelect, HTMLTable, InputGroup, Tag, TextArea } from '@blueprintjs/core';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useRef, useState } from 'react';
 import { api, call, type Schemas } from '../api/client';
@@ -169,32 +169,91 @@ const TYPES = [
   'kubernetes.io/ssh-auth',
 ] as const;
 
+type Source = 'values' | 'generated' | 'dynamic';
+
+const DYNAMIC_DEFAULTS = {
+  statements:
+    'CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}\nGRANT SELECT ON ALL TABLES IN SCHEMA public TO {{name}}',
+  keys: 'DATABASE_URL=postgresql://{{username}}:{{password}}@{{host}}:{{port}}/{{database}}?sslmode={{sslmode}}',
+};
+
+/** "KEY=template" lines → an object (the first = splits). */
+function keyLines(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)) {
+    const eq = line.indexOf('=');
+    if (eq <= 0) throw new Error(`“${line}” is not KEY=value`);
+    out[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+  }
+  return out;
+}
+
 function AddSecretDialog({ project, app, onClose }: { project: string; app: string; onClose: () => void }) {
   const [name, setName] = useState('');
   const [type, setType] = useState<(typeof TYPES)[number]>('Opaque');
+  const [source, setSource] = useState<Source>('values');
+  const [generated, setGenerated] = useState('PASSWORD=password:32');
+  const [rotateDays, setRotateDays] = useState('');
+  const [dyn, setDyn] = useState({
+    connection: '',
+    statements: DYNAMIC_DEFAULTS.statements,
+    keys: DYNAMIC_DEFAULTS.keys,
+    ttl: '86400',
+    renew: '21600',
+    grace: '600',
+  });
   const values = useRef<SecretValuesHandle>(null);
   const queries = useQueryClient();
+  const connections = useQuery({
+    queryKey: ['connections-all', project],
+    queryFn: () => call(api.GET('/api/v1/projects/{project}/connections', { params: { path: { project }, query: { limit: '100' } } })),
+    enabled: source === 'dynamic',
+  });
   const close = () => {
     values.current?.wipe();
     onClose();
   };
+  async function body(): Promise<Schemas['CreateSecretDto']> {
+    const base = { name: name.trim(), type };
+    if (source === 'generated') {
+      const keys = Object.entries(keyLines(generated)).map(([key, spec]) => {
+        const [kind = 'password', length = '32'] = spec.split(':');
+        return { key, kind: kind as Schemas['GeneratedKeyDto']['kind'], length: Number(length) };
+      });
+      return { ...base, generate: { keys, rotateEveryDays: rotateDays ? Number(rotateDays) : undefined } };
+    }
+    if (source === 'dynamic')
+      return {
+        ...base,
+        dynamic: {
+          connection: dyn.connection,
+          creationStatements: dyn.statements
+            .split('\n')
+            .map((l) => l.trim())
+            .filter(Boolean),
+          keys: keyLines(dyn.keys),
+          ttlSeconds: Number(dyn.ttl),
+          renewBeforeSeconds: Number(dyn.renew),
+          graceSeconds: Number(dyn.grace),
+        },
+      };
+    const { data, binaryData } = await values.current!.read();
+    return { ...base, data, binaryData: Object.keys(binaryData).length ? binaryData : undefined };
+  }
   return (
     <FormDialog
       title="Add secret"
       icon="key"
       isOpen
       onClose={close}
-      submitText="Encrypt and save"
+      submitText={source === 'values' ? 'Encrypt and save' : 'Create secret'}
       wide
       onSubmit={async () => {
-        const { data, binaryData } = await values.current!.read();
         try {
-          await call(
-            api.POST('/api/v1/projects/{project}/apps/{app}/secrets', {
-              params: { path: { project, app } },
-              body: { name: name.trim(), type, data, binaryData: Object.keys(binaryData).length ? binaryData : undefined },
-            }),
-          );
+          await call(api.POST('/api/v1/projects/{project}/apps/{app}/secrets', { params: { path: { project, app } }, body: await body() }));
         } finally {
           values.current?.wipe();
         }
@@ -212,10 +271,98 @@ function AddSecretDialog({ project, app, onClose }: { project: string; app: stri
           ))}
         </HTMLSelect>
       </FormGroup>
-      <SecretValues handle={values} />
-      <Callout icon="lock" className="hint">
-        Values go straight to the HSM for encryption. They are not shown again, not even to you; each version keeps only a fingerprint.
-      </Callout>
+      <FormGroup label="Values come from" labelFor="secret-source">
+        <HTMLSelect id="secret-source" value={source} onChange={(e) => setSource(e.currentTarget.value as Source)} fill>
+          <option value="values">values I enter or upload</option>
+          <option value="generated">the HSM (generated, nobody sees them)</option>
+          <option value="dynamic">a database connection (a role per cluster, short-lived)</option>
+        </HTMLSelect>
+      </FormGroup>
+      {source === 'values' && (
+        <>
+          <SecretValues handle={values} />
+          <Callout icon="lock" className="hint">
+            Values go straight to the HSM for encryption. They are not shown again, not even to you; each version keeps only a fingerprint.
+          </Callout>
+        </>
+      )}
+      {source === 'generated' && (
+        <>
+          <FormGroup
+            label="Keys to generate"
+            labelFor="secret-generated"
+            helperText="KEY=kind:length, one per line; kind is password, hex or bytes-base64."
+          >
+            <TextArea
+              id="secret-generated"
+              className="mono"
+              value={generated}
+              onChange={(e) => setGenerated(e.currentTarget.value)}
+              fill
+              rows={3}
+            />
+          </FormGroup>
+          <FormGroup label="Rotate every (days)" labelFor="secret-rotate-days" labelInfo="(optional)">
+            <InputGroup id="secret-rotate-days" value={rotateDays} onValueChange={setRotateDays} />
+          </FormGroup>
+        </>
+      )}
+      {source === 'dynamic' && (
+        <>
+          <FormGroup label="Connection" labelFor="secret-connection">
+            <HTMLSelect
+              id="secret-connection"
+              value={dyn.connection}
+              onChange={(e) => setDyn({ ...dyn, connection: e.currentTarget.value })}
+              fill
+            >
+              <option value="">choose a connection…</option>
+              {connections.data?.items.map((c) => (
+                <option key={c.id}>{c.name}</option>
+              ))}
+            </HTMLSelect>
+          </FormGroup>
+          <FormGroup
+            label="Creation statements"
+            labelFor="secret-statements"
+            helperText="One per line; {{name}}, {{password}}, {{expiration}}."
+          >
+            <TextArea
+              id="secret-statements"
+              className="mono"
+              value={dyn.statements}
+              onChange={(e) => setDyn({ ...dyn, statements: e.currentTarget.value })}
+              fill
+              rows={3}
+            />
+          </FormGroup>
+          <FormGroup
+            label="Secret keys"
+            labelFor="secret-dyn-keys"
+            helperText="KEY=template, one per line; {{username}}, {{password}}, {{host}}…"
+          >
+            <TextArea
+              id="secret-dyn-keys"
+              className="mono"
+              value={dyn.keys}
+              onChange={(e) => setDyn({ ...dyn, keys: e.currentTarget.value })}
+              fill
+              rows={2}
+            />
+          </FormGroup>
+          <div className="toolbar">
+            <FormGroup label="Lifetime (s)" labelFor="secret-ttl">
+              <InputGroup id="secret-ttl" value={dyn.ttl} onValueChange={(v) => setDyn({ ...dyn, ttl: v })} />
+            </FormGroup>
+            <FormGroup label="Renew before expiry (s)" labelFor="secret-renew">
+              <InputGroup id="secret-renew" value={dyn.renew} onValueChange={(v) => setDyn({ ...dyn, renew: v })} />
+            </FormGroup>
+            <FormGroup label="Grace for the old one (s)" labelFor="secret-grace">
+              <InputGroup id="secret-grace" value={dyn.grace} onValueChange={(v) => setDyn({ ...dyn, grace: v })} />
+            </FormGroup>
+          </div>
+        </>
+      )}
     </FormDialog>
   );
 }

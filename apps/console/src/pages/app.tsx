@@ -11,7 +11,9 @@ import { ConsumptionPanel, LeasesPanel, PodSpecPanel } from './app-extras';
 import { FleetPanel } from './app-fleet';
 import { PublishDialog, UnpublishDialog } from './app-publish';
 import { SecretsPanel } from './app-secrets';
-import { deliveryLabel } from './project';
+import { AppSettingsDialog, deliveryLabel } from './project';
+import { ConfirmButton } from '../ui/forms';
+import { notify } from '../ui/feedback';
 
 const TABS = ['secrets', 'fleet', 'pod-spec', 'consumption', 'leases'] as const;
 
@@ -19,7 +21,7 @@ export function AppPage() {
   const { project = '', app = '', tab = 'secrets' } = useParams();
   const { can } = useSession();
   const navigate = useNavigate();
-  const [dialog, setDialog] = useState<'publish' | 'unpublish' | null>(null);
+  const [dialog, setDialog] = useState<'publish' | 'unpublish' | 'settings' | null>(null);
   // Real links (open in a new tab works); a plain click stays in the app.
   const go = (e: MouseEvent, to: string) => {
     if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
@@ -63,12 +65,30 @@ export function AppPage() {
             <Tag minimal>{a.secretType}</Tag>
           </span>
         </div>
-        {can('publications:write') && (
-          <div>
-            <Button intent="primary" icon="send-to-graph" text="Publish" onClick={() => setDialog('publish')} />{' '}
-            <Button icon="disable" text="Unpublish" onClick={() => setDialog('unpublish')} />
-          </div>
-        )}
+        <div>
+          {can('publications:write') && (
+            <>
+              <Button intent="primary" icon="send-to-graph" text="Publish" onClick={() => setDialog('publish')} />{' '}
+              <Button icon="disable" text="Unpublish" onClick={() => setDialog('unpublish')} />{' '}
+            </>
+          )}
+          {can('apps:write') && (
+            <>
+              <Button icon="cog" text="Settings" onClick={() => setDialog('settings')} />
+              <ConfirmButton
+                text="Delete app"
+                icon="trash"
+                confirmText="Delete app"
+                question={`Delete ${a.name} with all its secrets? Unpublish it first: an app still published anywhere is refused.`}
+                onConfirm={async () => {
+                  await call(api.DELETE('/api/v1/projects/{project}/apps/{app}', { params: { path: { project, app } } }));
+                  notify(`App ${a.name} deleted`);
+                  void navigate(`/projects/${project}`);
+                }}
+              />
+            </>
+          )}
+        </div>
       </div>
       <Tabs
         id="app-tabs"
@@ -87,6 +107,7 @@ export function AppPage() {
       </Tabs>
       <PublishDialog project={project} app={app} isOpen={dialog === 'publish'} onClose={() => setDialog(null)} />
       <UnpublishDialog project={project} app={app} isOpen={dialog === 'unpublish'} onClose={() => setDialog(null)} />
+      {dialog === 'settings' && <AppSettingsDialog project={project} app={a} onClose={() => setDialog(null)} />}
       <p className="bp6-text-muted">
         <Link to={`/projects/${project}`}>Back to {project}</Link>
       </p>

@@ -131,14 +131,7 @@ function CreateAppDialog({ project, isOpen, onClose }: { project: string; isOpen
       onSubmit={async () => {
         const body: Schemas['CreateAppDto'] = { name: name.trim(), namespace: namespace.trim(), deliveryMode, secretType };
         if (deliveryMode === 'volume') body.mountPath = mountPath.trim();
-        if (deliveryMode === 'inject')
-          body.consumers = consumers
-            .split(/[\s,]+/)
-            .filter(Boolean)
-            .map((c) => {
-              const [ns = '', sa = ''] = c.split('/');
-              return { namespace: ns, serviceAccount: sa };
-            });
+        if (deliveryMode === 'inject') body.consumers = parseConsumers(consumers);
         const app = await call(api.POST('/api/v1/projects/{project}/apps', { params: { path: { project } }, body }));
         await queries.invalidateQueries({ queryKey: ['apps', project] });
         notify(`App ${app.name} created`);
@@ -403,4 +396,69 @@ function PlacementPanel({ project }: { project: string }) {
       />
     </Card>
   );
+}
+
+/** Where and how an app is delivered; changing it re-delivers to every cluster it is published to. */
+export function AppSettingsDialog({ project, app, onClose }: { project: string; app: Schemas['AppView']; onClose: () => void }) {
+  const [namespace, setNamespace] = useState(app.namespace);
+  const [deliveryMode, setMode] = useState(app.deliveryMode);
+  const [mountPath, setMountPath] = useState(app.mountPath);
+  const [secretType, setType] = useState(app.secretType as (typeof SECRET_TYPES)[number]);
+  const [consumers, setConsumers] = useState(app.consumers.map((c) => `${c.namespace}/${c.serviceAccount}`).join('\n'));
+  const queries = useQueryClient();
+  return (
+    <FormDialog
+      title={`Settings of ${app.name}`}
+      icon="cog"
+      isOpen
+      onClose={onClose}
+      submitText="Save"
+      onSubmit={async () => {
+        const body: Schemas['UpdateAppDto'] = { namespace: namespace.trim(), deliveryMode, secretType };
+        if (deliveryMode === 'volume') body.mountPath = mountPath.trim();
+        if (deliveryMode === 'inject') body.consumers = parseConsumers(consumers);
+        await call(api.PATCH('/api/v1/projects/{project}/apps/{app}', { params: { path: { project, app: app.name } }, body }));
+        notify(`${app.name} saved; clusters receive the change`);
+        await queries.invalidateQueries({ queryKey: ['app', project, app.name] });
+      }}
+    >
+      <FormGroup label="Namespace" labelFor="settings-namespace">
+        <InputGroup id="settings-namespace" value={namespace} onValueChange={setNamespace} />
+      </FormGroup>
+      <FormGroup label="Delivery" labelFor="settings-mode">
+        <HTMLSelect id="settings-mode" value={deliveryMode} onChange={(e) => setMode(e.currentTarget.value as typeof deliveryMode)} fill>
+          <option value="env">Environment variables</option>
+          <option value="volume">Files in an in-memory volume</option>
+          <option value="inject">Injected into pods (no Secret in etcd)</option>
+        </HTMLSelect>
+      </FormGroup>
+      {deliveryMode === 'volume' && (
+        <FormGroup label="Mount path" labelFor="settings-mount">
+          <InputGroup id="settings-mount" value={mountPath} onValueChange={setMountPath} />
+        </FormGroup>
+      )}
+      {deliveryMode === 'inject' && (
+        <FormGroup label="Consumers" labelFor="settings-consumers" helperText="namespace/service-account, one per line.">
+          <TextArea id="settings-consumers" value={consumers} onChange={(e) => setConsumers(e.currentTarget.value)} fill />
+        </FormGroup>
+      )}
+      <FormGroup label="Secret type" labelFor="settings-type">
+        <HTMLSelect id="settings-type" value={secretType} onChange={(e) => setType(e.currentTarget.value as typeof secretType)} fill>
+          {SECRET_TYPES.map((t) => (
+            <option key={t}>{t}</option>
+          ))}
+        </HTMLSelect>
+      </FormGroup>
+    </FormDialog>
+  );
+}
+
+function parseConsumers(text: string): Schemas['ConsumerDto'][] {
+  return text
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map((c) => {
+      const [namespace = '', serviceAccount = ''] = c.split('/');
+      return { namespace, serviceAccount };
+    });
 }
