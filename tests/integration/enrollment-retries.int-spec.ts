@@ -14,7 +14,9 @@ import {
 import { generateAgentKeyPair } from '@sigil/envelope';
 import { DataSource } from 'typeorm';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
+import { ClusterEnrollmentRepository } from '../../apps/control-plane/src/clusters/cluster-enrollment.repository.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
+import { EnrollmentService } from '../../apps/control-plane/src/enrollment/enrollment.service.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { uniqueName } from '../harness/test-env.js';
 
@@ -146,6 +148,81 @@ describe('enrollment retries', () => {
       Buffer.from(token),
     ]);
     expect(await refusal(enroll(name, token, k))).toMatchObject(refusedAlike);
+  });
+
+  it('enrollments committed together are each judged alone; a retry racing its first attempt gets the same key', async () => {
+    // In-process, all submitted in the same turn, so they share batches (over gRPC the TLS
+    // handshakes spread them out): the repository is watched for the size of each batch.
+    const repo = t.app.get(ClusterEnrollmentRepository);
+    const lockTokens = repo.lockTokens.bind(repo);
+    const batchSizes: number[] = [];
+    repo.lockTokens = (tx, hashes) => (batchSizes.push(hashes.length), lockTokens(tx, hashes));
+    const service = t.app.get(EnrollmentService);
+    const direct = (cluster: string, token: string, k: Keys) =>
+      service.enroll({
+        cluster,
+        credential: { bootstrapToken: token },
+        csrDer: k.tls.csrDer,
+        deliveryPublicKeyDer: k.delivery.publicKeyDer,
+        agentVersion: 'batch-test/1',
+        peer: '127.0.0.1',
+      });
+    try {
+      const good = await Promise.all(Array.from({ length: 10 }, registered));
+      const [disabled, expired, other] = await Promise.all([registered(), registered(), registered()]);
+      await clusters.setEnabled(disabled.name, false, undefined);
+      await ds.query(`UPDATE enrollment_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = sha256($1::bytea)`, [
+        Buffer.from(expired.token),
+      ]);
+      const k = good.map(keys);
+      const racing = keys();
+      const outcome = (p: Promise<{ clusterId: string; clusterKeyEnvelope: Buffer }>) =>
+        p.then(
+          (e) => ({ ok: true as const, clusterId: e.clusterId, envelope: e.clusterKeyEnvelope }),
+          (err: { code?: string }) => ({ ok: false as const, code: err.code }),
+        );
+      const results = await Promise.all([
+        ...good.map((g, i) => outcome(direct(g.name, g.token, k[i]!))),
+        outcome(direct(disabled.name, disabled.token, keys())),
+        outcome(direct(expired.name, expired.token, keys())),
+        outcome(direct(good[0]!.name, other.token, keys())), // another cluster's token
+        outcome(direct(other.name, other.token, racing)),
+        outcome(direct(other.name, other.token, racing)), // the same agent again, before the first was answered
+      ]);
+      expect(Math.max(...batchSizes)).toBeGreaterThan(1);
+      const enrolled = results.slice(0, 10);
+      expect(enrolled.every((r) => r.ok)).toBe(true);
+      expect(new Set(enrolled.map((r) => r.ok && r.clusterId)).size).toBe(10);
+      expect(results.slice(10, 13)).toEqual([
+        { ok: false, code: 'cluster_disabled' },
+        { ok: false, code: 'enrollment_token_invalid' },
+        { ok: false, code: 'enrollment_token_invalid' },
+      ]);
+      const [first, second] = results.slice(13) as Array<{ ok: true; clusterId: string; envelope: Buffer }>;
+      expect(first!.ok && second!.ok).toBe(true);
+      expect(second!.clusterId).toBe(first!.clusterId);
+      expect(Buffer.from(second!.envelope).equals(Buffer.from(first!.envelope))).toBe(true);
+      const counts = await ds.query<Array<{ name: string; keys: number; active: number; state: string; used: boolean }>>(
+        `SELECT c.name, c.state, (SELECT count(*)::int FROM cluster_keys k WHERE k.cluster_id = c.id) AS keys,
+                (SELECT count(*)::int FROM cluster_keys k WHERE k.cluster_id = c.id AND k.state = 'active') AS active,
+                (SELECT bool_or(t.used_at IS NOT NULL) FROM enrollment_tokens t WHERE t.cluster_id = c.id) AS used
+           FROM clusters c WHERE c.name = ANY($1::text[]) ORDER BY c.name`,
+        [[...good, disabled, expired, other].map((c) => c.name)],
+      );
+      const byName = new Map(counts.map((c) => [c.name, c]));
+      for (const g of [...good, other]) expect(byName.get(g.name)).toMatchObject({ state: 'enrolled', keys: 1, active: 1, used: true });
+      // Refused ones left nothing behind: no key, the token unused.
+      expect(byName.get(disabled.name)).toMatchObject({ state: 'disabled', keys: 0, used: false });
+      expect(byName.get(expired.name)).toMatchObject({ state: 'registered', keys: 0, used: false });
+      const audit = await ds.query<Array<{ actor_name: string }>>(
+        `SELECT actor_name FROM audit_events WHERE action = 'cluster.enroll' AND target = $1 AND outcome = 'success' ORDER BY seq`,
+        [other.name],
+      );
+      // One enrollment and one retry (in either order: the first also enqueues its build before it is audited).
+      expect(audit.map((a) => a.actor_name.includes('retry')).sort()).toEqual([false, true]);
+    } finally {
+      repo.lockTokens = lockTokens;
+    }
   });
 
   it('a used token is refused once the cluster was enrolled again with another key', async () => {

@@ -50,8 +50,9 @@ const cluster = (r: ClusterRow): EnrollingCluster => ({
  * The cluster and enrollment-token rows enrollment (enrollment/enrollment.service.ts) reads and
  * writes, each under a row lock inside the caller's transaction; here because clusters/ owns
  * both tables, exported by ClustersModule for enrollment alone.
- * Statements are few on purpose (PostgreSQL's cost is per statement): one read that locks the
- * token and its cluster, one write that consumes the token and enrolls the cluster.
+ * Statements are few on purpose (PostgreSQL's cost is per statement): for a batch of
+ * enrollments, one read that locks the tokens and their clusters, one write that consumes the
+ * tokens and enrolls the clusters.
  */
 @Injectable()
 export class ClusterEnrollmentRepository {
@@ -61,16 +62,22 @@ export class ClusterEnrollmentRepository {
     return managerOf(this.ds, tx);
   }
 
-  /** The token with its cluster (and that cluster's active delivery key), both rows locked. */
-  async lockToken(tx: Tx, tokenHash: Buffer): Promise<LockedToken | undefined> {
-    const rows = await this.em(tx).query<Array<ClusterRow & { tokenId: string; expiresAt: Date; usedAt: Date | null }>>(
-      `SELECT t.id AS "tokenId", t.expires_at AS "expiresAt", t.used_at AS "usedAt", ${CLUSTER_COLUMNS}
+  /**
+   * The tokens (by SHA-256) with their clusters (and each cluster's active delivery key), every
+   * row locked. Locked in cluster-id order (ORDER BY applies before FOR UPDATE), so two batches
+   * that share clusters wait for each other instead of deadlocking. Keyed by the hash (hex).
+   */
+  async lockTokens(tx: Tx, tokenHashes: Buffer[]): Promise<Map<string, LockedToken>> {
+    if (tokenHashes.length === 0) return new Map();
+    const rows = await this.em(tx).query<Array<ClusterRow & { tokenHash: Buffer; tokenId: string; expiresAt: Date; usedAt: Date | null }>>(
+      `SELECT t.token_hash AS "tokenHash", t.id AS "tokenId", t.expires_at AS "expiresAt", t.used_at AS "usedAt", ${CLUSTER_COLUMNS}
          FROM enrollment_tokens t JOIN ${CLUSTER_WITH_KEY} ON c.id = t.cluster_id
-        WHERE t.token_hash = $1 FOR UPDATE OF t, c`,
-      [tokenHash],
+        WHERE t.token_hash = ANY($1::bytea[]) ORDER BY c.id, t.id FOR UPDATE OF t, c`,
+      [tokenHashes],
     );
-    const r = rows[0];
-    return r && { id: r.tokenId, expiresAt: r.expiresAt, usedAt: r.usedAt, cluster: cluster(r) };
+    return new Map(
+      rows.map((r) => [r.tokenHash.toString('hex'), { id: r.tokenId, expiresAt: r.expiresAt, usedAt: r.usedAt, cluster: cluster(r) }]),
+    );
   }
 
   async findClusterByName(name: string): Promise<EnrollingCluster | undefined> {
@@ -78,31 +85,41 @@ export class ClusterEnrollmentRepository {
     return rows[0] && cluster(rows[0]);
   }
 
-  async lockClusterByName(tx: Tx, name: string): Promise<EnrollingCluster | undefined> {
+  /** The named clusters, locked (in id order, as lockTokens), keyed by name. */
+  async lockClustersByName(tx: Tx, names: string[]): Promise<Map<string, EnrollingCluster>> {
+    if (names.length === 0) return new Map();
     const rows = await this.em(tx).query<ClusterRow[]>(
-      `SELECT ${CLUSTER_COLUMNS} FROM ${CLUSTER_WITH_KEY} WHERE c.name = $1 FOR UPDATE OF c`,
-      [name],
+      `SELECT ${CLUSTER_COLUMNS} FROM ${CLUSTER_WITH_KEY} WHERE c.name = ANY($1::text[]) ORDER BY c.id FOR UPDATE OF c`,
+      [names],
     );
-    return rows[0] && cluster(rows[0]);
+    return new Map(rows.map((r) => [r.name, cluster(r)]));
   }
 
   /**
-   * Enrolled: from now on only certificates for `agentKeySha256` are accepted (not an operator
-   * edit: no version bump). Consumes the token (if any) in the same statement, and bumps the
-   * desired generation so a snapshot is built for the (possibly new) delivery key; returns it.
+   * Enrolled: from now on only certificates for each `agentKeySha256` are accepted (not an
+   * operator edit: no version bump). Consumes the tokens (where given) in the same statement,
+   * and bumps each desired generation so a snapshot is built for the (possibly new) delivery
+   * key; returns the new generations by cluster id.
    */
   async markEnrolled(
     tx: Tx,
-    e: { clusterId: string; tokenId: string | null; agentKeySha256: Buffer; agentVersion: string },
-  ): Promise<string> {
-    const rows = await this.em(tx).query<[Array<{ g: string }>, number]>(
-      `WITH used AS (UPDATE enrollment_tokens SET used_at = now() WHERE id = $4::uuid)
-       UPDATE clusters SET state = 'enrolled', enrolled_at = now(), agent_key_sha256 = $2, agent_version = $3, last_seen_at = now(),
-                           desired_generation = desired_generation + 1
-        WHERE id = $1 RETURNING desired_generation::text AS g`,
-      [e.clusterId, e.agentKeySha256, e.agentVersion, e.tokenId],
+    enrolled: Array<{ clusterId: string; tokenId: string | null; agentKeySha256: Buffer; agentVersion: string }>,
+  ): Promise<Map<string, string>> {
+    if (enrolled.length === 0) return new Map();
+    const rows = await this.em(tx).query<[Array<{ id: string; g: string }>, number]>(
+      `WITH e AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::text[]) AS e(cluster_id, token_id, sha, version)),
+            used AS (UPDATE enrollment_tokens t SET used_at = now() FROM e WHERE t.id = e.token_id)
+       UPDATE clusters c SET state = 'enrolled', enrolled_at = now(), agent_key_sha256 = e.sha, agent_version = e.version, last_seen_at = now(),
+                             desired_generation = c.desired_generation + 1
+         FROM e WHERE c.id = e.cluster_id RETURNING c.id, c.desired_generation::text AS g`,
+      [
+        enrolled.map((e) => e.clusterId),
+        enrolled.map((e) => e.tokenId),
+        enrolled.map((e) => e.agentKeySha256),
+        enrolled.map((e) => e.agentVersion),
+      ],
     );
-    return rows[0][0]!.g;
+    return new Map(rows[0].map((r) => [r.id, r.g]));
   }
 
   async setAgentKey(id: string, agentKeySha256: Buffer): Promise<void> {

@@ -76,10 +76,14 @@ export class WorkQueue {
   }
 
   private busy(): DependencyError {
-    const drainS = ((this.waiting.length + this.running) * this.meanMs) / this.options.concurrency / 1000;
-    const retryAfter = Math.min(MAX_RETRY_AFTER_S, Math.max(MIN_RETRY_AFTER_S, Math.ceil(drainS)));
-    return new DependencyError(DependencyErrorCode.Busy, `the control plane is busy (${this.options.name}); retry shortly`, {
-      retryAfterSeconds: retryAfter,
-    });
+    return busyError(this.options.name, ((this.waiting.length + this.running) * this.meanMs) / this.options.concurrency);
   }
+}
+
+/** The refusal of a full or slow queue: `busy`, with a retry window about as long as the backlog takes to drain. */
+export function busyError(name: string, drainMs: number): DependencyError {
+  const retryAfter = Math.min(MAX_RETRY_AFTER_S, Math.max(MIN_RETRY_AFTER_S, Math.ceil(drainMs / 1000)));
+  return new DependencyError(DependencyErrorCode.Busy, `the control plane is busy (${name}); retry shortly`, {
+    retryAfterSeconds: retryAfter,
+  });
 }

@@ -12,10 +12,11 @@ import { ClusterEvents } from '../events/cluster-events.js';
 import { ClusterKeyService } from '../keys/cluster-keys.service.js';
 import { KeyCustodyError } from '../keys/keys.errors.js';
 import { AgentWorkQueue } from '../database/agent-work-queue.js';
-import { UnitOfWork, type Tx } from '../database/transaction.js';
+import { GroupCommit, type Settled } from '../database/group-commit.js';
+import { UnitOfWork } from '../database/transaction.js';
 import { ClusterCertificateAuthority, spkiSha256 } from './cluster-ca.service.js';
 import type { VerifiedCsr } from './client-certificate.js';
-import { ClusterEnrollmentRepository, type EnrollingCluster } from '../clusters/cluster-enrollment.repository.js';
+import { ClusterEnrollmentRepository, type EnrollingCluster, type LockedToken } from '../clusters/cluster-enrollment.repository.js';
 import { ServiceAccountTokenRefused, ServiceAccountTokenVerifier } from './service-account-tokens.js';
 
 export type EnrollmentCredential = { bootstrapToken: string } | { serviceAccountToken: string };
@@ -46,12 +47,46 @@ const TOKEN_REFUSED = 'the enrollment token is unknown, expired, already used, o
 /** The one answer to every refused service-account token. */
 const SA_TOKEN_REFUSED = 'the service-account token was not accepted for this cluster';
 
+/** Enrollments committed in one transaction at most (see `commitBatch`). */
+const ENROLL_BATCH = 64;
+/** Batches committing at once: one in PostgreSQL while the other waits for the HSM. */
+const ENROLL_BATCHES_AT_ONCE = 2;
+/** How long an enrollment may wait for its batch; well inside an agent's call deadline. */
+const ENROLL_MAX_WAIT_MS = 5_000;
+
+/** An enrollment whose request passed the checks that need no rows, waiting for its batch. */
+interface Pending {
+  req: EnrollRequest;
+  credential: EnrollmentCredential;
+  /** The identity a service-account token was verified against (JSON), for that path. */
+  verifiedIdentity?: string;
+  /**
+   * The CSR, verified on arrival (a signature check each: done one by one as requests come, not
+   * for a whole batch in one event-loop turn); its refusal is told only once the credential
+   * passed, as before.
+   */
+  csr: Settled<{ csr: VerifiedCsr; keySha256: Buffer }>;
+}
+
+/** What one enrollment's share of a committed batch produced. */
+interface Committed {
+  cluster: EnrollingCluster;
+  cert: { certificateDer: Buffer; notAfter: Date };
+  envelope: Buffer;
+  /** The cluster's new desired generation; undefined for a retry (nothing changed). */
+  generation: string | undefined;
+  /** The cluster was enrolled with another TLS key before: its certificates stop working now. */
+  superseded: boolean;
+}
+
 /** What the locked rows say this enrollment is. */
 interface Admitted {
   cluster: EnrollingCluster;
   csr: VerifiedCsr;
   /** SHA-256 of the CSR's key: what the cluster's certificates will be bound to. */
   keySha256: Buffer;
+  deliveryPublicKeyDer: Buffer;
+  agentVersion: string;
   /** The token to consume (bootstrap path, first use). */
   tokenId: string | null;
   /**
@@ -72,7 +107,13 @@ interface Admitted {
  * used it — the CSR (signed by its TLS key) is for the key the cluster's enrollment certified,
  * the delivery key is the active one's, and the cluster is still enrolled with them — and then
  * only re-issues a certificate for that key. Any other use of a used token gets the one refusal.
- * Work queues at the agent work gate (database/agent-work-queue.ts) in front of the pool.
+ *
+ * Enrollments are committed in batches (database/group-commit.ts): under a storm of them, one
+ * transaction admits up to ENROLL_BATCH, in about ten statements whatever their number, where
+ * each used to cost ten of its own. Every request is still judged alone on the locked rows and
+ * answered with its own result or refusal; a batch whose transaction fails is committed again
+ * one enrollment at a time. Batches run through the agent work gate
+ * (database/agent-work-queue.ts) in front of the pool.
  */
 @Injectable()
 export class EnrollmentService {
@@ -91,7 +132,19 @@ export class EnrollmentService {
     @Inject(PinoLogger) private readonly logger: PinoLogger,
   ) {
     logger.setContext('enrollment');
+    this.batches = new GroupCommit<Pending, Committed>({
+      name: 'enrollment',
+      maxBatch: ENROLL_BATCH,
+      concurrency: ENROLL_BATCHES_AT_ONCE,
+      maxWaiting: config.agentWork.queueDepth,
+      maxWaitMs: ENROLL_MAX_WAIT_MS,
+      // One enrollment per cluster per batch: each is judged on rows no other in its batch changed.
+      key: (p) => p.req.cluster,
+      commit: (batch) => this.gate.run(() => this.commitBatch(batch)),
+    });
   }
+
+  private readonly batches: GroupCommit<Pending, Committed>;
 
   async enroll(req: EnrollRequest): Promise<Enrollment> {
     const method = req.credential && 'serviceAccountToken' in req.credential ? 'kubernetes-identity' : 'bootstrap-token';
@@ -101,41 +154,7 @@ export class EnrollmentService {
       // The token is checked before the transaction: fetching an issuer's keys can take seconds.
       const identity =
         'serviceAccountToken' in credential ? await this.verifyServiceAccount(req.cluster, credential.serviceAccountToken) : undefined;
-      const result = await this.gate.run(() =>
-        this.uow.run(async (tx) => {
-          const admitted =
-            'serviceAccountToken' in credential
-              ? await this.lockVerifiedCluster(tx, req, identity!)
-              : await this.byBootstrapToken(tx, req, credential.bootstrapToken);
-          const { cluster, csr, keySha256 } = admitted;
-          if (cluster.state === 'disabled')
-            throw new EnrollmentError(EnrollmentErrorCode.ClusterDisabled, `cluster ${cluster.name} is disabled`);
-          const ttlSeconds = this.config.agents.certTtlSeconds;
-          // The certificate (an HSM signature) and the delivery key (an HSM wrap) in parallel, on two workers.
-          const [cert, envelope] = await Promise.all([
-            this.ca.signClientCertificate(csr, { clusterId: cluster.id, clusterName: cluster.name, ttlSeconds }),
-            // The same agent key enrolling again keeps its delivery key, so nothing sealed for it goes stale.
-            cluster.activeKey?.agentPublicKey.equals(req.deliveryPublicKeyDer)
-              ? cluster.activeKey.envelope
-              : this.clusterKeys.issue(cluster.id, req.deliveryPublicKeyDer, tx).then((k) => k.envelope),
-          ]);
-          const generation = admitted.retry
-            ? undefined
-            : await this.repo.markEnrolled(tx, {
-                clusterId: cluster.id,
-                tokenId: admitted.tokenId,
-                agentKeySha256: keySha256,
-                agentVersion: req.agentVersion,
-              });
-          return {
-            cluster,
-            cert,
-            envelope,
-            generation,
-            superseded: !cluster.agentKeySha256?.equals(keySha256),
-          };
-        }),
-      );
+      const result = await this.batches.submit({ req, credential, verifiedIdentity: identity, csr: this.checkCsr(req) });
       if (result.generation !== undefined) {
         // Certificates of a previous enrollment stop working now, on every replica (nothing to stop for a retry).
         if (result.superseded) await this.events.publish({ type: 'access-changed', clusterId: result.cluster.id });
@@ -183,6 +202,70 @@ export class EnrollmentService {
     return { certificateDer: cert.certificateDer, notAfter: cert.notAfter };
   }
 
+  /**
+   * One transaction for a batch: the tokens and clusters locked in two statements, each
+   * enrollment judged alone on them (a refusal is its answer, not the batch's), then the new
+   * delivery keys, the certificates and the enrolled clusters for all admitted at once.
+   */
+  private commitBatch(batch: Pending[]): Promise<Array<Settled<Committed>>> {
+    return this.uow.run(async (tx) => {
+      const byToken = batch.flatMap((p) =>
+        'bootstrapToken' in p.credential && TOKEN_SHAPE.test(p.credential.bootstrapToken) ? [hashToken(p.credential.bootstrapToken)] : [],
+      );
+      const tokens = await this.repo.lockTokens(tx, byToken);
+      const named = await this.repo.lockClustersByName(
+        tx,
+        batch.flatMap((p) => (p.verifiedIdentity !== undefined ? [p.req.cluster] : [])),
+      );
+      const judged = batch.map((p): Settled<Admitted> => {
+        try {
+          const admitted =
+            p.verifiedIdentity !== undefined
+              ? this.byVerifiedIdentity(p, named.get(p.req.cluster), p.verifiedIdentity)
+              : this.byBootstrapToken(p, tokens, (p.credential as { bootstrapToken: string }).bootstrapToken);
+          if (admitted.cluster.state === 'disabled')
+            throw new EnrollmentError(EnrollmentErrorCode.ClusterDisabled, `cluster ${admitted.cluster.name} is disabled`);
+          return { ok: true, value: admitted };
+        } catch (err) {
+          return { ok: false, error: toSigilError(err) };
+        }
+      });
+      const admitted = judged.flatMap((j) => (j.ok ? [j.value] : []));
+      const ttlSeconds = this.config.agents.certTtlSeconds;
+      // The same agent key enrolling again keeps its delivery key, so nothing sealed for it goes stale.
+      const keepsKey = (a: Admitted) => a.cluster.activeKey?.agentPublicKey.equals(a.deliveryPublicKeyDer) ?? false;
+      // Certificates (HSM signatures) and delivery keys (HSM wraps) in parallel, on the HSM workers.
+      const [certs, keys] = await Promise.all([
+        Promise.all(
+          admitted.map((a) => this.ca.signClientCertificate(a.csr, { clusterId: a.cluster.id, clusterName: a.cluster.name, ttlSeconds })),
+        ),
+        this.clusterKeys.issueMany(
+          tx,
+          admitted.filter((a) => !keepsKey(a)).map((a) => ({ clusterId: a.cluster.id, agentPublicKeyDer: a.deliveryPublicKeyDer })),
+        ),
+      ]);
+      const generations = await this.repo.markEnrolled(
+        tx,
+        admitted
+          .filter((a) => !a.retry)
+          .map((a) => ({ clusterId: a.cluster.id, tokenId: a.tokenId, agentKeySha256: a.keySha256, agentVersion: a.agentVersion })),
+      );
+      const committed = new Map(
+        admitted.map((a, i): [Admitted, Committed] => [
+          a,
+          {
+            cluster: a.cluster,
+            cert: certs[i]!,
+            envelope: keepsKey(a) ? a.cluster.activeKey!.envelope : keys.get(a.cluster.id)!.envelope,
+            generation: a.retry ? undefined : generations.get(a.cluster.id),
+            superseded: !a.cluster.agentKeySha256?.equals(a.keySha256),
+          },
+        ]),
+      );
+      return judged.map((j): Settled<Committed> => (j.ok ? { ok: true, value: committed.get(j.value)! } : j));
+    });
+  }
+
   private checkShape(req: EnrollRequest): void {
     if (dns1123LabelProblem(req.cluster))
       throw new EnrollmentError(EnrollmentErrorCode.InvalidCluster, 'cluster must be a registered cluster name');
@@ -201,31 +284,37 @@ export class EnrollmentService {
     }
   }
 
-  private async byBootstrapToken(tx: Tx, req: EnrollRequest, token: string): Promise<Admitted> {
+  private byBootstrapToken(pending: Pending, locked: Map<string, LockedToken>, token: string): Admitted {
+    const { req } = pending;
     const refused = (why: string) => {
       this.logger.debug({ cluster: req.cluster, why }, 'bootstrap token refused');
       return new EnrollmentError(EnrollmentErrorCode.EnrollmentTokenInvalid, TOKEN_REFUSED);
     };
     // Looked up by its SHA-256: the lookup's timing depends on the digest, which the caller cannot
     // steer towards a stored one, so it leaks nothing about valid tokens (a constant-time compare).
-    const row = TOKEN_SHAPE.test(token) ? await this.repo.lockToken(tx, hashToken(token)) : undefined;
+    const row = TOKEN_SHAPE.test(token) ? locked.get(hashToken(token).toString('hex')) : undefined;
     if (!row) throw refused('unknown');
     if (row.expiresAt.getTime() <= Date.now()) throw refused('expired');
     const { cluster } = row;
     if (cluster.name !== req.cluster) throw refused('for another cluster');
-    const { csr, keySha256 } = this.checkCsr(req);
+    const { csr, keySha256 } = csrOf(pending);
+    const admitted = { cluster, csr, keySha256, deliveryPublicKeyDer: req.deliveryPublicKeyDer, agentVersion: req.agentVersion };
     if (row.usedAt) {
       // Only the agent that used it, asking again for what it was given (see the class comment).
       if (!this.isRetry(cluster, req, keySha256)) throw refused('already used');
-      return { cluster, csr, keySha256, tokenId: null, retry: true };
+      return { ...admitted, tokenId: null, retry: true };
     }
-    return { cluster, csr, keySha256, tokenId: row.id, retry: false };
+    return { ...admitted, tokenId: row.id, retry: false };
   }
 
-  /** The CSR's key, once its signature proves the caller holds it (checked after the credential, as before). */
-  private checkCsr(req: EnrollRequest): { csr: VerifiedCsr; keySha256: Buffer } {
-    const csr = this.ca.checkCsr(req.csrDer);
-    return { csr, keySha256: spkiSha256(csr.spkiDer) };
+  /** The CSR's key, once its signature proves the caller holds it (told after the credential: see `csrOf`). */
+  private checkCsr(req: EnrollRequest): Settled<{ csr: VerifiedCsr; keySha256: Buffer }> {
+    try {
+      const csr = this.ca.checkCsr(req.csrDer);
+      return { ok: true, value: { csr, keySha256: spkiSha256(csr.spkiDer) } };
+    } catch (err) {
+      return { ok: false, error: toSigilError(err) };
+    }
   }
 
   /** The cluster is enrolled, and with this TLS key (the CSR proves the caller holds it) and this delivery key. */
@@ -261,17 +350,25 @@ export class EnrollmentService {
   }
 
   /**
-   * The cluster, locked, provided its identity is still the one the token was verified against.
+   * The cluster (locked), provided its identity is still the one the token was verified against.
    * The identity can be presented any number of times, so a retry needs no special case; the
    * same keys again change nothing (no new generation, no access change) beyond a certificate.
    */
-  private async lockVerifiedCluster(tx: Tx, req: EnrollRequest, verifiedIdentity: string): Promise<Admitted> {
-    const cluster = await this.repo.lockClusterByName(tx, req.cluster);
+  private byVerifiedIdentity(pending: Pending, cluster: EnrollingCluster | undefined, verifiedIdentity: string): Admitted {
+    const { req } = pending;
     if (!cluster || JSON.stringify(cluster.kubernetesIdentity) !== verifiedIdentity) {
       throw new EnrollmentError(EnrollmentErrorCode.KubernetesIdentityChanged, `cluster ${req.cluster} changed while enrolling; try again`);
     }
-    const { csr, keySha256 } = this.checkCsr(req);
-    return { cluster, csr, keySha256, tokenId: null, retry: this.isRetry(cluster, req, keySha256) };
+    const { csr, keySha256 } = csrOf(pending);
+    return {
+      cluster,
+      csr,
+      keySha256,
+      deliveryPublicKeyDer: req.deliveryPublicKeyDer,
+      agentVersion: req.agentVersion,
+      tokenId: null,
+      retry: this.isRetry(cluster, req, keySha256),
+    };
   }
 
   private record(req: EnrollRequest, method: string, outcome: 'success' | 'denied', status: number, target: string): Promise<void> {
@@ -288,6 +385,12 @@ export class EnrollmentService {
       requestId: null,
     });
   }
+}
+
+/** The verified CSR, or its refusal (thrown here, after the credential was judged). */
+function csrOf(p: Pending): { csr: VerifiedCsr; keySha256: Buffer } {
+  if (!p.csr.ok) throw p.csr.error;
+  return p.csr.value;
 }
 
 function toSigilError(err: unknown): SigilError {

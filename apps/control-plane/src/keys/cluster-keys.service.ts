@@ -47,25 +47,44 @@ export class ClusterKeyService {
    * in transaction `tx` when given (enrollment commits it with the rest).
    */
   async issue(clusterId: string, agentPublicKeyDer: Buffer, tx?: Tx): Promise<{ version: number; envelope: Buffer }> {
-    const components = ClusterKeyService.checkAgentKey(agentPublicKeyDer);
-    const work = async (tx: Tx) => {
-      const version = await this.repo.lockNextVersion(tx, clusterId);
-      const rootKeyVersion = await this.rootKeys.activeForSealing(tx);
-      if (rootKeyVersion === undefined) throw new KeyCustodyError(KeyCustodyErrorCode.NoActiveRootKey, 'no active root key');
-      const key = await this.hsm.createClusterKey(rootKeyVersion, components);
-      const envelope = encodeClusterKeyEnvelope({ clusterKeyVersion: version, oaepHash: key.oaep, wrappedKey: key.forAgent });
-      await this.repo.retireActive(tx, clusterId);
-      await this.repo.insert(tx, {
-        clusterId,
-        version,
-        rootKeyVersion,
-        wrappedKey: key.forStorage,
-        agentPublicKey: agentPublicKeyDer,
-        agentEnvelope: envelope,
-      });
-      return { version, envelope };
-    };
+    const work = async (tx: Tx) => (await this.issueMany(tx, [{ clusterId, agentPublicKeyDer }])).get(clusterId)!;
     return tx ? work(tx) : this.repo.transaction(work);
+  }
+
+  /**
+   * New delivery keys for several clusters (one per cluster) in transaction `tx`: the SQL is
+   * the same few statements for any number of them (enrollment commits them in batches); the
+   * HSM still generates and wraps each key on its own. Returns them by cluster id.
+   */
+  async issueMany(
+    tx: Tx,
+    requests: Array<{ clusterId: string; agentPublicKeyDer: Buffer }>,
+  ): Promise<Map<string, { version: number; envelope: Buffer }>> {
+    if (requests.length === 0) return new Map();
+    if (new Set(requests.map((r) => r.clusterId)).size !== requests.length) throw new Error('one new delivery key per cluster per call');
+    const checked = requests.map((r) => ({ ...r, components: ClusterKeyService.checkAgentKey(r.agentPublicKeyDer) }));
+    const versions = await this.repo.lockNextVersions(
+      tx,
+      checked.map((r) => r.clusterId),
+    );
+    const rootKeyVersion = await this.rootKeys.activeForSealing(tx);
+    if (rootKeyVersion === undefined) throw new KeyCustodyError(KeyCustodyErrorCode.NoActiveRootKey, 'no active root key');
+    const rows = await Promise.all(
+      checked.map(async (r) => {
+        const version = versions.get(r.clusterId)!;
+        const key = await this.hsm.createClusterKey(rootKeyVersion, r.components);
+        return {
+          clusterId: r.clusterId,
+          version,
+          rootKeyVersion,
+          wrappedKey: key.forStorage,
+          agentPublicKey: r.agentPublicKeyDer,
+          agentEnvelope: encodeClusterKeyEnvelope({ clusterKeyVersion: version, oaepHash: key.oaep, wrappedKey: key.forAgent }),
+        };
+      }),
+    );
+    await this.repo.replaceActive(tx, rows);
+    return new Map(rows.map((r) => [r.clusterId, { version: r.version, envelope: r.agentEnvelope }]));
   }
 
   /** The SGK1 envelope of the active key, for (re)delivery to the agent. */
