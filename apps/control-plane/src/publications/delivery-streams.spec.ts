@@ -5,7 +5,7 @@ import type { Request, Response } from 'express';
 import type { PinoLogger } from 'nestjs-pino';
 import type { ClusterEvent, ClusterEvents } from '../events/cluster-events.js';
 import type { MetricsService } from '../metrics/metrics.service.js';
-import { COALESCE_MS, DeliveryStreams, EVENT_STREAMS_PER_REPLICA, ITEMS_PER_MESSAGE } from './delivery-streams.js';
+import { COALESCE_MS, DeliveryStreams, EVENT_STREAMS_PER_REPLICA, ITEMS_PER_MESSAGE, SUMMARY_EVERY_MS } from './delivery-streams.js';
 import type { FleetDeliveryView } from './publications.dto.js';
 import type { PublicationsService } from './publications.service.js';
 
@@ -53,12 +53,14 @@ function setup() {
   let listener: ((e: ClusterEvent) => void) | undefined;
   const events = { on: (l: (e: ClusterEvent) => void) => ((listener = l), () => (listener = undefined)) } as unknown as ClusterEvents;
   const reads: string[][] = [];
+  const summaries = { read: 0 };
   const publications = {
+    // Rows of clusters named `other…` belong to another app.
     deliveriesOf: (_appId: string, ids: string[]) => {
       reads.push(ids);
-      return Promise.resolve({ items: ids.map((id) => ({ cluster: id }) as unknown as FleetDeliveryView), summary });
+      return Promise.resolve(ids.filter((id) => !id.startsWith('other')).map((id) => ({ cluster: id }) as unknown as FleetDeliveryView));
     },
-    summaryOf: () => Promise.resolve(summary),
+    summaryOf: () => Promise.resolve({ ...summary, clusters: ++summaries.read }),
   } as unknown as PublicationsService;
   const metrics = { deliveryEventStreams: { set: () => undefined } } as unknown as MetricsService;
   const logger = { setContext: () => undefined, warn: () => undefined } as unknown as PinoLogger;
@@ -70,7 +72,7 @@ function setup() {
     streams.attach(token, app, req, res as unknown as Response);
     return res;
   };
-  return { streams, open, emit: (e: ClusterEvent) => listener!(e), reads };
+  return { streams, open, emit: (e: ClusterEvent) => listener!(e), reads, summaries };
 }
 
 const ids = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `c${from + i}`);
@@ -112,13 +114,37 @@ describe('DeliveryStreams', () => {
     }
   });
 
+  it('reads the summary at most once a second, and brings it up to date once the changes stop', async () => {
+    const { open, emit, summaries } = setup();
+    const res = open();
+    // Changes every 250 ms for 2 s (a rollout): eight batches of rows.
+    for (let i = 0; i < 8; i++) {
+      emit({ type: 'status', clusterIds: [`c${i}`] });
+      await jest.advanceTimersByTimeAsync(COALESCE_MS);
+    }
+    const during = res.messages('deliveries');
+    expect(during.map((m) => m.items.length)).toEqual([1, 1, 1, 1, 1, 1, 1, 1]);
+    expect(summaries.read).toBeLessThanOrEqual(Math.ceil((8 * COALESCE_MS) / SUMMARY_EVERY_MS) + 1);
+    // Events about other apps' clusters send nothing and read no summary.
+    const before = summaries.read;
+    await jest.advanceTimersByTimeAsync(SUMMARY_EVERY_MS);
+    const settled = res.messages('deliveries');
+    // The last message carries no rows, only the summary as it is now.
+    expect(settled.at(-1)).toEqual({ items: [], summary: expect.objectContaining({ clusters: summaries.read }) });
+    expect(summaries.read).toBe(before + 1);
+    emit({ type: 'status', clusterIds: ['other-1'] });
+    await jest.advanceTimersByTimeAsync(3 * SUMMARY_EVERY_MS);
+    expect(res.messages('deliveries')).toHaveLength(settled.length);
+    expect(summaries.read).toBe(before + 1);
+  });
+
   it('sends reset on placement-changed of its app only', async () => {
     const { open, emit } = setup();
     const mine = open();
     const other = open('t1', '00000000-0000-4000-8000-000000000002');
     emit({ type: 'placement-changed', appId: APP });
     await jest.advanceTimersByTimeAsync(COALESCE_MS);
-    expect(mine.messages('reset')).toEqual([{ summary }]);
+    expect(mine.messages('reset')).toEqual([{ summary: { ...summary, clusters: 1 } }]);
     expect(other.messages('reset')).toEqual([]);
   });
 

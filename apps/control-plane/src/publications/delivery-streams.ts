@@ -13,6 +13,13 @@ export const EVENT_STREAMS_PER_REPLICA = 1_000;
 export const EVENT_STREAMS_PER_TOKEN = 20;
 /** Events arriving within this window after the first are read and sent together. */
 export const COALESCE_MS = 250;
+/**
+ * The app's summary (a count over all its clusters: tens of milliseconds of PostgreSQL at 10,000)
+ * is read at most this often per app; messages in between carry the last one read, and once the
+ * changes stop a last message (no rows) brings the summary up to date. Read with every 250 ms
+ * batch, it was the larger part of PostgreSQL's work during a 10,000-cluster rotation.
+ */
+export const SUMMARY_EVERY_MS = 1_000;
 /** Rows per `deliveries` message at most; more are split over several messages. */
 export const ITEMS_PER_MESSAGE = 500;
 /** A comment line this often keeps proxies and load balancers from timing the stream out. */
@@ -49,7 +56,13 @@ interface Hub {
   pending: Set<string>;
   reset: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** When `timer` fires (a summary-only flush can be due later than new rows are). */
+  timerAt: number;
   flushing: boolean;
+  /** The last summary read, and when: reused until SUMMARY_EVERY_MS has passed. */
+  summary: { value: PublicationSummary; at: number } | undefined;
+  /** A message went out with a summary older than its rows: a fresh one is owed. */
+  summaryOwed: boolean;
 }
 
 /**
@@ -58,8 +71,8 @@ interface Hub {
  * publication long-polls share), grouped per app: `status` and `desired` events (and
  * `access-changed`) add their clusters to each app's pending set; 250 ms after the first, the
  * rows of those clusters that belong to the app are read from PostgreSQL in one statement (per
- * 5,000 clusters) with the app's summary in another, once for all of the app's streams, and
- * sent in messages of at most 500 rows. `placement-changed` of the app sends `reset` instead:
+ * 5,000 clusters), once for all of the app's streams, and sent in messages of at most 500 rows
+ * with the app's summary (read at most once a second, see SUMMARY_EVERY_MS). `placement-changed` of the app sends `reset` instead:
  * membership moved, possibly for thousands of clusters, and the client refetches its page.
  * Events are hints; the rows sent are PostgreSQL's.
  */
@@ -120,7 +133,17 @@ export class DeliveryStreams implements OnModuleInit, OnModuleDestroy {
 
     let hub = this.hubs.get(appId);
     if (!hub) {
-      hub = { appId, streams: new Set(), pending: new Set(), reset: false, timer: undefined, flushing: false };
+      hub = {
+        appId,
+        streams: new Set(),
+        pending: new Set(),
+        reset: false,
+        timer: undefined,
+        timerAt: 0,
+        flushing: false,
+        summary: undefined,
+        summaryOwed: false,
+      };
       this.hubs.set(appId, hub);
     }
     let closed = false;
@@ -206,7 +229,13 @@ export class DeliveryStreams implements OnModuleInit, OnModuleDestroy {
   }
 
   private schedule(hub: Hub, delay = COALESCE_MS): void {
-    if (hub.timer || hub.flushing || this.hubs.get(hub.appId) !== hub) return;
+    if (hub.flushing || this.hubs.get(hub.appId) !== hub) return;
+    const at = Date.now() + delay;
+    if (hub.timer) {
+      if (hub.timerAt <= at) return;
+      clearTimeout(hub.timer); // new rows do not wait for a later summary-only flush
+    }
+    hub.timerAt = at;
     hub.timer = setTimeout(() => void this.flush(hub), delay);
   }
 
@@ -220,17 +249,16 @@ export class DeliveryStreams implements OnModuleInit, OnModuleDestroy {
     let retry = false;
     try {
       if (reset) {
-        const summary = await this.publications.summaryOf(hub.appId);
+        const summary = await this.freshSummary(hub);
         this.broadcast(hub, `event: reset\ndata: ${JSON.stringify({ summary })}\n\n`);
-      } else if (ids.length > 0) {
-        const items: FleetDeliveryView[] = [];
-        let summary: PublicationSummary | undefined;
-        for (let i = 0; i < ids.length; i += READ_CHUNK) {
-          const r = await this.publications.deliveriesOf(hub.appId, ids.slice(i, i + READ_CHUNK));
-          items.push(...r.items);
-          summary = r.summary;
-        }
-        for (let i = 0; i < items.length; i += ITEMS_PER_MESSAGE) {
+      } else {
+        const items = await this.rows(hub.appId, ids);
+        if (items.length === 0 && !hub.summaryOwed) return; // nothing of this app changed
+        const due = !hub.summary || Date.now() - hub.summary.at >= SUMMARY_EVERY_MS;
+        if (items.length === 0 && !due) return; // only the summary is owed, and it is not time yet: the timer comes back
+        const summary = due ? await this.freshSummary(hub) : hub.summary!.value;
+        if (!due) hub.summaryOwed = true;
+        for (let i = 0; i < Math.max(1, items.length); i += ITEMS_PER_MESSAGE) {
           this.broadcast(hub, `event: deliveries\ndata: ${JSON.stringify({ items: items.slice(i, i + ITEMS_PER_MESSAGE), summary })}\n\n`);
         }
       }
@@ -241,7 +269,25 @@ export class DeliveryStreams implements OnModuleInit, OnModuleDestroy {
     } finally {
       hub.flushing = false;
       if (hub.reset || hub.pending.size > 0) this.schedule(hub, retry ? RETRY_MS : COALESCE_MS);
+      else if (hub.summaryOwed) this.schedule(hub, Math.max(0, hub.summary!.at + SUMMARY_EVERY_MS - Date.now()));
     }
+  }
+
+  /** The current rows of those of `ids` that belong to the app (5,000 clusters per statement). */
+  private async rows(appId: string, ids: string[]): Promise<FleetDeliveryView[]> {
+    const items: FleetDeliveryView[] = [];
+    for (let i = 0; i < ids.length; i += READ_CHUNK)
+      items.push(...(await this.publications.deliveriesOf(appId, ids.slice(i, i + READ_CHUNK))));
+    return items;
+  }
+
+  /** The app's summary, read now (and remembered: see SUMMARY_EVERY_MS). */
+  private async freshSummary(hub: Hub): Promise<PublicationSummary> {
+    const at = Date.now();
+    const value = await this.publications.summaryOf(hub.appId);
+    hub.summary = { value, at };
+    hub.summaryOwed = false;
+    return value;
   }
 
   private broadcast(hub: Hub, message: string): void {

@@ -119,10 +119,9 @@ export class PublicationsService {
     return { items: page.items.map(toFleetDelivery), next: page.next, summary: summaryOf(counts) };
   }
 
-  /** The current rows of those of `clusterIds` that app `appId` is (or was) published to, and its summary. */
-  async deliveriesOf(appId: string, clusterIds: string[]): Promise<{ items: FleetDeliveryView[]; summary: PublicationSummary }> {
-    const [rows, counts] = await Promise.all([this.statuses.fleetRows(appId, clusterIds), this.statuses.stateCounts(appId)]);
-    return { items: rows.map(toFleetDelivery), summary: summaryOf(counts) };
+  /** The current rows of those of `clusterIds` that app `appId` is (or was) published to. */
+  async deliveriesOf(appId: string, clusterIds: string[]): Promise<FleetDeliveryView[]> {
+    return (await this.statuses.fleetRows(appId, clusterIds)).map(toFleetDelivery);
   }
 
   /** The id of the app `actor` asks for (404 when it does not exist or is outside the actor's project). */
