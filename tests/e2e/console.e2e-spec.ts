@@ -237,6 +237,38 @@ describe('web console (real browser)', () => {
     await shot('clusters-enroll');
     await page.getByRole('button', { name: 'Done' }).click();
 
+    // Manage: the agent's used token and the one just issued; revoking the unused one.
+    await page.locator(`tr[data-cluster="${clusters[0]}"]`).getByRole('button', { name: 'Manage' }).click();
+    const manage = page.getByRole('dialog', { name: `Manage ${clusters[0]}` });
+    const tokens = manage.getByTestId('enrollment-tokens');
+    await tokens.locator('tr[data-token-state="unused"]').waitFor();
+    expect(await tokens.locator('tr[data-token-state="used"]').count()).toBe(1);
+    await tokens.locator('tr[data-token-state="unused"]').getByRole('button', { name: 'Revoke' }).click();
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Revoke token' }).click();
+    await tokens.locator('tr[data-token-state="unused"]').waitFor({ state: 'detached' });
+    // Enrollment by the cluster's own service-account identity, set and removed.
+    await manage.getByLabel('Issuer').fill('https://kubernetes.default.svc.cluster.local');
+    await manage.getByLabel('JWKS URI (optional)').fill('https://api.example.com:6443/openid/v1/jwks');
+    await manage.getByRole('button', { name: 'Set identity' }).click();
+    await manage.getByText('may enroll with a token of service account').waitFor();
+    await shot('cluster-manage');
+    await manage.getByRole('button', { name: 'Remove identity' }).click();
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Remove identity' }).click();
+    await manage.getByText('None: the agent enrolls with a one-time enrollment token').waitFor();
+    await page.keyboard.press('Escape');
+    await manage.waitFor({ state: 'detached' });
+
+    // A cluster registered by mistake is deleted from its Manage dialog.
+    const doomed = uniqueName('doomed').slice(0, 40);
+    await page.getByRole('button', { name: 'Register cluster' }).click();
+    await page.getByLabel('Name').fill(doomed);
+    await page.getByRole('button', { name: 'Register', exact: true }).click();
+    await page.locator(`tr[data-cluster="${doomed}"]`).getByRole('button', { name: 'Manage' }).click();
+    await page.getByRole('button', { name: `Delete ${doomed}` }).click();
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Delete cluster' }).click();
+    await page.locator(`tr[data-cluster="${doomed}"]`).waitFor({ state: 'detached' });
+    expect((await cp.admin.get(`/clusters/${doomed}`)).status).toBe(404);
+
     await page.getByRole('link', { name: 'Audit' }).click();
     await page.getByRole('cell', { name: 'secret.update' }).first().waitFor();
     await page.getByRole('button', { name: 'Verify the chain' }).click();

@@ -1,6 +1,6 @@
 // The clusters Sigil delivers to: register with labels, relabel, disable/enable, issue a one-time
 // enrollment token (shown once, with the helm command for the agent chart), and what each agent
-// last reported.
+// last reported; "Manage" (cluster-manage.tsx) has its tokens, Kubernetes identity and delete.
 import { Button, Callout, Card, FormGroup, H1, HTMLTable, InputGroup, Pre, Tag, TextArea } from '@blueprintjs/core';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useDeferredValue, useState } from 'react';
@@ -10,6 +10,7 @@ import { useSession } from '../api/session';
 import { Empty, Failed, Loading, notify } from '../ui/feedback';
 import { ConfirmButton, FormDialog } from '../ui/forms';
 import { ago } from '../ui/time';
+import { ClusterManageDialog } from './cluster-manage';
 
 type Cluster = Schemas['ClusterView'];
 
@@ -39,6 +40,8 @@ export function ClustersPage() {
   const [registering, setRegistering] = useState(false);
   const [relabeling, setRelabeling] = useState<Cluster | null>(null);
   const [token, setToken] = useState<Schemas['EnrollmentTokenView'] | null>(null);
+  // By name, so the dialog shows the row as refetched after a change.
+  const [managing, setManaging] = useState<string | null>(null);
   const queries = useQueryClient();
   const clusters = usePaged(['clusters', labels], (after) =>
     call(api.GET('/api/v1/clusters', { params: { query: { after, limit: '200', labels: labels || undefined } } })),
@@ -129,6 +132,7 @@ export function ClustersPage() {
                         }
                       />
                       <Button variant="minimal" icon="tag" text="Labels" onClick={() => setRelabeling(c)} />
+                      <Button variant="minimal" icon="cog" text="Manage" onClick={() => setManaging(c.name)} />
                       {c.state === 'disabled' ? (
                         <Button
                           variant="minimal"
@@ -161,6 +165,16 @@ export function ClustersPage() {
       {registering && <RegisterDialog onClose={() => setRegistering(false)} onDone={refresh} />}
       {relabeling && <RelabelDialog cluster={relabeling} onClose={() => setRelabeling(null)} onDone={refresh} />}
       {token && <TokenDialog token={token} onClose={() => setToken(null)} />}
+      {managing && clusters.items.some((c) => c.name === managing) && (
+        <ClusterManageDialog
+          cluster={clusters.items.find((c) => c.name === managing)!}
+          onClose={() => setManaging(null)}
+          onDeleted={() => {
+            setManaging(null);
+            void refresh();
+          }}
+        />
+      )}
     </>
   );
 }
