@@ -23,6 +23,8 @@ const CHROMIUM = process.env.SIGIL_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = path.join(REPO_ROOT, 'docs/console');
 const CANARY_V1 = `console-canary-v1-${Math.random().toString(36).slice(2, 12)}`;
 const CANARY_V2 = `console-canary-v2-${Math.random().toString(36).slice(2, 12)}`;
+/** A database connection's admin password, replaced through the console: found nowhere afterwards either. */
+const CANARY_PASSWORD = `console-canary-pw-${Math.random().toString(36).slice(2, 12)}`;
 const T = 45_000;
 
 describe('web console (real browser)', () => {
@@ -276,6 +278,33 @@ describe('web console (real browser)', () => {
     await shot('audit');
   });
 
+  it('a database connection’s admin password is replaced from the console, write-only', async () => {
+    // Created through the API (no server behind it: replacing the password does not dial).
+    const created = await cp.admin.post(`/projects/${project}/connections`, {
+      name: 'orders-db',
+      host: '127.0.0.1',
+      port: 1,
+      database: 'orders',
+      username: 'orders_admin',
+      adminPassword: 'first-password-0123456789',
+      tlsMode: 'disable',
+    });
+    expect(created.status).toBe(201);
+    await page.goto(`${cp.cp.url}/console/projects/${project}`);
+    await page.getByRole('tab', { name: 'Database connections' }).click();
+    await page.getByRole('button', { name: 'Change password' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Admin password of orders-db' });
+    const field = dialog.getByLabel('New admin password');
+    expect(await field.getAttribute('type')).toBe('password');
+    await field.fill(CANARY_PASSWORD);
+    await dialog.getByRole('button', { name: 'Replace password' }).click();
+    await page.getByText('Admin password of orders-db replaced').waitFor();
+    await dialog.waitFor({ state: 'detached' });
+    const after = (await cp.admin.get(`/projects/${project}/connections/orders-db`)).body;
+    expect(after.version).toBe(created.body.version + 1);
+    expect(new Date(after.adminPasswordSetAt).getTime()).toBeGreaterThan(new Date(created.body.adminPasswordSetAt).getTime());
+  });
+
   it('the main screens pass axe-core (WCAG 2 A/AA): no serious or critical violation', async () => {
     // axe is injected by the test, so this context bypasses the console's CSP (script-src 'self').
     const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, bypassCSP: true });
@@ -369,7 +398,7 @@ describe('web console (real browser)', () => {
       redis: await redisDump(cp.redisPrefix),
     };
     expect(responses.length).toBeGreaterThan(20);
-    for (const canary of [CANARY_V1, CANARY_V2])
+    for (const canary of [CANARY_V1, CANARY_V2, CANARY_PASSWORD])
       for (const spelling of spellings(canary))
         for (const [where, text] of Object.entries(places))
           expect({ where, found: text.includes(spelling) }).toEqual({ where, found: false });

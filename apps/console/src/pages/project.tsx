@@ -179,6 +179,7 @@ function CreateAppDialog({ project, isOpen, onClose }: { project: string; isOpen
 function ConnectionsPanel({ project }: { project: string }) {
   const { can } = useSession();
   const [creating, setCreating] = useState(false);
+  const [changingPassword, setChangingPassword] = useState<Schemas['ConnectionView'] | null>(null);
   const queries = useQueryClient();
   const list = usePaged(['connections', project], (after) =>
     call(api.GET('/api/v1/projects/{project}/connections', { params: { path: { project }, query: { after, limit: '100' } } })),
@@ -224,6 +225,7 @@ function ConnectionsPanel({ project }: { project: string }) {
                 <th scope="col">Admin</th>
                 <th scope="col">Role prefix</th>
                 <th scope="col">TLS</th>
+                <th scope="col">Password set</th>
                 <th scope="col">
                   <span className="bp6-text-muted">Actions</span>
                 </th>
@@ -239,8 +241,12 @@ function ConnectionsPanel({ project }: { project: string }) {
                   <td className="mono">{c.username}</td>
                   <td className="mono">{c.rolePrefix}</td>
                   <td>{c.tlsMode}</td>
+                  <td>{ago(c.adminPasswordSetAt)}</td>
                   <td>
                     <Button variant="minimal" icon="pulse" text="Verify" onClick={() => void verify(c)} />
+                    {can('connections:write') && (
+                      <Button variant="minimal" icon="key" text="Change password" onClick={() => setChangingPassword(c)} />
+                    )}
                     {can('connections:write') && (
                       <ConfirmButton
                         text="Delete"
@@ -265,7 +271,57 @@ function ConnectionsPanel({ project }: { project: string }) {
         </Card>
       )}
       <CreateConnectionDialog project={project} isOpen={creating} onClose={() => setCreating(false)} />
+      {changingPassword && <PasswordDialog project={project} connection={changingPassword} onClose={() => setChangingPassword(null)} />}
     </>
+  );
+}
+
+/** Replaces the admin role's password (after it was changed in PostgreSQL): write-only, like every value. */
+function PasswordDialog({ project, connection, onClose }: { project: string; connection: Schemas['ConnectionView']; onClose: () => void }) {
+  const [password, setPassword] = useState('');
+  const queries = useQueryClient();
+  return (
+    <FormDialog
+      title={`Admin password of ${connection.name}`}
+      icon="key"
+      isOpen
+      onClose={() => {
+        setPassword('');
+        onClose();
+      }}
+      submitText="Replace password"
+      onSubmit={async () => {
+        try {
+          await call(
+            api.PATCH('/api/v1/projects/{project}/connections/{connection}', {
+              params: { path: { project, connection: connection.name } },
+              // Only over the settings this dialog was opened on (412 if someone changed them meanwhile).
+              headers: { 'If-Match': `"${connection.version}"` },
+              body: { adminPassword: password },
+            }),
+          );
+        } finally {
+          setPassword('');
+        }
+        await queries.invalidateQueries({ queryKey: ['connections', project] });
+        notify(`Admin password of ${connection.name} replaced; Verify checks it`);
+      }}
+    >
+      <p>
+        Change the password of <code>{connection.username}</code> in PostgreSQL first, then give it here. Leases already issued keep
+        working; new ones are issued with this password.
+      </p>
+      <FormGroup label="New admin password" labelFor="conn-new-password" helperText="Encrypted by the HSM on arrival; never shown again.">
+        <InputGroup
+          id="conn-new-password"
+          type="password"
+          autoComplete="new-password"
+          value={password}
+          onValueChange={setPassword}
+          autoFocus
+        />
+      </FormGroup>
+    </FormDialog>
   );
 }
 
