@@ -6,25 +6,7 @@ import { useDeferredValue, useState } from 'react';
 import { api, call, describeError, type Schemas } from '../api/client';
 import { notify } from '../ui/feedback';
 import { FormDialog } from '../ui/forms';
-
-/** "eu-1, eu-2" → names; "region=eu-west,tier=store" → a matchLabels selector. */
-export function publishBody(names: string, labels: string): Schemas['PublishDto'] | { error: string } {
-  const clusters = names.split(/[\s,]+/).filter(Boolean);
-  const matchLabels: Record<string, string> = {};
-  for (const pair of labels
-    .split(',')
-    .map((p) => p.trim())
-    .filter(Boolean)) {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) return { error: `“${pair}” is not key=value` };
-    matchLabels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
-  }
-  const body: Schemas['PublishDto'] = {};
-  if (clusters.length) body.clusters = clusters;
-  if (Object.keys(matchLabels).length) body.selector = { matchLabels };
-  if (!body.clusters && !body.selector) return { error: 'Name clusters or give labels to match' };
-  return body;
-}
+import { publishBody } from './publish-body';
 
 export function PublishDialog({ project, app, isOpen, onClose }: { project: string; app: string; isOpen: boolean; onClose: () => void }) {
   const [names, setNames] = useState('');

@@ -8,6 +8,7 @@ import { usePaged } from '../api/paging';
 import { useSession } from '../api/session';
 import { Empty, Failed, Loading, notify } from '../ui/feedback';
 import { ConfirmButton, FormDialog } from '../ui/forms';
+import { parseKeyValues } from '../ui/key-values';
 import { SecretValues, type SecretValuesHandle } from '../ui/secret-values';
 import { ago, when } from '../ui/time';
 
@@ -177,19 +178,8 @@ const DYNAMIC_DEFAULTS = {
   keys: 'DATABASE_URL=postgresql://{{username}}:{{password}}@{{host}}:{{port}}/{{database}}?sslmode={{sslmode}}',
 };
 
-/** "KEY=template" lines → an object (the first = splits). */
-function keyLines(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean)) {
-    const eq = line.indexOf('=');
-    if (eq <= 0) throw new Error(`“${line}” is not KEY=value`);
-    out[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
-  }
-  return out;
-}
+/** "KEY=template" lines → an object (the first = splits; templates may hold commas). */
+const keyLines = (text: string) => parseKeyValues(text, /\n+/, 'KEY=value');
 
 function AddSecretDialog({ project, app, onClose }: { project: string; app: string; onClose: () => void }) {
   const [name, setName] = useState('');

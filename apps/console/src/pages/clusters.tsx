@@ -10,28 +10,10 @@ import { useSession } from '../api/session';
 import { Empty, Failed, Loading, notify } from '../ui/feedback';
 import { ConfirmButton, FormDialog } from '../ui/forms';
 import { ago } from '../ui/time';
+import { keyValueText as labelText, parseKeyValues as parseLabels } from '../ui/key-values';
 import { ClusterManageDialog } from './cluster-manage';
 
 type Cluster = Schemas['ClusterView'];
-
-/** "region=eu-west\ntier=store" or "region=eu-west,tier=store" → labels. */
-export function parseLabels(text: string): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const pair of text
-    .split(/[\n,]+/)
-    .map((p) => p.trim())
-    .filter(Boolean)) {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) throw new Error(`“${pair}” is not key=value`);
-    labels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
-  }
-  return labels;
-}
-
-const labelText = (labels: Record<string, unknown>) =>
-  Object.entries(labels)
-    .map(([k, v]) => `${k}=${String(v)}`)
-    .join('\n');
 
 export function ClustersPage() {
   const { can } = useSession();
