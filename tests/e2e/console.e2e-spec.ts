@@ -140,7 +140,10 @@ describe('web console (real browser)', () => {
     const asset = /src="(\/console\/assets\/[^"]+\.js)"/.exec(html)![1]!;
     const js = await fetch(`${cp.cp.url}${asset}`);
     expect(js.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
-    expect((await fetch(`${cp.cp.url}/console/assets/nope.js`)).status).toBe(404);
+    const missing = await fetch(`${cp.cp.url}/console/assets/nope.js`);
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(await missing.json()).toMatchObject({ status: 404, code: 'not_found' });
     // A deep link is the app too; `/` leads to the console.
     expect((await fetch(`${cp.cp.url}/console/projects/x/apps/y/fleet`)).status).toBe(200);
     expect((await fetch(`${cp.cp.url}/`, { redirect: 'manual' })).headers.get('location')).toBe('/console/');

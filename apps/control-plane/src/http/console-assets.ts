@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { problem } from './problem-details.filter.js';
 
 export const CONSOLE_PATH = '/console';
 
@@ -50,6 +51,17 @@ export function consoleRouter(dir = consoleDirectory()): Router | undefined {
     '/assets',
     express.static(path.join(dir, 'assets'), { immutable: true, maxAge: '365d', index: false, fallthrough: false, dotfiles: 'deny' }),
   );
+  // An asset that is not there (an old page asking for a file of a previous deploy, say) is a
+  // problem+json 404 like the API's, not express's HTML page.
+  router.use('/assets', (err: { status?: number }, _req: Request, res: Response, next: NextFunction) => {
+    const status = err.status ?? 500;
+    if (status !== 404 && status !== 403) return next(err);
+    res.setHeader('Cache-Control', 'no-store');
+    res
+      .status(status)
+      .type('application/problem+json')
+      .send(JSON.stringify(problem(status, status === 404 ? 'not_found' : 'forbidden', 'no such console asset; reload the console')));
+  });
   // Everything else is a route of the single-page app: the same index.html, always revalidated.
   router.get(/.*/, (req, res) => {
     if (req.originalUrl === CONSOLE_PATH) return res.redirect(301, `${CONSOLE_PATH}/`);
