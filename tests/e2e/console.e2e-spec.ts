@@ -232,6 +232,9 @@ describe('web console (real browser)', () => {
   it('clusters: the enrollment token is shown once with the helm command filled in; the audit log verifies', async () => {
     await page.getByRole('link', { name: 'Clusters' }).click();
     await page.locator(`tr[data-cluster="${clusters[0]}"]`).getByText('enrolled').waitFor();
+    // Both agents hold their stream: the table says so.
+    for (const c of clusters)
+      await page.locator(`tr[data-cluster="${c}"]`).getByTestId('agent-connection').getByText('connected', { exact: true }).waitFor();
     await page.locator(`tr[data-cluster="${clusters[0]}"]`).getByRole('button', { name: 'Enrollment token' }).click();
     const command = page.getByTestId('helm-command');
     await command.getByText(/helm install sigil-agent/).waitFor();

@@ -8,6 +8,7 @@ import { clusterUri } from '../../apps/control-plane/src/enrollment/cluster-ca.s
 import { FailedAttempts } from '../../apps/control-plane/src/audit/failed-attempts.js';
 import { ClustersService } from '../../apps/control-plane/src/clusters/clusters.service.js';
 import { Actor } from '../../apps/control-plane/src/auth/policy.js';
+import { AgentPresence } from '../../apps/control-plane/src/events/agent-presence.js';
 import { ClusterEvents } from '../../apps/control-plane/src/events/cluster-events.js';
 import { agentEndpoint, startTestApp, type TestApp } from '../harness/app-context.js';
 import { selfSigned } from '../harness/certificates.js';
@@ -210,6 +211,20 @@ describe('agent enrollment and mTLS', () => {
     expect(await w.ended).toMatchObject({ code: status.PERMISSION_DENIED });
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(await refused(a.desiredState())).toMatchObject({ code: status.UNAUTHENTICATED, errorCode: 'cluster_not_found' });
+  });
+
+  it('tells whether a cluster’s agent is connected: while its stream is open, and not within 2 s after it closes', async () => {
+    const presence = t.app.get(AgentPresence);
+    const a = await enrolled();
+    const id = (await clusters.get(a.cluster)).id;
+    expect((await presence.connected([id]))?.get(id)).toBe(false); // enrolled, no stream yet
+    const w = a.open();
+    await w.waitFor((g) => g.length >= 1);
+    await eventually('marked connected', async () => ((await presence.connected([id]))?.get(id) === true ? true : undefined), 3_000);
+    w.cancel();
+    const closedAt = Date.now();
+    await eventually('marked disconnected', async () => ((await presence.connected([id]))?.get(id) === false ? true : undefined), 3_000);
+    expect(Date.now() - closedAt).toBeLessThan(2_500);
   });
 
   it('a new enrollment supersedes the previous agent’s certificate and stream', async () => {

@@ -70,6 +70,7 @@ export function ClustersPage() {
                 <th scope="col">Labels</th>
                 <th scope="col">State</th>
                 <th scope="col">Agent</th>
+                <th scope="col">Connection</th>
                 <th scope="col">Last seen</th>
                 <th scope="col">Generation</th>
                 {can('clusters:write') && (
@@ -96,6 +97,9 @@ export function ClustersPage() {
                     <Tag intent={c.state === 'enrolled' ? 'success' : c.state === 'disabled' ? 'danger' : 'none'}>{c.state}</Tag>
                   </td>
                   <td>{c.agentVersion ?? '—'}</td>
+                  <td data-testid="agent-connection">
+                    <Connection cluster={c} />
+                  </td>
                   <td>{ago(c.lastSeenAt)}</td>
                   <td className="mono">
                     {c.appliedGeneration}/{c.desiredGeneration}
@@ -158,6 +162,24 @@ export function ClustersPage() {
         />
       )}
     </>
+  );
+}
+
+/** Whether the agent holds a stream to the control plane now (the server's `agentConnected`). */
+function Connection({ cluster }: { cluster: Cluster }) {
+  if (cluster.agentConnected === null) return <span className="bp6-text-muted">unknown</span>;
+  if (cluster.agentConnected)
+    return (
+      <Tag intent="success" minimal icon="link">
+        connected
+      </Tag>
+    );
+  return cluster.state === 'registered' ? (
+    <span className="bp6-text-muted">never enrolled</span>
+  ) : (
+    <Tag minimal icon="disable">
+      not connected
+    </Tag>
   );
 }
 

@@ -14,6 +14,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { SnapshotRepository, type ClusterState } from './snapshot.repository.js';
 import { AGENT_VERSION } from '../enrollment/enrollment.service.js';
 import { WorkQueue } from '../database/work-queue.js';
+import { AgentPresence } from '../events/agent-presence.js';
 import { ClusterEvents } from '../events/cluster-events.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { GrantsService } from '../injection/grants.service.js';
@@ -95,6 +96,8 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
   private unsubscribe: (() => void) | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private sweeping = false;
+  /** Shutting down: streams end, but their clusters stay marked present (agents reconnect elsewhere). */
+  private stopping = false;
 
   constructor(
     @Inject(ClusterEvents) private readonly events: ClusterEvents,
@@ -104,6 +107,7 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
     @Inject(MetricsService) private readonly metrics: MetricsService,
     @Inject(PinoLogger) private readonly logger: PinoLogger,
     @Inject(GrantsService) private readonly grants: GrantsService,
+    @Inject(AgentPresence) private readonly presence: AgentPresence,
   ) {
     logger.setContext('sync-streams');
     this.loader = new SnapshotLoader(snapshots, this.budget);
@@ -121,9 +125,11 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
       else if (e.type === 'desired') for (const id of e.clusterIds) for (const s of this.byCluster.get(id) ?? []) this.wake(s);
     });
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS).unref();
+    this.presence.track(() => this.byCluster.keys());
   }
 
   async onModuleDestroy(): Promise<void> {
+    this.stopping = true;
     this.unsubscribe?.();
     clearInterval(this.sweeper);
     // Told to come back within a window, at a random moment each: cut off all at once, 10,000
@@ -157,12 +163,16 @@ export class SyncStreams implements OnModuleInit, OnModuleDestroy {
     for (const old of [...set].slice(0, Math.max(0, set.size + 1 - MAX_STREAMS_PER_CLUSTER)))
       this.end(old, grpcError(AgentApiErrorCode.Superseded, 'a newer stream of this cluster replaced this one'));
     set.add(s);
+    this.presence.streamOpened(principal.id);
     this.metrics.agentStreams.inc();
     const forget = () => {
       if (s.closed) return;
       s.closed = true;
       this.releaseHeld(s);
-      if (set.delete(s) && set.size === 0 && this.byCluster.get(principal.id) === set) this.byCluster.delete(principal.id);
+      if (set.delete(s) && set.size === 0 && this.byCluster.get(principal.id) === set) {
+        this.byCluster.delete(principal.id);
+        if (!this.stopping) this.presence.streamClosed(principal.id); // a shutdown leaves them marked: see AgentPresence
+      }
       this.metrics.agentStreams.dec();
     };
     call.on('data', (m: SyncRequest) => this.receive(s, m));

@@ -88,11 +88,18 @@ export class ClusterView {
   @ApiProperty({ example: '7', description: 'the generation its agent last reported as applied' }) appliedGeneration!: string;
   @ApiProperty({ nullable: true, type: String, example: '0.1.0' }) agentVersion!: string | null;
   @ApiProperty({ nullable: true, type: Date }) lastSeenAt!: Date | null;
+  @ApiProperty({
+    nullable: true,
+    type: Boolean,
+    description:
+      'whether its agent holds a stream to a control-plane replica now (seen within the last 45 s); null when that is unknown (Redis unreachable)',
+  })
+  agentConnected!: boolean | null;
   @ApiProperty({ example: 1 }) version!: number;
   @ApiProperty() createdAt!: Date;
   @ApiProperty() updatedAt!: Date;
 
-  static of(c: ClusterEntity): ClusterView {
+  static of(c: ClusterEntity, agentConnected: boolean | null): ClusterView {
     return {
       id: c.id,
       name: c.name,
@@ -103,6 +110,7 @@ export class ClusterView {
       appliedGeneration: c.appliedGeneration.toString(),
       agentVersion: c.agentVersion,
       lastSeenAt: c.lastSeenAt,
+      agentConnected,
       version: c.version,
       createdAt: c.createdAt,
       updatedAt: c.updatedAt,

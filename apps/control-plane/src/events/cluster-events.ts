@@ -4,6 +4,7 @@ import { Inject, Injectable, Module, type OnApplicationShutdown, type OnModuleIn
 import { Redis } from 'ioredis';
 import { PinoLogger } from 'nestjs-pino';
 import { RuntimeConfig } from '../config/runtime-config.js';
+import { AgentPresence } from './agent-presence.js';
 import { RedisConnection, RedisModule, redisOptions } from '../redis/redis.module.js';
 
 /** Something every replica must hear about a cluster (or an app's placement), whichever replica caused it. */
@@ -140,5 +141,5 @@ export class ClusterEvents implements OnModuleInit, OnApplicationShutdown {
   }
 }
 
-@Module({ imports: [RedisModule], providers: [ClusterEvents], exports: [ClusterEvents] })
+@Module({ imports: [RedisModule], providers: [ClusterEvents, AgentPresence], exports: [ClusterEvents, AgentPresence] })
 export class EventsModule {}

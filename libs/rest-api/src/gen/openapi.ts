@@ -937,6 +937,8 @@ export interface components {
             next: string | null;
         };
         ClusterView: {
+            /** @description whether its agent holds a stream to a control-plane replica now (seen within the last 45 s); null when that is unknown (Redis unreachable) */
+            agentConnected: boolean | null;
             /** @example 0.1.0 */
             agentVersion: string | null;
             /**
