@@ -74,11 +74,22 @@ describe('control plane against real PostgreSQL, Redis and SoftHSM', () => {
     expect(body.failed).toEqual(['redis']);
     expect(body.checks.postgres!.ok).toBe(true);
     expect(down).toBeLessThan(5_000);
+    // The REST API still answers what PostgreSQL holds; what only Redis knows is said unknown.
+    const auth = { authorization: 'Bearer sgl_e2e-bootstrap-token-0123456789abcdef', 'content-type': 'application/json' };
+    const registered = await fetch(`${cp.url}/api/v1/clusters`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ name: 'while-redis-is-away' }),
+    });
+    expect(registered.status).toBe(201);
+    expect(await registered.json()).toMatchObject({ name: 'while-redis-is-away', agentConnected: null });
 
     await redis.start();
     const up = await until(cp.url, (r) => r.status === 200, 10_000);
     expect(up).toBeLessThan(10_000);
     expect(cp.child.exitCode).toBeNull(); // recovered without a restart
+    const listed = await fetch(`${cp.url}/api/v1/clusters/while-redis-is-away`, { headers: auth });
+    expect(await listed.json()).toMatchObject({ agentConnected: false });
   });
 
   it('serves Prometheus metrics including dependency state', async () => {
