@@ -12,6 +12,7 @@ import { uniqueName } from '../harness/test-env.js';
 // idle timeout and the absolute expiry each end the session at the server.
 
 const COOKIE = '__Host-sigil_session';
+const HINT = '__Host-sigil_signed_in';
 
 /** A browser's view of one session: the cookie it holds and the CSRF token the page keeps. */
 class Browser {
@@ -21,7 +22,7 @@ class Browser {
 
   async signIn(token: string, headers: Record<string, string> = {}) {
     const r = await this.api.as(undefined).post('/console/session', { token }, headers);
-    const set = r.headers.get('set-cookie') ?? '';
+    const set = r.headers.getSetCookie()[0] ?? '';
     const m = new RegExp(`^${COOKIE}=([^;]+)`).exec(set);
     if (r.status === 201 && m) {
       this.cookie = m[1];
@@ -62,6 +63,8 @@ describe('console sessions', () => {
     const r = await b.signIn(cp.admin.token!);
     expect(r.status).toBe(201);
     expect(r.setCookie).toMatch(new RegExp(`^${COOKIE}=[A-Za-z0-9_-]{43}; Max-Age=3600; Path=/; HttpOnly; Secure; SameSite=Strict$`));
+    // Beside it, the page's hint that a session may be held: no secret in it, and not HttpOnly.
+    expect(r.headers.getSetCookie()).toEqual([r.setCookie, `${HINT}=1; Max-Age=3600; Path=/; Secure; SameSite=Strict`]);
     expect(r.headers.get('cache-control')).toBe('no-store');
     expect(r.body).toMatchObject({
       csrfToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
@@ -127,11 +130,18 @@ describe('console sessions', () => {
     expect((await b.request('DELETE', '/console/session', undefined, { csrf: false })).status).toBe(403);
     const out = await b.request('DELETE', '/console/session');
     expect(out.status).toBe(204);
-    expect(out.headers.get('set-cookie')).toMatch(new RegExp(`^${COOKIE}=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict$`));
+    expect(out.headers.getSetCookie()).toEqual([
+      `${COOKIE}=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict`,
+      `${HINT}=; Max-Age=0; Path=/; Secure; SameSite=Strict`,
+    ]);
     const after = await b.request('GET', '/projects');
     expect(after.status).toBe(401);
     expect(after.body.code).toBe('unauthenticated');
-    expect(after.headers.get('set-cookie')).toContain(`${COOKIE}=;`);
+    expect(after.headers.getSetCookie().map((c) => c.split(';')[0])).toEqual([`${COOKIE}=`, `${HINT}=`]);
+    // The hint alone is no credential: a 401 that clears it.
+    const hintOnly = await cp.admin.as(undefined).request('GET', '/console/session', undefined, { Cookie: `${HINT}=1` });
+    expect(hintOnly.status).toBe(401);
+    expect(hintOnly.headers.getSetCookie().map((c) => c.split(';')[0])).toEqual([`${COOKIE}=`, `${HINT}=`]);
   });
 
   it('revoking the token ends its sessions at once', async () => {

@@ -5,6 +5,14 @@ import { useQueryClient } from '@tanstack/react-query';
 import { api, call, onSessionEnded, setCsrfToken, type Schemas } from './client';
 
 type SessionView = Schemas['ConsoleSessionView'];
+
+/** Not a secret and not trusted by the server: see SIGNED_IN_COOKIE in the control plane's console-cookie.ts. */
+const SIGNED_IN_COOKIE = '__Host-sigil_signed_in';
+/**
+ * The server sets this hint beside the HttpOnly session cookie and clears both together: without
+ * it there is no session to ask about (and no 401 for the browser to log on a first visit).
+ */
+const mayBeSignedIn = () => document.cookie.split('; ').includes(`${SIGNED_IN_COOKIE}=1`);
 type Permission = string;
 
 interface SessionState {
@@ -18,7 +26,7 @@ interface SessionState {
 const SessionContext = createContext<SessionState | null>(null);
 
 export function SessionProvider({ children }: { children: ReactNode }) {
-  const [session, setSession] = useState<SessionView | null | undefined>(undefined);
+  const [session, setSession] = useState<SessionView | null | undefined>(() => (mayBeSignedIn() ? undefined : null));
   const queries = useQueryClient();
 
   const adopt = useCallback(
@@ -32,6 +40,7 @@ export function SessionProvider({ children }: { children: ReactNode }) {
 
   useEffect(() => {
     onSessionEnded(() => adopt(null));
+    if (!mayBeSignedIn()) return;
     call(api.GET('/api/v1/console/session'))
       .then((s) => adopt(s))
       // 401: not signed in. Anything else (the control plane unreachable) also lands on the

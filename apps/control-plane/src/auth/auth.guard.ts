@@ -11,7 +11,7 @@ import { Actor, type Permission } from './policy.js';
 import type { ApiTokenRole } from './api-token.entity.js';
 import { RateLimiter } from '../common/rate-limiter.js';
 import { timingSafeEqual } from 'node:crypto';
-import { CSRF_HEADER, clearedSessionCookie, sessionSecret } from './console-cookie.js';
+import { CSRF_HEADER, clearedSessionCookies, holdsConsoleCookies, sessionSecret } from './console-cookie.js';
 import { ConsoleSessionRepository } from './console-session.repository.js';
 import { FailedAuthentications } from './failed-authentications.js';
 
@@ -59,7 +59,8 @@ export class AuthGuard implements CanActivate {
         ctx.switchToHttp().getResponse<Response>().setHeader('Retry-After', String(wait));
         throw new AuthError(AuthErrorCode.RateLimited, `too many failed authentications; retry in ${wait} s`);
       }
-      if (secret) ctx.switchToHttp().getResponse<Response>().setHeader('Set-Cookie', clearedSessionCookie());
+      if (header === '' && holdsConsoleCookies(req.headers.cookie))
+        ctx.switchToHttp().getResponse<Response>().setHeader('Set-Cookie', clearedSessionCookies());
       throw new AuthError(
         AuthErrorCode.Unauthenticated,
         match

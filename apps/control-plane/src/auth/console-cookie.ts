@@ -20,11 +20,31 @@ export function sessionSecret(cookieHeader: string | undefined): string | undefi
   return value !== undefined && /^[A-Za-z0-9_-]{43}$/.test(value) ? value : undefined;
 }
 
-export function sessionCookie(secret: string, maxAgeSeconds: number): string {
-  return serialize(SESSION_COOKIE, secret, { httpOnly: true, secure: true, sameSite: 'strict', path: '/', maxAge: maxAgeSeconds });
+/**
+ * A hint for the console's page script, set and cleared with the session cookie: "a session
+ * cookie may be held, ask who is signed in". It holds no secret and the server never reads it.
+ * Without it the console goes straight to sign-in instead of probing GET /console/session,
+ * whose expected 401 a browser logs as a failed request on every first visit.
+ */
+export const SIGNED_IN_COOKIE = '__Host-sigil_signed_in';
+
+/** Whether a Cookie header holds either console cookie (a refusal then clears both). */
+export function holdsConsoleCookies(cookieHeader: string | undefined): boolean {
+  return cookieHeader !== undefined && (cookieHeader.includes(SESSION_COOKIE) || cookieHeader.includes(SIGNED_IN_COOKIE));
 }
 
-/** Tells the browser to drop the cookie (sign-out, or a session that has ended). */
-export function clearedSessionCookie(): string {
-  return serialize(SESSION_COOKIE, '', { httpOnly: true, secure: true, sameSite: 'strict', path: '/', maxAge: 0 });
+/** The Set-Cookie values of a new session: its secret (HttpOnly) and the signed-in hint. */
+export function sessionCookies(secret: string, maxAgeSeconds: number): string[] {
+  return [
+    serialize(SESSION_COOKIE, secret, { httpOnly: true, secure: true, sameSite: 'strict', path: '/', maxAge: maxAgeSeconds }),
+    serialize(SIGNED_IN_COOKIE, '1', { secure: true, sameSite: 'strict', path: '/', maxAge: maxAgeSeconds }),
+  ];
+}
+
+/** Tells the browser to drop both cookies (sign-out, or a session that has ended). */
+export function clearedSessionCookies(): string[] {
+  return [
+    serialize(SESSION_COOKIE, '', { httpOnly: true, secure: true, sameSite: 'strict', path: '/', maxAge: 0 }),
+    serialize(SIGNED_IN_COOKIE, '', { secure: true, sameSite: 'strict', path: '/', maxAge: 0 }),
+  ];
 }

@@ -22,7 +22,7 @@ import type { ApiTokenRole } from '../auth/api-token.entity.js';
 import { Audited, Requires, type AuthenticatedRequest } from '../auth/auth.decorators.js';
 import { AuthError, AuthErrorCode } from '../auth/auth.errors.js';
 import { hashToken } from '../auth/bootstrap-admin-token.js';
-import { CSRF_HEADER, SESSION_COOKIE, clearedSessionCookie, sessionCookie, sessionSecret } from '../auth/console-cookie.js';
+import { CSRF_HEADER, SESSION_COOKIE, clearedSessionCookies, sessionCookies, sessionSecret } from '../auth/console-cookie.js';
 import { FailedAuthentications } from '../auth/failed-authentications.js';
 import { ConsoleSessionRepository, type ConsoleSession } from '../auth/console-session.repository.js';
 import { Actor, ROLE_PERMISSIONS, type Permission } from '../auth/policy.js';
@@ -143,7 +143,7 @@ export class ConsoleSessionsController {
     const actor = new Actor(token.id, token.name, token.role, token.projectId);
     // Audited as the token's own action (the guard skipped this public route).
     req.actor = actor;
-    res.setHeader('Set-Cookie', sessionCookie(secret, c.sessionMaxSeconds));
+    res.setHeader('Set-Cookie', sessionCookies(secret, c.sessionMaxSeconds));
     res.setHeader('Cache-Control', 'no-store');
     return view({ csrfToken, expiresAt: created.expiresAt }, actor, c.sessionIdleSeconds);
   }
@@ -174,7 +174,7 @@ export class ConsoleSessionsController {
     const s = req.consoleSession;
     if (!s) throw new AuthError(AuthErrorCode.Unauthenticated, 'no console session to sign out of');
     await this.sessions.delete(s.id);
-    res.setHeader('Set-Cookie', clearedSessionCookie());
+    res.setHeader('Set-Cookie', clearedSessionCookies());
   }
 }
 
