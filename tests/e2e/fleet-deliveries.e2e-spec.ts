@@ -154,6 +154,7 @@ describe('publish preview', () => {
     expect(preview.body).toMatchObject({ count: euNames.length, clusters: euNames, unknown: [], notAllowed: 2 });
     // Nothing was written: the app is published nowhere yet.
     expect((await a.admin.get(`${base}/deliveries`)).body).toMatchObject({ items: [], next: null, summary: { clusters: 0 } });
+    expect((await a.admin.get(`${base}/placement`)).body).toEqual({ clusters: [], selectors: [], excluded: [], updatedAt: null });
 
     const published = await a.admin.post(`${base}/publish`, { selector: eu });
     expect(published.status).toBe(200);
@@ -166,6 +167,10 @@ describe('publish preview', () => {
     expect(all.body).toMatchObject({ count: stores.length + agentNames.length, unknown: [], notAllowed: 0 });
     expect((await a.admin.post(`${base}/publish`, { selector: { matchLabels: { tier: 'store' } } })).status).toBe(200);
     expect((await a.admin.get(`${base}/deliveries`)).body.summary.clusters).toBe(all.body.count);
+    // Where it is published, without a row per cluster: both selectors, as given.
+    const placement = (await a.admin.get(`${base}/placement`)).body;
+    expect(placement).toMatchObject({ clusters: [], selectors: [eu, { matchLabels: { tier: 'store' } }], excluded: [] });
+    expect(Date.parse(placement.updatedAt)).toBeGreaterThan(Date.now() - 60_000);
 
     // Previews change nothing, so the audit log has no record of them (publish's are there).
     await eventually('the publish outcome recorded', async () => {
@@ -246,7 +251,12 @@ describe('the deliveries list', () => {
   }, 60_000);
 
   it('is scoped like the publication: another project’s token and an unknown app get 404 problem+json', async () => {
-    for (const path of [`${base}/deliveries`, `${base}/deliveries/events`, `/projects/${project}/apps/nope/deliveries`]) {
+    for (const path of [
+      `${base}/deliveries`,
+      `${base}/deliveries/events`,
+      `${base}/placement`,
+      `/projects/${project}/apps/nope/deliveries`,
+    ]) {
       const api = path.includes('/nope/') ? a.admin : outsider;
       const r = await api.get(path);
       expect([path, r.status]).toEqual([path, 404]);
@@ -301,6 +311,7 @@ describe('the deliveries event stream', () => {
       await eventually('a reset', () => holds(stream.messages.some((m) => m.event === 'reset')), 5_000);
       const reset = stream.messages.find((m) => m.event === 'reset')!;
       expect(reset.data.summary.clusters).toBe(stores.length + agentNames.length - 1);
+      expect((await a.admin.get(`${base}/placement`)).body.excluded).toEqual([stores[9]]);
       expect(stream.raw()).not.toContain(SECRET_VALUE);
     } finally {
       await stream.hangUp();

@@ -75,7 +75,11 @@ export function useDeliveries(project: string, app: string, filter: FleetFilter)
       if (complete && [...byName.keys()].some((c) => !shown.has(c)))
         void queries.invalidateQueries({ queryKey: ['deliveries', project, app] });
     });
-    events.addEventListener('reset', () => void queries.invalidateQueries({ queryKey: ['deliveries', project, app] }));
+    // Membership moved (a publish or unpublish, maybe from elsewhere): the rows and where it is published.
+    events.addEventListener('reset', () => {
+      void queries.invalidateQueries({ queryKey: ['deliveries', project, app] });
+      void queries.invalidateQueries({ queryKey: ['placement', project, app] });
+    });
     // EventSource reconnects by itself; until it does, say the view may be behind.
     events.onerror = () => setLive(false);
     return () => events.close();

@@ -3,9 +3,12 @@
 // scroll like 10), live while a rollout runs.
 import { Button, Callout, Checkbox, ControlGroup, FormGroup, InputGroup, Spinner, Tag, Tooltip, type Intent } from '@blueprintjs/core';
 import { useVirtualizer } from '@tanstack/react-virtual';
+import { useQuery } from '@tanstack/react-query';
 import { useDeferredValue, useEffect, useRef, useState } from 'react';
+import { api, call } from '../api/client';
 import { useDeliveries, type Delivery, type DeliveryState, type FleetFilter } from '../api/deliveries';
 import { Empty, Failed, Loading } from '../ui/feedback';
+import { placementParts } from '../ui/placement-text';
 import { ago } from '../ui/time';
 
 const STATES: DeliveryState[] = ['pending', 'provisioned', 'failed', 'deprovisioning', 'deprovisioned'];
@@ -71,6 +74,7 @@ export function FleetPanel({ project, app }: { project: string; app: string }) {
           </Tag>
         </Tooltip>
       </div>
+      <PublishedTo project={project} app={app} />
       {s && (
         <div className="fleet-summary" aria-live="polite" data-testid="fleet-summary">
           <Tag large>{s.clusters} clusters</Tag>
@@ -139,6 +143,27 @@ export function FleetPanel({ project, app }: { project: string; app: string }) {
       )}
       <Button variant="minimal" icon="refresh" text="Reload list" onClick={() => void fleet.refetch()} />
     </>
+  );
+}
+
+/** What the app was published to (names, selectors) and unpublished from, above the per-cluster rows. */
+function PublishedTo({ project, app }: { project: string; app: string }) {
+  const placement = useQuery({
+    queryKey: ['placement', project, app],
+    queryFn: () => call(api.GET('/api/v1/projects/{project}/apps/{app}/placement', { params: { path: { project, app } } })),
+  });
+  const parts = placement.data && placementParts(placement.data);
+  if (!parts) return null;
+  return (
+    <p className="fleet-placement" data-testid="fleet-placement">
+      <strong>Published to</strong> {parts.targets.join(' · ')}
+      {parts.except && (
+        <>
+          {' '}
+          · <strong>except</strong> {parts.except}
+        </>
+      )}
+    </p>
   );
 }
 

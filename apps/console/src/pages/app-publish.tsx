@@ -33,7 +33,10 @@ export function PublishDialog({ project, app, isOpen, onClose }: { project: stri
         if ('error' in final) throw new Error(final.error);
         await call(api.POST('/api/v1/projects/{project}/apps/{app}/publish', { params: { path }, body: final }));
         notify(`${app} published`);
-        await queries.invalidateQueries({ queryKey: ['deliveries', project, app] });
+        await Promise.all([
+          queries.invalidateQueries({ queryKey: ['deliveries', project, app] }),
+          queries.invalidateQueries({ queryKey: ['placement', project, app] }),
+        ]);
       }}
     >
       <FormGroup label="Clusters by name" labelFor="publish-names" helperText="Separated by commas or spaces.">
@@ -99,7 +102,10 @@ export function UnpublishDialog({ project, app, isOpen, onClose }: { project: st
           }),
         );
         notify(`${app} unpublished${clusters.length ? ` from ${clusters.join(', ')}` : ''}`);
-        await queries.invalidateQueries({ queryKey: ['deliveries', project, app] });
+        await Promise.all([
+          queries.invalidateQueries({ queryKey: ['deliveries', project, app] }),
+          queries.invalidateQueries({ queryKey: ['placement', project, app] }),
+        ]);
       }}
     >
       <FormGroup

@@ -23,6 +23,7 @@ import {
   DeliveriesEventData,
   DeliveryPage,
   type DeliveryState,
+  PlacementView,
   ProjectClusterSelectorDto,
   PublicationView,
   PublishDto,
@@ -211,6 +212,16 @@ export class PublicationsController {
     );
     if (r.replayed) res.setHeader('Idempotent-Replayed', 'true');
     return r.body;
+  }
+
+  @Get('apps/:app/placement')
+  @Requires('apps:read')
+  @ApiOperation({
+    summary: 'Where the app is published (cluster names, label selectors, exclusions), without the per-cluster rows of /publication',
+  })
+  @ApiOkResponse({ type: PlacementView })
+  placement(@CurrentActor() actor: Actor, @Param('project') project: string, @Param('app') app: string): Promise<PlacementView> {
+    return this.publications.placement(actor, project, app);
   }
 
   @Get('apps/:app/publication')

@@ -75,6 +75,22 @@ export class PublicationSummary {
   @ApiProperty({ description: 'nothing pending or deprovisioning' }) converged!: boolean;
 }
 
+export class PlacementView {
+  @ApiProperty({ type: [String], example: ['store-berlin-01'], description: 'clusters the app was published to by name' })
+  clusters!: string[];
+  @ApiProperty({
+    type: 'array',
+    items: { type: 'object', additionalProperties: true },
+    example: [{ matchLabels: { tier: 'store' } }],
+    description: 'and every cluster matching one of these label selectors, now or when it is labelled later',
+  })
+  selectors!: LabelSelector[];
+  @ApiProperty({ type: [String], description: 'never these (unpublished by name), even when a selector matches' })
+  excluded!: string[];
+  @ApiProperty({ type: Date, nullable: true, description: 'the last publish or unpublish; null: never published' })
+  updatedAt!: Date | null;
+}
+
 export class PublicationView {
   @ApiProperty({ example: 'shop' }) project!: string;
   @ApiProperty({ example: 'checkout' }) app!: string;

@@ -19,6 +19,7 @@ import type {
   ClusterDeliveryView,
   DeliveryPage,
   FleetDeliveryView,
+  PlacementView,
   PublicationSummary,
   PublicationView,
   PublishPreview,
@@ -117,6 +118,13 @@ export class PublicationsService {
     ]);
     const page: Page<FleetStatusRow> = toPage(rows, limit, (row) => row.cluster);
     return { items: page.items.map(toFleetDelivery), next: page.next, summary: summaryOf(counts) };
+  }
+
+  /** Where the app is published (names, selectors, exclusions) without the per-cluster rows: small at any fleet size. */
+  async placement(actor: Actor, project: string, app: string): Promise<PlacementView> {
+    const r = await this.apps.resolve(actor, project, app);
+    const p = await this.membership.placement(undefined, r.app.id);
+    return { clusters: p?.clusters ?? [], selectors: p?.selectors ?? [], excluded: p?.excluded ?? [], updatedAt: p?.updatedAt ?? null };
   }
 
   /** The current rows of those of `clusterIds` that app `appId` is (or was) published to. */

@@ -373,6 +373,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project}/apps/{app}/placement": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Where the app is published (cluster names, label selectors, exclusions), without the per-cluster rows of /publication */
+        get: operations["PublicationsController_placement"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/projects/{project}/apps/{app}/pod-spec": {
         parameters: {
             query?: never;
@@ -1600,6 +1617,35 @@ export interface components {
              * @enum {string}
              */
             state: "intent" | "active" | "superseded" | "revoking" | "revoked" | "failed";
+        };
+        PlacementView: {
+            /**
+             * @description clusters the app was published to by name
+             * @example [
+             *       "store-berlin-01"
+             *     ]
+             */
+            clusters: string[];
+            /** @description never these (unpublished by name), even when a selector matches */
+            excluded: string[];
+            /**
+             * @description and every cluster matching one of these label selectors, now or when it is labelled later
+             * @example [
+             *       {
+             *         "matchLabels": {
+             *           "tier": "store"
+             *         }
+             *       }
+             *     ]
+             */
+            selectors: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Format: date-time
+             * @description the last publish or unpublish; null: never published
+             */
+            updatedAt: string | null;
         };
         PodSpecView: {
             /**
@@ -5759,6 +5805,118 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LeaseView"];
+                };
+            };
+            /** @description invalid input (validation_failed, invalid_secret, malformed_json, …) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description missing, unknown or revoked API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description the token's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description not found, or not visible to this token */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description conflict (already exists, not empty, …) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description If-Match does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description body or secret too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description request body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description rate limited, or too many waiting requests (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+            /** @description the database (busy) or the HSM (hsm_unavailable) is busy or away; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemView"];
+                };
+            };
+        };
+    };
+    PublicationsController_placement: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                app: string;
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlacementView"];
                 };
             };
             /** @description invalid input (validation_failed, invalid_secret, malformed_json, …) */
