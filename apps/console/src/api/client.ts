@@ -70,7 +70,8 @@ export async function call<T>(pending: Promise<{ data?: T; error?: unknown; resp
 export function describeError(err: unknown): string {
   if (err instanceof ApiError) {
     const fields = err.fields.map((f) => `${f.field}: ${f.problem}`).join('; ');
-    return fields ? `${err.message} (${fields})` : err.message;
+    // A validation failure's message already is its fields; say them once.
+    return fields && fields !== err.message ? `${err.message} (${fields})` : err.message;
   }
   return err instanceof Error ? err.message : String(err);
 }

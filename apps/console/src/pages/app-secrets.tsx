@@ -51,6 +51,7 @@ function kind(s: Secret): string {
 function SecretCard({ project, app, secret: s, onRotate }: { project: string; app: string; secret: Secret; onRotate: () => void }) {
   const { can } = useSession();
   const [open, setOpen] = useState(false);
+  const [scheduling, setScheduling] = useState(false);
   const queries = useQueryClient();
   const path = { project, app, secret: s.name };
   const refresh = () => queries.invalidateQueries({ queryKey: ['secrets', project, app] });
@@ -69,6 +70,7 @@ function SecretCard({ project, app, secret: s, onRotate }: { project: string; ap
         </div>
         <div>
           {can('secrets:write') && !s.dynamic && <Button icon="refresh" text="Rotate" onClick={onRotate} />}
+          {can('secrets:write') && s.generated && <Button icon="time" text="Schedule" onClick={() => setScheduling(true)} />}
           <Button
             variant="minimal"
             icon={open ? 'chevron-up' : 'chevron-down'}
@@ -92,6 +94,7 @@ function SecretCard({ project, app, secret: s, onRotate }: { project: string; ap
         </div>
       </div>
       <Collapse isOpen={open}>{open && <Versions project={project} app={app} secret={s} />}</Collapse>
+      {scheduling && <ScheduleDialog project={project} app={app} secret={s} onClose={() => setScheduling(false)} />}
     </Card>
   );
 }
@@ -412,6 +415,52 @@ function RotateDialog({ project, app, secret: s, onClose }: { project: string; a
     >
       <p>Enter new values for every key: they become version {s.latestVersion + 1} and reach every cluster the app is published to.</p>
       <SecretValues handle={values} keys={s.keys} />
+    </FormDialog>
+  );
+}
+
+/** Generated secrets only: how often the rotation sweep makes a new version (empty: never). */
+function ScheduleDialog({ project, app, secret: s, onClose }: { project: string; app: string; secret: Secret; onClose: () => void }) {
+  const [days, setDays] = useState(s.rotateEveryDays ? String(s.rotateEveryDays) : '');
+  const queries = useQueryClient();
+  const params = { path: { project, app, secret: s.name } };
+  // The schedule shown is the one changed: a concurrent edit makes this 412, not a silent overwrite.
+  const headers = { 'If-Match': `"${s.version}"` };
+  return (
+    <FormDialog
+      title={`Rotation schedule of ${s.name}`}
+      icon="time"
+      isOpen
+      onClose={onClose}
+      submitText={days.trim() ? 'Save schedule' : 'Stop rotating'}
+      onSubmit={async () => {
+        const every = days.trim();
+        // Checked here too, so a typo gets words about days rather than the API's field name.
+        if (every && !(/^\d{1,4}$/.test(every) && Number(every) >= 1 && Number(every) <= 3650))
+          throw new Error('Rotate every: a whole number of days from 1 to 3650');
+        if (every) {
+          await call(
+            api.PUT('/api/v1/projects/{project}/apps/{app}/secrets/{secret}/rotation', {
+              params,
+              headers,
+              body: { rotateEveryDays: Number(every) },
+            }),
+          );
+          notify(`${s.name}: new values every ${every} days`);
+        } else {
+          await call(api.DELETE('/api/v1/projects/{project}/apps/{app}/secrets/{secret}/rotation', { params, headers }));
+          notify(`${s.name}: no automatic rotation`);
+        }
+        await queries.invalidateQueries({ queryKey: ['secrets', project, app] });
+      }}
+    >
+      <p>
+        The HSM generates new values for {s.keys.join(', ')} every N days, counted from the last rotation; an overdue secret rotates at the
+        next sweep. Leave it empty to rotate only by hand.
+      </p>
+      <FormGroup label="Rotate every (days)" labelFor="schedule-days" helperText="1 to 3650; empty: never automatically.">
+        <InputGroup id="schedule-days" value={days} onValueChange={setDays} inputMode="numeric" />
+      </FormGroup>
     </FormDialog>
   );
 }
