@@ -107,8 +107,11 @@ async function main(): Promise<void> {
     const settled = await fleet.inSync(300_000, progress('in sync'));
     const streamsCpuMs = streamsCpu();
     const rss = await stack.controlPlaneRssMiB();
-    const footprint = { controlPlaneRssMiB: rss, simulatorRssMiB: fleet.simRssMiB() };
+    const memory = await stack.controlPlaneMemory();
+    const footprint = { controlPlaneRssMiB: rss, controlPlaneMemory: memory, simulatorRssMiB: fleet.simRssMiB() };
     log(`  control-plane RSS with ${N} streams: ${rss.map((r) => r.toFixed(0)).join(' + ')} MiB; ${JSON.stringify(settled.check)}`);
+    for (const m of memory)
+      log(`  … of it V8 heap ${m.heapUsedMiB.toFixed(0)} MiB used of ${m.heapTotalMiB.toFixed(0)} MiB, external ${m.externalMiB.toFixed(0)} MiB`);
 
     const api = stack.admin;
     const ok = (r: { status: number; text: string }, what: string) => {
@@ -126,11 +129,13 @@ async function main(): Promise<void> {
       log(`${name}…`);
       const statements = await stack.statementStats();
       const cpu = meter();
+      const mono0 = monotonicUs();
       const t0 = now();
       await request();
       const restMs = now() - t0;
       const lastAck = await f.expect(expectation, 600_000, progress('acked'));
       const cpuMs = cpu();
+      log(`  ${name}: profile window ${mono0} ${monotonicUs()} (µs, CLOCK_MONOTONIC: bench/fleet/profile-top.ts)`);
       phases.push({ name, ackedMs: lastAck - t0, restMs, cpuMs, cpuPerClusterMs: centre(cpuMs) / N });
       log(`  every agent acked ${fmtMs(lastAck - t0)} after the request (REST answered in ${fmtMs(restMs)}); ${f.describeSims()}`);
       const top = await statements();
@@ -323,6 +328,7 @@ async function reconnectPhase(stack: BenchStack, fleet: Fleet, meter: () => () =
   const before = fleet.statesReceived;
   const retriesBefore = fleet.admissionRejections;
   const cpu = meter();
+  const mono0 = monotonicUs();
   const t0 = now();
   const { stoppedAt, readyAt } = await stack.restartControlPlane('SIGTERM');
   // The counters the simulators sent before the restart are stale; wait for ones sent after it.
@@ -331,6 +337,7 @@ async function reconnectPhase(stack: BenchStack, fleet: Fleet, meter: () => () =
   log(`  stopped after ${fmtMs(stoppedAt - t0)}, ready after ${fmtMs(readyAt - t0)}; ${connectedAtReady} streams up`);
   const { at, check } = await fleet.inSync(600_000, progress('back in sync'));
   const cpuMs = cpu();
+  log(`  reconnect: profile window ${mono0} ${monotonicUs()} (µs, CLOCK_MONOTONIC: bench/fleet/profile-top.ts)`);
   await fleet.freshStats();
   const after = fleet.statesReceived;
   // The restarted processes count from zero: everything they counted is this phase's.
@@ -386,3 +393,6 @@ main().then(
     process.exit(1);
   },
 );
+
+/** The clock V8 stamps `--cpu-prof` samples with, in µs: phases can be cut out of a profile. */
+const monotonicUs = (): string => String(process.hrtime.bigint() / 1000n);

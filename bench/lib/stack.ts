@@ -230,6 +230,25 @@ export class BenchStack {
     );
   }
 
+  /**
+   * Where each control plane's memory is, MiB, from its default Prometheus metrics: the V8 heap
+   * in use and reserved, and memory outside it that V8 knows of (Buffers). The rest of the RSS is
+   * native: OpenSSL, nghttp2, code.
+   */
+  async controlPlaneMemory(): Promise<Array<{ heapUsedMiB: number; heapTotalMiB: number; externalMiB: number }>> {
+    const gauge = (text: string, name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20;
+    return Promise.all(
+      this.cps.map(async (cp) => {
+        const text = await (await fetch(`${cp.url}/metrics`)).text();
+        return {
+          heapUsedMiB: gauge(text, 'nodejs_heap_size_used_bytes'),
+          heapTotalMiB: gauge(text, 'nodejs_heap_size_total_bytes'),
+          externalMiB: gauge(text, 'nodejs_external_memory_bytes'),
+        };
+      }),
+    );
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.cps.map((cp) => cp.stop('SIGTERM')));
     await Promise.allSettled([this.postgres.stop(), this.redis.stop()]);

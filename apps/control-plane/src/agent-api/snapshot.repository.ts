@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CONSUMER_OVERHEAD_BYTES } from '@sigil/agent-protocol';
 import { DataSource } from 'typeorm';
 import type { AppConsumer, DeliveryMode } from '../apps/app.entity.js';
+import { unpackBytes } from '../database/packed-bytes.js';
 
 /** What an agent needs to open one secret of a built snapshot (a row sent in full). */
 export interface SnapshotBody {
@@ -103,7 +104,8 @@ export class SnapshotRepository {
       clusterId: string;
       verdict: 'full' | 'paged' | 'deferred' | 'current';
       built: string;
-      keyEnvelopes: Buffer[] | null;
+      keyEnvelopeBytes: Buffer | null;
+      keyEnvelopeLengths: number[] | null;
       secretId: string | null;
       version: number | null;
       generation: string | null;
@@ -134,12 +136,7 @@ export class SnapshotRepository {
            FROM admitted a
        )
        SELECT v.cluster_id::text AS "clusterId", v.verdict, v.built::text AS built,
-              CASE WHEN v.verdict = 'full' AND coalesce(x.n, 1) = 1 THEN
-                ARRAY(SELECT agent_envelope FROM cluster_keys k
-                       WHERE k.cluster_id = v.cluster_id
-                         AND (k.state = 'active' OR k.version IN (SELECT DISTINCT cluster_key_version FROM cluster_secrets WHERE cluster_id = v.cluster_id))
-                       ORDER BY k.version DESC)
-              END AS "keyEnvelopes",
+              ke.bytes AS "keyEnvelopeBytes", ke.lengths AS "keyEnvelopeLengths",
               x."secretId", x.version, x.generation, x.full,
               b.secret, b.type, b."projectId", b.app, b.namespace, b."deliveryMode", b.consumers, b."clusterKeyVersion", b."wrappedDek", b.iv, b.ciphertext
          FROM verdicts v
@@ -160,6 +157,15 @@ export class SnapshotRepository {
                ON wk.cluster_id = v.cluster_id AND wk.sealed_value_id = x.sealed_value_id AND wk.cluster_key_version = x.cluster_key_version
             WHERE s.id = x.secret_id AND x.full
          ) b ON true
+         -- the delivery-key envelopes, on a cluster's first row: one bytea and their lengths, as a
+         -- bytea[] result is parsed character by character by the driver (packed-bytes.ts)
+         LEFT JOIN LATERAL (
+           SELECT string_agg(k.agent_envelope, ''::bytea ORDER BY k.version DESC) AS bytes,
+                  array_agg(octet_length(k.agent_envelope) ORDER BY k.version DESC) AS lengths
+             FROM cluster_keys k
+            WHERE v.verdict = 'full' AND coalesce(x.n, 1) = 1 AND k.cluster_id = v.cluster_id
+              AND (k.state = 'active' OR k.version IN (SELECT DISTINCT cluster_key_version FROM cluster_secrets WHERE cluster_id = v.cluster_id))
+         ) ke ON true
         ORDER BY v.ord, x.n`,
       [
         requests.map((r) => r.clusterId),
@@ -179,7 +185,7 @@ export class SnapshotRepository {
         const generation = BigInt(r.built);
         const created: ClusterState =
           r.verdict === 'full'
-            ? { clusterId: r.clusterId, kind: 'full', generation, keyEnvelopes: r.keyEnvelopes ?? [], rows: [] }
+            ? { clusterId: r.clusterId, kind: 'full', generation, keyEnvelopes: unpackBytes(r.keyEnvelopeBytes, r.keyEnvelopeLengths), rows: [] }
             : { clusterId: r.clusterId, kind: r.verdict, generation };
         out.set(r.clusterId, (state = created));
       }
@@ -307,7 +313,7 @@ export class SnapshotRepository {
     const cleared = reported.filter((s) => s.state !== 'failed' && s.state !== 'conflict');
     const rows = await this.ds.query<[Array<{ id: string }>, number] | Array<{ id: string }>>(
       `WITH r AS (
-         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $16::bool[]) AS r(id, g, v, ack)
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $14::bool[]) AS r(id, g, v, ack)
        ), locked AS (
          SELECT c.id FROM clusters c WHERE c.id IN (SELECT id FROM r) ORDER BY c.id FOR NO KEY UPDATE
        ), c AS (
@@ -321,7 +327,9 @@ export class SnapshotRepository {
          RETURNING c.id, (r.g IS NOT NULL AND c.built_generation >= r.g) AS ok
        ), cleared AS (
          DELETE FROM secret_statuses ss
-          USING unnest($13::uuid[], $14::text[], $15::text[]) AS y(c, n, m)
+          -- JSON, not three text[]: a healthy fleet's acks clear every target (100,000 at 10,000
+          -- clusters), and node-postgres escapes each array element in JavaScript
+          USING jsonb_to_recordset($13::jsonb) AS y(c uuid, n text, m text)
           JOIN c ON c.id = y.c AND c.ok
           WHERE ss.cluster_id = y.c AND ss.namespace = y.n AND ss.name = y.m
        ), saved AS (
@@ -350,9 +358,7 @@ export class SnapshotRepository {
         statuses.map((s) => s.state),
         statuses.map((s) => s.reason),
         statuses.map((s) => s.message),
-        cleared.map((s) => s.c),
-        cleared.map((s) => s.namespace),
-        cleared.map((s) => s.name),
+        JSON.stringify(cleared.map((s) => ({ c: s.c, n: s.namespace, m: s.name }))),
         sorted.map((r) => r.acked === true),
       ],
     );

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { packBytes } from '../database/packed-bytes.js';
 import { managerOf, type Tx } from '../database/transaction.js';
 
 /** A cluster a batch build works on: its desired generation and active delivery key as first read. */
@@ -107,12 +108,21 @@ export class SnapshotBuildRepository {
     rows: Array<{ clusterId: string; keyVersion: number; sealedValueId: string; wrapped: Buffer }>,
   ): Promise<void> {
     if (rows.length === 0) return;
+    const wrapped = packBytes(rows.map((r) => r.wrapped));
     await this.em(tx).query(
       `INSERT INTO cluster_wrapped_keys (cluster_id, sealed_value_id, cluster_key_version, wrapped_dek)
-       SELECT c, s, k, w FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::bytea[]) AS v(c, s, k, w)
+       SELECT c, s, k, substring($4::bytea FROM o FOR l)
+         FROM unnest($1::uuid[], $2::uuid[], $3::int[], $5::int[], $6::int[]) AS v(c, s, k, o, l)
         WHERE EXISTS (SELECT 1 FROM clusters WHERE id = v.c) AND EXISTS (SELECT 1 FROM sealed_values WHERE id = v.s)
        ON CONFLICT DO NOTHING`,
-      [rows.map((r) => r.clusterId), rows.map((r) => r.sealedValueId), rows.map((r) => r.keyVersion), rows.map((r) => r.wrapped)],
+      [
+        rows.map((r) => r.clusterId),
+        rows.map((r) => r.sealedValueId),
+        rows.map((r) => r.keyVersion),
+        wrapped.blob,
+        wrapped.offsets,
+        wrapped.lengths,
+      ],
     );
   }
 
