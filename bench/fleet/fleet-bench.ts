@@ -111,7 +111,9 @@ async function main(): Promise<void> {
     const footprint = { controlPlaneRssMiB: rss, controlPlaneMemory: memory, simulatorRssMiB: fleet.simRssMiB() };
     log(`  control-plane RSS with ${N} streams: ${rss.map((r) => r.toFixed(0)).join(' + ')} MiB; ${JSON.stringify(settled.check)}`);
     for (const m of memory)
-      log(`  … of it V8 heap ${m.heapUsedMiB.toFixed(0)} MiB used of ${m.heapTotalMiB.toFixed(0)} MiB, external ${m.externalMiB.toFixed(0)} MiB`);
+      log(
+        `  … of it V8 heap ${m.heapUsedMiB.toFixed(0)} MiB used of ${m.heapTotalMiB.toFixed(0)} MiB, external ${m.externalMiB.toFixed(0)} MiB`,
+      );
 
     const api = stack.admin;
     const ok = (r: { status: number; text: string }, what: string) => {

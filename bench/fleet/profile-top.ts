@@ -60,7 +60,9 @@ for (let i = 0; i < profile.samples.length; i++) {
   const where = frame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/');
   const fn = `${frame.functionName || '(anonymous)'}  ${where}:${frame.lineNumber + 1}`;
   perFunction.set(fn, (perFunction.get(fn) ?? 0) + dt);
-  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(frame.url)?.[1] ?? (frame.url.startsWith('node:') ? 'node:*' : frame.url ? 'sigil' : frame.functionName);
+  const pkg =
+    /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(frame.url)?.[1] ??
+    (frame.url.startsWith('node:') ? 'node:*' : frame.url ? 'sigil' : frame.functionName);
   perPackage.set(pkg, (perPackage.get(pkg) ?? 0) + dt);
   const caller = sigilCaller(profile.samples[i]!);
   perSigilCaller.set(caller, (perSigilCaller.get(caller) ?? 0) + dt);
@@ -73,4 +75,6 @@ const top = (m: Map<string, number>, n: number) =>
     .slice(0, n)
     .map(([k, v]) => `${ms(v)}  ${k}`)
     .join('\n');
-process.stdout.write(`busy ${ms(total)} of ${ms(to - from)}\n\nby package:\n${top(perPackage, 15)}\n\nby function (self time):\n${top(perFunction, 30)}\n\nby Sigil function (its own time and the libraries it called):\n${top(perSigilCaller, 20)}\n`);
+process.stdout.write(
+  `busy ${ms(total)} of ${ms(to - from)}\n\nby package:\n${top(perPackage, 15)}\n\nby function (self time):\n${top(perFunction, 30)}\n\nby Sigil function (its own time and the libraries it called):\n${top(perSigilCaller, 20)}\n`,
+);

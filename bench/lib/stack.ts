@@ -236,7 +236,8 @@ export class BenchStack {
    * native: OpenSSL, nghttp2, code.
    */
   async controlPlaneMemory(): Promise<Array<{ heapUsedMiB: number; heapTotalMiB: number; externalMiB: number }>> {
-    const gauge = (text: string, name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20;
+    const gauge = (text: string, name: string) =>
+      Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20;
     return Promise.all(
       this.cps.map(async (cp) => {
         const text = await (await fetch(`${cp.url}/metrics`)).text();

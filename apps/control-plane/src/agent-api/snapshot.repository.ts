@@ -185,7 +185,13 @@ export class SnapshotRepository {
         const generation = BigInt(r.built);
         const created: ClusterState =
           r.verdict === 'full'
-            ? { clusterId: r.clusterId, kind: 'full', generation, keyEnvelopes: unpackBytes(r.keyEnvelopeBytes, r.keyEnvelopeLengths), rows: [] }
+            ? {
+                clusterId: r.clusterId,
+                kind: 'full',
+                generation,
+                keyEnvelopes: unpackBytes(r.keyEnvelopeBytes, r.keyEnvelopeLengths),
+                rows: [],
+              }
             : { clusterId: r.clusterId, kind: r.verdict, generation };
         out.set(r.clusterId, (state = created));
       }
