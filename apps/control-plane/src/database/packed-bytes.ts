@@ -25,7 +25,7 @@ export function packBytes(pieces: readonly Buffer[]): PackedBytes {
     lengths[i] = pieces[i]!.length;
     at += pieces[i]!.length;
   }
-  return { blob: Buffer.concat(pieces as Buffer[]), offsets, lengths };
+  return { blob: Buffer.concat(pieces), offsets, lengths };
 }
 
 /** The pieces of `string_agg(x, ''::bytea)` by their lengths (null, as an aggregate of no rows gives: none). */
