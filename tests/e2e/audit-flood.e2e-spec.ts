@@ -61,7 +61,9 @@ describe('failed-attempt aggregation', () => {
       }
     })();
     const statuses: number[] = [];
+    const floodStarted = performance.now();
     for (let round = 0; round < perAddress; round++) statuses.push(...(await Promise.all(addresses.map((a) => badPost(port, a)))));
+    const floodSeconds = (performance.now() - floodStarted) / 1000;
     flooding = false;
     await writer;
     expect(statuses.every((x) => x === 401)).toBe(true); // each address stays under its failure limit
@@ -82,7 +84,9 @@ describe('failed-attempt aggregation', () => {
     const writerRows = writes.length * 2; // attempted + success
     const floodRows = after - before - writerRows;
     expect(floodRows).toBeGreaterThanOrEqual(1);
-    expect(floodRows).toBeLessThanOrEqual(3); // one per window the flood spanned, not one per call (600)
+    // One per window the flood spanned (a slow, shared machine makes it span more), not one per call (600).
+    expect(floodRows).toBeLessThanOrEqual(Math.ceil(floodSeconds / WINDOW_S) + 1);
+    expect(floodRows).toBeLessThan(20);
     expect(aggregated.length).toBe(floodRows);
     expect(aggregated.every((e) => e.status === 401 && e.path === '/api/v1/projects')).toBe(true);
     expect(aggregated[0]!.target).toMatch(/sources=127\.0\.7\.\d+\*\d+/);

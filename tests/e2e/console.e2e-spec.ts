@@ -269,6 +269,9 @@ describe('web console (real browser)', () => {
     await manage.getByRole('button', { name: 'Remove identity' }).click();
     await page.getByRole('alertdialog').getByRole('button', { name: 'Remove identity' }).click();
     await manage.getByText('None: the agent enrolls with a one-time enrollment token').waitFor();
+    await page.getByRole('alertdialog').waitFor({ state: 'detached' });
+    // Focus stays in the dialog (on the form), so Escape closes it.
+    expect(await page.evaluate('document.activeElement?.id')).toBe('identity-issuer');
     await page.keyboard.press('Escape');
     await manage.waitFor({ state: 'detached' });
 

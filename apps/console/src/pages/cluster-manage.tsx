@@ -3,7 +3,7 @@
 // Kubernetes service-account identity instead of tokens, and deleting the cluster.
 import { Button, Callout, Dialog, DialogBody, FormGroup, H4, HTMLTable, InputGroup, Tag } from '@blueprintjs/core';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { api, call, describeError, type Schemas } from '../api/client';
 import { Failed, Loading, notify } from '../ui/feedback';
 import { ConfirmButton } from '../ui/forms';
@@ -120,6 +120,14 @@ function KubernetesIdentity({ cluster }: { cluster: Cluster }) {
   const [jwksUri, setJwksUri] = useState(current?.jwksUri ?? '');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
+  // Removing the identity unmounts the button (and the confirmation) that held focus; give it to
+  // the form instead of the page body, where Escape no longer reaches the dialog.
+  const issuerInput = useRef<HTMLInputElement>(null);
+  const hadIdentity = useRef(current !== null);
+  useEffect(() => {
+    if (hadIdentity.current && current === null) issuerInput.current?.focus();
+    hadIdentity.current = current !== null;
+  }, [current]);
   const path = { params: { path: { cluster: cluster.name } } };
   const done = async (message: string) => {
     notify(message);
@@ -176,7 +184,7 @@ function KubernetesIdentity({ cluster }: { cluster: Cluster }) {
           labelFor="identity-issuer"
           helperText="The cluster’s --service-account-issuer, e.g. https://kubernetes.default.svc.cluster.local"
         >
-          <InputGroup id="identity-issuer" value={issuer} onValueChange={setIssuer} />
+          <InputGroup id="identity-issuer" inputRef={issuerInput} value={issuer} onValueChange={setIssuer} />
         </FormGroup>
         <div className="form-row">
           <FormGroup label="Service account namespace" labelFor="identity-namespace">
