@@ -1,13 +1,12 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker as Thread } from 'node:worker_threads';
 import { Queue, Worker } from 'bullmq';
 import type { RawLoopInput } from '../hsm/raw-loop.js';
+import { rawRate } from '../hsm/raw-rate.js';
 import { selfSigned, signedBy } from '../../tests/harness/certificates.js';
 import { now } from './sim-protocol.js';
 
@@ -42,10 +41,7 @@ export async function hsmFloor(token: { module: string; tokenLabel: string; pinF
     // The minimum a batched build needs: each cluster key unwrapped once, each data key once per batch.
     shareDataKeys: true,
   };
-  const workers = Array.from({ length: threads }, () => new Thread(script, { workerData: input }));
-  const counts = await Promise.all(workers.map(async (w) => (await once(w, 'message'))[0] as number));
-  await Promise.all(workers.map((w) => w.terminate()));
-  const perSecond = counts.reduce((a, b) => a + b, 0) / (ms / 1000);
+  const perSecond = await rawRate(script, input, threads);
   return {
     name: 'HSM wraps',
     what: `${wraps} data-key wraps at the raw pkcs11js rate (${Math.round(perSecond)}/s on ${threads} sessions; per cluster one key unwrap, data keys unwrapped once)`,

@@ -1,9 +1,7 @@
-import { once } from 'node:events';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
 import { PinoLogger } from 'nestjs-pino';
 import { createLogger } from '@sigil/logging';
@@ -12,6 +10,7 @@ import { loadConfig } from '../../apps/control-plane/src/config/sigil-config.js'
 import { HsmService } from '../../apps/control-plane/src/hsm/hsm.service.js';
 import { ensureSoftHsmToken } from '../../apps/control-plane/src/hsm/softhsm-dev-token.js';
 import type { RawLoopInput } from './raw-loop.js';
+import { rawRate } from './raw-rate.js';
 import { valueAad } from '@sigil/envelope';
 
 /**
@@ -29,14 +28,7 @@ const CONCURRENCY = [1, 2, 4];
 const TARGET = 0.7;
 
 async function raw(token: { module: string; tokenLabel: string; pin: string }, op: RawLoopInput['op'], threads: number): Promise<number> {
-  const script = new URL('./raw-loop.js', import.meta.url);
-  const workers = Array.from(
-    { length: threads },
-    () => new Worker(script, { workerData: { ...token, op, ms: MS, secretsPerCluster: SECRETS_PER_CLUSTER } satisfies RawLoopInput }),
-  );
-  const counts = await Promise.all(workers.map(async (w) => (await once(w, 'message'))[0] as number));
-  await Promise.all(workers.map((w) => w.terminate()));
-  return counts.reduce((a, b) => a + b, 0) / (MS / 1000);
+  return rawRate(new URL('./raw-loop.js', import.meta.url), { ...token, op, ms: MS, secretsPerCluster: SECRETS_PER_CLUSTER }, threads);
 }
 
 async function sigil(hsm: HsmService, op: 'ingest' | 'envelope', concurrency: number): Promise<number> {

@@ -1,7 +1,5 @@
 import { existsSync } from 'node:fs';
-import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
-import { Worker as Thread } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { generateAgentKeyPair } from '@sigil/envelope';
 import pg from 'pg';
@@ -16,6 +14,7 @@ import { ClusterKeyService } from '../../apps/control-plane/src/keys/cluster-key
 import { ProjectsService } from '../../apps/control-plane/src/projects/projects.service.js';
 import { SecretsService } from '../../apps/control-plane/src/secrets/secrets.service.js';
 import { startTestApp, type TestApp } from '../harness/app-context.js';
+import { rawRate } from '../../bench/hsm/raw-rate.js';
 import { repoRoot } from '../harness/repo-root.js';
 import { testHsmPin, testHsmToken, uniqueName } from '../harness/test-env.js';
 
@@ -358,13 +357,10 @@ async function rawHsmFloor(wraps: number): Promise<number | undefined> {
     module: token.module,
     tokenLabel: token.tokenLabel,
     pin: testHsmPin(),
-    op: 'envelope',
+    op: 'envelope' as const,
     ms,
     secretsPerCluster: 10,
     shareDataKeys: true,
   };
-  const workers = Array.from({ length: availableParallelism() }, () => new Thread(script, { workerData: input }));
-  const counts = await Promise.all(workers.map(async (w) => (await once(w, 'message'))[0] as number));
-  await Promise.all(workers.map((w) => w.terminate()));
-  return (wraps / (counts.reduce((a, b) => a + b, 0) / (ms / 1000))) * 1000;
+  return (wraps / (await rawRate(script, input, availableParallelism()))) * 1000;
 }
